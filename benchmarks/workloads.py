@@ -1,0 +1,805 @@
+#!/usr/bin/env python3
+"""Backend-neutral microbenchmark workloads (W1..W13, F idle) from BENCHMARKS.md.
+
+Run with the interpreter that has the backend installed:
+
+    python benchmarks/workloads.py --backend nbcluster --json nb.json
+    /opt/rayvenv/bin/python benchmarks/workloads.py --backend ray --json ray.json
+
+The backend is imported with ``importlib.import_module(backend)`` and only the
+API common to Ray and nbcluster is used: ``init(num_cpus=2)``, ``remote`` (on
+functions and classes), ``.remote()``, ``get``, ``put``, ``wait(refs,
+num_returns=1)`` and ``shutdown``.  No ``timeout=`` arguments are passed to
+``get``/``wait``; every workload is bounded instead by a SIGALRM budget
+(``--timeout``), child processes by a subprocess timeout, and every loop has a
+fixed iteration count.
+
+Definitions (GB = 1e9 bytes; MiB = 2**20 bytes):
+
+W1  tasks_sync         N=1000 no-op tasks, each submitted and ``get`` one at a time.  tasks/s
+W2  tasks_async        N=10000 no-op tasks submitted, then one ``get`` of all.        tasks/s
+W3  actor_calls_sync   one actor, N=1000 no-op method calls, ``get`` each.            calls/s
+W4  actor_calls_async  one actor, N=10000 calls, then ``get`` all.                    calls/s
+W5  put_get_small      N=10000 times ``get(put(i))`` of a small int.                  ops/s
+W6  large_object       a 100 MiB float64 array (13,107,200 elements):
+      W6put  time of ``put(arr)`` -> GB/s; puts one after the other, each ref dropped
+             right away (one warm-up put, then ``--repeats``).
+      Then per repeat a fresh ``put`` (untimed), a short untimed settle, and:
+      W6a    time of ``get(ref)`` in the driver, in ms (target < 5 ms; zero-copy).
+             extra: GB/s, driver RSS delta and system-wide ``available`` memory drop
+             across get + a full read (``.sum()``) of the result (a real copy shows
+             ~100 MiB there), and whether the result is writeable.
+      W6b    time of ``get(task.remote(ref))`` where the task returns ``arr.sum()``,
+             -> GB/s of the array size (the ref already exists; extra also has
+             GB/s over put + task, i.e. including that repeat's put).
+W7  startup            fresh subprocess per repeat: ``init(num_cpus=2)`` -> result of the
+                       first no-op task (W7, s; the import time is in extra), then
+                       ``shutdown()`` (W7shutdown, s).  One discarded warm-up child
+                       first (file cache), then ``--repeats`` children.
+W8  task_with_1mb_arg  200 tasks each given the same 1 MiB float64 array by value
+                       (a fresh serialisation per call), all submitted, then ``get``.  tasks/s
+W9  cpu_parallel       4 tasks of a pure-Python loop calibrated (in the driver, alone,
+                       before ``init``) to take ~1.0 s; submitted together on 2 CPUs.
+                       W9 = wall s.  W9eff = ideal / wall with ideal = 4 * t_single / 2,
+                       t_single being the median of 3 runs of the calibrated loop alone
+                       in the driver before ``init`` (~1.0 s,
+                       so ideal ~= 2.0 s: this is "efficiency vs 2.0 s", corrected for
+                       the calibration's residual error).  extra.eff_vs_fixed_2s =
+                       2.0 / wall is also recorded.
+W10 many_waits         1000 tasks sleeping ``random.Random(12345).uniform(0, 0.010)`` s
+                       each (same durations every repeat); ``wait(pending,
+                       num_returns=1)`` until none is pending.  s (submit -> all done)
+W11 nested             100 parent tasks, each submits 10 children and ``get``s them.
+                       tasks/s counts all 1100 tasks (parents + children).
+W12 cross_node         Ray only (``ray.cluster_utils.Cluster``, two raylets on this
+                       machine): a task on node A makes a 100 MiB array, a task on node
+                       B returns its ``.sum()``; GB/s.  Skipped for nbcluster for now.
+W13 scale_up           skipped for both backends (needs an autoscaler harness).
+F   idle               fresh subprocess per repeat: ``init`` + one no-op task, sleep 2 s,
+                       then over ``psutil.Process().children(recursive=True)`` (the driver
+                       excluded): F_processes, F_threads, F_rss (MiB, summed),
+                       F_pss (MiB, summed ``memory_full_info().pss``).
+
+Every workload does a warm-up first (N/10 of the work, or one round), then
+``--repeats`` measured rounds; the result is median, min and max.  W1-W6 and
+W8-W11 share one cluster (one ``init``); W7, W12 and F run in fresh
+subprocesses.  Output JSON: ``{id: {"unit", "median", "min", "max", "extra",
+"values", "better", "name"}}`` plus ``"_meta"``; a failed workload is
+``{"error": ...}``, a skipped one ``{"skipped": reason}``.  The script leaves no
+processes behind: after ``shutdown()`` it waits for every descendant it saw and
+kills (by pid) any that outlive a grace period, recording that in ``_meta``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from types import SimpleNamespace
+
+RESULT_MARK = "NBBENCH_RESULT "
+MIB = 1 << 20
+GB = 1e9
+GROUPS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12", "W13", "F"]
+IN_CLUSTER = ["W1", "W2", "W3", "W4", "W5", "W6", "W8", "W9", "W10", "W11"]
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pc = time.perf_counter
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class WorkloadTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise WorkloadTimeout("workload exceeded its time budget")
+
+
+def row(name, unit, better, values, extra=None) -> dict:
+    return {
+        "name": name,
+        "unit": unit,
+        "better": better,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "values": list(values),
+        "extra": extra or {},
+    }
+
+
+def settle(seconds: float = 0.3) -> None:
+    """Untimed pause between measured steps so dropped refs are freed."""
+    import gc
+
+    gc.collect()
+    time.sleep(seconds)
+
+
+def spin(n: int) -> int:
+    """A pure-Python CPU-bound loop (W9)."""
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def descendants():
+    import psutil
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            out.append((p.pid, p.create_time()))
+        except psutil.Error:
+            pass
+    return out
+
+
+def reap(snapshot, grace: float = 10.0) -> int:
+    """Wait up to ``grace`` s for the listed (pid, create_time) processes to exit;
+    kill survivors (only if pid and create time still match).  Returns how many
+    had to be killed."""
+    import psutil
+
+    def alive():
+        procs = []
+        for pid, ctime in snapshot:
+            try:
+                p = psutil.Process(pid)
+                if abs(p.create_time() - ctime) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
+                    procs.append(p)
+            except psutil.Error:
+                pass
+        return procs
+
+    deadline = time.monotonic() + grace
+    left = alive()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = alive()
+    for p in left:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    if left:
+        psutil.wait_procs(left, timeout=5)
+    return len(left)
+
+
+def kill_session(sid: int, grace: float = 0.0) -> int:
+    """Kill (by pid) every process of session ``sid`` -- a session this script made
+    with start_new_session=True for a child -- that is still there after ``grace`` s."""
+    import psutil
+
+    def members():
+        out = []
+        for p in psutil.process_iter():
+            try:
+                if (p.pid != os.getpid() and os.getsid(p.pid) == sid
+                        and p.status() != psutil.STATUS_ZOMBIE):
+                    out.append(p)
+            except (psutil.Error, OSError):
+                pass
+        return out
+
+    deadline = time.monotonic() + grace
+    victims = members()
+    while victims and time.monotonic() < deadline:
+        time.sleep(0.1)
+        victims = members()
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+    return len(victims)
+
+
+def run_child(args, mode: str, timeout: float) -> dict:
+    """Run this script in a fresh process (own session) in ``--child mode``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--backend", args.backend,
+           "--child", mode, "--repeats", str(args.repeats)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=os.getcwd())
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        killed = kill_session(proc.pid)
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"child {mode} timed out after {timeout} s (killed {killed} processes)")
+    finally:
+        # anything still in the child's session (its cluster) is ours to end
+        leftover = kill_session(proc.pid, grace=5.0)
+    result = None
+    for line in out.splitlines():
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK):])
+    if result is None:
+        tail = "\n".join((err or "").splitlines()[-30:])
+        raise RuntimeError(f"child {mode} exited {proc.returncode} without a result:\n{tail}")
+    if "error" in result:
+        raise RuntimeError(f"child {mode}: {result['error']}")
+    result["leftover_killed"] = leftover + reap([tuple(x) for x in result.get("descendants", [])], grace=5)
+    return result
+
+
+# --------------------------------------------------------------------------- remotes
+
+
+def define_remotes(rt):
+    @rt.remote
+    def noop():
+        return None
+
+    @rt.remote
+    def arr_sum(arr):
+        return float(arr.sum())
+
+    @rt.remote
+    def take_arr(arr):
+        return int(arr.nbytes)
+
+    @rt.remote
+    def spin_task(n):
+        return spin(n)
+
+    @rt.remote
+    def sleep_task(s):
+        time.sleep(s)
+        return s
+
+    @rt.remote
+    def child(i):
+        return i
+
+    @rt.remote
+    def parent(i):
+        return sum(rt.get([child.remote(j) for j in range(10)]))
+
+    @rt.remote
+    class Actor:
+        def noop(self):
+            return None
+
+    return SimpleNamespace(noop=noop, arr_sum=arr_sum, take_arr=take_arr, spin_task=spin_task,
+                           sleep_task=sleep_task, child=child, parent=parent, Actor=Actor)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+class Bench:
+    def __init__(self, rt, args, calib=None):
+        self.rt = rt
+        self.args = args
+        self.r = define_remotes(rt)
+        self.calib = calib
+
+    def rate(self, name, unit, n, fn, warm_n):
+        fn(warm_n)
+        vals = []
+        for _ in range(self.args.repeats):
+            t = pc()
+            fn(n)
+            vals.append(n / (pc() - t))
+        return row(name, unit, "higher", vals, {"n": n})
+
+    def W1(self):
+        rt, noop = self.rt, self.r.noop
+
+        def go(n):
+            for _ in range(n):
+                rt.get(noop.remote())
+        return {"W1": self.rate("tasks_sync", "tasks/s", 1000, go, 100)}
+
+    def W2(self):
+        rt, noop = self.rt, self.r.noop
+
+        def go(n):
+            rt.get([noop.remote() for _ in range(n)])
+        return {"W2": self.rate("tasks_async", "tasks/s", 10000, go, 1000)}
+
+    def W3(self):
+        rt = self.rt
+        actor = self.r.Actor.remote()
+
+        def go(n):
+            for _ in range(n):
+                rt.get(actor.noop.remote())
+        try:
+            return {"W3": self.rate("actor_calls_sync", "calls/s", 1000, go, 100)}
+        finally:
+            del actor
+
+    def W4(self):
+        rt = self.rt
+        actor = self.r.Actor.remote()
+
+        def go(n):
+            rt.get([actor.noop.remote() for _ in range(n)])
+        try:
+            return {"W4": self.rate("actor_calls_async", "calls/s", 10000, go, 1000)}
+        finally:
+            del actor
+
+    def W5(self):
+        rt = self.rt
+
+        def go(n):
+            for i in range(n):
+                if rt.get(rt.put(i)) != i:
+                    raise AssertionError("put/get returned a different value")
+        return {"W5": self.rate("put_get_small", "ops/s", 10000, go, 1000)}
+
+    def W6(self):
+        import numpy as np
+        import psutil
+
+        rt = self.rt
+        me = psutil.Process()
+        arr = np.random.default_rng(0).random(100 * MIB // 8)
+        nbytes = arr.nbytes
+        expect = float(arr.sum())
+        # put rate: put and drop the ref, one after the other (warm-up, then repeats)
+        put_s = []
+        for i in range(self.args.repeats + 1):
+            t = pc()
+            ref = rt.put(arr)
+            if i:
+                put_s.append(pc() - t)
+            del ref
+        settle()
+        # warm-up: one get and two concurrent sum tasks (warms both workers)
+        ref = rt.put(arr)
+        got = rt.get(ref)
+        del got
+        rt.get([self.r.arr_sum.remote(ref), self.r.arr_sum.remote(ref)])
+        del ref
+        settle()
+        get_s, task_s, rss_d, rss_d_touch, avail_d, writeable = [], [], [], [], [], []
+        put2_s = []
+        for _ in range(self.args.repeats):
+            t = pc()
+            ref = rt.put(arr)
+            put2_s.append(pc() - t)
+            settle()
+            rss0, av0 = me.memory_info().rss, psutil.virtual_memory().available
+            t = pc()
+            got = rt.get(ref)
+            get_s.append(pc() - t)
+            rss1 = me.memory_info().rss
+            s = float(got.sum())
+            rss2, av2 = me.memory_info().rss, psutil.virtual_memory().available
+            if abs(s - expect) > 1e-6 * abs(expect):
+                raise AssertionError("driver get returned wrong data")
+            rss_d.append((rss1 - rss0) / MIB)
+            rss_d_touch.append((rss2 - rss0) / MIB)
+            avail_d.append((av0 - av2) / MIB)
+            writeable.append(bool(getattr(getattr(got, "flags", None), "writeable", True)))
+            del got
+            t = pc()
+            s = rt.get(self.r.arr_sum.remote(ref))
+            task_s.append(pc() - t)
+            if abs(s - expect) > 1e-6 * abs(expect):
+                raise AssertionError("task sum returned wrong data")
+            del ref
+            settle()
+        med = statistics.median
+        return {
+            "W6put": row("large_object put", "GB/s", "higher", [nbytes / GB / x for x in put_s],
+                         {"nbytes": nbytes, "put_ms": [x * 1e3 for x in put_s]}),
+            "W6a": row("large_object driver get", "ms", "lower", [x * 1e3 for x in get_s],
+                       {"nbytes": nbytes, "gb_per_s_median": nbytes / GB / med(get_s),
+                        "driver_rss_delta_mib_median": med(rss_d),
+                        "driver_rss_delta_after_read_mib_median": med(rss_d_touch),
+                        "sys_available_drop_after_read_mib_median": med(avail_d),
+                        "result_writeable": writeable}),
+            "W6b": row("large_object ref->task sum", "GB/s", "higher",
+                       [nbytes / GB / x for x in task_s],
+                       {"nbytes": nbytes, "task_ms": [x * 1e3 for x in task_s],
+                        "put_plus_task_gb_per_s": [nbytes / GB / (a + b)
+                                                   for a, b in zip(put2_s, task_s)]}),
+        }
+
+    def W8(self):
+        import numpy as np
+
+        rt, take = self.rt, self.r.take_arr
+        arr = np.ones(MIB // 8)
+
+        def go(n):
+            out = rt.get([take.remote(arr) for _ in range(n)])
+            if out[0] != MIB:
+                raise AssertionError("bad result")
+        return {"W8": self.rate("task_with_1mb_arg", "tasks/s", 200, go, 20)}
+
+    def W9(self):
+        rt, spin_task = self.rt, self.r.spin_task
+        n, t_single = self.calib["n"], self.calib["t_single"]
+        rt.get([spin_task.remote(n // 20) for _ in range(2)])  # warm-up
+        walls = []
+        for _ in range(self.args.repeats):
+            t = pc()
+            rt.get([spin_task.remote(n) for _ in range(4)])
+            walls.append(pc() - t)
+        ideal = 4 * t_single / 2
+        extra = {"loop_n": n, "t_single_s": t_single, "t_single_runs": self.calib["t_single_runs"],
+                 "ideal_wall_s": ideal,
+                 "eff_vs_fixed_2s": [2.0 / w for w in walls]}
+        return {
+            "W9": row("cpu_parallel wall", "s", "lower", walls, extra),
+            "W9eff": row("cpu_parallel efficiency", "ratio", "higher", [ideal / w for w in walls],
+                         extra),
+        }
+
+    def W10(self):
+        rt, sleep_task = self.rt, self.r.sleep_task
+        rng = random.Random(12345)
+        durs = [rng.uniform(0.0, 0.010) for _ in range(1000)]
+
+        def go(ds):
+            pending = [sleep_task.remote(d) for d in ds]
+            for _ in range(len(ds) + 1):  # bounded: each wait returns >= 1 ready ref
+                if not pending:
+                    break
+                ready, pending = rt.wait(pending, num_returns=1)
+                if not ready:
+                    raise AssertionError("wait returned no ready ref")
+            if pending:
+                raise AssertionError("refs still pending after N waits")
+
+        go(durs[:100])
+        vals = []
+        for _ in range(self.args.repeats):
+            t = pc()
+            go(durs)
+            vals.append(pc() - t)
+        return {"W10": row("many_waits", "s", "lower", vals,
+                           {"n": 1000, "seed": 12345, "sum_sleep_s": sum(durs)})}
+
+    def W11(self):
+        rt, parent = self.rt, self.r.parent
+
+        def go(n_parents):
+            out = rt.get([parent.remote(i) for i in range(n_parents)])
+            if out[0] != 45:
+                raise AssertionError("bad nested result")
+
+        parent_rate = self.rate("nested", "tasks/s", 100, go, 10)
+        vals = [v * 11 for v in parent_rate["values"]]  # 1 parent + 10 children each
+        return {"W11": row("nested", "tasks/s", "higher", vals,
+                           {"parents": 100, "children_each": 10, "counted_tasks": 1100,
+                            "parents_per_s_median": parent_rate["median"]})}
+
+
+def calibrate_spin(target: float = 1.0):
+    n = 200_000
+    for _ in range(20):  # bounded
+        t = pc()
+        spin(n)
+        dt = pc() - t
+        if dt > 0.1:
+            break
+        n *= 4
+    n = max(1, int(n * target / dt))
+    runs = []
+    for _ in range(3):
+        t = pc()
+        spin(n)
+        runs.append(pc() - t)
+    return {"n": n, "t_single": statistics.median(runs), "t_single_runs": runs}
+
+
+# --------------------------------------------------------------------------- children
+
+
+def child_main(args) -> dict:
+    import psutil
+
+    mode = args.child
+    if mode == "startup":
+        t0 = pc()
+        rt = importlib.import_module(args.backend)
+        import_s = pc() - t0
+        t1 = pc()
+        rt.init(num_cpus=2)
+        init_s = pc() - t1
+
+        @rt.remote
+        def noop():
+            return 1
+
+        if rt.get(noop.remote()) != 1:
+            raise AssertionError("bad first result")
+        startup_s = pc() - t1
+        snap = descendants()
+        t2 = pc()
+        rt.shutdown()
+        shutdown_s = pc() - t2
+        alive = sum(1 for pid, _ in snap if psutil.pid_exists(pid)
+                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        return {"import_s": import_s, "init_s": init_s, "startup_s": startup_s,
+                "shutdown_s": shutdown_s, "processes_at_first_result": len(snap),
+                "alive_right_after_shutdown": alive, "descendants": snap}
+
+    if mode == "idle":
+        rt = importlib.import_module(args.backend)
+        rt.init(num_cpus=2)
+        snap = []
+        try:
+            @rt.remote
+            def noop():
+                return 1
+
+            rt.get(noop.remote())
+            time.sleep(2.0)
+            me = psutil.Process()
+            procs = []
+            for p in me.children(recursive=True):
+                try:
+                    with p.oneshot():
+                        procs.append({
+                            "pid": p.pid, "name": p.name(),
+                            "cmd": " ".join(p.cmdline())[:120],
+                            "threads": p.num_threads(),
+                            "rss_mib": p.memory_info().rss / MIB,
+                            "pss_mib": p.memory_full_info().pss / MIB,
+                        })
+                except psutil.Error:
+                    pass
+            snap = descendants()
+            return {
+                "processes": len(procs),
+                "threads": sum(p["threads"] for p in procs),
+                "rss_mib": sum(p["rss_mib"] for p in procs),
+                "pss_mib": sum(p["pss_mib"] for p in procs),
+                "driver_threads": me.num_threads(),
+                "driver_rss_mib": me.memory_info().rss / MIB,
+                "per_process": procs,
+                "descendants": snap,
+            }
+        finally:
+            rt.shutdown()
+
+    if mode == "cross_node":
+        return child_cross_node(args)
+    raise SystemExit(f"unknown child mode {mode}")
+
+
+def child_cross_node(args) -> dict:
+    import numpy as np
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {"node_a": 1}, "object_store_memory": 1 << 30})
+    snap = []
+    try:
+        cluster.add_node(num_cpus=1, resources={"node_b": 1}, object_store_memory=1 << 30)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        n = 100 * MIB // 8
+
+        @ray.remote(resources={"node_a": 0.01})
+        def make():
+            return np.ones(n)
+
+        @ray.remote(resources={"node_b": 0.01})
+        def consume(arr):
+            return float(arr.sum())
+
+        def once():
+            ref = make.remote()
+            ray.wait([ref], fetch_local=False)
+            t = pc()
+            s = ray.get(consume.remote(ref))
+            dt = pc() - t
+            if s != n:
+                raise AssertionError("bad cross-node sum")
+            return dt
+
+        once()
+        vals = [n * 8 / GB / once() for _ in range(args.repeats)]
+        snap = descendants()
+        return {"values": vals, "nbytes": n * 8, "descendants": snap}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", required=True, choices=["ray", "nbcluster"])
+    ap.add_argument("--only", default="", help="comma-separated groups, e.g. W1,W6,W7,F")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", dest="json_out", help="write results here")
+    ap.add_argument("--timeout", type=float, default=300.0, help="budget per workload, s")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.backend == "ray":
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
+    else:
+        # benchmarks/ is sys.path[0]; make the repo's package importable, here and in
+        # any worker processes the runtime starts.
+        if REPO_ROOT not in sys.path:
+            sys.path.insert(1, REPO_ROOT)
+        pp = os.environ.get("PYTHONPATH", "")
+        if REPO_ROOT not in pp.split(os.pathsep):
+            os.environ["PYTHONPATH"] = REPO_ROOT + (os.pathsep + pp if pp else "")
+
+    if args.child:
+        try:
+            res = child_main(args)
+        except BaseException as exc:  # report, don't hang the parent
+            res = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+        print(RESULT_MARK + json.dumps(res), flush=True)
+        return 0
+
+    only = [g.strip().upper() for g in args.only.split(",") if g.strip()]
+    bad = [g for g in only if g not in GROUPS]
+    if bad:
+        ap.error(f"unknown workloads {bad}; choose from {GROUPS}")
+    selected = [g for g in GROUPS if not only or g in only]
+
+    results: dict = {"_meta": {
+        "backend": args.backend, "python": sys.version.split()[0],
+        "executable": sys.executable, "platform": platform.platform(),
+        "cpus": os.cpu_count(), "repeats": args.repeats, "selected": selected,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }}
+
+    def save():
+        if args.json_out:
+            tmp = args.json_out + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=1)
+            os.replace(tmp, args.json_out)
+
+    try:
+        rt = importlib.import_module(args.backend)
+    except BaseException as exc:
+        results["_error"] = f"import {args.backend} failed: {type(exc).__name__}: {exc}"
+        log(results["_error"])
+        save()
+        return 2
+    version = getattr(rt, "__version__", None)
+    if version is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version(args.backend)
+        except Exception:
+            version = None
+    results["_meta"]["version"] = version
+    log(f"{args.backend} {results['_meta']['version']} on {sys.executable}")
+    signal.signal(signal.SIGALRM, _on_alarm)
+
+    def record(group, fn):
+        log(f"{group} ...")
+        signal.alarm(int(args.timeout))
+        try:
+            out = fn()
+            signal.alarm(0)
+            results.update(out)
+            for k, v in out.items():
+                if "median" in v:
+                    log(f"{k}: {v['median']:.4g} {v['unit']} (min {v['min']:.4g}, max {v['max']:.4g})")
+                else:
+                    log(f"{k}: {v}")
+        except BaseException as exc:
+            signal.alarm(0)
+            results[group] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"{group} failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        save()
+
+    in_cluster = [g for g in IN_CLUSTER if g in selected]
+    calib = None
+    if "W9" in selected:
+        calib = calibrate_spin()
+        log(f"W9 calibration: n={calib['n']} t_single={calib['t_single']:.3f} s")
+    if in_cluster:
+        snap = []
+        try:
+            signal.alarm(int(args.timeout))
+            rt.init(num_cpus=2)
+            bench = Bench(rt, args, calib)
+            rt.get(bench.r.noop.remote())
+            signal.alarm(0)
+            for g in in_cluster:
+                record(g, getattr(bench, g))
+        except BaseException as exc:
+            signal.alarm(0)
+            results["_error"] = f"cluster run failed: {type(exc).__name__}: {exc}"
+            log(results["_error"])
+            traceback.print_exc()
+        finally:
+            signal.alarm(0)
+            snap = descendants()
+            t = pc()
+            try:
+                rt.shutdown()
+            except BaseException as exc:
+                log(f"shutdown failed: {exc}")
+            results["_meta"]["main_shutdown_s"] = pc() - t
+            results["_meta"]["main_leftover_killed"] = reap(snap)
+            save()
+
+    if "W7" in selected:
+        def w7():
+            tmo = min(args.timeout, 120)
+            run_child(args, "startup", tmo)  # warm-up (file cache), discarded
+            runs = [run_child(args, "startup", tmo) for _ in range(args.repeats)]
+            extra = {k: [r[k] for r in runs] for k in
+                     ("import_s", "init_s", "processes_at_first_result",
+                      "alive_right_after_shutdown", "leftover_killed")}
+            return {
+                "W7": row("startup", "s", "lower", [r["startup_s"] for r in runs], extra),
+                "W7shutdown": row("shutdown", "s", "lower", [r["shutdown_s"] for r in runs], extra),
+            }
+        record("W7", w7)
+
+    if "W12" in selected:
+        if args.backend == "ray":
+            def w12():
+                r = run_child(args, "cross_node", min(args.timeout, 240))
+                return {"W12": row("cross_node", "GB/s", "higher", r["values"],
+                                   {"nbytes": r["nbytes"], "how": "ray.cluster_utils.Cluster, 2 raylets",
+                                    "leftover_killed": r["leftover_killed"]})}
+            record("W12", w12)
+        else:
+            results["W12"] = {"skipped": "needs a two-node-manager harness; not written for nbcluster yet"}
+            save()
+
+    if "W13" in selected:
+        results["W13"] = {"skipped": "needs an autoscaler/node-provider harness; not written yet"}
+        save()
+
+    if "F" in selected:
+        def f_idle():
+            runs = [run_child(args, "idle", min(args.timeout, 120)) for _ in range(args.repeats)]
+            last = runs[-1]
+            extra = {"per_process_last_run": last["per_process"],
+                     "driver_threads": [r["driver_threads"] for r in runs],
+                     "driver_rss_mib": [r["driver_rss_mib"] for r in runs],
+                     "leftover_killed": [r["leftover_killed"] for r in runs]}
+            return {
+                "F_processes": row("idle processes", "count", "lower", [r["processes"] for r in runs]),
+                "F_threads": row("idle threads", "count", "lower", [r["threads"] for r in runs]),
+                "F_rss": row("idle RSS (sum)", "MiB", "lower", [r["rss_mib"] for r in runs]),
+                "F_pss": row("idle PSS (sum)", "MiB", "lower", [r["pss_mib"] for r in runs], extra),
+            }
+        record("F", f_idle)
+
+    results["_meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    save()
+    return 1 if "_error" in results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

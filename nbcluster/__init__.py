@@ -1,0 +1,55 @@
+"""nbcluster: a Python cluster runtime in the Ray model, built for Jupyter.
+
+The API has Ray's names and semantics::
+
+    import nbcluster
+
+    nbcluster.init()                    # an embedded local cluster
+
+    @nbcluster.remote
+    def square(x):
+        return x * x
+
+    print(nbcluster.get([square.remote(i) for i in range(4)]))
+"""
+
+from nbcluster import exceptions
+from nbcluster._version import __version__
+from nbcluster.runtime.api import (
+    ClusterInfo,
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    init,
+    is_initialized,
+    nodes,
+    put,
+    remote,
+    shutdown,
+    wait,
+)
+from nbcluster.runtime.context import RuntimeContext, get_runtime_context
+from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.remote_function import RemoteFunction
+
+__all__ = [
+    "__version__",
+    "ClusterInfo",
+    "ObjectRef",
+    "RemoteFunction",
+    "RuntimeContext",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

@@ -1,0 +1,196 @@
+"""The exceptions nbcluster raises, in one hierarchy (Ray's names where Ray has one).
+
+Every error derives from :class:`NbclusterError`. Errors that mean "bad input" are also
+the built-in class a Python user expects (``GetTimeoutError`` is a ``TimeoutError``,
+a task's error is also an instance of the exception the task raised).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "NbclusterError",
+    "TaskError",
+    "WorkerCrashedError",
+    "TaskCancelledError",
+    "GetTimeoutError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectFreedError",
+    "ObjectStoreFullError",
+    "ActorDiedError",
+    "NodeDiedError",
+    "RuntimeEnvSetupError",
+    "ClusterConnectionError",
+    "AuthenticationError",
+    "AlreadyInitializedError",
+    "NbclusterSystemError",
+]
+
+
+class NbclusterError(Exception):
+    """Base class of every nbcluster error."""
+
+
+class NbclusterSystemError(NbclusterError):
+    """The runtime itself failed (a bug or a broken installation), not user code."""
+
+
+class TaskError(NbclusterError):
+    """A remote task raised.
+
+    ``get`` raises an instance of a class derived from both ``TaskError`` and the class
+    the task raised, so ``except ValueError`` catches a remote ``ValueError``. The
+    message holds the remote traceback; ``cause`` is the original exception.
+    """
+
+    def __init__(
+        self,
+        function_name: str,
+        traceback_str: str,
+        cause: BaseException | None = None,
+        pid: int | None = None,
+        node_ip: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.pid = pid
+        self.node_ip = node_ip
+        where = f" (pid={pid}, ip={node_ip})" if pid else ""
+        self._message = f"{function_name}(){where} raised:\n\n{traceback_str.rstrip()}"
+        Exception.__init__(self, self._message)
+
+    def __str__(self) -> str:
+        return self._message
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_task_error,
+            (self.function_name, self.traceback_str, self.cause, self.pid, self.node_ip),
+        )
+
+    def as_instanceof_cause(self) -> "TaskError":
+        """This error as an instance of both ``TaskError`` and the cause's class."""
+        cause = self.cause
+        if cause is None or isinstance(cause, TaskError):
+            return self
+        cause_cls = type(cause)
+        if not issubclass(cause_cls, Exception):
+            return self
+        try:
+            dual = _dual_class(cause_cls)
+            err = dual.__new__(dual)
+        except TypeError:  # a class that cannot be subclassed (final, layout conflict)
+            return self
+        TaskError.__init__(err, self.function_name, self.traceback_str, cause, self.pid, self.node_ip)
+        # Attributes of the original exception stay reachable (e.g. OSError.errno).
+        try:
+            err.__dict__.update({k: v for k, v in vars(cause).items() if k not in err.__dict__})
+        except TypeError:
+            pass
+        return err
+
+
+_DUAL_CLASSES: dict[type, type] = {}
+
+
+def _dual_class(cause_cls: type) -> type:
+    dual = _DUAL_CLASSES.get(cause_cls)
+    if dual is None:
+        name = f"TaskError({cause_cls.__name__})"
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+            TaskError.__init__(self, *args, **kwargs)
+
+        dual = type(
+            name,
+            (TaskError, cause_cls),
+            {
+                "__init__": __init__,
+                "__str__": TaskError.__str__,
+                "__reduce__": TaskError.__reduce__,
+                "__module__": __name__,
+                "__qualname__": name,
+            },
+        )
+        _DUAL_CLASSES[cause_cls] = dual
+    return dual
+
+
+def _rebuild_task_error(
+    function_name: str,
+    traceback_str: str,
+    cause: BaseException | None,
+    pid: int | None,
+    node_ip: str | None,
+) -> TaskError:
+    return TaskError(function_name, traceback_str, cause, pid, node_ip).as_instanceof_cause()
+
+
+class WorkerCrashedError(NbclusterError):
+    """The worker running the task died (killed, crashed, or exited) and the task
+    had no retries left."""
+
+
+class TaskCancelledError(NbclusterError):
+    """The task was cancelled with ``nbcluster.cancel``."""
+
+    def __init__(self, task_id: str | None = None, message: str | None = None) -> None:
+        self.task_id = task_id
+        super().__init__(message or f"Task {task_id} was cancelled.")
+
+    def __reduce__(self) -> Any:
+        return (TaskCancelledError, (self.task_id, str(self)))
+
+
+class GetTimeoutError(NbclusterError, TimeoutError):
+    """``get`` did not finish within its timeout."""
+
+
+class ObjectLostError(NbclusterError):
+    """An object's value can no longer be obtained."""
+
+    def __init__(self, object_id: str = "", message: str | None = None) -> None:
+        self.object_id = object_id
+        super().__init__(message or f"Object {object_id} is lost.")
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.object_id, str(self)))
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned an object (the one that created it) has exited."""
+
+
+class ObjectFreedError(ObjectLostError):
+    """The object was freed because no reference to it remained."""
+
+
+class ObjectStoreFullError(NbclusterError):
+    """The shared-memory store cannot make room for an object."""
+
+
+class ActorDiedError(NbclusterError):
+    """The actor is dead and will not restart."""
+
+
+class NodeDiedError(NbclusterError):
+    """A node of the cluster died."""
+
+
+class RuntimeEnvSetupError(NbclusterError):
+    """The task's runtime environment could not be set up."""
+
+
+class ClusterConnectionError(NbclusterError, ConnectionError):
+    """The cluster (or one of its processes) cannot be reached."""
+
+
+class AuthenticationError(ClusterConnectionError):
+    """The cluster refused the token (missing or wrong)."""
+
+
+class AlreadyInitializedError(NbclusterError, RuntimeError, ValueError):
+    """``init`` was called while already connected to a cluster."""

@@ -1,0 +1,490 @@
+"""The public API (Ray's names and semantics), re-exported by ``nbcluster``.
+
+Calling ``remote()``, ``put``, ``get``, ``wait`` before ``init`` starts an embedded
+cluster with the defaults, as Ray does (a log line says so).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import inspect
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nbcluster.exceptions import (
+    AlreadyInitializedError,
+    AuthenticationError,
+    ClusterConnectionError,
+)
+from nbcluster.runtime import ids
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
+from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
+from nbcluster.runtime.options import validate_resources, validate_task_options
+from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.remote_function import RemoteFunction
+from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session
+from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger("nbcluster")
+
+_lock = threading.RLock()
+_cluster: LocalCluster | None = None
+_gcs: Any = None
+
+SUPPORTED_RUNTIME_ENV = ("env_vars",)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``init()`` returns: where the cluster is and who this driver is."""
+
+    address: str
+    session_dir: str
+    node_id: str
+    job_id: str
+    embedded: bool
+
+    @property
+    def address_info(self) -> dict[str, str]:
+        return {"address": self.address, "session_dir": self.session_dir, "node_id": self.node_id}
+
+    def __getitem__(self, key: str) -> str:  # Ray's RayContext allows ctx["address"]
+        return self.address_info[key]
+
+
+def is_initialized() -> bool:
+    core = worker_state.current
+    return core is not None and not core.closed
+
+
+def _validate_runtime_env(runtime_env: dict | None) -> dict:
+    if runtime_env is None:
+        return {}
+    if not isinstance(runtime_env, dict):
+        raise TypeError(f"runtime_env must be a dict, not {type(runtime_env).__name__}")
+    unknown = sorted(set(runtime_env) - set(SUPPORTED_RUNTIME_ENV))
+    if unknown:
+        raise ValueError(
+            f"runtime_env keys {unknown} are not supported; supported keys: {list(SUPPORTED_RUNTIME_ENV)}"
+        )
+    env_vars = runtime_env.get("env_vars") or {}
+    if not isinstance(env_vars, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+    ):
+        raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
+    return {"env_vars": dict(env_vars)}
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    namespace: str | None = None,
+    runtime_env: dict | None = None,
+    ignore_reinit_error: bool = False,
+    log_to_driver: bool = True,
+    _system_config: dict[str, Any] | None = None,
+) -> ClusterInfo:
+    """Connect this process to a cluster as a driver.
+
+    With no ``address``, start an embedded cluster (a head and one node manager,
+    children of this process that exit when it does). ``address="auto"`` attaches
+    to the cluster most recently started on this machine; ``"host:port"`` to the
+    head at that address (token from ``NBCLUSTER_TOKEN``).
+    """
+    global _cluster
+    with _lock:
+        if is_initialized():
+            if ignore_reinit_error:
+                return _info()
+            raise AlreadyInitializedError(
+                "nbcluster.init() was called twice: this process is already connected to a cluster. "
+                "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
+            )
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
+        if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
+            raise ValueError(
+                "num_cpus, num_gpus, resources and object_store_memory describe a new cluster; "
+                "they cannot be given when connecting to an existing one (address=...)."
+            )
+        env = _validate_runtime_env(runtime_env)
+        resources = validate_resources(resources)
+        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or num_cpus < 0):
+            raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
+        if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0):
+            raise ValueError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
+        if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
+            raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
+        config = RuntimeConfig.load(_system_config)
+        if address is None:
+            cluster = start_local_cluster(
+                num_cpus=os.cpu_count() or 1 if num_cpus is None else num_cpus,
+                num_gpus=num_gpus or 0,
+                resources=resources,
+                object_store_memory=object_store_memory,
+                config=config,
+            )
+            try:
+                _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint,
+                         cluster.node_id, config, namespace, env, log_to_driver)
+            except BaseException:
+                cluster.stop()
+                raise
+            _cluster = cluster
+        else:
+            session, token, gcs_endpoint = _find_cluster(address)
+            _connect(session, token, gcs_endpoint, None, None, config, namespace, env, log_to_driver)
+        atexit.register(shutdown)
+        return _info()
+
+
+def _find_cluster(address: str) -> tuple[Session, str, str]:
+    if address == "auto":
+        session = latest_session()
+        if session is None or not session.address_file.exists():
+            from nbcluster.runtime.session import temp_root
+
+            raise ClusterConnectionError(
+                f"No running nbcluster cluster found on this machine (looked at {temp_root()}/session_latest). "
+                "Start one with nbcluster.init() in another process (or `nbcluster start --head`), "
+                "or pass its address."
+            )
+        info = session.read_address()
+        import psutil
+
+        if not psutil.pid_exists(info.get("head_pid", -1)):
+            raise ClusterConnectionError(
+                f"The cluster of {session.dir} is not running (its head, pid {info.get('head_pid')}, has exited)."
+            )
+        token = os.environ.get(TOKEN_ENV) or session.read_token()
+        return session, token, info["local_endpoint"]
+    if ":" not in address:
+        raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
+    token = os.environ.get(TOKEN_ENV, "")
+    session = latest_session()
+    if session is not None and session.address_file.exists():
+        info = session.read_address()
+        if info.get("gcs_address") == address:
+            return session, token or session.read_token(), info["local_endpoint"]
+    if not token:
+        raise AuthenticationError(
+            f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
+            "(the `token` file in the cluster's session directory)."
+        )
+    raise ClusterConnectionError(
+        f"{address} is not a cluster started on this machine; drivers on machines without a "
+        "node of the cluster are not supported yet."
+    )
+
+
+def _connect(
+    session: Session,
+    token: str,
+    gcs_endpoint: str,
+    node_endpoint: str | None,
+    node_id: bytes | None,
+    config: RuntimeConfig,
+    namespace: str | None,
+    runtime_env: dict,
+    log_to_driver: bool,
+) -> None:
+    global _gcs
+    env_hash = hashlib.sha1(json.dumps(runtime_env, sort_keys=True).encode()).hexdigest()[:16] if runtime_env else ""
+    cwd = os.getcwd()
+    sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
+    job_config = gcs_pb2.JobConfig(
+        sys_path=sys_path,
+        cwd=cwd,
+        env_vars=runtime_env.get("env_vars", {}),
+        namespace=namespace or "",
+        log_to_driver=log_to_driver,
+        runtime_env_hash=env_hash,
+    )
+    holder: dict[str, Any] = {}
+
+    async def setup() -> None:
+        try:
+            gcs = await dial(gcs_endpoint, token, timeout=config.startup_timeout_s)
+        except RemoteError as exc:
+            raise AuthenticationError(f"the cluster refused the connection: {exc.message}") from None
+        except ConnectionLost as exc:
+            raise ClusterConnectionError(f"cannot reach the cluster's head at {gcs_endpoint}: {exc}") from None
+        holder["gcs"] = gcs
+        if node_endpoint is None:
+            nodes = (await gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())).nodes
+            local = [n for n in nodes if n.state == gcs_pb2.NODE_STATE_ALIVE and n.local_endpoint and n.session_dir == str(session.dir)]
+            if not local:
+                raise ClusterConnectionError("the cluster has no node on this machine to attach to")
+            local.sort(key=lambda n: not n.is_head)
+            core.node_endpoint = local[0].local_endpoint
+            core.node_id = local[0].node_id
+            core.address.node_id = core.node_id
+            core.address_bytes = core.address.SerializeToString()
+            core.refs.self_address = core.address_bytes
+        reply = await gcs.call(
+            methods.Gcs.RegisterJob,
+            gcs_pb2.RegisterJobRequest(
+                job=gcs_pb2.JobInfo(
+                    type=gcs_pb2.JOB_TYPE_DRIVER,
+                    driver=core.address,
+                    driver_pid=os.getpid(),
+                    entrypoint=" ".join(sys.argv) or sys.executable,
+                    config=job_config,
+                )
+            ),
+        )
+        core.job_id = reply.job_id
+        await core.connect_node(nm_pb2.CLIENT_KIND_DRIVER)
+
+    core = CoreWorker(
+        mode=DRIVER,
+        session_dir=session.dir,
+        token=token,
+        node_id=node_id or b"",
+        node_endpoint=node_endpoint or "",
+        node_ip="127.0.0.1",
+        worker_id=ids.random_id(),
+        config=config,
+    )
+    core.job_config = job_config
+    core.namespace = job_config.namespace
+    core.driver_address = core.address
+    try:
+        core.start(setup)
+    except BaseException:
+        core.shutdown()
+        if "gcs" in holder:
+            holder["gcs"].close()
+        raise
+    core.driver_address = core.address
+    core.gcs = holder["gcs"]
+    _gcs = holder["gcs"]
+    worker_state.current = core
+
+
+def _info() -> ClusterInfo:
+    core = worker_state.current
+    assert core is not None
+    return ClusterInfo(
+        address=core.session.read_address().get("gcs_address", "") if core.session.address_file.exists() else "",
+        session_dir=str(core.session.dir),
+        node_id=core.node_id.hex(),
+        job_id=core.job_id.hex(),
+        embedded=_cluster is not None,
+    )
+
+
+def shutdown() -> None:
+    """Disconnect; if this driver started an embedded cluster, stop it."""
+    global _cluster, _gcs
+    with _lock:
+        core = worker_state.current
+        if core is not None and core.mode == DRIVER:
+            if not core.closed and _gcs is not None:
+                try:
+                    core.run_sync(
+                        _gcs.call(
+                            methods.Gcs.FinishJob,
+                            gcs_pb2.FinishJobRequest(job_id=core.job_id, state=gcs_pb2.JOB_STATE_SUCCEEDED),
+                            timeout=2.0,
+                        ),
+                        timeout=3.0,
+                    )
+                except Exception:  # noqa: BLE001 - the head may already be gone
+                    pass
+            if _gcs is not None and not core.closed:
+                core.call_soon(_gcs.close)
+            core.shutdown()
+            worker_state.current = None
+        _gcs = None
+        if _cluster is not None:
+            cluster, _cluster = _cluster, None
+            cluster.stop()
+
+
+def _core() -> CoreWorker:
+    core = worker_state.current
+    if core is None or core.closed:
+        logger.info("nbcluster was not initialized: starting an embedded cluster (nbcluster.init())")
+        init()
+        core = worker_state.current
+    assert core is not None
+    return core
+
+
+# -- tasks and objects ----------------------------------------------------------------
+def remote(*args: Any, **options: Any) -> Any:
+    """Make a function run as a task: ``@remote`` or ``@remote(num_cpus=2, ...)``."""
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError(
+            "@nbcluster.remote is used either bare (@nbcluster.remote) or with keyword options "
+            f"(@nbcluster.remote(num_cpus=2)); it got {args[0]!r}, which is not a function or class."
+        )
+    validated = validate_task_options(options)
+    return lambda fn: _make_remote(fn, validated)
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        raise TypeError(
+            f"@nbcluster.remote on a class ({target.__name__}) makes an actor; actors are not "
+            "available in this version of nbcluster yet."
+        )
+    if not callable(target):
+        raise TypeError(f"@nbcluster.remote takes a function, not {type(target).__name__} ({target!r:.60})")
+    return RemoteFunction(target, options)
+
+
+def submit_task(fn: RemoteFunction, options: Any, args: tuple, kwargs: dict) -> Any:
+    core = _core()
+    executor = core.executor
+    parent = (executor.current_task_id or b"") if executor is not None else b""
+    context = executor._current_context if executor is not None and parent else core.task_context
+    refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
+    if options.num_returns == 1:
+        return refs[0]
+    if options.num_returns == 0:
+        return None
+    return refs
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` in the cluster; returns an ObjectRef owned by this process."""
+    return _core().put(value)
+
+
+def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """The value of a ref, or the values of a list of refs (blocking)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+    core = _core()
+    if isinstance(refs, ObjectRef):
+        return core.get([refs], timeout)[0]
+    if isinstance(refs, (list, tuple)):
+        return core.get(list(refs), timeout)
+    raise TypeError(
+        f"get() takes an ObjectRef or a list of ObjectRefs, not {type(refs).__name__}: {refs!r:.80}. "
+        "Pass what .remote() or put() returned."
+    )
+
+
+def wait(
+    refs: Sequence[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Wait until ``num_returns`` of ``refs`` are ready; return (ready, not_ready),
+    each in the order of ``refs``."""
+    if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)):
+        raise TypeError(f"wait() takes a list of ObjectRefs, not {type(refs).__name__}")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
+        raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
+    if num_returns > len(refs):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot exceed the number of refs passed ({len(refs)})"
+        )
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+    core = _core()
+    oids = [core._check_ref(r) for r in refs]
+    if len(set(oids)) != len(oids):
+        raise ValueError("wait() requires a list of unique ObjectRefs")
+    ready_flags = core.wait_payloads(oids, num_returns, timeout)
+    ready, not_ready = [], []
+    for ref, is_ready in zip(refs, ready_flags):
+        (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)
+    return ready, not_ready
+
+
+def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that returns ``ref``: dropped if not started, interrupted
+    (``KeyboardInterrupt``) if running, its worker killed with ``force=True``.
+    ``get`` then raises TaskCancelledError."""
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef, not {type(ref).__name__}")
+    core = _core()
+    entry = core.refs.get(ref._id)
+    if entry is None or not entry.owned:
+        raise ValueError(
+            f"cancel() needs the ObjectRef returned by .remote() in this process; {ref!r} is not a "
+            "task owned here."
+        )
+    core.call_soon(core.submitter.cancel, ref._id, force, recursive)
+
+
+# -- the cluster --------------------------------------------------------------------------
+def _gcs_call(method: Any, request: Any) -> Any:
+    core = _core()
+    gcs = core.gcs
+    if gcs is None:  # inside a worker: ask through a fresh connection to the head
+        raise RuntimeError("cluster introspection is available in drivers")
+    return core.run_sync(gcs.call(method, request, timeout=10.0))
+
+
+def _node_dict(node: gcs_pb2.NodeInfo) -> dict[str, Any]:
+    alive = node.state == gcs_pb2.NODE_STATE_ALIVE
+    host, _, port = node.address.rpartition(":")
+    return {
+        "NodeID": node.node_id.hex(),
+        "Alive": alive,
+        "NodeManagerAddress": node.node_ip,
+        "NodeManagerHostname": node.hostname,
+        "NodeManagerPort": int(port) if port.isdigit() else 0,
+        "NodeName": node.node_ip,
+        "Resources": dict(node.total.amounts) if alive else {},
+        "IsHead": node.is_head,
+        "NodeType": node.node_type,
+        "StartTime": node.start_time,
+        "EndTime": node.end_time,
+        "DeathReason": node.death_reason,
+        "ObjectStoreUsed": node.object_store_used,
+        "ObjectStoreCapacity": node.object_store_capacity,
+        "alive": alive,
+    }
+
+
+def nodes() -> list[dict[str, Any]]:
+    """Every node the cluster has known, alive and dead, as in Ray."""
+    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+    return [_node_dict(n) for n in reply.nodes]
+
+
+def _sum(field: str) -> dict[str, float]:
+    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+    total: dict[str, float] = {}
+    for node in reply.nodes:
+        if node.state != gcs_pb2.NODE_STATE_ALIVE:
+            continue
+        for key, value in getattr(node, field).amounts.items():
+            total[key] = total.get(key, 0.0) + value
+    return {k: round(v, 4) for k, v in total.items() if v > 0 or field == "total"}
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the alive nodes."""
+    return _sum("total")
+
+
+def available_resources() -> dict[str, float]:
+    """Resources free right now (as last reported by each node, within ~1 s)."""
+    return _sum("available")
+

@@ -1,0 +1,71 @@
+"""Runtime tunables: one frozen dataclass, read once, passed down.
+
+Values come from the defaults below, then ``NBCLUSTER_CONFIG`` (a JSON object, how a
+parent process hands its config to the processes it starts), then keyword overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+ENV_VAR = "NBCLUSTER_CONFIG"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    #: Objects (and task arguments) whose serialized size is at most this travel
+    #: inline in messages; larger ones go to the node's shared-memory store.
+    inline_threshold: int = 100 * 1024
+    #: A submitter keeps an idle leased worker this long for the next task of the
+    #: same shape before returning it to the node manager.
+    lease_linger_s: float = 0.05
+    #: Lease requests a submitter keeps outstanding per resource shape.
+    max_pending_lease_requests: int = 10
+    #: Tasks pushed ahead to one worker when the function is known to be fast.
+    max_tasks_in_flight_per_worker: int = 32
+    #: A function whose mean run time is below this is pipelined to its workers.
+    pipeline_below_s: float = 0.01
+    #: Node managers report their load to the GCS at least this often.
+    heartbeat_interval_s: float = 1.0
+    #: GCS health checks of node managers (Ray's defaults).
+    health_check_initial_delay_s: float = 5.0
+    health_check_period_s: float = 3.0
+    health_check_timeout_s: float = 10.0
+    health_check_failure_threshold: int = 5
+    #: Idle workers beyond the pool's base size exit after this long.
+    idle_worker_timeout_s: float = 10.0
+    #: A worker that has not connected this long after its start is given up on.
+    worker_start_timeout_s: float = 60.0
+    #: Events the GCS keeps for watchers that resume.
+    event_retention: int = 10000
+    #: Seconds to wait for room in a full object store before ObjectStoreFullError.
+    object_store_full_timeout_s: float = 10.0
+    #: How long processes wait for each other while starting.
+    startup_timeout_s: float = 30.0
+
+    def to_env(self) -> str:
+        """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""
+        return json.dumps(dataclasses.asdict(self))
+
+    def replace(self, **changes: Any) -> "RuntimeConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None) -> "RuntimeConfig":
+        values: dict[str, Any] = {}
+        raw = os.environ.get(ENV_VAR)
+        if raw:
+            values.update(json.loads(raw))
+        if overrides:
+            values.update(overrides)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown runtime config keys {unknown}; valid keys are {sorted(names)}"
+            )
+        return cls(**values)

@@ -1,0 +1,48 @@
+"""``get_runtime_context()``: who and where the calling code is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nbcluster.runtime.core import worker_state
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """Ids of the current job, node, worker and task (hex), as in Ray."""
+
+    job_id: str
+    node_id: str
+    worker_id: str
+    task_id: str | None
+    namespace: str
+
+    def get_job_id(self) -> str:
+        return self.job_id
+
+    def get_node_id(self) -> str:
+        return self.node_id
+
+    def get_worker_id(self) -> str:
+        return self.worker_id
+
+    def get_task_id(self) -> str | None:
+        """The running task's id; None in a driver."""
+        return self.task_id
+
+    def get(self) -> dict:
+        return {"job_id": self.job_id, "node_id": self.node_id, "task_id": self.task_id, "namespace": self.namespace}
+
+
+def get_runtime_context() -> RuntimeContext:
+    core = worker_state.current
+    if core is None:
+        raise RuntimeError("nbcluster is not initialized: call nbcluster.init() first")
+    task = core.executor.current_task_id if core.executor is not None else None
+    return RuntimeContext(
+        job_id=core.job_id.hex(),
+        node_id=core.node_id.hex(),
+        worker_id=core.worker_id.hex(),
+        task_id=task.hex() if task else None,
+        namespace=core.namespace,
+    )

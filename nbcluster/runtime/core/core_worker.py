@@ -1,0 +1,719 @@
+"""The core worker: the runtime inside every driver and worker process.
+
+It runs on its own thread with its own asyncio loop (so it works inside a Jupyter
+kernel, whose loop is already running, as well as in scripts); the public API calls
+into it from the user's threads. It owns this process's connections, its reference
+table, its task submitter, and (in workers) the executor, and it serves the
+``CoreWorker`` service: task results, object status for objects it owns, borrower
+updates, log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from nbcluster.exceptions import (
+    GetTimeoutError,
+    ObjectLostError,
+    ObjectStoreFullError,
+    OwnerDiedError,
+    TaskError,
+)
+from nbcluster.runtime import ids
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.references import Entry, ReferenceTable
+from nbcluster.runtime.objects import shm
+from nbcluster.runtime.objects.serialization import SerializedObject, deserialize, serialize
+from nbcluster.runtime.protocol import (
+    common_pb2,
+    core_worker_pb2 as cw_pb2,
+    node_manager_pb2 as nm_pb2,
+)
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.transport import dial, framed, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger(__name__)
+
+DRIVER = "driver"
+WORKER = "worker"
+
+
+def error_payload(object_id: bytes, exc: BaseException) -> common_pb2.ObjectPayload:
+    """A payload whose ``get`` raises ``exc``."""
+    data = serialize(exc, error=True).to_bytes()
+    return common_pb2.ObjectPayload(object_id=object_id, data=data, size=len(data), is_error=True)
+
+
+class CoreWorker:
+    def __init__(
+        self,
+        *,
+        mode: str,
+        session_dir: Path,
+        token: str,
+        node_id: bytes,
+        node_endpoint: str,
+        node_ip: str,
+        worker_id: bytes,
+        config: RuntimeConfig,
+    ) -> None:
+        self.mode = mode
+        self.session = Session(Path(session_dir))
+        self.config = config
+        self.token = token
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.node_endpoint = node_endpoint
+        self.worker_id = worker_id
+        self.pid = os.getpid()
+        self.endpoint = self.session.endpoint(f"w-{worker_id.hex()[:16]}")
+        self.address = common_pb2.Address(node_id=node_id, worker_id=worker_id, endpoint=self.endpoint)
+        self.address_bytes = self.address.SerializeToString()
+        self.ids = ids.IdGenerator()
+        self.refs = ReferenceTable(self.address_bytes, self._wake)
+        self.loop = asyncio.new_event_loop()
+        self.closed = False
+        self.job_id = b""
+        self.job_config: Any = None
+        #: Where this job's task output goes (its driver).
+        self.driver_address: common_pb2.Address | None = None
+        self.namespace = ""
+        self.store_dir = ""
+        self.nm: framed.Connection | None = None
+        #: The GCS connection (drivers).
+        self.gcs: Any = None
+        #: Opaque context attached to submitted tasks (the kernel sets the cell id).
+        self.task_context = ""
+        self._thread: threading.Thread | None = None
+        self._server: framed.FramedServer | None = None
+        self.dispatcher = framed.Dispatcher()
+        self.dispatcher.register("CoreWorker", self)
+        self._conns: dict[str, framed.Connection] = {}
+        self._connecting: dict[str, asyncio.Future] = {}
+        self._addresses: dict[bytes, common_pb2.Address] = {}
+        self._wake_scheduled = False
+        self._pins: collections.deque[bytes] = collections.deque()
+        self._releases: collections.deque[bytes] = collections.deque()
+        self._seals: collections.deque[bytes] = collections.deque()
+        self._frees: list[bytes] = []
+        self._removes: dict[bytes, list[bytes]] = {}
+        self._borrow_flush: asyncio.Task | None = None
+        self._borrows: dict[bytes, set[bytes]] = {}
+        self._warned: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
+        self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
+        from nbcluster.runtime.core.submitter import TaskSubmitter
+
+        self.submitter = TaskSubmitter(self)
+        self.executor: Any = None
+
+    # -- thread and loop ----------------------------------------------------------
+    def start(self, setup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        """Start the loop thread, connect to the node manager, then run ``setup``."""
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.call_soon(ready.set)
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="nbcluster-core", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self.run_sync(self._start(setup))
+
+    async def _start(self, setup: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+        self._server = framed.FramedServer(
+            self.endpoint, self.token, self.dispatcher, self.address, on_connection=self._adopt
+        )
+        await self._server.start()
+        if setup is not None:
+            await setup()
+
+    async def connect_node(self, kind: int) -> None:
+        """Connect and register with this node's node manager."""
+        self.nm = await dial(
+            self.node_endpoint,
+            self.token,
+            dispatcher=self.dispatcher,
+            local=self.address,
+            timeout=self.config.startup_timeout_s,
+        )
+        reply = await self.nm.call(
+            methods.NodeManager.RegisterClient,
+            nm_pb2.RegisterClientRequest(kind=kind, address=self.address, pid=self.pid, job_id=self.job_id),
+        )
+        self.store_dir = reply.store_dir
+        self.nm.on_close(self._on_node_lost)
+
+    def _on_node_lost(self, conn: Any) -> None:
+        if not self.closed:
+            logger.error("lost the connection to the node manager: %s", conn.close_reason)
+
+    def run_sync(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        """Run a coroutine on the loop from another thread and wait for it."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("run_sync called on the runtime's own loop thread")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        """Start a coroutine owned by this core worker (cancelled at shutdown)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task failed", exc_info=task.exception())
+
+    def shutdown(self) -> None:
+        """Close every connection and stop the loop thread (idempotent)."""
+        if self.closed or self._thread is None:
+            return
+        self.closed = True
+        self.refs.closed = True
+        try:
+            self.run_sync(self._stop(), timeout=5.0)
+        except Exception:  # noqa: BLE001
+            logger.exception("core worker stop failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5.0)
+        if not self.loop.is_running():
+            self.loop.close()
+        if worker_state.current is self:
+            worker_state.current = None
+
+    async def _stop(self) -> None:
+        self.submitter.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            await self._server.stop()
+        for conn in list(self._conns.values()):
+            conn.close()
+        if self.nm is not None:
+            self.nm.close()
+
+    # -- connections ----------------------------------------------------------------
+    def parse_address(self, raw: bytes) -> common_pb2.Address:
+        addr = self._addresses.get(raw)
+        if addr is None:
+            addr = common_pb2.Address.FromString(raw)
+            self._addresses[raw] = addr
+        return addr
+
+    def _adopt(self, conn: framed.Connection) -> None:
+        peer = conn.peer
+        if peer is None or not peer.endpoint:
+            return
+        existing = self._conns.get(peer.endpoint)
+        if existing is None or existing.closed:
+            self._conns[peer.endpoint] = conn
+        conn.on_close(self._on_conn_closed)
+
+    def _on_conn_closed(self, conn: framed.Connection) -> None:
+        peer = conn.peer
+        if peer is not None and self._conns.get(peer.endpoint) is conn:
+            del self._conns[peer.endpoint]
+        if peer is not None and not any(c.peer and c.peer.worker_id == peer.worker_id for c in self._conns.values()):
+            self._drop_borrower(peer.worker_id)
+        self.submitter.connection_lost(conn)
+
+    def connection_nowait(self, endpoint: str) -> framed.Connection | None:
+        conn = self._conns.get(endpoint)
+        return conn if conn is not None and not conn.closed else None
+
+    async def connect_to(self, address: common_pb2.Address) -> framed.Connection:
+        """A connection to another core worker (reused, opened on first use)."""
+        endpoint = address.endpoint
+        conn = self._conns.get(endpoint)
+        if conn is not None and not conn.closed:
+            return conn
+        pending = self._connecting.get(endpoint)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if address.node_id and address.node_id != self.node_id:
+            raise ConnectionLost(
+                f"process {ids.short(address.worker_id)} is on another node; reaching it needs the "
+                "multi-node transport"
+            )
+        fut = self.loop.create_future()
+        self._connecting[endpoint] = fut
+        try:
+            conn = await dial(endpoint, self.token, dispatcher=self.dispatcher, local=self.address, timeout=5.0)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self._connecting.pop(endpoint, None)
+        self._conns[endpoint] = conn
+        conn.on_close(self._on_conn_closed)
+        fut.set_result(conn)
+        return conn
+
+    # -- wake-ups: releases, pins, seals, new tasks ---------------------------------
+    def _wake(self) -> None:
+        if not self._wake_scheduled and not self.closed:
+            self._wake_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._on_wake)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _on_wake(self) -> None:
+        self._wake_scheduled = False
+        self.process_releases()
+        self.submitter.drain_new()
+        self._flush_object_notices()
+
+    def process_releases(self) -> None:
+        while self.refs.pending_decrements():
+            for oid, entry in self.refs.drain():
+                self._on_freed(oid, entry)
+        if self._frees:
+            self._flush_object_notices()
+        if self._removes:
+            self.flush_borrows()
+
+    def _on_freed(self, oid: bytes, entry: Entry) -> None:
+        if entry.owned:
+            payload = entry.payload
+            if payload is not None and payload.HasField("node_id"):
+                self._frees.append(oid)
+            if entry.contained:
+                for contained in entry.contained:
+                    self.refs.release(contained)
+        elif entry.registered:
+            self._removes.setdefault(entry.owner, []).append(oid)
+
+    def _flush_object_notices(self) -> None:
+        nm = self.nm
+        if nm is None or nm.closed:
+            return
+        if self._seals:
+            ids_ = list(self._seals)
+            self._seals.clear()
+            nm.notify(methods.NodeManager.SealObjects, nm_pb2.ObjectIds(object_ids=ids_))
+        if self._pins:
+            ids_ = list(self._pins)
+            self._pins.clear()
+            nm.notify(methods.NodeManager.PinObjects, nm_pb2.ObjectIds(object_ids=ids_))
+        if self._releases:
+            ids_ = list(self._releases)
+            self._releases.clear()
+            nm.notify(methods.NodeManager.ReleaseObjects, nm_pb2.ObjectIds(object_ids=ids_))
+        if self._frees:
+            ids_, self._frees = self._frees, []
+            nm.notify(methods.NodeManager.FreeObjects, nm_pb2.ObjectIds(object_ids=ids_))
+
+    # -- borrowing ------------------------------------------------------------------
+    def flush_borrows(self) -> asyncio.Task:
+        """Tell owners of new borrows (and wait for their acks), then of released
+        ones. Single-flight; returns the task doing it."""
+        task = self._borrow_flush
+        if task is None or task.done():
+            task = self._borrow_flush = self.spawn(self._flush_borrows())
+        return task
+
+    async def _flush_borrows(self) -> None:
+        while True:
+            adds = self.refs.take_unregistered()
+            if adds:
+                by_owner: dict[bytes, list[bytes]] = {}
+                for oid, owner in adds:
+                    by_owner.setdefault(owner, []).append(oid)
+                await asyncio.gather(
+                    *(self._send_borrows(owner, oids, []) for owner, oids in by_owner.items()),
+                    return_exceptions=True,
+                )
+            removes, self._removes = self._removes, {}
+            for owner, oids in removes.items():
+                self.spawn(self._send_borrows(owner, [], oids))
+            if not self._removes and not self.refs.unregistered:
+                return
+
+    async def _send_borrows(
+        self, owner: bytes, add: list[bytes], remove: list[bytes], on_behalf_of: common_pb2.Address | None = None
+    ) -> None:
+        try:
+            conn = await self.connect_to(self.parse_address(owner))
+            request = cw_pb2.UpdateBorrowersRequest(add=add, remove=remove, on_behalf_of=on_behalf_of)
+            if add:
+                await conn.call(methods.CoreWorker.UpdateBorrowers, request)
+            else:
+                conn.notify(methods.CoreWorker.UpdateBorrowers, request)
+        except (ConnectionLost, RemoteError) as exc:
+            logger.debug("owner unreachable for borrower update: %s", exc)
+
+    async def register_on_behalf(self, refs: Sequence[tuple[bytes, bytes]], holder: common_pb2.Address) -> None:
+        """Make ``holder`` a borrower of ``refs`` (nested in a value it will own)."""
+        by_owner: dict[bytes, list[bytes]] = {}
+        for oid, owner in refs:
+            if owner == self.address_bytes:
+                self.refs.add_borrower(oid, holder.worker_id)
+                self._track_borrower(oid, holder)
+            elif self.parse_address(owner).worker_id != holder.worker_id:
+                by_owner.setdefault(owner, []).append(oid)
+        await asyncio.gather(
+            *(self._send_borrows(owner, oids, [], holder) for owner, oids in by_owner.items()),
+            return_exceptions=True,
+        )
+
+    def _track_borrower(self, oid: bytes, borrower: common_pb2.Address) -> None:
+        held = self._borrows.get(borrower.worker_id)
+        if held is None:
+            held = self._borrows[borrower.worker_id] = set()
+            if self.connection_nowait(borrower.endpoint) is None:
+                # Watch the borrower: its borrows end when its process does.
+                task = self.spawn(self.connect_to(borrower))
+                task.add_done_callback(
+                    lambda t, w=borrower.worker_id: self._drop_borrower(w)
+                    if t.cancelled() or t.exception() is not None
+                    else None
+                )
+        held.add(oid)
+
+    def _drop_borrower(self, worker_id: bytes) -> None:
+        for oid in self._borrows.pop(worker_id, ()):
+            entry = self.refs.remove_borrower(oid, worker_id)
+            if entry is not None:
+                self._on_freed(oid, entry)
+        if self._frees:
+            self._flush_object_notices()
+
+    def UpdateBorrowers(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> common_pb2.Empty:
+        borrower = request.on_behalf_of if request.HasField("on_behalf_of") else conn.peer
+        for oid in request.add:
+            if self.refs.add_borrower(oid, borrower.worker_id):
+                self._track_borrower(oid, borrower)
+        held = self._borrows.get(borrower.worker_id, set())
+        for oid in request.remove:
+            held.discard(oid)
+            entry = self.refs.remove_borrower(oid, borrower.worker_id)
+            if entry is not None:
+                self._on_freed(oid, entry)
+        if self._frees:
+            self._flush_object_notices()
+        return common_pb2.Empty()
+
+    # -- storing objects ----------------------------------------------------------------
+    def store(self, object_id: bytes, obj: SerializedObject, owner: common_pb2.Address | None = None) -> common_pb2.ObjectPayload:
+        """Make a payload for a serialized value: inline when small, else written to
+        this node's shared-memory store. Called from user threads."""
+        if obj.total_size <= self.config.inline_threshold:
+            return common_pb2.ObjectPayload(
+                object_id=object_id, data=obj.to_bytes(), size=obj.total_size, is_error=obj.is_error
+            )
+        assert self.nm is not None
+        try:
+            self.run_sync(
+                self.nm.call(
+                    methods.NodeManager.CreateObject,
+                    nm_pb2.CreateObjectRequest(object_id=object_id, size=obj.total_size, owner=owner or self.address),
+                )
+            )
+        except RemoteError as exc:
+            if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
+                raise ObjectStoreFullError(exc.message) from None
+            raise
+        shm.write_object(self.store_dir, object_id, obj)
+        self._seals.append(object_id)
+        self._wake()
+        return common_pb2.ObjectPayload(
+            object_id=object_id, node_id=self.node_id, size=obj.total_size, is_error=obj.is_error
+        )
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "put() of an ObjectRef is not allowed: the ref already names a stored value. "
+                "Pass the ref itself, or put([ref]) to wrap it."
+            )
+        obj = serialize(value)
+        oid = ids.object_id(self.ids.next(), 0)
+        payload = self.store(oid, obj)
+        entry = self.refs.add_owned(oid, payload)
+        if obj.contained:
+            entry.contained = [ref._id for ref in obj.contained]
+            for ref in obj.contained:
+                self.refs.incref(ref._id)
+        return ObjectRef(oid, self.address_bytes, self)
+
+    # -- reading objects ----------------------------------------------------------------
+    def read(self, payload: common_pb2.ObjectPayload) -> Any:
+        """The value of a payload; raises if it holds an error."""
+        if payload.HasField("data"):
+            value = deserialize(payload.data, copy_buffers=True)
+        elif payload.node_id == self.node_id:
+            value = self._read_shared(payload.object_id)
+        else:
+            raise ObjectLostError(
+                payload.object_id.hex(),
+                f"Object {payload.object_id.hex()} is on node {ids.short(payload.node_id)}; "
+                "reading objects across nodes needs the multi-node transport.",
+            )
+        if payload.is_error:
+            if isinstance(value, TaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def _read_shared(self, oid: bytes) -> Any:
+        mapped = shm.map_object(self.store_dir, oid)
+        if mapped is None:
+            # Spilled (or racing a restore): ask the node manager, which pins it.
+            reply = self.run_sync(self._get_objects([oid]))
+            if reply.missing[0]:
+                raise ObjectLostError(oid.hex(), f"Object {oid.hex()} is no longer in the object store.")
+            mapped = shm.map_object(self.store_dir, oid)
+            if mapped is None:
+                raise ObjectLostError(oid.hex(), f"Object {oid.hex()} vanished from the object store.")
+        else:
+            self._pins.append(oid)
+            self._wake()
+        weakref.finalize(mapped, self._unpin, oid)
+        return deserialize(memoryview(mapped), copy_buffers=False)
+
+    def _unpin(self, oid: bytes) -> None:
+        if not self.closed:
+            self._releases.append(oid)
+            self._wake()
+
+    async def _get_objects(self, oids: list[bytes]) -> nm_pb2.GetObjectsReply:
+        assert self.nm is not None
+        self._flush_object_notices()
+        try:
+            return await self.nm.call(methods.NodeManager.GetObjects, nm_pb2.GetObjectsRequest(object_ids=oids))
+        except RemoteError as exc:
+            if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
+                raise ObjectStoreFullError(exc.message) from None
+            raise
+
+    # -- waiting for objects ------------------------------------------------------------
+    def _check_ref(self, ref: Any) -> bytes:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(
+                f"get() and wait() take ObjectRefs (or lists of them), not {type(ref).__name__}: "
+                f"{ref!r:.80}. Pass what .remote() or put() returned."
+            )
+        return ref._id
+
+    def _fetch_missing(self, oids: Sequence[bytes]) -> None:
+        """Ask owners for the status of borrowed objects not yet known here."""
+        wanted = []
+        for oid in oids:
+            entry = self.refs.get(oid)
+            if entry is not None and not entry.owned and entry.payload is None and not entry.fetching:
+                entry.fetching = True
+                wanted.append(oid)
+        if wanted:
+            self.call_soon(self._start_fetches, wanted)
+
+    def _start_fetches(self, oids: list[bytes]) -> None:
+        for oid in oids:
+            self.spawn(self._fetch(oid))
+
+    async def _fetch(self, oid: bytes) -> None:
+        entry = self.refs.get(oid)
+        if entry is None:
+            return
+        owner = self.parse_address(entry.owner)
+        try:
+            conn = await self.connect_to(owner)
+            reply = await conn.call(methods.CoreWorker.GetObjectStatus, cw_pb2.GetObjectStatusRequest(object_id=oid))
+            payload = reply.payload
+        except ConnectionLost as exc:
+            payload = error_payload(
+                oid,
+                OwnerDiedError(
+                    oid.hex(),
+                    f"Object {oid.hex()} is lost: its owner (the process that created it, "
+                    f"worker {ids.short(owner.worker_id)}) has exited ({exc}).",
+                ),
+            )
+        except RemoteError as exc:
+            payload = error_payload(oid, ObjectLostError(oid.hex(), exc.message))
+        entry.fetching = False
+        self.refs.set_payload(oid, payload)
+        self.refs.notify_ready()
+
+    async def GetObjectStatus(self, request: cw_pb2.GetObjectStatusRequest, conn: Any) -> cw_pb2.GetObjectStatusReply:
+        oid = request.object_id
+        entry = self.refs.get(oid)
+        if entry is None or not entry.owned:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_OBJECT_LOST,
+                f"Object {oid.hex()} is not known to its owner (it was freed, or its owner restarted).",
+            )
+        if entry.payload is None:
+            fut = self.loop.create_future()
+            if entry.callbacks is None:
+                entry.callbacks = []
+            entry.callbacks.append(lambda _oid, payload: fut.done() or fut.set_result(payload))
+            payload = await fut
+        else:
+            payload = entry.payload
+        return cw_pb2.GetObjectStatusReply(payload=payload)
+
+    def _blocked(self) -> Callable[[], None] | None:
+        """In a worker running a task: tell the node manager this worker is blocked
+        (its CPU is free for others); returns the call that undoes it."""
+        if self.executor is None or not self.executor.in_task() or self.nm is None:
+            return None
+        nm = self.nm
+        self.call_soon(nm.notify, methods.NodeManager.NotifyBlocked, nm_pb2.BlockedNotice(blocked=True))
+        return lambda: self.call_soon(
+            nm.notify, methods.NodeManager.NotifyBlocked, nm_pb2.BlockedNotice(blocked=False)
+        )
+
+    def wait_payloads(self, oids: Sequence[bytes], num_ready: int, timeout: float | None) -> list[bool]:
+        """Block until at least ``num_ready`` of the objects have values (or the
+        timeout passes); return which are ready."""
+        entries = self.refs.entries
+        ready = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
+        if sum(ready) >= num_ready:
+            return ready
+        missing = [oid for oid, r in zip(oids, ready) if not r]
+        for oid in missing:
+            if oid not in entries:
+                raise ObjectLostError(oid.hex(), f"Object {oid.hex()} is unknown here (freed, or from an earlier session).")
+        self._fetch_missing(missing)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        unblock = self._blocked()
+        try:
+            cond = self.refs.ready
+            while True:
+                with cond:
+                    version = self.refs.version
+                    ready = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
+                    if sum(ready) >= num_ready:
+                        return ready
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return ready
+                    if self.closed:
+                        raise RuntimeError("the runtime shut down while waiting")
+                    if self.refs.version == version:
+                        cond.wait(remaining if remaining is None else min(remaining, 1.0))
+        finally:
+            if unblock is not None:
+                unblock()
+
+    def get(self, refs: Sequence[Any], timeout: float | None) -> list[Any]:
+        oids = [self._check_ref(r) for r in refs]
+        ready = self.wait_payloads(oids, len(oids), timeout)
+        if not all(ready):
+            waiting = sum(1 for r in ready if not r)
+            raise GetTimeoutError(
+                f"get() timed out after {timeout} s: {waiting} of {len(oids)} objects not ready. "
+                "Raise the timeout, or use wait() to take the ready ones."
+            )
+        entries = self.refs.entries
+        return [self.read(entries[oid].payload) for oid in oids]
+
+    def get_future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        """A future of ``ref``'s value, resolved from the loop thread."""
+        result: concurrent.futures.Future = concurrent.futures.Future()
+        oid = ref._id
+
+        def resolve(_oid: bytes, payload: common_pb2.ObjectPayload) -> None:
+            def read() -> None:
+                try:
+                    result.set_result(self.read(payload))
+                except BaseException as exc:  # noqa: BLE001
+                    result.set_exception(exc)
+
+            if payload.HasField("data"):
+                read()
+            else:  # reading a stored object may need the loop: not on the loop thread
+                threading.Thread(target=read, daemon=True).start()
+
+        def register() -> None:
+            entry = self.refs.get(oid)
+            if entry is None:
+                result.set_exception(ObjectLostError(oid.hex(), f"Object {oid.hex()} is unknown here."))
+            elif entry.payload is not None:
+                resolve(oid, entry.payload)
+            else:
+                if entry.callbacks is None:
+                    entry.callbacks = []
+                entry.callbacks.append(resolve)
+                if not entry.owned and not entry.fetching:
+                    entry.fetching = True
+                    self.spawn(self._fetch(oid))
+
+        self.call_soon(register)
+        return result
+
+    # -- CoreWorker service: results, logs, warnings ----------------------------------
+    def ReportTaskResults(self, request: cw_pb2.TaskResultsNotice, conn: Any) -> common_pb2.Empty:
+        self.submitter.on_results(request.results, conn)
+        return common_pb2.Empty()
+
+    def PublishLogs(self, request: cw_pb2.LogBatch, conn: Any) -> common_pb2.Empty:
+        try:
+            self.log_sink(request)
+        except Exception:  # noqa: BLE001
+            logger.exception("printing remote output failed")
+        return common_pb2.Empty()
+
+    def LeaseWarning(self, request: cw_pb2.LeaseWarningNotice, conn: Any) -> common_pb2.Empty:
+        if request.message not in self._warned:
+            self._warned.add(request.message)
+            logging.getLogger("nbcluster").warning(request.message)
+        return common_pb2.Empty()
+
+    def PushTasks(self, request: cw_pb2.PushTasksRequest, conn: Any) -> common_pb2.Empty:
+        if self.executor is None:
+            raise RemoteError(common_pb2.ERROR_CODE_UNIMPLEMENTED, "a driver does not run tasks")
+        self.executor.push(request, conn)
+        return common_pb2.Empty()
+
+    def CancelTask(self, request: cw_pb2.CancelTaskRequest, conn: Any) -> cw_pb2.CancelTaskReply:
+        found = False
+        if self.executor is not None:
+            found = self.executor.cancel(request.task_id, request.force)
+        if request.recursive:
+            self.submitter.cancel_children(request.task_id, request.force)
+        return cw_pb2.CancelTaskReply(found=found)
+
+    def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> common_pb2.Empty:
+        logger.info("asked to exit: %s", request.reason)
+        self.loop.call_later(0.01, os._exit, 0)
+        return common_pb2.Empty()
+
+
+def print_log_batch(batch: cw_pb2.LogBatch) -> None:
+    """The default sink: ``(name pid=N) line`` to this process's stdout/stderr."""
+    import sys
+
+    ip = f", ip={batch.node_ip}" if batch.node_ip and batch.node_ip not in ("127.0.0.1", "") else ""
+    prefix = f"({batch.source} pid={batch.pid}{ip}) "
+    out = [line for line in batch.lines if not line.is_stderr]
+    err = [line for line in batch.lines if line.is_stderr]
+    if out:
+        sys.stdout.write("".join(prefix + line.text + "\n" for line in out))
+        sys.stdout.flush()
+    if err:
+        sys.stderr.write("".join(prefix + line.text + "\n" for line in err))
+        sys.stderr.flush()

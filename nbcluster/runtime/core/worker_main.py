@@ -1,0 +1,76 @@
+"""A worker process: ``python -m nbcluster.runtime.core.worker_main ...``.
+
+Started by its node manager. Connects back to it, then runs pushed tasks on the main
+thread until the node manager goes away or tells it to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from pathlib import Path
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.core_worker import WORKER, CoreWorker
+from nbcluster.runtime.core.executor import Executor
+from nbcluster.runtime.procutil import LOG_FORMAT
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.session import TOKEN_ENV
+
+
+def _configure_logging(path: Path) -> None:
+    # Only the runtime's own logger goes to the worker's log file: the root logger is
+    # left to user code, whose output reaches the driver through stderr.
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    ours = logging.getLogger("nbcluster")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="nbcluster-worker")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--node-endpoint", required=True)
+    parser.add_argument("--node-ip", default="127.0.0.1")
+    parser.add_argument("--worker-id", required=True)
+    opts = parser.parse_args()
+    session_dir = Path(opts.session_dir)
+    _configure_logging(session_dir / "logs" / f"worker-{opts.worker_id[:12]}.log")
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    core = CoreWorker(
+        mode=WORKER,
+        session_dir=session_dir,
+        token=os.environ[TOKEN_ENV],
+        node_id=bytes.fromhex(opts.node_id),
+        node_endpoint=opts.node_endpoint,
+        node_ip=opts.node_ip,
+        worker_id=bytes.fromhex(opts.worker_id),
+        config=RuntimeConfig.load(),
+    )
+    executor = Executor(core)
+    core.executor = executor
+    worker_state.current = core
+    executor.install()
+
+    async def setup() -> None:
+        await core.connect_node(nm_pb2.CLIENT_KIND_WORKER)
+        # Without its node manager a worker has nothing to do.
+        assert core.nm is not None
+        core.nm.on_close(lambda _conn: os._exit(0))
+
+    try:
+        core.start(setup)
+    except Exception:
+        logging.getLogger("nbcluster.worker").exception("worker failed to start")
+        os._exit(1)
+    executor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The head process: ``python -m nbcluster.runtime.gcs --session-dir DIR``.
+
+Reads the cluster token from ``NBCLUSTER_TOKEN``, serves the GCS until asked to stop
+(Shutdown RPC, SIGTERM, or its lifeline closing), then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.gcs.server import GcsServer
+from nbcluster.runtime.procutil import configure_logging, watch_lifeline
+from nbcluster.runtime.session import TOKEN_ENV, Session
+
+logger = logging.getLogger("nbcluster.head")
+
+
+async def serve(opts: argparse.Namespace) -> None:
+    session = Session(Path(opts.session_dir))
+    token = os.environ.get(TOKEN_ENV) or session.read_token()
+    server = GcsServer(session, token, RuntimeConfig.load(), host=opts.host, port=opts.port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.shutdown_requested.set)
+    if opts.lifeline_fd is not None:
+        watch_lifeline(loop, opts.lifeline_fd, server.shutdown_requested.set)
+    await server.start()
+    await server.shutdown_requested.wait()
+    logger.info("head stopping")
+    await server.stop()
+    if opts.remove_session_on_exit:
+        await asyncio.to_thread(_remove_session, server)
+
+
+def _remove_session(server: GcsServer) -> None:
+    """An embedded cluster leaves nothing behind: once this machine's node managers
+    have exited, remove their shared-memory stores and the session directory."""
+    import shutil
+
+    import psutil
+
+    from nbcluster.runtime.procutil import wait_exit
+    from nbcluster.runtime.session import remove_session, store_dir
+
+    procs = []
+    for node in server.local_nodes():
+        try:
+            procs.append(psutil.Process(node.pid))
+        except psutil.NoSuchProcess:
+            pass
+    wait_exit(procs, 10.0)
+    for node in server.local_nodes():
+        shutil.rmtree(store_dir(node.node_id), ignore_errors=True)
+    remove_session(server.session)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="nbcluster-head")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--lifeline-fd", type=int)
+    parser.add_argument("--remove-session-on-exit", action="store_true")
+    opts = parser.parse_args()
+    configure_logging(Path(opts.session_dir) / "logs" / "gcs.log")
+    asyncio.run(serve(opts))
+
+
+if __name__ == "__main__":
+    main()

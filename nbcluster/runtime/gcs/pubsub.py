@@ -1,0 +1,91 @@
+"""Event pub/sub: the one stream every view of the cluster consumes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nbcluster.runtime.protocol import gcs_pb2
+
+logger = logging.getLogger(__name__)
+
+_WATCHER_QUEUE = 10000
+
+
+class WatcherFellBehind(Exception):
+    pass
+
+
+class EventLog:
+    """Numbers events, keeps the newest ``retention`` for replay, fans them out."""
+
+    def __init__(self, retention: int) -> None:
+        self._seq = 0
+        self._recent: collections.deque[gcs_pb2.Event] = collections.deque(maxlen=retention)
+        self._watchers: set[asyncio.Queue] = set()
+
+    def publish(
+        self,
+        kind: int,
+        message: str,
+        *,
+        node_id: bytes = b"",
+        job_id: bytes = b"",
+        data: dict[str, Any] | None = None,
+        source: str = "gcs",
+    ) -> gcs_pb2.Event:
+        event = gcs_pb2.Event(
+            kind=kind,
+            time=time.time(),
+            message=message,
+            node_id=node_id,
+            job_id=job_id,
+            data_json=json.dumps(data) if data else "",
+            source=source,
+        )
+        return self.append(event)
+
+    def append(self, event: gcs_pb2.Event) -> gcs_pb2.Event:
+        self._seq += 1
+        event.seq = self._seq
+        if not event.time:
+            event.time = time.time()
+        self._recent.append(event)
+        logger.info("event %d %s: %s", event.seq, gcs_pb2.EventKind.Name(event.kind), event.message)
+        for queue in list(self._watchers):
+            if queue.qsize() >= _WATCHER_QUEUE:
+                self._watchers.discard(queue)
+                queue.put_nowait(WatcherFellBehind())
+            else:
+                queue.put_nowait(event)
+        return event
+
+    async def watch(self, request: gcs_pb2.WatchRequest) -> AsyncIterator[gcs_pb2.Event]:
+        kinds = set(request.kinds)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            if request.replay:
+                for event in list(self._recent):
+                    if event.seq > request.after_seq and (not kinds or event.kind in kinds):
+                        yield event
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                if isinstance(event, Exception):
+                    raise event
+                if not kinds or event.kind in kinds:
+                    yield event
+        finally:
+            self._watchers.discard(queue)
+
+    def close(self) -> None:
+        for queue in list(self._watchers):
+            queue.put_nowait(None)
+        self._watchers.clear()

@@ -1,0 +1,349 @@
+"""The GCS service: node table, job table, KV and event pub/sub.
+
+Served on the framed carrier (processes on the head's machine) and on gRPC (other
+machines). A node manager or driver connected over the framed carrier is watched
+through its connection: when the connection closes, the node is dead or the driver
+has exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nbcluster._version import __version__
+from nbcluster.runtime import ids
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.gcs.pubsub import EventLog
+from nbcluster.runtime.gcs.store import GcsStore
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.states import (
+    JOB_TRANSITIONS,
+    NODE_TRANSITIONS,
+    JobStatus,
+    NodeState,
+    StateMachine,
+)
+from nbcluster.runtime.transport import framed
+from nbcluster.runtime.transport.errors import RemoteError
+
+logger = logging.getLogger(__name__)
+
+EventKind = gcs_pb2.EventKind
+_JOB_STATE_PB = {
+    JobStatus.PENDING: gcs_pb2.JOB_STATE_PENDING,
+    JobStatus.RUNNING: gcs_pb2.JOB_STATE_RUNNING,
+    JobStatus.SUCCEEDED: gcs_pb2.JOB_STATE_SUCCEEDED,
+    JobStatus.FAILED: gcs_pb2.JOB_STATE_FAILED,
+    JobStatus.STOPPED: gcs_pb2.JOB_STATE_STOPPED,
+}
+_JOB_STATE_FROM_PB = {v: k for k, v in _JOB_STATE_PB.items()}
+
+
+def format_resources(res: dict[str, float]) -> str:
+    """``{CPU: 2, GPU: 1}`` — the node-ip and memory entries left out."""
+    shown = {k: v for k, v in res.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
+    parts = [f"{k}: {v:g}" for k, v in sorted(shown.items())]
+    return "{" + ", ".join(parts) + "}"
+
+
+class _Node:
+    __slots__ = ("info", "machine", "last_seen")
+
+    def __init__(self, info: gcs_pb2.NodeInfo) -> None:
+        self.info = info
+        self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
+        self.last_seen = time.monotonic()
+
+
+class _Job:
+    __slots__ = ("info", "machine")
+
+    def __init__(self, info: gcs_pb2.JobInfo, status: JobStatus) -> None:
+        self.info = info
+        self.machine = StateMachine(JOB_TRANSITIONS, status)
+
+
+class GcsServer:
+    """The head's control store. ``start()`` returns once both carriers listen."""
+
+    def __init__(
+        self,
+        session: Session,
+        token: str,
+        config: RuntimeConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.session = session
+        self.config = config
+        self._token = token
+        self._host = host
+        self._port = port
+        self.node_id = b""
+        self.head_node_id = b""
+        self.start_time = time.time()
+        self.events = EventLog(config.event_retention)
+        self._nodes: dict[bytes, _Node] = {}
+        self._jobs: dict[bytes, _Job] = {}
+        self._store: GcsStore | None = None
+        self._framed: framed.FramedServer | None = None
+        self._grpc: Any = None
+        self.address = ""
+        self.local_endpoint = session.endpoint("gcs")
+        self.stopped = asyncio.Event()
+        self.shutdown_requested = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        self._store = GcsStore(self.session.gcs_db)
+        self._recover()
+        dispatcher = framed.Dispatcher()
+        dispatcher.register("Gcs", self)
+        local = common_pb2.Address(endpoint=self.local_endpoint)
+        self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, local)
+        await self._framed.start()
+        from nbcluster.runtime.transport.grpc_carrier import GrpcServer
+
+        self._grpc = GrpcServer(self._host, self._port, self._token, {"Gcs": self})
+        port = await self._grpc.start()
+        self.address = f"{self._host}:{port}"
+        self.session.write_address(
+            {
+                "gcs_address": self.address,
+                "local_endpoint": self.local_endpoint,
+                "head_pid": os.getpid(),
+                "session_dir": str(self.session.dir),
+                "hostname": socket.gethostname(),
+                "version": __version__,
+            }
+        )
+        logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
+
+    async def stop(self) -> None:
+        self.events.close()
+        if self._framed is not None:
+            await self._framed.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(0)
+        if self._store is not None:
+            self._store.close()
+        self.stopped.set()
+
+    def _recover(self) -> None:
+        assert self._store is not None
+        for info in self._store.nodes():
+            node = _Node(info)
+            if info.state != gcs_pb2.NODE_STATE_ALIVE:
+                node.machine.transition(NodeState.DEAD)
+            self._nodes[info.node_id] = node
+        for info in self._store.jobs():
+            self._jobs[info.job_id] = _Job(info, _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED))
+
+    # -- nodes --------------------------------------------------------------------
+    def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
+        info = request.node
+        if not info.node_id:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id is required")
+        existing = self._nodes.get(info.node_id)
+        if existing is not None and existing.machine.state is NodeState.DEAD:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_ALREADY_EXISTS,
+                f"node {info.node_id.hex()} was declared dead; rejoin with a new node id",
+            )
+        info.state = gcs_pb2.NODE_STATE_ALIVE
+        info.start_time = info.start_time or time.time()
+        node = _Node(info)
+        self._nodes[info.node_id] = node
+        if info.is_head:
+            self.head_node_id = info.node_id
+        assert self._store is not None
+        self._store.put_node(info)
+        if isinstance(conn, framed.Connection):
+            conn.on_close(lambda _c, nid=info.node_id: self._mark_dead(nid, "its node manager disconnected"))
+        total = dict(info.total.amounts)
+        self.events.publish(
+            EventKind.EVENT_KIND_NODE_ADDED,
+            f"Node {ids.short(info.node_id)} ({info.node_ip}) joined with {format_resources(total)}",
+            node_id=info.node_id,
+            data={"resources": total, "address": info.address, "is_head": info.is_head},
+        )
+        return gcs_pb2.RegisterNodeReply(nodes=self._alive_nodes())
+
+    def _mark_dead(self, node_id: bytes, reason: str) -> None:
+        node = self._nodes.get(node_id)
+        if node is None or node.machine.state is NodeState.DEAD:
+            return
+        node.machine.transition(NodeState.DEAD)
+        node.info.state = gcs_pb2.NODE_STATE_DEAD
+        node.info.end_time = time.time()
+        node.info.death_reason = reason
+        if self._store is not None and not self.stopped.is_set():
+            self._store.put_node(node.info)
+        self.events.publish(
+            EventKind.EVENT_KIND_NODE_DEAD,
+            f"Node {ids.short(node_id)} ({node.info.node_ip}) is dead: {reason}",
+            node_id=node_id,
+            data={"reason": reason},
+        )
+
+    def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
+        self._mark_dead(request.node_id, request.reason or "it shut down")
+        return common_pb2.Empty()
+
+    def ReportNodeState(
+        self, request: gcs_pb2.ReportNodeStateRequest, conn: Any
+    ) -> gcs_pb2.ReportNodeStateReply:
+        report = request.node
+        node = self._nodes.get(report.node_id)
+        if node is None or node.machine.state is NodeState.DEAD:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_NOT_FOUND,
+                f"node {report.node_id.hex()} is not registered (or was declared dead)",
+            )
+        node.last_seen = time.monotonic()
+        info = node.info
+        info.available.CopyFrom(report.available)
+        info.object_store_used = report.object_store_used
+        info.object_store_capacity = report.object_store_capacity or info.object_store_capacity
+        info.num_workers = report.num_workers
+        info.tasks_running = report.tasks_running
+        del info.pending_demand[:]
+        info.pending_demand.extend(report.pending_demand)
+        self.events.publish(
+            EventKind.EVENT_KIND_NODE_STATE,
+            "",
+            node_id=info.node_id,
+            data={
+                "available": dict(info.available.amounts),
+                "object_store_used": info.object_store_used,
+                "tasks_running": info.tasks_running,
+                "num_workers": info.num_workers,
+            },
+            source="node",
+        )
+        return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes())
+
+    def _alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        return [n.info for n in self._nodes.values() if n.machine.state is NodeState.ALIVE]
+
+    def local_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """Nodes whose node manager runs on this machine (same hostname)."""
+        host = socket.gethostname()
+        return [n.info for n in self._nodes.values() if n.info.hostname == host and n.info.pid]
+
+    def GetAllNodes(self, request: gcs_pb2.GetAllNodesRequest, conn: Any) -> gcs_pb2.GetAllNodesReply:
+        return gcs_pb2.GetAllNodesReply(nodes=[n.info for n in self._nodes.values()])
+
+    # -- jobs ---------------------------------------------------------------------
+    def RegisterJob(self, request: gcs_pb2.RegisterJobRequest, conn: Any) -> gcs_pb2.RegisterJobReply:
+        assert self._store is not None
+        info = request.job
+        if info.job_id and info.job_id in self._jobs:
+            job = self._jobs[info.job_id]
+        else:
+            info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
+            info.start_time = time.time()
+            info.type = info.type or gcs_pb2.JOB_TYPE_DRIVER
+            status = JobStatus.RUNNING if info.type == gcs_pb2.JOB_TYPE_DRIVER else JobStatus.PENDING
+            info.state = _JOB_STATE_PB[status]
+            job = _Job(info, status)
+            self._jobs[info.job_id] = job
+            self._store.put_job(info)
+            self._job_event(job)
+        if isinstance(conn, framed.Connection) and job.info.type == gcs_pb2.JOB_TYPE_DRIVER:
+            conn.on_close(
+                lambda _c, jid=job.info.job_id: self._finish_job(
+                    jid, JobStatus.FAILED, "the driver exited without calling shutdown()"
+                )
+            )
+        return gcs_pb2.RegisterJobReply(
+            job_id=job.info.job_id, session_dir=str(self.session.dir), head_node_id=self.head_node_id
+        )
+
+    def _finish_job(self, job_id: bytes, status: JobStatus, message: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.machine.is_terminal():
+            return
+        job.machine.transition(status)
+        job.info.state = _JOB_STATE_PB[status]
+        job.info.end_time = time.time()
+        job.info.message = message
+        if self._store is not None and not self.stopped.is_set():
+            self._store.put_job(job.info)
+        self._job_event(job)
+
+    def _job_event(self, job: _Job) -> None:
+        jid = ids.job_id_to_int(job.info.job_id)
+        state = job.machine.state.value
+        detail = f": {job.info.message}" if job.info.message else ""
+        self.events.publish(
+            EventKind.EVENT_KIND_JOB_STATE,
+            f"Job {jid:02d} is {state}{detail}",
+            job_id=job.info.job_id,
+            data={"state": state, "type": gcs_pb2.JobType.Name(job.info.type), "pid": job.info.driver_pid},
+        )
+
+    def FinishJob(self, request: gcs_pb2.FinishJobRequest, conn: Any) -> common_pb2.Empty:
+        status = _JOB_STATE_FROM_PB.get(request.state, JobStatus.SUCCEEDED)
+        if request.job_id not in self._jobs:
+            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"no job {request.job_id.hex()}")
+        self._finish_job(request.job_id, status, request.message)
+        return common_pb2.Empty()
+
+    def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
+        return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()])
+
+    # -- KV -----------------------------------------------------------------------
+    def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:
+        assert self._store is not None
+        added = self._store.kv_put(request.namespace, request.key, request.value, request.overwrite)
+        return gcs_pb2.KvPutReply(added=added)
+
+    def KvGet(self, request: gcs_pb2.KvGetRequest, conn: Any) -> gcs_pb2.KvGetReply:
+        assert self._store is not None
+        value = self._store.kv_get(request.namespace, request.key)
+        return gcs_pb2.KvGetReply(found=value is not None, value=value or b"")
+
+    def KvDel(self, request: gcs_pb2.KvDelRequest, conn: Any) -> gcs_pb2.KvDelReply:
+        assert self._store is not None
+        return gcs_pb2.KvDelReply(deleted=self._store.kv_del(request.namespace, request.key, request.by_prefix))
+
+    def KvKeys(self, request: gcs_pb2.KvKeysRequest, conn: Any) -> gcs_pb2.KvKeysReply:
+        assert self._store is not None
+        return gcs_pb2.KvKeysReply(keys=self._store.kv_keys(request.namespace, request.prefix))
+
+    # -- events -------------------------------------------------------------------
+    def Publish(self, request: gcs_pb2.PublishRequest, conn: Any) -> common_pb2.Empty:
+        for event in request.events:
+            self.events.append(event)
+        return common_pb2.Empty()
+
+    async def Watch(self, request: gcs_pb2.WatchRequest, conn: Any) -> AsyncIterator[gcs_pb2.Event]:
+        async for event in self.events.watch(request):
+            yield event
+
+    # -- cluster ------------------------------------------------------------------
+    def GetClusterInfo(
+        self, request: gcs_pb2.GetClusterInfoRequest, conn: Any
+    ) -> gcs_pb2.GetClusterInfoReply:
+        return gcs_pb2.GetClusterInfoReply(
+            session_dir=str(self.session.dir),
+            version=__version__,
+            start_time=self.start_time,
+            head_node_id=self.head_node_id,
+            gcs_address=self.address,
+            local_endpoint=self.local_endpoint,
+            head_pid=os.getpid(),
+        )
+
+    def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:
+        logger.info("shutdown requested: %s", request.reason)
+        asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
+        return common_pb2.Empty()

@@ -1,0 +1,75 @@
+"""The GCS tables, kept in SQLite in the session directory so a restarted head
+recovers them. Rows are protobuf messages; SQLite only indexes them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from nbcluster.runtime.protocol import gcs_pb2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (node_id BLOB PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (job_id BLOB PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+                               PRIMARY KEY (ns, key));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class GcsStore:
+    """Write-through persistence of nodes, jobs, KV and counters."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # nodes and jobs
+    def put_node(self, node: gcs_pb2.NodeInfo) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (node.node_id, node.SerializeToString())
+        )
+
+    def nodes(self) -> list[gcs_pb2.NodeInfo]:
+        return [gcs_pb2.NodeInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM nodes")]
+
+    def put_job(self, job: gcs_pb2.JobInfo) -> None:
+        self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job.job_id, job.SerializeToString()))
+
+    def jobs(self) -> list[gcs_pb2.JobInfo]:
+        return [gcs_pb2.JobInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM jobs")]
+
+    # counters
+    def next_counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        value = int(row[0]) + 1 if row else 1
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
+        return value
+
+    # KV
+    def kv_put(self, ns: str, key: bytes, value: bytes, overwrite: bool) -> bool:
+        exists = self.kv_get(ns, key) is not None
+        if exists and not overwrite:
+            return False
+        self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (ns, key, value))
+        return not exists
+
+    def kv_get(self, ns: str, key: bytes) -> bytes | None:
+        row = self._db.execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
+        return row[0] if row else None
+
+    def kv_del(self, ns: str, key: bytes, by_prefix: bool) -> int:
+        if by_prefix:
+            keys = self.kv_keys(ns, key)
+            self._db.executemany("DELETE FROM kv WHERE ns = ? AND key = ?", [(ns, k) for k in keys])
+            return len(keys)
+        return self._db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key)).rowcount
+
+    def kv_keys(self, ns: str, prefix: bytes) -> list[bytes]:
+        rows = self._db.execute("SELECT key FROM kv WHERE ns = ?", (ns,))
+        return [bytes(r[0]) for r in rows if bytes(r[0]).startswith(prefix)]

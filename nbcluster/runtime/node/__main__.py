@@ -1,0 +1,74 @@
+"""A node manager process: ``python -m nbcluster.runtime.node --session-dir DIR ...``.
+
+Reads the cluster token from ``NBCLUSTER_TOKEN``; runs until asked to stop
+(ShutdownNode RPC, SIGTERM, losing the GCS, or its lifeline closing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.node.manager import NodeManager, NodeOptions
+from nbcluster.runtime.procutil import configure_logging, watch_lifeline
+from nbcluster.runtime.session import TOKEN_ENV, Session
+
+logger = logging.getLogger("nbcluster.node")
+
+
+async def serve(opts: argparse.Namespace) -> None:
+    session = Session(Path(opts.session_dir))
+    token = os.environ.get(TOKEN_ENV) or session.read_token()
+    options = NodeOptions(
+        node_id=bytes.fromhex(opts.node_id),
+        gcs_address=opts.gcs_address,
+        num_cpus=opts.num_cpus,
+        num_gpus=opts.num_gpus,
+        resources=json.loads(opts.resources) if opts.resources else {},
+        object_store_memory=opts.object_store_memory,
+        node_ip=opts.node_ip,
+        grpc_port=opts.grpc_port,
+        is_head=opts.head,
+        node_type=opts.node_type,
+    )
+    manager = NodeManager(session, token, RuntimeConfig.load(), options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, manager.shutdown_requested.set)
+    if opts.lifeline_fd is not None:
+        watch_lifeline(loop, opts.lifeline_fd, manager.shutdown_requested.set)
+    try:
+        await manager.start()
+        await manager.shutdown_requested.wait()
+    finally:
+        logger.info("node manager stopping")
+        await manager.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="nbcluster-node")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--gcs-address", required=True)
+    parser.add_argument("--num-cpus", type=float, required=True)
+    parser.add_argument("--num-gpus", type=float, default=0)
+    parser.add_argument("--resources", default="")
+    parser.add_argument("--object-store-memory", type=int)
+    parser.add_argument("--node-ip", default="127.0.0.1")
+    parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--node-type", default="")
+    parser.add_argument("--head", action="store_true")
+    parser.add_argument("--lifeline-fd", type=int)
+    opts = parser.parse_args()
+    configure_logging(Path(opts.session_dir) / "logs" / f"node-{opts.node_id[:12]}.log")
+    asyncio.run(serve(opts))
+
+
+if __name__ == "__main__":
+    main()

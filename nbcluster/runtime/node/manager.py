@@ -1,0 +1,532 @@
+"""The node manager: the node's resources and leases, its workers and object store.
+
+Submitters ask for a *lease* on a worker for a resource shape. A lease is granted
+when the shape fits the node's free resources; it holds them until the submitter
+returns the worker or disconnects. The submitter then pushes tasks to the worker
+directly — the node manager never sees individual tasks. A worker blocked in ``get``
+gives its CPU back for the duration, so nested tasks cannot deadlock a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbcluster.exceptions import ObjectStoreFullError
+from nbcluster.runtime import ids
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.node.worker_pool import Worker, WorkerPool
+from nbcluster.runtime.objects.store import ObjectStore
+from nbcluster.runtime.protocol import (
+    common_pb2,
+    core_worker_pb2,
+    gcs_pb2,
+    node_manager_pb2 as nm_pb2,
+)
+from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir
+from nbcluster.runtime.states import WorkerState
+from nbcluster.runtime.transport import dial, framed, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    node_id: bytes
+    gcs_address: str
+    num_cpus: float
+    num_gpus: float = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    object_store_memory: int | None = None
+    memory: int | None = None
+    node_ip: str = "127.0.0.1"
+    #: gRPC port for other machines; None: serve only this machine (embedded).
+    grpc_port: int | None = None
+    is_head: bool = False
+    node_type: str = ""
+
+
+def default_object_store_memory() -> int:
+    import psutil
+
+    total = psutil.virtual_memory().total
+    try:
+        shm = os.statvfs(str(store_dir(b"\0").parent))
+        shm_free = shm.f_bavail * shm.f_frsize
+    except OSError:
+        shm_free = total
+    return int(min(total * 0.3, shm_free * 0.8))
+
+
+class _Client:
+    __slots__ = ("kind", "worker_id", "pid", "job_id", "conn", "leases", "pins", "worker")
+
+    def __init__(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> None:
+        self.kind = request.kind
+        self.worker_id = request.address.worker_id
+        self.pid = request.pid
+        self.job_id = request.job_id
+        self.conn = conn
+        self.leases: set[int] = set()
+        self.pins: dict[bytes, int] = {}
+        self.worker: Worker | None = None
+
+
+class _Lease:
+    __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released")
+
+    def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: _Client) -> None:
+        self.lease_id = lease_id
+        self.worker = worker
+        self.shape = shape
+        self.holder = holder
+        self.cpu_released = False
+
+
+class _LeaseRequest:
+    __slots__ = ("request", "shape", "client", "future", "warned")
+
+    def __init__(self, request: nm_pb2.LeaseRequest, client: _Client) -> None:
+        self.request = request
+        self.shape = rs.to_fixed(request.resources.amounts)
+        self.client = client
+        self.future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.warned = False
+
+
+class NodeManager:
+    def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
+        self.session = session
+        self.config = config
+        self.options = options
+        self.node_id = options.node_id
+        self._token = token
+        self.local_endpoint = session.endpoint(f"node-{options.node_id.hex()[:12]}")
+        self.address = ""
+        self.total: rs.Fixed = {}
+        self.available: rs.Fixed = {}
+        self._leases: dict[int, _Lease] = {}
+        self._next_lease = 0
+        self._queue: list[_LeaseRequest] = []
+        self._clients: dict[bytes, _Client] = {}
+        self._cluster: list[gcs_pb2.NodeInfo] = []
+        self._gcs: Any = None
+        self._framed: framed.FramedServer | None = None
+        self._grpc: Any = None
+        self._tasks: list[asyncio.Task] = []
+        self._dirty = asyncio.Event()
+        self.shutdown_requested = asyncio.Event()
+        self.store: ObjectStore | None = None
+        self.pool: WorkerPool | None = None
+        self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        import psutil
+
+        opts = self.options
+        capacity = opts.object_store_memory or default_object_store_memory()
+        memory = opts.memory or int(psutil.virtual_memory().available * 0.7)
+        total: dict[str, float] = {"CPU": opts.num_cpus, "memory": memory, "object_store_memory": capacity}
+        if opts.num_gpus:
+            total["GPU"] = opts.num_gpus
+        total[f"node:{opts.node_ip}"] = 1
+        if opts.is_head:
+            total["node:__internal_head__"] = 1
+        total.update(opts.resources)
+        self.total = rs.to_fixed(total)
+        self.available = dict(self.total)
+        self.store = ObjectStore(
+            store_dir(self.node_id), self.session.spill, capacity, self.config.object_store_full_timeout_s
+        )
+        base = max(0, int(opts.num_cpus))
+        self.pool = WorkerPool(
+            base_size=base,
+            spawn_args=[
+                "--session-dir", str(self.session.dir),
+                "--node-id", self.node_id.hex(),
+                "--node-endpoint", self.local_endpoint,
+                "--node-ip", opts.node_ip,
+            ],
+            log_dir=self.session.logs,
+            env={TOKEN_ENV: self._token, "NBCLUSTER_CONFIG": self.config.to_env()},
+            idle_timeout=self.config.idle_worker_timeout_s,
+            start_timeout=self.config.worker_start_timeout_s,
+            on_dead=self._on_worker_dead,
+        )
+        self.pool.ensure(0)  # prestart while the rest comes up
+        dispatcher = framed.Dispatcher()
+        dispatcher.register("NodeManager", self)
+        self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, self._local)
+        await self._framed.start()
+        if opts.grpc_port is not None:
+            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
+
+            self._grpc = GrpcServer(opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self})
+            self.address = f"{opts.node_ip}:{await self._grpc.start()}"
+        self._gcs = await dial(opts.gcs_address, self._token, timeout=self.config.startup_timeout_s)
+        self._gcs.on_close(self._on_gcs_lost)
+        reply = await self._gcs.call(methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()))
+        self._cluster = list(reply.nodes)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._report_loop()))
+        self._tasks.append(loop.create_task(self._maintain_loop()))
+        logger.info(
+            "node=%s serving on %s %s resources=%s",
+            self.node_id.hex(), self.local_endpoint, self.address, rs.to_float(self.total),
+        )
+
+    async def stop(self) -> None:
+        from nbcluster.runtime.procutil import wait_exit
+
+        for task in self._tasks:
+            task.cancel()
+        procs = self.pool.shutdown() if self.pool else []
+        if self._gcs is not None and not self._gcs.closed:
+            try:
+                await self._gcs.call(
+                    methods.Gcs.UnregisterNode,
+                    gcs_pb2.UnregisterNodeRequest(node_id=self.node_id, reason="it shut down"),
+                    timeout=1.0,
+                )
+            except Exception:  # noqa: BLE001 - the head may be gone already
+                pass
+            self._gcs.close()
+        await asyncio.to_thread(wait_exit, procs, 2.0)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        await asyncio.to_thread(wait_exit, procs, 5.0)
+        if self.store is not None:
+            self.store.close()
+        if self._framed is not None:
+            await self._framed.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(0)
+
+    def _on_gcs_lost(self, _conn: Any) -> None:
+        if not self.shutdown_requested.is_set():
+            logger.error("lost the connection to the GCS; shutting down")
+            self.shutdown_requested.set()
+
+    def _node_info(self) -> gcs_pb2.NodeInfo:
+        assert self.store is not None and self.pool is not None
+        running = sum(1 for lease in self._leases.values() if not lease.cpu_released)
+        return gcs_pb2.NodeInfo(
+            node_id=self.node_id,
+            address=self.address,
+            local_endpoint=self.local_endpoint,
+            hostname=socket.gethostname(),
+            node_ip=self.options.node_ip,
+            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
+            available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
+            is_head=self.options.is_head,
+            start_time=time.time(),
+            node_type=self.options.node_type,
+            object_store_used=self.store.used,
+            object_store_capacity=self.store.capacity,
+            num_workers=len(self.pool.workers),
+            tasks_running=running,
+            pending_demand=[
+                common_pb2.ResourceSet(amounts=rs.to_float(r.shape)) for r in self._queue if not r.future.done()
+            ],
+            session_dir=str(self.session.dir),
+            pid=os.getpid(),
+        )
+
+    async def _report_loop(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), interval)
+                await asyncio.sleep(0.1)  # coalesce bursts of changes
+            except asyncio.TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                reply = await self._gcs.call(
+                    methods.Gcs.ReportNodeState, gcs_pb2.ReportNodeStateRequest(node=self._node_info())
+                )
+                self._cluster = list(reply.nodes)
+            except (ConnectionLost, RemoteError) as exc:
+                logger.warning("reporting to the GCS failed: %s", exc)
+
+    async def _maintain_loop(self) -> None:
+        assert self.pool is not None
+        while True:
+            await asyncio.sleep(0.5)
+            self.pool.maintain()
+            self.pool.ensure(0)
+            if self.pool.startup_failures >= 3:
+                self._fail_queue(
+                    "workers fail to start on this node (3 in a row); see " + self.pool.last_failure_log
+                )
+
+    # -- clients ------------------------------------------------------------------
+    def RegisterClient(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> nm_pb2.RegisterClientReply:
+        assert self.pool is not None and self.store is not None
+        client = _Client(request, conn)
+        conn.state["client"] = client
+        self._clients[client.worker_id] = client
+        conn.on_close(lambda _c: self._on_client_closed(client))
+        if request.kind == nm_pb2.CLIENT_KIND_WORKER:
+            worker = self.pool.registered(client.worker_id, conn, request.address.endpoint)
+            if worker is None:
+                raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, "unknown worker id")
+            client.worker = worker
+            self._schedule()
+        return nm_pb2.RegisterClientReply(
+            node_id=self.node_id,
+            store_dir=str(self.store.dir),
+            session_dir=str(self.session.dir),
+            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
+        )
+
+    def _client(self, conn: Any) -> _Client:
+        client = conn.state.get("client")
+        if client is None:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "call RegisterClient first")
+        return client
+
+    def _on_client_closed(self, client: _Client) -> None:
+        assert self.pool is not None and self.store is not None
+        self._clients.pop(client.worker_id, None)
+        for request in self._queue:
+            if request.client is client and not request.future.done():
+                request.future.cancel()
+        for lease_id in list(client.leases):
+            lease = self._leases.get(lease_id)
+            if lease is not None:
+                # The holder is gone: whatever the worker runs for it is orphaned.
+                self.pool.kill(lease.worker, "its lease holder disconnected")
+        self.store.release(list(client.pins), client.pins)
+        self.store.free_owner(client.worker_id)
+        if client.worker is not None:
+            self.pool.dead(client.worker, "disconnected")
+        elif client.kind == nm_pb2.CLIENT_KIND_DRIVER and client.job_id:
+            self.pool.kill_job(client.job_id, "its driver exited")
+        self._schedule()
+
+    def _on_worker_dead(self, worker: Worker, reason: str) -> None:
+        assert self.store is not None
+        lease = worker.lease
+        if lease is not None:
+            self._end_lease(lease)
+        self.store.free_owner(worker.worker_id)
+        self._dirty.set()
+
+    # -- leases -------------------------------------------------------------------
+    async def RequestWorkerLease(self, request: nm_pb2.LeaseRequest, conn: Any) -> nm_pb2.LeaseReply:
+        client = self._client(conn)
+        pending = _LeaseRequest(request, client)
+        self._queue.append(pending)
+        self._check_feasible(pending)
+        self._schedule()
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            if pending.future.done() and not pending.future.cancelled():
+                reply = pending.future.result()
+                if reply.lease_id in self._leases:  # granted as the caller went away
+                    self._return(self._leases[reply.lease_id], failed=False)
+            raise
+        finally:
+            if pending in self._queue:
+                self._queue.remove(pending)
+
+    def _check_feasible(self, pending: _LeaseRequest) -> None:
+        if rs.fits(self.total, pending.shape):
+            return
+        for node in self._cluster:
+            if node.node_id != self.node_id and rs.fits(rs.to_fixed(node.total.amounts), pending.shape):
+                return
+        if pending.warned:
+            return
+        pending.warned = True
+        wanted = rs.describe(rs.to_float(pending.shape))
+        largest = rs.describe(
+            {k: v for k, v in rs.to_float(self.total).items() if not k.startswith("node:") and k != "memory"}
+        )
+        what = pending.request.description or "a task"
+        message = (
+            f"{what} requires {wanted}, which no node in the cluster has (this node offers {largest}). "
+            "It stays pending until a node with these resources joins; lower the request "
+            "or add such a node."
+        )
+        logger.warning(message)
+        pending.client.conn.notify(methods.CoreWorker.LeaseWarning, core_worker_pb2.LeaseWarningNotice(message=message))
+
+    def _schedule(self) -> None:
+        assert self.pool is not None
+        waiting_for_workers = 0
+        for pending in list(self._queue):
+            if pending.future.done():
+                self._queue.remove(pending)
+                continue
+            if not rs.fits(self.available, pending.shape):
+                continue
+            req = pending.request
+            worker, needs_job = self.pool.pop_idle(req.job_id, req.runtime_env_hash)
+            if worker is None:
+                waiting_for_workers += 1
+                continue
+            self._next_lease += 1
+            lease = _Lease(self._next_lease, worker, pending.shape, pending.client)
+            rs.subtract(self.available, pending.shape)
+            self._leases[lease.lease_id] = lease
+            pending.client.leases.add(lease.lease_id)
+            worker.lease = lease
+            worker.machine.transition(WorkerState.LEASED)
+            self._queue.remove(pending)
+            pending.future.set_result(
+                nm_pb2.LeaseReply(
+                    lease_id=lease.lease_id,
+                    worker=common_pb2.Address(
+                        node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint
+                    ),
+                    needs_job=needs_job,
+                )
+            )
+        if waiting_for_workers:
+            self.pool.ensure(waiting_for_workers)
+        self._dirty.set()
+
+    def _fail_queue(self, reason: str) -> None:
+        assert self.pool is not None
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason=reason))
+        self._queue.clear()
+        self.pool.startup_failures = 0
+
+    def _end_lease(self, lease: _Lease) -> None:
+        if self._leases.pop(lease.lease_id, None) is None:
+            return
+        shape = dict(lease.shape)
+        if lease.cpu_released:
+            shape.pop("CPU", None)
+        rs.add(self.available, shape)
+        lease.holder.leases.discard(lease.lease_id)
+        lease.worker.lease = None
+
+    def _return(self, lease: _Lease, failed: bool) -> None:
+        assert self.pool is not None
+        self._end_lease(lease)
+        worker = lease.worker
+        if failed:
+            self.pool.kill(worker, "its lease holder reported it failed")
+        elif worker.state is WorkerState.LEASED:
+            worker.machine.transition(WorkerState.IDLE)
+            worker.idle_since = time.monotonic()
+            worker.blocked = False
+        self._schedule()
+
+    def ReturnWorker(self, request: nm_pb2.ReturnWorkerRequest, conn: Any) -> common_pb2.Empty:
+        lease = self._leases.get(request.lease_id)
+        if lease is not None and lease.holder is self._client(conn):
+            self._return(lease, request.worker_failed)
+        return common_pb2.Empty()
+
+    def CancelLease(self, request: nm_pb2.CancelLeaseRequest, conn: Any) -> common_pb2.Empty:
+        client = self._client(conn)
+        for pending in self._queue:
+            if pending.client is client and pending.request.request_id == request.request_id:
+                if not pending.future.done():
+                    pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason="cancelled"))
+        return common_pb2.Empty()
+
+    def NotifyBlocked(self, request: nm_pb2.BlockedNotice, conn: Any) -> common_pb2.Empty:
+        worker = self._client(conn).worker
+        lease = worker.lease if worker is not None else None
+        if lease is None:
+            return common_pb2.Empty()
+        cpu = lease.shape.get("CPU", 0)
+        if request.blocked and not lease.cpu_released:
+            lease.cpu_released = True
+            self.available["CPU"] = self.available.get("CPU", 0) + cpu
+            self._schedule()
+        elif not request.blocked and lease.cpu_released:
+            lease.cpu_released = False
+            self.available["CPU"] = self.available.get("CPU", 0) - cpu
+            self._dirty.set()
+        return common_pb2.Empty()
+
+    # -- objects ------------------------------------------------------------------
+    async def CreateObject(self, request: nm_pb2.CreateObjectRequest, conn: Any) -> nm_pb2.CreateObjectReply:
+        assert self.store is not None
+        try:
+            await self.store.create(request.object_id, request.size, request.owner.worker_id)
+        except ObjectStoreFullError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
+        self._dirty.set()
+        return nm_pb2.CreateObjectReply()
+
+    def SealObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.seal(request.object_ids)
+        return common_pb2.Empty()
+
+    async def GetObjects(self, request: nm_pb2.GetObjectsRequest, conn: Any) -> nm_pb2.GetObjectsReply:
+        assert self.store is not None
+        client = self._client(conn)
+        try:
+            sizes = await self.store.get(request.object_ids, client.pins)
+        except ObjectStoreFullError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
+        return nm_pb2.GetObjectsReply(sizes=[s or 0 for s in sizes], missing=[s is None for s in sizes])
+
+    def PinObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.pin(request.object_ids, self._client(conn).pins)
+        return common_pb2.Empty()
+
+    def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.release(request.object_ids, self._client(conn).pins)
+        return common_pb2.Empty()
+
+    def FreeObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.free(request.object_ids)
+        self._dirty.set()
+        return common_pb2.Empty()
+
+    # -- introspection ------------------------------------------------------------
+    def GetNodeStats(self, request: nm_pb2.GetNodeStatsRequest, conn: Any) -> nm_pb2.GetNodeStatsReply:
+        assert self.store is not None and self.pool is not None
+        return nm_pb2.GetNodeStatsReply(
+            node_id=self.node_id,
+            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
+            available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
+            store_used=self.store.used,
+            store_capacity=self.store.capacity,
+            num_objects=len(self.store.entries),
+            num_spilled=sum(1 for e in self.store.entries.values() if e.state.name == "SPILLED"),
+            spilled_bytes=self.store.spilled_bytes(),
+            num_pinned=self.store.num_pinned(),
+            workers=[
+                nm_pb2.WorkerStats(
+                    worker_id=w.worker_id,
+                    pid=w.pid,
+                    state=w.state.value,
+                    job_id=w.job_id,
+                    lease_id=w.lease.lease_id if w.lease else 0,
+                )
+                for w in self.pool.workers.values()
+            ],
+            pending_leases=sum(1 for r in self._queue if not r.future.done()),
+            restored_total=self.store.restored_total,
+            spilled_total=self.store.spilled_total,
+        )
+
+    def ShutdownNode(self, request: nm_pb2.ShutdownNodeRequest, conn: Any) -> common_pb2.Empty:
+        logger.info("shutdown requested: %s", request.reason)
+        asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
+        return common_pb2.Empty()

@@ -1,0 +1,210 @@
+"""The node manager's worker processes: starting, binding to jobs, idling, reaping.
+
+A worker starts unbound ("generic"); its first lease binds it to that lease's job and
+runtime environment for the rest of its life, as in Ray. The pool keeps ``base_size``
+workers idle or starting so the first task does not pay interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nbcluster.runtime import ids
+from nbcluster.runtime.procutil import spawn_python
+from nbcluster.runtime.states import WORKER_TRANSITIONS, StateMachine, WorkerState
+
+logger = logging.getLogger(__name__)
+
+WORKER_MODULE = "nbcluster.runtime.core.worker_main"
+
+
+class Worker:
+    __slots__ = (
+        "worker_id",
+        "proc",
+        "machine",
+        "conn",
+        "endpoint",
+        "job_id",
+        "env_hash",
+        "lease",
+        "started",
+        "idle_since",
+        "blocked",
+    )
+
+    def __init__(self, worker_id: bytes, proc: subprocess.Popen) -> None:
+        self.worker_id = worker_id
+        self.proc = proc
+        self.machine = StateMachine(WORKER_TRANSITIONS, WorkerState.STARTING)
+        self.conn = None
+        self.endpoint = ""
+        self.job_id = b""
+        self.env_hash = ""
+        self.lease = None
+        self.started = time.monotonic()
+        self.idle_since = time.monotonic()
+        self.blocked = False
+
+    @property
+    def state(self) -> WorkerState:
+        return self.machine.state
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def __repr__(self) -> str:
+        return f"<Worker {ids.short(self.worker_id)} pid={self.pid} {self.state.name}>"
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        *,
+        base_size: int,
+        spawn_args: list[str],
+        log_dir: Path,
+        env: dict[str, str],
+        idle_timeout: float,
+        start_timeout: float,
+        on_dead: Callable[[Worker, str], None],
+    ) -> None:
+        self.base_size = base_size
+        self._spawn_args = spawn_args
+        self._log_dir = log_dir
+        self._env = env
+        self._idle_timeout = idle_timeout
+        self._start_timeout = start_timeout
+        self._on_dead = on_dead
+        self.workers: dict[bytes, Worker] = {}
+        self.startup_failures = 0
+        self.last_failure_log = ""
+
+    # -- starting -----------------------------------------------------------------
+    def start_worker(self) -> Worker:
+        worker_id = ids.random_id()
+        name = f"worker-{worker_id.hex()[:12]}"
+        proc = spawn_python(
+            WORKER_MODULE,
+            [*self._spawn_args, "--worker-id", worker_id.hex()],
+            log_dir=self._log_dir,
+            log_name=name,
+            env=self._env,
+        )
+        worker = Worker(worker_id, proc)
+        self.workers[worker_id] = worker
+        logger.info("started worker=%s pid=%d", worker_id.hex()[:12], proc.pid)
+        return worker
+
+    def registered(self, worker_id: bytes, conn: object, endpoint: str) -> Worker | None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state is not WorkerState.STARTING:
+            return None
+        worker.conn = conn
+        worker.endpoint = endpoint
+        worker.machine.transition(WorkerState.IDLE)
+        worker.idle_since = time.monotonic()
+        self.startup_failures = 0
+        return worker
+
+    def starting(self) -> int:
+        return sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING)
+
+    def idle(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.state is WorkerState.IDLE]
+
+    def pop_idle(self, job_id: bytes, env_hash: str) -> tuple[Worker | None, bool]:
+        """An idle worker for the job: one bound to it, else an unbound one (then
+        ``True``: it must be sent the job's config)."""
+        generic = None
+        for worker in self.workers.values():
+            if worker.state is not WorkerState.IDLE:
+                continue
+            if worker.job_id == job_id and worker.env_hash == env_hash:
+                return worker, False
+            if not worker.job_id and generic is None:
+                generic = worker
+        if generic is not None:
+            generic.job_id = job_id
+            generic.env_hash = env_hash
+            return generic, True
+        return None, False
+
+    def ensure(self, wanted: int) -> None:
+        """Start workers until ``wanted`` more than the idle ones are on their way,
+        and keep ``base_size`` idle or starting."""
+        starting = self.starting()
+        idle = len(self.idle())
+        target = max(wanted, self.base_size - idle)
+        for _ in range(max(0, target - starting)):
+            self.start_worker()
+
+    # -- ending -------------------------------------------------------------------
+    def kill(self, worker: Worker, reason: str) -> None:
+        if worker.state is WorkerState.DEAD:
+            return
+        logger.info("killing %r: %s", worker, reason)
+        try:
+            worker.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.dead(worker, reason)
+
+    def dead(self, worker: Worker, reason: str) -> None:
+        if worker.state is WorkerState.DEAD:
+            return
+        was_starting = worker.state is WorkerState.STARTING
+        worker.machine.transition(WorkerState.DEAD)
+        self.workers.pop(worker.worker_id, None)
+        if was_starting:
+            self.startup_failures += 1
+            self.last_failure_log = str(self._log_dir / f"worker-{worker.worker_id.hex()[:12]}.err")
+        asyncio.get_running_loop().create_task(self._reap(worker))
+        self._on_dead(worker, reason)
+
+    async def _reap(self, worker: Worker) -> None:
+        deadline = time.monotonic() + 2.0
+        while worker.proc.poll() is None:
+            if time.monotonic() > deadline:
+                worker.proc.kill()
+                deadline = time.monotonic() + 5.0
+            await asyncio.sleep(0.02)
+        logger.info("worker=%s pid=%d exited with %s", worker.worker_id.hex()[:12], worker.pid, worker.proc.returncode)
+
+    def maintain(self) -> None:
+        """Periodic: notice workers that died before connecting, give up on slow
+        starters, retire idle workers beyond the base size."""
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.state is WorkerState.STARTING:
+                if worker.proc.poll() is not None:
+                    self.dead(worker, f"exited with code {worker.proc.returncode} while starting")
+                elif now - worker.started > self._start_timeout:
+                    self.kill(worker, "did not connect in time")
+        idle = sorted(self.idle(), key=lambda w: w.idle_since)
+        for worker in idle[: max(0, len(idle) - self.base_size)]:
+            if now - worker.idle_since > self._idle_timeout:
+                self.kill(worker, "idle")
+
+    def kill_job(self, job_id: bytes, reason: str) -> None:
+        for worker in list(self.workers.values()):
+            if worker.job_id == job_id:
+                self.kill(worker, reason)
+
+    def shutdown(self) -> list[subprocess.Popen]:
+        procs = []
+        for worker in list(self.workers.values()):
+            procs.append(worker.proc)
+            if worker.proc.poll() is None:
+                try:
+                    worker.proc.terminate()
+                except ProcessLookupError:
+                    pass
+        self.workers.clear()
+        return procs

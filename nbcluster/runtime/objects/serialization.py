@@ -1,0 +1,167 @@
+"""How values become bytes: cloudpickle with pickle protocol 5 out-of-band buffers.
+
+Layout of a serialized object (inline in a message, or a file in shared memory)::
+
+    <3s magic "NB1"><u8 flags><u32 nbuf><u64 pickle length><u64 length> * nbuf
+    <pickle bytes><pad to 64><buffer 0><pad to 64><buffer 1>...
+
+Buffers (numpy arrays, bytes-like objects that support out-of-band pickling) start at
+64-byte aligned offsets, so a mapped file yields aligned zero-copy arrays.
+
+ObjectRefs met while pickling are collected, so the runtime knows which references
+a value contains.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import threading
+import types
+from typing import Any
+
+import cloudpickle
+
+MAGIC = b"NB1"
+FLAG_ERROR = 1
+_HEAD = struct.Struct("<3sBIQ")
+ALIGN = 64
+_FAST_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+
+_context = threading.local()
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def _reduce_code(code: types.CodeType) -> Any:
+    # cloudpickle writes "<dynamic-code>" as every function's file name; keep the real
+    # one so remote tracebacks point at the user's file (and show its lines).
+    ctor, args = cloudpickle.cloudpickle._code_reduce(code)
+    return ctor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = collections.ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def dumps(value: Any, buffer_callback: Any = None) -> bytes:
+    """cloudpickle, protocol 5, keeping code objects' file names."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
+def record_ref(ref: Any) -> None:
+    """Called by ``ObjectRef.__reduce__``: note a reference being serialized."""
+    refs = getattr(_context, "refs", None)
+    if refs is not None:
+        refs.append(ref)
+
+
+class SerializedObject:
+    """A value in serialized form: the pickle, its out-of-band buffers, and the
+    ObjectRefs nested in it."""
+
+    __slots__ = ("pickled", "buffers", "contained", "flags", "_offsets", "total_size")
+
+    def __init__(self, pickled: bytes, buffers: list[memoryview], contained: list[Any], flags: int = 0) -> None:
+        self.pickled = pickled
+        self.buffers = buffers
+        self.contained = contained
+        self.flags = flags
+        offsets = []
+        pos = _HEAD.size + 8 * len(buffers) + len(pickled)
+        for buf in buffers:
+            pos = _align(pos)
+            offsets.append(pos)
+            pos += buf.nbytes
+        self._offsets = offsets
+        self.total_size = pos
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.flags & FLAG_ERROR)
+
+    def _header(self) -> bytes:
+        lengths = struct.pack(f"<{len(self.buffers)}Q", *(b.nbytes for b in self.buffers))
+        return _HEAD.pack(MAGIC, self.flags, len(self.buffers), len(self.pickled)) + lengths
+
+    def to_bytes(self) -> bytes:
+        """One contiguous bytes object (for inline transport)."""
+        if not self.buffers:
+            return self._header() + self.pickled
+        out = bytearray(self.total_size)
+        self.write_into(memoryview(out))
+        return bytes(out)
+
+    def write_into(self, target: memoryview) -> None:
+        header = self._header()
+        target[: len(header)] = header
+        start = len(header)
+        target[start : start + len(self.pickled)] = self.pickled
+        for buf, off in zip(self.buffers, self._offsets):
+            target[off : off + buf.nbytes] = buf
+
+    def write_fd(self, fd: int) -> None:
+        """Write into a file (a new shared-memory object) with pwrite: the kernel
+        copies each buffer once, with no intermediate bytes object."""
+        _pwrite_all(fd, self._header() + self.pickled, 0)
+        for buf, off in zip(self.buffers, self._offsets):
+            _pwrite_all(fd, buf, off)
+
+
+def _pwrite_all(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def serialize(value: Any, *, error: bool = False) -> SerializedObject:
+    """Serialize ``value``; raises whatever pickling raises (callers translate)."""
+    refs: list[Any] = []
+    buffers: list[memoryview] = []
+    previous = getattr(_context, "refs", None)
+    _context.refs = refs
+    try:
+        if type(value) in _FAST_TYPES:
+            pickled = pickle.dumps(value, protocol=5)
+        else:
+            pickled = dumps(value, buffer_callback=lambda b: buffers.append(b.raw()))
+    finally:
+        _context.refs = previous
+    return SerializedObject(pickled, buffers, refs, FLAG_ERROR if error else 0)
+
+
+def header_flags(data: Any) -> int:
+    magic, flags, _, _ = _HEAD.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise ValueError("not a serialized nbcluster object")
+    return flags
+
+
+def deserialize(data: Any, *, copy_buffers: bool) -> Any:
+    """Rebuild a value. With ``copy_buffers=False`` out-of-band buffers are views of
+    ``data`` (zero copy; read-only when ``data`` is)."""
+    view = memoryview(data)
+    magic, _flags, nbuf, plen = _HEAD.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise ValueError("not a serialized nbcluster object")
+    pos = _HEAD.size
+    lengths = struct.unpack_from(f"<{nbuf}Q", view, pos) if nbuf else ()
+    pos += 8 * nbuf
+    pickled = view[pos : pos + plen]
+    pos += plen
+    buffers = []
+    for n in lengths:
+        pos = _align(pos)
+        buf = view[pos : pos + n]
+        buffers.append(bytearray(buf) if copy_buffers else buf)
+        pos += n
+    return pickle.loads(pickled, buffers=buffers)

@@ -1,0 +1,124 @@
+"""Starting and watching the runtime's processes.
+
+Processes that use gRPC are started as fresh interpreters (never forked). Each child
+gets a *lifeline*: the read end of a pipe whose write end only the parent holds. When
+the parent exits — cleanly or by ``kill -9`` — the pipe reaches EOF and the child shuts
+itself down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+
+
+def spawn_python(
+    module: str,
+    args: Sequence[str],
+    *,
+    log_dir: Path,
+    log_name: str,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    cwd: str | None = None,
+) -> subprocess.Popen:
+    """Start ``python -m module args`` in its own session, output to log files."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with open(log_dir / f"{log_name}.out", "ab") as out, open(log_dir / f"{log_name}.err", "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=full_env,
+            pass_fds=tuple(pass_fds),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, on_eof: Callable[[], None]) -> None:
+    """Call ``on_eof()`` on the loop when the parent's end of the lifeline closes."""
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            on_eof()
+
+    loop.add_reader(fd, readable)
+
+
+def configure_logging(path: Path, level: int = logging.INFO) -> None:
+    """Process entry points only: send this process's logs to ``path``."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+def terminate(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout`` in all, then SIGKILL what is left; reap all."""
+    alive = []
+    for proc in procs:
+        try:
+            proc.terminate()
+            alive.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    wait_exit(alive, timeout)
+    for proc in alive:
+        try:
+            if _running(proc):
+                proc.kill()
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    wait_exit(alive, 5.0)
+
+
+def _running(proc: subprocess.Popen | psutil.Process) -> bool:
+    if isinstance(proc, subprocess.Popen):
+        return proc.poll() is None
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_exit(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float) -> bool:
+    """Wait until every process has exited (reaping children); True if all did."""
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    delay = 0.002
+    while pending:
+        pending = [p for p in pending if _running(p)]
+        if not pending:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True

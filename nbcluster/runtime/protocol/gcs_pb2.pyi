@@ -1,0 +1,364 @@
+from nbcluster.runtime.protocol import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_STATE_UNSPECIFIED: _ClassVar[NodeState]
+    NODE_STATE_ALIVE: _ClassVar[NodeState]
+    NODE_STATE_DEAD: _ClassVar[NodeState]
+
+class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_TYPE_UNSPECIFIED: _ClassVar[JobType]
+    JOB_TYPE_DRIVER: _ClassVar[JobType]
+    JOB_TYPE_SUBMISSION: _ClassVar[JobType]
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_PENDING: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_STOPPED: _ClassVar[JobState]
+
+class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_KIND_UNSPECIFIED: _ClassVar[EventKind]
+    EVENT_KIND_NODE_ADDED: _ClassVar[EventKind]
+    EVENT_KIND_NODE_DEAD: _ClassVar[EventKind]
+    EVENT_KIND_NODE_STATE: _ClassVar[EventKind]
+    EVENT_KIND_JOB_STATE: _ClassVar[EventKind]
+    EVENT_KIND_ACTOR_STATE: _ClassVar[EventKind]
+    EVENT_KIND_AUTOSCALER: _ClassVar[EventKind]
+    EVENT_KIND_TASK_COUNTERS: _ClassVar[EventKind]
+    EVENT_KIND_LOG: _ClassVar[EventKind]
+    EVENT_KIND_CUSTOM: _ClassVar[EventKind]
+NODE_STATE_UNSPECIFIED: NodeState
+NODE_STATE_ALIVE: NodeState
+NODE_STATE_DEAD: NodeState
+JOB_TYPE_UNSPECIFIED: JobType
+JOB_TYPE_DRIVER: JobType
+JOB_TYPE_SUBMISSION: JobType
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_PENDING: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_STOPPED: JobState
+EVENT_KIND_UNSPECIFIED: EventKind
+EVENT_KIND_NODE_ADDED: EventKind
+EVENT_KIND_NODE_DEAD: EventKind
+EVENT_KIND_NODE_STATE: EventKind
+EVENT_KIND_JOB_STATE: EventKind
+EVENT_KIND_ACTOR_STATE: EventKind
+EVENT_KIND_AUTOSCALER: EventKind
+EVENT_KIND_TASK_COUNTERS: EventKind
+EVENT_KIND_LOG: EventKind
+EVENT_KIND_CUSTOM: EventKind
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_IP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    IS_HEAD_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    DEATH_REASON_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_STORE_USED_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_STORE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DEMAND_FIELD_NUMBER: _ClassVar[int]
+    SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    state: NodeState
+    address: str
+    local_endpoint: str
+    hostname: str
+    node_ip: str
+    total: _common_pb2.ResourceSet
+    available: _common_pb2.ResourceSet
+    is_head: bool
+    start_time: float
+    end_time: float
+    death_reason: str
+    node_type: str
+    object_store_used: int
+    object_store_capacity: int
+    num_workers: int
+    tasks_running: int
+    pending_demand: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
+    session_dir: str
+    pid: int
+    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: NodeInfo
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
+
+class RegisterNodeReply(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class UnregisterNodeRequest(_message.Message):
+    __slots__ = ("node_id", "reason")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    reason: str
+    def __init__(self, node_id: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportNodeStateRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: NodeInfo
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
+
+class ReportNodeStateReply(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class GetAllNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAllNodesReply(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class JobConfig(_message.Message):
+    __slots__ = ("sys_path", "cwd", "env_vars", "namespace", "log_to_driver", "runtime_env_hash")
+    class EnvVarsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SYS_PATH_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ENV_VARS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TO_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
+    sys_path: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    env_vars: _containers.ScalarMap[str, str]
+    namespace: str
+    log_to_driver: bool
+    runtime_env_hash: str
+    def __init__(self, sys_path: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env_vars: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., log_to_driver: _Optional[bool] = ..., runtime_env_hash: _Optional[str] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("job_id", "type", "state", "driver", "driver_pid", "entrypoint", "start_time", "end_time", "config", "message", "driver_hostname")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_PID_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    type: JobType
+    state: JobState
+    driver: _common_pb2.Address
+    driver_pid: int
+    entrypoint: str
+    start_time: float
+    end_time: float
+    config: JobConfig
+    message: str
+    driver_hostname: str
+    def __init__(self, job_id: _Optional[bytes] = ..., type: _Optional[_Union[JobType, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., driver_pid: _Optional[int] = ..., entrypoint: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., config: _Optional[_Union[JobConfig, _Mapping]] = ..., message: _Optional[str] = ..., driver_hostname: _Optional[str] = ...) -> None: ...
+
+class RegisterJobRequest(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: JobInfo
+    def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
+
+class RegisterJobReply(_message.Message):
+    __slots__ = ("job_id", "session_dir", "head_node_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
+    HEAD_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    session_dir: str
+    head_node_id: bytes
+    def __init__(self, job_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., head_node_id: _Optional[bytes] = ...) -> None: ...
+
+class FinishJobRequest(_message.Message):
+    __slots__ = ("job_id", "state", "message")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    state: JobState
+    message: str
+    def __init__(self, job_id: _Optional[bytes] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetAllJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAllJobsReply(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+
+class KvPutRequest(_message.Message):
+    __slots__ = ("namespace", "key", "value", "overwrite")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    key: bytes
+    value: bytes
+    overwrite: bool
+    def __init__(self, namespace: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class KvPutReply(_message.Message):
+    __slots__ = ("added",)
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    added: bool
+    def __init__(self, added: _Optional[bool] = ...) -> None: ...
+
+class KvGetRequest(_message.Message):
+    __slots__ = ("namespace", "key")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    key: bytes
+    def __init__(self, namespace: _Optional[str] = ..., key: _Optional[bytes] = ...) -> None: ...
+
+class KvGetReply(_message.Message):
+    __slots__ = ("found", "value")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class KvDelRequest(_message.Message):
+    __slots__ = ("namespace", "key", "by_prefix")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    BY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    key: bytes
+    by_prefix: bool
+    def __init__(self, namespace: _Optional[str] = ..., key: _Optional[bytes] = ..., by_prefix: _Optional[bool] = ...) -> None: ...
+
+class KvDelReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class KvKeysRequest(_message.Message):
+    __slots__ = ("namespace", "prefix")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    prefix: bytes
+    def __init__(self, namespace: _Optional[str] = ..., prefix: _Optional[bytes] = ...) -> None: ...
+
+class KvKeysReply(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("seq", "kind", "time", "message", "node_id", "job_id", "data_json", "source")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: EventKind
+    time: float
+    message: str
+    node_id: bytes
+    job_id: bytes
+    data_json: str
+    source: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., time: _Optional[float] = ..., message: _Optional[str] = ..., node_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., data_json: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class PublishRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("kinds", "after_seq", "replay")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[EventKind]
+    after_seq: int
+    replay: bool
+    def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., after_seq: _Optional[int] = ..., replay: _Optional[bool] = ...) -> None: ...
+
+class GetClusterInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterInfoReply(_message.Message):
+    __slots__ = ("session_dir", "version", "start_time", "head_node_id", "gcs_address", "local_endpoint", "head_pid")
+    SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEAD_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GCS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HEAD_PID_FIELD_NUMBER: _ClassVar[int]
+    session_dir: str
+    version: str
+    start_time: float
+    head_node_id: bytes
+    gcs_address: str
+    local_endpoint: str
+    head_pid: int
+    def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...

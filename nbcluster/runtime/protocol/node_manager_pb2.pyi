@@ -1,0 +1,178 @@
+from nbcluster.runtime.protocol import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClientKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLIENT_KIND_UNSPECIFIED: _ClassVar[ClientKind]
+    CLIENT_KIND_WORKER: _ClassVar[ClientKind]
+    CLIENT_KIND_DRIVER: _ClassVar[ClientKind]
+CLIENT_KIND_UNSPECIFIED: ClientKind
+CLIENT_KIND_WORKER: ClientKind
+CLIENT_KIND_DRIVER: ClientKind
+
+class RegisterClientRequest(_message.Message):
+    __slots__ = ("kind", "address", "pid", "job_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: ClientKind
+    address: _common_pb2.Address
+    pid: int
+    job_id: bytes
+    def __init__(self, kind: _Optional[_Union[ClientKind, str]] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., pid: _Optional[int] = ..., job_id: _Optional[bytes] = ...) -> None: ...
+
+class RegisterClientReply(_message.Message):
+    __slots__ = ("node_id", "store_dir", "session_dir", "total")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_DIR_FIELD_NUMBER: _ClassVar[int]
+    SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    store_dir: str
+    session_dir: str
+    total: _common_pb2.ResourceSet
+    def __init__(self, node_id: _Optional[bytes] = ..., store_dir: _Optional[str] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+
+class LeaseRequest(_message.Message):
+    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    resources: _common_pb2.ResourceSet
+    job_id: bytes
+    runtime_env_hash: str
+    description: str
+    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class LeaseReply(_message.Message):
+    __slots__ = ("lease_id", "worker", "needs_job", "rejected", "reason")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_JOB_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    worker: _common_pb2.Address
+    needs_job: bool
+    rejected: bool
+    reason: str
+    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., needs_job: _Optional[bool] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReturnWorkerRequest(_message.Message):
+    __slots__ = ("lease_id", "worker_failed")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FAILED_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    worker_failed: bool
+    def __init__(self, lease_id: _Optional[int] = ..., worker_failed: _Optional[bool] = ...) -> None: ...
+
+class CancelLeaseRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    def __init__(self, request_id: _Optional[int] = ...) -> None: ...
+
+class BlockedNotice(_message.Message):
+    __slots__ = ("blocked",)
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    blocked: bool
+    def __init__(self, blocked: _Optional[bool] = ...) -> None: ...
+
+class CreateObjectRequest(_message.Message):
+    __slots__ = ("object_id", "size", "owner")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    size: int
+    owner: _common_pb2.Address
+    def __init__(self, object_id: _Optional[bytes] = ..., size: _Optional[int] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ...) -> None: ...
+
+class CreateObjectReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ObjectIds(_message.Message):
+    __slots__ = ("object_ids",)
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetObjectsRequest(_message.Message):
+    __slots__ = ("object_ids",)
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetObjectsReply(_message.Message):
+    __slots__ = ("sizes", "missing")
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    sizes: _containers.RepeatedScalarFieldContainer[int]
+    missing: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, sizes: _Optional[_Iterable[int]] = ..., missing: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class WorkerStats(_message.Message):
+    __slots__ = ("worker_id", "pid", "state", "job_id", "lease_id")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: bytes
+    pid: int
+    state: str
+    job_id: bytes
+    lease_id: int
+    def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., job_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
+
+class GetNodeStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetNodeStatsReply(_message.Message):
+    __slots__ = ("node_id", "total", "available", "store_used", "store_capacity", "num_objects", "num_spilled", "spilled_bytes", "num_pinned", "workers", "pending_leases", "restored_total", "spilled_total")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    STORE_USED_FIELD_NUMBER: _ClassVar[int]
+    STORE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    NUM_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SPILLED_FIELD_NUMBER: _ClassVar[int]
+    SPILLED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NUM_PINNED_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_LEASES_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SPILLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    total: _common_pb2.ResourceSet
+    available: _common_pb2.ResourceSet
+    store_used: int
+    store_capacity: int
+    num_objects: int
+    num_spilled: int
+    spilled_bytes: int
+    num_pinned: int
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStats]
+    pending_leases: int
+    restored_total: int
+    spilled_total: int
+    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., store_used: _Optional[int] = ..., store_capacity: _Optional[int] = ..., num_objects: _Optional[int] = ..., num_spilled: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., num_pinned: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., pending_leases: _Optional[int] = ..., restored_total: _Optional[int] = ..., spilled_total: _Optional[int] = ...) -> None: ...
+
+class ShutdownNodeRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...

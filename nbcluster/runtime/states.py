@@ -1,0 +1,104 @@
+"""State machines as tables: each kind of thing has an enum of states, one dict of
+legal transitions, and one :class:`StateMachine` that checks every change and keeps a
+timestamped history (STYLE.md, point 3)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class StateMachine:
+    """The current state of one thing and how it got there."""
+
+    __slots__ = ("_table", "state", "history")
+
+    def __init__(self, table: Mapping[enum.Enum, frozenset], initial: enum.Enum) -> None:
+        self._table = table
+        self.state = initial
+        self.history: list[tuple[enum.Enum, float]] = [(initial, time.time())]
+
+    def transition(self, new: enum.Enum) -> None:
+        if new not in self._table[self.state]:
+            raise InvalidTransition(f"{self.state.name} -> {new.name} is not allowed")
+        self.state = new
+        self.history.append((new, time.time()))
+
+    def is_terminal(self) -> bool:
+        return not self._table[self.state]
+
+    def entered(self, state: enum.Enum) -> float | None:
+        """When the thing last entered ``state``."""
+        for s, t in reversed(self.history):
+            if s is state:
+                return t
+        return None
+
+
+class NodeState(enum.Enum):
+    ALIVE = "ALIVE"
+    DEAD = "DEAD"
+
+
+NODE_TRANSITIONS = {
+    NodeState.ALIVE: frozenset({NodeState.DEAD}),
+    NodeState.DEAD: frozenset(),
+}
+
+
+class JobStatus(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+
+JOB_TRANSITIONS = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.STOPPED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.STOPPED: frozenset(),
+}
+
+
+class WorkerState(enum.Enum):
+    STARTING = "STARTING"
+    IDLE = "IDLE"
+    LEASED = "LEASED"
+    DEAD = "DEAD"
+
+
+WORKER_TRANSITIONS = {
+    WorkerState.STARTING: frozenset({WorkerState.IDLE, WorkerState.LEASED, WorkerState.DEAD}),
+    WorkerState.IDLE: frozenset({WorkerState.LEASED, WorkerState.DEAD}),
+    WorkerState.LEASED: frozenset({WorkerState.IDLE, WorkerState.DEAD}),
+    WorkerState.DEAD: frozenset(),
+}
+
+
+class TaskState(enum.Enum):
+    WAITING_FOR_ARGS = "WAITING_FOR_ARGS"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"  # pushed to a leased worker
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TASK_TRANSITIONS = {
+    TaskState.WAITING_FOR_ARGS: frozenset({TaskState.QUEUED, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.RUNNING: frozenset(
+        {TaskState.QUEUED, TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELLED}
+    ),
+    TaskState.FINISHED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}

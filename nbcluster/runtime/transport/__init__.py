@@ -1,0 +1,57 @@
+"""Transport: one schema (``protocol/``), two carriers.
+
+``unix-abstract:...`` / ``unix:...`` endpoints use the framed carrier (same machine);
+``host:port`` addresses use gRPC. :func:`dial` picks the carrier; callers see the same
+``call`` / ``call_future`` / ``notify`` / ``stream`` interface either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError, TransportError
+
+__all__ = ["dial", "is_framed", "ConnectionLost", "RemoteError", "TransportError"]
+
+
+def is_framed(address: str) -> bool:
+    return address.startswith("unix")
+
+
+async def dial(
+    address: str,
+    token: str,
+    *,
+    dispatcher: Any = None,
+    local: common_pb2.Address | None = None,
+    timeout: float = 10.0,
+) -> Any:
+    """Connect to ``address``, retrying until ``timeout`` while nothing listens yet
+    (a process that is still starting). A refused token fails at once."""
+    from nbcluster.runtime.transport import framed
+
+    deadline = time.monotonic() + timeout
+    if not is_framed(address):
+        from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
+
+        channel = GrpcChannel(address, token)
+        await channel.wait_ready(timeout)
+        return channel
+    delay = 0.002
+    while True:
+        try:
+            return await framed.connect(
+                address,
+                token,
+                dispatcher or framed.Dispatcher(),
+                local or common_pb2.Address(),
+                timeout=max(0.1, deadline - time.monotonic()),
+            )
+        except ConnectionLost:
+            if time.monotonic() + delay >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)

@@ -1,0 +1,239 @@
+"""The gRPC carrier (``grpc.aio``): how processes on other machines reach a head or a
+node manager. Same services and messages as the framed carrier.
+
+Every server checks the cluster token in an interceptor. A call without the right
+``nbcluster-token`` metadata is answered UNAUTHENTICATED by a handler that has no
+request deserializer, so its payload is never parsed, let alone unpickled.
+
+``grpc`` is imported only here, and only by processes that serve or dial TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.methods import Method, methods_of
+
+logger = logging.getLogger(__name__)
+
+TOKEN_METADATA = "nbcluster-token"
+_CODE_METADATA = "nbcluster-code"
+_MAX_MESSAGE = 512 * 1024 * 1024
+_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),
+]
+
+Code = common_pb2.ErrorCode
+_TO_GRPC = {
+    Code.ERROR_CODE_UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Code.ERROR_CODE_INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.ERROR_CODE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Code.ERROR_CODE_ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Code.ERROR_CODE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Code.ERROR_CODE_UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    Code.ERROR_CODE_CANCELLED: grpc.StatusCode.CANCELLED,
+}
+
+
+class CallContext:
+    """What a handler sees of a gRPC call (the framed carrier passes its Connection)."""
+
+    closed = False
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self.context = context
+        self.peer = None
+        self.state: dict[str, Any] = {}
+
+    def on_close(self, callback: Callable[[Any], None]) -> None:
+        self.context.add_done_callback(lambda _ctx: callback(self))
+
+
+class _TokenInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        async def deny(_request: bytes, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid or missing cluster token: pass the cluster's token "
+                "(the `token` file in its session directory, or NBCLUSTER_TOKEN)",
+            )
+
+        # No request_deserializer: the payload stays raw bytes and is never parsed.
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        token = b""
+        for key, value in details.invocation_metadata or ():
+            if key == TOKEN_METADATA:
+                token = value.encode() if isinstance(value, str) else value
+        if not hmac.compare_digest(token, self._token):
+            logger.warning("refused %s: bad or missing token", details.method)
+            return self._deny
+        return await continuation(details)
+
+
+def _unary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            result = fn(request, CallContext(context))
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            return result
+        except RemoteError as exc:
+            await _abort(context, exc)
+
+    return handle
+
+
+def _streaming(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in fn(request, CallContext(context)):
+                yield item
+        except RemoteError as exc:
+            await _abort(context, exc)
+
+    return handle
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: RemoteError) -> None:
+    context.set_trailing_metadata(((_CODE_METADATA, str(int(exc.code))),))
+    await context.abort(_TO_GRPC.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message)
+
+
+class GrpcServer:
+    """Serves service implementations over gRPC on ``host:port`` (port 0: any)."""
+
+    def __init__(self, host: str, port: int, token: str, services: dict[str, object]) -> None:
+        self._host = host
+        self._port = port
+        self._token = token
+        self._services = services
+        self._server: grpc.aio.Server | None = None
+        self.port: int = 0
+
+    async def start(self) -> int:
+        server = grpc.aio.server(interceptors=[_TokenInterceptor(self._token)], options=_OPTIONS)
+        for service, impl in self._services.items():
+            handlers = {}
+            full_name = ""
+            for method in methods_of(service):
+                fn = getattr(impl, method.name, None)
+                if fn is None:
+                    continue
+                full_name = method.path.split("/")[1]
+                factory = (
+                    grpc.unary_stream_rpc_method_handler
+                    if method.server_streaming
+                    else grpc.unary_unary_rpc_method_handler
+                )
+                wrap = _streaming if method.server_streaming else _unary
+                handlers[method.name] = factory(
+                    wrap(fn),
+                    request_deserializer=method.request.FromString,
+                    response_serializer=method.reply.SerializeToString,
+                )
+            if handlers:
+                server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
+        self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if not self.port:
+            raise OSError(f"cannot listen on {self._host}:{self._port}")
+        await server.start()
+        self._server = server
+        return self.port
+
+    async def stop(self, grace: float | None = 0.2) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+
+def _translate(exc: grpc.aio.AioRpcError) -> Exception:
+    code = exc.code()
+    for key, value in exc.trailing_metadata() or ():
+        if key == _CODE_METADATA:
+            return RemoteError(int(value), exc.details() or "")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return RemoteError(Code.ERROR_CODE_UNAUTHENTICATED, exc.details() or "unauthenticated")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return ConnectionLost(exc.details() or code.name)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return RemoteError(Code.ERROR_CODE_UNIMPLEMENTED, exc.details() or "unimplemented")
+    return RemoteError(Code.ERROR_CODE_INTERNAL, f"{code.name}: {exc.details()}")
+
+
+class GrpcChannel:
+    """A client of one gRPC server, with the call interface of a framed Connection."""
+
+    def __init__(self, address: str, token: str) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        self._metadata = ((TOKEN_METADATA, token),)
+        self._stubs: dict[int, Any] = {}
+        self.closed = False
+        self.peer = None
+        self.state: dict[str, Any] = {}
+
+    def _stub(self, method: Method) -> Any:
+        stub = self._stubs.get(method.index)
+        if stub is None:
+            factory = self._channel.unary_stream if method.server_streaming else self._channel.unary_unary
+            stub = factory(
+                method.path,
+                request_serializer=method.request.SerializeToString,
+                response_deserializer=method.reply.FromString,
+            )
+            self._stubs[method.index] = stub
+        return stub
+
+    async def call(self, method: Method, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await self._stub(method)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise asyncio.TimeoutError(exc.details()) from exc
+            raise _translate(exc) from exc
+
+    def call_future(self, method: Method, request: Any) -> asyncio.Future:
+        return asyncio.ensure_future(self.call(method, request))
+
+    def notify(self, method: Method, request: Any) -> None:
+        fut = self.call_future(method, request)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def stream(self, method: Method, request: Any) -> AsyncIterator[Any]:
+        call = self._stub(method)(request, metadata=self._metadata)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        finally:
+            call.cancel()
+
+    async def wait_ready(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except asyncio.TimeoutError as exc:
+            raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s") from exc
+
+    def on_close(self, callback: Callable[[Any], None]) -> None:  # pragma: no cover - no push
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.ensure_future(self._channel.close())

@@ -1,0 +1,173 @@
+"""Shared fixtures: real clusters on this machine, and a leak check around every test.
+
+Every test runs under ``no_leaks``: when it ends, no process it started may remain
+(processes of a module's shared cluster excepted while that cluster lives), and no
+shared-memory store may remain that no live cluster owns. Session directories go to a
+temporary root that must be empty when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Runtime settings for tests: fast heartbeats and short idle times.
+FAST_CONFIG: dict[str, Any] = {
+    "heartbeat_interval_s": 0.2,
+    "idle_worker_timeout_s": 2.0,
+    "object_store_full_timeout_s": 3.0,
+}
+
+_TEMP_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-"))
+os.environ["NBCLUSTER_TEMP_DIR"] = str(_TEMP_ROOT)
+os.environ.pop("NBCLUSTER_TOKEN", None)
+os.environ.pop("NBCLUSTER_KEEP_SESSION", None)
+
+
+def shm_stores() -> set[str]:
+    from nbcluster.runtime.session import shm_root
+
+    return {p.name for p in shm_root().glob("nbcluster-*")}
+
+
+def descendants() -> dict[int, psutil.Process]:
+    out = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out[proc.pid] = proc
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _cluster_allowances() -> tuple[set[int], set[str]]:
+    """Processes and stores of the cluster this test process is connected to."""
+    from nbcluster.runtime import api
+    from nbcluster.runtime.session import store_dir
+
+    cluster = api._cluster
+    if cluster is None:
+        return set(), set()
+    pids: set[int] = set()
+    for proc in cluster.procs:
+        try:
+            root = psutil.Process(proc.pid)
+            pids.add(root.pid)
+            pids.update(p.pid for p in root.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return pids, {store_dir(cluster.node_id).name}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    before = set(descendants())
+    stores_before = shm_stores()
+    yield
+    deadline = time.monotonic() + 10.0
+    while True:
+        allowed_pids, allowed_stores = _cluster_allowances()
+        extra = {pid: p for pid, p in descendants().items() if pid not in before and pid not in allowed_pids}
+        stores = shm_stores() - stores_before - allowed_stores
+        if not extra and not stores:
+            return
+        if time.monotonic() > deadline:
+            described = []
+            for proc in extra.values():
+                try:
+                    described.append(f"{proc.pid}: {' '.join(proc.cmdline())[:120]}")
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            pytest.fail(f"the test leaked processes {described} / shared-memory stores {sorted(stores)}")
+        time.sleep(0.05)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leftovers = [p.name for p in _TEMP_ROOT.glob("session_*")]
+    shutil.rmtree(_TEMP_ROOT, ignore_errors=True)
+    if leftovers and exitstatus == 0:
+        session.exitstatus = 1
+        print(f"\nsession directories left behind: {leftovers}", file=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """One embedded 2-CPU cluster shared by the tests of a module."""
+    import nbcluster
+
+    assert not nbcluster.is_initialized(), "a previous test left nbcluster initialized"
+    info = nbcluster.init(num_cpus=2, _system_config=FAST_CONFIG)
+    try:
+        yield info
+    finally:
+        nbcluster.shutdown()
+
+
+@pytest.fixture
+def start_cluster() -> Iterator[Callable[..., Any]]:
+    """Start an embedded cluster with the given init() arguments; stopped after the test."""
+    import nbcluster
+
+    def start(**kwargs: Any) -> Any:
+        assert not nbcluster.is_initialized(), "nbcluster is already initialized in this process"
+        config = {**FAST_CONFIG, **kwargs.pop("_system_config", {})}
+        return nbcluster.init(_system_config=config, **kwargs)
+
+    try:
+        yield start
+    finally:
+        nbcluster.shutdown()
+
+
+def run_python(code: str, *, timeout: float = 60.0, env: dict[str, str] | None = None, cwd: Path | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (a separate driver) and return its output."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(cwd or ROOT),
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"driver exited with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def node_stats() -> Any:
+    """The local node manager's statistics (store usage, workers, leases)."""
+    from nbcluster.runtime.core import worker_state
+    from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+    from nbcluster.runtime.transport import methods
+
+    core = worker_state.current
+    return core.run_sync(core.nm.call(methods.NodeManager.GetNodeStats, nm_pb2.GetNodeStatsRequest()))

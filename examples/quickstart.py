@@ -14,9 +14,14 @@ def square(x: int) -> int:
 
 
 @nbcluster.remote
-def slow_sum(values: list[int]) -> int:
+def slow_sum(*values: int) -> int:
     time.sleep(0.1)
     print(f"summing {len(values)} values")  # appears here, prefixed "(slow_sum pid=...)"
+    return sum(values)
+
+
+@nbcluster.remote
+def list_sum(values: list[int]) -> int:
     return sum(values)
 
 
@@ -25,11 +30,11 @@ def main() -> None:
     print(f"cluster: {nbcluster.cluster_resources()['CPU']:g} CPUs, session {info.session_dir}")
 
     squares = [square.remote(i) for i in range(10)]  # ObjectRefs, returned at once
-    total = slow_sum.remote(squares)  # refs as arguments are resolved first
+    total = slow_sum.remote(*squares)  # refs passed as arguments are resolved first
     print("sum of squares:", nbcluster.get(total))
 
     data = nbcluster.put(list(range(1000)))  # store once, pass by reference
-    print("sum of stored list:", nbcluster.get(slow_sum.remote(data)))
+    print("sum of stored list:", nbcluster.get(list_sum.remote(data)))
 
     nbcluster.shutdown()  # also happens at exit
 

@@ -81,8 +81,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}")
+            pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}\n{diagnostics()}")
         time.sleep(interval)
+
+
+def diagnostics() -> str:
+    """The driver's view of the cluster, for failure messages."""
+    from nbcluster.runtime.core import worker_state
+
+    core = worker_state.current
+    if core is None or core.closed:
+        return "(nbcluster not initialized)"
+    lines = []
+    for key, shape in core.submitter._shapes.items():
+        lines.append(
+            f"shape {key}: queued={len(shape.queue)} requests={sorted(shape.requests)} "
+            f"leases={[(lw.lease_id, len(lw.inflight)) for lw in shape.workers]}"
+        )
+    try:
+        stats = node_stats()
+        lines.append(f"node: available={dict(stats.available.amounts)} pending_leases={stats.pending_leases}")
+        lines.extend(f"  worker pid={w.pid} {w.state} lease={w.lease_id}" for w in stats.workers)
+    except Exception as exc:  # noqa: BLE001
+        lines.append(f"node stats unavailable: {exc}")
+    return "\n".join(lines)
 
 
 @pytest.fixture(autouse=True)

@@ -108,13 +108,6 @@ def init(
     """
     global _cluster
     with _lock:
-        if is_initialized():
-            if ignore_reinit_error:
-                return _info()
-            raise AlreadyInitializedError(
-                "nbcluster.init() was called twice: this process is already connected to a cluster. "
-                "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
-            )
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
         if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
@@ -130,6 +123,13 @@ def init(
             raise ValueError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
         if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
             raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
+        if is_initialized():
+            if ignore_reinit_error:
+                return _info()
+            raise AlreadyInitializedError(
+                "nbcluster.init() was called twice: this process is already connected to a cluster. "
+                "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
+            )
         config = RuntimeConfig.load(_system_config)
         if address is None:
             cluster = start_local_cluster(

@@ -286,8 +286,13 @@ def test_force_cancel_kills_the_worker(tmp_path):
         nbcluster.get(ref, timeout=20)
     import psutil
 
-    wait_for(lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE,
-             message="the worker to exit")
+    def exited():
+        try:
+            return psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(exited, message="the worker to exit")
 
 
 def test_nested_tasks_three_deep_on_one_task_slot():

@@ -164,6 +164,10 @@ class Executor:
 
     def _bind_job(self, request: cw_pb2.PushTasksRequest) -> None:
         core = self.core
+        if core.job_id:
+            if core.job_id != request.job_id:
+                logger.error("pushed job=%s but bound to job=%s", request.job_id.hex(), core.job_id.hex())
+            return
         config: gcs_pb2.JobConfig = request.job_config
         core.job_id = request.job_id
         core.job_config = config

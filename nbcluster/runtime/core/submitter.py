@@ -137,7 +137,7 @@ class ShapeQueue:
 
 
 class LeasedWorker:
-    __slots__ = ("lease_id", "address", "conn", "shape", "inflight", "slow", "needs_job", "idle_timer", "sent_fns")
+    __slots__ = ("lease_id", "address", "conn", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns")
 
     def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, shape: ShapeQueue) -> None:
         self.lease_id = reply.lease_id
@@ -146,7 +146,7 @@ class LeasedWorker:
         self.shape = shape
         self.inflight: dict[bytes, Task] = {}
         self.slow = 0
-        self.needs_job = reply.needs_job
+        self.sent_job = False
         self.idle_timer: Any = None
         sent = conn.state.get("sent_fns")
         if sent is None:
@@ -379,9 +379,9 @@ class TaskSubmitter:
         request = cw_pb2.PushTasksRequest(job_id=core.job_id)
         if core.driver_address is not None:
             request.driver.CopyFrom(core.driver_address)
-        if lw.needs_job:
+        if not lw.sent_job:
             request.job_config.CopyFrom(core.job_config)
-            lw.needs_job = False
+            lw.sent_job = True
         for task in batch:
             spec = request.tasks.add()
             spec.task_id = task.task_id

@@ -373,7 +373,7 @@ class NodeManager:
             if not rs.fits(self.available, pending.shape):
                 continue
             req = pending.request
-            worker, needs_job = self.pool.pop_idle(req.job_id, req.runtime_env_hash)
+            worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash)
             if worker is None:
                 waiting_for_workers += 1
                 continue
@@ -391,7 +391,6 @@ class NodeManager:
                     worker=common_pb2.Address(
                         node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint
                     ),
-                    needs_job=needs_job,
                 )
             )
         if waiting_for_workers:

@@ -119,22 +119,21 @@ class WorkerPool:
     def idle(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.state is WorkerState.IDLE]
 
-    def pop_idle(self, job_id: bytes, env_hash: str) -> tuple[Worker | None, bool]:
-        """An idle worker for the job: one bound to it, else an unbound one (then
-        ``True``: it must be sent the job's config)."""
+    def pop_idle(self, job_id: bytes, env_hash: str) -> Worker | None:
+        """An idle worker for the job: one bound to it, else an unbound one, which
+        is bound to the job from now on."""
         generic = None
         for worker in self.workers.values():
             if worker.state is not WorkerState.IDLE:
                 continue
             if worker.job_id == job_id and worker.env_hash == env_hash:
-                return worker, False
+                return worker
             if not worker.job_id and generic is None:
                 generic = worker
         if generic is not None:
             generic.job_id = job_id
             generic.env_hash = env_hash
-            return generic, True
-        return None, False
+        return generic
 
     def ensure(self, wanted: int) -> None:
         """Start workers until ``wanted`` more than the idle ones are on their way,

@@ -56,18 +56,16 @@ class LeaseRequest(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("lease_id", "worker", "needs_job", "rejected", "reason")
+    __slots__ = ("lease_id", "worker", "rejected", "reason")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
-    NEEDS_JOB_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     lease_id: int
     worker: _common_pb2.Address
-    needs_job: bool
     rejected: bool
     reason: str
-    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., needs_job: _Optional[bool] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReturnWorkerRequest(_message.Message):
     __slots__ = ("lease_id", "worker_failed")

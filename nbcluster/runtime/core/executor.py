@@ -114,6 +114,7 @@ class Executor:
         self._flush_scheduled = False
         self._stdout: _Output | None = None
         self._stderr: _Output | None = None
+        self._results: dict[Any, list[cw_pb2.TaskResult]] = {}
 
     # -- setup --------------------------------------------------------------------------
     def install(self) -> None:
@@ -336,7 +337,7 @@ class Executor:
         if contained or core.refs.unregistered:
             core.spawn(self._send_after_registering(result, conn, contained, caller))
         else:
-            conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=[result]))
+            self._queue_result(result, conn)
 
     async def _send_after_registering(self, result: Any, conn: Any, contained: list, caller: Any) -> None:
         core = self.core
@@ -346,7 +347,20 @@ class Executor:
                 core.refs.release(oid)
         if core.refs.unregistered:
             await core.flush_borrows()
-        conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=[result]))
+        self._queue_result(result, conn)
+
+    def _queue_result(self, result: cw_pb2.TaskResult, conn: Any) -> None:
+        """Results that finish while the loop is busy leave in one message."""
+        batch = self._results.get(conn)
+        if batch is None:
+            batch = self._results[conn] = []
+            self.core.loop.call_soon(self._send_results, conn)
+        batch.append(result)
+
+    def _send_results(self, conn: Any) -> None:
+        batch = self._results.pop(conn, None)
+        if batch:
+            conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=batch))
 
     def forwarding(self) -> bool:
         config = self.core.job_config

@@ -30,7 +30,7 @@ from nbcluster.runtime.states import (
     NodeState,
     StateMachine,
 )
-from nbcluster.runtime.transport import framed
+from nbcluster.runtime.transport import framed, methods
 from nbcluster.runtime.transport.errors import RemoteError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class GcsServer:
         self._store: GcsStore | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
+        self._dispatcher: framed.Dispatcher | None = None
         self.address = ""
         self.local_endpoint = session.endpoint("gcs")
         self.stopped = asyncio.Event()
@@ -104,14 +105,14 @@ class GcsServer:
     async def start(self) -> None:
         self._store = GcsStore(self.session.gcs_db)
         self._recover()
-        dispatcher = framed.Dispatcher()
+        dispatcher = self._dispatcher = framed.Dispatcher()
         dispatcher.register("Gcs", self)
         local = common_pb2.Address(endpoint=self.local_endpoint)
         self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, local)
         await self._framed.start()
         from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
-        self._grpc = GrpcServer(self._host, self._port, self._token, {"Gcs": self})
+        self._grpc = GrpcServer(self._host, self._port, self._token, {"Gcs": self}, dispatcher.served)
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         self.session.write_address(
@@ -341,6 +342,9 @@ class GcsServer:
             gcs_address=self.address,
             local_endpoint=self.local_endpoint,
             head_pid=os.getpid(),
+            calls_served={
+                m.name: self._dispatcher.served[m.index] for m in methods.methods_of("Gcs")
+            },
         )
 
     def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:

@@ -523,6 +523,7 @@ class NodeManager:
             pending_leases=sum(1 for r in self._queue if not r.future.done()),
             restored_total=self.store.restored_total,
             spilled_total=self.store.spilled_total,
+            leases_granted=self._next_lease,
         )
 
     def ShutdownNode(self, request: nm_pb2.ShutdownNodeRequest, conn: Any) -> common_pb2.Empty:

@@ -340,7 +340,14 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterInfoReply(_message.Message):
-    __slots__ = ("session_dir", "version", "start_time", "head_node_id", "gcs_address", "local_endpoint", "head_pid")
+    __slots__ = ("session_dir", "version", "start_time", "head_node_id", "gcs_address", "local_endpoint", "head_pid", "calls_served")
+    class CallsServedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +355,7 @@ class GetClusterInfoReply(_message.Message):
     GCS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LOCAL_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     HEAD_PID_FIELD_NUMBER: _ClassVar[int]
+    CALLS_SERVED_FIELD_NUMBER: _ClassVar[int]
     session_dir: str
     version: str
     start_time: float
@@ -355,7 +363,8 @@ class GetClusterInfoReply(_message.Message):
     gcs_address: str
     local_endpoint: str
     head_pid: int
-    def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ...) -> None: ...
+    calls_served: _containers.ScalarMap[str, int]
+    def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ..., calls_served: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ("reason",)

@@ -140,7 +140,7 @@ class GetNodeStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetNodeStatsReply(_message.Message):
-    __slots__ = ("node_id", "total", "available", "store_used", "store_capacity", "num_objects", "num_spilled", "spilled_bytes", "num_pinned", "workers", "pending_leases", "restored_total", "spilled_total")
+    __slots__ = ("node_id", "total", "available", "store_used", "store_capacity", "num_objects", "num_spilled", "spilled_bytes", "num_pinned", "workers", "pending_leases", "restored_total", "spilled_total", "leases_granted")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,7 @@ class GetNodeStatsReply(_message.Message):
     PENDING_LEASES_FIELD_NUMBER: _ClassVar[int]
     RESTORED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     SPILLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LEASES_GRANTED_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     total: _common_pb2.ResourceSet
     available: _common_pb2.ResourceSet
@@ -167,7 +168,8 @@ class GetNodeStatsReply(_message.Message):
     pending_leases: int
     restored_total: int
     spilled_total: int
-    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., store_used: _Optional[int] = ..., store_capacity: _Optional[int] = ..., num_objects: _Optional[int] = ..., num_spilled: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., num_pinned: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., pending_leases: _Optional[int] = ..., restored_total: _Optional[int] = ..., spilled_total: _Optional[int] = ...) -> None: ...
+    leases_granted: int
+    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., store_used: _Optional[int] = ..., store_capacity: _Optional[int] = ..., num_objects: _Optional[int] = ..., num_spilled: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., num_pinned: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., pending_leases: _Optional[int] = ..., restored_total: _Optional[int] = ..., spilled_total: _Optional[int] = ..., leases_granted: _Optional[int] = ...) -> None: ...
 
 class ShutdownNodeRequest(_message.Message):
     __slots__ = ("reason",)

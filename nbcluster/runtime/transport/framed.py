@@ -63,6 +63,8 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self.handlers: list[Handler | None] = [None] * len(TABLE)
+        #: Calls received, by method index (introspection and tests).
+        self.served: list[int] = [0] * len(TABLE)
 
     def register(self, service: str, impl: object) -> None:
         """Serve every method of ``service`` that ``impl`` has a method for."""
@@ -230,7 +232,9 @@ class Connection(asyncio.Protocol):
 
     def _on_call(self, kind: int, call_id: int, index: int, payload: bytes) -> None:
         handler = self._dispatcher.handlers[index] if index < len(TABLE) else None
-        if handler is None:
+        if handler is not None:
+            self._dispatcher.served[index] += 1
+        else:
             if kind == REQUEST:
                 name = TABLE[index].path if index < len(TABLE) else f"#{index}"
                 self._send_error(call_id, Code.ERROR_CODE_UNIMPLEMENTED, f"{name} is not served here")

@@ -21,7 +21,7 @@ import grpc.aio
 
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-from nbcluster.runtime.transport.methods import Method, methods_of
+from nbcluster.runtime.transport.methods import TABLE, Method, methods_of
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,9 @@ class _TokenInterceptor(grpc.aio.ServerInterceptor):
         return await continuation(details)
 
 
-def _unary(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _unary(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        served[index] += 1
         try:
             result = fn(request, CallContext(context))
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
@@ -98,8 +99,9 @@ def _unary(fn: Callable[..., Any]) -> Callable[..., Any]:
     return handle
 
 
-def _streaming(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _streaming(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        served[index] += 1
         try:
             async for item in fn(request, CallContext(context)):
                 yield item
@@ -117,7 +119,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: RemoteError) -> None:
 class GrpcServer:
     """Serves service implementations over gRPC on ``host:port`` (port 0: any)."""
 
-    def __init__(self, host: str, port: int, token: str, services: dict[str, object]) -> None:
+    def __init__(
+        self, host: str, port: int, token: str, services: dict[str, object], served: list[int] | None = None
+    ) -> None:
+        #: Calls received, by method index; share a Dispatcher's list to count both carriers.
+        self.served = served if served is not None else [0] * len(TABLE)
         self._host = host
         self._port = port
         self._token = token
@@ -142,7 +148,7 @@ class GrpcServer:
                 )
                 wrap = _streaming if method.server_streaming else _unary
                 handlers[method.name] = factory(
-                    wrap(fn),
+                    wrap(fn, self.served, method.index),
                     request_deserializer=method.request.FromString,
                     response_serializer=method.reply.SerializeToString,
                 )

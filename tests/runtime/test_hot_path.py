@@ -1,0 +1,64 @@
+"""The hot path of DESIGN.md: no per-task hop through the head, leased workers
+reused for queued tasks of one shape, batched messages; and a blocked task gives its
+CPU back so nested tasks cannot deadlock a 1-CPU cluster."""
+
+from __future__ import annotations
+
+import nbcluster
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.transport import methods
+
+from ..conftest import node_stats
+
+
+@nbcluster.remote
+def noop(i):
+    return i
+
+
+def gcs_calls() -> dict[str, int]:
+    core = worker_state.current
+    reply = core.run_sync(core.gcs.call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest()))
+    return dict(reply.calls_served)
+
+
+def test_tasks_do_not_touch_the_head_and_reuse_leases(start_cluster):
+    start_cluster(num_cpus=2)
+    assert nbcluster.get([noop.remote(i) for i in range(100)]) == list(range(100))  # warm
+    core = worker_state.current
+    results_index = methods.CoreWorker.ReportTaskResults.index
+    before_gcs = gcs_calls()
+    before_leases = node_stats().leases_granted
+    before_results = core.dispatcher.served[results_index]
+    n = 2000
+    assert nbcluster.get([noop.remote(i) for i in range(n)]) == list(range(n))
+    after_gcs = gcs_calls()
+    changed = {
+        name: after_gcs[name] - before_gcs.get(name, 0)
+        for name in after_gcs
+        if after_gcs[name] != before_gcs.get(name, 0) and name not in ("ReportNodeState", "GetClusterInfo")
+    }
+    assert changed == {}, f"tasks reached the head: {changed}"
+    leases = node_stats().leases_granted - before_leases
+    assert leases <= 12, f"{leases} leases for {n} tasks of one shape"
+    messages = core.dispatcher.served[results_index] - before_results
+    assert messages < n / 2, f"{messages} result messages for {n} tasks: results are not batched"
+
+
+def test_nested_tasks_three_deep_on_one_cpu(start_cluster):
+    start_cluster(num_cpus=1)
+
+    @nbcluster.remote
+    def depth(n):
+        if n == 0:
+            return "bottom"
+        return [n, nbcluster.get(depth.remote(n - 1))]
+
+    assert nbcluster.get(depth.remote(3), timeout=60) == [3, [2, [1, "bottom"]]]
+
+    @nbcluster.remote
+    def fan_out(n):
+        return sum(nbcluster.get([noop.remote(i) for i in range(n)]))
+
+    assert nbcluster.get([fan_out.remote(5) for _ in range(3)], timeout=60) == [10, 10, 10]

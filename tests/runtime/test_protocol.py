@@ -142,7 +142,10 @@ def _raw_frames(endpoint: str, frames: list[bytes]) -> bytes:
     sock.settimeout(10)
     sock.connect(framed.parse_endpoint(endpoint))
     for frame in frames:
-        sock.sendall(frame)
+        try:
+            sock.sendall(frame)
+        except (BrokenPipeError, ConnectionResetError):
+            break  # the server already refused and closed
     received = b""
     while True:
         chunk = sock.recv(65536)

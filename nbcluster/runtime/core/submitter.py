@@ -346,6 +346,8 @@ class TaskSubmitter:
         if reply.rejected:
             if reply.reason != "cancelled":
                 self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: {reply.reason}"))
+            else:  # cancelled while the queue was empty; tasks may have arrived since
+                self._dispatch(shape)
             return
         conn = self.core.connection_nowait(reply.worker.endpoint)
         if conn is not None:

@@ -162,10 +162,6 @@ class NodeManager:
             on_dead=self._on_worker_dead,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
-        dispatcher = framed.Dispatcher()
-        dispatcher.register("NodeManager", self)
-        self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, self._local)
-        await self._framed.start()
         if opts.grpc_port is not None:
             from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
@@ -175,6 +171,11 @@ class NodeManager:
         self._gcs.on_close(self._on_gcs_lost)
         reply = await self._gcs.call(methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()))
         self._cluster = list(reply.nodes)
+        # Local clients connect once the node is in the cluster's node table.
+        dispatcher = framed.Dispatcher()
+        dispatcher.register("NodeManager", self)
+        self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, self._local)
+        await self._framed.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._report_loop()))
         self._tasks.append(loop.create_task(self._maintain_loop()))

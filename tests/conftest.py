@@ -185,11 +185,11 @@ def run_python(code: str, *, timeout: float = 60.0, env: dict[str, str] | None =
     return proc
 
 
-def node_stats() -> Any:
+def node_stats(include_objects: bool = False) -> Any:
     """The local node manager's statistics (store usage, workers, leases)."""
     from nbcluster.runtime.core import worker_state
     from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
     from nbcluster.runtime.transport import methods
 
     core = worker_state.current
-    return core.run_sync(core.nm.call(methods.NodeManager.GetNodeStats, nm_pb2.GetNodeStatsRequest()))
+    return core.run_sync(core.nm.call(methods.NodeManager.GetNodeStats, nm_pb2.GetNodeStatsRequest(include_objects=include_objects)))

@@ -40,13 +40,13 @@ def test_store_bound_spills_and_restores(start_cluster):
 
 def test_pinned_objects_are_never_spilled(start_cluster):
     start_cluster(num_cpus=1, object_store_memory=100 * MiB)
-    store = worker_state.current.store_dir
     first = nbcluster.put(np.full(5 * MiB, 1.0))
     view = nbcluster.get(first)  # maps the object: pinned while the view lives
     wait_for(lambda: node_stats().num_pinned == 1, message="the object pinned")
     second = nbcluster.put(np.full(5 * MiB, 2.0))
     third = nbcluster.put(np.full(5 * MiB, 3.0))  # does not fit: something must spill
-    assert os.path.exists(os.path.join(store, first.hex())), "a pinned object was spilled"
+    states = {o.object_id: o.state for o in node_stats(include_objects=True).objects}
+    assert states[first.binary()] == "SEALED", "a pinned object was spilled"
     assert node_stats().num_spilled >= 1
     assert view[0] == 1.0
     # Nothing can make room for more than the unpinned space: a clear error.

@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,7 @@ class CoreWorker:
         #: Where this job's task output goes (its driver).
         self.driver_address: common_pb2.Address | None = None
         self.namespace = ""
-        self.store_dir = ""
+        self.arena: shm.Arena | None = None
         self.nm: framed.Connection | None = None
         #: The GCS connection (drivers).
         self.gcs: Any = None
@@ -105,7 +104,6 @@ class CoreWorker:
         self._connecting: dict[str, asyncio.Future] = {}
         self._addresses: dict[bytes, common_pb2.Address] = {}
         self._wake_scheduled = False
-        self._pins: collections.deque[bytes] = collections.deque()
         self._releases: collections.deque[bytes] = collections.deque()
         self._seals: collections.deque[bytes] = collections.deque()
         self._frees: list[bytes] = []
@@ -157,7 +155,7 @@ class CoreWorker:
             methods.NodeManager.RegisterClient,
             nm_pb2.RegisterClientRequest(kind=kind, address=self.address, pid=self.pid, job_id=self.job_id),
         )
-        self.store_dir = reply.store_dir
+        self.arena = shm.Arena(reply.arena_path, reply.arena_size)
         self.nm.on_close(self._on_node_lost)
 
     def _on_node_lost(self, conn: Any) -> None:
@@ -314,10 +312,6 @@ class CoreWorker:
             ids_ = list(self._seals)
             self._seals.clear()
             nm.notify(methods.NodeManager.SealObjects, nm_pb2.ObjectIds(object_ids=ids_))
-        if self._pins:
-            ids_ = list(self._pins)
-            self._pins.clear()
-            nm.notify(methods.NodeManager.PinObjects, nm_pb2.ObjectIds(object_ids=ids_))
         if self._releases:
             ids_ = list(self._releases)
             self._releases.clear()
@@ -424,9 +418,9 @@ class CoreWorker:
             return common_pb2.ObjectPayload(
                 object_id=object_id, data=obj.to_bytes(), size=obj.total_size, is_error=obj.is_error
             )
-        assert self.nm is not None
+        assert self.nm is not None and self.arena is not None
         try:
-            self.run_sync(
+            reply = self.run_sync(
                 self.nm.call(
                     methods.NodeManager.CreateObject,
                     nm_pb2.CreateObjectRequest(object_id=object_id, size=obj.total_size, owner=owner or self.address),
@@ -436,7 +430,7 @@ class CoreWorker:
             if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
                 raise ObjectStoreFullError(exc.message) from None
             raise
-        shm.write_object(self.store_dir, object_id, obj)
+        self.arena.write(reply.offset, obj)
         self._seals.append(object_id)
         self._wake()
         return common_pb2.ObjectPayload(
@@ -462,37 +456,46 @@ class CoreWorker:
     # -- reading objects ----------------------------------------------------------------
     def read(self, payload: common_pb2.ObjectPayload) -> Any:
         """The value of a payload; raises if it holds an error."""
-        if payload.HasField("data"):
-            value = deserialize(payload.data, copy_buffers=True)
-        elif payload.node_id == self.node_id:
-            value = self._read_shared(payload.object_id)
-        else:
-            raise ObjectLostError(
-                payload.object_id.hex(),
-                f"Object {payload.object_id.hex()} is on node {ids.short(payload.node_id)}; "
-                "reading objects across nodes needs the multi-node transport.",
-            )
-        if payload.is_error:
-            if isinstance(value, TaskError):
-                raise value.as_instanceof_cause()
-            raise value
-        return value
+        return self.read_many([payload])[0]
 
-    def _read_shared(self, oid: bytes) -> Any:
-        mapped = shm.map_object(self.store_dir, oid)
-        if mapped is None:
-            # Spilled (or racing a restore): ask the node manager, which pins it.
-            reply = self.run_sync(self._get_objects([oid]))
-            if reply.missing[0]:
+    def read_many(self, payloads: Sequence[common_pb2.ObjectPayload]) -> list[Any]:
+        """Values of payloads, in order; raises the first error one holds. Objects in
+        the arena are pinned with one request for all of them."""
+        shared = [p.object_id for p in payloads if not p.HasField("data")]
+        views = self._pin_views(shared) if shared else {}
+        values = []
+        for payload in payloads:
+            if payload.HasField("data"):
+                value = deserialize(payload.data, copy_buffers=True)
+            else:
+                value = deserialize(views[payload.object_id], copy_buffers=False)
+            if payload.is_error:
+                if isinstance(value, TaskError):
+                    raise value.as_instanceof_cause()
+                raise value
+            values.append(value)
+        return values
+
+    def _pin_views(self, oids: list[bytes]) -> dict[bytes, memoryview]:
+        """Pin objects in this node's arena (restoring spilled ones) and map them."""
+        assert self.arena is not None
+        entries = self.refs.entries
+        for oid in oids:
+            entry = entries.get(oid)
+            payload = entry.payload if entry is not None else None
+            if payload is not None and payload.node_id and payload.node_id != self.node_id:
+                raise ObjectLostError(
+                    oid.hex(),
+                    f"Object {oid.hex()} is on node {ids.short(payload.node_id)}; "
+                    "reading objects across nodes needs the multi-node transport.",
+                )
+        reply = self.run_sync(self._get_objects(oids))
+        views = {}
+        for oid, offset, size, missing in zip(oids, reply.offsets, reply.sizes, reply.missing):
+            if missing:
                 raise ObjectLostError(oid.hex(), f"Object {oid.hex()} is no longer in the object store.")
-            mapped = shm.map_object(self.store_dir, oid)
-            if mapped is None:
-                raise ObjectLostError(oid.hex(), f"Object {oid.hex()} vanished from the object store.")
-        else:
-            self._pins.append(oid)
-            self._wake()
-        weakref.finalize(mapped, self._unpin, oid)
-        return deserialize(memoryview(mapped), copy_buffers=False)
+            views[oid] = self.arena.view(offset, size, lambda oid=oid: self._unpin(oid))
+        return views
 
     def _unpin(self, oid: bytes) -> None:
         if not self.closed:
@@ -629,7 +632,7 @@ class CoreWorker:
                 "Raise the timeout, or use wait() to take the ready ones."
             )
         entries = self.refs.entries
-        return [self.read(entries[oid].payload) for oid in oids]
+        return self.read_many([entries[oid].payload for oid in oids])
 
     def get_future(self, ref: ObjectRef) -> concurrent.futures.Future:
         """A future of ``ref``'s value, resolved from the loop thread."""

@@ -243,7 +243,7 @@ class Executor:
         else:
             args, kwargs = core.read(payload)
         if spec.resolved_refs:
-            values = [core.read(p) for p in spec.resolved_refs]
+            values = core.read_many(spec.resolved_refs)
             args = tuple(values[a.index] if type(a) is ArgRef else a for a in args)
             kwargs = {k: values[v.index] if type(v) is ArgRef else v for k, v in kwargs.items()}
         return args, kwargs

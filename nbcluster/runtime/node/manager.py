@@ -285,7 +285,8 @@ class NodeManager:
             self._schedule()
         return nm_pb2.RegisterClientReply(
             node_id=self.node_id,
-            store_dir=str(self.store.dir),
+            arena_path=str(self.store.arena_path),
+            arena_size=self.store.capacity,
             session_dir=str(self.session.dir),
             total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
         )
@@ -462,11 +463,11 @@ class NodeManager:
     async def CreateObject(self, request: nm_pb2.CreateObjectRequest, conn: Any) -> nm_pb2.CreateObjectReply:
         assert self.store is not None
         try:
-            await self.store.create(request.object_id, request.size, request.owner.worker_id)
+            offset = await self.store.create(request.object_id, request.size, request.owner.worker_id)
         except ObjectStoreFullError as exc:
             raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
         self._dirty.set()
-        return nm_pb2.CreateObjectReply()
+        return nm_pb2.CreateObjectReply(offset=offset)
 
     def SealObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
         assert self.store is not None
@@ -477,15 +478,14 @@ class NodeManager:
         assert self.store is not None
         client = self._client(conn)
         try:
-            sizes = await self.store.get(request.object_ids, client.pins)
+            found = await self.store.get(request.object_ids, client.pins)
         except ObjectStoreFullError as exc:
             raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
-        return nm_pb2.GetObjectsReply(sizes=[s or 0 for s in sizes], missing=[s is None for s in sizes])
-
-    def PinObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
-        assert self.store is not None
-        self.store.pin(request.object_ids, self._client(conn).pins)
-        return common_pb2.Empty()
+        return nm_pb2.GetObjectsReply(
+            offsets=[f[0] if f else 0 for f in found],
+            sizes=[f[1] if f else 0 for f in found],
+            missing=[f is None for f in found],
+        )
 
     def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
         assert self.store is not None
@@ -525,6 +525,12 @@ class NodeManager:
             restored_total=self.store.restored_total,
             spilled_total=self.store.spilled_total,
             leases_granted=self._next_lease,
+            objects=[
+                nm_pb2.StoredObject(object_id=e.object_id, size=e.size, state=e.state.value, pins=e.pins)
+                for e in self.store.entries.values()
+            ]
+            if request.include_objects
+            else [],
         )
 
     def ShutdownNode(self, request: nm_pb2.ShutdownNodeRequest, conn: Any) -> common_pb2.Empty:

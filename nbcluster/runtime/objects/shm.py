@@ -1,46 +1,52 @@
-"""Reading and writing objects in a node's shared-memory directory (client side).
+"""A process's mapping of its node's arena (client side of the object store).
 
-A writer creates the file only after the node manager reserved room for it, fills
-it with one ``pwrite`` per buffer, and seals it. A reader maps it read-only: values
-that hold out-of-band buffers (numpy arrays) are views into the mapping, and the
-mapping lives as long as they do.
+The arena is mapped once, read-write, and kept: writers copy an object into the
+block the node manager allocated; readers get read-only views. Each view is backed
+by a small ctypes block over the arena whose lifetime is the view's — when the last
+array or memoryview derived from it is gone, a finalizer releases the pin, and only
+then may the store reuse the block.
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
-from pathlib import Path
+import weakref
+from collections.abc import Callable
 
 from nbcluster.runtime.objects.serialization import SerializedObject
 
 
-def write_object(directory: str, object_id: bytes, obj: SerializedObject) -> None:
-    path = os.path.join(directory, object_id.hex())
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    try:
-        os.ftruncate(fd, obj.total_size)
-        obj.write_fd(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
+def _size_class(size: int) -> int:
+    """Sizes rounded so few distinct ctypes array types exist (at most 1/8 slack)."""
+    if size <= 4096:
+        return 4096
+    step = 1 << max(12, size.bit_length() - 4)
+    return (size + step - 1) // step * step
 
 
-def map_object(directory: str, object_id: bytes) -> mmap.mmap | None:
-    """The object's file mapped read-only, or None if the store has no such file
-    (not created here, or spilled to disk)."""
-    try:
-        fd = os.open(os.path.join(directory, object_id.hex()), os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        return mmap.mmap(fd, size, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
+class Arena:
+    def __init__(self, path: str, size: int) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self.size = size
+        self._view = memoryview(self._map)
 
+    def write(self, offset: int, obj: SerializedObject) -> None:
+        obj.write_into(self._view[offset : offset + obj.total_size])
 
-def exists(directory: str, object_id: bytes) -> bool:
-    return Path(directory, object_id.hex()).exists()
+    def view(self, offset: int, size: int, on_release: Callable[[], None]) -> memoryview:
+        """A read-only view of ``size`` bytes at ``offset``; ``on_release()`` runs once
+        the view and everything made from it are gone."""
+        span = min(_size_class(size), self.size - offset)
+        block = (ctypes.c_char * span).from_buffer(self._map, offset)
+        weakref.finalize(block, on_release)
+        return memoryview(block).cast("B")[:size].toreadonly()
+
+    def contains(self, address: int) -> bool:
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+        return base <= address < base + self.size

@@ -1,21 +1,26 @@
 """A node's shared-memory object store (the node manager's side).
 
-Each object is one file in the node's directory under ``/dev/shm``. Writers create
-and fill the file themselves after :meth:`ObjectStore.create` has reserved room;
-readers on the node map it read-only (zero copy). Because a mapping outlives the
-file's name, deleting or spilling an object never pulls memory from under a reader.
+All objects of a node live in one *arena*: a file of ``capacity`` bytes in the
+node's directory under ``/dev/shm``. Every process on the node maps the arena once
+and keeps the mapping, so memory that held an earlier object is already mapped and
+faulted in when the next object reuses it — writes and reads run at memory speed,
+as with Ray's plasma store. Writers fill the block the store allocated for them;
+readers get read-only views into it.
 
-Accounting: ``used`` counts the bytes of objects resident in shared memory. When a
-new object does not fit, sealed objects that no process has mapped (unpinned) are
-spilled to the session's ``spill/`` directory, least recently used first, and
-restored on the next read. Pinned objects are never spilled. An object is deleted
-when its owner frees it or its owner disconnects.
+A reader pins an object (``get``) before it reads and releases the pin when its last
+view is gone. A block is reused only when its object is freed *and* unpinned; an
+object whose owner frees it while views exist stays until they are gone.
+
+When a new object does not fit, sealed objects that no one has pinned are spilled to
+the session's ``spill/`` directory, least recently used first, and restored on the
+next read. Pinned objects are never spilled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
 import os
 import shutil
@@ -25,78 +30,104 @@ from pathlib import Path
 
 from nbcluster.exceptions import ObjectStoreFullError
 from nbcluster.runtime import ids
+from nbcluster.runtime.objects.allocator import Allocator, round_up
 
 logger = logging.getLogger(__name__)
+
+ARENA_NAME = "arena"
 
 
 class ObjectState(enum.Enum):
     CREATING = "CREATING"
     SEALED = "SEALED"
+    SPILLING = "SPILLING"
     SPILLED = "SPILLED"
+    RESTORING = "RESTORING"
 
 
 class StoreEntry:
-    __slots__ = ("object_id", "size", "owner", "state", "pins", "last_used")
+    __slots__ = ("object_id", "size", "offset", "owner", "state", "pins", "freed", "last_used", "restored")
 
-    def __init__(self, object_id: bytes, size: int, owner: bytes) -> None:
+    def __init__(self, object_id: bytes, size: int, offset: int, owner: bytes) -> None:
         self.object_id = object_id
         self.size = size
+        self.offset = offset
         self.owner = owner  # the owner's worker id
         self.state = ObjectState.CREATING
         self.pins = 0
+        self.freed = False  # the owner let go; deleted when the last pin goes
         self.last_used = time.monotonic()
+        self.restored: asyncio.Event | None = None
+
+    @property
+    def resident(self) -> bool:
+        return self.state in (ObjectState.CREATING, ObjectState.SEALED, ObjectState.SPILLING, ObjectState.RESTORING)
 
 
 class ObjectStore:
     def __init__(self, directory: Path, spill_dir: Path, capacity: int, full_timeout: float) -> None:
         self.dir = directory
         self.spill_dir = spill_dir
-        self.capacity = capacity
         self.full_timeout = full_timeout
-        self.used = 0
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.arena_path = directory / ARENA_NAME
+        self._alloc = Allocator(capacity)
+        self.capacity = self._alloc.capacity
+        self._fd = os.open(self.arena_path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
+        os.ftruncate(self._fd, self.capacity)
         self.entries: dict[bytes, StoreEntry] = {}
         self.spilled_total = 0
         self.restored_total = 0
         self._space_freed = asyncio.Event()
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def path(self, object_id: bytes) -> Path:
-        return self.dir / object_id.hex()
+    @property
+    def used(self) -> int:
+        """Bytes of the arena held by objects (rounded to pages)."""
+        return self.capacity - self._alloc.free_bytes
 
     def _spill_path(self, object_id: bytes) -> Path:
         return self.spill_dir / object_id.hex()
 
     # -- creating -----------------------------------------------------------------
-    async def create(self, object_id: bytes, size: int, owner: bytes) -> None:
-        """Reserve ``size`` bytes for a new object, spilling to make room; raise
-        ObjectStoreFullError when room cannot be made in time."""
-        if object_id in self.entries:
-            return  # idempotent: a retried create
-        if size > self.capacity:
+    async def create(self, object_id: bytes, size: int, owner: bytes) -> int:
+        """Allocate a block for a new object (spilling to make room); return its
+        offset. Raises ObjectStoreFullError when room cannot be made in time."""
+        entry = self.entries.get(object_id)
+        if entry is not None:
+            return entry.offset  # idempotent: a retried create
+        if round_up(size) > self.capacity:
             raise ObjectStoreFullError(
                 f"object {ids.short(object_id)} needs {size / 2**20:.1f} MiB but the object store "
                 f"holds {self.capacity / 2**20:.1f} MiB in all; start the cluster with a larger "
                 "object_store_memory"
             )
+        offset = await self._allocate(size, f"fit {size / 2**20:.1f} MiB")
+        entry = StoreEntry(object_id, size, offset, owner)
+        self.entries[object_id] = entry
+        return offset
+
+    async def _allocate(self, size: int, what: str) -> int:
         deadline = time.monotonic() + self.full_timeout
-        while not await self._make_room(size):
+        while True:
+            offset = self._alloc.alloc(size)
+            if offset is not None:
+                return offset
+            if await self._spill_some(size):
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                pinned = sum(e.size for e in self.entries.values() if e.pins and e.state is ObjectState.SEALED)
+                pinned = sum(round_up(e.size) for e in self.entries.values() if e.pins and e.resident)
                 raise ObjectStoreFullError(
                     f"the object store is full: {self.used / 2**20:.1f} of "
                     f"{self.capacity / 2**20:.1f} MiB used, {pinned / 2**20:.1f} MiB pinned by "
-                    f"readers; cannot fit {size / 2**20:.1f} MiB. Release references (del refs and "
-                    "arrays you got from them) or raise object_store_memory"
+                    f"readers; cannot {what}. Release references (del refs and arrays you got "
+                    "from them) or raise object_store_memory"
                 )
             self._space_freed.clear()
             try:
                 await asyncio.wait_for(self._space_freed.wait(), min(remaining, 0.5))
             except asyncio.TimeoutError:
                 pass
-        entry = StoreEntry(object_id, size, owner)
-        self.entries[object_id] = entry
-        self.used += size
 
     def seal(self, object_ids: Iterable[bytes]) -> None:
         for oid in object_ids:
@@ -104,93 +135,108 @@ class ObjectStore:
             if entry is not None and entry.state is ObjectState.CREATING:
                 entry.state = ObjectState.SEALED
 
-    async def _make_room(self, size: int) -> bool:
-        if self.used + size <= self.capacity:
-            return True
+    # -- spilling -----------------------------------------------------------------
+    async def _spill_some(self, size: int) -> bool:
+        """Spill unpinned sealed objects, oldest first, until a block of ``size``
+        could fit; False if nothing could be spilled."""
         candidates = sorted(
-            (e for e in self.entries.values() if e.state is ObjectState.SEALED and e.pins == 0),
+            (e for e in self.entries.values() if e.state is ObjectState.SEALED and e.pins == 0 and not e.freed),
             key=lambda e: e.last_used,
         )
-        need = self.used + size - self.capacity
-        victims = []
+        need = round_up(size)
+        spilled = False
         for entry in candidates:
-            if need <= 0:
+            if self._alloc.largest_free() >= need:
                 break
-            victims.append(entry)
-            need -= entry.size
-        if need > 0:
-            return False
-        for entry in victims:
-            await self._spill(entry)
-        return self.used + size <= self.capacity
+            spilled = await self._spill(entry) or spilled
+        return spilled
 
-    async def _spill(self, entry: StoreEntry) -> None:
-        src, dst = self.path(entry.object_id), self._spill_path(entry.object_id)
+    async def _spill(self, entry: StoreEntry) -> bool:
+        entry.state = ObjectState.SPILLING
+        dst = self._spill_path(entry.object_id)
         try:
-            await asyncio.to_thread(shutil.copyfile, src, dst)
-            if entry.pins or entry.object_id not in self.entries:
-                dst.unlink(missing_ok=True)  # pinned or freed meanwhile: keep it in memory
-                return
-            src.unlink()
+            await asyncio.to_thread(self._copy_out, entry.offset, entry.size, dst)
         except OSError:
             logger.exception("spilling object=%s failed", entry.object_id.hex())
             dst.unlink(missing_ok=True)
-            return
+            entry.state = ObjectState.SEALED
+            return False
+        if entry.pins or entry.freed or entry.object_id not in self.entries:
+            # Pinned or freed while being copied: keep (or drop) it in memory instead.
+            dst.unlink(missing_ok=True)
+            entry.state = ObjectState.SEALED
+            if entry.freed and not entry.pins:
+                self._delete(entry)
+            return False
+        self._alloc.free(entry.offset, entry.size)
+        entry.offset = -1
         entry.state = ObjectState.SPILLED
-        self.used -= entry.size
         self.spilled_total += 1
         logger.info("spilled object=%s size=%d", entry.object_id.hex(), entry.size)
+        return True
+
+    def _copy_out(self, offset: int, size: int, dst: Path) -> None:
+        out = os.open(dst, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            _copy(self._fd, offset, out, 0, size)
+        finally:
+            os.close(out)
+
+    def _copy_in(self, src: Path, offset: int, size: int) -> None:
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            _copy(fd, 0, self._fd, offset, size)
+        finally:
+            os.close(fd)
 
     async def _restore(self, entry: StoreEntry) -> None:
-        if not await self._make_room(entry.size):
-            raise ObjectStoreFullError(
-                f"cannot restore spilled object {ids.short(entry.object_id)}: the store is full of "
-                "pinned objects"
-            )
-        if entry.state is not ObjectState.SPILLED:
-            return  # restored by a concurrent reader
-        self.used += entry.size
-        entry.state = ObjectState.SEALED
+        entry.state = ObjectState.RESTORING
+        entry.restored = asyncio.Event()
         try:
-            await asyncio.to_thread(shutil.copyfile, self._spill_path(entry.object_id), self.path(entry.object_id))
-        except OSError:
-            self.used -= entry.size
+            offset = await self._allocate(entry.size, f"restore spilled object {ids.short(entry.object_id)}")
+            try:
+                await asyncio.to_thread(self._copy_in, self._spill_path(entry.object_id), offset, entry.size)
+            except OSError:
+                self._alloc.free(offset, entry.size)
+                raise
+        except BaseException:
             entry.state = ObjectState.SPILLED
             raise
+        finally:
+            entry.restored.set()
+        entry.offset = offset
+        entry.state = ObjectState.SEALED
         self._spill_path(entry.object_id).unlink(missing_ok=True)
         self.restored_total += 1
         logger.info("restored object=%s size=%d", entry.object_id.hex(), entry.size)
 
     # -- reading ------------------------------------------------------------------
-    async def get(self, object_ids: Iterable[bytes], pins: dict[bytes, int]) -> list[int | None]:
-        """Sizes of the objects (None when absent), restored and pinned for a reader
-        whose pin counts are ``pins``."""
-        sizes: list[int | None] = []
+    async def get(self, object_ids: Iterable[bytes], pins: dict[bytes, int]) -> list[tuple[int, int] | None]:
+        """(offset, size) of each object, restored if spilled and pinned for the
+        reader whose pin counts are ``pins``; None for objects not here."""
+        out: list[tuple[int, int] | None] = []
         for oid in object_ids:
             entry = self.entries.get(oid)
-            if entry is None or entry.state is ObjectState.CREATING:
-                sizes.append(None)
+            if entry is None or entry.state is ObjectState.CREATING or entry.freed:
+                out.append(None)
                 continue
             self._pin(entry, pins)
-            if entry.state is ObjectState.SPILLED:
-                try:
-                    await self._restore(entry)
-                except Exception:
-                    self.release([oid], pins)
-                    raise
-            sizes.append(entry.size)
-        return sizes
+            try:
+                while entry.state is not ObjectState.SEALED and entry.state is not ObjectState.SPILLING:
+                    if entry.state is ObjectState.SPILLED:
+                        await self._restore(entry)
+                    elif entry.state is ObjectState.RESTORING and entry.restored is not None:
+                        await entry.restored.wait()
+            except BaseException:
+                self.release([oid], pins)
+                raise
+            out.append((entry.offset, entry.size))
+        return out
 
     def _pin(self, entry: StoreEntry, pins: dict[bytes, int]) -> None:
         entry.pins += 1
         entry.last_used = time.monotonic()
         pins[entry.object_id] = pins.get(entry.object_id, 0) + 1
-
-    def pin(self, object_ids: Iterable[bytes], pins: dict[bytes, int]) -> None:
-        for oid in object_ids:
-            entry = self.entries.get(oid)
-            if entry is not None:
-                self._pin(entry, pins)
 
     def release(self, object_ids: Iterable[bytes], pins: dict[bytes, int]) -> None:
         for oid in object_ids:
@@ -205,28 +251,34 @@ class ObjectStore:
             if entry is not None and entry.pins > 0:
                 entry.pins -= 1
                 if entry.pins == 0:
+                    if entry.freed:
+                        self._delete(entry)
                     self._space_freed.set()
 
     # -- freeing ------------------------------------------------------------------
     def free(self, object_ids: Iterable[bytes]) -> None:
         for oid in object_ids:
-            entry = self.entries.pop(oid, None)
+            entry = self.entries.get(oid)
             if entry is None:
                 continue
-            if entry.state is ObjectState.SPILLED:
-                self._spill_path(oid).unlink(missing_ok=True)
-            else:
-                self.used -= entry.size
-                try:
-                    os.unlink(self.path(oid))
-                except FileNotFoundError:
-                    pass
+            entry.freed = True
+            if entry.pins == 0 and entry.state is not ObjectState.SPILLING and entry.state is not ObjectState.RESTORING:
+                self._delete(entry)
         self._space_freed.set()
+
+    def _delete(self, entry: StoreEntry) -> None:
+        self.entries.pop(entry.object_id, None)
+        if entry.state is ObjectState.SPILLED:
+            self._spill_path(entry.object_id).unlink(missing_ok=True)
+        elif entry.offset >= 0:
+            self._alloc.free(entry.offset, entry.size)
+            entry.offset = -1
 
     def free_owner(self, owner: bytes) -> None:
         """Delete every object of an owner that has gone."""
         self.free([oid for oid, e in self.entries.items() if e.owner == owner])
 
+    # -- introspection --------------------------------------------------------------
     def num_pinned(self) -> int:
         return sum(1 for e in self.entries.values() if e.pins)
 
@@ -234,10 +286,32 @@ class ObjectStore:
         return sum(e.size for e in self.entries.values() if e.state is ObjectState.SPILLED)
 
     def close(self) -> None:
-        """Delete every object and the directories (node shutdown)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Delete every object, the arena and the directory (node shutdown)."""
         for entry in self.entries.values():
             if entry.state is ObjectState.SPILLED:
                 self._spill_path(entry.object_id).unlink(missing_ok=True)
         self.entries.clear()
-        self.used = 0
+        os.close(self._fd)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _copy(src: int, src_offset: int, dst: int, dst_offset: int, size: int) -> None:
+    """Copy between files in the kernel (the spill directory is usually on another
+    filesystem than /dev/shm, where copy_file_range refuses: sendfile then)."""
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(src, dst, size - done, src_offset + done, dst_offset + done)
+            if n == 0:
+                raise OSError("short copy")
+            done += n
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(dst, dst_offset + done, os.SEEK_SET)
+    while done < size:
+        n = os.sendfile(dst, src, src_offset + done, size - done)
+        if n == 0:
+            raise OSError("short copy")
+        done += n

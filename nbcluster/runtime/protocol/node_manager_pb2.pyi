@@ -30,16 +30,18 @@ class RegisterClientRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[ClientKind, str]] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., pid: _Optional[int] = ..., job_id: _Optional[bytes] = ...) -> None: ...
 
 class RegisterClientReply(_message.Message):
-    __slots__ = ("node_id", "store_dir", "session_dir", "total")
+    __slots__ = ("node_id", "arena_path", "arena_size", "session_dir", "total")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    STORE_DIR_FIELD_NUMBER: _ClassVar[int]
+    ARENA_PATH_FIELD_NUMBER: _ClassVar[int]
+    ARENA_SIZE_FIELD_NUMBER: _ClassVar[int]
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
-    store_dir: str
+    arena_path: str
+    arena_size: int
     session_dir: str
     total: _common_pb2.ResourceSet
-    def __init__(self, node_id: _Optional[bytes] = ..., store_dir: _Optional[str] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
     __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description")
@@ -98,8 +100,10 @@ class CreateObjectRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., size: _Optional[int] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ...) -> None: ...
 
 class CreateObjectReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("offset",)
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    def __init__(self, offset: _Optional[int] = ...) -> None: ...
 
 class ObjectIds(_message.Message):
     __slots__ = ("object_ids",)
@@ -114,12 +118,26 @@ class GetObjectsRequest(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetObjectsReply(_message.Message):
-    __slots__ = ("sizes", "missing")
+    __slots__ = ("offsets", "sizes", "missing")
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
     sizes: _containers.RepeatedScalarFieldContainer[int]
     missing: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, sizes: _Optional[_Iterable[int]] = ..., missing: _Optional[_Iterable[bool]] = ...) -> None: ...
+    def __init__(self, offsets: _Optional[_Iterable[int]] = ..., sizes: _Optional[_Iterable[int]] = ..., missing: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class StoredObject(_message.Message):
+    __slots__ = ("object_id", "size", "state", "pins")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PINS_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    size: int
+    state: str
+    pins: int
+    def __init__(self, object_id: _Optional[bytes] = ..., size: _Optional[int] = ..., state: _Optional[str] = ..., pins: _Optional[int] = ...) -> None: ...
 
 class WorkerStats(_message.Message):
     __slots__ = ("worker_id", "pid", "state", "job_id", "lease_id")
@@ -136,11 +154,13 @@ class WorkerStats(_message.Message):
     def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., job_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class GetNodeStatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("include_objects",)
+    INCLUDE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    include_objects: bool
+    def __init__(self, include_objects: _Optional[bool] = ...) -> None: ...
 
 class GetNodeStatsReply(_message.Message):
-    __slots__ = ("node_id", "total", "available", "store_used", "store_capacity", "num_objects", "num_spilled", "spilled_bytes", "num_pinned", "workers", "pending_leases", "restored_total", "spilled_total", "leases_granted")
+    __slots__ = ("node_id", "total", "available", "store_used", "store_capacity", "num_objects", "num_spilled", "spilled_bytes", "num_pinned", "workers", "pending_leases", "restored_total", "spilled_total", "leases_granted", "objects")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +175,7 @@ class GetNodeStatsReply(_message.Message):
     RESTORED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     SPILLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     LEASES_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     total: _common_pb2.ResourceSet
     available: _common_pb2.ResourceSet
@@ -169,7 +190,8 @@ class GetNodeStatsReply(_message.Message):
     restored_total: int
     spilled_total: int
     leases_granted: int
-    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., store_used: _Optional[int] = ..., store_capacity: _Optional[int] = ..., num_objects: _Optional[int] = ..., num_spilled: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., num_pinned: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., pending_leases: _Optional[int] = ..., restored_total: _Optional[int] = ..., spilled_total: _Optional[int] = ..., leases_granted: _Optional[int] = ...) -> None: ...
+    objects: _containers.RepeatedCompositeFieldContainer[StoredObject]
+    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., store_used: _Optional[int] = ..., store_capacity: _Optional[int] = ..., num_objects: _Optional[int] = ..., num_spilled: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., num_pinned: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., pending_leases: _Optional[int] = ..., restored_total: _Optional[int] = ..., spilled_total: _Optional[int] = ..., leases_granted: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[StoredObject, _Mapping]]] = ...) -> None: ...
 
 class ShutdownNodeRequest(_message.Message):
     __slots__ = ("reason",)

@@ -329,3 +329,36 @@ def test_cluster_resources_and_nodes():
     ref = sleep_then.remote(3)
     wait_for(lambda: nbcluster.available_resources().get("CPU", 0) == 1, message="a CPU in use")
     nbcluster.cancel(ref, force=True)
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_cancel_recursive_reaches_child_tasks(tmp_path, recursive):
+    started = tmp_path / "child-started"
+    finished = tmp_path / "child-finished"
+    interrupted = tmp_path / "child-interrupted"
+
+    @nbcluster.remote(num_cpus=0)
+    def child(folder):
+        open(f"{folder}/child-started", "w").close()
+        try:
+            time.sleep(2)
+        except KeyboardInterrupt:
+            open(f"{folder}/child-interrupted", "w").close()
+            raise
+        open(f"{folder}/child-finished", "w").close()
+
+    @nbcluster.remote(num_cpus=0)
+    def parent(folder):
+        nbcluster.get(child.remote(folder))
+
+    ref = parent.remote(str(tmp_path))
+    wait_for(started.exists, message="the child to start")
+    nbcluster.cancel(ref, recursive=recursive)
+    with pytest.raises(TaskCancelledError):
+        nbcluster.get(ref, timeout=20)
+    if recursive:
+        wait_for(interrupted.exists, message="the child to be cancelled with its parent")
+        assert not finished.exists()
+    else:
+        wait_for(finished.exists, message="the child to run to its end")
+        assert not interrupted.exists()

@@ -106,7 +106,7 @@ class CoreWorker:
         self._wake_scheduled = False
         self._releases: collections.deque[bytes] = collections.deque()
         self._seals: collections.deque[bytes] = collections.deque()
-        self._frees: list[bytes] = []
+        self._frees: collections.deque[bytes] = collections.deque()
         self._removes: dict[bytes, list[bytes]] = {}
         self._borrow_flush: asyncio.Task | None = None
         self._borrows: dict[bytes, set[bytes]] = {}
@@ -308,17 +308,15 @@ class CoreWorker:
         nm = self.nm
         if nm is None or nm.closed:
             return
-        if self._seals:
-            ids_ = list(self._seals)
-            self._seals.clear()
-            nm.notify(methods.NodeManager.SealObjects, nm_pb2.ObjectIds(object_ids=ids_))
-        if self._releases:
-            ids_ = list(self._releases)
-            self._releases.clear()
-            nm.notify(methods.NodeManager.ReleaseObjects, nm_pb2.ObjectIds(object_ids=ids_))
-        if self._frees:
-            ids_, self._frees = self._frees, []
-            nm.notify(methods.NodeManager.FreeObjects, nm_pb2.ObjectIds(object_ids=ids_))
+        for queue, method in (
+            (self._seals, methods.NodeManager.SealObjects),
+            (self._releases, methods.NodeManager.ReleaseObjects),
+            (self._frees, methods.NodeManager.FreeObjects),
+        ):
+            if queue:
+                # popleft, not copy-and-clear: other threads append concurrently.
+                ids_ = [queue.popleft() for _ in range(len(queue))]
+                nm.notify(method, nm_pb2.ObjectIds(object_ids=ids_))
 
     # -- borrowing ------------------------------------------------------------------
     def flush_borrows(self) -> asyncio.Task:
@@ -328,6 +326,9 @@ class CoreWorker:
         if task is None or task.done():
             task = self._borrow_flush = self.spawn(self._flush_borrows())
         return task
+
+    def flushing_borrows(self) -> bool:
+        return self._borrow_flush is not None and not self._borrow_flush.done()
 
     async def _flush_borrows(self) -> None:
         while True:
@@ -491,11 +492,22 @@ class CoreWorker:
                 )
         reply = self.run_sync(self._get_objects(oids))
         views = {}
+        lost = []
         for oid, offset, size, missing in zip(oids, reply.offsets, reply.sizes, reply.missing):
             if missing:
-                raise ObjectLostError(oid.hex(), f"Object {oid.hex()} is no longer in the object store.")
-            views[oid] = self.arena.view(offset, size, lambda oid=oid: self._unpin(oid))
+                lost.append(oid)
+            else:  # every pinned object gets a view, so its pin is released with it
+                views[oid] = self.arena.view(offset, size, lambda oid=oid: self._unpin(oid))
+        if lost:
+            raise ObjectLostError(lost[0].hex(), f"Object {lost[0].hex()} is no longer in the object store.")
         return views
+
+    def free_stored(self, oids: list[bytes]) -> None:
+        """Free objects this process stored for someone else that will never learn
+        of them (a task that failed after storing some of its returns)."""
+        if oids:
+            self._frees.extend(oids)
+            self._wake()
 
     def _unpin(self, oid: bytes) -> None:
         if not self.closed:
@@ -700,10 +712,17 @@ class CoreWorker:
             self.submitter.cancel_children(request.task_id, request.force)
         return cw_pb2.CancelTaskReply(found=found)
 
-    def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> common_pb2.Empty:
-        logger.info("asked to exit: %s", request.reason)
+    def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> cw_pb2.ExitReply:
+        if not request.force:
+            self.process_releases()
+            busy = self.executor is not None and (self.executor.in_task() or not self.executor.idle())
+            owns = any(entry.owned for entry in self.refs.entries.values())
+            if busy or owns or self.submitter.busy():
+                logger.info("declined to exit (%s): busy=%s owns objects=%s", request.reason, busy, owns)
+                return cw_pb2.ExitReply(accepted=False)
+        logger.info("exiting: %s", request.reason)
         self.loop.call_later(0.01, os._exit, 0)
-        return common_pb2.Empty()
+        return cw_pb2.ExitReply(accepted=True)
 
 
 def print_log_batch(batch: cw_pb2.LogBatch) -> None:

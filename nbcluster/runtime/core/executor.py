@@ -103,6 +103,7 @@ class Executor:
         self.core = core
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._functions: dict[bytes, Any] = {}
+        self._pickled: dict[bytes, bytes] = {}
         self._cancelled: set[bytes] = set()
         self._cancel_requested: bytes | None = None
         self.current_task_id: bytes | None = None
@@ -132,11 +133,22 @@ class Executor:
     def in_task(self) -> bool:
         return self.current_task_id is not None
 
+    def idle(self) -> bool:
+        """No pushed task waits to run."""
+        return self._queue.empty()
+
     # -- loop thread: incoming work ---------------------------------------------------
     def push(self, request: cw_pb2.PushTasksRequest, conn: Any) -> None:
         if request.HasField("job_config"):
             self._queue.put(("job", request, conn))
         for spec in request.tasks:
+            desc = spec.function
+            if desc.pickled:
+                # Kept apart from the task: a cancelled task must not take its
+                # function's definition with it.
+                if desc.function_id not in self._functions:
+                    self._pickled[desc.function_id] = desc.pickled
+                desc.ClearField("pickled")
             self._queue.put(("task", spec, conn))
 
     def cancel(self, task_id: bytes, force: bool) -> bool:
@@ -210,16 +222,16 @@ class Executor:
                     value = fn(*args, **kwargs)
                     del args, kwargs
                     returns, contained = self._store_returns(spec, value)
-                except KeyboardInterrupt:
-                    if self._cancel_requested != task_id:
-                        raise
-                    status = _CANCELLED
-                    returns = self._error_returns(spec, TaskCancelledError(task_id.hex()))
                 except Exception as exc:  # noqa: BLE001
                     status = _APP_ERROR
                     retryable = self._retryable(spec, exc)
                     err = TaskError(name, _format_exc(exc, skip=1), _picklable(exc), os.getpid(), self.core.node_ip)
                     returns = self._error_returns(spec, err)
+        except KeyboardInterrupt:
+            if self._cancel_requested != task_id:
+                raise
+            status, contained = _CANCELLED, []
+            returns = self._error_returns(spec, TaskCancelledError(task_id.hex()))
         finally:
             self.current_task_id = None
             self._cancel_requested = None
@@ -229,10 +241,12 @@ class Executor:
     def _load_function(self, desc: cw_pb2.FunctionDescriptor) -> Any:
         fn = self._functions.get(desc.function_id)
         if fn is None:
-            if not desc.pickled:
+            pickled = self._pickled.get(desc.function_id)
+            if pickled is None:
                 raise NbclusterSystemError(f"the definition of {desc.name} never reached this worker")
-            fn = cloudpickle.loads(desc.pickled)
+            fn = cloudpickle.loads(pickled)
             self._functions[desc.function_id] = fn
+            del self._pickled[desc.function_id]
         return fn
 
     def _load_args(self, spec: cw_pb2.TaskSpec) -> tuple[tuple, dict]:
@@ -276,17 +290,25 @@ class Executor:
                 )
             values = list(value)
         caller = spec.caller
-        payloads = []
+        core = self.core
+        payloads: list[common_pb2.ObjectPayload] = []
         contained: list[tuple[bytes, bytes]] = []
-        for index, item in enumerate(values, start=1):
-            oid = ids.object_id(spec.task_id, index)
-            obj = serialize(item)
-            payload = self.core.store(oid, obj, owner=caller)
-            for ref in obj.contained:
-                payload.contained.add(object_id=ref._id, owner=self.core.parse_address(ref._owner))
-                contained.append((ref._id, ref._owner))
-                self.core.refs.incref(ref._id)  # held until the caller is registered
-            payloads.append(payload)
+        try:
+            for index, item in enumerate(values, start=1):
+                oid = ids.object_id(spec.task_id, index)
+                obj = serialize(item)
+                payload = core.store(oid, obj, owner=caller)
+                payloads.append(payload)
+                for ref in obj.contained:
+                    payload.contained.add(object_id=ref._id, owner=core.parse_address(ref._owner))
+                    contained.append((ref._id, ref._owner))
+                    core.refs.incref(ref._id)  # held until the caller is registered
+        except BaseException:
+            # The task reports an error instead: undo what was stored for it.
+            core.free_stored([p.object_id for p in payloads if not p.HasField("data")])
+            for oid, _owner in contained:
+                core.refs.release(oid)
+            raise
         return payloads, contained
 
     def _error_returns(self, spec: cw_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
@@ -334,7 +356,7 @@ class Executor:
         core = self.core
         self._flush_lines()
         core.process_releases()
-        if contained or core.refs.unregistered:
+        if contained or core.refs.unregistered or core.flushing_borrows():
             core.spawn(self._send_after_registering(result, conn, contained, caller))
         else:
             self._queue_result(result, conn)
@@ -345,8 +367,8 @@ class Executor:
             await core.register_on_behalf(contained, caller)
             for oid, _owner in contained:
                 core.refs.release(oid)
-        if core.refs.unregistered:
-            await core.flush_borrows()
+        if core.refs.unregistered or core.flushing_borrows():
+            await core.flush_borrows()  # registrations acknowledged before the result
         self._queue_result(result, conn)
 
     def _queue_result(self, result: cw_pb2.TaskResult, conn: Any) -> None:

@@ -16,11 +16,14 @@ therefore never below the true count.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from nbcluster.runtime.protocol import common_pb2
+
+logger = logging.getLogger(__name__)
 
 
 class Entry:
@@ -144,7 +147,10 @@ class ReferenceTable:
                 del self.entries[object_id]
         if callbacks:
             for callback in callbacks:
-                callback(object_id, payload)
+                try:
+                    callback(object_id, payload)
+                except Exception:  # noqa: BLE001 - one waiter's failure must not starve the rest
+                    logger.exception("callback for object=%s failed", object_id.hex())
         return entry
 
     def remove_borrower(self, object_id: bytes, borrower: bytes) -> Entry | None:

@@ -102,6 +102,7 @@ class Task:
         "parent",
         "context",
         "shape",
+        "counted_slow",
     )
 
     def __init__(self, task_id: bytes, fn: FunctionInfo, options: TaskOptions) -> None:
@@ -122,6 +123,7 @@ class Task:
         self.parent = b""
         self.context = ""
         self.shape: ShapeQueue | None = None
+        self.counted_slow = False
 
 
 class ShapeQueue:
@@ -207,15 +209,16 @@ class TaskSubmitter:
         except Exception as exc:
             raise TypeError(describe_unpicklable(task.fn.name, args, kwargs, exc)) from exc
         held = [ref._id for ref in top] + [ref._id for ref in obj.contained]
-        for oid in held:
-            core.refs.incref(oid)
         if obj.total_size > self.config.inline_threshold:
             args_id = ids.object_id(task.task_id, 0)
             task.args = core.store(args_id, obj)
             core.refs.add_owned(args_id, task.args)  # held by this task, freed at its end
-            held.append(args_id)
         else:
             task.args = common_pb2.ObjectPayload(data=obj.to_bytes(), size=obj.total_size)
+        for oid in held:
+            core.refs.incref(oid)
+        if not task.args.HasField("data"):
+            held.append(task.args.object_id)
         task.held = held
         task.top_refs = [ref._id for ref in top]
 
@@ -225,6 +228,8 @@ class TaskSubmitter:
         touched: set[ShapeQueue] = set()
         while new:
             task = new.popleft()
+            if task.machine.is_terminal():
+                continue  # cancelled before it reached the loop
             self._tasks[task.task_id] = task
             if task.parent:
                 self._children.setdefault(task.parent, set()).add(task.task_id)
@@ -259,6 +264,8 @@ class TaskSubmitter:
             self._enqueue(task)
 
     def _resolved(self, task: Task, index: int, payload: common_pb2.ObjectPayload) -> None:
+        if task.machine.state is not TaskState.WAITING_FOR_ARGS:
+            return  # cancelled while waiting
         task.resolved[index] = payload
         task.waiting -= 1
         if task.waiting == 0 and task.machine.state is TaskState.WAITING_FOR_ARGS:
@@ -296,6 +303,7 @@ class TaskSubmitter:
                     break
                 queue.popleft()
                 lw.inflight[task.task_id] = task
+                task.counted_slow = not fast
                 if not fast:
                     lw.slow += 1
                 task.worker = lw
@@ -341,6 +349,8 @@ class TaskSubmitter:
             return
         if exc is not None:
             logger.warning("lease request failed: %s", exc)
+            if not shape.workers and not shape.requests:
+                self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: the node manager refused a lease ({exc})"))
             return
         reply: nm_pb2.LeaseReply = fut.result()
         if reply.rejected:
@@ -447,11 +457,7 @@ class TaskSubmitter:
             task = self._tasks.get(result.task_id)
             if task is None or task.worker is None:
                 continue
-            worker = task.worker
-            worker.inflight.pop(task.task_id, None)
-            if not self._fast(task.fn) and worker.slow:
-                worker.slow -= 1
-            task.worker = None
+            self._unassign(task)
             prev = self._durations.get(task.fn.function_id)
             self._durations[task.fn.function_id] = (
                 result.duration if prev is None else 0.8 * prev + 0.2 * result.duration
@@ -470,6 +476,15 @@ class TaskSubmitter:
             self._dispatch(lw.shape)
             if not lw.inflight:
                 self._idle(lw)
+
+    def _unassign(self, task: Task) -> None:
+        worker = task.worker
+        if worker is not None:
+            worker.inflight.pop(task.task_id, None)
+            if task.counted_slow and worker.slow:
+                worker.slow -= 1
+        task.worker = None
+        task.counted_slow = False
 
     def _retry(self, task: Task) -> bool:
         if task.cancelled or task.retries_left == 0:
@@ -542,7 +557,7 @@ class TaskSubmitter:
         self._drop_worker(lw)
         reason = conn.close_reason or "connection lost"
         for task in list(lw.inflight.values()):
-            task.worker = None
+            self._unassign(task)
             if task.cancelled:
                 self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
             elif not self._retry(task):
@@ -588,6 +603,10 @@ class TaskSubmitter:
             task = self._tasks.get(task_id)
             if task is not None and task.return_ids:
                 self.cancel(task.return_ids[0], force, recursive=True)
+
+    def busy(self) -> bool:
+        """Tasks submitted here are still in flight."""
+        return bool(self._tasks) or bool(self._new)
 
     def stop(self) -> None:
         self.stopped = True

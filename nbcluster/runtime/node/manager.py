@@ -263,12 +263,29 @@ class NodeManager:
         assert self.pool is not None
         while True:
             await asyncio.sleep(0.5)
-            self.pool.maintain()
+            for worker in self.pool.maintain():
+                await self._retire(worker)
             self.pool.ensure(0)
             if self.pool.startup_failures >= 3:
                 self._fail_queue(
                     "workers fail to start on this node (3 in a row); see " + self.pool.last_failure_log
                 )
+
+    async def _retire(self, worker: Worker) -> None:
+        """Ask an idle worker to exit; it declines while it owns objects in use."""
+        assert self.pool is not None
+        try:
+            reply = await worker.conn.call(
+                methods.CoreWorker.Exit, core_worker_pb2.ExitRequest(reason="idle"), timeout=5.0
+            )
+            accepted = reply.accepted
+        except (ConnectionLost, RemoteError, asyncio.TimeoutError):
+            accepted = True  # gone already, or unresponsive: end it
+            self.pool.kill(worker, "unresponsive while idle")
+        worker.retiring = False
+        if not accepted:
+            worker.idle_since = time.monotonic()  # ask again after another idle period
+        self._schedule()
 
     # -- clients ------------------------------------------------------------------
     def RegisterClient(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> nm_pb2.RegisterClientReply:
@@ -308,7 +325,7 @@ class NodeManager:
             if lease is not None:
                 # The holder is gone: whatever the worker runs for it is orphaned.
                 self.pool.kill(lease.worker, "its lease holder disconnected")
-        self.store.release(list(client.pins), client.pins)
+        self.store.release_all(client.pins)
         self.store.free_owner(client.worker_id)
         if client.worker is not None:
             self.pool.dead(client.worker, "disconnected")

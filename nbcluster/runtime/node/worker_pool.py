@@ -36,6 +36,7 @@ class Worker:
         "started",
         "idle_since",
         "blocked",
+        "retiring",
     )
 
     def __init__(self, worker_id: bytes, proc: subprocess.Popen) -> None:
@@ -50,6 +51,7 @@ class Worker:
         self.started = time.monotonic()
         self.idle_since = time.monotonic()
         self.blocked = False
+        self.retiring = False
 
     @property
     def state(self) -> WorkerState:
@@ -117,14 +119,14 @@ class WorkerPool:
         return sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING)
 
     def idle(self) -> list[Worker]:
-        return [w for w in self.workers.values() if w.state is WorkerState.IDLE]
+        return [w for w in self.workers.values() if w.state is WorkerState.IDLE and not w.retiring]
 
     def pop_idle(self, job_id: bytes, env_hash: str) -> Worker | None:
         """An idle worker for the job: one bound to it, else an unbound one, which
         is bound to the job from now on."""
         generic = None
         for worker in self.workers.values():
-            if worker.state is not WorkerState.IDLE:
+            if worker.state is not WorkerState.IDLE or worker.retiring:
                 continue
             if worker.job_id == job_id and worker.env_hash == env_hash:
                 return worker
@@ -176,9 +178,10 @@ class WorkerPool:
             await asyncio.sleep(0.02)
         logger.info("worker=%s pid=%d exited with %s", worker.worker_id.hex()[:12], worker.pid, worker.proc.returncode)
 
-    def maintain(self) -> None:
+    def maintain(self) -> list[Worker]:
         """Periodic: notice workers that died before connecting, give up on slow
-        starters, retire idle workers beyond the base size."""
+        starters; return the idle workers beyond the base size to retire (marked
+        retiring, so no lease picks them meanwhile)."""
         now = time.monotonic()
         for worker in list(self.workers.values()):
             if worker.state is WorkerState.STARTING:
@@ -187,9 +190,10 @@ class WorkerPool:
                 elif now - worker.started > self._start_timeout:
                     self.kill(worker, "did not connect in time")
         idle = sorted(self.idle(), key=lambda w: w.idle_since)
-        for worker in idle[: max(0, len(idle) - self.base_size)]:
-            if now - worker.idle_since > self._idle_timeout:
-                self.kill(worker, "idle")
+        retire = [w for w in idle[: max(0, len(idle) - self.base_size)] if now - w.idle_since > self._idle_timeout]
+        for worker in retire:
+            worker.retiring = True
+        return retire
 
     def kill_job(self, job_id: bytes, reason: str) -> None:
         for worker in list(self.workers.values()):

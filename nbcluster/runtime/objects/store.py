@@ -79,6 +79,7 @@ class ObjectStore:
         self.spilled_total = 0
         self.restored_total = 0
         self._space_freed = asyncio.Event()
+        self._spilling = asyncio.Lock()
 
     @property
     def used(self) -> int:
@@ -94,7 +95,11 @@ class ObjectStore:
         offset. Raises ObjectStoreFullError when room cannot be made in time."""
         entry = self.entries.get(object_id)
         if entry is not None:
-            return entry.offset  # idempotent: a retried create
+            if entry.state is ObjectState.CREATING and entry.size == size:
+                return entry.offset  # idempotent: a repeated create
+            if entry.pins:
+                raise ObjectStoreFullError(f"object {ids.short(object_id)} exists and is being read")
+            self._delete(entry)  # an earlier attempt's copy (a retried task): replace it
         if round_up(size) > self.capacity:
             raise ObjectStoreFullError(
                 f"object {ids.short(object_id)} needs {size / 2**20:.1f} MiB but the object store "
@@ -136,20 +141,28 @@ class ObjectStore:
                 entry.state = ObjectState.SEALED
 
     # -- spilling -----------------------------------------------------------------
+    @staticmethod
+    def _spillable(entry: StoreEntry) -> bool:
+        return entry.state is ObjectState.SEALED and entry.pins == 0 and not entry.freed
+
     async def _spill_some(self, size: int) -> bool:
         """Spill unpinned sealed objects, oldest first, until a block of ``size``
-        could fit; False if nothing could be spilled."""
-        candidates = sorted(
-            (e for e in self.entries.values() if e.state is ObjectState.SEALED and e.pins == 0 and not e.freed),
-            key=lambda e: e.last_used,
-        )
+        could fit; False if nothing could be spilled. One spiller at a time, and each
+        candidate is checked again when its turn comes (the loop yields)."""
         need = round_up(size)
-        spilled = False
-        for entry in candidates:
+        async with self._spilling:
             if self._alloc.largest_free() >= need:
-                break
-            spilled = await self._spill(entry) or spilled
-        return spilled
+                return True  # another spiller made room meanwhile
+            candidates = sorted(
+                (e for e in self.entries.values() if self._spillable(e)), key=lambda e: e.last_used
+            )
+            spilled = False
+            for entry in candidates:
+                if self._alloc.largest_free() >= need:
+                    break
+                if self.entries.get(entry.object_id) is entry and self._spillable(entry):
+                    spilled = await self._spill(entry) or spilled
+            return spilled
 
     async def _spill(self, entry: StoreEntry) -> bool:
         entry.state = ObjectState.SPILLING
@@ -196,7 +209,7 @@ class ObjectStore:
             offset = await self._allocate(entry.size, f"restore spilled object {ids.short(entry.object_id)}")
             try:
                 await asyncio.to_thread(self._copy_in, self._spill_path(entry.object_id), offset, entry.size)
-            except OSError:
+            except BaseException:
                 self._alloc.free(offset, entry.size)
                 raise
         except BaseException:
@@ -215,22 +228,24 @@ class ObjectStore:
         """(offset, size) of each object, restored if spilled and pinned for the
         reader whose pin counts are ``pins``; None for objects not here."""
         out: list[tuple[int, int] | None] = []
-        for oid in object_ids:
-            entry = self.entries.get(oid)
-            if entry is None or entry.state is ObjectState.CREATING or entry.freed:
-                out.append(None)
-                continue
-            self._pin(entry, pins)
-            try:
+        pinned: list[bytes] = []
+        try:
+            for oid in object_ids:
+                entry = self.entries.get(oid)
+                if entry is None or entry.state is ObjectState.CREATING or entry.freed:
+                    out.append(None)
+                    continue
+                self._pin(entry, pins)
+                pinned.append(oid)
                 while entry.state is not ObjectState.SEALED and entry.state is not ObjectState.SPILLING:
                     if entry.state is ObjectState.SPILLED:
                         await self._restore(entry)
                     elif entry.state is ObjectState.RESTORING and entry.restored is not None:
                         await entry.restored.wait()
-            except BaseException:
-                self.release([oid], pins)
-                raise
-            out.append((entry.offset, entry.size))
+                out.append((entry.offset, entry.size))
+        except BaseException:
+            self.release(pinned, pins)  # the request failed: none of its pins stand
+            raise
         return out
 
     def _pin(self, entry: StoreEntry, pins: dict[bytes, int]) -> None:
@@ -254,6 +269,11 @@ class ObjectStore:
                     if entry.freed:
                         self._delete(entry)
                     self._space_freed.set()
+
+    def release_all(self, pins: dict[bytes, int]) -> None:
+        """Drop every pin a client holds (it disconnected)."""
+        for oid, count in list(pins.items()):
+            self.release([oid] * count, pins)
 
     # -- freeing ------------------------------------------------------------------
     def free(self, object_ids: Iterable[bytes]) -> None:

@@ -165,7 +165,15 @@ class LeaseWarningNotice(_message.Message):
     def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class ExitRequest(_message.Message):
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "force")
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     reason: str
-    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, reason: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ExitReply(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    def __init__(self, accepted: _Optional[bool] = ...) -> None: ...

@@ -37,6 +37,7 @@ HEADER_SIZE = HEADER.size
 _TOKEN_LEN = struct.Struct("<H")
 MAX_FRAME = 1 << 30
 MAX_HELLO = 1 << 16
+HELLO_TIMEOUT = 10.0
 
 HELLO, HELLO_OK, REQUEST, NOTIFY, REPLY, ERROR, ITEM, END, CANCEL = range(1, 10)
 
@@ -115,11 +116,14 @@ class Connection(asyncio.Protocol):
         #: Per-connection data for the services (which client this is, its leases...).
         self.state: dict[str, Any] = {}
         self._on_close: list[Callable[[Connection], None]] = []
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        if not self._server:
+        if self._server:
+            self._hello_timer = self._loop.call_later(HELLO_TIMEOUT, self._hello_timeout)
+        else:
             hello = common_pb2.Hello(protocol=PROTOCOL_DIGEST, peer=self._local)
             body = _TOKEN_LEN.pack(len(self._token)) + self._token + hello.SerializeToString()
             self._send(HELLO, 0, 0, body)
@@ -193,6 +197,9 @@ class Connection(asyncio.Protocol):
         elif kind == HELLO:
             self._on_hello(payload)
         elif kind == HELLO_OK:
+            if self._server or self._authenticated:
+                self._abort("unexpected HELLO_OK")
+                return
             self.peer = common_pb2.HelloReply.FromString(payload).peer
             self._authenticated = True
             if not self.ready.done():
@@ -220,9 +227,16 @@ class Connection(asyncio.Protocol):
             return
         self.peer = hello.peer
         self._authenticated = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self._send(HELLO_OK, 0, 0, common_pb2.HelloReply(peer=self._local).SerializeToString())
         if not self.ready.done():
             self.ready.set_result(self)
+
+    def _hello_timeout(self) -> None:
+        if not self._authenticated and not self.closed:
+            self._abort(f"no HELLO within {HELLO_TIMEOUT:g} s")
 
     def _fail_handshake(self, message: str, code: int = Code.ERROR_CODE_UNAUTHENTICATED) -> None:
         logger.warning("refused a connection: %s", message)
@@ -399,6 +413,9 @@ class Connection(asyncio.Protocol):
             return
         self.closed = True
         self.close_reason = self.close_reason or reason
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self._out.clear()
         exc = ConnectionLost(self.close_reason)
         if not self.ready.done():

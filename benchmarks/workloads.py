@@ -225,7 +225,7 @@ def run_child(args, mode: str, timeout: float) -> dict:
         killed = kill_session(proc.pid)
         proc.kill()
         proc.communicate()
-        raise RuntimeError(f"child {mode} timed out after {timeout} s (killed {killed} processes)")
+        raise RuntimeError(f"child {mode} timed out after {timeout} s (killed {killed} processes)") from None
     finally:
         # anything still in the child's session (its cluster) is ours to end
         leftover = kill_session(proc.pid, grace=5.0)
@@ -328,10 +328,7 @@ class Bench:
         def go(n):
             for _ in range(n):
                 rt.get(actor.noop.remote())
-        try:
-            return {"W3": self.rate("actor_calls_sync", "calls/s", 1000, go, 100)}
-        finally:
-            del actor
+        return {"W3": self.rate("actor_calls_sync", "calls/s", 1000, go, 100)}
 
     def W4(self):
         rt = self.rt
@@ -339,10 +336,7 @@ class Bench:
 
         def go(n):
             rt.get([actor.noop.remote() for _ in range(n)])
-        try:
-            return {"W4": self.rate("actor_calls_async", "calls/s", 10000, go, 1000)}
-        finally:
-            del actor
+        return {"W4": self.rate("actor_calls_async", "calls/s", 10000, go, 1000)}
 
     def W5(self):
         rt = self.rt

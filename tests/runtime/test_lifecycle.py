@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 import nbcluster
-from nbcluster.exceptions import AlreadyInitializedError, ClusterConnectionError, GetTimeoutError
+from nbcluster.exceptions import AlreadyInitializedError, GetTimeoutError
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods

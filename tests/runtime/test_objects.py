@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nbcluster
-from nbcluster.exceptions import ObjectStoreFullError, OwnerDiedError
+from nbcluster.exceptions import OwnerDiedError
 from nbcluster.runtime.core import worker_state
 
 from ..conftest import node_stats, wait_for

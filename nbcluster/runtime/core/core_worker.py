@@ -107,15 +107,14 @@ class CoreWorker:
         self._releases: collections.deque[bytes] = collections.deque()
         self._seals: collections.deque[bytes] = collections.deque()
         self._frees: collections.deque[bytes] = collections.deque()
-        self._removes: dict[bytes, list[bytes]] = {}
-        self._borrow_flush: asyncio.Task | None = None
-        self._borrows: dict[bytes, set[bytes]] = {}
         self._warned: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
         self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
+        from nbcluster.runtime.core.borrowing import Borrowing
         from nbcluster.runtime.core.submitter import TaskSubmitter
 
+        self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
         self.executor: Any = None
 
@@ -233,7 +232,7 @@ class CoreWorker:
         if peer is not None and self._conns.get(peer.endpoint) is conn:
             del self._conns[peer.endpoint]
         if peer is not None and not any(c.peer and c.peer.worker_id == peer.worker_id for c in self._conns.values()):
-            self._drop_borrower(peer.worker_id)
+            self.borrowing.drop(peer.worker_id)
         self.submitter.connection_lost(conn)
 
     def connection_nowait(self, endpoint: str) -> framed.Connection | None:
@@ -288,10 +287,9 @@ class CoreWorker:
         while self.refs.pending_decrements():
             for oid, entry in self.refs.drain():
                 self._on_freed(oid, entry)
-        if self._frees:
-            self._flush_object_notices()
-        if self._removes:
-            self.flush_borrows()
+        self.flush_frees()
+        if self.borrowing.removes:
+            self.borrowing.flush()
 
     def _on_freed(self, oid: bytes, entry: Entry) -> None:
         if entry.owned:
@@ -302,7 +300,11 @@ class CoreWorker:
                 for contained in entry.contained:
                     self.refs.release(contained)
         elif entry.registered:
-            self._removes.setdefault(entry.owner, []).append(oid)
+            self.borrowing.queue_remove(entry.owner, oid)
+
+    def flush_frees(self) -> None:
+        if self._frees:
+            self._flush_object_notices()
 
     def _flush_object_notices(self) -> None:
         nm = self.nm
@@ -318,97 +320,8 @@ class CoreWorker:
                 ids_ = [queue.popleft() for _ in range(len(queue))]
                 nm.notify(method, nm_pb2.ObjectIds(object_ids=ids_))
 
-    # -- borrowing ------------------------------------------------------------------
-    def flush_borrows(self) -> asyncio.Task:
-        """Tell owners of new borrows (and wait for their acks), then of released
-        ones. Single-flight; returns the task doing it."""
-        task = self._borrow_flush
-        if task is None or task.done():
-            task = self._borrow_flush = self.spawn(self._flush_borrows())
-        return task
-
-    def flushing_borrows(self) -> bool:
-        return self._borrow_flush is not None and not self._borrow_flush.done()
-
-    async def _flush_borrows(self) -> None:
-        while True:
-            adds = self.refs.take_unregistered()
-            if adds:
-                by_owner: dict[bytes, list[bytes]] = {}
-                for oid, owner in adds:
-                    by_owner.setdefault(owner, []).append(oid)
-                await asyncio.gather(
-                    *(self._send_borrows(owner, oids, []) for owner, oids in by_owner.items()),
-                    return_exceptions=True,
-                )
-            removes, self._removes = self._removes, {}
-            for owner, oids in removes.items():
-                self.spawn(self._send_borrows(owner, [], oids))
-            if not self._removes and not self.refs.unregistered:
-                return
-
-    async def _send_borrows(
-        self, owner: bytes, add: list[bytes], remove: list[bytes], on_behalf_of: common_pb2.Address | None = None
-    ) -> None:
-        try:
-            conn = await self.connect_to(self.parse_address(owner))
-            request = cw_pb2.UpdateBorrowersRequest(add=add, remove=remove, on_behalf_of=on_behalf_of)
-            if add:
-                await conn.call(methods.CoreWorker.UpdateBorrowers, request)
-            else:
-                conn.notify(methods.CoreWorker.UpdateBorrowers, request)
-        except (ConnectionLost, RemoteError) as exc:
-            logger.debug("owner unreachable for borrower update: %s", exc)
-
-    async def register_on_behalf(self, refs: Sequence[tuple[bytes, bytes]], holder: common_pb2.Address) -> None:
-        """Make ``holder`` a borrower of ``refs`` (nested in a value it will own)."""
-        by_owner: dict[bytes, list[bytes]] = {}
-        for oid, owner in refs:
-            if owner == self.address_bytes:
-                self.refs.add_borrower(oid, holder.worker_id)
-                self._track_borrower(oid, holder)
-            elif self.parse_address(owner).worker_id != holder.worker_id:
-                by_owner.setdefault(owner, []).append(oid)
-        await asyncio.gather(
-            *(self._send_borrows(owner, oids, [], holder) for owner, oids in by_owner.items()),
-            return_exceptions=True,
-        )
-
-    def _track_borrower(self, oid: bytes, borrower: common_pb2.Address) -> None:
-        held = self._borrows.get(borrower.worker_id)
-        if held is None:
-            held = self._borrows[borrower.worker_id] = set()
-            if self.connection_nowait(borrower.endpoint) is None:
-                # Watch the borrower: its borrows end when its process does.
-                task = self.spawn(self.connect_to(borrower))
-                task.add_done_callback(
-                    lambda t, w=borrower.worker_id: self._drop_borrower(w)
-                    if t.cancelled() or t.exception() is not None
-                    else None
-                )
-        held.add(oid)
-
-    def _drop_borrower(self, worker_id: bytes) -> None:
-        for oid in self._borrows.pop(worker_id, ()):
-            entry = self.refs.remove_borrower(oid, worker_id)
-            if entry is not None:
-                self._on_freed(oid, entry)
-        if self._frees:
-            self._flush_object_notices()
-
     def UpdateBorrowers(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> common_pb2.Empty:
-        borrower = request.on_behalf_of if request.HasField("on_behalf_of") else conn.peer
-        for oid in request.add:
-            if self.refs.add_borrower(oid, borrower.worker_id):
-                self._track_borrower(oid, borrower)
-        held = self._borrows.get(borrower.worker_id, set())
-        for oid in request.remove:
-            held.discard(oid)
-            entry = self.refs.remove_borrower(oid, borrower.worker_id)
-            if entry is not None:
-                self._on_freed(oid, entry)
-        if self._frees:
-            self._flush_object_notices()
+        self.borrowing.on_update(request, conn)
         return common_pb2.Empty()
 
     # -- storing objects ----------------------------------------------------------------

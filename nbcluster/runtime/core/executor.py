@@ -356,7 +356,7 @@ class Executor:
         core = self.core
         self._flush_lines()
         core.process_releases()
-        if contained or core.refs.unregistered or core.flushing_borrows():
+        if contained or core.refs.unregistered or core.borrowing.flushing():
             core.spawn(self._send_after_registering(result, conn, contained, caller))
         else:
             self._queue_result(result, conn)
@@ -364,11 +364,11 @@ class Executor:
     async def _send_after_registering(self, result: Any, conn: Any, contained: list, caller: Any) -> None:
         core = self.core
         if contained:
-            await core.register_on_behalf(contained, caller)
+            await core.borrowing.register_on_behalf(contained, caller)
             for oid, _owner in contained:
                 core.refs.release(oid)
-        if core.refs.unregistered or core.flushing_borrows():
-            await core.flush_borrows()  # registrations acknowledged before the result
+        if core.refs.unregistered or core.borrowing.flushing():
+            await core.borrowing.flush()  # registrations acknowledged before the result
         self._queue_result(result, conn)
 
     def _queue_result(self, result: cw_pb2.TaskResult, conn: Any) -> None:

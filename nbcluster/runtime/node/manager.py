@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbcluster.exceptions import ObjectStoreFullError
-from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.worker_pool import Worker, WorkerPool

@@ -98,6 +98,13 @@ class TestSharedCluster:
         assert nbcluster.get(total.remote(nbcluster.put(arr))) == float(arr.sum())
         assert nbcluster.get(total.remote(arr)) == float(arr.sum())  # by value: stored for the task
 
+    def test_many_tasks_with_large_arguments_by_value(self):
+        # Each call stores its argument; the worker may ask for it before the
+        # driver's seal reaches the node manager.
+        arr = np.ones(MiB // 8)
+        for _ in range(3):
+            assert nbcluster.get([total.remote(arr) for _ in range(100)]) == [float(MiB // 8)] * 100
+
     def test_put_del_loop_leaves_usage_flat(self):
         gc.collect()
         wait_for(lambda: node_stats().num_objects == 0, message="an empty store")

@@ -151,3 +151,16 @@ def test_create_of_a_retried_objects_id_replaces_the_old_copy(make_store):
         check_invariants(store)
 
     asyncio.run(scenario())
+
+
+def test_a_reader_ahead_of_the_seal_waits_for_it(make_store):
+    async def scenario() -> None:
+        store = make_store(4)
+        offset = await store.create(oid(1), PAGE, b"writer")
+        reader = asyncio.create_task(store.get([oid(1)], {}))
+        await asyncio.sleep(0.05)
+        assert not reader.done()  # not missing: the writer has not sealed yet
+        store.seal([oid(1)])
+        assert await reader == [(offset, PAGE)]
+
+    asyncio.run(scenario())

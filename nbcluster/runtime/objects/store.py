@@ -46,7 +46,7 @@ class ObjectState(enum.Enum):
 
 
 class StoreEntry:
-    __slots__ = ("object_id", "size", "offset", "owner", "state", "pins", "freed", "last_used", "restored")
+    __slots__ = ("object_id", "size", "offset", "owner", "state", "pins", "freed", "last_used", "restored", "sealed")
 
     def __init__(self, object_id: bytes, size: int, offset: int, owner: bytes) -> None:
         self.object_id = object_id
@@ -58,6 +58,7 @@ class StoreEntry:
         self.freed = False  # the owner let go; deleted when the last pin goes
         self.last_used = time.monotonic()
         self.restored: asyncio.Event | None = None
+        self.sealed: asyncio.Event | None = None  # made when a reader must wait for the writer
 
     @property
     def resident(self) -> bool:
@@ -139,6 +140,8 @@ class ObjectStore:
             entry = self.entries.get(oid)
             if entry is not None and entry.state is ObjectState.CREATING:
                 entry.state = ObjectState.SEALED
+                if entry.sealed is not None:
+                    entry.sealed.set()
 
     # -- spilling -----------------------------------------------------------------
     @staticmethod
@@ -232,7 +235,11 @@ class ObjectStore:
         try:
             for oid in object_ids:
                 entry = self.entries.get(oid)
-                if entry is None or entry.state is ObjectState.CREATING or entry.freed:
+                if entry is not None and entry.state is ObjectState.CREATING:
+                    # The writer's seal travels on its own connection and may come
+                    # after a reader that learned of the object from the writer.
+                    entry = await self._wait_sealed(entry)
+                if entry is None or entry.freed:
                     out.append(None)
                     continue
                 self._pin(entry, pins)
@@ -247,6 +254,16 @@ class ObjectStore:
             self.release(pinned, pins)  # the request failed: none of its pins stand
             raise
         return out
+
+    async def _wait_sealed(self, entry: StoreEntry) -> StoreEntry | None:
+        if entry.sealed is None:
+            entry.sealed = asyncio.Event()
+        try:
+            await asyncio.wait_for(entry.sealed.wait(), self.full_timeout)
+        except asyncio.TimeoutError:
+            logger.warning("object=%s was never sealed by its writer", entry.object_id.hex())
+            return None
+        return entry if self.entries.get(entry.object_id) is entry else None
 
     def _pin(self, entry: StoreEntry, pins: dict[bytes, int]) -> None:
         entry.pins += 1

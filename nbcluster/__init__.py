@@ -13,16 +13,19 @@ The API has Ray's names and semantics::
     print(nbcluster.get([square.remote(i) for i in range(4)]))
 """
 
-from nbcluster import exceptions
+from nbcluster import actor, exceptions, state
 from nbcluster._version import __version__
+from nbcluster.runtime.actor import ActorHandle, method
 from nbcluster.runtime.api import (
     ClusterInfo,
     available_resources,
     cancel,
     cluster_resources,
     get,
+    get_actor,
     init,
     is_initialized,
+    kill,
     nodes,
     put,
     remote,
@@ -35,6 +38,7 @@ from nbcluster.runtime.remote_function import RemoteFunction
 
 __all__ = [
     "__version__",
+    "ActorHandle",
     "ClusterInfo",
     "ObjectRef",
     "RemoteFunction",
@@ -42,14 +46,19 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "actor",
     "exceptions",
     "get",
+    "get_actor",
     "get_runtime_context",
     "init",
     "is_initialized",
+    "kill",
+    "method",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "state",
     "wait",
 ]

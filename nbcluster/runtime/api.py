@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,9 @@ from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
 from nbcluster.runtime.options import validate_resources, validate_task_options
-from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.actor import ActorClass, ActorHandle
+from nbcluster.runtime.actor_options import validate_actor_options
 from nbcluster.runtime.remote_function import RemoteFunction
 from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session
 from nbcluster.runtime.transport import dial, methods
@@ -207,11 +210,11 @@ def _connect(
     env_hash = hashlib.sha1(json.dumps(runtime_env, sort_keys=True).encode()).hexdigest()[:16] if runtime_env else ""
     cwd = os.getcwd()
     sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
-    job_config = gcs_pb2.JobConfig(
+    job_config = common_pb2.JobConfig(
         sys_path=sys_path,
         cwd=cwd,
         env_vars=runtime_env.get("env_vars", {}),
-        namespace=namespace or "",
+        namespace=namespace if namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
         log_to_driver=log_to_driver,
         runtime_env_hash=env_hash,
     )
@@ -329,7 +332,8 @@ def _core() -> CoreWorker:
 
 # -- tasks and objects ----------------------------------------------------------------
 def remote(*args: Any, **options: Any) -> Any:
-    """Make a function run as a task: ``@remote`` or ``@remote(num_cpus=2, ...)``."""
+    """Make a function run as a task, or a class an actor: ``@remote`` or
+    ``@remote(num_cpus=2, ...)``."""
     if len(args) == 1 and not options and callable(args[0]):
         return _make_remote(args[0], {})
     if args:
@@ -337,32 +341,91 @@ def remote(*args: Any, **options: Any) -> Any:
             "@nbcluster.remote is used either bare (@nbcluster.remote) or with keyword options "
             f"(@nbcluster.remote(num_cpus=2)); it got {args[0]!r}, which is not a function or class."
         )
-    validated = validate_task_options(options)
-    return lambda fn: _make_remote(fn, validated)
+    return lambda target: _make_remote(target, options)
 
 
 def _make_remote(target: Any, options: dict[str, Any]) -> Any:
     if inspect.isclass(target):
-        raise TypeError(
-            f"@nbcluster.remote on a class ({target.__name__}) makes an actor; actors are not "
-            "available in this version of nbcluster yet."
-        )
+        return ActorClass(target, validate_actor_options(options))
     if not callable(target):
-        raise TypeError(f"@nbcluster.remote takes a function, not {type(target).__name__} ({target!r:.60})")
-    return RemoteFunction(target, options)
+        raise TypeError(
+            f"@nbcluster.remote takes a function or a class, not {type(target).__name__} ({target!r:.60})"
+        )
+    return RemoteFunction(target, validate_task_options(options))
+
+
+def _lineage(core: CoreWorker) -> tuple[bytes, str]:
+    """The running task (the parent of what it submits) and the output context."""
+    executor = core.executor
+    parent = (executor.current_task_id or b"") if executor is not None else b""
+    context = executor.output.context if executor is not None and parent else core.task_context
+    return parent, context
+
+
+def _returned(refs: list[ObjectRef], num_returns: int) -> Any:
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 def submit_task(fn: RemoteFunction, options: Any, args: tuple, kwargs: dict) -> Any:
     core = _core()
-    executor = core.executor
-    parent = (executor.current_task_id or b"") if executor is not None else b""
-    context = executor._current_context if executor is not None and parent else core.task_context
+    parent, context = _lineage(core)
     refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
-    if options.num_returns == 1:
-        return refs[0]
-    if options.num_returns == 0:
-        return None
-    return refs
+    return _returned(refs, options.num_returns)
+
+
+def submit_actor_task(handle: ActorHandle, method: str, options: Any, args: tuple, kwargs: dict) -> Any:
+    core = _core()
+    parent, context = _lineage(core)
+    refs = core.actor_submitter.submit(
+        handle._actor_id, handle._class_name, method, args, kwargs, options, handle._ref, parent, context
+    )
+    return _returned(refs, options.num_returns)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """A handle to the live actor called ``name`` (in this job's namespace unless
+    ``namespace`` is given)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str, got {name!r}")
+    core = _core()
+    ns = core.namespace if namespace is None else namespace
+
+    async def lookup() -> gcs_pb2.GetActorInfoReply:
+        gcs = await core.gcs_connection()
+        return await gcs.call(methods.Gcs.GetActorInfo, gcs_pb2.GetActorInfoRequest(name=name, namespace=ns))
+
+    reply = core.run_sync(lookup())
+    if not reply.found or reply.actor.state == gcs_pb2.ACTOR_STATE_DEAD:
+        raise ValueError(
+            f"Failed to look up actor with name {name!r} in namespace {ns!r}: no live actor has that "
+            "name there. Check the name, pass namespace=..., or create it first."
+        )
+    return ActorHandle._from_info(reply.actor, core.actor_submitter.borrow_handle(reply.actor))
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """End an actor now: running and queued calls fail with ActorDiedError. With
+    ``no_restart=False`` it restarts if it has restarts left."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(
+            f"kill() takes an actor handle, not {type(actor).__name__}; to stop a task use nbcluster.cancel()"
+        )
+    core = _core()
+
+    async def request() -> None:
+        gcs = await core.gcs_connection()
+        await gcs.call(
+            methods.Gcs.KillActor,
+            gcs_pb2.KillActorRequest(
+                actor_id=actor._actor_id, no_restart=no_restart, reason="it was killed with nbcluster.kill()"
+            ),
+        )
+
+    core.run_sync(request())
 
 
 def put(value: Any) -> ObjectRef:
@@ -428,6 +491,12 @@ def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> No
             f"cancel() needs the ObjectRef returned by .remote() in this process; {ref!r} is not a "
             "task owned here."
         )
+    task = entry.task
+    if task is not None and task.method:  # an actor call
+        if force:
+            raise ValueError("force=True is not supported for actor calls; use nbcluster.kill(actor) instead")
+        core.call_soon(core.actor_submitter.cancel, ref._id, recursive)
+        return
     core.call_soon(core.submitter.cancel, ref._id, force, recursive)
 
 

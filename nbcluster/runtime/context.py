@@ -16,6 +16,7 @@ class RuntimeContext:
     worker_id: str
     task_id: str | None
     namespace: str
+    actor_id: str | None = None
 
     def get_job_id(self) -> str:
         return self.job_id
@@ -30,8 +31,18 @@ class RuntimeContext:
         """The running task's id; None in a driver."""
         return self.task_id
 
+    def get_actor_id(self) -> str | None:
+        """The actor this code runs in; None outside actors."""
+        return self.actor_id
+
     def get(self) -> dict:
-        return {"job_id": self.job_id, "node_id": self.node_id, "task_id": self.task_id, "namespace": self.namespace}
+        return {
+            "job_id": self.job_id,
+            "node_id": self.node_id,
+            "task_id": self.task_id,
+            "actor_id": self.actor_id,
+            "namespace": self.namespace,
+        }
 
 
 def get_runtime_context() -> RuntimeContext:
@@ -39,10 +50,12 @@ def get_runtime_context() -> RuntimeContext:
     if core is None:
         raise RuntimeError("nbcluster is not initialized: call nbcluster.init() first")
     task = core.executor.current_task_id if core.executor is not None else None
+    actor = core.executor.actor if core.executor is not None else None
     return RuntimeContext(
         job_id=core.job_id.hex(),
         node_id=core.node_id.hex(),
         worker_id=core.worker_id.hex(),
         task_id=task.hex() if task else None,
         namespace=core.namespace,
+        actor_id=actor.actor_id.hex() if actor is not None else None,
     )

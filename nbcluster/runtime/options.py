@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbcluster.runtime.objects.serialization import dumps
-from nbcluster.runtime.core.submitter import TaskOptions
+from nbcluster.runtime.core.tasks import TaskOptions
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
@@ -26,7 +26,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 _RESERVED_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
 
 
-def _number(name: str, value: Any, *, minimum: float = 0) -> float:
+def number(name: str, value: Any, *, minimum: float = 0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
     if value < minimum:
@@ -34,7 +34,7 @@ def _number(name: str, value: Any, *, minimum: float = 0) -> float:
     return float(value)
 
 
-def _integer(name: str, value: Any, *, minimum: int) -> int:
+def integer(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})")
     if value < minimum:
@@ -53,13 +53,13 @@ def validate_task_options(options: Mapping[str, Any], where: str = "@nbcluster.r
     out: dict[str, Any] = {}
     for name, value in options.items():
         if name in ("num_cpus", "num_gpus", "memory"):
-            out[name] = _number(name, value)
+            out[name] = number(name, value)
         elif name == "resources":
             out[name] = validate_resources(value)
         elif name == "num_returns":
-            out[name] = _integer(name, value, minimum=0)
+            out[name] = integer(name, value, minimum=0)
         elif name == "max_retries":
-            out[name] = _integer(name, value, minimum=-1)
+            out[name] = integer(name, value, minimum=-1)
         elif name == "retry_exceptions":
             out[name] = _retry_exceptions(value)
         elif name == "name":
@@ -82,7 +82,7 @@ def validate_resources(value: Any) -> dict[str, float]:
             raise ValueError(
                 f"Use the '{_RESERVED_RESOURCES[key]}' argument instead of resources={{'{key}': ...}}"
             )
-        out[key] = _number(f"resources[{key!r}]", amount)
+        out[key] = number(f"resources[{key!r}]", amount)
     return out
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbcluster.runtime.objects.serialization import dumps
-from nbcluster.runtime.core.submitter import FunctionInfo
+from nbcluster.runtime.core.tasks import FunctionInfo
 from nbcluster.runtime.options import task_options, validate_task_options
 
 

@@ -25,7 +25,7 @@ def test_calling_a_remote_function_directly():
 def test_remote_on_a_non_callable():
     with pytest.raises(TypeError, match="got 42, which is not a function"):
         nbcluster.remote(42)
-    with pytest.raises(TypeError, match="takes a function, not int"):
+    with pytest.raises(TypeError, match="takes a function or a class, not int"):
         nbcluster.remote(num_cpus=1)(42)
     with pytest.raises(TypeError, match="bare"):
         nbcluster.remote("not a function", num_cpus=1)

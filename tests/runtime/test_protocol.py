@@ -103,7 +103,7 @@ def test_grpc_without_token_is_refused_and_payload_never_unpickled(extra_node, t
         "/nbcluster.NodeManager/RequestWorkerLease": payload,
         "/nbcluster.NodeManager/CreateObject": payload,
         "/nbcluster.CoreWorker/PushTasks": core_worker_pb2.PushTasksRequest(
-            tasks=[core_worker_pb2.TaskSpec(args=common_pb2.ObjectPayload(data=payload))]
+            tasks=[common_pb2.TaskSpec(args=common_pb2.ObjectPayload(data=payload))]
         ).SerializeToString(),
     }
     for target in grpc_targets(extra_node):
@@ -176,7 +176,7 @@ def test_framed_carrier_refuses_bad_token_before_parsing(cluster, tmp_path):
     worker = node_stats().workers[0]
     endpoint = worker_state.current.session.endpoint(f"w-{worker.worker_id.hex()[:16]}")
     push = core_worker_pb2.PushTasksRequest(
-        tasks=[core_worker_pb2.TaskSpec(task_id=os.urandom(16), num_returns=1,
+        tasks=[common_pb2.TaskSpec(task_id=os.urandom(16), num_returns=1,
                                         args=common_pb2.ObjectPayload(data=evil_payload(marker)))]
     ).SerializeToString()
     push_frame = _frame(framed.REQUEST, methods.CoreWorker.PushTasks.index, push)

@@ -68,8 +68,10 @@ class CoreWorker:
         node_ip: str,
         worker_id: bytes,
         config: RuntimeConfig,
+        gcs_address: str = "",
     ) -> None:
         self.mode = mode
+        self.gcs_address = gcs_address
         self.session = Session(Path(session_dir))
         self.config = config
         self.token = token
@@ -111,11 +113,13 @@ class CoreWorker:
         self._tasks: set[asyncio.Task] = set()
         #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
         self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
+        from nbcluster.runtime.core.actor_submitter import ActorSubmitter
         from nbcluster.runtime.core.borrowing import Borrowing
         from nbcluster.runtime.core.submitter import TaskSubmitter
 
         self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
+        self.actor_submitter = ActorSubmitter(self)
         self.executor: Any = None
 
     # -- thread and loop ----------------------------------------------------------
@@ -156,6 +160,15 @@ class CoreWorker:
         )
         self.arena = shm.Arena(reply.arena_path, reply.arena_size)
         self.nm.on_close(self._on_node_lost)
+
+    async def gcs_connection(self) -> Any:
+        """The connection to the GCS (drivers have one; workers open one on need)."""
+        gcs = self.gcs
+        if gcs is None or gcs.closed:
+            if not self.gcs_address:
+                raise ConnectionLost("this process does not know the cluster's head")
+            gcs = self.gcs = await dial(self.gcs_address, self.token, timeout=self.config.startup_timeout_s)
+        return gcs
 
     def _on_node_lost(self, conn: Any) -> None:
         if not self.closed:
@@ -281,6 +294,7 @@ class CoreWorker:
         self._wake_scheduled = False
         self.process_releases()
         self.submitter.drain_new()
+        self.actor_submitter.drain_new()
         self._flush_object_notices()
 
     def process_releases(self) -> None:
@@ -293,6 +307,8 @@ class CoreWorker:
 
     def _on_freed(self, oid: bytes, entry: Entry) -> None:
         if entry.owned:
+            if oid in self.actor_submitter.handles:
+                self.actor_submitter.handle_freed(oid)
             payload = entry.payload
             if payload is not None and payload.HasField("node_id"):
                 self._frees.append(oid)
@@ -595,7 +611,10 @@ class CoreWorker:
 
     # -- CoreWorker service: results, logs, warnings ----------------------------------
     def ReportTaskResults(self, request: cw_pb2.TaskResultsNotice, conn: Any) -> common_pb2.Empty:
-        self.submitter.on_results(request.results, conn)
+        if "actor_queue" in conn.state:
+            self.actor_submitter.on_results(request.results, conn)
+        else:
+            self.submitter.on_results(request.results, conn)
         return common_pb2.Empty()
 
     def PublishLogs(self, request: cw_pb2.LogBatch, conn: Any) -> common_pb2.Empty:
@@ -623,6 +642,7 @@ class CoreWorker:
             found = self.executor.cancel(request.task_id, request.force)
         if request.recursive:
             self.submitter.cancel_children(request.task_id, request.force)
+            self.actor_submitter.cancel_children(request.task_id)
         return cw_pb2.CancelTaskReply(found=found)
 
     def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> cw_pb2.ExitReply:
@@ -630,7 +650,7 @@ class CoreWorker:
             self.process_releases()
             busy = self.executor is not None and (self.executor.in_task() or not self.executor.idle())
             owns = any(entry.owned for entry in self.refs.entries.values())
-            if busy or owns or self.submitter.busy():
+            if busy or owns or self.submitter.busy() or self.actor_submitter.busy():
                 logger.info("declined to exit (%s): busy=%s owns objects=%s", request.reason, busy, owns)
                 return cw_pb2.ExitReply(accepted=False)
         logger.info("exiting: %s", request.reason)

@@ -1,14 +1,18 @@
-"""Running tasks in a worker process.
+"""Running tasks and actor calls in a worker process.
 
 Pushed tasks queue for the worker's main thread, which runs them one at a time in
 order; the runtime's loop thread keeps serving I/O meanwhile (so a task can block in
-``get``, be cancelled, or submit tasks of its own). The task's ``print`` and
-``logging`` output goes to the worker's log files and, prefixed with the function
-name and pid, to the job's driver — before the task's result.
+``get``, be cancelled, or submit tasks of its own). A worker that hosts a concurrent
+actor runs its calls on a thread pool or an event loop instead (see actor_host).
+Results go back to the caller after the task's output and after any references the
+results contain have been registered with their owners.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import logging
 import os
 import queue
@@ -23,13 +27,11 @@ import cloudpickle
 
 from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, TaskError
 from nbcluster.runtime import ids
-from nbcluster.runtime.core.submitter import ArgRef
+from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
+from nbcluster.runtime.core.output import OutputForwarder
+from nbcluster.runtime.core.tasks import ArgRef
 from nbcluster.runtime.objects.serialization import deserialize, serialize
-from nbcluster.runtime.protocol import (
-    common_pb2,
-    core_worker_pb2 as cw_pb2,
-    gcs_pb2,
-)
+from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.transport import methods
 
 if TYPE_CHECKING:
@@ -41,61 +43,14 @@ _OK = cw_pb2.TASK_STATUS_OK
 _APP_ERROR = cw_pb2.TASK_STATUS_APP_ERROR
 _CANCELLED = cw_pb2.TASK_STATUS_CANCELLED
 _SYSTEM_ERROR = cw_pb2.TASK_STATUS_SYSTEM_ERROR
+_CREATION = common_pb2.TASK_KIND_ACTOR_CREATION
+_ACTOR_TASK = common_pb2.TASK_KIND_ACTOR_TASK
 
+#: The task the current thread (or coroutine) is running.
+_CURRENT_TASK: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("nbcluster_task", default=None)
 
-class _Output:
-    """``sys.stdout``/``sys.stderr`` of a worker: writes through to the log file and
-    collects complete lines of the running task for the driver."""
-
-    def __init__(self, executor: "Executor", stream: Any, is_stderr: bool) -> None:
-        self._executor = executor
-        self._stream = stream
-        self._is_stderr = is_stderr
-        self._partial = ""
-        self.encoding = getattr(stream, "encoding", "utf-8")
-        self.errors = getattr(stream, "errors", "strict")
-
-    def write(self, text: str) -> int:
-        self._stream.write(text)
-        if self._executor.forwarding():
-            data = self._partial + text
-            lines = data.split("\n")
-            self._partial = lines.pop()
-            if lines:
-                self._executor.add_lines(lines, self._is_stderr)
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def end_task(self) -> None:
-        if self._partial:
-            self._executor.add_lines([self._partial], self._is_stderr)
-            self._partial = ""
-        self._stream.flush()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    def isatty(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    @property
-    def closed(self) -> bool:
-        return False
+# (status, returns, retryable, contained refs, error text)
+Outcome = tuple[int, list[common_pb2.ObjectPayload], bool, list[tuple[bytes, bytes]], str]
 
 
 class Executor:
@@ -106,36 +61,39 @@ class Executor:
         self._pickled: dict[bytes, bytes] = {}
         self._cancelled: set[bytes] = set()
         self._cancel_requested: bytes | None = None
-        self.current_task_id: bytes | None = None
-        self._current_source = ""
-        self._current_context = ""
+        self._main_task: bytes | None = None
         self._main_ident = threading.main_thread().ident
-        self._lines: list[tuple[str, str, bool, str]] = []
-        self._lines_lock = threading.Lock()
-        self._flush_scheduled = False
-        self._stdout: _Output | None = None
-        self._stderr: _Output | None = None
         self._results: dict[Any, list[cw_pb2.TaskResult]] = {}
+        self.output = OutputForwarder(core, self._forwarding)
+        #: Set once this worker hosts an actor.
+        self.actor: ActorHost | None = None
 
     # -- setup --------------------------------------------------------------------------
     def install(self) -> None:
         """Capture output and make SIGINT the in-task cancel signal (main thread)."""
-        self._stdout = _Output(self, sys.stdout, False)
-        self._stderr = _Output(self, sys.stderr, True)
-        sys.stdout = self._stdout  # type: ignore[assignment]
-        sys.stderr = self._stderr  # type: ignore[assignment]
+        self.output.install()
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._cancel_requested is not None and self._cancel_requested == self.current_task_id:
+        if self._cancel_requested is not None and self._cancel_requested == self._main_task:
             raise KeyboardInterrupt("task cancelled")
 
+    @property
+    def current_task_id(self) -> bytes | None:
+        return _CURRENT_TASK.get()
+
     def in_task(self) -> bool:
-        return self.current_task_id is not None
+        return _CURRENT_TASK.get() is not None
 
     def idle(self) -> bool:
         """No pushed task waits to run."""
         return self._queue.empty()
+
+    def _forwarding(self) -> bool:
+        config = self.core.job_config
+        if config is not None and not config.log_to_driver:
+            return False
+        return self.actor is not None or _CURRENT_TASK.get() is not None
 
     # -- loop thread: incoming work ---------------------------------------------------
     def push(self, request: cw_pb2.PushTasksRequest, conn: Any) -> None:
@@ -149,10 +107,17 @@ class Executor:
                 if desc.function_id not in self._functions:
                     self._pickled[desc.function_id] = desc.pickled
                 desc.ClearField("pickled")
+            if spec.kind == _ACTOR_TASK and self.actor is not None and self.actor.dispatch(spec, conn):
+                continue
             self._queue.put(("task", spec, conn))
 
     def cancel(self, task_id: bytes, force: bool) -> bool:
-        if task_id == self.current_task_id:
+        actor = self.actor
+        if actor is not None and actor.running(task_id):
+            return actor.cancel(task_id)
+        if task_id == self._main_task:
+            if actor is not None:
+                return False  # a running synchronous actor call is not interrupted (as Ray)
             if force:
                 logger.info("force-cancelling task=%s: exiting", task_id.hex())
                 os._exit(1)
@@ -162,6 +127,12 @@ class Executor:
         self._cancelled.add(task_id)
         return True
 
+    def take_cancelled(self, task_id: bytes) -> bool:
+        if task_id in self._cancelled:
+            self._cancelled.discard(task_id)
+            return True
+        return False
+
     # -- main thread ------------------------------------------------------------------------
     def run(self) -> None:
         while True:
@@ -169,11 +140,17 @@ class Executor:
             if kind == "job":
                 self._bind_job(item)
                 continue
+            self._main_task = item.task_id
             try:
-                self._run_task(item, conn)
+                self.run_task(item, conn)
             except KeyboardInterrupt:
-                # A cancel signal that arrived just after its task ended.
-                continue
+                continue  # a cancel signal that arrived just after its task ended
+            except ActorExit:
+                assert self.actor is not None
+                self.actor.exit("it exited by calling exit_actor()")
+            finally:
+                self._main_task = None
+                self._cancel_requested = None
 
     def _bind_job(self, request: cw_pb2.PushTasksRequest) -> None:
         core = self.core
@@ -181,7 +158,7 @@ class Executor:
             if core.job_id != request.job_id:
                 logger.error("pushed job=%s but bound to job=%s", request.job_id.hex(), core.job_id.hex())
             return
-        config: gcs_pb2.JobConfig = request.job_config
+        config: common_pb2.JobConfig = request.job_config
         core.job_id = request.job_id
         core.job_config = config
         core.namespace = config.namespace
@@ -195,50 +172,84 @@ class Executor:
         os.environ.update(config.env_vars)
         logger.info("bound to job=%s", request.job_id.hex())
 
-    def _run_task(self, spec: cw_pb2.TaskSpec, conn: Any) -> None:
-        task_id = spec.task_id
-        if task_id in self._cancelled:
-            self._cancelled.discard(task_id)
-            self._finish(spec, conn, _CANCELLED, self._error_returns(spec, TaskCancelledError(task_id.hex())), 0.0, False, [])
+    # -- running a task (main thread, or an actor's pool thread) -------------------------
+    def enter_task(self, spec: common_pb2.TaskSpec) -> contextvars.Token:
+        if self.actor is None:
+            self.output.source = spec.function.name.rsplit(".", 1)[-1]
+        self.output.context = spec.context
+        return _CURRENT_TASK.set(spec.task_id)
+
+    def leave_task(self, token: contextvars.Token) -> None:
+        _CURRENT_TASK.reset(token)
+
+    def run_task(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
+        if self.take_cancelled(spec.task_id):
+            self.report_cancelled(spec, conn)
             return
-        name = spec.function.name
-        self._current_source = name.rsplit(".", 1)[-1]
-        self._current_context = spec.context
-        self.current_task_id = task_id
+        token = self.enter_task(spec)
         start = time.perf_counter()
-        status, retryable = _OK, False
-        contained: list[tuple[bytes, bytes]] = []
+        try:
+            outcome = self._invoke(spec, conn)
+        finally:
+            self.leave_task(token)
+        self.finish(spec, conn, *outcome, duration=time.perf_counter() - start)
+
+    def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:
         try:
             try:
-                fn = self._load_function(spec.function)
+                fn = self._callable(spec, conn)
                 args, kwargs = self._load_args(spec)
             except TaskError as exc:  # an argument is the error of an upstream task
-                status, returns = _APP_ERROR, self._error_returns(spec, exc)
+                return self._failed(spec, exc, _APP_ERROR)
             except Exception as exc:  # noqa: BLE001
-                err = TaskError(name, _format_exc(exc), _picklable(exc), os.getpid(), self.core.node_ip)
-                status, returns = _SYSTEM_ERROR, self._error_returns(spec, err)
-            else:
-                try:
-                    value = fn(*args, **kwargs)
-                    del args, kwargs
-                    returns, contained = self._store_returns(spec, value)
-                except Exception as exc:  # noqa: BLE001
-                    status = _APP_ERROR
-                    retryable = self._retryable(spec, exc)
-                    err = TaskError(name, _format_exc(exc, skip=1), _picklable(exc), os.getpid(), self.core.node_ip)
-                    returns = self._error_returns(spec, err)
+                return self._failed(spec, exc, _SYSTEM_ERROR)
+            try:
+                value = fn(*args, **kwargs)
+                del args, kwargs
+                if inspect.iscoroutine(value):  # an ``async def`` task runs on a loop of its own
+                    value = asyncio.run(value)
+                return self._succeeded(spec, value)
+            except Exception as exc:  # noqa: BLE001
+                return self._failed(spec, exc, _APP_ERROR, skip=1)
         except KeyboardInterrupt:
-            if self._cancel_requested != task_id:
+            if self._cancel_requested != spec.task_id:
                 raise
-            status, contained = _CANCELLED, []
-            returns = self._error_returns(spec, TaskCancelledError(task_id.hex()))
-        finally:
-            self.current_task_id = None
-            self._cancel_requested = None
-        duration = time.perf_counter() - start
-        self._finish(spec, conn, status, returns, duration, retryable, contained)
+            return _CANCELLED, self._error_returns(spec, TaskCancelledError(spec.task_id.hex())), False, [], "cancelled"
 
-    def _load_function(self, desc: cw_pb2.FunctionDescriptor) -> Any:
+    async def invoke_async(self, spec: common_pb2.TaskSpec, method: Any) -> Outcome:
+        """An async actor's call, on the actor's loop."""
+        try:
+            args, kwargs = self._load_args(spec)
+        except TaskError as exc:
+            return self._failed(spec, exc, _APP_ERROR)
+        except Exception as exc:  # noqa: BLE001
+            return self._failed(spec, exc, _SYSTEM_ERROR)
+        try:
+            value = method(*args, **kwargs)
+            if hasattr(value, "__await__"):
+                value = await value
+            del args, kwargs
+            return self._succeeded(spec, value)
+        except Exception as exc:  # noqa: BLE001
+            return self._failed(spec, exc, _APP_ERROR, skip=1)
+
+    def _callable(self, spec: common_pb2.TaskSpec, conn: Any) -> Any:
+        if spec.kind == _ACTOR_TASK:
+            if self.actor is None:
+                raise NbclusterSystemError("an actor call reached a worker that hosts no actor")
+            return self.actor.method(spec.method)
+        fn = self._load_function(spec.function)
+        if spec.kind == _CREATION:
+            return lambda *args, **kwargs: self._create_actor(spec, conn, fn, args, kwargs)
+        return fn
+
+    def _create_actor(self, spec: common_pb2.TaskSpec, conn: Any, cls: type, args: tuple, kwargs: dict) -> None:
+        self.output.source = spec.class_name
+        instance = cls(*args, **kwargs)
+        self.actor = ActorHost(self, spec, instance, conn)
+        logger.info("hosting actor=%s (%s, %s)", spec.actor_id.hex(), spec.class_name, self.actor.mode)
+
+    def _load_function(self, desc: common_pb2.FunctionDescriptor) -> Any:
         fn = self._functions.get(desc.function_id)
         if fn is None:
             pickled = self._pickled.get(desc.function_id)
@@ -249,7 +260,7 @@ class Executor:
             del self._pickled[desc.function_id]
         return fn
 
-    def _load_args(self, spec: cw_pb2.TaskSpec) -> tuple[tuple, dict]:
+    def _load_args(self, spec: common_pb2.TaskSpec) -> tuple[tuple, dict]:
         core = self.core
         payload = spec.args
         if payload.HasField("data"):
@@ -262,7 +273,23 @@ class Executor:
             kwargs = {k: values[v.index] if type(v) is ArgRef else v for k, v in kwargs.items()}
         return args, kwargs
 
-    def _retryable(self, spec: cw_pb2.TaskSpec, exc: Exception) -> bool:
+    def _succeeded(self, spec: common_pb2.TaskSpec, value: Any) -> Outcome:
+        try:
+            returns, contained = self._store_returns(spec, value)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable or mis-shaped result
+            return self._failed(spec, exc, _APP_ERROR)
+        return _OK, returns, False, contained, ""
+
+    def _failed(self, spec: common_pb2.TaskSpec, exc: Exception, status: int, skip: int = 0) -> Outcome:
+        if isinstance(exc, TaskError):  # propagated as it is
+            err, text = exc, str(exc)
+        else:
+            text = _format_exc(exc, skip)
+            err = TaskError(spec.function.name, text, _picklable(exc), os.getpid(), self.core.node_ip)
+        retryable = status == _APP_ERROR and self._retryable(spec, exc)
+        return status, self._error_returns(spec, err), retryable, [], text
+
+    def _retryable(self, spec: common_pb2.TaskSpec, exc: Exception) -> bool:
         if not spec.retry_exceptions:
             return False
         if not spec.retry_exception_types:
@@ -274,7 +301,7 @@ class Executor:
         return isinstance(exc, types)
 
     def _store_returns(
-        self, spec: cw_pb2.TaskSpec, value: Any
+        self, spec: common_pb2.TaskSpec, value: Any
     ) -> tuple[list[common_pb2.ObjectPayload], list[tuple[bytes, bytes]]]:
         n = spec.num_returns
         if n == 1:
@@ -311,7 +338,7 @@ class Executor:
             raise
         return payloads, contained
 
-    def _error_returns(self, spec: cw_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
+    def _error_returns(self, spec: common_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
         from nbcluster.runtime.core.core_worker import error_payload
 
         try:
@@ -328,19 +355,23 @@ class Executor:
             out.append(payload)
         return out
 
-    def _finish(
+    def report_cancelled(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
+        returns = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
+        self.finish(spec, conn, _CANCELLED, returns, False, [], "cancelled", duration=0.0)
+
+    def finish(
         self,
-        spec: cw_pb2.TaskSpec,
+        spec: common_pb2.TaskSpec,
         conn: Any,
         status: int,
         returns: list[common_pb2.ObjectPayload],
-        duration: float,
         retryable: bool,
         contained: list[tuple[bytes, bytes]],
+        error: str,
+        *,
+        duration: float,
     ) -> None:
-        for stream in (self._stdout, self._stderr):
-            if stream is not None:
-                stream.end_task()
+        self.output.end_task()
         result = cw_pb2.TaskResult(
             task_id=spec.task_id,
             status=status,
@@ -348,13 +379,14 @@ class Executor:
             retryable=retryable,
             duration=duration,
             pid=os.getpid(),
+            error_message=error,
         )
         self.core.call_soon(self._send_result, result, conn, contained, spec.caller)
 
-    # -- loop thread: results and output ----------------------------------------------
+    # -- loop thread: results ------------------------------------------------------------
     def _send_result(self, result: cw_pb2.TaskResult, conn: Any, contained: list, caller: Any) -> None:
         core = self.core
-        self._flush_lines()
+        self.output.flush()
         core.process_releases()
         if contained or core.refs.unregistered or core.borrowing.flushing():
             core.spawn(self._send_after_registering(result, conn, contained, caller))
@@ -383,54 +415,6 @@ class Executor:
         batch = self._results.pop(conn, None)
         if batch:
             conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=batch))
-
-    def forwarding(self) -> bool:
-        config = self.core.job_config
-        return self.current_task_id is not None and (config is None or config.log_to_driver)
-
-    def add_lines(self, lines: list[str], is_stderr: bool) -> None:
-        with self._lines_lock:
-            for line in lines:
-                self._lines.append((self._current_source, self._current_context, is_stderr, line))
-            schedule = not self._flush_scheduled
-            self._flush_scheduled = True
-        if schedule:
-            self.core.call_soon(self._schedule_flush)
-
-    def _schedule_flush(self) -> None:
-        self.core.loop.call_later(0.05, self._flush_lines)
-
-    def _flush_lines(self) -> None:
-        with self._lines_lock:
-            lines, self._lines = self._lines, []
-            self._flush_scheduled = False
-        if not lines:
-            return
-        driver = self.core.driver_address
-        if driver is None:
-            return
-        batches: dict[tuple[str, str], cw_pb2.LogBatch] = {}
-        for source, context, is_stderr, text in lines:
-            batch = batches.get((source, context))
-            if batch is None:
-                batch = batches[(source, context)] = cw_pb2.LogBatch(
-                    source=source, pid=os.getpid(), node_ip=self.core.node_ip, context=context
-                )
-            batch.lines.add(text=text, is_stderr=is_stderr)
-        conn = self.core.connection_nowait(driver.endpoint)
-        if conn is not None:
-            for batch in batches.values():
-                conn.notify(methods.CoreWorker.PublishLogs, batch)
-        else:
-            self.core.spawn(self._send_lines(driver, list(batches.values())))
-
-    async def _send_lines(self, driver: Any, batches: list) -> None:
-        try:
-            conn = await self.core.connect_to(driver)
-        except Exception:  # noqa: BLE001 - the driver has gone; output stays in the log file
-            return
-        for batch in batches:
-            conn.notify(methods.CoreWorker.PublishLogs, batch)
 
 
 def _format_exc(exc: BaseException, skip: int = 0) -> str:

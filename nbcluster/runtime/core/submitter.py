@@ -12,21 +12,18 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import threading
-import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, WorkerCrashedError
-from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
-from nbcluster.runtime.objects.serialization import serialize
+from nbcluster.runtime.core.tasks import FunctionInfo, SubmitterBase, Task, TaskOptions, fill_spec
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
     node_manager_pb2 as nm_pb2,
 )
-from nbcluster.runtime.states import TASK_TRANSITIONS, StateMachine, TaskState
+from nbcluster.runtime.states import TaskState
 from nbcluster.runtime.transport import methods
 
 if TYPE_CHECKING:
@@ -37,93 +34,6 @@ logger = logging.getLogger(__name__)
 _OK = cw_pb2.TASK_STATUS_OK
 _APP_ERROR = cw_pb2.TASK_STATUS_APP_ERROR
 _CANCELLED = cw_pb2.TASK_STATUS_CANCELLED
-
-
-class ArgRef:
-    """Placeholder for a top-level ObjectRef argument: the executor puts the value
-    in its place."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __reduce__(self) -> Any:
-        return (ArgRef, (self.index,))
-
-
-class FunctionInfo:
-    """A remote function as the runtime ships it: pickled once, identified by digest."""
-
-    __slots__ = ("function_id", "name", "pickled")
-
-    def __init__(self, function_id: bytes, name: str, pickled: bytes) -> None:
-        self.function_id = function_id
-        self.name = name
-        self.pickled = pickled
-
-
-class TaskOptions:
-    __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name")
-
-    def __init__(
-        self,
-        resources: dict[str, float],
-        num_returns: int,
-        max_retries: int,
-        retry_exceptions: bool,
-        retry_types: bytes,
-        name: str,
-    ) -> None:
-        self.resources = resources
-        self.num_returns = num_returns
-        self.max_retries = max_retries
-        self.retry_exceptions = retry_exceptions
-        self.retry_types = retry_types
-        self.name = name
-
-
-class Task:
-    __slots__ = (
-        "task_id",
-        "fn",
-        "options",
-        "args",
-        "top_refs",
-        "resolved",
-        "waiting",
-        "return_ids",
-        "held",
-        "retries_left",
-        "machine",
-        "attempt",
-        "cancelled",
-        "worker",
-        "parent",
-        "context",
-        "shape",
-        "counted_slow",
-    )
-
-    def __init__(self, task_id: bytes, fn: FunctionInfo, options: TaskOptions) -> None:
-        self.task_id = task_id
-        self.fn = fn
-        self.options = options
-        self.args: common_pb2.ObjectPayload | None = None
-        self.top_refs: list[bytes] = []
-        self.resolved: list[common_pb2.ObjectPayload | None] = []
-        self.waiting = 0
-        self.return_ids: list[bytes] = []
-        self.held: list[bytes] = []
-        self.retries_left = options.max_retries
-        self.machine = StateMachine(TASK_TRANSITIONS, TaskState.WAITING_FOR_ARGS)
-        self.attempt = 0
-        self.cancelled = False
-        self.worker: LeasedWorker | None = None
-        self.parent = b""
-        self.context = ""
-        self.shape: ShapeQueue | None = None
-        self.counted_slow = False
 
 
 class ShapeQueue:
@@ -156,18 +66,13 @@ class LeasedWorker:
         self.sent_fns: set[bytes] = sent
 
 
-class TaskSubmitter:
+class TaskSubmitter(SubmitterBase):
     def __init__(self, core: "CoreWorker") -> None:
-        self.core = core
-        self.config = core.config
+        super().__init__(core)
         self._new: collections.deque[Task] = collections.deque()
         self._shapes: dict[tuple, ShapeQueue] = {}
-        self._tasks: dict[bytes, Task] = {}
-        self._children: dict[bytes, set[bytes]] = {}
         self._durations: dict[bytes, float] = {}
         self._next_request = 0
-        self._empty_args: common_pb2.ObjectPayload | None = None
-        self._lock = threading.Lock()
         self.stopped = False
 
     # -- submitting (caller's thread) ----------------------------------------------
@@ -176,51 +81,11 @@ class TaskSubmitter:
         task = Task(core.ids.next(), fn, options)
         task.parent = parent
         task.context = context
-        self._prepare_args(task, args, kwargs)
-        refs = []
-        for index in range(1, options.num_returns + 1):
-            oid = ids.object_id(task.task_id, index)
-            task.return_ids.append(oid)
-            core.refs.add_owned(oid, task=task)
-            refs.append(ObjectRef(oid, core.address_bytes, core))
+        self.prepare_args(task, args, kwargs)
+        refs = self.make_returns(task)
         self._new.append(task)
         core._wake()
         return refs
-
-    def _prepare_args(self, task: Task, args: tuple, kwargs: dict) -> None:
-        core = self.core
-        if not args and not kwargs:
-            if self._empty_args is None:
-                data = serialize(((), {})).to_bytes()
-                self._empty_args = common_pb2.ObjectPayload(data=data, size=len(data))
-            task.args = self._empty_args
-            return
-        top: list[ObjectRef] = []
-
-        def swap(value: Any) -> Any:
-            if type(value) is ObjectRef:
-                top.append(value)
-                return ArgRef(len(top) - 1)
-            return value
-
-        packed = (tuple(swap(a) for a in args), {k: swap(v) for k, v in kwargs.items()})
-        try:
-            obj = serialize(packed)
-        except Exception as exc:
-            raise TypeError(describe_unpicklable(task.fn.name, args, kwargs, exc)) from exc
-        held = [ref._id for ref in top] + [ref._id for ref in obj.contained]
-        if obj.total_size > self.config.inline_threshold:
-            args_id = ids.object_id(task.task_id, 0)
-            task.args = core.store(args_id, obj)
-            core.refs.add_owned(args_id, task.args)  # held by this task, freed at its end
-        else:
-            task.args = common_pb2.ObjectPayload(data=obj.to_bytes(), size=obj.total_size)
-        for oid in held:
-            core.refs.incref(oid)
-        if not task.args.HasField("data"):
-            held.append(task.args.object_id)
-        task.held = held
-        task.top_refs = [ref._id for ref in top]
 
     # -- the loop: resolving arguments, queueing ------------------------------------
     def drain_new(self) -> None:
@@ -228,11 +93,8 @@ class TaskSubmitter:
         touched: set[ShapeQueue] = set()
         while new:
             task = new.popleft()
-            if task.machine.is_terminal():
+            if not self._register(task):
                 continue  # cancelled before it reached the loop
-            self._tasks[task.task_id] = task
-            if task.parent:
-                self._children.setdefault(task.parent, set()).add(task.task_id)
             if task.top_refs:
                 self._resolve(task)
             else:
@@ -240,36 +102,8 @@ class TaskSubmitter:
         for shape in touched:
             self._dispatch(shape)
 
-    def _resolve(self, task: Task) -> None:
-        refs = self.core.refs
-        task.resolved = [None] * len(task.top_refs)
-        for i, oid in enumerate(task.top_refs):
-            entry = refs.get(oid)
-            if entry is None:
-                from nbcluster.runtime.core.core_worker import error_payload
-                from nbcluster.exceptions import ObjectLostError
-
-                task.resolved[i] = error_payload(oid, ObjectLostError(oid.hex()))
-            elif entry.payload is not None:
-                task.resolved[i] = entry.payload
-            else:
-                task.waiting += 1
-                if entry.callbacks is None:
-                    entry.callbacks = []
-                entry.callbacks.append(lambda _oid, payload, t=task, i=i: self._resolved(t, i, payload))
-                if not entry.owned and not entry.fetching:
-                    entry.fetching = True
-                    self.core.spawn(self.core._fetch(oid))
-        if task.waiting == 0:
-            self._enqueue(task)
-
-    def _resolved(self, task: Task, index: int, payload: common_pb2.ObjectPayload) -> None:
-        if task.machine.state is not TaskState.WAITING_FOR_ARGS:
-            return  # cancelled while waiting
-        task.resolved[index] = payload
-        task.waiting -= 1
-        if task.waiting == 0 and task.machine.state is TaskState.WAITING_FOR_ARGS:
-            self._enqueue(task)
+    def _ready(self, task: Task) -> None:
+        self._enqueue(task)
 
     def _enqueue(self, task: Task, dispatch: bool = True) -> ShapeQueue:
         resources = task.options.resources
@@ -396,29 +230,11 @@ class TaskSubmitter:
             lw.sent_job = True
         for task in batch:
             spec = request.tasks.add()
-            spec.task_id = task.task_id
-            spec.job_id = core.job_id
-            spec.parent_task_id = task.parent
+            fill_spec(spec, task, core)
             fn = task.fn
-            spec.function.function_id = fn.function_id
-            spec.function.name = fn.name
             if fn.function_id not in lw.sent_fns:
                 spec.function.pickled = fn.pickled
                 lw.sent_fns.add(fn.function_id)
-            spec.args.CopyFrom(task.args)
-            if task.resolved:
-                spec.resolved_refs.extend(task.resolved)
-            opts = task.options
-            spec.num_returns = opts.num_returns
-            spec.caller.CopyFrom(core.address)
-            spec.attempt = task.attempt
-            if opts.retry_exceptions:
-                spec.retry_exceptions = True
-                spec.retry_exception_types = opts.retry_types
-            if opts.name:
-                spec.name = opts.name
-            if task.context:
-                spec.context = task.context
         lw.conn.notify(methods.CoreWorker.PushTasks, request)
 
     def _idle(self, lw: LeasedWorker) -> None:
@@ -498,53 +314,6 @@ class TaskSubmitter:
         self.core.loop.call_soon(self._dispatch, task.shape)
         return True
 
-    def _finish(self, task: Task, result: cw_pb2.TaskResult) -> None:
-        refs = self.core.refs
-        state = TaskState.FINISHED if result.status == _OK else TaskState.FAILED
-        task.machine.transition(state)
-        for oid, payload in zip(task.return_ids, result.returns):
-            if payload.contained:
-                entry = refs.get(oid)
-                inner = []
-                for info in payload.contained:
-                    refs.add_borrowed(info.object_id, info.owner.SerializeToString(), registered=True)
-                    inner.append(info.object_id)
-                if entry is not None:
-                    entry.contained = inner
-                else:
-                    for oid_inner in inner:
-                        refs.release(oid_inner)
-            self._set(oid, payload)
-        self._done(task)
-
-    def _set(self, oid: bytes, payload: common_pb2.ObjectPayload) -> None:
-        entry = self.core.refs.set_payload(oid, payload)
-        if entry is not None:
-            entry.task = None
-            if entry.freeable:
-                self.core._on_freed(oid, entry)
-
-    def _fail(self, task: Task, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
-        from nbcluster.runtime.core.core_worker import error_payload
-
-        task.machine.transition(state)
-        for oid in task.return_ids:
-            self._set(oid, error_payload(oid, exc))
-        self._done(task)
-
-    def _done(self, task: Task) -> None:
-        self._tasks.pop(task.task_id, None)
-        if task.parent:
-            siblings = self._children.get(task.parent)
-            if siblings is not None:
-                siblings.discard(task.task_id)
-                if not siblings:
-                    del self._children[task.parent]
-        for oid in task.held:
-            self.core.refs.release(oid)
-        task.held = []
-        task.resolved = []
-
     def _fail_queue(self, shape: ShapeQueue, exc: BaseException) -> None:
         while shape.queue:
             self._fail(shape.queue.popleft(), exc)
@@ -599,14 +368,12 @@ class TaskSubmitter:
         self.core.refs.notify_ready()
 
     def cancel_children(self, parent: bytes, force: bool) -> None:
-        for task_id in list(self._children.get(parent, ())):
-            task = self._tasks.get(task_id)
-            if task is not None and task.return_ids:
+        for task in self.children_of(parent):
+            if task.return_ids:
                 self.cancel(task.return_ids[0], force, recursive=True)
 
     def busy(self) -> bool:
-        """Tasks submitted here are still in flight."""
-        return bool(self._tasks) or bool(self._new)
+        return super().busy() or bool(self._new)
 
     def stop(self) -> None:
         self.stopped = True
@@ -615,20 +382,3 @@ class TaskSubmitter:
                 if lw.idle_timer is not None:
                     lw.idle_timer.cancel()
             shape.workers.clear()
-
-
-def describe_unpicklable(fn_name: str, args: tuple, kwargs: dict, exc: BaseException) -> str:
-    """Name the argument that cannot be pickled, its type, and the fix."""
-    for where, value in [*((f"argument {i}", a) for i, a in enumerate(args)), *((f"argument {k!r}", v) for k, v in kwargs.items())]:
-        try:
-            serialize(value)
-        except Exception as inner:  # noqa: BLE001
-            kind = f"{type(value).__module__}.{type(value).__qualname__}"
-            return (
-                f"Cannot send {where} of {fn_name}() to a worker: a {kind} cannot be pickled "
-                f"({type(inner).__name__}: {inner}). Pass something picklable instead, or "
-                "create the object inside the task."
-            )
-    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return f"Cannot send the arguments of {fn_name}() to a worker: {detail}"
-

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--node-endpoint", required=True)
     parser.add_argument("--node-ip", default="127.0.0.1")
     parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--gcs-address", default="")
     opts = parser.parse_args()
     session_dir = Path(opts.session_dir)
     _configure_logging(session_dir / "logs" / f"worker-{opts.worker_id[:12]}.log")
@@ -52,6 +53,7 @@ def main() -> None:
         node_ip=opts.node_ip,
         worker_id=bytes.fromhex(opts.worker_id),
         config=RuntimeConfig.load(),
+        gcs_address=opts.gcs_address,
     )
     executor = Executor(core)
     core.executor = executor

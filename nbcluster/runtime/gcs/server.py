@@ -83,7 +83,7 @@ class GcsServer:
     ) -> None:
         self.session = session
         self.config = config
-        self._token = token
+        self.token = token
         self._host = host
         self._port = port
         self.node_id = b""
@@ -100,6 +100,9 @@ class GcsServer:
         self.local_endpoint = session.endpoint("gcs")
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
+        from nbcluster.runtime.gcs.actors import ActorManager
+
+        self.actors = ActorManager(self)
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -108,11 +111,11 @@ class GcsServer:
         dispatcher = self._dispatcher = framed.Dispatcher()
         dispatcher.register("Gcs", self)
         local = common_pb2.Address(endpoint=self.local_endpoint)
-        self._framed = framed.FramedServer(self.local_endpoint, self._token, dispatcher, local)
+        self._framed = framed.FramedServer(self.local_endpoint, self.token, dispatcher, local)
         await self._framed.start()
         from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
-        self._grpc = GrpcServer(self._host, self._port, self._token, {"Gcs": self}, dispatcher.served)
+        self._grpc = GrpcServer(self._host, self._port, self.token, {"Gcs": self}, dispatcher.served)
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         self.session.write_address(
@@ -128,6 +131,7 @@ class GcsServer:
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
 
     async def stop(self) -> None:
+        self.actors.stop()
         self.events.close()
         if self._framed is not None:
             await self._framed.stop()
@@ -231,6 +235,17 @@ class GcsServer:
         )
         return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes())
 
+    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        return self._alive_nodes()
+
+    def job_info(self, job_id: bytes) -> gcs_pb2.JobInfo | None:
+        job = self._jobs.get(job_id)
+        return job.info if job is not None else None
+
+    def store_actor(self, info: gcs_pb2.ActorInfo) -> None:
+        if self._store is not None and not self.stopped.is_set():
+            self._store.put_actor(info)
+
     def _alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
         return [n.info for n in self._nodes.values() if n.machine.state is NodeState.ALIVE]
 
@@ -329,6 +344,24 @@ class GcsServer:
     async def Watch(self, request: gcs_pb2.WatchRequest, conn: Any) -> AsyncIterator[gcs_pb2.Event]:
         async for event in self.events.watch(request):
             yield event
+
+    # -- actors -------------------------------------------------------------------
+    async def CreateActor(self, request: gcs_pb2.CreateActorRequest, conn: Any) -> gcs_pb2.CreateActorReply:
+        return await self.actors.create(request)
+
+    async def GetActorInfo(self, request: gcs_pb2.GetActorInfoRequest, conn: Any) -> gcs_pb2.GetActorInfoReply:
+        return await self.actors.get(request)
+
+    async def KillActor(self, request: gcs_pb2.KillActorRequest, conn: Any) -> common_pb2.Empty:
+        await self.actors.kill(request)
+        return common_pb2.Empty()
+
+    def ListActors(self, request: gcs_pb2.ListActorsRequest, conn: Any) -> gcs_pb2.ListActorsReply:
+        return gcs_pb2.ListActorsReply(actors=self.actors.list())
+
+    def ReportActorExit(self, request: gcs_pb2.ReportActorExitRequest, conn: Any) -> common_pb2.Empty:
+        self.actors.report_exit(request)
+        return common_pb2.Empty()
 
     # -- cluster ------------------------------------------------------------------
     def GetClusterInfo(

@@ -11,6 +11,7 @@ from nbcluster.runtime.protocol import gcs_pb2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (node_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (job_id BLOB PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS actors (actor_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
                                PRIMARY KEY (ns, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +44,14 @@ class GcsStore:
 
     def jobs(self) -> list[gcs_pb2.JobInfo]:
         return [gcs_pb2.JobInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM jobs")]
+
+    def put_actor(self, actor: gcs_pb2.ActorInfo) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO actors VALUES (?, ?)", (actor.actor_id, actor.SerializeToString())
+        )
+
+    def actors(self) -> list[gcs_pb2.ActorInfo]:
+        return [gcs_pb2.ActorInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM actors")]
 
     # counters
     def next_counter(self, name: str) -> int:

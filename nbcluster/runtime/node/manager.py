@@ -90,11 +90,17 @@ class _Lease:
 
 
 class _LeaseRequest:
-    __slots__ = ("request", "shape", "client", "future", "warned")
+    __slots__ = ("request", "shape", "placement", "client", "future", "warned")
 
     def __init__(self, request: nm_pb2.LeaseRequest, client: _Client) -> None:
         self.request = request
         self.shape = rs.to_fixed(request.resources.amounts)
+        # What must be free to grant it; only `shape` is held.
+        self.placement = (
+            rs.to_fixed(request.placement_resources.amounts)
+            if request.HasField("placement_resources")
+            else self.shape
+        )
         self.client = client
         self.future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.warned = False
@@ -153,6 +159,7 @@ class NodeManager:
                 "--node-id", self.node_id.hex(),
                 "--node-endpoint", self.local_endpoint,
                 "--node-ip", opts.node_ip,
+                "--gcs-address", opts.gcs_address,
             ],
             log_dir=self.session.logs,
             env={TOKEN_ENV: self._token, "NBCLUSTER_CONFIG": self.config.to_env()},
@@ -235,7 +242,7 @@ class NodeManager:
             num_workers=len(self.pool.workers),
             tasks_running=running,
             pending_demand=[
-                common_pb2.ResourceSet(amounts=rs.to_float(r.shape)) for r in self._queue if not r.future.done()
+                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in self._queue if not r.future.done()
             ],
             session_dir=str(self.session.dir),
             pid=os.getpid(),
@@ -329,7 +336,9 @@ class NodeManager:
         if client.worker is not None:
             self.pool.dead(client.worker, "disconnected")
         elif client.kind == nm_pb2.CLIENT_KIND_DRIVER and client.job_id:
-            self.pool.kill_job(client.job_id, "its driver exited")
+            # Idle workers of the job go; leased ones end with their lease holders
+            # (detached actors, leased by the GCS, outlive the driver).
+            self.pool.kill_idle_of_job(client.job_id, "its driver exited")
         self._schedule()
 
     def _on_worker_dead(self, worker: Worker, reason: str) -> None:
@@ -360,15 +369,15 @@ class NodeManager:
                 self._queue.remove(pending)
 
     def _check_feasible(self, pending: _LeaseRequest) -> None:
-        if rs.fits(self.total, pending.shape):
+        if rs.fits(self.total, pending.placement):
             return
         for node in self._cluster:
-            if node.node_id != self.node_id and rs.fits(rs.to_fixed(node.total.amounts), pending.shape):
+            if node.node_id != self.node_id and rs.fits(rs.to_fixed(node.total.amounts), pending.placement):
                 return
         if pending.warned:
             return
         pending.warned = True
-        wanted = rs.describe(rs.to_float(pending.shape))
+        wanted = rs.describe(rs.to_float(pending.placement))
         largest = rs.describe(
             {k: v for k, v in rs.to_float(self.total).items() if not k.startswith("node:") and k != "memory"}
         )
@@ -379,7 +388,10 @@ class NodeManager:
             "or add such a node."
         )
         logger.warning(message)
-        pending.client.conn.notify(methods.CoreWorker.LeaseWarning, core_worker_pb2.LeaseWarningNotice(message=message))
+        pending.client.conn.notify(
+            methods.CoreWorker.LeaseWarning,
+            core_worker_pb2.LeaseWarningNotice(message=message, request_id=pending.request.request_id),
+        )
 
     def _schedule(self) -> None:
         assert self.pool is not None
@@ -388,7 +400,7 @@ class NodeManager:
             if pending.future.done():
                 self._queue.remove(pending)
                 continue
-            if not rs.fits(self.available, pending.shape):
+            if not rs.fits(self.available, pending.placement):
                 continue
             req = pending.request
             worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash)

@@ -195,9 +195,9 @@ class WorkerPool:
             worker.retiring = True
         return retire
 
-    def kill_job(self, job_id: bytes, reason: str) -> None:
+    def kill_idle_of_job(self, job_id: bytes, reason: str) -> None:
         for worker in list(self.workers.values()):
-            if worker.job_id == job_id:
+            if worker.job_id == job_id and worker.state is WorkerState.IDLE:
                 self.kill(worker, reason)
 
     def shutdown(self) -> list[subprocess.Popen]:

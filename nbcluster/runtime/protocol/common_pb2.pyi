@@ -22,6 +22,13 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_CANCELLED: _ClassVar[ErrorCode]
     ERROR_CODE_VERSION_MISMATCH: _ClassVar[ErrorCode]
     ERROR_CODE_UNIMPLEMENTED: _ClassVar[ErrorCode]
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
+    TASK_KIND_NORMAL: _ClassVar[TaskKind]
+    TASK_KIND_ACTOR_CREATION: _ClassVar[TaskKind]
+    TASK_KIND_ACTOR_TASK: _ClassVar[TaskKind]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_INVALID_ARGUMENT: ErrorCode
@@ -35,6 +42,10 @@ ERROR_CODE_OBJECT_LOST: ErrorCode
 ERROR_CODE_CANCELLED: ErrorCode
 ERROR_CODE_VERSION_MISMATCH: ErrorCode
 ERROR_CODE_UNIMPLEMENTED: ErrorCode
+TASK_KIND_UNSPECIFIED: TaskKind
+TASK_KIND_NORMAL: TaskKind
+TASK_KIND_ACTOR_CREATION: TaskKind
+TASK_KIND_ACTOR_TASK: TaskKind
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -110,3 +121,80 @@ class HelloReply(_message.Message):
     PEER_FIELD_NUMBER: _ClassVar[int]
     peer: Address
     def __init__(self, peer: _Optional[_Union[Address, _Mapping]] = ...) -> None: ...
+
+class JobConfig(_message.Message):
+    __slots__ = ("sys_path", "cwd", "env_vars", "namespace", "log_to_driver", "runtime_env_hash")
+    class EnvVarsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SYS_PATH_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ENV_VARS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TO_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
+    sys_path: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    env_vars: _containers.ScalarMap[str, str]
+    namespace: str
+    log_to_driver: bool
+    runtime_env_hash: str
+    def __init__(self, sys_path: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env_vars: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., log_to_driver: _Optional[bool] = ..., runtime_env_hash: _Optional[str] = ...) -> None: ...
+
+class FunctionDescriptor(_message.Message):
+    __slots__ = ("function_id", "name", "pickled")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PICKLED_FIELD_NUMBER: _ClassVar[int]
+    function_id: bytes
+    name: str
+    pickled: bytes
+    def __init__(self, function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., pickled: _Optional[bytes] = ...) -> None: ...
+
+class TaskSpec(_message.Message):
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_REFS_FIELD_NUMBER: _ClassVar[int]
+    NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_EXCEPTION_TYPES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    job_id: bytes
+    parent_task_id: bytes
+    function: FunctionDescriptor
+    args: ObjectPayload
+    resolved_refs: _containers.RepeatedCompositeFieldContainer[ObjectPayload]
+    num_returns: int
+    caller: Address
+    attempt: int
+    retry_exceptions: bool
+    retry_exception_types: bytes
+    name: str
+    context: str
+    resources: ResourceSet
+    kind: TaskKind
+    actor_id: bytes
+    method: str
+    max_concurrency: int
+    is_async: bool
+    class_name: str
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ...) -> None: ...

@@ -41,6 +41,14 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_TASK_COUNTERS: _ClassVar[EventKind]
     EVENT_KIND_LOG: _ClassVar[EventKind]
     EVENT_KIND_CUSTOM: _ClassVar[EventKind]
+
+class ActorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTOR_STATE_UNSPECIFIED: _ClassVar[ActorState]
+    ACTOR_STATE_PENDING: _ClassVar[ActorState]
+    ACTOR_STATE_ALIVE: _ClassVar[ActorState]
+    ACTOR_STATE_RESTARTING: _ClassVar[ActorState]
+    ACTOR_STATE_DEAD: _ClassVar[ActorState]
 NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_ALIVE: NodeState
 NODE_STATE_DEAD: NodeState
@@ -63,6 +71,11 @@ EVENT_KIND_AUTOSCALER: EventKind
 EVENT_KIND_TASK_COUNTERS: EventKind
 EVENT_KIND_LOG: EventKind
 EVENT_KIND_CUSTOM: EventKind
+ACTOR_STATE_UNSPECIFIED: ActorState
+ACTOR_STATE_PENDING: ActorState
+ACTOR_STATE_ALIVE: ActorState
+ACTOR_STATE_RESTARTING: ActorState
+ACTOR_STATE_DEAD: ActorState
 
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid")
@@ -150,29 +163,6 @@ class GetAllNodesReply(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
-class JobConfig(_message.Message):
-    __slots__ = ("sys_path", "cwd", "env_vars", "namespace", "log_to_driver", "runtime_env_hash")
-    class EnvVarsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    SYS_PATH_FIELD_NUMBER: _ClassVar[int]
-    CWD_FIELD_NUMBER: _ClassVar[int]
-    ENV_VARS_FIELD_NUMBER: _ClassVar[int]
-    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    LOG_TO_DRIVER_FIELD_NUMBER: _ClassVar[int]
-    RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
-    sys_path: _containers.RepeatedScalarFieldContainer[str]
-    cwd: str
-    env_vars: _containers.ScalarMap[str, str]
-    namespace: str
-    log_to_driver: bool
-    runtime_env_hash: str
-    def __init__(self, sys_path: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env_vars: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., log_to_driver: _Optional[bool] = ..., runtime_env_hash: _Optional[str] = ...) -> None: ...
-
 class JobInfo(_message.Message):
     __slots__ = ("job_id", "type", "state", "driver", "driver_pid", "entrypoint", "start_time", "end_time", "config", "message", "driver_hostname")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -194,10 +184,10 @@ class JobInfo(_message.Message):
     entrypoint: str
     start_time: float
     end_time: float
-    config: JobConfig
+    config: _common_pb2.JobConfig
     message: str
     driver_hostname: str
-    def __init__(self, job_id: _Optional[bytes] = ..., type: _Optional[_Union[JobType, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., driver_pid: _Optional[int] = ..., entrypoint: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., config: _Optional[_Union[JobConfig, _Mapping]] = ..., message: _Optional[str] = ..., driver_hostname: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[bytes] = ..., type: _Optional[_Union[JobType, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., driver_pid: _Optional[int] = ..., entrypoint: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., config: _Optional[_Union[_common_pb2.JobConfig, _Mapping]] = ..., message: _Optional[str] = ..., driver_hostname: _Optional[str] = ...) -> None: ...
 
 class RegisterJobRequest(_message.Message):
     __slots__ = ("job",)
@@ -334,6 +324,134 @@ class WatchRequest(_message.Message):
     after_seq: int
     replay: bool
     def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., after_seq: _Optional[int] = ..., replay: _Optional[bool] = ...) -> None: ...
+
+class ActorMethod(_message.Message):
+    __slots__ = ("name", "num_returns", "is_async")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
+    IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_returns: int
+    is_async: bool
+    def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., is_async: _Optional[bool] = ...) -> None: ...
+
+class ActorInfo(_message.Message):
+    __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NUM_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    DEATH_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATION_TASK_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    name: str
+    namespace: str
+    class_name: str
+    state: ActorState
+    job_id: bytes
+    owner: _common_pb2.Address
+    detached: bool
+    address: _common_pb2.Address
+    node_id: bytes
+    pid: int
+    num_restarts: int
+    max_restarts: int
+    max_task_retries: int
+    death_cause: str
+    resources: _common_pb2.ResourceSet
+    placement_resources: _common_pb2.ResourceSet
+    max_concurrency: int
+    is_async: bool
+    methods: _containers.RepeatedCompositeFieldContainer[ActorMethod]
+    version: int
+    start_time: float
+    end_time: float
+    creation_task: _common_pb2.TaskSpec
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ..., state: _Optional[_Union[ActorState, str]] = ..., job_id: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., detached: _Optional[bool] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., num_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., death_cause: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ..., version: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., creation_task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+
+class CreateActorRequest(_message.Message):
+    __slots__ = ("actor", "get_if_exists")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    GET_IF_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    actor: ActorInfo
+    get_if_exists: bool
+    def __init__(self, actor: _Optional[_Union[ActorInfo, _Mapping]] = ..., get_if_exists: _Optional[bool] = ...) -> None: ...
+
+class CreateActorReply(_message.Message):
+    __slots__ = ("actor", "existed")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    actor: ActorInfo
+    existed: bool
+    def __init__(self, actor: _Optional[_Union[ActorInfo, _Mapping]] = ..., existed: _Optional[bool] = ...) -> None: ...
+
+class GetActorInfoRequest(_message.Message):
+    __slots__ = ("actor_id", "name", "namespace", "after_version", "wait")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    name: str
+    namespace: str
+    after_version: int
+    wait: bool
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., after_version: _Optional[int] = ..., wait: _Optional[bool] = ...) -> None: ...
+
+class GetActorInfoReply(_message.Message):
+    __slots__ = ("found", "actor")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    actor: ActorInfo
+    def __init__(self, found: _Optional[bool] = ..., actor: _Optional[_Union[ActorInfo, _Mapping]] = ...) -> None: ...
+
+class KillActorRequest(_message.Message):
+    __slots__ = ("actor_id", "no_restart", "reason")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_RESTART_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    no_restart: bool
+    reason: str
+    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListActorsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListActorsReply(_message.Message):
+    __slots__ = ("actors",)
+    ACTORS_FIELD_NUMBER: _ClassVar[int]
+    actors: _containers.RepeatedCompositeFieldContainer[ActorInfo]
+    def __init__(self, actors: _Optional[_Iterable[_Union[ActorInfo, _Mapping]]] = ...) -> None: ...
+
+class ReportActorExitRequest(_message.Message):
+    __slots__ = ("actor_id", "reason")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    reason: str
+    def __init__(self, actor_id: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetClusterInfoRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,223 @@
+"""Actors (Ray's names and semantics): ``@nbcluster.remote`` on a class.
+
+``Cls.remote(...)`` starts the actor in a worker of its own and returns an
+:class:`ActorHandle`; ``handle.method.remote(...)`` returns an ObjectRef. Handles
+travel (into tasks, other actors, results); the actor lives while any handle does,
+or until it is killed, unless it is detached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from typing import Any
+
+from nbcluster.runtime.actor_options import actor_shape, validate_actor_options, validate_method_options
+from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
+from nbcluster.runtime.objects.serialization import dumps
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+
+
+def method(*, num_returns: int = 1) -> Any:
+    """Decorate an actor method with default options: ``@nbcluster.method(num_returns=2)``."""
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+
+    def decorate(fn: Any) -> Any:
+        fn.__nbcluster_num_returns__ = num_returns
+        return fn
+
+    return decorate
+
+
+def _public_methods(cls: type) -> dict[str, tuple[int, bool]]:
+    found = {}
+    for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
+        if name.startswith("__"):
+            continue
+        is_async = inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
+        found[name] = (getattr(member, "__nbcluster_num_returns__", 1), is_async)
+    return found
+
+
+class ActorClass:
+    """A class decorated with ``@nbcluster.remote``: create actors with ``.remote()``."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        methods = _public_methods(cls)
+        if not methods:
+            raise TypeError(
+                f"{cls.__name__} has no methods, so an actor of it could do nothing: give it at "
+                "least one method (not a __dunder__) to call with handle.method.remote()."
+            )
+        self._cls = cls
+        self._options = options
+        self._methods = methods
+        self._is_async = any(is_async for _, is_async in methods.values())
+        self._info: FunctionInfo | None = None
+        self._lock = threading.Lock()
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self._cls.__name__
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of {name}(...), use "
+            f"{name}.remote(...), which starts the actor and returns a handle."
+        )
+
+    def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
+        return self._create(self._options, args, kwargs)
+
+    def options(self, **options: Any) -> "_ActorClassOptions":
+        merged = {**self._options, **validate_actor_options(options, where=f"{self._cls.__name__}.options()")}
+        return _ActorClassOptions(self, merged)
+
+    def _function_info(self) -> FunctionInfo:
+        if self._info is None:
+            with self._lock:
+                if self._info is None:
+                    pickled = dumps(self._cls)
+                    digest = hashlib.sha1(pickled).digest()[:16]
+                    self._info = FunctionInfo(digest, f"{self._cls.__module__}.{self._cls.__qualname__}", pickled)
+        return self._info
+
+    def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
+        from nbcluster.runtime import api
+
+        core = api._core()
+        held, placement = actor_shape(options)
+        is_async = self._is_async
+        concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
+        namespace = options.get("namespace")
+        info = gcs_pb2.ActorInfo(
+            actor_id=core.ids.next(),
+            name=options.get("name") or "",
+            namespace=core.namespace if namespace is None else namespace,
+            class_name=self._cls.__name__,
+            job_id=core.job_id,
+            owner=core.address,
+            detached=options.get("lifetime") == "detached",
+            max_restarts=options.get("max_restarts", 0),
+            max_task_retries=options.get("max_task_retries", 0),
+            resources=common_pb2.ResourceSet(amounts=held),
+            placement_resources=common_pb2.ResourceSet(amounts=placement),
+            max_concurrency=concurrency,
+            is_async=is_async,
+            methods=[
+                gcs_pb2.ActorMethod(name=name, num_returns=n, is_async=a) for name, (n, a) in self._methods.items()
+            ],
+        )
+        record, ref = core.actor_submitter.create(
+            self._function_info(), args, kwargs, info, bool(options.get("get_if_exists"))
+        )
+        return ActorHandle._from_info(record, ref)
+
+    def __reduce__(self) -> Any:
+        return (ActorClass, (self._cls, self._options))
+
+    def __repr__(self) -> str:
+        return f"<ActorClass {self._cls.__module__}.{self._cls.__qualname__}>"
+
+
+class _ActorClassOptions:
+    __slots__ = ("_actor_class", "_options")
+
+    def __init__(self, actor_class: ActorClass, options: dict[str, Any]) -> None:
+        self._actor_class = actor_class
+        self._options = options
+
+    def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
+        return self._actor_class._create(self._options, args, kwargs)
+
+
+class ActorHandle:
+    """A reference to an actor: ``handle.method.remote(...)``. Picklable; every copy
+    reaches the same actor and keeps it alive."""
+
+    def __init__(
+        self,
+        actor_id: bytes,
+        class_name: str,
+        methods: dict[str, tuple[int, bool]],
+        max_task_retries: int,
+        ref: ObjectRef | None,
+    ) -> None:
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._max_task_retries = max_task_retries
+        self._ref = ref
+
+    @classmethod
+    def _from_info(cls, info: gcs_pb2.ActorInfo, ref: ObjectRef | None) -> "ActorHandle":
+        methods = {m.name: (m.num_returns, m.is_async) for m in info.methods}
+        return cls(info.actor_id, info.class_name, methods, info.max_task_retries, ref)
+
+    def __getattr__(self, name: str) -> "ActorMethod":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        meta = self._methods.get(name)
+        if meta is None:
+            known = ", ".join(sorted(self._methods))
+            raise AttributeError(f"'{self._class_name}' actor has no method '{name}' (its methods: {known})")
+        return ActorMethod(self, name, meta[0], "")
+
+    def __reduce__(self) -> Any:
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries, self._ref))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+
+class ActorMethod:
+    __slots__ = ("_handle", "_name", "_num_returns", "_task_name")
+
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, task_name: str) -> None:
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+        self._task_name = task_name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of {self._name}(...), call "
+            f"{self._name}.remote(...), which returns an ObjectRef; nbcluster.get() it for the value."
+        )
+
+    def options(self, **options: Any) -> "ActorMethod":
+        opts = validate_method_options(options, where=f"{self._name}.options()")
+        return ActorMethod(
+            self._handle, self._name, opts.get("num_returns", self._num_returns), opts.get("name", self._task_name)
+        )
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        from nbcluster.runtime import api
+
+        handle = self._handle
+        options = TaskOptions({}, self._num_returns, handle._max_task_retries, False, b"", self._task_name)
+        return api.submit_actor_task(handle, self._name, options, args, kwargs)
+
+
+def exit_actor() -> None:
+    """End the current actor on purpose (from one of its methods): it is not
+    restarted, and calls queued for it fail with ActorDiedError."""
+    from nbcluster.runtime.core import worker_state
+    from nbcluster.runtime.core.actor_host import ActorExit
+
+    core = worker_state.current
+    if core is None or core.executor is None or core.executor.actor is None:
+        raise TypeError("exit_actor() can only be called inside an actor's method")
+    raise ActorExit()

@@ -137,7 +137,7 @@ def test_async_actor_runs_coroutines_concurrently_and_awaits_refs():
     service = Service.remote()
     start = time.monotonic()
     assert nbcluster.get([service.handle.remote(i) for i in range(30)], timeout=60) == [i * i for i in range(30)]
-    assert time.monotonic() - start < 10  # 30 x 0.2 s one at a time would be 6 s more
+    assert time.monotonic() - start < 4  # one at a time, 30 x 0.2 s would take 6 s
     assert nbcluster.get(service.peak_seen.remote()) == 10
 
 
@@ -287,25 +287,6 @@ def test_cancel_a_queued_actor_call(tmp_path):
     assert nbcluster.get(counter.history.remote()) == []  # the cancelled call never ran
     with pytest.raises(ValueError, match="force=True"):
         nbcluster.cancel(counter.add.remote(), force=True)
-
-
-def test_cancel_a_running_async_call():
-    @nbcluster.remote
-    class Waiter:
-        async def wait_long(self):
-            await asyncio.sleep(60)
-
-        async def ping(self):
-            return "pong"
-
-    waiter = Waiter.remote()
-    assert nbcluster.get(waiter.ping.remote()) == "pong"
-    ref = waiter.wait_long.remote()
-    time.sleep(0.3)
-    nbcluster.cancel(ref)
-    with pytest.raises(TaskCancelledError):
-        nbcluster.get(ref, timeout=10)
-    assert nbcluster.get(waiter.ping.remote()) == "pong"  # the actor carries on
 
 
 def test_introspection():

@@ -104,22 +104,22 @@ class ActorSubmitter(SubmitterBase):
         self, cls: FunctionInfo, args: tuple, kwargs: dict, info: gcs_pb2.ActorInfo, get_if_exists: bool
     ) -> tuple[gcs_pb2.ActorInfo, ObjectRef | None]:
         """Register a new actor with the GCS (or find the existing one of that name);
-        returns its record and the handle reference that keeps it alive."""
+        returns its record and the handle reference that keeps it alive.
+
+        Returns at once: when a constructor argument is a ref still being computed,
+        the actor is registered now (its name reserved) and its constructor call
+        follows once the arguments are ready."""
         core = self.core
         task = Task(info.actor_id, FunctionInfo(cls.function_id, cls.name, cls.pickled), TaskOptions({}, 0, 0, False, b"", ""))
+        task.method = "__init__"
+        task.actor = info
         self.prepare_args(task, args, kwargs)
+        entries = core.refs.entries
+        ready = all((e := entries.get(oid)) is not None and e.payload is not None for oid in task.top_refs)
         try:
-            if task.top_refs:  # the constructor's ref arguments are resolved first
-                core.wait_payloads(task.top_refs, len(task.top_refs), None)
-                task.resolved = [core.refs.entries[oid].payload for oid in task.top_refs]
-            spec = info.creation_task
-            fill_spec(spec, task, core)
-            spec.function.pickled = cls.pickled
-            spec.kind = common_pb2.TASK_KIND_ACTOR_CREATION
-            spec.actor_id = info.actor_id
-            spec.max_concurrency = info.max_concurrency
-            spec.is_async = info.is_async
-            spec.class_name = info.class_name
+            if ready:
+                task.resolved = [entries[oid].payload for oid in task.top_refs]
+                self._fill_creation(task, info)
             reply = core.run_sync(self._create(info, get_if_exists))
         except BaseException:
             self._release(task.held)
@@ -131,7 +131,37 @@ class ActorSubmitter(SubmitterBase):
         marker = serialize_none()
         core.refs.add_owned(oid, common_pb2.ObjectPayload(object_id=oid, data=marker, size=len(marker)))
         self.handles[oid] = (info.actor_id, info.detached, task.held)
+        if not ready:
+            core.call_soon(self._resolve_creation, task)
         return reply.actor, ObjectRef(oid, core.address_bytes, core)
+
+    def _fill_creation(self, task: Task, info: gcs_pb2.ActorInfo) -> None:
+        spec = info.creation_task
+        fill_spec(spec, task, self.core)
+        spec.function.pickled = task.fn.pickled
+        spec.kind = common_pb2.TASK_KIND_ACTOR_CREATION
+        spec.actor_id = info.actor_id
+        spec.max_concurrency = info.max_concurrency
+        spec.is_async = info.is_async
+        spec.class_name = info.class_name
+
+    def _resolve_creation(self, task: Task) -> None:
+        if self._register(task):
+            self._resolve(task)
+
+    def _send_creation(self, task: Task) -> None:
+        """The constructor's arguments are ready: hand the GCS its call."""
+        self._tasks.pop(task.task_id, None)  # its holds stay with the handle
+        info: gcs_pb2.ActorInfo = task.actor
+        self._fill_creation(task, info)
+
+        async def send() -> None:
+            try:
+                await self._create(info, False)
+            except Exception:  # noqa: BLE001
+                logger.exception("could not start actor=%s", info.actor_id.hex())
+
+        self.core.spawn(send())
 
     async def _create(self, info: gcs_pb2.ActorInfo, get_if_exists: bool) -> gcs_pb2.CreateActorReply:
         gcs = await self.core.gcs_connection()
@@ -205,6 +235,9 @@ class ActorSubmitter(SubmitterBase):
             self._pump(queue)
 
     def _ready(self, task: Task) -> None:
+        if task.method == "__init__":
+            self._send_creation(task)
+            return
         task.machine.transition(TaskState.QUEUED)
         self._pump(task.actor)
 
@@ -264,7 +297,10 @@ class ActorSubmitter(SubmitterBase):
             if info.state == _ALIVE:
                 try:
                     conn = await core.connect_to(info.address)
-                except ConnectionLost:
+                except ConnectionLost as exc:
+                    if info.address.node_id and info.address.node_id != core.node_id:
+                        self._dead(queue, f"it runs on another node, which cannot be reached ({exc})")
+                        return
                     continue  # it died meanwhile: the next version tells
                 queue.conn = conn
                 conn.state["actor_queue"] = queue
@@ -309,6 +345,7 @@ class ActorSubmitter(SubmitterBase):
         queue.inflight.clear()
         queue.pending.clear()
         queue.conn = None
+        self._actors.pop(queue.actor_id, None)  # a later call asks the GCS again
         self.core.refs.notify_ready()
         self.core.process_releases()
 

@@ -124,6 +124,8 @@ class Executor:
             self._cancel_requested = task_id
             signal.pthread_kill(self._main_ident, signal.SIGINT)
             return True
+        if len(self._cancelled) > 10000:  # ids of calls that had finished, never taken
+            self._cancelled.clear()
         self._cancelled.add(task_id)
         return True
 
@@ -209,7 +211,17 @@ class Executor:
                 if inspect.iscoroutine(value):  # an ``async def`` task runs on a loop of its own
                     value = asyncio.run(value)
                 return self._succeeded(spec, value)
-            except Exception as exc:  # noqa: BLE001
+            except ActorExit:
+                raise
+            except KeyboardInterrupt:
+                if self._cancel_requested == spec.task_id:
+                    raise
+                return self._failed(spec, KeyboardInterrupt("raised by the task"), _APP_ERROR)
+            except SystemExit as exc:
+                if self.actor is not None or spec.kind == _CREATION:
+                    raise ActorExit() from exc  # sys.exit() in an actor ends it, as exit_actor()
+                return self._failed(spec, exc, _APP_ERROR, skip=1)
+            except BaseException as exc:  # noqa: BLE001 - any other escape is the task's error
                 return self._failed(spec, exc, _APP_ERROR, skip=1)
         except KeyboardInterrupt:
             if self._cancel_requested != spec.task_id:
@@ -230,7 +242,11 @@ class Executor:
                 value = await value
             del args, kwargs
             return self._succeeded(spec, value)
-        except Exception as exc:  # noqa: BLE001
+        except (asyncio.CancelledError, ActorExit):
+            raise
+        except SystemExit as exc:
+            raise ActorExit() from exc
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like: the call's error
             return self._failed(spec, exc, _APP_ERROR, skip=1)
 
     def _callable(self, spec: common_pb2.TaskSpec, conn: Any) -> Any:
@@ -280,7 +296,7 @@ class Executor:
             return self._failed(spec, exc, _APP_ERROR)
         return _OK, returns, False, contained, ""
 
-    def _failed(self, spec: common_pb2.TaskSpec, exc: Exception, status: int, skip: int = 0) -> Outcome:
+    def _failed(self, spec: common_pb2.TaskSpec, exc: BaseException, status: int, skip: int = 0) -> Outcome:
         if isinstance(exc, TaskError):  # propagated as it is
             err, text = exc, str(exc)
         else:
@@ -289,7 +305,7 @@ class Executor:
         retryable = status == _APP_ERROR and self._retryable(spec, exc)
         return status, self._error_returns(spec, err), retryable, [], text
 
-    def _retryable(self, spec: common_pb2.TaskSpec, exc: Exception) -> bool:
+    def _retryable(self, spec: common_pb2.TaskSpec, exc: BaseException) -> bool:
         if not spec.retry_exceptions:
             return False
         if not spec.retry_exception_types:

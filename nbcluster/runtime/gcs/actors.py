@@ -49,7 +49,8 @@ class ActorState(enum.Enum):
 
 
 ACTOR_TRANSITIONS = {
-    ActorState.PENDING: frozenset({ActorState.ALIVE, ActorState.DEAD}),
+    # PENDING -> RESTARTING: its process died while the constructor ran.
+    ActorState.PENDING: frozenset({ActorState.ALIVE, ActorState.RESTARTING, ActorState.DEAD}),
     ActorState.ALIVE: frozenset({ActorState.RESTARTING, ActorState.DEAD}),
     ActorState.RESTARTING: frozenset({ActorState.ALIVE, ActorState.DEAD}),
     ActorState.DEAD: frozenset(),
@@ -57,7 +58,18 @@ ACTOR_TRANSITIONS = {
 
 
 class _Actor:
-    __slots__ = ("info", "machine", "changed", "task", "worker_conn", "lease", "end_reason", "no_restart", "request_id")
+    __slots__ = (
+        "info",
+        "machine",
+        "changed",
+        "task",
+        "worker_conn",
+        "lease",
+        "end_reason",
+        "no_restart",
+        "request_id",
+        "restart_reason",
+    )
 
     def __init__(self, info: gcs_pb2.ActorInfo) -> None:
         self.info = info
@@ -69,6 +81,7 @@ class _Actor:
         self.end_reason = ""  # why it is being ended on purpose (kill, exit_actor, owner)
         self.no_restart = False
         self.request_id = 0
+        self.restart_reason = ""  # killed with no_restart=False: why it restarts
 
     @property
     def state(self) -> ActorState:
@@ -105,7 +118,7 @@ class ActorManager:
         self._owners: dict[bytes, set[bytes]] = {}
         self._creating: dict[bytes, asyncio.Future] = {}
         self._conns: dict[str, Any] = {}
-        self._registered_nodes: set[str] = set()
+        self._node_conns: dict[str, asyncio.Future] = {}
         self._next_request = 0
         self._tasks: set[asyncio.Task] = set()
         self.dispatcher = framed.Dispatcher()
@@ -180,8 +193,14 @@ class ActorManager:
     # -- RPCs -------------------------------------------------------------------------
     async def create(self, request: gcs_pb2.CreateActorRequest) -> gcs_pb2.CreateActorReply:
         info = request.actor
-        if info.actor_id in self.actors:  # a repeated request
-            return gcs_pb2.CreateActorReply(actor=self.public(self.actors[info.actor_id].info))
+        known = self.actors.get(info.actor_id)
+        if known is not None:
+            # The second half of a two-phase creation: the constructor call, once its
+            # arguments were ready. (Otherwise a repeated request.)
+            if request.actor.HasField("creation_task") and known.task is None and known.state is ActorState.PENDING:
+                known.info.creation_task.CopyFrom(request.actor.creation_task)
+                known.task = self._spawn(self._place(known))
+            return gcs_pb2.CreateActorReply(actor=self.public(known.info))
         if info.name:
             existing = self.names.get((info.namespace, info.name))
             if existing is not None:
@@ -202,7 +221,8 @@ class ActorManager:
         if not info.detached:
             self._watch_owner(info.owner)
             self._owners.setdefault(info.owner.worker_id, set()).add(info.actor_id)
-        actor.task = self._spawn(self._place(actor))
+        if info.HasField("creation_task"):
+            actor.task = self._spawn(self._place(actor))
         return gcs_pb2.CreateActorReply(actor=self.public(info))
 
     async def get(self, request: gcs_pb2.GetActorInfoRequest) -> gcs_pb2.GetActorInfoReply:
@@ -248,6 +268,9 @@ class ActorManager:
             await self._start(actor)
         except asyncio.CancelledError:
             raise
+        except _WorkerDied as died:
+            actor.lease = None  # ended with the worker
+            self._after_death(actor, died.cause)
         except _ActorFailed as failed:
             self._release_lease(actor, failed=True)
             self._transition(actor, ActorState.DEAD, failed.cause)
@@ -273,6 +296,7 @@ class ActorManager:
                 job_id=info.job_id,
                 runtime_env_hash=job.config.runtime_env_hash if job else "",
                 description=f"Actor {info.class_name}",
+                for_actor=True,
             ),
         )
         try:
@@ -302,13 +326,12 @@ class ActorManager:
         done, _ = await asyncio.wait({fut, closed}, return_when=asyncio.FIRST_COMPLETED)
         self._creating.pop(spec.task_id, None)
         if fut not in done:
-            raise _ActorFailed(f"its worker died while running the constructor ({closed.result()})")
+            raise _WorkerDied(f"its worker process died while running the constructor ({closed.result()})")
         result: cw_pb2.TaskResult = fut.result()
         if result.status != cw_pb2.TASK_STATUS_OK:
             raise _ActorFailed(f"its constructor raised:\n{result.error_message}")
-        if actor.no_restart and actor.end_reason:  # killed while starting
-            conn.notify(methods.CoreWorker.Exit, cw_pb2.ExitRequest(reason=actor.end_reason, force=True))
-            actor.lease = None  # ends with the worker
+        if actor.no_restart and actor.end_reason:  # ended while starting
+            self._release_lease(actor, failed=True)
             self._transition(actor, ActorState.DEAD, actor.end_reason)
             return
         actor.worker_conn = conn
@@ -329,14 +352,27 @@ class ActorManager:
         return max(pool, key=lambda n: n.available.amounts.get("CPU", 0))
 
     async def _node_conn(self, node: gcs_pb2.NodeInfo) -> Any:
-        conn = await self._connect(node.local_endpoint)
-        if node.local_endpoint not in self._registered_nodes:
+        """A connection to a node manager, registered as its client (one per node,
+        even when several placements ask at once)."""
+        endpoint = node.local_endpoint
+        pending = self._node_conns.get(endpoint)
+        if pending is not None:
+            conn = await asyncio.shield(pending)
+            if not conn.closed:
+                return conn
+        pending = self._node_conns[endpoint] = asyncio.get_running_loop().create_future()
+        try:
+            conn = await dial(endpoint, self.gcs.token, dispatcher=self.dispatcher, local=self.address, timeout=10.0)
             await conn.call(
                 methods.NodeManager.RegisterClient,
                 nm_pb2.RegisterClientRequest(kind=nm_pb2.CLIENT_KIND_GCS, address=self.address, pid=os.getpid()),
             )
-            self._registered_nodes.add(node.local_endpoint)
-            conn.on_close(lambda c, e=node.local_endpoint: self._registered_nodes.discard(e))
+        except BaseException as exc:
+            del self._node_conns[endpoint]
+            pending.set_exception(exc)
+            pending.exception()
+            raise
+        pending.set_result(conn)
         return conn
 
     @staticmethod
@@ -360,12 +396,17 @@ class ActorManager:
             return
         actor.worker_conn = None
         actor.lease = None  # the node manager ended it with the worker
+        self._after_death(actor, f"its worker process (pid {actor.info.pid}) died unexpectedly")
+
+    def _after_death(self, actor: _Actor, cause: str) -> None:
+        """The actor's process is gone: restart it if it may, else it is dead."""
         info = actor.info
-        if actor.no_restart or actor.end_reason:
-            self._transition(actor, ActorState.DEAD, actor.end_reason or "it was killed")
+        if actor.no_restart and actor.end_reason:
+            self._transition(actor, ActorState.DEAD, actor.end_reason)
             return
+        if actor.restart_reason:
+            cause, actor.restart_reason = actor.restart_reason, ""
         restarts_left = info.max_restarts < 0 or info.num_restarts < info.max_restarts
-        cause = f"its worker process (pid {info.pid}) died unexpectedly"
         if not restarts_left:
             tried = f" after {info.num_restarts} restart(s)" if info.num_restarts else ""
             self._transition(actor, ActorState.DEAD, f"{cause}{tried} (max_restarts={info.max_restarts})")
@@ -377,17 +418,24 @@ class ActorManager:
     def _end(self, actor: _Actor, reason: str, no_restart: bool) -> None:
         if actor.state is ActorState.DEAD:
             return
-        actor.end_reason = reason if no_restart else ""
-        actor.no_restart = no_restart
+        if no_restart:
+            if not (actor.no_restart and actor.end_reason):  # an exit_actor() reason stays
+                actor.end_reason, actor.no_restart = reason, True
+        elif not actor.no_restart:
+            actor.restart_reason = reason
         conn = actor.worker_conn
         if conn is not None and not conn.closed:
             conn.notify(methods.CoreWorker.Exit, cw_pb2.ExitRequest(reason=reason, force=True))
-        elif actor.state in (ActorState.PENDING, ActorState.RESTARTING) and no_restart:
-            actor.end_reason = reason
-            if actor.task is not None and actor.lease is None:
-                actor.task.cancel()
-                self._transition(actor, ActorState.DEAD, reason)
-            # With a lease, the constructor is running: _start ends it when it returns.
+        if actor.lease is not None:
+            # The node manager kills the worker (a constructor still running, or a
+            # process that ignores Exit): its death ends the actor or restarts it.
+            nm, lease_id = actor.lease
+            if not nm.closed:
+                nm.notify(methods.NodeManager.ReturnWorker, nm_pb2.ReturnWorkerRequest(lease_id=lease_id, worker_failed=True))
+        elif actor.state in (ActorState.PENDING, ActorState.RESTARTING) and actor.no_restart:
+            if actor.task is not None:
+                actor.task.cancel()  # still waiting for a lease
+            self._transition(actor, ActorState.DEAD, actor.end_reason)
 
     # -- owners and warnings -----------------------------------------------------------
     def _watch_owner(self, owner: common_pb2.Address) -> None:
@@ -422,6 +470,12 @@ class ActorManager:
 
 
 class _ActorFailed(Exception):
+    """The actor cannot run (its constructor raised, no worker): dead, no restart."""
+
     def __init__(self, cause: str) -> None:
         super().__init__(cause)
         self.cause = cause
+
+
+class _WorkerDied(_ActorFailed):
+    """Its process died while starting: restarted if it may be."""

@@ -403,7 +403,7 @@ class NodeManager:
             if not rs.fits(self.available, pending.placement):
                 continue
             req = pending.request
-            worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash)
+            worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
             if worker is None:
                 waiting_for_workers += 1
                 continue

@@ -121,14 +121,14 @@ class WorkerPool:
     def idle(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.state is WorkerState.IDLE and not w.retiring]
 
-    def pop_idle(self, job_id: bytes, env_hash: str) -> Worker | None:
-        """An idle worker for the job: one bound to it, else an unbound one, which
-        is bound to the job from now on."""
+    def pop_idle(self, job_id: bytes, env_hash: str, fresh: bool = False) -> Worker | None:
+        """An idle worker for the job: one bound to it (unless ``fresh`` is asked
+        for), else an unbound one, which is bound to the job from now on."""
         generic = None
         for worker in self.workers.values():
             if worker.state is not WorkerState.IDLE or worker.retiring:
                 continue
-            if worker.job_id == job_id and worker.env_hash == env_hash:
+            if not fresh and worker.job_id == job_id and worker.env_hash == env_hash:
                 return worker
             if not worker.job_id and generic is None:
                 generic = worker

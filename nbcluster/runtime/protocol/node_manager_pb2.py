@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from nbcluster.runtime.protocol import common_pb2 as nbcluster_dot_runtime_dot_protocol_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-nbcluster/runtime/protocol/node_manager.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\"~\n\x15RegisterClientRequest\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.nbcluster.ClientKind\x12#\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\"\x8a\x01\n\x13RegisterClientReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\narena_path\x18\x02 \x01(\t\x12\x12\n\narena_size\x18\x03 \x01(\x04\x12\x13\n\x0bsession_dir\x18\x04 \x01(\t\x12%\n\x05total\x18\x05 \x01(\x0b\x32\x16.nbcluster.ResourceSet\"\xc1\x01\n\x0cLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12)\n\tresources\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x0e\n\x06job_id\x18\x03 \x01(\x0c\x12\x18\n\x10runtime_env_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x33\n\x13placement_resources\x18\x06 \x01(\x0b\x32\x16.nbcluster.ResourceSet\"d\n\nLeaseReply\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\"\n\x06worker\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x10\n\x08rejected\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x13ReturnWorkerRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\x15\n\rworker_failed\x18\x02 \x01(\x08\"(\n\x12\x43\x61ncelLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\" \n\rBlockedNotice\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"Y\n\x13\x43reateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"#\n\x11\x43reateObjectReply\x12\x0e\n\x06offset\x18\x01 \x01(\x04\"\x1f\n\tObjectIds\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"\'\n\x11GetObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"B\n\x0fGetObjectsReply\x12\x0f\n\x07offsets\x18\x01 \x03(\x04\x12\r\n\x05sizes\x18\x02 \x03(\x04\x12\x0f\n\x07missing\x18\x03 \x03(\x08\"L\n\x0cStoredObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0c\n\x04pins\x18\x04 \x01(\r\"^\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\x0c\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\x12\x10\n\x08lease_id\x18\x05 \x01(\x04\".\n\x13GetNodeStatsRequest\x12\x17\n\x0finclude_objects\x18\x01 \x01(\x08\"\xa9\x03\n\x11GetNodeStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12)\n\tavailable\x18\x03 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x12\n\nstore_used\x18\x04 \x01(\x04\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x04\x12\x13\n\x0bnum_objects\x18\x06 \x01(\r\x12\x13\n\x0bnum_spilled\x18\x07 \x01(\r\x12\x15\n\rspilled_bytes\x18\x08 \x01(\x04\x12\x12\n\nnum_pinned\x18\t \x01(\r\x12\'\n\x07workers\x18\n \x03(\x0b\x32\x16.nbcluster.WorkerStats\x12\x16\n\x0epending_leases\x18\x0b \x01(\r\x12\x16\n\x0erestored_total\x18\x0c \x01(\x04\x12\x15\n\rspilled_total\x18\r \x01(\x04\x12\x16\n\x0eleases_granted\x18\x0e \x01(\x04\x12(\n\x07objects\x18\x0f \x03(\x0b\x32\x17.nbcluster.StoredObject\"%\n\x13ShutdownNodeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t*n\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_KIND_WORKER\x10\x01\x12\x16\n\x12\x43LIENT_KIND_DRIVER\x10\x02\x12\x13\n\x0f\x43LIENT_KIND_GCS\x10\x03\x32\xb4\x06\n\x0bNodeManager\x12R\n\x0eRegisterClient\x12 .nbcluster.RegisterClientRequest\x1a\x1e.nbcluster.RegisterClientReply\x12\x44\n\x12RequestWorkerLease\x12\x17.nbcluster.LeaseRequest\x1a\x15.nbcluster.LeaseReply\x12@\n\x0cReturnWorker\x12\x1e.nbcluster.ReturnWorkerRequest\x1a\x10.nbcluster.Empty\x12>\n\x0b\x43\x61ncelLease\x12\x1d.nbcluster.CancelLeaseRequest\x1a\x10.nbcluster.Empty\x12;\n\rNotifyBlocked\x12\x18.nbcluster.BlockedNotice\x1a\x10.nbcluster.Empty\x12L\n\x0c\x43reateObject\x12\x1e.nbcluster.CreateObjectRequest\x1a\x1c.nbcluster.CreateObjectReply\x12\x35\n\x0bSealObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\nGetObjects\x12\x1c.nbcluster.GetObjectsRequest\x1a\x1a.nbcluster.GetObjectsReply\x12\x38\n\x0eReleaseObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x35\n\x0b\x46reeObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12L\n\x0cGetNodeStats\x12\x1e.nbcluster.GetNodeStatsRequest\x1a\x1c.nbcluster.GetNodeStatsReply\x12@\n\x0cShutdownNode\x12\x1e.nbcluster.ShutdownNodeRequest\x1a\x10.nbcluster.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-nbcluster/runtime/protocol/node_manager.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\"~\n\x15RegisterClientRequest\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.nbcluster.ClientKind\x12#\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\"\x8a\x01\n\x13RegisterClientReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\narena_path\x18\x02 \x01(\t\x12\x12\n\narena_size\x18\x03 \x01(\x04\x12\x13\n\x0bsession_dir\x18\x04 \x01(\t\x12%\n\x05total\x18\x05 \x01(\x0b\x32\x16.nbcluster.ResourceSet\"\xd4\x01\n\x0cLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12)\n\tresources\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x0e\n\x06job_id\x18\x03 \x01(\x0c\x12\x18\n\x10runtime_env_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x33\n\x13placement_resources\x18\x06 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x11\n\tfor_actor\x18\x07 \x01(\x08\"d\n\nLeaseReply\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\"\n\x06worker\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x10\n\x08rejected\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x13ReturnWorkerRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\x15\n\rworker_failed\x18\x02 \x01(\x08\"(\n\x12\x43\x61ncelLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\" \n\rBlockedNotice\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"Y\n\x13\x43reateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"#\n\x11\x43reateObjectReply\x12\x0e\n\x06offset\x18\x01 \x01(\x04\"\x1f\n\tObjectIds\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"\'\n\x11GetObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"B\n\x0fGetObjectsReply\x12\x0f\n\x07offsets\x18\x01 \x03(\x04\x12\r\n\x05sizes\x18\x02 \x03(\x04\x12\x0f\n\x07missing\x18\x03 \x03(\x08\"L\n\x0cStoredObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0c\n\x04pins\x18\x04 \x01(\r\"^\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\x0c\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\x12\x10\n\x08lease_id\x18\x05 \x01(\x04\".\n\x13GetNodeStatsRequest\x12\x17\n\x0finclude_objects\x18\x01 \x01(\x08\"\xa9\x03\n\x11GetNodeStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12)\n\tavailable\x18\x03 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x12\n\nstore_used\x18\x04 \x01(\x04\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x04\x12\x13\n\x0bnum_objects\x18\x06 \x01(\r\x12\x13\n\x0bnum_spilled\x18\x07 \x01(\r\x12\x15\n\rspilled_bytes\x18\x08 \x01(\x04\x12\x12\n\nnum_pinned\x18\t \x01(\r\x12\'\n\x07workers\x18\n \x03(\x0b\x32\x16.nbcluster.WorkerStats\x12\x16\n\x0epending_leases\x18\x0b \x01(\r\x12\x16\n\x0erestored_total\x18\x0c \x01(\x04\x12\x15\n\rspilled_total\x18\r \x01(\x04\x12\x16\n\x0eleases_granted\x18\x0e \x01(\x04\x12(\n\x07objects\x18\x0f \x03(\x0b\x32\x17.nbcluster.StoredObject\"%\n\x13ShutdownNodeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t*n\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_KIND_WORKER\x10\x01\x12\x16\n\x12\x43LIENT_KIND_DRIVER\x10\x02\x12\x13\n\x0f\x43LIENT_KIND_GCS\x10\x03\x32\xb4\x06\n\x0bNodeManager\x12R\n\x0eRegisterClient\x12 .nbcluster.RegisterClientRequest\x1a\x1e.nbcluster.RegisterClientReply\x12\x44\n\x12RequestWorkerLease\x12\x17.nbcluster.LeaseRequest\x1a\x15.nbcluster.LeaseReply\x12@\n\x0cReturnWorker\x12\x1e.nbcluster.ReturnWorkerRequest\x1a\x10.nbcluster.Empty\x12>\n\x0b\x43\x61ncelLease\x12\x1d.nbcluster.CancelLeaseRequest\x1a\x10.nbcluster.Empty\x12;\n\rNotifyBlocked\x12\x18.nbcluster.BlockedNotice\x1a\x10.nbcluster.Empty\x12L\n\x0c\x43reateObject\x12\x1e.nbcluster.CreateObjectRequest\x1a\x1c.nbcluster.CreateObjectReply\x12\x35\n\x0bSealObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\nGetObjects\x12\x1c.nbcluster.GetObjectsRequest\x1a\x1a.nbcluster.GetObjectsReply\x12\x38\n\x0eReleaseObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x35\n\x0b\x46reeObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12L\n\x0cGetNodeStats\x12\x1e.nbcluster.GetNodeStatsRequest\x1a\x1c.nbcluster.GetNodeStatsReply\x12@\n\x0cShutdownNode\x12\x1e.nbcluster.ShutdownNodeRequest\x1a\x10.nbcluster.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nbcluster.runtime.protocol.node_manager_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIENTKIND']._serialized_start=1767
-  _globals['_CLIENTKIND']._serialized_end=1877
+  _globals['_CLIENTKIND']._serialized_start=1786
+  _globals['_CLIENTKIND']._serialized_end=1896
   _globals['_REGISTERCLIENTREQUEST']._serialized_start=101
   _globals['_REGISTERCLIENTREQUEST']._serialized_end=227
   _globals['_REGISTERCLIENTREPLY']._serialized_start=230
   _globals['_REGISTERCLIENTREPLY']._serialized_end=368
   _globals['_LEASEREQUEST']._serialized_start=371
-  _globals['_LEASEREQUEST']._serialized_end=564
-  _globals['_LEASEREPLY']._serialized_start=566
-  _globals['_LEASEREPLY']._serialized_end=666
-  _globals['_RETURNWORKERREQUEST']._serialized_start=668
-  _globals['_RETURNWORKERREQUEST']._serialized_end=730
-  _globals['_CANCELLEASEREQUEST']._serialized_start=732
-  _globals['_CANCELLEASEREQUEST']._serialized_end=772
-  _globals['_BLOCKEDNOTICE']._serialized_start=774
-  _globals['_BLOCKEDNOTICE']._serialized_end=806
-  _globals['_CREATEOBJECTREQUEST']._serialized_start=808
-  _globals['_CREATEOBJECTREQUEST']._serialized_end=897
-  _globals['_CREATEOBJECTREPLY']._serialized_start=899
-  _globals['_CREATEOBJECTREPLY']._serialized_end=934
-  _globals['_OBJECTIDS']._serialized_start=936
-  _globals['_OBJECTIDS']._serialized_end=967
-  _globals['_GETOBJECTSREQUEST']._serialized_start=969
-  _globals['_GETOBJECTSREQUEST']._serialized_end=1008
-  _globals['_GETOBJECTSREPLY']._serialized_start=1010
-  _globals['_GETOBJECTSREPLY']._serialized_end=1076
-  _globals['_STOREDOBJECT']._serialized_start=1078
-  _globals['_STOREDOBJECT']._serialized_end=1154
-  _globals['_WORKERSTATS']._serialized_start=1156
-  _globals['_WORKERSTATS']._serialized_end=1250
-  _globals['_GETNODESTATSREQUEST']._serialized_start=1252
-  _globals['_GETNODESTATSREQUEST']._serialized_end=1298
-  _globals['_GETNODESTATSREPLY']._serialized_start=1301
-  _globals['_GETNODESTATSREPLY']._serialized_end=1726
-  _globals['_SHUTDOWNNODEREQUEST']._serialized_start=1728
-  _globals['_SHUTDOWNNODEREQUEST']._serialized_end=1765
-  _globals['_NODEMANAGER']._serialized_start=1880
-  _globals['_NODEMANAGER']._serialized_end=2700
+  _globals['_LEASEREQUEST']._serialized_end=583
+  _globals['_LEASEREPLY']._serialized_start=585
+  _globals['_LEASEREPLY']._serialized_end=685
+  _globals['_RETURNWORKERREQUEST']._serialized_start=687
+  _globals['_RETURNWORKERREQUEST']._serialized_end=749
+  _globals['_CANCELLEASEREQUEST']._serialized_start=751
+  _globals['_CANCELLEASEREQUEST']._serialized_end=791
+  _globals['_BLOCKEDNOTICE']._serialized_start=793
+  _globals['_BLOCKEDNOTICE']._serialized_end=825
+  _globals['_CREATEOBJECTREQUEST']._serialized_start=827
+  _globals['_CREATEOBJECTREQUEST']._serialized_end=916
+  _globals['_CREATEOBJECTREPLY']._serialized_start=918
+  _globals['_CREATEOBJECTREPLY']._serialized_end=953
+  _globals['_OBJECTIDS']._serialized_start=955
+  _globals['_OBJECTIDS']._serialized_end=986
+  _globals['_GETOBJECTSREQUEST']._serialized_start=988
+  _globals['_GETOBJECTSREQUEST']._serialized_end=1027
+  _globals['_GETOBJECTSREPLY']._serialized_start=1029
+  _globals['_GETOBJECTSREPLY']._serialized_end=1095
+  _globals['_STOREDOBJECT']._serialized_start=1097
+  _globals['_STOREDOBJECT']._serialized_end=1173
+  _globals['_WORKERSTATS']._serialized_start=1175
+  _globals['_WORKERSTATS']._serialized_end=1269
+  _globals['_GETNODESTATSREQUEST']._serialized_start=1271
+  _globals['_GETNODESTATSREQUEST']._serialized_end=1317
+  _globals['_GETNODESTATSREPLY']._serialized_start=1320
+  _globals['_GETNODESTATSREPLY']._serialized_end=1745
+  _globals['_SHUTDOWNNODEREQUEST']._serialized_start=1747
+  _globals['_SHUTDOWNNODEREQUEST']._serialized_end=1784
+  _globals['_NODEMANAGER']._serialized_start=1899
+  _globals['_NODEMANAGER']._serialized_end=2719
 # @@protoc_insertion_point(module_scope)

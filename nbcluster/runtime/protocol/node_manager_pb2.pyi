@@ -46,20 +46,22 @@ class RegisterClientReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources")
+    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    FOR_ACTOR_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     resources: _common_pb2.ResourceSet
     job_id: bytes
     runtime_env_hash: str
     description: str
     placement_resources: _common_pb2.ResourceSet
-    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+    for_actor: bool
+    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
     __slots__ = ("lease_id", "worker", "rejected", "reason")

@@ -14,6 +14,7 @@ __all__ = [
     "TaskError",
     "WorkerCrashedError",
     "TaskCancelledError",
+    "TaskUnschedulableError",
     "GetTimeoutError",
     "ObjectLostError",
     "OwnerDiedError",
@@ -143,6 +144,10 @@ class TaskCancelledError(NbclusterError):
 
     def __reduce__(self) -> Any:
         return (TaskCancelledError, (self.task_id, str(self)))
+
+
+class TaskUnschedulableError(NbclusterError):
+    """No node can run the task as asked (e.g. its node affinity names a dead node)."""
 
 
 class GetTimeoutError(NbclusterError, TimeoutError):

@@ -150,48 +150,67 @@ def init(
                 raise
             _cluster = cluster
         else:
-            session, token, gcs_endpoint = _find_cluster(address)
-            _connect(session, token, gcs_endpoint, None, None, config, namespace, env, log_to_driver)
+            session, token, gcs_address, node_endpoint = _find_cluster(address)
+            _connect(session, token, gcs_address, node_endpoint, None, config, namespace, env, log_to_driver)
         atexit.register(shutdown)
         return _info()
 
 
-def _find_cluster(address: str) -> tuple[Session, str, str]:
+def _session_node(session: Session) -> tuple[str, str | None] | None:
+    """(GCS address, node endpoint or None) of a live session on this machine."""
+    import psutil
+
+    try:
+        info = session.read_address()
+    except (OSError, ValueError):
+        return None
+    if info.get("role") == "worker":
+        if not psutil.pid_exists(info.get("node_pid", -1)):
+            return None
+        return info["gcs_address"], info["node_endpoint"]
+    if not psutil.pid_exists(info.get("head_pid", -1)):
+        return None
+    return info["local_endpoint"], None
+
+
+def _find_cluster(address: str) -> tuple[Session, str, str, str | None]:
+    """The session of this machine's node of the cluster at ``address`` ("auto": the
+    newest), with the token, how to reach the GCS, and the node's endpoint (None:
+    look it up in the GCS)."""
+    from nbcluster.runtime.session import temp_root
+
     if address == "auto":
         session = latest_session()
         if session is None or not session.address_file.exists():
-            from nbcluster.runtime.session import temp_root
-
             raise ClusterConnectionError(
                 f"No running nbcluster cluster found on this machine (looked at {temp_root()}/session_latest). "
                 "Start one with nbcluster.init() in another process (or `nbcluster start --head`), "
                 "or pass its address."
             )
-        info = session.read_address()
-        import psutil
-
-        if not psutil.pid_exists(info.get("head_pid", -1)):
-            raise ClusterConnectionError(
-                f"The cluster of {session.dir} is not running (its head, pid {info.get('head_pid')}, has exited)."
-            )
-        token = os.environ.get(TOKEN_ENV) or session.read_token()
-        return session, token, info["local_endpoint"]
+        found = _session_node(session)
+        if found is None:
+            raise ClusterConnectionError(f"The cluster of {session.dir} is not running any more.")
+        return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
     if ":" not in address:
         raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
-    token = os.environ.get(TOKEN_ENV, "")
-    session = latest_session()
-    if session is not None and session.address_file.exists():
+    for path in sorted(temp_root().glob("session_*"), reverse=True):
+        if path.is_symlink():
+            continue  # session_latest
+        session = Session(path)
+        found = _session_node(session) if session.address_file.exists() else None
+        if found is None:
+            continue
         info = session.read_address()
         if info.get("gcs_address") == address:
-            return session, token or session.read_token(), info["local_endpoint"]
-    if not token:
+            return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
+    if not os.environ.get(TOKEN_ENV):
         raise AuthenticationError(
             f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
             "(the `token` file in the cluster's session directory)."
         )
     raise ClusterConnectionError(
-        f"{address} is not a cluster started on this machine; drivers on machines without a "
-        "node of the cluster are not supported yet."
+        f"No node of the cluster at {address} runs on this machine; start one with "
+        f"`nbcluster start --address {address}` and connect from here again."
     )
 
 
@@ -228,6 +247,12 @@ def _connect(
         except ConnectionLost as exc:
             raise ClusterConnectionError(f"cannot reach the cluster's head at {gcs_endpoint}: {exc}") from None
         holder["gcs"] = gcs
+        if node_endpoint is not None and node_id is None:  # a worker node's session
+            info = session.read_address()
+            core.node_id = bytes.fromhex(info["node_id"])
+            core.address.node_id = core.node_id
+            core.address_bytes = core.address.SerializeToString()
+            core.refs.self_address = core.address_bytes
         if node_endpoint is None:
             nodes = (await gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())).nodes
             local = [n for n in nodes if n.state == gcs_pb2.NODE_STATE_ALIVE and n.local_endpoint and n.session_dir == str(session.dir)]

@@ -46,6 +46,10 @@ class RuntimeConfig:
     object_store_full_timeout_s: float = 10.0
     #: How long processes wait for each other while starting.
     startup_timeout_s: float = 30.0
+    #: A worker node's node manager retries an unreachable head this long, then exits.
+    gcs_reconnect_timeout_s: float = 60.0
+    #: Bytes per message when a node pulls an object from another.
+    object_chunk_bytes: int = 4 * 1024 * 1024
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

@@ -51,6 +51,52 @@ class LocalCluster:
         return all(p.poll() is None for p in self.procs)
 
 
+@dataclass(frozen=True)
+class NodeSpec:
+    """What one node offers."""
+
+    num_cpus: float
+    num_gpus: float = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    object_store_memory: int | None = None
+    #: The address other machines reach this node at.
+    node_ip: str = "127.0.0.1"
+    #: Serve other machines (gRPC, relay) on this port (0: any); None: this machine only.
+    grpc_port: int | None = None
+
+
+def _node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpec, head: bool) -> list[str]:
+    args = [
+        "--session-dir", str(session.dir),
+        "--node-id", node_id.hex(),
+        "--gcs-address", gcs_address,
+        "--num-cpus", str(spec.num_cpus),
+        "--num-gpus", str(spec.num_gpus),
+        "--node-ip", spec.node_ip,
+    ]
+    if head:
+        args.append("--head")
+    if spec.resources:
+        args += ["--resources", json.dumps(spec.resources)]
+    if spec.object_store_memory:
+        args += ["--object-store-memory", str(int(spec.object_store_memory))]
+    if spec.grpc_port is not None:
+        args += ["--grpc-port", str(spec.grpc_port)]
+    return args
+
+
+def _lifeline(embedded: bool) -> tuple[int | None, int | None]:
+    if not embedded:
+        return None, None
+    read, write = os.pipe()
+    os.set_inheritable(read, True)
+    return read, write
+
+
+def _keep_session() -> bool:
+    return os.environ.get(KEEP_SESSION_ENV, "") not in ("", "0")
+
+
 def start_local_cluster(
     *,
     num_cpus: float,
@@ -61,37 +107,23 @@ def start_local_cluster(
     embedded: bool = True,
     head_port: int = 0,
     host: str = "127.0.0.1",
+    node_port: int | None = None,
 ) -> LocalCluster:
-    """Start a GCS and a head node manager; return without waiting for them."""
+    """Start a GCS and a head node manager; return without waiting for them.
+    ``node_port``: let other machines reach the node (a cluster of several nodes)."""
     config = config or RuntimeConfig.load()
     session, token = new_session()
     node_id = ids.random_id()
     gcs_endpoint = session.endpoint("gcs")
     env = {TOKEN_ENV: token, "NBCLUSTER_CONFIG": config.to_env()}
-    lifeline_r = lifeline_w = None
-    if embedded:
-        lifeline_r, lifeline_w = os.pipe()
-        os.set_inheritable(lifeline_r, True)
+    lifeline_r, lifeline_w = _lifeline(embedded)
     life = ["--lifeline-fd", str(lifeline_r)] if lifeline_r is not None else []
     fds = (lifeline_r,) if lifeline_r is not None else ()
     head_args = ["--session-dir", str(session.dir), "--host", host, "--port", str(head_port), *life]
-    keep = os.environ.get(KEEP_SESSION_ENV, "") not in ("", "0")
-    if embedded and not keep:
+    if embedded and not _keep_session():
         head_args.append("--remove-session-on-exit")
-    node_args = [
-        "--session-dir", str(session.dir),
-        "--node-id", node_id.hex(),
-        "--gcs-address", gcs_endpoint,
-        "--num-cpus", str(num_cpus),
-        "--num-gpus", str(num_gpus),
-        "--node-ip", host,
-        "--head",
-        *life,
-    ]
-    if resources:
-        node_args += ["--resources", json.dumps(resources)]
-    if object_store_memory:
-        node_args += ["--object-store-memory", str(int(object_store_memory))]
+    spec = NodeSpec(num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port)
+    node_args = [*_node_args(session, node_id, gcs_endpoint, spec, head=True), *life]
     procs = []
     try:
         procs.append(
@@ -125,6 +157,67 @@ def start_local_cluster(
         gcs_endpoint=gcs_endpoint,
         node_endpoint=session.endpoint(f"node-{node_id.hex()[:12]}"),
         procs=procs,
+        lifeline=lifeline_w,
+        embedded=embedded,
+    )
+
+
+def start_worker_node(
+    *,
+    gcs_address: str,
+    token: str,
+    spec: NodeSpec,
+    config: RuntimeConfig | None = None,
+    embedded: bool = True,
+    link_latest: bool = True,
+) -> LocalCluster:
+    """Start a node manager that joins the cluster whose GCS is at ``gcs_address``,
+    in a session directory of its own; return without waiting for it."""
+    config = config or RuntimeConfig.load()
+    session, _ = new_session(token=token, link_latest=link_latest)
+    node_id = ids.random_id()
+    env = {TOKEN_ENV: token, "NBCLUSTER_CONFIG": config.to_env()}
+    lifeline_r, lifeline_w = _lifeline(embedded)
+    args = _node_args(session, node_id, gcs_address, spec, head=False)
+    if lifeline_r is not None:
+        args += ["--lifeline-fd", str(lifeline_r)]
+    if embedded and not _keep_session():
+        args.append("--remove-session-on-exit")
+    try:
+        proc = spawn_python(
+            "nbcluster.runtime.node",
+            args,
+            log_dir=session.logs,
+            log_name=f"node-{node_id.hex()[:12]}",
+            env=env,
+            pass_fds=(lifeline_r,) if lifeline_r is not None else (),
+        )
+    except BaseException:
+        if lifeline_w is not None:
+            os.close(lifeline_w)
+        remove_session(session)
+        raise
+    finally:
+        if lifeline_r is not None:
+            os.close(lifeline_r)
+    node_endpoint = session.endpoint(f"node-{node_id.hex()[:12]}")
+    session.write_address(
+        {
+            "role": "worker",
+            "gcs_address": gcs_address,
+            "node_endpoint": node_endpoint,
+            "node_id": node_id.hex(),
+            "node_pid": proc.pid,
+            "session_dir": str(session.dir),
+        }
+    )
+    return LocalCluster(
+        session=session,
+        token=token,
+        node_id=node_id,
+        gcs_endpoint=gcs_address,
+        node_endpoint=node_endpoint,
+        procs=[proc],
         lifeline=lifeline_w,
         embedded=embedded,
     )

@@ -79,8 +79,9 @@ class Session:
         os.replace(tmp, self.address_file)
 
 
-def new_session(token: str | None = None) -> tuple[Session, str]:
-    """Create a session directory with a fresh token; point session_latest at it."""
+def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Session, str]:
+    """Create a session directory with a (fresh) token; point session_latest at it
+    unless ``link_latest`` is False (a second node started on the same machine)."""
     root = temp_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -94,6 +95,8 @@ def new_session(token: str | None = None) -> tuple[Session, str]:
     fd = os.open(session.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
+    if not link_latest:
+        return session, token
     link = root / "session_latest"
     tmp_link = root / f".session_latest.{os.getpid()}"
     try:

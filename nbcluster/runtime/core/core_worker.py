@@ -41,7 +41,7 @@ from nbcluster.runtime.protocol import (
     node_manager_pb2 as nm_pb2,
 )
 from nbcluster.runtime.session import Session
-from nbcluster.runtime.transport import dial, framed, methods
+from nbcluster.runtime.transport import dial, framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger(__name__)
@@ -69,9 +69,14 @@ class CoreWorker:
         worker_id: bytes,
         config: RuntimeConfig,
         gcs_address: str = "",
+        relay_endpoint: str = "",
     ) -> None:
         self.mode = mode
         self.gcs_address = gcs_address
+        #: This machine's node manager relay socket, to reach other nodes ("": none).
+        self.relay_endpoint = relay_endpoint
+        self._nodes: dict[bytes, Any] = {}
+        self.dead_nodes: set[bytes] = set()
         self.session = Session(Path(session_dir))
         self.config = config
         self.token = token
@@ -108,7 +113,8 @@ class CoreWorker:
         self._wake_scheduled = False
         self._releases: collections.deque[bytes] = collections.deque()
         self._seals: collections.deque[bytes] = collections.deque()
-        self._frees: collections.deque[bytes] = collections.deque()
+        #: (node id, object id) of stored objects to free (from any thread).
+        self._frees: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._warned: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
@@ -159,6 +165,7 @@ class CoreWorker:
             nm_pb2.RegisterClientRequest(kind=kind, address=self.address, pid=self.pid, job_id=self.job_id),
         )
         self.arena = shm.Arena(reply.arena_path, reply.arena_size)
+        self.relay_endpoint = reply.relay_endpoint or self.relay_endpoint
         self.nm.on_close(self._on_node_lost)
 
     async def gcs_connection(self) -> Any:
@@ -261,15 +268,14 @@ class CoreWorker:
         pending = self._connecting.get(endpoint)
         if pending is not None:
             return await asyncio.shield(pending)
-        if address.node_id and address.node_id != self.node_id:
-            raise ConnectionLost(
-                f"process {ids.short(address.worker_id)} is on another node; reaching it needs the "
-                "multi-node transport"
-            )
         fut = self.loop.create_future()
         self._connecting[endpoint] = fut
         try:
-            conn = await dial(endpoint, self.token, dispatcher=self.dispatcher, local=self.address, timeout=5.0)
+            route = await self._route(address)
+            conn = await dial(
+                route, self.token, dispatcher=self.dispatcher, local=self.address, timeout=10.0,
+                relay=self.relay_endpoint or None,
+            )
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()
@@ -280,6 +286,60 @@ class CoreWorker:
         conn.on_close(self._on_conn_closed)
         fut.set_result(conn)
         return conn
+
+    async def _route(self, address: common_pb2.Address) -> str:
+        """Where to dial a process: its socket here, else through its node's relay."""
+        if not address.node_id or address.node_id == self.node_id:
+            return address.endpoint
+        node = await self.node_info(address.node_id)
+        if node is None or not node.address:
+            raise ConnectionLost(f"node {ids.short(address.node_id)} is not alive")
+        return relay.route(node.address, address.endpoint)
+
+    async def node_info(self, node_id: bytes) -> Any:
+        """A node of the cluster (None when it is not alive), from the local node
+        manager's view of the cluster."""
+        if node_id in self.dead_nodes:
+            return None
+        node = self._nodes.get(node_id)
+        if node is None and self.nm is not None and not self.nm.closed:
+            reply = await self.nm.call(methods.NodeManager.GetClusterView, nm_pb2.GetClusterViewRequest())
+            self._nodes = {n.node_id: n for n in reply.nodes}
+            node = self._nodes.get(node_id)
+        return node
+
+    async def node_client(self, node_id: bytes) -> framed.Connection:
+        """A connection to another node's node manager, as its (remote) client."""
+        node = await self.node_info(node_id)
+        if node is None:
+            raise ConnectionLost(f"node {ids.short(node_id)} is not alive")
+        conn = await self.connect_to(common_pb2.Address(node_id=node_id, endpoint=node.local_endpoint))
+        registered = conn.state.get("registered")
+        if registered is None:
+            registered = conn.state["registered"] = asyncio.ensure_future(
+                conn.call(
+                    methods.NodeManager.RegisterClient,
+                    nm_pb2.RegisterClientRequest(
+                        kind=nm_pb2.CLIENT_KIND_REMOTE, address=self.address, pid=self.pid, job_id=self.job_id
+                    ),
+                )
+            )
+        await asyncio.shield(registered)
+        return conn
+
+    def NodeDied(self, request: cw_pb2.NodeDiedNotice, conn: Any) -> common_pb2.Empty:
+        """A node is gone: whatever this process had going there is lost with it."""
+        node_id = request.node_id
+        if node_id in self.dead_nodes:
+            return common_pb2.Empty()
+        logger.warning("node=%s died: %s", node_id.hex(), request.reason)
+        self.dead_nodes.add(node_id)
+        self._nodes.pop(node_id, None)
+        for c in list(self._conns.values()):
+            if c.peer is not None and c.peer.node_id == node_id:
+                c.close()  # its tasks are retried, its actors followed, its borrows dropped
+        self.objects_lost_with(node_id)
+        return common_pb2.Empty()
 
     # -- wake-ups: releases, pins, seals, new tasks ---------------------------------
     def _wake(self) -> None:
@@ -311,7 +371,7 @@ class CoreWorker:
                 self.actor_submitter.handle_freed(oid)
             payload = entry.payload
             if payload is not None and payload.HasField("node_id"):
-                self._frees.append(oid)
+                self._frees.append((payload.node_id, oid))
             if entry.contained:
                 for contained in entry.contained:
                     self.refs.release(contained)
@@ -329,12 +389,33 @@ class CoreWorker:
         for queue, method in (
             (self._seals, methods.NodeManager.SealObjects),
             (self._releases, methods.NodeManager.ReleaseObjects),
-            (self._frees, methods.NodeManager.FreeObjects),
         ):
             if queue:
                 # popleft, not copy-and-clear: other threads append concurrently.
                 ids_ = [queue.popleft() for _ in range(len(queue))]
                 nm.notify(method, nm_pb2.ObjectIds(object_ids=ids_))
+        if self._frees:
+            by_node: dict[bytes, list[bytes]] = {}
+            for _ in range(len(self._frees)):
+                node_id, oid = self._frees.popleft()
+                by_node.setdefault(node_id, []).append(oid)
+            for node_id, oids in by_node.items():
+                request = nm_pb2.ObjectIds(object_ids=oids)
+                if node_id == self.node_id:
+                    nm.notify(methods.NodeManager.FreeObjects, request)
+                elif node_id not in self.dead_nodes:
+                    self.spawn(self._notify_node(node_id, methods.NodeManager.FreeObjects, request))
+
+    async def _notify_node(self, node_id: bytes, method: Any, request: Any) -> None:
+        """A one-way message to another node's node manager."""
+        try:
+            node = await self.node_info(node_id)
+            if node is None:
+                return
+            conn = await self.connect_to(common_pb2.Address(node_id=node_id, endpoint=node.local_endpoint))
+            conn.notify(method, request)
+        except (ConnectionLost, RemoteError) as exc:
+            logger.debug("node=%s unreachable: %s", node_id.hex(), exc)
 
     def UpdateBorrowers(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> common_pb2.Empty:
         self.borrowing.on_update(request, conn)
@@ -390,8 +471,9 @@ class CoreWorker:
 
     def read_many(self, payloads: Sequence[common_pb2.ObjectPayload]) -> list[Any]:
         """Values of payloads, in order; raises the first error one holds. Objects in
-        the arena are pinned with one request for all of them."""
-        shared = [p.object_id for p in payloads if not p.HasField("data")]
+        shared memory are pinned with one request for all of them (pulled first from
+        the nodes that hold them, when those are other nodes)."""
+        shared = [p for p in payloads if not p.HasField("data")]
         views = self._pin_views(shared) if shared else {}
         values = []
         for payload in payloads:
@@ -406,36 +488,92 @@ class CoreWorker:
             values.append(value)
         return values
 
-    def _pin_views(self, oids: list[bytes]) -> dict[bytes, memoryview]:
-        """Pin objects in this node's arena (restoring spilled ones) and map them."""
+    def _pin_views(self, payloads: Sequence[common_pb2.ObjectPayload]) -> dict[bytes, memoryview]:
+        """Pin objects in this node's arena (restoring spilled ones, pulling remote
+        ones) and map them."""
         assert self.arena is not None
-        entries = self.refs.entries
-        for oid in oids:
-            entry = entries.get(oid)
-            payload = entry.payload if entry is not None else None
-            if payload is not None and payload.node_id and payload.node_id != self.node_id:
-                raise ObjectLostError(
-                    oid.hex(),
-                    f"Object {oid.hex()} is on node {ids.short(payload.node_id)}; "
-                    "reading objects across nodes needs the multi-node transport.",
-                )
-        reply = self.run_sync(self._get_objects(oids))
+        oids = [p.object_id for p in payloads]
+        for payload in payloads:
+            if payload.node_id in self.dead_nodes:
+                raise self._lost_error(payload.object_id, payload.node_id)
+        hints = [p.node_id if p.node_id != self.node_id else b"" for p in payloads]
+        reply = self.run_sync(self._get_objects(oids, hints))
         views = {}
         lost = []
-        for oid, offset, size, missing in zip(oids, reply.offsets, reply.sizes, reply.missing):
+        for payload, offset, size, missing in zip(payloads, reply.offsets, reply.sizes, reply.missing):
+            oid = payload.object_id
             if missing:
-                lost.append(oid)
-            else:  # every pinned object gets a view, so its pin is released with it
-                views[oid] = self.arena.view(offset, size, lambda oid=oid: self._unpin(oid))
+                lost.append(payload)
+                continue
+            # every pinned object gets a view, so its pin is released with it
+            views[oid] = self.arena.view(offset, size, lambda oid=oid: self._unpin(oid))
+            if payload.node_id and payload.node_id != self.node_id:
+                self.call_soon(self._copied_here, oid)
         if lost:
-            raise ObjectLostError(lost[0].hex(), f"Object {lost[0].hex()} is no longer in the object store.")
+            raise self._lost_error(lost[0].object_id, lost[0].node_id)
         return views
+
+    def _lost_error(self, oid: bytes, node_id: bytes) -> ObjectLostError:
+        if node_id and node_id != self.node_id:
+            where = f"node {node_id.hex()}, which is dead" if node_id in self.dead_nodes else f"node {node_id.hex()}"
+            return ObjectLostError(
+                oid.hex(), f"Object {oid.hex()} is lost: its only copy was on {where}, and it cannot be rebuilt."
+            )
+        return ObjectLostError(oid.hex(), f"Object {oid.hex()} is no longer in the object store.")
+
+    def _copied_here(self, oid: bytes) -> None:
+        """Tell the object's owner this node now has a copy too."""
+        entry = self.refs.get(oid)
+        if entry is None:
+            return
+        if entry.owned:
+            entry.add_location(self.node_id)
+            return
+        request = cw_pb2.ObjectLocationsRequest(object_id=oid, node_id=self.node_id)
+
+        async def tell() -> None:
+            try:
+                conn = await self.connect_to(self.parse_address(entry.owner))
+                conn.notify(methods.CoreWorker.AddObjectLocation, request)
+            except (ConnectionLost, RemoteError):
+                pass
+
+        self.spawn(tell())
+
+    def AddObjectLocation(self, request: cw_pb2.ObjectLocationsRequest, conn: Any) -> common_pb2.Empty:
+        entry = self.refs.get(request.object_id)
+        if entry is not None and entry.owned:
+            entry.add_location(request.node_id)
+        return common_pb2.Empty()
+
+    def objects_lost_with(self, node_id: bytes) -> None:
+        """Owned objects stored on a dead node: served from a copy if one exists
+        elsewhere, else rebuilt by the task that made them, else lost."""
+        lost = []
+        with self.refs.lock:
+            entries = list(self.refs.entries.items())
+        for oid, entry in entries:
+            payload = entry.payload
+            if not entry.owned or payload is None or payload.node_id != node_id:
+                continue
+            copies = [n for n in (entry.locations or ()) if n != node_id and n not in self.dead_nodes]
+            if copies:
+                moved = common_pb2.ObjectPayload()
+                moved.CopyFrom(payload)
+                moved.node_id = copies[0]
+                entry.payload = moved
+            elif not self.submitter.reconstruct(oid, entry):
+                lost.append(oid)
+        for oid in lost:
+            self.refs.set_payload(oid, error_payload(oid, self._lost_error(oid, node_id)))
+        if lost:
+            self.refs.notify_ready()
 
     def free_stored(self, oids: list[bytes]) -> None:
         """Free objects this process stored for someone else that will never learn
         of them (a task that failed after storing some of its returns)."""
         if oids:
-            self._frees.extend(oids)
+            self._frees.extend((self.node_id, oid) for oid in oids)
             self._wake()
 
     def _unpin(self, oid: bytes) -> None:
@@ -443,11 +581,13 @@ class CoreWorker:
             self._releases.append(oid)
             self._wake()
 
-    async def _get_objects(self, oids: list[bytes]) -> nm_pb2.GetObjectsReply:
+    async def _get_objects(self, oids: list[bytes], hints: list[bytes]) -> nm_pb2.GetObjectsReply:
         assert self.nm is not None
         self._flush_object_notices()
         try:
-            return await self.nm.call(methods.NodeManager.GetObjects, nm_pb2.GetObjectsRequest(object_ids=oids))
+            return await self.nm.call(
+                methods.NodeManager.GetObjects, nm_pb2.GetObjectsRequest(object_ids=oids, node_hints=hints)
+            )
         except RemoteError as exc:
             if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
                 raise ObjectStoreFullError(exc.message) from None

@@ -396,6 +396,7 @@ class Executor:
             duration=duration,
             pid=os.getpid(),
             error_message=error,
+            attempt=spec.attempt,
         )
         self.core.call_soon(self._send_result, result, conn, contained, spec.caller)
 

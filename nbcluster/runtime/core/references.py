@@ -38,6 +38,7 @@ class Entry:
         "callbacks",
         "task",
         "fetching",
+        "locations",
     )
 
     def __init__(self, owned: bool, owner: bytes = b"") -> None:
@@ -51,6 +52,12 @@ class Entry:
         self.callbacks: list[Callable[[bytes, common_pb2.ObjectPayload], None]] | None = None
         self.task: Any = None
         self.fetching = False
+        self.locations: set[bytes] | None = None  # nodes with a copy besides the first
+
+    def add_location(self, node_id: bytes) -> None:
+        if self.locations is None:
+            self.locations = set()
+        self.locations.add(node_id)
 
     @property
     def freeable(self) -> bool:

@@ -15,9 +15,14 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, WorkerCrashedError
+from nbcluster.exceptions import (
+    NbclusterSystemError,
+    TaskCancelledError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
 from nbcluster.runtime.core.object_ref import ObjectRef
-from nbcluster.runtime.core.tasks import FunctionInfo, SubmitterBase, Task, TaskOptions, fill_spec
+from nbcluster.runtime.core.tasks import FunctionInfo, Placement, SubmitterBase, Task, TaskOptions, fill_spec
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
@@ -25,6 +30,7 @@ from nbcluster.runtime.protocol import (
 )
 from nbcluster.runtime.states import TaskState
 from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 if TYPE_CHECKING:
     from nbcluster.runtime.core.core_worker import CoreWorker
@@ -37,24 +43,35 @@ _CANCELLED = cw_pb2.TASK_STATUS_CANCELLED
 
 
 class ShapeQueue:
-    """Tasks waiting for a worker of one resource shape, and the workers leased for it."""
+    """Tasks waiting for a worker of one resource shape (and placement), and the
+    workers leased for it."""
 
-    def __init__(self, key: tuple, resources: dict[str, float]) -> None:
+    def __init__(self, key: tuple, resources: dict[str, float], placement: Placement | None, home: bytes) -> None:
         self.key = key
         self.resources = resources
+        self.placement = placement
+        #: The node holding most of these tasks' large arguments ("" : here).
+        self.home = home
         self.queue: collections.deque[Task] = collections.deque()
         self.workers: list[LeasedWorker] = []
-        self.requests: dict[int, Any] = {}
+        #: Lease requests out: id -> (node manager connection, reply future), or None
+        #: while a connection to another node's node manager is being opened.
+        self.requests: dict[int, tuple[Any, Any] | None] = {}
         self.description = ""
+
+    @property
+    def spread(self) -> bool:
+        return self.placement is not None and self.placement.strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD
 
 
 class LeasedWorker:
-    __slots__ = ("lease_id", "address", "conn", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns")
+    __slots__ = ("lease_id", "address", "conn", "nm", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns")
 
-    def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, shape: ShapeQueue) -> None:
+    def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, nm: Any, shape: ShapeQueue) -> None:
         self.lease_id = reply.lease_id
         self.address = reply.worker
         self.conn = conn
+        self.nm = nm  # the node manager that granted the lease
         self.shape = shape
         self.inflight: dict[bytes, Task] = {}
         self.slow = 0
@@ -107,10 +124,12 @@ class TaskSubmitter(SubmitterBase):
 
     def _enqueue(self, task: Task, dispatch: bool = True) -> ShapeQueue:
         resources = task.options.resources
-        key = tuple(sorted(resources.items()))
+        placement = task.options.placement
+        home = self._home(task) if placement is None else b""
+        key = (tuple(sorted(resources.items())), placement.key if placement else None, home)
         shape = self._shapes.get(key)
         if shape is None:
-            shape = self._shapes[key] = ShapeQueue(key, resources)
+            shape = self._shapes[key] = ShapeQueue(key, resources, placement, home)
         shape.description = f"Task {task.fn.name}"
         task.shape = shape
         task.machine.transition(TaskState.QUEUED)
@@ -123,9 +142,22 @@ class TaskSubmitter(SubmitterBase):
     def _fast(self, fn: FunctionInfo) -> bool:
         return self._durations.get(fn.function_id, math.inf) < self.config.pipeline_below_s
 
+    def _home(self, task: Task) -> bytes:
+        """Locality: the other node holding most bytes of the task's stored
+        arguments (b"" when that is this node, or they are inline)."""
+        weight: dict[bytes, int] = {}
+        for payload in (task.args, *task.resolved):
+            if payload is not None and payload.node_id:
+                weight[payload.node_id] = weight.get(payload.node_id, 0) + payload.size
+        if not weight:
+            return b""
+        node = max(weight, key=weight.__getitem__)
+        return b"" if node == self.core.node_id or node in self.core.dead_nodes else node
+
     def _dispatch(self, shape: ShapeQueue) -> None:
         queue = shape.queue
-        limit = self.config.max_tasks_in_flight_per_worker
+        # SPREAD: one task per lease, so tasks go to as many leases (nodes) as possible.
+        limit = 1 if shape.spread else self.config.max_tasks_in_flight_per_worker
         for lw in shape.workers:
             if not queue:
                 break
@@ -150,11 +182,12 @@ class TaskSubmitter(SubmitterBase):
                 self._push(lw, batch)
         wanted = min(len(queue), self.config.max_pending_lease_requests)
         while len(shape.requests) < wanted:
-            self._request_lease(shape)
+            self._request_lease(shape, shape.home)
         if not queue and shape.requests:
             self._cancel_requests(shape)
 
-    def _request_lease(self, shape: ShapeQueue) -> None:
+    def _request_lease(self, shape: ShapeQueue, node_id: bytes = b"", no_spill: bool = False) -> None:
+        """Ask a node manager for a worker: this node's, or ``node_id``'s."""
         core = self.core
         self._next_request += 1
         request_id = self._next_request
@@ -164,17 +197,46 @@ class TaskSubmitter(SubmitterBase):
             job_id=core.job_id,
             runtime_env_hash=core.job_config.runtime_env_hash if core.job_config else "",
             description=shape.description,
+            no_spill=no_spill,
         )
-        fut = core.nm.call_future(methods.NodeManager.RequestWorkerLease, request)
-        shape.requests[request_id] = fut
-        fut.add_done_callback(lambda f: self._on_lease(shape, request_id, f))
+        placement = shape.placement
+        if placement is not None:
+            request.strategy = placement.strategy
+            request.affinity_node_id = placement.node_id
+            request.affinity_soft = placement.soft
+        if not node_id or node_id == core.node_id:
+            self._send_request(shape, request, core.nm)
+            return
+        shape.requests[request_id] = None
+        core.spawn(self._request_remote(shape, request, node_id))
+
+    async def _request_remote(self, shape: ShapeQueue, request: nm_pb2.LeaseRequest, node_id: bytes) -> None:
+        try:
+            nm = await self.core.node_client(node_id)
+        except (ConnectionLost, RemoteError) as exc:
+            logger.info("node=%s unreachable for a lease (%s): asking here", node_id.hex(), exc)
+            shape.requests.pop(request.request_id, None)
+            if shape.home == node_id:
+                shape.home = b""
+            self._dispatch(shape)
+            return
+        if request.request_id in shape.requests:  # not cancelled meanwhile
+            self._send_request(shape, request, nm)
+
+    def _send_request(self, shape: ShapeQueue, request: nm_pb2.LeaseRequest, nm: Any) -> None:
+        request_id = request.request_id
+        fut = nm.call_future(methods.NodeManager.RequestWorkerLease, request)
+        shape.requests[request_id] = (nm, fut)
+        fut.add_done_callback(lambda f: self._on_lease(shape, request_id, nm, f))
 
     def _cancel_requests(self, shape: ShapeQueue) -> None:
-        nm = self.core.nm
-        for request_id in list(shape.requests):
-            nm.notify(methods.NodeManager.CancelLease, nm_pb2.CancelLeaseRequest(request_id=request_id))
+        for request_id, sent in list(shape.requests.items()):
+            if sent is None:
+                del shape.requests[request_id]  # its connection is still opening: drop it
+            elif not sent[0].closed:
+                sent[0].notify(methods.NodeManager.CancelLease, nm_pb2.CancelLeaseRequest(request_id=request_id))
 
-    def _on_lease(self, shape: ShapeQueue, request_id: int, fut: Any) -> None:
+    def _on_lease(self, shape: ShapeQueue, request_id: int, nm: Any, fut: Any) -> None:
         shape.requests.pop(request_id, None)
         if fut.cancelled():
             return
@@ -183,36 +245,45 @@ class TaskSubmitter(SubmitterBase):
             return
         if exc is not None:
             logger.warning("lease request failed: %s", exc)
-            if not shape.workers and not shape.requests:
+            if nm is not self.core.nm:  # that node went away: ask here instead
+                shape.home = b""
+                self._dispatch(shape)
+            elif not shape.workers and not shape.requests:
                 self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: the node manager refused a lease ({exc})"))
             return
         reply: nm_pb2.LeaseReply = fut.result()
+        if reply.HasField("spillback"):
+            if shape.queue:  # the node manager points at another node
+                self._request_lease(shape, reply.spillback.node_id, no_spill=True)
+            return
         if reply.rejected:
-            if reply.reason != "cancelled":
-                self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: {reply.reason}"))
-            else:  # cancelled while the queue was empty; tasks may have arrived since
+            if reply.reason == "cancelled":  # cancelled while the queue was empty; tasks may have arrived since
                 self._dispatch(shape)
+            elif "NodeAffinitySchedulingStrategy" in reply.reason:
+                self._fail_queue(shape, TaskUnschedulableError(f"Cannot run {shape.description}: {reply.reason}"))
+            else:
+                self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: {reply.reason}"))
             return
         conn = self.core.connection_nowait(reply.worker.endpoint)
         if conn is not None:
-            self._add_worker(shape, reply, conn)
+            self._add_worker(shape, reply, conn, nm)
         else:
-            self.core.spawn(self._connect_worker(shape, reply))
+            self.core.spawn(self._connect_worker(shape, reply, nm))
 
-    async def _connect_worker(self, shape: ShapeQueue, reply: nm_pb2.LeaseReply) -> None:
+    async def _connect_worker(self, shape: ShapeQueue, reply: nm_pb2.LeaseReply, nm: Any) -> None:
         try:
             conn = await self.core.connect_to(reply.worker)
         except Exception as exc:  # noqa: BLE001
             logger.warning("cannot reach leased worker %s: %s", reply.worker.endpoint, exc)
-            self._return(reply.lease_id, failed=True)
+            self._return(nm, reply.lease_id, failed=True)
             self._dispatch(shape)
             return
-        self._add_worker(shape, reply, conn)
+        self._add_worker(shape, reply, conn, nm)
 
-    def _add_worker(self, shape: ShapeQueue, reply: nm_pb2.LeaseReply, conn: Any) -> None:
-        lw = LeasedWorker(reply, conn, shape)
+    def _add_worker(self, shape: ShapeQueue, reply: nm_pb2.LeaseReply, conn: Any, nm: Any) -> None:
+        lw = LeasedWorker(reply, conn, nm, shape)
         if self.stopped or conn.closed:
-            self._return(lw.lease_id, failed=conn.closed)
+            self._return(nm, lw.lease_id, failed=conn.closed)
             return
         conn.state["leased"] = lw
         shape.workers.append(lw)
@@ -249,7 +320,7 @@ class TaskSubmitter(SubmitterBase):
             self._dispatch(lw.shape)
             return
         self._drop_worker(lw)
-        self._return(lw.lease_id, failed=False)
+        self._return(lw.nm, lw.lease_id, failed=False)
 
     def _drop_worker(self, lw: LeasedWorker) -> None:
         if lw in lw.shape.workers:
@@ -260,8 +331,7 @@ class TaskSubmitter(SubmitterBase):
             lw.idle_timer.cancel()
             lw.idle_timer = None
 
-    def _return(self, lease_id: int, failed: bool) -> None:
-        nm = self.core.nm
+    def _return(self, nm: Any, lease_id: int, failed: bool) -> None:
         if nm is not None and not nm.closed:
             nm.notify(methods.NodeManager.ReturnWorker, nm_pb2.ReturnWorkerRequest(lease_id=lease_id, worker_failed=failed))
 
@@ -271,8 +341,8 @@ class TaskSubmitter(SubmitterBase):
         touched = False
         for result in results:
             task = self._tasks.get(result.task_id)
-            if task is None or task.worker is None:
-                continue
+            if task is None or task.worker is None or result.attempt != task.attempt:
+                continue  # unknown, or late from an attempt given up on (its node died)
             self._unassign(task)
             prev = self._durations.get(task.fn.function_id)
             self._durations[task.fn.function_id] = (
@@ -374,6 +444,11 @@ class TaskSubmitter(SubmitterBase):
 
     def busy(self) -> bool:
         return super().busy() or bool(self._new)
+
+    def reconstruct(self, oid: bytes, entry: Any) -> bool:
+        """Lineage reconstruction of an object whose only copy was lost: not kept
+        yet — False (the object is lost)."""
+        return False
 
     def stop(self) -> None:
         self.stopped = True

@@ -47,8 +47,23 @@ class FunctionInfo:
         self.pickled = pickled
 
 
+class Placement:
+    """A scheduling strategy on the wire: DEFAULT, SPREAD or NODE_AFFINITY."""
+
+    __slots__ = ("strategy", "node_id", "soft")
+
+    def __init__(self, strategy: int, node_id: bytes = b"", soft: bool = False) -> None:
+        self.strategy = strategy
+        self.node_id = node_id
+        self.soft = soft
+
+    @property
+    def key(self) -> tuple:
+        return (self.strategy, self.node_id, self.soft)
+
+
 class TaskOptions:
-    __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name")
+    __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name", "placement")
 
     def __init__(
         self,
@@ -58,6 +73,7 @@ class TaskOptions:
         retry_exceptions: bool,
         retry_types: bytes,
         name: str,
+        placement: Placement | None = None,
     ) -> None:
         self.resources = resources
         self.num_returns = num_returns
@@ -65,6 +81,7 @@ class TaskOptions:
         self.retry_exceptions = retry_exceptions
         self.retry_types = retry_types
         self.name = name
+        self.placement = placement
 
 
 class Task:

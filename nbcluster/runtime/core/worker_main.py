@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--node-ip", default="127.0.0.1")
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--gcs-address", default="")
+    parser.add_argument("--relay-endpoint", default="")
     opts = parser.parse_args()
     session_dir = Path(opts.session_dir)
     _configure_logging(session_dir / "logs" / f"worker-{opts.worker_id[:12]}.log")
@@ -54,6 +55,7 @@ def main() -> None:
         worker_id=bytes.fromhex(opts.worker_id),
         config=RuntimeConfig.load(),
         gcs_address=opts.gcs_address,
+        relay_endpoint=opts.relay_endpoint,
     )
     executor = Executor(core)
     core.executor = executor

@@ -118,8 +118,10 @@ class ActorManager:
         self._owners: dict[bytes, set[bytes]] = {}
         self._creating: dict[bytes, asyncio.Future] = {}
         self._conns: dict[str, Any] = {}
+        self._conn_nodes: dict[str, bytes] = {}
         self._node_conns: dict[str, asyncio.Future] = {}
         self._next_request = 0
+        self._spread_turn = 0
         self._tasks: set[asyncio.Task] = set()
         self.dispatcher = framed.Dispatcher()
         self.dispatcher.register("CoreWorker", _ClientSide(self))
@@ -138,14 +140,40 @@ class ActorManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _connect(self, endpoint: str) -> Any:
+    async def _connect(self, address: common_pb2.Address) -> Any:
+        """A framed connection to a process of the cluster: directly on the head's
+        own node, else through its node manager's relay."""
+        endpoint = address.endpoint
         conn = self._conns.get(endpoint)
         if conn is not None and not conn.closed:
             return conn
-        conn = await dial(endpoint, self.gcs.token, dispatcher=self.dispatcher, local=self.address, timeout=10.0)
+        conn = await dial(
+            self.gcs.route(address.node_id, endpoint),
+            self.gcs.token,
+            dispatcher=self.dispatcher,
+            local=self.address,
+            timeout=10.0,
+        )
         self._conns[endpoint] = conn
+        self._conn_nodes[endpoint] = address.node_id
         conn.on_close(lambda c, e=endpoint: self._conns.pop(e, None) if self._conns.get(e) is c else None)
         return conn
+
+    def node_died(self, node_id: bytes) -> None:
+        """Drop every connection into a dead node: its actors' workers are taken as
+        dead (restarted elsewhere if they may), its owners' actors end."""
+        for endpoint, conn_node in list(self._conn_nodes.items()):
+            if conn_node == node_id:
+                del self._conn_nodes[endpoint]
+                conn = self._conns.get(endpoint)
+                if conn is not None:
+                    conn.close()
+        for endpoint, pending in list(self._node_conns.items()):
+            if pending.done() and not pending.cancelled() and pending.exception() is None:
+                conn = pending.result()
+                if conn.peer is not None and conn.peer.node_id == node_id:
+                    conn.close()
+                    del self._node_conns[endpoint]
 
     # -- state ------------------------------------------------------------------------
     def _transition(self, actor: _Actor, state: ActorState, message: str = "") -> None:
@@ -271,6 +299,16 @@ class ActorManager:
         except _WorkerDied as died:
             actor.lease = None  # ended with the worker
             self._after_death(actor, died.cause)
+        except ConnectionLost as exc:
+            if actor.lease is None and not actor.no_restart:
+                # The node it was being placed on went away before a worker was
+                # leased: place it again (not a restart: nothing of it ran).
+                logger.info("placing actor=%s again: %s", info.actor_id.hex(), exc)
+                await asyncio.sleep(0.2)
+                actor.task = self._spawn(self._place(actor))
+            else:
+                actor.lease = None
+                self._after_death(actor, f"its node became unreachable ({exc})")
         except _ActorFailed as failed:
             self._release_lease(actor, failed=True)
             self._transition(actor, ActorState.DEAD, failed.cause)
@@ -282,35 +320,10 @@ class ActorManager:
 
     async def _start(self, actor: _Actor) -> None:
         info = actor.info
-        node = self._pick_node(info)
-        nm = await self._node_conn(node)
-        self._next_request += 1
-        actor.request_id = self._next_request
         job = self.gcs.job_info(info.job_id)
-        lease = nm.call_future(
-            methods.NodeManager.RequestWorkerLease,
-            nm_pb2.LeaseRequest(
-                request_id=actor.request_id,
-                resources=info.resources,
-                placement_resources=info.placement_resources,
-                job_id=info.job_id,
-                runtime_env_hash=job.config.runtime_env_hash if job else "",
-                description=f"Actor {info.class_name}",
-                for_actor=True,
-            ),
-        )
-        try:
-            reply = await asyncio.shield(lease)
-        except asyncio.CancelledError:
-            # Killed while waiting: withdraw the request, and give back a lease
-            # granted in the meantime.
-            nm.notify(methods.NodeManager.CancelLease, nm_pb2.CancelLeaseRequest(request_id=actor.request_id))
-            lease.add_done_callback(lambda f: self._return_unused(nm, f))
-            raise
-        if reply.rejected:
-            raise _ActorFailed(f"no worker could be started for it: {reply.reason}")
+        nm, reply = await self._lease(actor, job)
         actor.lease = (nm, reply.lease_id)
-        conn = await self._connect(reply.worker.endpoint)
+        conn = await self._connect(reply.worker)
         spec = common_pb2.TaskSpec()
         spec.CopyFrom(info.creation_task)
         spec.attempt = info.num_restarts
@@ -341,13 +354,62 @@ class ActorManager:
         self._transition(actor, ActorState.ALIVE)
         conn.on_close(lambda c, a=actor: self._worker_lost(a, c))
 
+    async def _lease(self, actor: _Actor, job: gcs_pb2.JobInfo | None) -> tuple[Any, nm_pb2.LeaseReply]:
+        """A worker for the actor: ask the chosen node, follow its spillback."""
+        info = actor.info
+        node = self._pick_node(info)
+        no_spill = False
+        while True:
+            nm = await self._node_conn(node)
+            self._next_request += 1
+            actor.request_id = self._next_request
+            lease = nm.call_future(
+                methods.NodeManager.RequestWorkerLease,
+                nm_pb2.LeaseRequest(
+                    request_id=actor.request_id,
+                    resources=info.resources,
+                    placement_resources=info.placement_resources,
+                    job_id=info.job_id,
+                    runtime_env_hash=job.config.runtime_env_hash if job else "",
+                    description=f"Actor {info.class_name}",
+                    for_actor=True,
+                    strategy=info.scheduling_strategy,
+                    affinity_node_id=info.affinity_node_id,
+                    affinity_soft=info.affinity_soft,
+                    no_spill=no_spill,
+                ),
+            )
+            try:
+                reply = await asyncio.shield(lease)
+            except asyncio.CancelledError:
+                # Killed while waiting: withdraw the request, and give back a lease
+                # granted in the meantime.
+                nm.notify(methods.NodeManager.CancelLease, nm_pb2.CancelLeaseRequest(request_id=actor.request_id))
+                lease.add_done_callback(lambda f, nm=nm: self._return_unused(nm, f))
+                raise
+            if reply.HasField("spillback"):
+                node, no_spill = reply.spillback, True
+                continue
+            if reply.rejected:
+                raise _ActorFailed(f"no worker could be started for it: {reply.reason}")
+            return nm, reply
+
     def _pick_node(self, info: gcs_pb2.ActorInfo) -> gcs_pb2.NodeInfo:
-        nodes = [n for n in self.gcs.alive_nodes() if n.local_endpoint]
+        """The node to ask first (its node manager may spill the request onward)."""
+        nodes = self.gcs.alive_nodes()
         if not nodes:
             raise _ActorFailed("the cluster has no node to run it on")
+        if info.scheduling_strategy == nm_pb2.SCHEDULING_STRATEGY_NODE_AFFINITY:
+            for node in nodes:
+                if node.node_id == info.affinity_node_id:
+                    return node
         need = rs.to_fixed(info.placement_resources.amounts)
         fitting = [n for n in nodes if rs.fits(rs.to_fixed(n.available.amounts), need)]
         feasible = [n for n in nodes if rs.fits(rs.to_fixed(n.total.amounts), need)]
+        if info.scheduling_strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD and (fitting or feasible):
+            pool = sorted(fitting or feasible, key=lambda n: n.node_id)
+            self._spread_turn += 1
+            return pool[self._spread_turn % len(pool)]
         pool = fitting or feasible or [n for n in nodes if n.is_head] or nodes
         return max(pool, key=lambda n: n.available.amounts.get("CPU", 0))
 
@@ -362,7 +424,13 @@ class ActorManager:
                 return conn
         pending = self._node_conns[endpoint] = asyncio.get_running_loop().create_future()
         try:
-            conn = await dial(endpoint, self.gcs.token, dispatcher=self.dispatcher, local=self.address, timeout=10.0)
+            conn = await dial(
+                self.gcs.route(node.node_id, endpoint),
+                self.gcs.token,
+                dispatcher=self.dispatcher,
+                local=self.address,
+                timeout=10.0,
+            )
             await conn.call(
                 methods.NodeManager.RegisterClient,
                 nm_pb2.RegisterClientRequest(kind=nm_pb2.CLIENT_KIND_GCS, address=self.address, pid=os.getpid()),
@@ -444,7 +512,7 @@ class ActorManager:
 
         async def watch() -> None:
             try:
-                conn = await self._connect(owner.endpoint)
+                conn = await self._connect(owner)
             except ConnectionLost:
                 self._owner_died(owner.worker_id)
                 return

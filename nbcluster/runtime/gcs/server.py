@@ -54,12 +54,13 @@ def format_resources(res: dict[str, float]) -> str:
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen")
+    __slots__ = ("info", "machine", "last_seen", "registered")
 
     def __init__(self, info: gcs_pb2.NodeInfo) -> None:
         self.info = info
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
         self.last_seen = time.monotonic()
+        self.registered = time.monotonic()
 
 
 class _Job:
@@ -101,8 +102,15 @@ class GcsServer:
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         from nbcluster.runtime.gcs.actors import ActorManager
+        from nbcluster.runtime.gcs.health import HealthChecker
 
         self.actors = ActorManager(self)
+        self.health = HealthChecker(
+            config,
+            token,
+            lambda: [(n.info, n.registered) for n in self._nodes.values() if n.machine.state is NodeState.ALIVE],
+            self._mark_dead,
+        )
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -128,9 +136,11 @@ class GcsServer:
                 "version": __version__,
             }
         )
+        self.health.start()
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
 
     async def stop(self) -> None:
+        self.health.stop()
         self.actors.stop()
         self.events.close()
         if self._framed is not None:
@@ -197,6 +207,10 @@ class GcsServer:
             node_id=node_id,
             data={"reason": reason},
         )
+        self.actors.node_died(node_id)
+        for job in self._jobs.values():
+            if job.info.driver.node_id == node_id:
+                self._finish_job(job.info.job_id, JobStatus.FAILED, "its driver's node died")
 
     def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
         self._mark_dead(request.node_id, request.reason or "it shut down")
@@ -237,6 +251,16 @@ class GcsServer:
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
         return self._alive_nodes()
+
+    def route(self, node_id: bytes, endpoint: str) -> str:
+        """How the GCS dials a process: its socket when it is on the head's own node
+        (same session), else through its node manager's relay."""
+        node = self._nodes.get(node_id)
+        if node is None or not node.info.address or node.info.session_dir == str(self.session.dir):
+            return endpoint
+        from nbcluster.runtime.transport import relay
+
+        return relay.route(node.info.address, endpoint)
 
     def job_info(self, job_id: bytes) -> gcs_pb2.JobInfo | None:
         job = self._jobs.get(job_id)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import signal
 from pathlib import Path
 
+from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node.manager import NodeManager, NodeOptions
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
@@ -37,18 +39,34 @@ async def serve(opts: argparse.Namespace) -> None:
         is_head=opts.head,
         node_type=opts.node_type,
     )
-    manager = NodeManager(session, token, RuntimeConfig.load(), options)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    current: list[NodeManager] = []
+
+    def stop() -> None:
+        stopping.set()
+        if current:
+            current[0].shutdown_requested.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, manager.shutdown_requested.set)
+        loop.add_signal_handler(sig, stop)
     if opts.lifeline_fd is not None:
-        watch_lifeline(loop, opts.lifeline_fd, manager.shutdown_requested.set)
-    try:
-        await manager.start()
-        await manager.shutdown_requested.wait()
-    finally:
-        logger.info("node manager stopping")
-        await manager.stop()
+        watch_lifeline(loop, opts.lifeline_fd, stop)
+    config = RuntimeConfig.load()
+    while True:
+        manager = NodeManager(session, token, config, options)
+        current[:] = [manager]
+        try:
+            await manager.start()
+            await manager.shutdown_requested.wait()
+        finally:
+            logger.info("node manager %s stopping", options.node_id.hex())
+            await manager.stop()
+        if stopping.is_set() or not manager.fenced:
+            return
+        # Declared dead while alive (a partition): come back as a new node.
+        options = dataclasses.replace(options, node_id=ids.random_id())
+        logger.info("rejoining the cluster as node %s", options.node_id.hex())
 
 
 def main() -> None:
@@ -65,9 +83,14 @@ def main() -> None:
     parser.add_argument("--node-type", default="")
     parser.add_argument("--head", action="store_true")
     parser.add_argument("--lifeline-fd", type=int)
+    parser.add_argument("--remove-session-on-exit", action="store_true")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / f"node-{opts.node_id[:12]}.log")
     asyncio.run(serve(opts))
+    if opts.remove_session_on_exit:  # a node of its own session (a worker node) leaves nothing
+        from nbcluster.runtime.session import remove_session
+
+        remove_session(Session(Path(opts.session_dir)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ when the shape fits the node's free resources; it holds them until the submitter
 returns the worker or disconnects. The submitter then pushes tasks to the worker
 directly — the node manager never sees individual tasks. A worker blocked in ``get``
 gives its CPU back for the duration, so nested tasks cannot deadlock a node.
+
+In a cluster of several nodes a request that fits better elsewhere is answered with
+*spillback* (see scheduling); the node manager is also its machine's one door for
+other machines: it relays framed connections to its processes, serves object pulls
+and the GCS's health checks.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbcluster.exceptions import ObjectStoreFullError
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.objects import ObjectHandlers
+from nbcluster.runtime.node.scheduling import Verdict, decide
 from nbcluster.runtime.node.worker_pool import Worker, WorkerPool
 from nbcluster.runtime.objects.store import ObjectStore
 from nbcluster.runtime.protocol import (
@@ -30,7 +37,7 @@ from nbcluster.runtime.protocol import (
 )
 from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir
 from nbcluster.runtime.states import WorkerState
-from nbcluster.runtime.transport import dial, framed, methods
+from nbcluster.runtime.transport import framed, is_framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger(__name__)
@@ -90,7 +97,7 @@ class _Lease:
 
 
 class _LeaseRequest:
-    __slots__ = ("request", "shape", "placement", "client", "future", "warned")
+    __slots__ = ("request", "shape", "placement", "client", "future", "warned", "spread_turn")
 
     def __init__(self, request: nm_pb2.LeaseRequest, client: _Client) -> None:
         self.request = request
@@ -104,9 +111,10 @@ class _LeaseRequest:
         self.client = client
         self.future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.warned = False
+        self.spread_turn = 0
 
 
-class NodeManager:
+class NodeManager(ObjectHandlers):
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
         self.session = session
         self.config = config
@@ -122,12 +130,18 @@ class NodeManager:
         self._queue: list[_LeaseRequest] = []
         self._clients: dict[bytes, _Client] = {}
         self._cluster: list[gcs_pb2.NodeInfo] = []
-        self._gcs: Any = None
+        self._spread_turn = 0
+        self._gcs: GcsLink | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
+        self._relay: relay.LocalRelay | None = None
+        self._peers: dict[str, Any] = {}
+        self._pulls: dict[bytes, asyncio.Future] = {}
+        self._copies: dict[bytes, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
-        self._dirty = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
+        #: Set when the GCS declared this node dead: it must rejoin as a new node.
+        self.fenced = False
         self.store: ObjectStore | None = None
         self.pool: WorkerPool | None = None
         self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
@@ -151,16 +165,18 @@ class NodeManager:
         self.store = ObjectStore(
             store_dir(self.node_id), self.session.spill, capacity, self.config.object_store_full_timeout_s
         )
-        base = max(0, int(opts.num_cpus))
+        if opts.grpc_port is not None:
+            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
+
+            self._grpc = GrpcServer(opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self})
+            self.address = f"{opts.node_ip}:{await self._grpc.start()}"
+            self._relay = relay.LocalRelay(relay.socket_of(self.local_endpoint), self._token, self.peer)
+            await self._relay.start()
+        self._gcs = GcsLink(opts.gcs_address, self._token, self.config, self._node_info, self._on_view)
+        self._on_view(await self._gcs.register())
         self.pool = WorkerPool(
-            base_size=base,
-            spawn_args=[
-                "--session-dir", str(self.session.dir),
-                "--node-id", self.node_id.hex(),
-                "--node-endpoint", self.local_endpoint,
-                "--node-ip", opts.node_ip,
-                "--gcs-address", opts.gcs_address,
-            ],
+            base_size=max(0, int(opts.num_cpus)),
+            spawn_args=self._worker_args(),
             log_dir=self.session.logs,
             env={TOKEN_ENV: self._token, "NBCLUSTER_CONFIG": self.config.to_env()},
             idle_timeout=self.config.idle_worker_timeout_s,
@@ -168,15 +184,6 @@ class NodeManager:
             on_dead=self._on_worker_dead,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
-        if opts.grpc_port is not None:
-            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
-
-            self._grpc = GrpcServer(opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self})
-            self.address = f"{opts.node_ip}:{await self._grpc.start()}"
-        self._gcs = await dial(opts.gcs_address, self._token, timeout=self.config.startup_timeout_s)
-        self._gcs.on_close(self._on_gcs_lost)
-        reply = await self._gcs.call(methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()))
-        self._cluster = list(reply.nodes)
         # Local clients connect once the node is in the cluster's node table.
         dispatcher = framed.Dispatcher()
         dispatcher.register("NodeManager", self)
@@ -190,21 +197,39 @@ class NodeManager:
             self.node_id.hex(), self.local_endpoint, self.address, rs.to_float(self.total),
         )
 
+    def _worker_args(self) -> list[str]:
+        args = [
+            "--session-dir", str(self.session.dir),
+            "--node-id", self.node_id.hex(),
+            "--node-endpoint", self.local_endpoint,
+            "--node-ip", self.options.node_ip,
+            "--gcs-address", self._gcs_route(),
+        ]
+        if self._relay is not None:
+            args += ["--relay-endpoint", self._relay.endpoint]
+        return args
+
+    def _gcs_route(self) -> str:
+        """How a worker here reaches the GCS: as this node manager does when that is a
+        local socket; else through the head node's relay (workers have no gRPC)."""
+        address = self.options.gcs_address
+        if is_framed(address):
+            return address
+        assert self._gcs is not None and self._gcs.cluster_info is not None
+        head = next((n for n in self._cluster if n.is_head and n.address), None)
+        if head is None:
+            raise RuntimeError("the cluster has no head node to reach the GCS through")
+        return relay.route(head.address, self._gcs.cluster_info.local_endpoint)
+
     async def stop(self) -> None:
         from nbcluster.runtime.procutil import wait_exit
 
         for task in self._tasks:
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
-        if self._gcs is not None and not self._gcs.closed:
-            try:
-                await self._gcs.call(
-                    methods.Gcs.UnregisterNode,
-                    gcs_pb2.UnregisterNodeRequest(node_id=self.node_id, reason="it shut down"),
-                    timeout=1.0,
-                )
-            except Exception:  # noqa: BLE001 - the head may be gone already
-                pass
+        if self._gcs is not None:
+            if not self.fenced:
+                await self._gcs.unregister("it shut down")
             self._gcs.close()
         await asyncio.to_thread(wait_exit, procs, 2.0)
         for proc in procs:
@@ -215,16 +240,19 @@ class NodeManager:
             self.store.close()
         if self._framed is not None:
             await self._framed.stop()
+        if self._relay is not None:
+            await self._relay.stop()
+        for channel in self._peers.values():
+            channel.close()
         if self._grpc is not None:
             await self._grpc.stop(0)
 
-    def _on_gcs_lost(self, _conn: Any) -> None:
-        if not self.shutdown_requested.is_set():
-            logger.error("lost the connection to the GCS; shutting down")
-            self.shutdown_requested.set()
+    def _changed(self) -> None:
+        if self._gcs is not None:
+            self._gcs.dirty.set()
 
     def _node_info(self) -> gcs_pb2.NodeInfo:
-        assert self.store is not None and self.pool is not None
+        assert self.store is not None
         running = sum(1 for lease in self._leases.values() if not lease.cpu_released)
         return gcs_pb2.NodeInfo(
             node_id=self.node_id,
@@ -239,7 +267,7 @@ class NodeManager:
             node_type=self.options.node_type,
             object_store_used=self.store.used,
             object_store_capacity=self.store.capacity,
-            num_workers=len(self.pool.workers),
+            num_workers=len(self.pool.workers) if self.pool is not None else 0,
             tasks_running=running,
             pending_demand=[
                 common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in self._queue if not r.future.done()
@@ -249,21 +277,58 @@ class NodeManager:
         )
 
     async def _report_loop(self) -> None:
-        interval = self.config.heartbeat_interval_s
-        while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), interval)
-                await asyncio.sleep(0.1)  # coalesce bursts of changes
-            except asyncio.TimeoutError:
-                pass
-            self._dirty.clear()
-            try:
-                reply = await self._gcs.call(
-                    methods.Gcs.ReportNodeState, gcs_pb2.ReportNodeStateRequest(node=self._node_info())
-                )
-                self._cluster = list(reply.nodes)
-            except (ConnectionLost, RemoteError) as exc:
-                logger.warning("reporting to the GCS failed: %s", exc)
+        assert self._gcs is not None
+        try:
+            await self._gcs.run()
+        except Fenced as exc:
+            logger.error("the GCS declared this node dead (%s): rejoining as a new node", exc)
+            self.fenced = True
+        self.shutdown_requested.set()
+
+    # -- the cluster ----------------------------------------------------------------
+    def _on_view(self, nodes: list[gcs_pb2.NodeInfo]) -> None:
+        """A fresh cluster view: tell local processes of nodes that are gone, and
+        look again at requests that may fit elsewhere now."""
+        before = {n.node_id for n in self._cluster}
+        self._cluster = nodes
+        gone = before - {n.node_id for n in nodes} - {self.node_id}
+        for node_id in gone:
+            notice = core_worker_pb2.NodeDiedNotice(node_id=node_id, reason="the GCS declared it dead")
+            for client in list(self._clients.values()):
+                if client.kind != nm_pb2.CLIENT_KIND_GCS and not client.conn.closed:
+                    client.conn.notify(methods.CoreWorker.NodeDied, notice)
+        if self.pool is not None:
+            self._schedule()
+
+    def _others(self) -> list[gcs_pb2.NodeInfo]:
+        return [n for n in self._cluster if n.node_id != self.node_id and n.address]
+
+    def node_address(self, node_id: bytes) -> str | None:
+        for node in self._cluster:
+            if node.node_id == node_id and node.address:
+                return node.address
+        return None
+
+    def peer(self, address: str) -> Any:
+        """A gRPC channel to another node manager (relays, object pulls)."""
+        channel = self._peers.get(address)
+        if channel is None or channel.closed:
+            from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
+
+            channel = self._peers[address] = GrpcChannel(address, self._token)
+        return channel
+
+    def GetClusterView(self, request: nm_pb2.GetClusterViewRequest, conn: Any) -> nm_pb2.GetClusterViewReply:
+        return nm_pb2.GetClusterViewReply(nodes=self._cluster)
+
+    async def Relay(self, requests: Any, ctx: Any) -> Any:
+        async for chunk in relay.serve(requests, ctx):
+            yield chunk
+
+    def CheckHealth(self, request: nm_pb2.CheckHealthRequest, conn: Any) -> nm_pb2.CheckHealthReply:
+        if request.node_id and request.node_id != self.node_id:
+            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"this is node {self.node_id.hex()}")
+        return nm_pb2.CheckHealthReply()
 
     async def _maintain_loop(self) -> None:
         assert self.pool is not None
@@ -312,6 +377,7 @@ class NodeManager:
             arena_size=self.store.capacity,
             session_dir=str(self.session.dir),
             total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
+            relay_endpoint=self._relay.endpoint if self._relay is not None else "",
         )
 
     def _client(self, conn: Any) -> _Client:
@@ -347,14 +413,16 @@ class NodeManager:
         if lease is not None:
             self._end_lease(lease)
         self.store.free_owner(worker.worker_id)
-        self._dirty.set()
+        self._changed()
 
     # -- leases -------------------------------------------------------------------
     async def RequestWorkerLease(self, request: nm_pb2.LeaseRequest, conn: Any) -> nm_pb2.LeaseReply:
         client = self._client(conn)
         pending = _LeaseRequest(request, client)
+        if request.strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD:
+            pending.spread_turn = self._spread_turn
+            self._spread_turn += 1
         self._queue.append(pending)
-        self._check_feasible(pending)
         self._schedule()
         try:
             return await pending.future
@@ -368,12 +436,7 @@ class NodeManager:
             if pending in self._queue:
                 self._queue.remove(pending)
 
-    def _check_feasible(self, pending: _LeaseRequest) -> None:
-        if rs.fits(self.total, pending.placement):
-            return
-        for node in self._cluster:
-            if node.node_id != self.node_id and rs.fits(rs.to_fixed(node.total.amounts), pending.placement):
-                return
+    def _warn_infeasible(self, pending: _LeaseRequest) -> None:
         if pending.warned:
             return
         pending.warned = True
@@ -396,13 +459,28 @@ class NodeManager:
     def _schedule(self) -> None:
         assert self.pool is not None
         waiting_for_workers = 0
+        others = self._others()
         for pending in list(self._queue):
             if pending.future.done():
                 self._queue.remove(pending)
                 continue
-            if not rs.fits(self.available, pending.placement):
-                continue
             req = pending.request
+            decision = decide(
+                req, pending.placement, self.node_id, self.available, self.total, others, pending.spread_turn
+            )
+            if decision.verdict is Verdict.SPILL:
+                self._queue.remove(pending)
+                pending.future.set_result(nm_pb2.LeaseReply(spillback=decision.node))
+                continue
+            if decision.verdict is Verdict.REJECT:
+                self._queue.remove(pending)
+                pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason=decision.reason))
+                continue
+            if decision.verdict is Verdict.INFEASIBLE:
+                self._warn_infeasible(pending)
+                continue
+            if decision.verdict is Verdict.WAIT:
+                continue
             worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
             if worker is None:
                 waiting_for_workers += 1
@@ -425,7 +503,7 @@ class NodeManager:
             )
         if waiting_for_workers:
             self.pool.ensure(waiting_for_workers)
-        self._dirty.set()
+        self._changed()
 
     def _fail_queue(self, reason: str) -> None:
         assert self.pool is not None
@@ -484,46 +562,7 @@ class NodeManager:
         elif not request.blocked and lease.cpu_released:
             lease.cpu_released = False
             self.available["CPU"] = self.available.get("CPU", 0) - cpu
-            self._dirty.set()
-        return common_pb2.Empty()
-
-    # -- objects ------------------------------------------------------------------
-    async def CreateObject(self, request: nm_pb2.CreateObjectRequest, conn: Any) -> nm_pb2.CreateObjectReply:
-        assert self.store is not None
-        try:
-            offset = await self.store.create(request.object_id, request.size, request.owner.worker_id)
-        except ObjectStoreFullError as exc:
-            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
-        self._dirty.set()
-        return nm_pb2.CreateObjectReply(offset=offset)
-
-    def SealObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
-        assert self.store is not None
-        self.store.seal(request.object_ids)
-        return common_pb2.Empty()
-
-    async def GetObjects(self, request: nm_pb2.GetObjectsRequest, conn: Any) -> nm_pb2.GetObjectsReply:
-        assert self.store is not None
-        client = self._client(conn)
-        try:
-            found = await self.store.get(request.object_ids, client.pins)
-        except ObjectStoreFullError as exc:
-            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
-        return nm_pb2.GetObjectsReply(
-            offsets=[f[0] if f else 0 for f in found],
-            sizes=[f[1] if f else 0 for f in found],
-            missing=[f is None for f in found],
-        )
-
-    def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
-        assert self.store is not None
-        self.store.release(request.object_ids, self._client(conn).pins)
-        return common_pb2.Empty()
-
-    def FreeObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
-        assert self.store is not None
-        self.store.free(request.object_ids)
-        self._dirty.set()
+            self._changed()
         return common_pb2.Empty()
 
     # -- introspection ------------------------------------------------------------

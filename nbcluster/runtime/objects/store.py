@@ -46,7 +46,19 @@ class ObjectState(enum.Enum):
 
 
 class StoreEntry:
-    __slots__ = ("object_id", "size", "offset", "owner", "state", "pins", "freed", "last_used", "restored", "sealed")
+    __slots__ = (
+        "object_id",
+        "size",
+        "offset",
+        "owner",
+        "state",
+        "pins",
+        "freed",
+        "last_used",
+        "restored",
+        "sealed",
+        "secondary",
+    )
 
     def __init__(self, object_id: bytes, size: int, offset: int, owner: bytes) -> None:
         self.object_id = object_id
@@ -59,6 +71,7 @@ class StoreEntry:
         self.last_used = time.monotonic()
         self.restored: asyncio.Event | None = None
         self.sealed: asyncio.Event | None = None  # made when a reader must wait for the writer
+        self.secondary = False  # a copy pulled from another node: dropped, not spilled, for room
 
     @property
     def resident(self) -> bool:
@@ -91,7 +104,7 @@ class ObjectStore:
         return self.spill_dir / object_id.hex()
 
     # -- creating -----------------------------------------------------------------
-    async def create(self, object_id: bytes, size: int, owner: bytes) -> int:
+    async def create(self, object_id: bytes, size: int, owner: bytes, secondary: bool = False) -> int:
         """Allocate a block for a new object (spilling to make room); return its
         offset. Raises ObjectStoreFullError when room cannot be made in time."""
         entry = self.entries.get(object_id)
@@ -109,8 +122,19 @@ class ObjectStore:
             )
         offset = await self._allocate(size, f"fit {size / 2**20:.1f} MiB")
         entry = StoreEntry(object_id, size, offset, owner)
+        entry.secondary = secondary
         self.entries[object_id] = entry
         return offset
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Bytes into the arena (a pulled object's chunk)."""
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, size, offset)
 
     async def _allocate(self, size: int, what: str) -> int:
         deadline = time.monotonic() + self.full_timeout
@@ -157,14 +181,19 @@ class ObjectStore:
             if self._alloc.largest_free() >= need:
                 return True  # another spiller made room meanwhile
             candidates = sorted(
-                (e for e in self.entries.values() if self._spillable(e)), key=lambda e: e.last_used
+                (e for e in self.entries.values() if self._spillable(e)),
+                key=lambda e: (not e.secondary, e.last_used),  # copies go first
             )
             spilled = False
             for entry in candidates:
                 if self._alloc.largest_free() >= need:
                     break
                 if self.entries.get(entry.object_id) is entry and self._spillable(entry):
-                    spilled = await self._spill(entry) or spilled
+                    if entry.secondary:  # another node has it: no need to keep a copy
+                        self._delete(entry)
+                        spilled = True
+                    else:
+                        spilled = await self._spill(entry) or spilled
             return spilled
 
     async def _spill(self, entry: StoreEntry) -> bool:

@@ -34,7 +34,7 @@ class PushTasksRequest(_message.Message):
     def __init__(self, job_config: _Optional[_Union[_common_pb2.JobConfig, _Mapping]] = ..., job_id: _Optional[bytes] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.TaskSpec, _Mapping]]] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "returns", "retryable", "duration", "pid", "error_message")
+    __slots__ = ("task_id", "status", "returns", "retryable", "duration", "pid", "error_message", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RETURNS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class TaskResult(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     status: TaskStatus
     returns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectPayload]
@@ -49,7 +50,8 @@ class TaskResult(_message.Message):
     duration: float
     pid: int
     error_message: str
-    def __init__(self, task_id: _Optional[bytes] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., returns: _Optional[_Iterable[_Union[_common_pb2.ObjectPayload, _Mapping]]] = ..., retryable: _Optional[bool] = ..., duration: _Optional[float] = ..., pid: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[bytes] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., returns: _Optional[_Iterable[_Union[_common_pb2.ObjectPayload, _Mapping]]] = ..., retryable: _Optional[bool] = ..., duration: _Optional[float] = ..., pid: _Optional[int] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskResultsNotice(_message.Message):
     __slots__ = ("results",)
@@ -124,6 +126,22 @@ class LeaseWarningNotice(_message.Message):
     message: str
     request_id: int
     def __init__(self, message: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
+
+class ObjectLocationsRequest(_message.Message):
+    __slots__ = ("object_id", "node_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    node_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
+
+class NodeDiedNotice(_message.Message):
+    __slots__ = ("node_id", "reason")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    reason: str
+    def __init__(self, node_id: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ExitRequest(_message.Message):
     __slots__ = ("reason", "force")

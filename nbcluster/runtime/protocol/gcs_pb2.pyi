@@ -336,7 +336,7 @@ class ActorMethod(_message.Message):
     def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., is_async: _Optional[bool] = ...) -> None: ...
 
 class ActorInfo(_message.Message):
-    __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task")
+    __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task", "scheduling_strategy", "affinity_node_id", "affinity_soft")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +361,9 @@ class ActorInfo(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATION_TASK_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_SOFT_FIELD_NUMBER: _ClassVar[int]
     actor_id: bytes
     name: str
     namespace: str
@@ -385,7 +388,10 @@ class ActorInfo(_message.Message):
     start_time: float
     end_time: float
     creation_task: _common_pb2.TaskSpec
-    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ..., state: _Optional[_Union[ActorState, str]] = ..., job_id: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., detached: _Optional[bool] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., num_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., death_cause: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ..., version: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., creation_task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    scheduling_strategy: int
+    affinity_node_id: bytes
+    affinity_soft: bool
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ..., state: _Optional[_Union[ActorState, str]] = ..., job_id: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., detached: _Optional[bool] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., num_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., death_cause: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ..., version: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., creation_task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., scheduling_strategy: _Optional[int] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor", "get_if_exists")

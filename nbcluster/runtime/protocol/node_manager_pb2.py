@@ -23,51 +23,70 @@ _sym_db = _symbol_database.Default()
 
 
 from nbcluster.runtime.protocol import common_pb2 as nbcluster_dot_runtime_dot_protocol_dot_common__pb2
+from nbcluster.runtime.protocol import gcs_pb2 as nbcluster_dot_runtime_dot_protocol_dot_gcs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-nbcluster/runtime/protocol/node_manager.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\"~\n\x15RegisterClientRequest\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.nbcluster.ClientKind\x12#\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\"\x8a\x01\n\x13RegisterClientReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\narena_path\x18\x02 \x01(\t\x12\x12\n\narena_size\x18\x03 \x01(\x04\x12\x13\n\x0bsession_dir\x18\x04 \x01(\t\x12%\n\x05total\x18\x05 \x01(\x0b\x32\x16.nbcluster.ResourceSet\"\xd4\x01\n\x0cLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12)\n\tresources\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x0e\n\x06job_id\x18\x03 \x01(\x0c\x12\x18\n\x10runtime_env_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x33\n\x13placement_resources\x18\x06 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x11\n\tfor_actor\x18\x07 \x01(\x08\"d\n\nLeaseReply\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\"\n\x06worker\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x10\n\x08rejected\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x13ReturnWorkerRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\x15\n\rworker_failed\x18\x02 \x01(\x08\"(\n\x12\x43\x61ncelLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\" \n\rBlockedNotice\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"Y\n\x13\x43reateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"#\n\x11\x43reateObjectReply\x12\x0e\n\x06offset\x18\x01 \x01(\x04\"\x1f\n\tObjectIds\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"\'\n\x11GetObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"B\n\x0fGetObjectsReply\x12\x0f\n\x07offsets\x18\x01 \x03(\x04\x12\r\n\x05sizes\x18\x02 \x03(\x04\x12\x0f\n\x07missing\x18\x03 \x03(\x08\"L\n\x0cStoredObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0c\n\x04pins\x18\x04 \x01(\r\"^\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\x0c\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\x12\x10\n\x08lease_id\x18\x05 \x01(\x04\".\n\x13GetNodeStatsRequest\x12\x17\n\x0finclude_objects\x18\x01 \x01(\x08\"\xa9\x03\n\x11GetNodeStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12)\n\tavailable\x18\x03 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x12\n\nstore_used\x18\x04 \x01(\x04\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x04\x12\x13\n\x0bnum_objects\x18\x06 \x01(\r\x12\x13\n\x0bnum_spilled\x18\x07 \x01(\r\x12\x15\n\rspilled_bytes\x18\x08 \x01(\x04\x12\x12\n\nnum_pinned\x18\t \x01(\r\x12\'\n\x07workers\x18\n \x03(\x0b\x32\x16.nbcluster.WorkerStats\x12\x16\n\x0epending_leases\x18\x0b \x01(\r\x12\x16\n\x0erestored_total\x18\x0c \x01(\x04\x12\x15\n\rspilled_total\x18\r \x01(\x04\x12\x16\n\x0eleases_granted\x18\x0e \x01(\x04\x12(\n\x07objects\x18\x0f \x03(\x0b\x32\x17.nbcluster.StoredObject\"%\n\x13ShutdownNodeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t*n\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_KIND_WORKER\x10\x01\x12\x16\n\x12\x43LIENT_KIND_DRIVER\x10\x02\x12\x13\n\x0f\x43LIENT_KIND_GCS\x10\x03\x32\xb4\x06\n\x0bNodeManager\x12R\n\x0eRegisterClient\x12 .nbcluster.RegisterClientRequest\x1a\x1e.nbcluster.RegisterClientReply\x12\x44\n\x12RequestWorkerLease\x12\x17.nbcluster.LeaseRequest\x1a\x15.nbcluster.LeaseReply\x12@\n\x0cReturnWorker\x12\x1e.nbcluster.ReturnWorkerRequest\x1a\x10.nbcluster.Empty\x12>\n\x0b\x43\x61ncelLease\x12\x1d.nbcluster.CancelLeaseRequest\x1a\x10.nbcluster.Empty\x12;\n\rNotifyBlocked\x12\x18.nbcluster.BlockedNotice\x1a\x10.nbcluster.Empty\x12L\n\x0c\x43reateObject\x12\x1e.nbcluster.CreateObjectRequest\x1a\x1c.nbcluster.CreateObjectReply\x12\x35\n\x0bSealObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\nGetObjects\x12\x1c.nbcluster.GetObjectsRequest\x1a\x1a.nbcluster.GetObjectsReply\x12\x38\n\x0eReleaseObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x35\n\x0b\x46reeObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12L\n\x0cGetNodeStats\x12\x1e.nbcluster.GetNodeStatsRequest\x1a\x1c.nbcluster.GetNodeStatsReply\x12@\n\x0cShutdownNode\x12\x1e.nbcluster.ShutdownNodeRequest\x1a\x10.nbcluster.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-nbcluster/runtime/protocol/node_manager.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\x1a$nbcluster/runtime/protocol/gcs.proto\"~\n\x15RegisterClientRequest\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.nbcluster.ClientKind\x12#\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\"\xa2\x01\n\x13RegisterClientReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x12\n\narena_path\x18\x02 \x01(\t\x12\x12\n\narena_size\x18\x03 \x01(\x04\x12\x13\n\x0bsession_dir\x18\x04 \x01(\t\x12%\n\x05total\x18\x05 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x16\n\x0erelay_endpoint\x18\x06 \x01(\t\"\xc8\x02\n\x0cLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12)\n\tresources\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x0e\n\x06job_id\x18\x03 \x01(\x0c\x12\x18\n\x10runtime_env_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x33\n\x13placement_resources\x18\x06 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x11\n\tfor_actor\x18\x07 \x01(\x08\x12/\n\x08strategy\x18\x08 \x01(\x0e\x32\x1d.nbcluster.SchedulingStrategy\x12\x18\n\x10\x61\x66\x66inity_node_id\x18\t \x01(\x0c\x12\x15\n\raffinity_soft\x18\n \x01(\x08\x12\x10\n\x08no_spill\x18\x0b \x01(\x08\"\x8c\x01\n\nLeaseReply\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\"\n\x06worker\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\x12\x10\n\x08rejected\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12&\n\tspillback\x18\x05 \x01(\x0b\x32\x13.nbcluster.NodeInfo\">\n\x13ReturnWorkerRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\x12\x15\n\rworker_failed\x18\x02 \x01(\x08\"(\n\x12\x43\x61ncelLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\" \n\rBlockedNotice\x12\x0f\n\x07\x62locked\x18\x01 \x01(\x08\"Y\n\x13\x43reateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"#\n\x11\x43reateObjectReply\x12\x0e\n\x06offset\x18\x01 \x01(\x04\"\x1f\n\tObjectIds\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\";\n\x11GetObjectsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\x12\x12\n\nnode_hints\x18\x02 \x03(\x0c\"B\n\x0fGetObjectsReply\x12\x0f\n\x07offsets\x18\x01 \x03(\x04\x12\r\n\x05sizes\x18\x02 \x03(\x04\x12\x0f\n\x07missing\x18\x03 \x03(\x08\"L\n\x0cStoredObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0c\n\x04pins\x18\x04 \x01(\r\"^\n\x0bWorkerStats\x12\x11\n\tworker_id\x18\x01 \x01(\x0c\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\x0c\x12\x10\n\x08lease_id\x18\x05 \x01(\x04\".\n\x13GetNodeStatsRequest\x12\x17\n\x0finclude_objects\x18\x01 \x01(\x08\"\xa9\x03\n\x11GetNodeStatsReply\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12)\n\tavailable\x18\x03 \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12\x12\n\nstore_used\x18\x04 \x01(\x04\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x04\x12\x13\n\x0bnum_objects\x18\x06 \x01(\r\x12\x13\n\x0bnum_spilled\x18\x07 \x01(\r\x12\x15\n\rspilled_bytes\x18\x08 \x01(\x04\x12\x12\n\nnum_pinned\x18\t \x01(\r\x12\'\n\x07workers\x18\n \x03(\x0b\x32\x16.nbcluster.WorkerStats\x12\x16\n\x0epending_leases\x18\x0b \x01(\r\x12\x16\n\x0erestored_total\x18\x0c \x01(\x04\x12\x15\n\rspilled_total\x18\r \x01(\x04\x12\x16\n\x0eleases_granted\x18\x0e \x01(\x04\x12(\n\x07objects\x18\x0f \x03(\x0b\x32\x17.nbcluster.StoredObject\"%\n\x13ShutdownNodeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"*\n\nRelayChunk\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\";\n\rRelayPreamble\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0b\n\x03via\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\"9\n\x11PullObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x11\n\trequester\x18\x02 \x01(\t\"?\n\x0bObjectChunk\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x17\n\x15GetClusterViewRequest\"9\n\x13GetClusterViewReply\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.nbcluster.NodeInfo\"%\n\x12\x43heckHealthRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\"\x12\n\x10\x43heckHealthReply*\x86\x01\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_KIND_WORKER\x10\x01\x12\x16\n\x12\x43LIENT_KIND_DRIVER\x10\x02\x12\x13\n\x0f\x43LIENT_KIND_GCS\x10\x03\x12\x16\n\x12\x43LIENT_KIND_REMOTE\x10\x04*\xa1\x01\n\x12SchedulingStrategy\x12#\n\x1fSCHEDULING_STRATEGY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSCHEDULING_STRATEGY_DEFAULT\x10\x01\x12\x1e\n\x1aSCHEDULING_STRATEGY_SPREAD\x10\x02\x12%\n!SCHEDULING_STRATEGY_NODE_AFFINITY\x10\x03\x32\xd4\x08\n\x0bNodeManager\x12R\n\x0eRegisterClient\x12 .nbcluster.RegisterClientRequest\x1a\x1e.nbcluster.RegisterClientReply\x12\x44\n\x12RequestWorkerLease\x12\x17.nbcluster.LeaseRequest\x1a\x15.nbcluster.LeaseReply\x12@\n\x0cReturnWorker\x12\x1e.nbcluster.ReturnWorkerRequest\x1a\x10.nbcluster.Empty\x12>\n\x0b\x43\x61ncelLease\x12\x1d.nbcluster.CancelLeaseRequest\x1a\x10.nbcluster.Empty\x12;\n\rNotifyBlocked\x12\x18.nbcluster.BlockedNotice\x1a\x10.nbcluster.Empty\x12L\n\x0c\x43reateObject\x12\x1e.nbcluster.CreateObjectRequest\x1a\x1c.nbcluster.CreateObjectReply\x12\x35\n\x0bSealObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\nGetObjects\x12\x1c.nbcluster.GetObjectsRequest\x1a\x1a.nbcluster.GetObjectsReply\x12\x38\n\x0eReleaseObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x35\n\x0b\x46reeObjects\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12L\n\x0cGetNodeStats\x12\x1e.nbcluster.GetNodeStatsRequest\x1a\x1c.nbcluster.GetNodeStatsReply\x12@\n\x0cShutdownNode\x12\x1e.nbcluster.ShutdownNodeRequest\x1a\x10.nbcluster.Empty\x12\x39\n\x05Relay\x12\x15.nbcluster.RelayChunk\x1a\x15.nbcluster.RelayChunk(\x01\x30\x01\x12\x44\n\nPullObject\x12\x1c.nbcluster.PullObjectRequest\x1a\x16.nbcluster.ObjectChunk0\x01\x12R\n\x0eGetClusterView\x12 .nbcluster.GetClusterViewRequest\x1a\x1e.nbcluster.GetClusterViewReply\x12I\n\x0b\x43heckHealth\x12\x1d.nbcluster.CheckHealthRequest\x1a\x1b.nbcluster.CheckHealthReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nbcluster.runtime.protocol.node_manager_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIENTKIND']._serialized_start=1786
-  _globals['_CLIENTKIND']._serialized_end=1896
-  _globals['_REGISTERCLIENTREQUEST']._serialized_start=101
-  _globals['_REGISTERCLIENTREQUEST']._serialized_end=227
-  _globals['_REGISTERCLIENTREPLY']._serialized_start=230
-  _globals['_REGISTERCLIENTREPLY']._serialized_end=368
-  _globals['_LEASEREQUEST']._serialized_start=371
-  _globals['_LEASEREQUEST']._serialized_end=583
-  _globals['_LEASEREPLY']._serialized_start=585
-  _globals['_LEASEREPLY']._serialized_end=685
-  _globals['_RETURNWORKERREQUEST']._serialized_start=687
-  _globals['_RETURNWORKERREQUEST']._serialized_end=749
-  _globals['_CANCELLEASEREQUEST']._serialized_start=751
-  _globals['_CANCELLEASEREQUEST']._serialized_end=791
-  _globals['_BLOCKEDNOTICE']._serialized_start=793
-  _globals['_BLOCKEDNOTICE']._serialized_end=825
-  _globals['_CREATEOBJECTREQUEST']._serialized_start=827
-  _globals['_CREATEOBJECTREQUEST']._serialized_end=916
-  _globals['_CREATEOBJECTREPLY']._serialized_start=918
-  _globals['_CREATEOBJECTREPLY']._serialized_end=953
-  _globals['_OBJECTIDS']._serialized_start=955
-  _globals['_OBJECTIDS']._serialized_end=986
-  _globals['_GETOBJECTSREQUEST']._serialized_start=988
-  _globals['_GETOBJECTSREQUEST']._serialized_end=1027
-  _globals['_GETOBJECTSREPLY']._serialized_start=1029
-  _globals['_GETOBJECTSREPLY']._serialized_end=1095
-  _globals['_STOREDOBJECT']._serialized_start=1097
-  _globals['_STOREDOBJECT']._serialized_end=1173
-  _globals['_WORKERSTATS']._serialized_start=1175
-  _globals['_WORKERSTATS']._serialized_end=1269
-  _globals['_GETNODESTATSREQUEST']._serialized_start=1271
-  _globals['_GETNODESTATSREQUEST']._serialized_end=1317
-  _globals['_GETNODESTATSREPLY']._serialized_start=1320
-  _globals['_GETNODESTATSREPLY']._serialized_end=1745
-  _globals['_SHUTDOWNNODEREQUEST']._serialized_start=1747
-  _globals['_SHUTDOWNNODEREQUEST']._serialized_end=1784
-  _globals['_NODEMANAGER']._serialized_start=1899
-  _globals['_NODEMANAGER']._serialized_end=2719
+  _globals['_CLIENTKIND']._serialized_start=2398
+  _globals['_CLIENTKIND']._serialized_end=2532
+  _globals['_SCHEDULINGSTRATEGY']._serialized_start=2535
+  _globals['_SCHEDULINGSTRATEGY']._serialized_end=2696
+  _globals['_REGISTERCLIENTREQUEST']._serialized_start=139
+  _globals['_REGISTERCLIENTREQUEST']._serialized_end=265
+  _globals['_REGISTERCLIENTREPLY']._serialized_start=268
+  _globals['_REGISTERCLIENTREPLY']._serialized_end=430
+  _globals['_LEASEREQUEST']._serialized_start=433
+  _globals['_LEASEREQUEST']._serialized_end=761
+  _globals['_LEASEREPLY']._serialized_start=764
+  _globals['_LEASEREPLY']._serialized_end=904
+  _globals['_RETURNWORKERREQUEST']._serialized_start=906
+  _globals['_RETURNWORKERREQUEST']._serialized_end=968
+  _globals['_CANCELLEASEREQUEST']._serialized_start=970
+  _globals['_CANCELLEASEREQUEST']._serialized_end=1010
+  _globals['_BLOCKEDNOTICE']._serialized_start=1012
+  _globals['_BLOCKEDNOTICE']._serialized_end=1044
+  _globals['_CREATEOBJECTREQUEST']._serialized_start=1046
+  _globals['_CREATEOBJECTREQUEST']._serialized_end=1135
+  _globals['_CREATEOBJECTREPLY']._serialized_start=1137
+  _globals['_CREATEOBJECTREPLY']._serialized_end=1172
+  _globals['_OBJECTIDS']._serialized_start=1174
+  _globals['_OBJECTIDS']._serialized_end=1205
+  _globals['_GETOBJECTSREQUEST']._serialized_start=1207
+  _globals['_GETOBJECTSREQUEST']._serialized_end=1266
+  _globals['_GETOBJECTSREPLY']._serialized_start=1268
+  _globals['_GETOBJECTSREPLY']._serialized_end=1334
+  _globals['_STOREDOBJECT']._serialized_start=1336
+  _globals['_STOREDOBJECT']._serialized_end=1412
+  _globals['_WORKERSTATS']._serialized_start=1414
+  _globals['_WORKERSTATS']._serialized_end=1508
+  _globals['_GETNODESTATSREQUEST']._serialized_start=1510
+  _globals['_GETNODESTATSREQUEST']._serialized_end=1556
+  _globals['_GETNODESTATSREPLY']._serialized_start=1559
+  _globals['_GETNODESTATSREPLY']._serialized_end=1984
+  _globals['_SHUTDOWNNODEREQUEST']._serialized_start=1986
+  _globals['_SHUTDOWNNODEREQUEST']._serialized_end=2023
+  _globals['_RELAYCHUNK']._serialized_start=2025
+  _globals['_RELAYCHUNK']._serialized_end=2067
+  _globals['_RELAYPREAMBLE']._serialized_start=2069
+  _globals['_RELAYPREAMBLE']._serialized_end=2128
+  _globals['_PULLOBJECTREQUEST']._serialized_start=2130
+  _globals['_PULLOBJECTREQUEST']._serialized_end=2187
+  _globals['_OBJECTCHUNK']._serialized_start=2189
+  _globals['_OBJECTCHUNK']._serialized_end=2252
+  _globals['_GETCLUSTERVIEWREQUEST']._serialized_start=2254
+  _globals['_GETCLUSTERVIEWREQUEST']._serialized_end=2277
+  _globals['_GETCLUSTERVIEWREPLY']._serialized_start=2279
+  _globals['_GETCLUSTERVIEWREPLY']._serialized_end=2336
+  _globals['_CHECKHEALTHREQUEST']._serialized_start=2338
+  _globals['_CHECKHEALTHREQUEST']._serialized_end=2375
+  _globals['_CHECKHEALTHREPLY']._serialized_start=2377
+  _globals['_CHECKHEALTHREPLY']._serialized_end=2395
+  _globals['_NODEMANAGER']._serialized_start=2699
+  _globals['_NODEMANAGER']._serialized_end=3807
 # @@protoc_insertion_point(module_scope)

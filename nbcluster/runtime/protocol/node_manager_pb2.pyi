@@ -1,4 +1,5 @@
 from nbcluster.runtime.protocol import common_pb2 as _common_pb2
+from nbcluster.runtime.protocol import gcs_pb2 as _gcs_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -14,10 +15,23 @@ class ClientKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLIENT_KIND_WORKER: _ClassVar[ClientKind]
     CLIENT_KIND_DRIVER: _ClassVar[ClientKind]
     CLIENT_KIND_GCS: _ClassVar[ClientKind]
+    CLIENT_KIND_REMOTE: _ClassVar[ClientKind]
+
+class SchedulingStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULING_STRATEGY_UNSPECIFIED: _ClassVar[SchedulingStrategy]
+    SCHEDULING_STRATEGY_DEFAULT: _ClassVar[SchedulingStrategy]
+    SCHEDULING_STRATEGY_SPREAD: _ClassVar[SchedulingStrategy]
+    SCHEDULING_STRATEGY_NODE_AFFINITY: _ClassVar[SchedulingStrategy]
 CLIENT_KIND_UNSPECIFIED: ClientKind
 CLIENT_KIND_WORKER: ClientKind
 CLIENT_KIND_DRIVER: ClientKind
 CLIENT_KIND_GCS: ClientKind
+CLIENT_KIND_REMOTE: ClientKind
+SCHEDULING_STRATEGY_UNSPECIFIED: SchedulingStrategy
+SCHEDULING_STRATEGY_DEFAULT: SchedulingStrategy
+SCHEDULING_STRATEGY_SPREAD: SchedulingStrategy
+SCHEDULING_STRATEGY_NODE_AFFINITY: SchedulingStrategy
 
 class RegisterClientRequest(_message.Message):
     __slots__ = ("kind", "address", "pid", "job_id")
@@ -32,21 +46,23 @@ class RegisterClientRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[ClientKind, str]] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., pid: _Optional[int] = ..., job_id: _Optional[bytes] = ...) -> None: ...
 
 class RegisterClientReply(_message.Message):
-    __slots__ = ("node_id", "arena_path", "arena_size", "session_dir", "total")
+    __slots__ = ("node_id", "arena_path", "arena_size", "session_dir", "total", "relay_endpoint")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ARENA_PATH_FIELD_NUMBER: _ClassVar[int]
     ARENA_SIZE_FIELD_NUMBER: _ClassVar[int]
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RELAY_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     arena_path: str
     arena_size: int
     session_dir: str
     total: _common_pb2.ResourceSet
-    def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+    relay_endpoint: str
+    def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., relay_endpoint: _Optional[str] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor")
+    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +70,10 @@ class LeaseRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     FOR_ACTOR_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_SOFT_FIELD_NUMBER: _ClassVar[int]
+    NO_SPILL_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     resources: _common_pb2.ResourceSet
     job_id: bytes
@@ -61,19 +81,25 @@ class LeaseRequest(_message.Message):
     description: str
     placement_resources: _common_pb2.ResourceSet
     for_actor: bool
-    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ...) -> None: ...
+    strategy: SchedulingStrategy
+    affinity_node_id: bytes
+    affinity_soft: bool
+    no_spill: bool
+    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("lease_id", "worker", "rejected", "reason")
+    __slots__ = ("lease_id", "worker", "rejected", "reason", "spillback")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SPILLBACK_FIELD_NUMBER: _ClassVar[int]
     lease_id: int
     worker: _common_pb2.Address
     rejected: bool
     reason: str
-    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    spillback: _gcs_pb2.NodeInfo
+    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ..., spillback: _Optional[_Union[_gcs_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
 
 class ReturnWorkerRequest(_message.Message):
     __slots__ = ("lease_id", "worker_failed")
@@ -118,10 +144,12 @@ class ObjectIds(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetObjectsRequest(_message.Message):
-    __slots__ = ("object_ids",)
+    __slots__ = ("object_ids", "node_hints")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    NODE_HINTS_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    node_hints: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., node_hints: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetObjectsReply(_message.Message):
     __slots__ = ("offsets", "sizes", "missing")
@@ -204,3 +232,59 @@ class ShutdownNodeRequest(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class RelayChunk(_message.Message):
+    __slots__ = ("target", "data")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    data: bytes
+    def __init__(self, target: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RelayPreamble(_message.Message):
+    __slots__ = ("token", "via", "target")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    via: str
+    target: str
+    def __init__(self, token: _Optional[str] = ..., via: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class PullObjectRequest(_message.Message):
+    __slots__ = ("object_id", "requester")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    requester: str
+    def __init__(self, object_id: _Optional[bytes] = ..., requester: _Optional[str] = ...) -> None: ...
+
+class ObjectChunk(_message.Message):
+    __slots__ = ("total_size", "offset", "data")
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    total_size: int
+    offset: int
+    data: bytes
+    def __init__(self, total_size: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class GetClusterViewRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterViewReply(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_gcs_pb2.NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_gcs_pb2.NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class CheckHealthRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    def __init__(self, node_id: _Optional[bytes] = ...) -> None: ...
+
+class CheckHealthReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -18,7 +18,8 @@ __all__ = ["dial", "is_framed", "ConnectionLost", "RemoteError", "TransportError
 
 
 def is_framed(address: str) -> bool:
-    return address.startswith("unix")
+    """A framed-carrier address: a local socket, or a relay route to one."""
+    return address.startswith("unix") or address.startswith("relay://")
 
 
 async def dial(
@@ -28,12 +29,24 @@ async def dial(
     dispatcher: Any = None,
     local: common_pb2.Address | None = None,
     timeout: float = 10.0,
+    relay: str | None = None,
 ) -> Any:
     """Connect to ``address``, retrying until ``timeout`` while nothing listens yet
-    (a process that is still starting). A refused token fails at once."""
+    (a process that is still starting). A refused token fails at once.
+
+    ``relay://`` routes reach a process on another machine: through ``relay`` (this
+    machine's node manager relay socket) when given, else over gRPC directly."""
     from nbcluster.runtime.transport import framed
 
     deadline = time.monotonic() + timeout
+    if address.startswith("relay://"):
+        from nbcluster.runtime.transport import relay as relays
+
+        dispatcher = dispatcher or framed.Dispatcher()
+        local = local or common_pb2.Address()
+        if relay:
+            return await relays.connect_local(relay, address, token, dispatcher, local, timeout)
+        return await relays.connect_grpc(address, token, dispatcher, local, timeout)
     if not is_framed(address):
         from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 

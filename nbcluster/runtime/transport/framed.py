@@ -71,7 +71,7 @@ class Dispatcher:
         """Serve every method of ``service`` that ``impl`` has a method for."""
         for method in methods_of(service):
             fn = getattr(impl, method.name, None)
-            if fn is not None:
+            if fn is not None and not method.client_streaming:
                 self.handlers[method.index] = Handler(fn, method)
 
 
@@ -94,8 +94,10 @@ class Connection(asyncio.Protocol):
         local: common_pb2.Address,
         *,
         server: bool,
+        preamble: bytes = b"",
     ) -> None:
         self._dispatcher = dispatcher
+        self._preamble = preamble
         self._token = token.encode()
         self._local = local
         self._server = server
@@ -124,6 +126,8 @@ class Connection(asyncio.Protocol):
         if self._server:
             self._hello_timer = self._loop.call_later(HELLO_TIMEOUT, self._hello_timeout)
         else:
+            if self._preamble:  # for a relay, before the protocol starts
+                self._out.append(self._preamble)
             hello = common_pb2.Hello(protocol=PROTOCOL_DIGEST, peer=self._local)
             body = _TOKEN_LEN.pack(len(self._token)) + self._token + hello.SerializeToString()
             self._send(HELLO, 0, 0, body)

@@ -111,6 +111,18 @@ def _streaming(fn: Callable[..., Any], served: list[int], index: int) -> Callabl
     return handle
 
 
+def _bidi(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
+    async def handle(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        served[index] += 1
+        try:
+            async for item in fn(requests, CallContext(context)):
+                yield item
+        except RemoteError as exc:
+            await _abort(context, exc)
+
+    return handle
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: RemoteError) -> None:
     context.set_trailing_metadata(((_CODE_METADATA, str(int(exc.code))),))
     await context.abort(_TO_GRPC.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message)
@@ -141,12 +153,12 @@ class GrpcServer:
                 if fn is None:
                     continue
                 full_name = method.path.split("/")[1]
-                factory = (
-                    grpc.unary_stream_rpc_method_handler
-                    if method.server_streaming
-                    else grpc.unary_unary_rpc_method_handler
-                )
-                wrap = _streaming if method.server_streaming else _unary
+                if method.client_streaming:
+                    factory, wrap = grpc.stream_stream_rpc_method_handler, _bidi
+                elif method.server_streaming:
+                    factory, wrap = grpc.unary_stream_rpc_method_handler, _streaming
+                else:
+                    factory, wrap = grpc.unary_unary_rpc_method_handler, _unary
                 handlers[method.name] = factory(
                     wrap(fn, self.served, method.index),
                     request_deserializer=method.request.FromString,
@@ -229,6 +241,15 @@ class GrpcChannel:
             raise _translate(exc) from exc
         finally:
             call.cancel()
+
+    def open_stream(self, method: Method) -> Any:
+        """A bidirectional call (write()/read()), for the relay."""
+        stub = self._channel.stream_stream(
+            method.path,
+            request_serializer=method.request.SerializeToString,
+            response_deserializer=method.reply.FromString,
+        )
+        return stub(metadata=self._metadata)
 
     async def wait_ready(self, timeout: float) -> None:
         try:

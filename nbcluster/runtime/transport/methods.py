@@ -36,6 +36,8 @@ class Method:
     request: type
     reply: type
     server_streaming: bool
+    #: Client-streaming methods (the relay) exist on the gRPC carrier only.
+    client_streaming: bool = False
 
     def __repr__(self) -> str:
         return f"<Method {self.service}.{self.name}>"
@@ -60,6 +62,7 @@ def _build() -> tuple[list[Method], dict[str, SimpleNamespace], str]:
                 request=message_factory.GetMessageClass(method.input_type),
                 reply=message_factory.GetMessageClass(method.output_type),
                 server_streaming=method.server_streaming,
+                client_streaming=method.client_streaming,
             )
             table.append(entry)
             setattr(ns, method.name, entry)

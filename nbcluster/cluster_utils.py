@@ -1,0 +1,210 @@
+"""A cluster of several nodes on this one machine, for testing multi-node code
+(as ``ray.cluster_utils.Cluster``)::
+
+    from nbcluster.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2, resources={"accel": 1})
+    cluster.wait_for_nodes()
+    nbcluster.init(address=cluster.address)
+    ...
+    nbcluster.shutdown()
+    cluster.shutdown()
+
+Every node has its own node manager, object store and session directory, and the
+nodes talk as separate machines would: through their node managers' ports on
+127.0.0.1. The nodes are children of this process and stop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nbcluster.exceptions import ClusterConnectionError
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
+from nbcluster.runtime.procutil import wait_exit
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.session import remove_session
+from nbcluster.runtime.transport import dial, methods
+
+__all__ = ["Cluster", "ClusterNode"]
+
+_NODE_ARGS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config")
+
+
+@dataclass
+class ClusterNode:
+    """One node of a :class:`Cluster`."""
+
+    node_id: str
+    is_head: bool
+    _handle: LocalCluster
+
+    @property
+    def pid(self) -> int:
+        """The node manager's process."""
+        return self._handle.procs[-1].pid
+
+    @property
+    def session_dir(self) -> str:
+        return str(self._handle.session.dir)
+
+    def alive(self) -> bool:
+        return self._handle.procs[-1].poll() is None
+
+
+class Cluster:
+    def __init__(
+        self,
+        initialize_head: bool = False,
+        connect: bool = False,
+        head_node_args: dict[str, Any] | None = None,
+        shutdown_at_exit: bool = True,
+    ) -> None:
+        self.head_node: ClusterNode | None = None
+        self.worker_nodes: list[ClusterNode] = []
+        self._config: RuntimeConfig | None = None
+        if initialize_head:
+            self.add_node(**(head_node_args or {}))
+            if connect:
+                import nbcluster
+
+                nbcluster.init(address=self.address)
+        if shutdown_at_exit:
+            import atexit
+
+            atexit.register(self.shutdown)
+
+    @property
+    def address(self) -> str:
+        """The head's address, for ``nbcluster.init(address=...)``."""
+        if self.head_node is None:
+            raise ClusterConnectionError("the cluster has no head node yet: add_node() first")
+        return self.head_node._handle.session.read_address()["gcs_address"]
+
+    @property
+    def list_all_nodes(self) -> list[ClusterNode]:
+        return ([self.head_node] if self.head_node else []) + self.worker_nodes
+
+    def add_node(self, wait: bool = True, **node_args: Any) -> ClusterNode:
+        """Start a node: the head first, then workers that join it."""
+        unknown = sorted(set(node_args) - set(_NODE_ARGS))
+        if unknown:
+            raise ValueError(f"unknown node arguments {unknown}; valid: {list(_NODE_ARGS)}")
+        system_config = node_args.pop("_system_config", None)
+        spec = dict(num_cpus=1, num_gpus=0, resources=None, object_store_memory=None)
+        spec.update(node_args)
+        if self.head_node is None:
+            self._config = RuntimeConfig.load(system_config)
+            handle = start_local_cluster(
+                num_cpus=spec["num_cpus"],
+                num_gpus=spec["num_gpus"],
+                resources=spec["resources"],
+                object_store_memory=spec["object_store_memory"],
+                config=self._config,
+                node_port=0,
+            )
+            node = self.head_node = ClusterNode(handle.node_id.hex(), True, handle)
+            if wait:
+                self._wait_address(handle)
+        else:
+            if system_config:
+                raise ValueError("_system_config is set once, on the head node")
+            head = self.head_node._handle
+            handle = start_worker_node(
+                gcs_address=self.address,
+                token=head.token,
+                spec=NodeSpec(
+                    spec["num_cpus"], spec["num_gpus"], spec["resources"] or {}, spec["object_store_memory"], grpc_port=0
+                ),
+                config=self._config,
+                link_latest=False,
+            )
+            node = ClusterNode(handle.node_id.hex(), False, handle)
+            self.worker_nodes.append(node)
+        if wait:
+            self.wait_for_nodes()
+        return node
+
+    def remove_node(self, node: ClusterNode, allow_graceful: bool = True) -> None:
+        """Stop a worker node: SIGTERM (it unregisters), or SIGKILL of its node manager
+        and workers (the GCS then finds it dead by its health checks)."""
+        if node is self.head_node:
+            raise ValueError("remove the head with shutdown()")
+        if allow_graceful:
+            node._handle.stop()
+        else:
+            import psutil
+
+            try:
+                victims = [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                victims = []
+            for proc in victims:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
+            wait_exit(node._handle.procs, 5.0)
+            wait_exit(victims, 5.0)
+            if node._handle.lifeline is not None:
+                os.close(node._handle.lifeline)
+                node._handle.lifeline = None
+            remove_session(node._handle.session)
+        if node in self.worker_nodes:
+            self.worker_nodes.remove(node)
+
+    def wait_for_nodes(self, timeout: float = 30.0) -> None:
+        """Until every node added is alive in the GCS's node table."""
+        wanted = {n.node_id for n in self.list_all_nodes}
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = {n.node_id.hex() for n in self._gcs_nodes() if n.state == gcs_pb2.NODE_STATE_ALIVE}
+            if wanted <= alive:
+                return
+            if time.monotonic() > deadline:
+                missing = sorted(wanted - alive)
+                raise TimeoutError(f"nodes {missing} did not join within {timeout} s (see their logs/)")
+            for node in self.list_all_nodes:
+                if not node.alive():
+                    raise ClusterConnectionError(
+                        f"node {node.node_id} exited while starting; see {node.session_dir}/logs"
+                    )
+            time.sleep(0.05)
+
+    def _wait_address(self, handle: LocalCluster, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not handle.session.address_file.exists():
+            if time.monotonic() > deadline or not handle.alive():
+                raise ClusterConnectionError(f"the head did not start; see {handle.session.logs}")
+            time.sleep(0.02)
+
+    def _gcs_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        assert self.head_node is not None
+        head = self.head_node._handle
+
+        async def fetch() -> list[gcs_pb2.NodeInfo]:
+            conn = await dial(head.gcs_endpoint, head.token, timeout=10.0)
+            try:
+                reply = await conn.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), timeout=10.0)
+                return list(reply.nodes)
+            finally:
+                conn.close()
+
+        # A thread of its own: this may be called from inside a running event loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, fetch()).result()
+
+    def shutdown(self) -> None:
+        for node in list(self.worker_nodes):
+            self.remove_node(node)
+        if self.head_node is not None:
+            self.head_node._handle.stop()
+            self.head_node = None

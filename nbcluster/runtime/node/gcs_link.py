@@ -1,0 +1,126 @@
+"""A node manager's tie to the GCS.
+
+It registers the node, then reports its load at least every heartbeat interval
+(sooner after a change); each reply carries the cluster view every node schedules
+with. When the head cannot be reached it retries with backoff and gives up after
+``gcs_reconnect_timeout_s`` (the node then shuts down cleanly). When the GCS answers
+that this node was declared dead, the node is *fenced*: it must not go on as itself,
+and rejoins as a new node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger(__name__)
+
+
+class Fenced(Exception):
+    """The GCS declared this node dead."""
+
+
+class GcsLink:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        config: RuntimeConfig,
+        node_info: Callable[[], gcs_pb2.NodeInfo],
+        on_view: Callable[[list[gcs_pb2.NodeInfo]], None],
+    ) -> None:
+        self.address = address
+        self._token = token
+        self._config = config
+        self._node_info = node_info
+        self._on_view = on_view
+        self._conn: Any = None
+        self.dirty = asyncio.Event()
+        self.cluster_info: gcs_pb2.GetClusterInfoReply | None = None
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await dial(self.address, self._token, timeout=self._config.startup_timeout_s)
+        return self._conn
+
+    async def call(self, method: Any, request: Any, timeout: float | None = 10.0) -> Any:
+        conn = await self._connection()
+        try:
+            return await conn.call(method, request, timeout=timeout)
+        except (ConnectionLost, asyncio.TimeoutError):
+            if self._conn is conn:
+                self._conn = None
+                conn.close()
+            raise
+
+    async def register(self) -> list[gcs_pb2.NodeInfo]:
+        reply = await self.call(
+            methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()), timeout=30.0
+        )
+        self.cluster_info = await self.call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest())
+        return list(reply.nodes)
+
+    async def run(self) -> None:
+        """Report until fenced (raises Fenced) or the head is gone for good (returns)."""
+        interval = self._config.heartbeat_interval_s
+        unreachable_since: float | None = None
+        backoff = 0.1
+        while True:
+            try:
+                await asyncio.wait_for(self.dirty.wait(), interval if unreachable_since is None else backoff)
+                await asyncio.sleep(0.1)  # coalesce bursts of changes
+            except asyncio.TimeoutError:
+                pass
+            self.dirty.clear()
+            try:
+                reply = await self.call(
+                    methods.Gcs.ReportNodeState,
+                    gcs_pb2.ReportNodeStateRequest(node=self._node_info()),
+                    timeout=max(2.0, interval * 2),
+                )
+            except RemoteError as exc:
+                if exc.code == common_pb2.ERROR_CODE_NOT_FOUND:
+                    raise Fenced(exc.message) from None
+                logger.warning("reporting to the GCS failed: %s", exc)
+                continue
+            except (ConnectionLost, asyncio.TimeoutError, OSError) as exc:
+                now = time.monotonic()
+                if unreachable_since is None:
+                    unreachable_since = now
+                    logger.warning("the GCS is unreachable (%s); retrying", exc)
+                if now - unreachable_since > self._config.gcs_reconnect_timeout_s:
+                    logger.error(
+                        "the GCS stayed unreachable for %.0f s; shutting down", self._config.gcs_reconnect_timeout_s
+                    )
+                    return
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if unreachable_since is not None:
+                logger.info("the GCS is reachable again")
+                unreachable_since, backoff = None, 0.1
+            self._on_view(list(reply.nodes))
+
+    async def unregister(self, reason: str) -> None:
+        try:
+            conn = self._conn
+            if conn is not None and not conn.closed:
+                await conn.call(
+                    methods.Gcs.UnregisterNode,
+                    gcs_pb2.UnregisterNodeRequest(node_id=self._node_info().node_id, reason=reason),
+                    timeout=1.0,
+                )
+        except Exception:  # noqa: BLE001 - the head may be gone already
+            pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,160 @@
+"""The node manager's object RPCs: creating, sealing, reading (pinning), freeing —
+and moving objects between nodes.
+
+A reader on this node asks for an object another node holds (it passes that node as
+a hint); this node manager pulls it from the other's ``PullObject`` stream in chunks
+of ``object_chunk_bytes`` straight into its arena (bounded memory in flight: gRPC
+flow control holds the sender back), keeps it as a *secondary* copy — dropped rather
+than spilled when room is needed — and pins it for the reader. Concurrent readers
+of one object share one pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from nbcluster.exceptions import ObjectStoreFullError
+from nbcluster.runtime import ids
+from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import RemoteError
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.objects.store import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+class ObjectHandlers:
+    """Mixed into NodeManager (which provides the attributes below)."""
+
+    store: "ObjectStore | None"
+    node_id: bytes
+    config: Any
+    _pulls: dict[bytes, asyncio.Future]
+    #: Objects held here that other nodes pulled: their node managers, to tell on free.
+    _copies: dict[bytes, set[str]]
+
+    def _client(self, conn: Any) -> Any:  # pragma: no cover - provided by NodeManager
+        raise NotImplementedError
+
+    def peer(self, address: str) -> Any:  # pragma: no cover - provided by NodeManager
+        raise NotImplementedError
+
+    def node_address(self, node_id: bytes) -> str | None:  # pragma: no cover - provided by NodeManager
+        raise NotImplementedError
+
+    def _changed(self) -> None:  # pragma: no cover - provided by NodeManager
+        raise NotImplementedError
+
+    async def CreateObject(self, request: nm_pb2.CreateObjectRequest, conn: Any) -> nm_pb2.CreateObjectReply:
+        assert self.store is not None
+        try:
+            offset = await self.store.create(request.object_id, request.size, request.owner.worker_id)
+        except ObjectStoreFullError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
+        self._changed()
+        return nm_pb2.CreateObjectReply(offset=offset)
+
+    def SealObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.seal(request.object_ids)
+        return common_pb2.Empty()
+
+    async def GetObjects(self, request: nm_pb2.GetObjectsRequest, conn: Any) -> nm_pb2.GetObjectsReply:
+        assert self.store is not None
+        client = self._client(conn)
+        hints = list(request.node_hints)
+        remote = [
+            (oid, hint)
+            for oid, hint in zip(request.object_ids, hints + [b""] * (len(request.object_ids) - len(hints)))
+            if hint and hint != self.node_id and oid not in self.store.entries
+        ]
+        try:
+            await asyncio.gather(*(self._pull(oid, hint) for oid, hint in remote))
+            found = await self.store.get(request.object_ids, client.pins)
+        except ObjectStoreFullError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
+        return nm_pb2.GetObjectsReply(
+            offsets=[f[0] if f else 0 for f in found],
+            sizes=[f[1] if f else 0 for f in found],
+            missing=[f is None for f in found],
+        )
+
+    async def _pull(self, oid: bytes, node_id: bytes) -> None:
+        """Copy an object from another node into this one (one pull per object)."""
+        pending = self._pulls.get(oid)
+        if pending is None:
+            pending = self._pulls[oid] = asyncio.get_running_loop().create_future()
+            try:
+                await self._copy_from(oid, node_id)
+                pending.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - each reader sees the object missing
+                logger.warning("pulling object=%s from node=%s failed: %s", oid.hex(), ids.short(node_id), exc)
+                pending.set_result(None)
+                if isinstance(exc, ObjectStoreFullError):
+                    raise
+            finally:
+                self._pulls.pop(oid, None)
+        else:
+            await asyncio.shield(pending)
+
+    async def _copy_from(self, oid: bytes, node_id: bytes) -> None:
+        assert self.store is not None
+        address = self.node_address(node_id)
+        if address is None:
+            raise LookupError(f"node {ids.short(node_id)} is not alive")
+        offset = None
+        request = nm_pb2.PullObjectRequest(object_id=oid, requester=getattr(self, "address", ""))
+        stream = self.peer(address).stream(methods.NodeManager.PullObject, request)
+        try:
+            async for chunk in stream:
+                if offset is None:
+                    offset = await self.store.create(oid, chunk.total_size, b"", secondary=True)
+                self.store.write(offset + chunk.offset, chunk.data)
+        except BaseException:
+            if offset is not None:
+                self.store.free([oid])
+            raise
+        if offset is None:
+            raise LookupError(f"node {ids.short(node_id)} does not have object {oid.hex()}")
+        self.store.seal([oid])
+        self._changed()
+
+    async def PullObject(self, request: nm_pb2.PullObjectRequest, conn: Any) -> AsyncIterator[nm_pb2.ObjectChunk]:
+        assert self.store is not None
+        pins: dict[bytes, int] = {}
+        (found,) = await self.store.get([request.object_id], pins)
+        if found is None:
+            return
+        offset, size = found
+        if request.requester:
+            self._copies.setdefault(request.object_id, set()).add(request.requester)
+        step = self.config.object_chunk_bytes
+        try:
+            for start in range(0, max(size, 1), step):
+                data = await asyncio.to_thread(self.store.read, offset + start, min(step, size - start))
+                yield nm_pb2.ObjectChunk(total_size=size, offset=start, data=data)
+        finally:
+            self.store.release_all(pins)
+
+    def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.release(request.object_ids, self._client(conn).pins)
+        return common_pb2.Empty()
+
+    def FreeObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        assert self.store is not None
+        self.store.free(request.object_ids)
+        # Copies other nodes pulled go with the original.
+        by_node: dict[str, list[bytes]] = {}
+        for oid in request.object_ids:
+            for node in self._copies.pop(oid, ()):
+                by_node.setdefault(node, []).append(oid)
+        for node, oids in by_node.items():
+            self.peer(node).notify(methods.NodeManager.FreeObjects, nm_pb2.ObjectIds(object_ids=oids))
+        self._changed()
+        return common_pb2.Empty()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.procutil import wait_exit
 from nbcluster.runtime.protocol import gcs_pb2
-from nbcluster.runtime.session import remove_session
 from nbcluster.runtime.transport import dial, methods
 
 __all__ = ["Cluster", "ClusterNode"]
@@ -154,10 +152,7 @@ class Cluster:
                     pass
             wait_exit(node._handle.procs, 5.0)
             wait_exit(victims, 5.0)
-            if node._handle.lifeline is not None:
-                os.close(node._handle.lifeline)
-                node._handle.lifeline = None
-            remove_session(node._handle.session)
+            node._handle.stop()  # reaps it, closes the lifeline, removes the session
         if node in self.worker_nodes:
             self.worker_nodes.remove(node)
 

@@ -55,22 +55,22 @@ def descendants() -> dict[int, psutil.Process]:
 
 
 def _cluster_allowances() -> tuple[set[int], set[str]]:
-    """Processes and stores of the cluster this test process is connected to."""
-    from nbcluster.runtime import api
+    """Processes and stores of the clusters (and nodes) this test process runs."""
+    from nbcluster.runtime.launcher import live_clusters
     from nbcluster.runtime.session import store_dir
 
-    cluster = api._cluster
-    if cluster is None:
-        return set(), set()
     pids: set[int] = set()
-    for proc in cluster.procs:
-        try:
-            root = psutil.Process(proc.pid)
-            pids.add(root.pid)
-            pids.update(p.pid for p in root.children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-    return pids, {store_dir(cluster.node_id).name}
+    stores: set[str] = set()
+    for cluster in live_clusters():
+        stores.add(store_dir(cluster.node_id).name)
+        for proc in cluster.procs:
+            try:
+                root = psutil.Process(proc.pid)
+                pids.add(root.pid)
+                pids.update(p.pid for p in root.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+    return pids, stores
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from nbcluster.runtime.actor_options import actor_shape, validate_actor_options, validate_method_options
+from nbcluster.runtime.options import placement
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps
@@ -92,7 +93,7 @@ class ActorClass:
         from nbcluster.runtime import api
 
         core = api._core()
-        held, placement = actor_shape(options)
+        held, needed = actor_shape(options)
         is_async = self._is_async
         concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         namespace = options.get("namespace")
@@ -107,13 +108,18 @@ class ActorClass:
             max_restarts=options.get("max_restarts", 0),
             max_task_retries=options.get("max_task_retries", 0),
             resources=common_pb2.ResourceSet(amounts=held),
-            placement_resources=common_pb2.ResourceSet(amounts=placement),
+            placement_resources=common_pb2.ResourceSet(amounts=needed),
             max_concurrency=concurrency,
             is_async=is_async,
             methods=[
                 gcs_pb2.ActorMethod(name=name, num_returns=n, is_async=a) for name, (n, a) in self._methods.items()
             ],
         )
+        where = placement(options.get("scheduling_strategy"))
+        if where is not None:
+            info.scheduling_strategy = where.strategy
+            info.affinity_node_id = where.node_id
+            info.affinity_soft = where.soft
         record, ref = core.actor_submitter.create(
             self._function_info(), args, kwargs, info, bool(options.get("get_if_exists"))
         )

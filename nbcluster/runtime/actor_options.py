@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nbcluster.runtime.options import integer, number, validate_resources
+from nbcluster.runtime.options import integer, number, validate_resources, validate_strategy
 
 ACTOR_OPTIONS = (
     "num_cpus",
@@ -20,6 +20,7 @@ ACTOR_OPTIONS = (
     "namespace",
     "lifetime",
     "get_if_exists",
+    "scheduling_strategy",
 )
 METHOD_OPTIONS = ("num_returns", "name")
 
@@ -55,6 +56,8 @@ def validate_actor_options(options: Mapping[str, Any], where: str = "@nbcluster.
             if value not in (None, "detached", "non_detached"):
                 raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {value!r}")
             out[key] = value
+        elif key == "scheduling_strategy":
+            out[key] = validate_strategy(value)
         elif key == "get_if_exists":
             if not isinstance(value, bool):
                 raise TypeError(f"get_if_exists must be a bool, not {type(value).__name__}")

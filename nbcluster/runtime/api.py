@@ -193,16 +193,17 @@ def _find_cluster(address: str) -> tuple[Session, str, str, str | None]:
         return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
     if ":" not in address:
         raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
+    matches = []
     for path in sorted(temp_root().glob("session_*"), reverse=True):
         if path.is_symlink():
             continue  # session_latest
         session = Session(path)
         found = _session_node(session) if session.address_file.exists() else None
-        if found is None:
-            continue
-        info = session.read_address()
-        if info.get("gcs_address") == address:
-            return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
+        if found is not None and session.read_address().get("gcs_address") == address:
+            matches.append((found[1] is not None, session, found))  # the head's session first
+    if matches:
+        _, session, found = min(matches, key=lambda m: m[0])
+        return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
     if not os.environ.get(TOKEN_ENV):
         raise AuthenticationError(
             f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "

@@ -21,8 +21,15 @@ from nbcluster.runtime.session import TOKEN_ENV, Session, new_session, remove_se
 #: Set to 1 to keep an embedded cluster's session directory (logs) after it stops.
 KEEP_SESSION_ENV = "NBCLUSTER_KEEP_SESSION"
 
+_LIVE: list["LocalCluster"] = []
 
-@dataclass
+
+def live_clusters() -> list["LocalCluster"]:
+    """The clusters and nodes this process started and has not stopped."""
+    return list(_LIVE)
+
+
+@dataclass(eq=False)
 class LocalCluster:
     session: Session
     token: str
@@ -33,8 +40,13 @@ class LocalCluster:
     lifeline: int | None = None
     embedded: bool = True
 
+    def __post_init__(self) -> None:
+        _LIVE.append(self)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the processes (closing the lifeline asks them to) and wait for them."""
+        if self in _LIVE:
+            _LIVE.remove(self)
         if self.lifeline is not None:
             os.close(self.lifeline)
             self.lifeline = None

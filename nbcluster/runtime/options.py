@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbcluster.runtime.objects.serialization import dumps
-from nbcluster.runtime.core.tasks import TaskOptions
+from nbcluster.runtime.core.tasks import Placement, TaskOptions
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
@@ -21,6 +21,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "max_retries": 3,
     "retry_exceptions": False,
     "name": "",
+    "scheduling_strategy": None,
 }
 
 _RESERVED_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
@@ -66,7 +67,31 @@ def validate_task_options(options: Mapping[str, Any], where: str = "@nbcluster.r
             if not isinstance(value, str):
                 raise TypeError(f"name must be a str, not {type(value).__name__}")
             out[name] = value
+        elif name == "scheduling_strategy":
+            out[name] = validate_strategy(value)
     return out
+
+
+def validate_strategy(value: Any) -> Any:
+    from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if value is None or value in ("DEFAULT", "SPREAD") or isinstance(value, NodeAffinitySchedulingStrategy):
+        return value
+    raise ValueError(
+        "scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
+        f"nbcluster.util.scheduling_strategies.NodeAffinitySchedulingStrategy, not {value!r}"
+    )
+
+
+def placement(value: Any) -> Placement | None:
+    """The wire form of a validated scheduling strategy (None: the default)."""
+    from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+
+    if value is None or value == "DEFAULT":
+        return None
+    if value == "SPREAD":
+        return Placement(nm_pb2.SCHEDULING_STRATEGY_SPREAD)
+    return Placement(nm_pb2.SCHEDULING_STRATEGY_NODE_AFFINITY, bytes.fromhex(value.node_id), value.soft)
 
 
 def validate_resources(value: Any) -> dict[str, float]:
@@ -118,4 +143,5 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
         retry_exceptions=bool(retry),
         retry_types=dumps(retry) if isinstance(retry, tuple) else b"",
         name=opts["name"],
+        placement=placement(opts["scheduling_strategy"]),
     )

@@ -84,8 +84,9 @@ def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Ses
     unless ``link_latest`` is False (a second node started on the same machine)."""
     root = temp_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    base = f"session_{stamp}_{time.time_ns() % 1_000_000:06d}_{os.getpid()}"
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
+    base = f"session_{stamp}_{int(now * 1_000_000) % 1_000_000:06d}_{os.getpid()}"
     path = root / base
     path.mkdir(mode=0o700)
     session = Session(path)

@@ -372,6 +372,7 @@ class CoreWorker:
             payload = entry.payload
             if payload is not None and payload.HasField("node_id"):
                 self._frees.append((payload.node_id, oid))
+                self.submitter.lineage_freed(oid)
             if entry.contained:
                 for contained in entry.contained:
                     self.refs.release(contained)
@@ -554,7 +555,11 @@ class CoreWorker:
             entries = list(self.refs.entries.items())
         for oid, entry in entries:
             payload = entry.payload
-            if not entry.owned or payload is None or payload.node_id != node_id:
+            if payload is None or payload.node_id != node_id:
+                continue
+            if not entry.owned:
+                entry.payload = None  # ask the owner again: it knows of copies and rebuilds
+                entry.fetching = False
                 continue
             copies = [n for n in (entry.locations or ()) if n != node_id and n not in self.dead_nodes]
             if copies:
@@ -705,15 +710,45 @@ class CoreWorker:
 
     def get(self, refs: Sequence[Any], timeout: float | None) -> list[Any]:
         oids = [self._check_ref(r) for r in refs]
-        ready = self.wait_payloads(oids, len(oids), timeout)
-        if not all(ready):
-            waiting = sum(1 for r in ready if not r)
-            raise GetTimeoutError(
-                f"get() timed out after {timeout} s: {waiting} of {len(oids)} objects not ready. "
-                "Raise the timeout, or use wait() to take the ready ones."
-            )
+        deadline = None if timeout is None else time.monotonic() + timeout
         entries = self.refs.entries
-        return self.read_many([entries[oid].payload for oid in oids])
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = self.wait_payloads(oids, len(oids), remaining)
+            if not all(ready):
+                waiting = sum(1 for r in ready if not r)
+                raise GetTimeoutError(
+                    f"get() timed out after {timeout} s: {waiting} of {len(oids)} objects not ready. "
+                    "Raise the timeout, or use wait() to take the ready ones."
+                )
+            payloads = [entries[oid].payload for oid in oids]
+            try:
+                return self.read_many(payloads)
+            except ObjectLostError:
+                # A node holding some of them is unreachable: once the cluster declares
+                # it dead, those objects are served from a copy, rebuilt, or lost for good.
+                elsewhere = {p.node_id for p in payloads if p.node_id and p.node_id != self.node_id}
+                if not elsewhere or elsewhere <= self.dead_nodes or not self._await_verdict(elsewhere, deadline):
+                    raise
+
+    def _await_verdict(self, nodes: set[bytes], deadline: float | None) -> bool:
+        """Wait until the GCS declares ``nodes`` dead (True), or for as long as
+        that could take (False: they are alive, the objects are simply gone)."""
+        config = self.config
+        bound = (
+            config.health_check_initial_delay_s
+            + config.health_check_period_s * (config.health_check_failure_threshold + 1)
+            + config.health_check_timeout_s
+            + 2 * config.heartbeat_interval_s
+        )
+        limit = time.monotonic() + bound
+        if deadline is not None:
+            limit = min(limit, deadline)
+        while time.monotonic() < limit:
+            if nodes <= self.dead_nodes:
+                return True
+            time.sleep(0.05)
+        return nodes <= self.dead_nodes
 
     def get_future(self, ref: ObjectRef) -> concurrent.futures.Future:
         """A future of ``ref``'s value, resolved from the loop thread."""

@@ -90,6 +90,8 @@ class TaskSubmitter(SubmitterBase):
         self._shapes: dict[tuple, ShapeQueue] = {}
         self._durations: dict[bytes, float] = {}
         self._next_request = 0
+        #: Stored results -> the finished task that made them (kept to rebuild them).
+        self._lineage: dict[bytes, Task] = {}
         self.stopped = False
 
     # -- submitting (caller's thread) ----------------------------------------------
@@ -445,10 +447,54 @@ class TaskSubmitter(SubmitterBase):
     def busy(self) -> bool:
         return super().busy() or bool(self._new)
 
+    # -- lineage ------------------------------------------------------------------------
+    def _done(self, task: Task) -> None:
+        """A finished task whose results live in a node's store keeps its arguments
+        (its lineage) while those results are referenced, so it can run again if
+        their node dies (Ray's lineage pinning)."""
+        stored = [
+            oid
+            for oid in task.return_ids
+            if (e := self.core.refs.get(oid)) is not None and e.payload is not None and e.payload.node_id
+        ]
+        if stored and task.retries_left != 0 and task.machine.state is TaskState.FINISHED:
+            self._tasks.pop(task.task_id, None)
+            for oid in stored:
+                self._lineage[oid] = task
+            return
+        super()._done(task)
+
+    def lineage_freed(self, oid: bytes) -> None:
+        """A stored result went out of scope: its task's lineage may go too."""
+        task = self._lineage.pop(oid, None)
+        if task is not None and not any(self._lineage.get(o) is task for o in task.return_ids):
+            super()._done(task)
+
     def reconstruct(self, oid: bytes, entry: Any) -> bool:
-        """Lineage reconstruction of an object whose only copy was lost: not kept
-        yet — False (the object is lost)."""
-        return False
+        """Run again the task that made ``oid`` (its only copy was on a dead node);
+        False when there is no lineage or no retry left (the object is lost)."""
+        task = self._lineage.get(oid)
+        if task is None or task.retries_left == 0:
+            return False
+        again = Task(task.task_id, task.fn, task.options)
+        again.args, again.top_refs, again.held = task.args, task.top_refs, task.held
+        again.return_ids = task.return_ids
+        again.parent, again.context = task.parent, task.context
+        again.retries_left = task.retries_left - 1 if task.retries_left > 0 else -1
+        again.attempt = task.attempt + 1
+        for ret in task.return_ids:
+            self._lineage.pop(ret, None)
+            ret_entry = self.core.refs.get(ret)
+            if ret_entry is not None:  # readers wait for the new value
+                ret_entry.payload = None
+                ret_entry.task = again
+        logger.info("rebuilding object=%s by running %s again", oid.hex(), task.fn.name)
+        self._register(again)
+        if again.top_refs:
+            self._resolve(again)  # values again: some may have been rebuilt too
+        else:
+            self._enqueue(again)
+        return True
 
     def stop(self) -> None:
         self.stopped = True

@@ -54,13 +54,14 @@ def format_resources(res: dict[str, float]) -> str:
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered")
+    __slots__ = ("info", "machine", "last_seen", "registered", "local")
 
     def __init__(self, info: gcs_pb2.NodeInfo) -> None:
         self.info = info
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
         self.last_seen = time.monotonic()
         self.registered = time.monotonic()
+        self.local = False  # registered over a local socket, whose closing is its death
 
 
 class _Job:
@@ -108,7 +109,12 @@ class GcsServer:
         self.health = HealthChecker(
             config,
             token,
-            lambda: [(n.info, n.registered) for n in self._nodes.values() if n.machine.state is NodeState.ALIVE],
+            # Node managers connected over a local socket are watched through it.
+            lambda: [
+                (n.info, n.registered)
+                for n in self._nodes.values()
+                if n.machine.state is NodeState.ALIVE and not n.local
+            ],
             self._mark_dead,
         )
 
@@ -181,6 +187,7 @@ class GcsServer:
         assert self._store is not None
         self._store.put_node(info)
         if isinstance(conn, framed.Connection):
+            node.local = True
             conn.on_close(lambda _c, nid=info.node_id: self._mark_dead(nid, "its node manager disconnected"))
         total = dict(info.total.amounts)
         self.events.publish(

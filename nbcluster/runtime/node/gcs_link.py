@@ -48,7 +48,10 @@ class GcsLink:
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = await dial(self.address, self._token, timeout=self._config.startup_timeout_s)
+            # The first dial waits for a head still starting; a reconnect is a retry
+            # among others, each short.
+            timeout = self._config.startup_timeout_s if self.cluster_info is None else 2.0
+            self._conn = await dial(self.address, self._token, timeout=timeout)
         return self._conn
 
     async def call(self, method: Any, request: Any, timeout: float | None = 10.0) -> Any:

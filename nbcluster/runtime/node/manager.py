@@ -97,7 +97,7 @@ class _Lease:
 
 
 class _LeaseRequest:
-    __slots__ = ("request", "shape", "placement", "client", "future", "warned", "spread_turn")
+    __slots__ = ("request", "shape", "placement", "client", "future", "warned", "spread_turn", "view_asked")
 
     def __init__(self, request: nm_pb2.LeaseRequest, client: _Client) -> None:
         self.request = request
@@ -112,6 +112,7 @@ class _LeaseRequest:
         self.future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.warned = False
         self.spread_turn = 0
+        self.view_asked: int | None = None
 
 
 class NodeManager(ObjectHandlers):
@@ -131,6 +132,7 @@ class NodeManager(ObjectHandlers):
         self._clients: dict[bytes, _Client] = {}
         self._cluster: list[gcs_pb2.NodeInfo] = []
         self._spread_turn = 0
+        self._view_version = 0
         self._gcs: GcsLink | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
@@ -291,6 +293,7 @@ class NodeManager(ObjectHandlers):
         look again at requests that may fit elsewhere now."""
         before = {n.node_id for n in self._cluster}
         self._cluster = nodes
+        self._view_version += 1
         gone = before - {n.node_id for n in nodes} - {self.node_id}
         for node_id in gone:
             notice = core_worker_pb2.NodeDiedNotice(node_id=node_id, reason="the GCS declared it dead")
@@ -299,6 +302,21 @@ class NodeManager(ObjectHandlers):
                     client.conn.notify(methods.CoreWorker.NodeDied, notice)
         if self.pool is not None:
             self._schedule()
+
+    def _refresh_view(self) -> None:
+        """Fetch the cluster view now (not waiting for the next heartbeat)."""
+
+        async def refresh() -> None:
+            assert self._gcs is not None
+            try:
+                reply = await self._gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+            except (ConnectionLost, RemoteError, asyncio.TimeoutError):
+                return
+            self._on_view([n for n in reply.nodes if n.state == gcs_pb2.NODE_STATE_ALIVE])
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
     def _others(self) -> list[gcs_pb2.NodeInfo]:
         return [n for n in self._cluster if n.node_id != self.node_id and n.address]
@@ -473,6 +491,13 @@ class NodeManager(ObjectHandlers):
                 pending.future.set_result(nm_pb2.LeaseReply(spillback=decision.node))
                 continue
             if decision.verdict is Verdict.REJECT:
+                if pending.view_asked is None:
+                    # The view may predate a node that just joined: look again first.
+                    pending.view_asked = self._view_version
+                    self._refresh_view()
+                    continue
+                if self._view_version <= pending.view_asked:
+                    continue  # not refreshed yet
                 self._queue.remove(pending)
                 pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason=decision.reason))
                 continue

@@ -1,0 +1,1 @@
+"""Utilities (as ``ray.util``)."""

@@ -50,6 +50,10 @@ class RuntimeConfig:
     gcs_reconnect_timeout_s: float = 60.0
     #: Bytes per message when a node pulls an object from another.
     object_chunk_bytes: int = 4 * 1024 * 1024
+    #: Owners report task state changes to the GCS this often (0: never).
+    task_events_interval_s: float = 1.0
+    #: Task records the GCS keeps for listing (the most recent).
+    task_table_size: int = 10000
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

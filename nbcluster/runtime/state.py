@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
 
+_S = TypeVar("_S", bound="_Snapshot")
+
+
+class _Snapshot:
+    """JSON round-trip shared by every snapshot dataclass."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[_S], data: dict[str, Any]) -> _S:
+        return cls(**data)
+
 
 @dataclass(frozen=True)
-class ActorState:
+class ActorState(_Snapshot):
     actor_id: str
     class_name: str
     state: str
@@ -52,27 +65,141 @@ class ActorState:
             end_time=info.end_time,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+
+@dataclass(frozen=True)
+class TaskState(_Snapshot):
+    task_id: str
+    job_id: str
+    name: str
+    state: str
+    node_id: str
+    attempt: int
+    submit_time: float
+    start_time: float
+    end_time: float
+    error: str
+    actor_id: str
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ActorState":
-        return cls(**data)
+    def from_record(cls, r: gcs_pb2.TaskRecord) -> "TaskState":
+        return cls(
+            task_id=r.task_id.hex(),
+            job_id=r.job_id.hex(),
+            name=r.name,
+            state=r.state,
+            node_id=r.node_id.hex(),
+            attempt=r.attempt,
+            submit_time=r.submit_time,
+            start_time=r.start_time,
+            end_time=r.end_time,
+            error=r.error,
+            actor_id=r.actor_id.hex(),
+        )
+
+
+@dataclass(frozen=True)
+class NodeState(_Snapshot):
+    node_id: str
+    state: str
+    address: str
+    node_ip: str
+    hostname: str
+    is_head: bool
+    resources_total: dict[str, float]
+    resources_available: dict[str, float]
+    object_store_used: int
+    object_store_capacity: int
+    num_workers: int
+    tasks_running: int
+    pending_demand: list[dict[str, float]]
+    start_time: float
+    end_time: float
+    death_reason: str
+    node_type: str
+
+    @classmethod
+    def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
+        return cls(
+            node_id=n.node_id.hex(),
+            state=gcs_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_"),
+            address=n.address,
+            node_ip=n.node_ip,
+            hostname=n.hostname,
+            is_head=n.is_head,
+            resources_total=dict(n.total.amounts),
+            resources_available=dict(n.available.amounts),
+            object_store_used=n.object_store_used,
+            object_store_capacity=n.object_store_capacity,
+            num_workers=n.num_workers,
+            tasks_running=n.tasks_running,
+            pending_demand=[dict(d.amounts) for d in n.pending_demand],
+            start_time=n.start_time,
+            end_time=n.end_time,
+            death_reason=n.death_reason,
+            node_type=n.node_type,
+        )
+
+
+@dataclass(frozen=True)
+class JobState(_Snapshot):
+    job_id: str
+    type: str
+    status: str
+    entrypoint: str
+    driver_pid: int
+    start_time: float
+    end_time: float
+    message: str
+    namespace: str
+
+    @classmethod
+    def from_info(cls, j: gcs_pb2.JobInfo) -> "JobState":
+        return cls(
+            job_id=j.job_id.hex(),
+            type=gcs_pb2.JobType.Name(j.type).removeprefix("JOB_TYPE_"),
+            status=gcs_pb2.JobState.Name(j.state).removeprefix("JOB_STATE_"),
+            entrypoint=j.entrypoint,
+            driver_pid=j.driver_pid,
+            start_time=j.start_time,
+            end_time=j.end_time,
+            message=j.message,
+            namespace=j.config.namespace,
+        )
+
+
+def _gcs_call(method: Any, request: Any) -> Any:
+    from nbcluster.runtime import api
+
+    core = api._core()
+
+    async def call() -> Any:
+        gcs = await core.gcs_connection()
+        return await gcs.call(method, request, timeout=30.0)
+
+    return core.run_sync(call())
+
+
+def list_nodes() -> list[NodeState]:
+    """Every node the cluster has known, dead ones included."""
+    return [NodeState.from_info(n) for n in _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest()).nodes]
+
+
+def list_jobs() -> list[JobState]:
+    return [JobState.from_info(j) for j in _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest()).jobs]
+
+
+def list_tasks(*, job_id: str | None = None, limit: int = 0) -> list[TaskState]:
+    """The most recent tasks (owners report their tasks' states about once a second),
+    newest first."""
+    request = gcs_pb2.ListTasksRequest(job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit)
+    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request).tasks]
 
 
 def list_actors(*, state: str | None = None, class_name: str | None = None) -> list[ActorState]:
     """Every actor the cluster has known (dead ones included), optionally filtered."""
     if state is not None and state not in ACTOR_STATES:
         raise ValueError(f"state must be one of {ACTOR_STATES}, got {state!r}")
-    from nbcluster.runtime import api
-
-    core = api._core()
-
-    async def fetch() -> gcs_pb2.ListActorsReply:
-        gcs = await core.gcs_connection()
-        return await gcs.call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest())
-
-    actors = [ActorState.from_info(info) for info in core.run_sync(fetch()).actors]
+    actors = [ActorState.from_info(i) for i in _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest()).actors]
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)
     ]

@@ -39,7 +39,8 @@ def test_tasks_do_not_touch_the_head_and_reuse_leases(start_cluster):
         for name in after_gcs
         if after_gcs[name] != before_gcs.get(name, 0) and name not in ("ReportNodeState", "GetClusterInfo")
     }
-    assert changed == {}, f"tasks reached the head: {changed}"
+    reports = changed.pop("ReportTaskEvents", 0)  # task states, batched about once a second
+    assert reports <= 3 and changed == {}, f"tasks reached the head: {changed}, {reports} reports"
     leases = node_stats().leases_granted - before_leases
     assert leases <= 12, f"{leases} leases for {n} tasks of one shape"
     messages = core.dispatcher.served[results_index] - before_results

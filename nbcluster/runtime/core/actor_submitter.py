@@ -226,6 +226,7 @@ class ActorSubmitter(SubmitterBase):
                 self._fail(task, queue.dead)
                 continue
             queue.pending.append(task)
+            self.core.task_events.record(task, "QUEUED")
             if task.top_refs:
                 self._resolve(task)
             else:
@@ -257,7 +258,9 @@ class ActorSubmitter(SubmitterBase):
             return
         core = self.core
         request = cw_pb2.PushTasksRequest(job_id=core.job_id)
+        node_id = queue.info.node_id if queue.info is not None else b""
         for task in batch:
+            core.task_events.record(task, "RUNNING", node_id)
             spec = request.tasks.add()
             fill_spec(spec, task, core)
             spec.kind = common_pb2.TASK_KIND_ACTOR_TASK

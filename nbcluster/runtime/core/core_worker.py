@@ -123,6 +123,9 @@ class CoreWorker:
         from nbcluster.runtime.core.borrowing import Borrowing
         from nbcluster.runtime.core.submitter import TaskSubmitter
 
+        from nbcluster.runtime.core.task_events import TaskEvents
+
+        self.task_events = TaskEvents(self)
         self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)

@@ -135,6 +135,7 @@ class TaskSubmitter(SubmitterBase):
         shape.description = f"Task {task.fn.name}"
         task.shape = shape
         task.machine.transition(TaskState.QUEUED)
+        self.core.task_events.record(task, "QUEUED")
         shape.queue.append(task)
         if dispatch:
             self._dispatch(shape)
@@ -301,7 +302,10 @@ class TaskSubmitter(SubmitterBase):
         if not lw.sent_job:
             request.job_config.CopyFrom(core.job_config)
             lw.sent_job = True
+        node_id = lw.address.node_id
+        record = core.task_events.record
         for task in batch:
+            record(task, "RUNNING", node_id)
             spec = request.tasks.add()
             fill_spec(spec, task, core)
             fn = task.fn

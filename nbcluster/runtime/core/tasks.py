@@ -14,6 +14,7 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
+from nbcluster.runtime.core.task_events import first_line
 from nbcluster.runtime.states import TASK_TRANSITIONS, StateMachine, TaskState
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ class SubmitterBase:
         refs = self.core.refs
         state = TaskState.FINISHED if result.status == _OK else TaskState.FAILED
         task.machine.transition(state)
+        self.core.task_events.record(task, state.value, error=first_line(result.error_message))
         for oid, payload in zip(task.return_ids, result.returns):
             if payload.contained:
                 entry = refs.get(oid)
@@ -265,6 +267,7 @@ class SubmitterBase:
         from nbcluster.runtime.core.core_worker import error_payload
 
         task.machine.transition(state)
+        self.core.task_events.record(task, state.value, error=first_line(str(exc)))
         for oid in task.return_ids:
             self._set(oid, error_payload(oid, exc))
         self._done(task)

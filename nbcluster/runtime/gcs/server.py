@@ -104,6 +104,9 @@ class GcsServer:
         self.shutdown_requested = asyncio.Event()
         from nbcluster.runtime.gcs.actors import ActorManager
         from nbcluster.runtime.gcs.health import HealthChecker
+        from nbcluster.runtime.gcs.tasks import TaskTable
+
+        self.tasks = TaskTable(config.task_table_size, self.events)
 
         self.actors = ActorManager(self)
         self.health = HealthChecker(
@@ -393,6 +396,16 @@ class GcsServer:
     def ReportActorExit(self, request: gcs_pb2.ReportActorExitRequest, conn: Any) -> common_pb2.Empty:
         self.actors.report_exit(request)
         return common_pb2.Empty()
+
+    # -- tasks --------------------------------------------------------------------
+    def ReportTaskEvents(self, request: gcs_pb2.ReportTaskEventsRequest, conn: Any) -> common_pb2.Empty:
+        self.tasks.report(request)
+        return common_pb2.Empty()
+
+    def ListTasks(self, request: gcs_pb2.ListTasksRequest, conn: Any) -> gcs_pb2.ListTasksReply:
+        return gcs_pb2.ListTasksReply(
+            tasks=self.tasks.list(request.job_id, request.limit), total=self.tasks.total
+        )
 
     # -- cluster ------------------------------------------------------------------
     def GetClusterInfo(

@@ -1,0 +1,79 @@
+"""Task state changes as their owner sees them, reported to the GCS in batches.
+
+Recording is an append of a tuple on the loop thread; the protobuf messages are
+built when the batch leaves, about once a second (``task_events_interval_s``). The
+buffer is bounded: past it, events are counted as dropped rather than kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.core.core_worker import CoreWorker
+
+logger = logging.getLogger(__name__)
+
+_LIMIT = 100_000
+
+
+class TaskEvents:
+    def __init__(self, core: "CoreWorker") -> None:
+        self.core = core
+        self._events: list[tuple] = []
+        self._dropped = 0
+        self._task: asyncio.Task | None = None
+
+    def record(self, task: Any, state: str, node_id: bytes = b"", error: str = "") -> None:
+        if len(self._events) >= _LIMIT:
+            self._dropped += 1
+            return
+        actor = task.actor
+        actor_id = actor.actor_id if actor is not None and hasattr(actor, "actor_id") else b""
+        self._events.append((task.task_id, task.fn.name, state, time.time(), node_id, task.attempt, error, actor_id, task.parent))
+        if self._task is None and self.core.config.task_events_interval_s > 0:
+            self._task = self.core.spawn(self._run())
+
+    async def _run(self) -> None:
+        interval = self.core.config.task_events_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._events and not self._dropped:
+            return
+        events, self._events = self._events, []
+        dropped, self._dropped = self._dropped, 0
+        job_id = self.core.job_id
+        request = gcs_pb2.ReportTaskEventsRequest(dropped=dropped)
+        for task_id, name, state, when, node_id, attempt, error, actor_id, parent in events:
+            request.events.add(
+                task_id=task_id,
+                job_id=job_id,
+                name=name,
+                state=state,
+                time=when,
+                node_id=node_id,
+                attempt=attempt,
+                error=error,
+                actor_id=actor_id,
+                parent_task_id=parent,
+            )
+        try:
+            gcs = await self.core.gcs_connection()
+            gcs.notify(methods.Gcs.ReportTaskEvents, request)
+        except (ConnectionLost, RemoteError, OSError) as exc:
+            logger.debug("task events not reported: %s", exc)
+
+
+def first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "")[:200]

@@ -1,0 +1,91 @@
+"""The GCS's task table: what owners reported of their tasks, the most recent kept,
+and per-job counts by function and state, published as events at most once a
+second per job (what progress bars and `nbcluster list tasks` read)."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import TYPE_CHECKING
+
+from nbcluster.runtime.protocol import gcs_pb2
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.gcs.pubsub import EventLog
+
+_TERMINAL = ("FINISHED", "FAILED", "CANCELLED")
+
+
+class TaskTable:
+    def __init__(self, size: int, events: "EventLog") -> None:
+        self._size = size
+        self._events = events
+        self._records: collections.OrderedDict[bytes, gcs_pb2.TaskRecord] = collections.OrderedDict()
+        #: job -> function name -> state -> count (a task counted once, in its last state)
+        self._counts: dict[bytes, dict[str, collections.Counter]] = {}
+        self._dirty_jobs: set[bytes] = set()
+        self._last_publish: dict[bytes, float] = {}
+        self.total = 0
+        self.dropped = 0
+
+    def report(self, request: gcs_pb2.ReportTaskEventsRequest) -> None:
+        self.dropped += request.dropped
+        for event in request.events:
+            record = self._records.get(event.task_id)
+            if record is None:
+                record = gcs_pb2.TaskRecord(
+                    task_id=event.task_id,
+                    job_id=event.job_id,
+                    name=event.name,
+                    actor_id=event.actor_id,
+                    submit_time=event.time,
+                )
+                self._records[event.task_id] = record
+                self.total += 1
+                if len(self._records) > self._size:
+                    self._records.popitem(last=False)
+            else:
+                self._records.move_to_end(event.task_id)
+                self._count(record, -1)
+            record.state = event.state
+            record.attempt = event.attempt
+            if event.node_id:
+                record.node_id = event.node_id
+            if event.state == "RUNNING":
+                record.start_time = event.time
+            elif event.state in _TERMINAL:
+                record.end_time = event.time
+                record.error = event.error
+            self._count(record, 1)
+        self._publish()
+
+    def _count(self, record: gcs_pb2.TaskRecord, delta: int) -> None:
+        by_name = self._counts.setdefault(record.job_id, {})
+        counter = by_name.setdefault(record.name, collections.Counter())
+        counter[record.state] += delta
+        self._dirty_jobs.add(record.job_id)
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        for job_id in list(self._dirty_jobs):
+            if now - self._last_publish.get(job_id, 0.0) < 1.0:
+                continue
+            self._dirty_jobs.discard(job_id)
+            self._last_publish[job_id] = now
+            counts = {
+                name: {state: n for state, n in counter.items() if n}
+                for name, counter in self._counts.get(job_id, {}).items()
+            }
+            finished = sum(c.get("FINISHED", 0) for c in counts.values())
+            total = sum(sum(c.values()) for c in counts.values())
+            self._events.publish(
+                gcs_pb2.EVENT_KIND_TASK_COUNTERS,
+                f"{finished} of {total} tasks finished",
+                job_id=job_id,
+                data={"by_function": counts, "finished": finished, "total": total},
+                source="tasks",
+            )
+
+    def list(self, job_id: bytes = b"", limit: int = 0) -> list[gcs_pb2.TaskRecord]:
+        records = [r for r in reversed(self._records.values()) if not job_id or r.job_id == job_id]
+        return records[:limit] if limit else records

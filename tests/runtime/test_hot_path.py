@@ -63,3 +63,17 @@ def test_nested_tasks_three_deep_on_one_cpu(start_cluster):
         return sum(nbcluster.get([noop.remote(i) for i in range(n)]))
 
     assert nbcluster.get([fan_out.remote(5) for _ in range(3)], timeout=60) == [10, 10, 10]
+
+
+def test_an_idle_cluster_is_quiet(start_cluster):
+    """At idle a node reports once per heartbeat, not on every cluster-view reply
+    (a report -> view -> report loop would make it ~10 per second)."""
+    import time
+
+    start_cluster(num_cpus=2, _system_config={"heartbeat_interval_s": 0.5})
+    assert nbcluster.get(noop.remote(1)) == 1
+    time.sleep(1.0)  # let the task's load changes be reported
+    before = gcs_calls().get("ReportNodeState", 0)
+    time.sleep(3.0)  # the idle period measured
+    reports = gcs_calls().get("ReportNodeState", 0) - before
+    assert reports <= 3.0 / 0.5 + 2, f"{reports} node reports in 3 s of idle with a 0.5 s heartbeat"

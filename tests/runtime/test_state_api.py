@@ -68,3 +68,60 @@ def test_nodes_and_jobs(quick_events) -> None:  # type: ignore[no-untyped-def]
     jobs = state.list_jobs()
     me = [j for j in jobs if j.job_id == nbcluster.get_runtime_context().get_job_id()]
     assert me and me[0].status == "RUNNING" and me[0].type == "DRIVER"
+
+
+def test_tasks_of_an_ended_job_are_failed_not_queued_forever(quick_events) -> None:  # type: ignore[no-untyped-def]
+    # A driver that exits with a task no node can run: the task must not stay QUEUED.
+    from ..conftest import run_python
+
+    proc = run_python(
+        """
+import nbcluster
+nbcluster.init(address="auto")
+@nbcluster.remote(resources={"nowhere": 1})
+def stuck(): return 1
+stuck.remote()
+print(nbcluster.get_runtime_context().get_job_id(), flush=True)
+""",
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.split()[-1]
+    tasks = wait_for(lambda: [t for t in state.list_tasks(job_id=job) if t.state == "FAILED"], timeout=10,
+                     message="the ended job's queued task marked FAILED")
+    assert tasks[0].name.endswith("stuck") and "job ended" in tasks[0].error
+
+
+def test_task_counters_publish_the_final_counts_after_a_burst() -> None:
+    """Counters go out at most once a second per job; the last change of a burst is
+    published when that second is up, not left behind."""
+    import asyncio
+
+    from nbcluster.runtime.gcs.pubsub import EventLog
+    from nbcluster.runtime.gcs.tasks import TaskTable
+    from nbcluster.runtime.protocol import gcs_pb2
+
+    async def scenario() -> dict:
+        log = EventLog(100)
+        table = TaskTable(100, log)
+        job = b"\x01\x00\x00\x00"
+
+        def report(state: str) -> None:
+            table.report(gcs_pb2.ReportTaskEventsRequest(
+                events=[gcs_pb2.TaskEvent(task_id=b"t" * 16, job_id=job, name="f", state=state, time=1.0)]))
+
+        report("QUEUED")  # published at once
+        report("RUNNING")
+        report("FINISHED")  # within the second: held back
+        watch = log.watch(gcs_pb2.WatchRequest(replay=True, kinds=[gcs_pb2.EVENT_KIND_TASK_COUNTERS]))
+        first = await asyncio.wait_for(watch.__anext__(), 1)
+        last = await asyncio.wait_for(watch.__anext__(), 3)
+        table.close()
+        await watch.aclose()
+        import json
+
+        return {"first": json.loads(first.data_json), "last": json.loads(last.data_json)}
+
+    seen = asyncio.run(scenario())
+    assert seen["first"]["by_function"] == {"f": {"QUEUED": 1}}
+    assert seen["last"]["by_function"] == {"f": {"FINISHED": 1}} and seen["last"]["finished"] == 1

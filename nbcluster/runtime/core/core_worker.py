@@ -223,6 +223,10 @@ class CoreWorker:
             worker_state.current = None
 
     async def _stop(self) -> None:
+        try:  # the last task states, so `nbcluster list tasks` shows how they ended
+            await asyncio.wait_for(self.task_events.flush(wait=True), 1.5)
+        except (asyncio.TimeoutError, OSError):
+            pass
         self.submitter.stop()
         for task in list(self._tasks):
             task.cancel()

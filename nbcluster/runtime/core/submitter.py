@@ -365,9 +365,15 @@ class TaskSubmitter(SubmitterBase):
             self.core.refs.notify_ready()
             self.core.process_releases()
         if lw is not None:
+            if lw.shape.spread and not lw.inflight:
+                # SPREAD: a lease serves one task; the next goes where the node
+                # managers' round-robin puts it, not back to this worker.
+                self._drop_worker(lw)
+                self._return(lw.nm, lw.lease_id, failed=False)
             self._dispatch(lw.shape)
-            if not lw.inflight:
-                self._idle(lw)
+            if lw.inflight or lw not in lw.shape.workers:
+                return
+            self._idle(lw)
 
     def _unassign(self, task: Task) -> None:
         worker = task.worker

@@ -47,7 +47,8 @@ class TaskEvents:
             await asyncio.sleep(interval)
             await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, wait: bool = False) -> None:
+        """Send what was recorded; ``wait``: until the GCS has it (at shutdown)."""
         if not self._events and not self._dropped:
             return
         events, self._events = self._events, []
@@ -69,8 +70,11 @@ class TaskEvents:
             )
         try:
             gcs = await self.core.gcs_connection()
-            gcs.notify(methods.Gcs.ReportTaskEvents, request)
-        except (ConnectionLost, RemoteError, OSError) as exc:
+            if wait:
+                await gcs.call(methods.Gcs.ReportTaskEvents, request, timeout=1.0)
+            else:
+                gcs.notify(methods.Gcs.ReportTaskEvents, request)
+        except (ConnectionLost, RemoteError, OSError, asyncio.TimeoutError) as exc:
             logger.debug("task events not reported: %s", exc)
 
 

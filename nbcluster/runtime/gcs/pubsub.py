@@ -56,7 +56,8 @@ class EventLog:
         if not event.time:
             event.time = time.time()
         self._recent.append(event)
-        logger.info("event %d %s: %s", event.seq, gcs_pb2.EventKind.Name(event.kind), event.message)
+        if event.message:  # load reports and counters carry data only: not worth a log line each
+            logger.info("event %d %s: %s", event.seq, gcs_pb2.EventKind.Name(event.kind), event.message)
         for queue in list(self._watchers):
             if queue.qsize() >= _WATCHER_QUEUE:
                 self._watchers.discard(queue)

@@ -151,6 +151,7 @@ class GcsServer:
     async def stop(self) -> None:
         self.health.stop()
         self.actors.stop()
+        self.tasks.close()
         self.events.close()
         if self._framed is not None:
             await self._framed.stop()
@@ -327,6 +328,7 @@ class GcsServer:
         job.info.message = message
         if self._store is not None and not self.stopped.is_set():
             self._store.put_job(job.info)
+        self.tasks.job_finished(job_id, f"its job ended ({message or status.value}) before it finished")
         self._job_event(job)
 
     def _job_event(self, job: _Job) -> None:

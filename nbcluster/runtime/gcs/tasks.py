@@ -4,6 +4,7 @@ second per job (what progress bars and `nbcluster list tasks` read)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ class TaskTable:
         self._counts: dict[bytes, dict[str, collections.Counter]] = {}
         self._dirty_jobs: set[bytes] = set()
         self._last_publish: dict[bytes, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
         self.total = 0
         self.dropped = 0
 
@@ -59,6 +61,16 @@ class TaskTable:
             self._count(record, 1)
         self._publish()
 
+    def job_finished(self, job_id: bytes, reason: str) -> None:
+        """Tasks of an ended job that never reported an end did not finish."""
+        now = time.time()
+        for record in self._records.values():
+            if record.job_id == job_id and record.state not in _TERMINAL:
+                self._count(record, -1)
+                record.state, record.end_time, record.error = "FAILED", now, reason
+                self._count(record, 1)
+        self._publish()
+
     def _count(self, record: gcs_pb2.TaskRecord, delta: int) -> None:
         by_name = self._counts.setdefault(record.job_id, {})
         counter = by_name.setdefault(record.name, collections.Counter())
@@ -67,8 +79,12 @@ class TaskTable:
 
     def _publish(self) -> None:
         now = time.monotonic()
+        self._timer = None
         for job_id in list(self._dirty_jobs):
-            if now - self._last_publish.get(job_id, 0.0) < 1.0:
+            wait = 1.0 - (now - self._last_publish.get(job_id, 0.0))
+            if wait > 0:  # published less than a second ago: again when that second is up
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(wait, self._publish)
                 continue
             self._dirty_jobs.discard(job_id)
             self._last_publish[job_id] = now
@@ -85,6 +101,11 @@ class TaskTable:
                 data={"by_function": counts, "finished": finished, "total": total},
                 source="tasks",
             )
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def list(self, job_id: bytes = b"", limit: int = 0) -> list[gcs_pb2.TaskRecord]:
         records = [r for r in reversed(self._records.values()) if not job_id or r.job_id == job_id]

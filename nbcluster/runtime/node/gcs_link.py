@@ -76,19 +76,27 @@ class GcsLink:
         interval = self._config.heartbeat_interval_s
         unreachable_since: float | None = None
         backoff = 0.1
+        last_sent, sent_at = b"", 0.0
         while True:
             try:
-                await asyncio.wait_for(self.dirty.wait(), interval if unreachable_since is None else backoff)
+                due = max(0.0, interval - (time.monotonic() - sent_at))
+                await asyncio.wait_for(self.dirty.wait(), due if unreachable_since is None else backoff)
                 await asyncio.sleep(0.1)  # coalesce bursts of changes
             except asyncio.TimeoutError:
                 pass
             self.dirty.clear()
+            info = self._node_info()
+            payload = info.SerializeToString(deterministic=True)
+            if payload == last_sent and time.monotonic() - sent_at < interval:
+                continue  # nothing new to say, and the heartbeat (and view refresh) is not due
+            sent_at = time.monotonic()  # an attempt: the next is due an interval later
             try:
                 reply = await self.call(
                     methods.Gcs.ReportNodeState,
-                    gcs_pb2.ReportNodeStateRequest(node=self._node_info()),
+                    gcs_pb2.ReportNodeStateRequest(node=info),
                     timeout=max(2.0, interval * 2),
                 )
+                last_sent = payload
             except RemoteError as exc:
                 if exc.code == common_pb2.ERROR_CODE_NOT_FOUND:
                     raise Fenced(exc.message) from None

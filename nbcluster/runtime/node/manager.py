@@ -123,6 +123,7 @@ class NodeManager(ObjectHandlers):
         self.node_id = options.node_id
         self._token = token
         self.local_endpoint = session.endpoint(f"node-{options.node_id.hex()[:12]}")
+        self.start_time = time.time()
         self.address = ""
         self.total: rs.Fixed = {}
         self.available: rs.Fixed = {}
@@ -265,7 +266,7 @@ class NodeManager(ObjectHandlers):
             total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
             available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
             is_head=self.options.is_head,
-            start_time=time.time(),
+            start_time=self.start_time,
             node_type=self.options.node_type,
             object_store_used=self.store.used,
             object_store_capacity=self.store.capacity,

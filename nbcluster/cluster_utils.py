@@ -18,8 +18,6 @@ nodes talk as separate machines would: through their node managers' ports on
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import signal
 import time
 from dataclasses import dataclass
@@ -27,10 +25,11 @@ from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.procutil import wait_exit
 from nbcluster.runtime.protocol import gcs_pb2
-from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport import methods
 
 __all__ = ["Cluster", "ClusterNode"]
 
@@ -184,18 +183,8 @@ class Cluster:
     def _gcs_nodes(self) -> list[gcs_pb2.NodeInfo]:
         assert self.head_node is not None
         head = self.head_node._handle
-
-        async def fetch() -> list[gcs_pb2.NodeInfo]:
-            conn = await dial(head.gcs_endpoint, head.token, timeout=10.0)
-            try:
-                reply = await conn.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), timeout=10.0)
-                return list(reply.nodes)
-            finally:
-                conn.close()
-
-        # A thread of its own: this may be called from inside a running event loop.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, fetch()).result()
+        reply = call_gcs((head.gcs_endpoint, head.token), methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 10.0)
+        return list(reply.nodes)
 
     def shutdown(self) -> None:
         for node in list(self.worker_nodes):

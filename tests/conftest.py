@@ -61,6 +61,10 @@ def _cluster_allowances() -> tuple[set[int], set[str]]:
 
     pids: set[int] = set()
     stores: set[str] = set()
+    from .cli_tools import LIVE
+
+    for machine in LIVE:  # nodes `nbcluster start` runs for a module's tests
+        stores |= machine.stores()
     for cluster in live_clusters():
         stores.add(store_dir(cluster.node_id).name)
         for proc in cluster.procs:
@@ -131,6 +135,7 @@ def no_leaks() -> Iterator[None]:
         time.sleep(0.05)
 
 
+@pytest.hookimpl(trylast=True)  # after the module fixtures' teardown, which still needs the root
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     leftovers = [p.name for p in _TEMP_ROOT.glob("session_*")]
     shutil.rmtree(_TEMP_ROOT, ignore_errors=True)

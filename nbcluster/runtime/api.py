@@ -24,7 +24,7 @@ from nbcluster.exceptions import (
     AuthenticationError,
     ClusterConnectionError,
 )
-from nbcluster.runtime import ids
+from nbcluster.runtime import discovery, ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
@@ -35,7 +35,7 @@ from nbcluster.runtime.protocol import common_pb2, gcs_pb2, node_manager_pb2 as 
 from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.actor_options import validate_actor_options
 from nbcluster.runtime.remote_function import RemoteFunction
-from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session
+from nbcluster.runtime.session import TOKEN_ENV, Session
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -156,54 +156,16 @@ def init(
         return _info()
 
 
-def _session_node(session: Session) -> tuple[str, str | None] | None:
-    """(GCS address, node endpoint or None) of a live session on this machine."""
-    import psutil
-
-    try:
-        info = session.read_address()
-    except (OSError, ValueError):
-        return None
-    if info.get("role") == "worker":
-        if not psutil.pid_exists(info.get("node_pid", -1)):
-            return None
-        return info["gcs_address"], info["node_endpoint"]
-    if not psutil.pid_exists(info.get("head_pid", -1)):
-        return None
-    return info["local_endpoint"], None
-
-
 def _find_cluster(address: str) -> tuple[Session, str, str, str | None]:
     """The session of this machine's node of the cluster at ``address`` ("auto": the
     newest), with the token, how to reach the GCS, and the node's endpoint (None:
     look it up in the GCS)."""
-    from nbcluster.runtime.session import temp_root
-
+    discovery.check_address(address)
+    node = discovery.find_local_node(address)
+    if node is not None:
+        return node.session, node.token, node.gcs_endpoint, node.node_endpoint
     if address == "auto":
-        session = latest_session()
-        if session is None or not session.address_file.exists():
-            raise ClusterConnectionError(
-                f"No running nbcluster cluster found on this machine (looked at {temp_root()}/session_latest). "
-                "Start one with nbcluster.init() in another process (or `nbcluster start --head`), "
-                "or pass its address."
-            )
-        found = _session_node(session)
-        if found is None:
-            raise ClusterConnectionError(f"The cluster of {session.dir} is not running any more.")
-        return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
-    if ":" not in address:
-        raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
-    matches = []
-    for path in sorted(temp_root().glob("session_*"), reverse=True):
-        if path.is_symlink():
-            continue  # session_latest
-        session = Session(path)
-        found = _session_node(session) if session.address_file.exists() else None
-        if found is not None and session.read_address().get("gcs_address") == address:
-            matches.append((found[1] is not None, session, found))  # the head's session first
-    if matches:
-        _, session, found = min(matches, key=lambda m: m[0])
-        return session, os.environ.get(TOKEN_ENV) or session.read_token(), found[0], found[1]
+        raise ClusterConnectionError(discovery.no_cluster_message())
     if not os.environ.get(TOKEN_ENV):
         raise AuthenticationError(
             f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
@@ -326,6 +288,8 @@ def shutdown() -> None:
         if core is not None and core.mode == DRIVER:
             if not core.closed and _gcs is not None:
                 try:
+                    # The tasks' last states before the job's end, for `nbcluster list tasks`.
+                    core.run_sync(core.task_events.flush(wait=True), timeout=2.0)
                     core.run_sync(
                         _gcs.call(
                             methods.Gcs.FinishJob,

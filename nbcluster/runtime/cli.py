@@ -1,27 +1,460 @@
-"""The ``nbcluster`` command."""
+"""The ``nbcluster`` command: start and stop nodes, look at a cluster (as ``ray``).
+
+``nbcluster start --head`` starts a head (GCS and a node manager) that outlives the
+command; ``nbcluster start --address HOST:PORT`` joins a worker node to it. Each
+start records what it started in ``processes.json`` in its session directory, and
+``nbcluster stop`` stops exactly those processes (and their workers).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import signal
+import socket
 import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
 
 from nbcluster._version import __version__
+from nbcluster.exceptions import NbclusterError
+from nbcluster.runtime import cli_view, discovery
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
+from nbcluster.runtime.options import validate_resources
+from nbcluster.runtime.procutil import terminate
+from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir, temp_root
+
+#: In a session directory: the processes ``nbcluster start`` started there.
+PROCESSES_FILE = "processes.json"
+DEFAULT_PORT = 6380
 
 
+class CliError(Exception):
+    """A problem with what the user asked for: printed, exit status 1."""
+
+
+# -- start ----------------------------------------------------------------------------
+def local_ip(towards: str | None = None) -> str:
+    """The address other machines reach this one at: the source address of a route
+    towards ``towards`` (the head), else of any route, else the first address of an
+    interface that is up. No packet is sent."""
+    for host in ([towards] if towards else []) + ["10.255.255.255"]:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.connect((host, 9))
+                ip = sock.getsockname()[0]
+            if ip and ip != "0.0.0.0":
+                return ip
+        except OSError:
+            continue
+    stats = psutil.net_if_stats()
+    for name, addrs in psutil.net_if_addrs().items():
+        if name != "lo" and stats.get(name) is not None and stats[name].isup:
+            for addr in addrs:
+                if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                    return addr.address
+    return "127.0.0.1"
+
+
+def _spec(opts: argparse.Namespace, node_ip: str, grpc_port: int) -> NodeSpec:
+    try:
+        resources = json.loads(opts.resources) if opts.resources else {}
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--resources must be a JSON object such as '{{\"accel\": 1}}': {exc}") from None
+    for key, flag in (("CPU", "--num-cpus"), ("GPU", "--num-gpus")):
+        if isinstance(resources, dict) and key in resources:
+            raise CliError(f"--resources: give {key} with {flag}, not as a custom resource")
+    try:
+        resources = validate_resources(resources)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--resources: {exc}") from None
+    for flag, value in (("--num-cpus", opts.num_cpus), ("--num-gpus", opts.num_gpus)):
+        if value is not None and value < 0:
+            raise CliError(f"{flag} must be >= 0, got {value:g}")
+    if opts.object_store_memory is not None and opts.object_store_memory <= 0:
+        raise CliError(f"--object-store-memory must be a positive number of bytes, got {opts.object_store_memory}")
+    num_cpus = opts.num_cpus if opts.num_cpus is not None else float(os.cpu_count() or 1)
+    return NodeSpec(num_cpus, opts.num_gpus or 0, resources, opts.object_store_memory, node_ip, grpc_port)
+
+
+def _config(opts: argparse.Namespace) -> RuntimeConfig:
+    try:
+        overrides = json.loads(opts.system_config) if opts.system_config else None
+        return RuntimeConfig.load(overrides)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"--system-config: {exc}") from None
+
+
+def _record(handle: LocalCluster, role: str, address: str) -> None:
+    procs = []
+    for proc in handle.procs:
+        try:
+            procs.append({"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()})
+        except psutil.NoSuchProcess:
+            pass
+    info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs}
+    (handle.session.dir / PROCESSES_FILE).write_text(json.dumps(info, indent=1))
+
+
+def _failure(session: Session) -> str:
+    """Why a node's processes exited while starting: the last line each wrote to
+    stderr, and where the whole logs are."""
+    reasons = []
+    for path in sorted(session.logs.glob("*.err")):
+        text = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if text:
+            reasons.append(text[-1].strip())
+    return "; ".join(reasons or ["it exited without saying why"]) + f" (logs: {session.logs})"
+
+
+def _abandon(handle: LocalCluster) -> None:
+    """Stop a node that failed to start; free its shared memory if it could not."""
+    handle.stop(5.0)
+    shutil.rmtree(store_dir(handle.node_id), ignore_errors=True)
+
+
+def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:
+    """The node's entry once the GCS lists it alive; CliError if a process exits."""
+    from nbcluster.runtime.protocol import gcs_pb2
+    from nbcluster.runtime.state import NodeState
+    from nbcluster.runtime.transport import methods
+
+    deadline = time.monotonic() + timeout
+    while True:
+        dead = [p for p in handle.procs if p.poll() is not None]
+        if dead:
+            _abandon(handle)
+            raise CliError(f"the node did not start: {_failure(handle.session)}")
+        if time.monotonic() > deadline:
+            _abandon(handle)
+            raise CliError(f"the node did not join within {timeout:g} s; see the logs in {handle.session.logs}")
+        if handle.session.address_file.exists():  # the head writes it once it serves
+            try:
+                reply = discovery.call_gcs(target, methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 5.0)
+            except NbclusterError:
+                reply = None
+            for node in reply.nodes if reply is not None else ():
+                if node.node_id == handle.node_id and node.state == gcs_pb2.NODE_STATE_ALIVE:
+                    return NodeState.from_info(node)
+        time.sleep(0.1)
+
+
+def _describe(node: Any) -> str:
+    parts = [f"{k} {v:g}" for k, v in sorted(node.resources_total.items())
+             if k not in ("memory", "object_store_memory") and not k.startswith("node:")]
+    return ", ".join(parts) + f"; object store {cli_view.human_bytes(node.object_store_capacity)}"
+
+
+def cmd_start(opts: argparse.Namespace) -> int:
+    if opts.head == bool(opts.address):
+        raise CliError("give either --head (start a new cluster) or --address HOST:PORT (join one)")
+    config = _config(opts)
+    _started_sessions()  # frees what nodes killed here earlier left behind
+    if opts.head:
+        handle, node = _start_head(opts, config)
+    else:
+        handle, node = _start_worker(opts, config)
+    if opts.block:
+        return _block(handle)
+    return 0
+
+
+def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
+    if opts.token_file:
+        raise CliError("--token-file is for joining a cluster; a new head makes its own token")
+    node_ip = opts.node_ip_address or local_ip()
+    spec = _spec(opts, node_ip, opts.node_manager_port)
+    handle = start_local_cluster(
+        num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
+        object_store_memory=spec.object_store_memory, config=config, embedded=False,
+        head_port=opts.port, host=node_ip, node_port=opts.node_manager_port,
+    )
+    node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
+    address = handle.session.read_address()["gcs_address"]
+    _record(handle, "head", address)
+    session = handle.session
+    print(f"""Started the nbcluster head node at {address} (nbcluster {__version__}).
+  node id:     {node.node_id}
+  resources:   {_describe(node)}
+  session dir: {session.dir} (logs in logs/)
+  token file:  {session.token_file}
+               Keep it private: the token lets anyone run code on this cluster.
+
+Join a worker node from another machine (copy the token file there first):
+  nbcluster start --address {address} --token-file /path/to/token
+  or, with the token in the environment:
+  NBCLUSTER_TOKEN=$(cat /path/to/token) nbcluster start --address {address}
+
+Connect from Python or a notebook on this machine (or on any machine with a node):
+  import nbcluster
+  nbcluster.init(address="auto")
+
+Look at the cluster:  nbcluster status    nbcluster list nodes
+Stop it:             nbcluster stop""", flush=True)
+    return handle, node
+
+
+def _worker_token(opts: argparse.Namespace) -> str:
+    if opts.token_file:
+        try:
+            token = Path(opts.token_file).read_text().strip()
+        except OSError as exc:
+            raise CliError(f"cannot read --token-file {opts.token_file}: {exc.strerror}") from None
+        if not token:
+            raise CliError(f"--token-file {opts.token_file} is empty; copy the head's `token` file")
+        return token
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    local = discovery.find_local_node(opts.address)
+    if local is not None and local.token:
+        return local.token  # the head runs on this machine
+    raise CliError(
+        f"joining {opts.address} needs the cluster's token: pass --token-file with a copy of the head's "
+        f"`token` file (its path was printed by `nbcluster start --head`), or set {TOKEN_ENV}."
+    )
+
+
+def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
+    from nbcluster.runtime.protocol import gcs_pb2
+    from nbcluster.runtime.transport import methods
+
+    try:
+        discovery.check_address(opts.address)
+    except ValueError:
+        raise CliError(f"--address must be HOST:PORT of the head, got {opts.address!r}") from None
+    if opts.address == "auto":
+        raise CliError("--address must be HOST:PORT of the head, as printed by `nbcluster start --head`")
+    token = _worker_token(opts)
+    try:  # fail here, with the reason, rather than in a detached process's log
+        discovery.call_gcs((opts.address, token), methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 10.0)
+    except NbclusterError as exc:
+        raise CliError(str(exc)) from None
+    host = opts.address.rsplit(":", 1)[0].strip("[]")
+    spec = _spec(opts, opts.node_ip_address or local_ip(towards=host), opts.node_manager_port)
+    handle = start_worker_node(
+        gcs_address=opts.address, token=token, spec=spec, config=config, embedded=False,
+        link_latest=discovery.find_local_node("auto") is None,
+    )
+    node = _wait_joined(handle, (opts.address, token), config.startup_timeout_s)
+    _record(handle, "worker", opts.address)
+    print(f"""Joined the nbcluster cluster at {opts.address} as node {node.node_id}.
+  address:     {node.address}
+  resources:   {_describe(node)}
+  session dir: {handle.session.dir} (logs in logs/)
+
+Connect from Python or a notebook on this machine:
+  import nbcluster
+  nbcluster.init(address="auto")
+
+Stop this node:  nbcluster stop""", flush=True)
+    return handle, node
+
+
+def _block(handle: LocalCluster) -> int:
+    """Stay in the foreground until a signal (then stop the node) or until one of the
+    node's processes exits (then stop the rest)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    status = 0
+    while not stop.wait(0.2):
+        exited = [p for p in handle.procs if p.poll() is not None]
+        if exited:
+            codes = {p.returncode for p in exited}
+            if not codes <= {0, -signal.SIGTERM}:  # not an `nbcluster stop`
+                print(f"nbcluster: a node process exited with status {sorted(codes)}; stopping the node. "
+                      f"See {handle.session.logs}", file=sys.stderr)
+                status = 1
+            break
+    handle.stop(10.0)
+    return status
+
+
+# -- stop -----------------------------------------------------------------------------
+def _recorded(session_dir: Path) -> tuple[dict, list[psutil.Process]]:
+    try:
+        info = json.loads((session_dir / PROCESSES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}, []
+    procs = []
+    for entry in info.get("procs", []):
+        try:
+            proc = psutil.Process(entry["pid"])
+            if abs(proc.create_time() - entry["create_time"]) < 0.01:  # not a reused pid
+                procs.append(proc)
+        except (psutil.NoSuchProcess, KeyError, TypeError):
+            pass
+    return info, procs
+
+
+def _started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:
+    """Sessions of nodes `nbcluster start` started here, with their live processes;
+    those whose processes are all gone (killed) are tidied: their shared memory
+    freed, their record dropped."""
+    found = {}
+    for path in sorted(temp_root().glob("session_*")):
+        if path.is_symlink() or not (path / PROCESSES_FILE).exists():
+            continue
+        info, procs = _recorded(path)
+        if procs:
+            found[path] = (info, procs)
+        else:
+            _clean_stores(Session(path), info)
+            (path / PROCESSES_FILE).unlink(missing_ok=True)
+    return found
+
+
+def cmd_stop(opts: argparse.Namespace) -> int:
+    found = _started_sessions()
+    victims = [proc for _, procs in found.values() for proc in procs]
+    if not victims:
+        print(f"No nbcluster processes started by `nbcluster start` are running on this machine (in {temp_root()}).")
+        return 0
+    children = []
+    for proc in victims:
+        try:
+            children.extend(proc.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    killed = terminate(victims, 0.0 if opts.force else opts.grace_period)
+    killed += terminate(children, 1.0)  # workers that outlived their node manager
+    for path, (info, _) in found.items():
+        _clean_stores(Session(path), info)
+        (path / PROCESSES_FILE).unlink(missing_ok=True)
+        link = path.parent / "session_latest"
+        if link.is_symlink() and os.readlink(link) == path.name:
+            link.unlink(missing_ok=True)
+    stopped = list(found)
+    forced = f" ({killed} killed after {opts.grace_period:g} s)" if killed and not opts.force else ""
+    print(f"Stopped {len(victims)} nbcluster process{'es' if len(victims) != 1 else ''}{forced} "
+          f"of {len(stopped)} node{'s' if len(stopped) != 1 else ''}. Logs stay in:")
+    for path in stopped:
+        print(f"  {path / 'logs'}")
+    return 0
+
+
+def _clean_stores(session: Session, info: dict) -> None:
+    """Shared memory of nodes that could not clean up (killed, or a rejoin's new id)."""
+    node_ids = {info.get("node_id", "")}
+    try:
+        node_ids.add(session.read_address().get("node_id", ""))
+    except (OSError, ValueError):
+        pass
+    for node_id in filter(None, node_ids):
+        shutil.rmtree(store_dir(bytes.fromhex(node_id)), ignore_errors=True)
+
+
+# -- status and list ------------------------------------------------------------------
+def _cluster_address(address: str | None) -> str:
+    if address and address != "auto":
+        return address
+    node = discovery.find_local_node("auto")
+    if node is None:
+        raise CliError(discovery.no_cluster_message())
+    return node.gcs_address
+
+
+def cmd_status(opts: argparse.Namespace) -> int:
+    from nbcluster.runtime import state
+
+    address = _cluster_address(opts.address)
+    print(cli_view.status_text(address, state.list_nodes(address=opts.address or "auto")))
+    return 0
+
+
+def cmd_list(opts: argparse.Namespace) -> int:
+    from nbcluster.runtime import state
+
+    address = opts.address or "auto"
+    _cluster_address(opts.address)
+    if opts.what == "nodes":
+        items: Sequence[Any] = state.list_nodes(address=address)
+    elif opts.what == "actors":
+        items = state.list_actors(address=address, state=opts.state)
+    elif opts.what == "tasks":
+        items = state.list_tasks(address=address, limit=opts.limit)
+    else:
+        items = state.list_jobs(address=address)
+    if opts.what != "actors" and opts.state:
+        items = [i for i in items if getattr(i, "state", getattr(i, "status", "")) == opts.state]
+    if opts.format == "json":
+        print(json.dumps([i.to_json() for i in items], indent=1))
+    elif items:
+        print(cli_view.table(*cli_view.ROWS[opts.what](items)))
+    else:
+        print(f"(no {opts.what})")
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nbcluster",
         description="nbcluster: a Python cluster runtime in the Ray model, built for Jupyter.",
     )
     parser.add_argument("--version", action="version", version=f"nbcluster {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    start = commands.add_parser("start", help="start a head node, or join this machine to a cluster",
+                                description="Start a head node (--head) or a worker node that joins the cluster "
+                                            "at --address. The node runs in the background unless --block.")
+    start.add_argument("--head", action="store_true", help="start a new cluster with its head on this machine")
+    start.add_argument("--address", help="HOST:PORT of the head to join as a worker node")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"head: the port to serve on (default {DEFAULT_PORT}; 0: any)")
+    start.add_argument("--node-ip-address", help="the address other machines reach this node at (default: detected)")
+    start.add_argument("--node-manager-port", type=int, default=0, help="the node manager's port (default: any free port)")
+    start.add_argument("--num-cpus", type=float, help="CPUs this node offers (default: its core count)")
+    start.add_argument("--num-gpus", type=float, help="GPUs this node offers (default 0)")
+    start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 1}'")
+    start.add_argument("--object-store-memory", type=int, help="bytes of shared memory for objects")
+    start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {TOKEN_ENV})")
+    start.add_argument("--system-config", help="runtime settings as JSON (advanced, e.g. health-check periods)")
+    start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
+    start.set_defaults(func=cmd_start)
+
+    stop = commands.add_parser("stop", help="stop the nodes `nbcluster start` started on this machine")
+    stop.add_argument("-f", "--force", action="store_true", help="kill at once (SIGKILL) instead of asking to stop")
+    stop.add_argument("--grace-period", type=float, default=10.0, help="seconds to wait before killing (default 10)")
+    stop.set_defaults(func=cmd_stop)
+
+    status = commands.add_parser("status", help="nodes, resources in use and pending demand")
+    status.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")
+    status.set_defaults(func=cmd_status)
+
+    lister = commands.add_parser("list", help="list nodes, actors, tasks or jobs")
+    lister.add_argument("what", choices=list(cli_view.ROWS), help="what to list")
+    lister.add_argument("--format", choices=("table", "json"), default="table")
+    lister.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")
+    lister.add_argument("--state", help="only entries in this state, e.g. ALIVE, DEAD, RUNNING, FAILED")
+    lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
+    lister.set_defaults(func=cmd_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    opts = parser.parse_args(argv)
+    if opts.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(opts.func(opts))
+    except CliError as exc:
+        print(f"nbcluster {opts.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (NbclusterError, ValueError, TypeError) as exc:
+        print(f"nbcluster {opts.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -80,8 +81,9 @@ def configure_logging(path: Path, level: int = logging.INFO) -> None:
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
-def terminate(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float) -> None:
-    """SIGTERM, wait up to ``timeout`` in all, then SIGKILL what is left; reap all."""
+def terminate(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout`` in all, then SIGKILL what is left; reap all.
+    Returns how many had to be killed."""
     alive = []
     for proc in procs:
         try:
@@ -90,13 +92,27 @@ def terminate(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     wait_exit(alive, timeout)
+    killed = 0
     for proc in alive:
         try:
             if _running(proc):
                 proc.kill()
+                killed += 1
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     wait_exit(alive, 5.0)
+    return killed
+
+
+def run_service(main: Coroutine[Any, Any, None], role: str) -> None:
+    """``asyncio.run(main)`` for a process entry point. An OSError (a port in use)
+    ends it with one line on stderr, which is what a starting command shows."""
+    try:
+        asyncio.run(main)
+    except OSError as exc:
+        logger.error("%s failed: %s", role, exc)
+        print(f"nbcluster {role}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _running(proc: subprocess.Popen | psutil.Process) -> bool:

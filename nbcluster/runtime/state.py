@@ -167,39 +167,51 @@ class JobState(_Snapshot):
         )
 
 
-def _gcs_call(method: Any, request: Any) -> Any:
-    from nbcluster.runtime import api
+def _gcs_call(method: Any, request: Any, address: str | None) -> Any:
+    """Through this driver's GCS connection when connected and no other cluster is
+    named; otherwise on a connection of its own (tools such as the CLI)."""
+    from nbcluster.runtime import api, discovery
 
-    core = api._core()
+    if address is None and api.is_initialized():
+        core = api._core()
 
-    async def call() -> Any:
-        gcs = await core.gcs_connection()
-        return await gcs.call(method, request, timeout=30.0)
+        async def call() -> Any:
+            gcs = await core.gcs_connection()
+            return await gcs.call(method, request, timeout=30.0)
 
-    return core.run_sync(call())
-
-
-def list_nodes() -> list[NodeState]:
-    """Every node the cluster has known, dead ones included."""
-    return [NodeState.from_info(n) for n in _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest()).nodes]
-
-
-def list_jobs() -> list[JobState]:
-    return [JobState.from_info(j) for j in _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest()).jobs]
+        return core.run_sync(call())
+    return discovery.call_gcs(discovery.gcs_target(address), method, request)
 
 
-def list_tasks(*, job_id: str | None = None, limit: int = 0) -> list[TaskState]:
+def list_nodes(*, address: str | None = None) -> list[NodeState]:
+    """Every node the cluster has known, dead ones included.
+
+    ``address``: another cluster than this driver's ("auto": the newest on this
+    machine, "host:port"); needed when this process is not connected."""
+    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address)
+    return [NodeState.from_info(n) for n in reply.nodes]
+
+
+def list_jobs(*, address: str | None = None) -> list[JobState]:
+    """Every job (driver or submitted) the cluster has known."""
+    return [JobState.from_info(j) for j in _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address).jobs]
+
+
+def list_tasks(*, job_id: str | None = None, limit: int = 0, address: str | None = None) -> list[TaskState]:
     """The most recent tasks (owners report their tasks' states about once a second),
     newest first."""
     request = gcs_pb2.ListTasksRequest(job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit)
-    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request).tasks]
+    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address).tasks]
 
 
-def list_actors(*, state: str | None = None, class_name: str | None = None) -> list[ActorState]:
+def list_actors(
+    *, state: str | None = None, class_name: str | None = None, address: str | None = None
+) -> list[ActorState]:
     """Every actor the cluster has known (dead ones included), optionally filtered."""
     if state is not None and state not in ACTOR_STATES:
         raise ValueError(f"state must be one of {ACTOR_STATES}, got {state!r}")
-    actors = [ActorState.from_info(i) for i in _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest()).actors]
+    reply = _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address)
+    actors = [ActorState.from_info(i) for i in reply.actors]
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs.server import GcsServer
-from nbcluster.runtime.procutil import configure_logging, watch_lifeline
+from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.session import TOKEN_ENV, Session
 
 logger = logging.getLogger("nbcluster.head")
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--remove-session-on-exit", action="store_true")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / "gcs.log")
-    asyncio.run(serve(opts))
+    run_service(serve(opts), "head")
 
 
 if __name__ == "__main__":

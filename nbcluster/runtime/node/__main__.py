@@ -18,7 +18,7 @@ from pathlib import Path
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node.manager import NodeManager, NodeOptions
-from nbcluster.runtime.procutil import configure_logging, watch_lifeline
+from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.session import TOKEN_ENV, Session
 
 logger = logging.getLogger("nbcluster.node")
@@ -67,6 +67,18 @@ async def serve(opts: argparse.Namespace) -> None:
         # Declared dead while alive (a partition): come back as a new node.
         options = dataclasses.replace(options, node_id=ids.random_id())
         logger.info("rejoining the cluster as node %s", options.node_id.hex())
+        _readdress(session, options.node_id)
+
+
+def _readdress(session: Session, node_id: bytes) -> None:
+    """A worker node's session names its node for drivers that attach here."""
+    try:
+        info = session.read_address()
+    except (OSError, ValueError):
+        return
+    if info.get("role") == "worker":
+        info.update(node_id=node_id.hex(), node_endpoint=session.endpoint(f"node-{node_id.hex()[:12]}"))
+        session.write_address(info)
 
 
 def main() -> None:
@@ -86,7 +98,7 @@ def main() -> None:
     parser.add_argument("--remove-session-on-exit", action="store_true")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / f"node-{opts.node_id[:12]}.log")
-    asyncio.run(serve(opts))
+    run_service(serve(opts), "node")
     if opts.remove_session_on_exit:  # a node of its own session (a worker node) leaves nothing
         from nbcluster.runtime.session import remove_session
 

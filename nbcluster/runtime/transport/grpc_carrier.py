@@ -166,9 +166,15 @@ class GrpcServer:
                 )
             if handlers:
                 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
-        self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+        try:
+            self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+        except RuntimeError:  # grpc >= 1.60 raises where older versions returned 0
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {self._host}:{self._port}")
+            raise OSError(
+                f"cannot listen on {self._host}:{self._port}: the port is in use, "
+                "or the address is not one of this machine's"
+            )
         await server.start()
         self._server = server
         return self.port

@@ -1,0 +1,156 @@
+"""Text for the terminal: ``nbcluster status`` and the tables of ``nbcluster list``.
+
+Pure functions of the state API's snapshots, so they are tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nbcluster.runtime.state import ActorState, JobState, NodeState, TaskState
+
+#: Resources every node has that ``status`` shows in their own columns or not at all.
+_SYSTEM_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _amount(x: float) -> str:
+    return f"{x:g}"
+
+
+def _used_total(total: float, available: float) -> str:
+    return f"{_amount(total - available)}/{_amount(total)}"
+
+
+def _custom(resources: dict[str, float]) -> list[str]:
+    return sorted(k for k in resources if k not in _SYSTEM_RESOURCES and not k.startswith("node:"))
+
+
+def _shape(demand: dict[str, float]) -> str:
+    return ", ".join(f"{k}: {_amount(v)}" for k, v in sorted(demand.items()) if v) or "(no resources)"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns, two spaces apart, trailing blanks trimmed."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _duration(start: float, end: float) -> str:
+    if not start:
+        return "-"
+    seconds = (end or time.time()) - start
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["NODE_ID", "STATE", "ADDRESS", "CPU", "GPU", "OTHER RESOURCES", "OBJECT STORE", "WORKERS"]
+    rows = []
+    for n in sorted(nodes, key=lambda n: (n.state != "ALIVE", not n.is_head, n.start_time)):
+        total, avail = n.resources_total, n.resources_available
+        other = " ".join(f"{k} {_used_total(total[k], avail.get(k, 0))}" for k in _custom(total)) or "-"
+        rows.append([
+            n.node_id,
+            n.state,
+            (n.address or n.node_ip) + (" (head)" if n.is_head else ""),
+            _used_total(total.get("CPU", 0), avail.get("CPU", 0)),
+            _used_total(total["GPU"], avail.get("GPU", 0)) if total.get("GPU") else "-",
+            other,
+            f"{human_bytes(n.object_store_used)} / {human_bytes(n.object_store_capacity)}",
+            n.num_workers if n.state == "ALIVE" else "-",
+        ])
+    return headers, rows
+
+
+def actor_rows(actors: Sequence[ActorState]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["ACTOR_ID", "CLASS", "STATE", "NAME", "NODE", "PID", "RESTARTS", "DEATH CAUSE"]
+    rows = [
+        [a.actor_id, a.class_name, a.state, a.name or "-", a.node_id[:12] or "-", a.pid or "-",
+         f"{a.num_restarts}/{'inf' if a.max_restarts < 0 else a.max_restarts}", _clip(a.death_cause, 50) or "-"]
+        for a in actors
+    ]
+    return headers, rows
+
+
+def task_rows(tasks: Sequence[TaskState]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["TASK_ID", "NAME", "STATE", "NODE", "ATTEMPT", "DURATION", "ERROR"]
+    rows = [
+        [t.task_id, _clip(t.name, 40), t.state, t.node_id[:12] or "-", t.attempt,
+         _duration(t.start_time, t.end_time), _clip(t.error.strip().splitlines()[-1] if t.error.strip() else "-", 50)]
+        for t in tasks
+    ]
+    return headers, rows
+
+
+def job_rows(jobs: Sequence[JobState]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["JOB_ID", "TYPE", "STATUS", "DRIVER_PID", "STARTED", "ENTRYPOINT"]
+    rows = [[j.job_id, j.type, j.status, j.driver_pid or "-", _clock(j.start_time), _clip(j.entrypoint, 60)]
+            for j in jobs]
+    return headers, rows
+
+
+ROWS: dict[str, Callable[[Any], tuple[list[str], list[list[Any]]]]] = {
+    "nodes": node_rows,
+    "actors": actor_rows,
+    "tasks": task_rows,
+    "jobs": job_rows,
+}
+
+
+def status_text(address: str, nodes: Sequence[NodeState], now: float | None = None) -> str:
+    """What ``nbcluster status`` prints: nodes, cluster-wide use, pending demand."""
+    alive = [n for n in nodes if n.state == "ALIVE"]
+    dead = sorted((n for n in nodes if n.state != "ALIVE"), key=lambda n: -n.end_time)
+    lines = [
+        f"======== nbcluster status {_clock(now or time.time())} ========",
+        f"Cluster at {address}: {len(alive)} node{'s' if len(alive) != 1 else ''} alive, {len(dead)} dead",
+        "",
+        "Nodes",
+        table(*node_rows(alive)) if alive else "  (none)",
+        "",
+        "Resources in use (alive nodes)",
+    ]
+    totals: Counter[str] = Counter()
+    avails: Counter[str] = Counter()
+    for n in alive:
+        totals.update(n.resources_total)
+        avails.update(n.resources_available)
+    names = [k for k in ("CPU", "GPU") if totals.get(k)] + _custom(dict(totals))
+    usage = [[f"  {k}", f"{_amount(totals[k] - avails[k])} / {_amount(totals[k])}"] for k in names]
+    used = sum(n.object_store_used for n in alive)
+    capacity = sum(n.object_store_capacity for n in alive)
+    usage.append(["  object store", f"{human_bytes(used)} / {human_bytes(capacity)}"])
+    lines.append(table(["", ""], usage).split("\n", 1)[1])
+    lines += ["", "Pending demand (requests for workers that wait for resources)"]
+    demand = Counter(_shape(d) for n in alive for d in n.pending_demand)
+    lines += [f"  {{{shape}}}: {count} waiting" for shape, count in demand.most_common()] or ["  (none)"]
+    if dead:
+        lines += ["", "Dead nodes (most recent first)"]
+        lines.append(table(
+            ["NODE_ID", "ADDRESS", "DIED", "REASON"],
+            [[n.node_id, n.address or n.node_ip, _clock(n.end_time), _clip(n.death_reason, 60) or "-"]
+             for n in dead[:10]],
+        ))
+        if len(dead) > 10:
+            lines.append(f"  ... and {len(dead) - 10} more (nbcluster list nodes)")
+    return "\n".join(lines)

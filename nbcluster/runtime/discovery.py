@@ -1,0 +1,136 @@
+"""Finding a running cluster from this machine, and asking its GCS one question.
+
+Drivers (``init(address=...)``) need a node of the cluster on this machine;
+tools (``nbcluster status``, ``nbcluster list``, ``cluster_utils``) only need the
+GCS and the token. Both look at the session directories under the temp root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
+from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session, temp_root
+from nbcluster.runtime.transport import dial
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    """This machine's node of a cluster, as its session directory describes it."""
+
+    session: Session
+    token: str
+    #: How this machine reaches the GCS (the head's local socket, or host:port).
+    gcs_endpoint: str
+    #: A worker node's node manager endpoint; None for the head (ask the GCS).
+    node_endpoint: str | None
+    #: The cluster's address as other machines use it (host:port).
+    gcs_address: str
+
+
+def _live_node(session: Session) -> LocalNode | None:
+    try:
+        info = session.read_address()
+    except (OSError, ValueError):
+        return None
+    token = os.environ.get(TOKEN_ENV) or _read_token(session)
+    if info.get("role") == "worker":
+        if not psutil.pid_exists(info.get("node_pid", -1)):
+            return None
+        return LocalNode(session, token, info["gcs_address"], info["node_endpoint"], info["gcs_address"])
+    if not psutil.pid_exists(info.get("head_pid", -1)):
+        return None
+    return LocalNode(session, token, info["local_endpoint"], None, info["gcs_address"])
+
+
+def _read_token(session: Session) -> str:
+    try:
+        return session.read_token()
+    except OSError:
+        return ""
+
+
+def find_local_node(address: str) -> LocalNode | None:
+    """This machine's node of the cluster at ``address`` ("auto": the newest
+    cluster started here that still runs); the head's session is preferred over a
+    worker's."""
+    if address == "auto":
+        session = latest_session()
+        node = _live_node(session) if session is not None else None
+        if node is not None:
+            return node
+    matches = []
+    for path in sorted(temp_root().glob("session_*"), reverse=True):  # newest first
+        if path.is_symlink():
+            continue  # session_latest
+        node = _live_node(Session(path))
+        if node is not None and address in ("auto", node.gcs_address):
+            matches.append(node)
+    if address == "auto":  # the newest cluster's session was not live: the newest that is
+        return matches[0] if matches else None
+    matches.sort(key=lambda n: n.node_endpoint is not None)
+    return matches[0] if matches else None
+
+
+def check_address(address: str) -> None:
+    if address != "auto" and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
+        raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
+
+
+def no_cluster_message() -> str:
+    return (
+        f"No running nbcluster cluster found on this machine (looked in {temp_root()}). "
+        "Start one with `nbcluster start --head` (or nbcluster.init() in another process), or pass its address."
+    )
+
+
+def gcs_target(address: str | None) -> tuple[str, str]:
+    """(endpoint, token) of the GCS of the cluster at ``address`` (None or "auto":
+    the newest on this machine). A cluster with no node here is reached at its
+    address with the token from ``NBCLUSTER_TOKEN``."""
+    address = address or "auto"
+    check_address(address)
+    node = find_local_node(address)
+    if node is not None:
+        return node.gcs_endpoint, node.token
+    if address == "auto":
+        raise ClusterConnectionError(no_cluster_message())
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise AuthenticationError(
+            f"Talking to the cluster at {address} needs its token: set NBCLUSTER_TOKEN to the contents "
+            "of the `token` file in the head's session directory."
+        )
+    return address, token
+
+
+def call_gcs(target: tuple[str, str], method: Any, request: Any, timeout: float = 30.0) -> Any:
+    """One request to the GCS at ``target`` (from :func:`gcs_target`) on a
+    connection of its own, from any thread, also inside a running event loop."""
+    endpoint, token = target
+
+    async def call() -> Any:
+        conn = None
+        try:
+            conn = await dial(endpoint, token, timeout=min(timeout, 10.0))
+            return await conn.call(method, request, timeout=timeout)
+        except ConnectionLost as exc:
+            raise ClusterConnectionError(f"cannot reach the cluster's head at {endpoint}: {exc}") from None
+        except RemoteError as exc:
+            if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
+                raise AuthenticationError(f"the cluster at {endpoint} refused the token: {exc.message}") from None
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, call()).result()

@@ -1,0 +1,159 @@
+"""The ``nbcluster`` command as a new user meets it: start a head, join a node,
+connect a driver, look with ``status`` and ``list``, ``stop``; and its errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+
+import psutil
+import pytest
+
+from .cli_tools import Machine, nbcluster_command
+
+#: Fast health checks, so a stopped node is noticed quickly.
+FAST = json.dumps({"heartbeat_interval_s": 0.2, "health_check_initial_delay_s": 0.5,
+                   "health_check_period_s": 0.3, "health_check_timeout_s": 0.5})
+
+
+@pytest.fixture
+def machine():  # type: ignore[no-untyped-def]
+    m = Machine()
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def test_start_join_connect_status_list_stop(machine: Machine) -> None:
+    out = machine.run("start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                      "--resources", '{"accel": 1}', "--system-config", FAST).stdout
+    address = out.split("head node at ")[1].split()[0]
+    token_file = machine.token_file()
+    # What a user copies: the join command and the connect line, with no token in them.
+    assert f"nbcluster start --address {address} --token-file" in out
+    assert 'nbcluster.init(address="auto")' in out
+    assert str(token_file) in out and token_file.read_text().strip() not in out
+    assert token_file.stat().st_mode & 0o077 == 0
+
+    joined = machine.run("start", "--address", address, "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+                         "--token-file", str(token_file)).stdout
+    worker_id = joined.split("as node ")[1].split(".")[0]
+
+    status = machine.run("status").stdout
+    assert f"Cluster at {address}: 2 nodes alive, 0 dead" in status
+    assert "accel 0/1" in status and worker_id in status
+    assert "CPU           0 / 3" in status
+
+    drv = machine.python(
+        """
+        import nbcluster, time
+        nbcluster.init(address="auto")
+
+        @nbcluster.remote(resources={"accel": 1})
+        def on_accel(x):
+            return x, nbcluster.get_runtime_context().get_node_id()
+
+        @nbcluster.remote
+        class Keeper:
+            def ping(self):
+                return "pong"
+
+        keeper = Keeper.options(name="keeper", lifetime="detached").remote()
+        results = nbcluster.get([on_accel.remote(i) for i in range(4)])
+        print({node for _, node in results}.__len__(), sum(x for x, _ in results), nbcluster.get(keeper.ping.remote()))
+        """
+    )
+    assert drv.stdout.split() == ["1", "6", "pong"]
+
+    nodes = json.loads(machine.run("list", "nodes", "--format", "json").stdout)
+    assert {n["state"] for n in nodes} == {"ALIVE"} and len(nodes) == 2
+    accel_node = next(n for n in nodes if "accel" in n["resources_total"])
+    assert accel_node["is_head"]
+    tasks = json.loads(machine.run("list", "tasks", "--format", "json").stdout)
+    accel_tasks = [t for t in tasks if t["name"].endswith("on_accel")]
+    assert len(accel_tasks) == 4 and {t["state"] for t in accel_tasks} == {"FINISHED"}
+    assert {t["node_id"] for t in accel_tasks} == {accel_node["node_id"]}
+    actors = machine.run("list", "actors").stdout
+    assert "Keeper" in actors and "ALIVE" in actors and "keeper" in actors
+    jobs = machine.run("list", "jobs").stdout.splitlines()
+    assert jobs[0].split()[:3] == ["JOB_ID", "TYPE", "STATUS"] and "SUCCEEDED" in jobs[1]
+    assert machine.run("list", "tasks", "--state", "FAILED").stdout.strip() == "(no tasks)"
+
+    started = machine.processes()
+    assert len(started) >= 3  # GCS, two node managers (and their workers)
+    stopped = machine.run("stop").stdout
+    assert stopped.startswith("Stopped 3 nbcluster processes of 2 nodes")
+    assert not psutil.wait_procs(started, timeout=10)[1], "processes survived `nbcluster stop`"
+    assert not machine.processes()
+    after = machine.run("status", check=False)
+    assert after.returncode == 1 and "No running nbcluster cluster found" in after.stderr
+    assert "No nbcluster processes" in machine.run("stop").stdout
+
+
+def test_stop_leaves_clusters_it_did_not_start(machine: Machine) -> None:
+    """An embedded cluster of a running driver is not `nbcluster stop`'s to end."""
+    driver = machine.python(
+        """
+        import os, subprocess
+        import nbcluster
+        nbcluster.init(num_cpus=1)
+        stop = subprocess.run([os.environ["NBC"], "stop"], capture_output=True, text=True)
+        print(stop.stdout.strip())
+        print(nbcluster.get(nbcluster.put(41)) + 1)
+        """,
+        env={"NBC": nbcluster_command()},
+    )
+    lines = driver.stdout.splitlines()
+    assert lines[0].startswith("No nbcluster processes started by `nbcluster start`") and lines[-1] == "42"
+
+
+def test_block_runs_in_the_foreground_until_interrupted(machine: Machine) -> None:
+    proc = machine.popen("start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                         "--block")
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("Stop it:"):
+            break
+    else:
+        pytest.fail(f"no start banner: {lines} {proc.stderr.read() if proc.stderr else ''}")
+    node_procs = machine.processes()
+    assert len(node_procs) >= 2 and all(p.ppid() == proc.pid for p in node_procs if "runtime.gcs" in " ".join(p.cmdline()))
+    assert machine.run("status").returncode == 0
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert not psutil.wait_procs(node_procs, timeout=10)[1]
+
+
+def test_bad_input_is_refused_with_the_reason(machine: Machine) -> None:
+    def fails(*args: str, env: dict[str, str] | None = None) -> str:
+        proc = machine.run(*args, check=False, env=env)
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr
+
+    assert "either --head" in fails("start")
+    assert "JSON object" in fails("start", "--head", "--resources", "{accel: 1}")
+    assert "--num-cpus" in fails("start", "--head", "--resources", '{"CPU": 4}')
+    assert "must be a number" in fails("start", "--head", "--resources", '{"accel": "many"}')
+    assert "--num-cpus must be >= 0" in fails("start", "--head", "--num-cpus", "-1")
+    assert "unknown runtime config keys ['nope']" in fails("start", "--head", "--system-config", '{"nope": 1}')
+    assert "invalid choice" in fails("list", "things")
+    # Joining: no token, a token file that is not there, nothing listening, a wrong token.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free_port = sock.getsockname()[1]
+    assert "needs the cluster's token" in fails("start", "--address", f"127.0.0.1:{free_port}")
+    assert "cannot read --token-file" in fails("start", "--address", f"127.0.0.1:{free_port}", "--token-file", "/nonexistent")
+    assert "cannot reach the cluster's head" in fails("start", "--address", f"127.0.0.1:{free_port}",
+                                                      env={"NBCLUSTER_TOKEN": "x"})
+    address = machine.start_head("--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1")
+    assert "refused the token" in fails("start", "--address", address, env={"NBCLUSTER_TOKEN": "wrong"})
+    # The port is taken by the running head.
+    port = address.rsplit(":", 1)[1]
+    taken = fails("start", "--head", "--port", port, "--node-ip-address", "127.0.0.1", "--num-cpus", "1")
+    assert "did not start" in taken and f"cannot listen on 127.0.0.1:{port}" in taken
+    # Nothing was lost: the first head still serves.
+    assert "1 node alive" in machine.run("status").stdout

@@ -51,9 +51,9 @@ W10 many_waits         1000 tasks sleeping ``random.Random(12345).uniform(0, 0.0
                        num_returns=1)`` until none is pending.  s (submit -> all done)
 W11 nested             100 parent tasks, each submits 10 children and ``get``s them.
                        tasks/s counts all 1100 tasks (parents + children).
-W12 cross_node         Ray only (``ray.cluster_utils.Cluster``, two raylets on this
-                       machine): a task on node A makes a 100 MiB array, a task on node
-                       B returns its ``.sum()``; GB/s.  Skipped for nbcluster for now.
+W12 cross_node         ``<backend>.cluster_utils.Cluster``, two node managers on this
+                       machine: a task on node A makes a 100 MiB array, a task on node
+                       B returns its ``.sum()``; GB/s of the pull and the sum.
 W13 scale_up           skipped for both backends (needs an autoscaler harness).
 F   idle               fresh subprocess per repeat: ``init`` + one no-op task, sleep 2 s,
                        then over ``psutil.Process().children(recursive=True)`` (the driver
@@ -584,8 +584,9 @@ def child_main(args) -> dict:
 
 def child_cross_node(args) -> dict:
     import numpy as np
-    import ray
-    from ray.cluster_utils import Cluster
+
+    rt = importlib.import_module(args.backend)
+    Cluster = importlib.import_module(f"{args.backend}.cluster_utils").Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "resources": {"node_a": 1}, "object_store_memory": 1 << 30})
@@ -593,22 +594,22 @@ def child_cross_node(args) -> dict:
     try:
         cluster.add_node(num_cpus=1, resources={"node_b": 1}, object_store_memory=1 << 30)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address)
+        rt.init(address=cluster.address)
         n = 100 * MIB // 8
 
-        @ray.remote(resources={"node_a": 0.01})
+        @rt.remote(resources={"node_a": 0.01})
         def make():
             return np.ones(n)
 
-        @ray.remote(resources={"node_b": 0.01})
+        @rt.remote(resources={"node_b": 0.01})
         def consume(arr):
             return float(arr.sum())
 
         def once():
             ref = make.remote()
-            ray.wait([ref], fetch_local=False)
+            rt.wait([ref], fetch_local=False)
             t = pc()
-            s = ray.get(consume.remote(ref))
+            s = rt.get(consume.remote(ref))
             dt = pc() - t
             if s != n:
                 raise AssertionError("bad cross-node sum")
@@ -619,7 +620,7 @@ def child_cross_node(args) -> dict:
         snap = descendants()
         return {"values": vals, "nbytes": n * 8, "descendants": snap}
     finally:
-        ray.shutdown()
+        rt.shutdown()
         cluster.shutdown()
 
 
@@ -762,16 +763,12 @@ def main() -> int:
         record("W7", w7)
 
     if "W12" in selected:
-        if args.backend == "ray":
-            def w12():
-                r = run_child(args, "cross_node", min(args.timeout, 240))
-                return {"W12": row("cross_node", "GB/s", "higher", r["values"],
-                                   {"nbytes": r["nbytes"], "how": "ray.cluster_utils.Cluster, 2 raylets",
-                                    "leftover_killed": r["leftover_killed"]})}
-            record("W12", w12)
-        else:
-            results["W12"] = {"skipped": "needs a two-node-manager harness; not written for nbcluster yet"}
-            save()
+        def w12():
+            r = run_child(args, "cross_node", min(args.timeout, 240))
+            return {"W12": row("cross_node", "GB/s", "higher", r["values"],
+                               {"nbytes": r["nbytes"], "how": f"{args.backend}.cluster_utils.Cluster, 2 node managers",
+                                "leftover_killed": r["leftover_killed"]})}
+        record("W12", w12)
 
     if "W13" in selected:
         results["W13"] = {"skipped": "needs an autoscaler/node-provider harness; not written yet"}

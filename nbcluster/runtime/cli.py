@@ -82,7 +82,8 @@ def _spec(opts: argparse.Namespace, node_ip: str, grpc_port: int) -> NodeSpec:
     if opts.object_store_memory is not None and opts.object_store_memory <= 0:
         raise CliError(f"--object-store-memory must be a positive number of bytes, got {opts.object_store_memory}")
     num_cpus = opts.num_cpus if opts.num_cpus is not None else float(os.cpu_count() or 1)
-    return NodeSpec(num_cpus, opts.num_gpus or 0, resources, opts.object_store_memory, node_ip, grpc_port)
+    return NodeSpec(num_cpus, opts.num_gpus or 0, resources, opts.object_store_memory, node_ip, grpc_port,
+                    opts.object_manager_port)
 
 
 def _config(opts: argparse.Namespace) -> RuntimeConfig:
@@ -175,7 +176,7 @@ def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalC
     handle = start_local_cluster(
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
         object_store_memory=spec.object_store_memory, config=config, embedded=False,
-        head_port=opts.port, host=node_ip, node_port=opts.node_manager_port,
+        head_port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
     )
     node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
     address = handle.session.read_address()["gcs_address"]
@@ -411,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"head: the port to serve on (default {DEFAULT_PORT}; 0: any)")
     start.add_argument("--node-ip-address", help="the address other machines reach this node at (default: detected)")
     start.add_argument("--node-manager-port", type=int, default=0, help="the node manager's port (default: any free port)")
+    start.add_argument("--object-manager-port", type=int, default=0,
+                       help="the port other nodes pull objects from (default: any free port)")
     start.add_argument("--num-cpus", type=float, help="CPUs this node offers (default: its core count)")
     start.add_argument("--num-gpus", type=float, help="GPUs this node offers (default 0)")
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 1}'")

@@ -48,8 +48,6 @@ class RuntimeConfig:
     startup_timeout_s: float = 30.0
     #: A worker node's node manager retries an unreachable head this long, then exits.
     gcs_reconnect_timeout_s: float = 60.0
-    #: Bytes per message when a node pulls an object from another.
-    object_chunk_bytes: int = 4 * 1024 * 1024
     #: Owners report task state changes to the GCS this often (0: never).
     task_events_interval_s: float = 1.0
     #: Task records the GCS keeps for listing (the most recent).

@@ -75,6 +75,8 @@ class NodeSpec:
     node_ip: str = "127.0.0.1"
     #: Serve other machines (gRPC, relay) on this port (0: any); None: this machine only.
     grpc_port: int | None = None
+    #: With grpc_port: the port other nodes pull objects from (0: any).
+    object_port: int = 0
 
 
 def _node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpec, head: bool) -> list[str]:
@@ -93,7 +95,7 @@ def _node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpe
     if spec.object_store_memory:
         args += ["--object-store-memory", str(int(spec.object_store_memory))]
     if spec.grpc_port is not None:
-        args += ["--grpc-port", str(spec.grpc_port)]
+        args += ["--grpc-port", str(spec.grpc_port), "--object-port", str(spec.object_port)]
     return args
 
 
@@ -120,9 +122,11 @@ def start_local_cluster(
     head_port: int = 0,
     host: str = "127.0.0.1",
     node_port: int | None = None,
+    object_port: int = 0,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
-    ``node_port``: let other machines reach the node (a cluster of several nodes)."""
+    ``node_port``: let other machines reach the node (a cluster of several nodes),
+    and pull objects from it on ``object_port``."""
     config = config or RuntimeConfig.load()
     session, token = new_session()
     node_id = ids.random_id()
@@ -134,7 +138,7 @@ def start_local_cluster(
     head_args = ["--session-dir", str(session.dir), "--host", host, "--port", str(head_port), *life]
     if embedded and not _keep_session():
         head_args.append("--remove-session-on-exit")
-    spec = NodeSpec(num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port)
+    spec = NodeSpec(num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port, object_port)
     node_args = [*_node_args(session, node_id, gcs_endpoint, spec, head=True), *life]
     procs = []
     try:

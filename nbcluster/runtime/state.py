@@ -116,6 +116,7 @@ class NodeState(_Snapshot):
     end_time: float
     death_reason: str
     node_type: str
+    object_address: str = ""
 
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
@@ -137,6 +138,7 @@ class NodeState(_Snapshot):
             end_time=n.end_time,
             death_reason=n.death_reason,
             node_type=n.node_type,
+            object_address=n.object_address,
         )
 
 

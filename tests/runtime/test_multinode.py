@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 import time
 
 import numpy as np
@@ -160,3 +161,39 @@ def test_objects_are_freed_on_every_node(three_nodes):
     wait_for(lambda: sum(1 for v in used().values() if v) >= 2, timeout=20, message="copies on two nodes")
     del ref
     wait_for(lambda: sum(used().values()) == 0, timeout=20, message="the original and its copies freed")
+
+
+def test_object_port_refuses_bad_requests_and_keeps_serving(three_nodes):
+    """Another node's object port: a wrong token, a malformed header or an unknown
+    object gets nothing; pulls of the cluster go on."""
+    import socket
+    import struct
+
+    from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+
+    _, a, _ = three_nodes
+    node = next(n for n in nbcluster.state.list_nodes() if n.node_id == a.node_id)
+    host, port = node.object_address.rsplit(":", 1)
+    token = (Path(a.session_dir) / "token").read_text().strip().encode()
+
+    def ask(header: bytes, body: bytes = b"") -> bytes:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(header + body)
+            chunks = []
+            try:
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except ConnectionResetError:  # closed with our request unread: nothing was sent either
+                pass
+            return b"".join(chunks)
+
+    request = nm_pb2.PullObjectRequest(object_id=b"\x07" * 20).SerializeToString()
+    assert ask(struct.pack("<HI", 5, len(request)), b"wrong" + request) == b""  # bad token: closed, nothing sent
+    assert ask(struct.pack("<HI", 60000, 1)) == b""  # malformed header
+    assert ask(struct.pack("<HI", len(token), len(request)), token + request) == struct.pack("<q", -1)  # not here
+
+    @nbcluster.remote(resources={"site_a": 0.1})
+    def make():
+        return np.arange(3_000_000)
+
+    assert int(nbcluster.get(make.remote(), timeout=60).sum()) == 3_000_000 * 2_999_999 // 2

@@ -36,6 +36,7 @@ async def serve(opts: argparse.Namespace) -> None:
         object_store_memory=opts.object_store_memory,
         node_ip=opts.node_ip,
         grpc_port=opts.grpc_port,
+        object_port=opts.object_port,
         is_head=opts.head,
         node_type=opts.node_type,
     )
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--node-ip", default="127.0.0.1")
     parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--object-port", type=int, default=0)
     parser.add_argument("--node-type", default="")
     parser.add_argument("--head", action="store_true")
     parser.add_argument("--lifeline-fd", type=int)

@@ -27,6 +27,7 @@ from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.objects import ObjectHandlers
 from nbcluster.runtime.node.scheduling import Verdict, decide
+from nbcluster.runtime.node.transfer import TransferServer
 from nbcluster.runtime.node.worker_pool import Worker, WorkerPool
 from nbcluster.runtime.objects.store import ObjectStore
 from nbcluster.runtime.protocol import (
@@ -55,6 +56,8 @@ class NodeOptions:
     node_ip: str = "127.0.0.1"
     #: gRPC port for other machines; None: serve only this machine (embedded).
     grpc_port: int | None = None
+    #: The port other nodes pull objects from (with a gRPC port; 0: any).
+    object_port: int = 0
     is_head: bool = False
     node_type: str = ""
 
@@ -137,6 +140,8 @@ class NodeManager(ObjectHandlers):
         self._gcs: GcsLink | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
+        self._transfer: TransferServer | None = None
+        self.object_address = ""
         self._relay: relay.LocalRelay | None = None
         self._peers: dict[str, Any] = {}
         self._pulls: dict[bytes, asyncio.Future] = {}
@@ -175,6 +180,8 @@ class NodeManager(ObjectHandlers):
             self.address = f"{opts.node_ip}:{await self._grpc.start()}"
             self._relay = relay.LocalRelay(relay.socket_of(self.local_endpoint), self._token, self.peer)
             await self._relay.start()
+            self._transfer = TransferServer(opts.node_ip, opts.object_port, self._token, self.store.fd, self.serve_pull)
+            self.object_address = f"{opts.node_ip}:{await self._transfer.start()}"
         self._gcs = GcsLink(opts.gcs_address, self._token, self.config, self._node_info, self._on_view)
         self._on_view(await self._gcs.register())
         self.pool = WorkerPool(
@@ -239,6 +246,8 @@ class NodeManager(ObjectHandlers):
             if proc.poll() is None:
                 proc.kill()
         await asyncio.to_thread(wait_exit, procs, 5.0)
+        if self._transfer is not None:  # before the store: transfers read its file
+            await self._transfer.stop()
         if self.store is not None:
             self.store.close()
         if self._framed is not None:
@@ -277,6 +286,7 @@ class NodeManager(ObjectHandlers):
             ],
             session_dir=str(self.session.dir),
             pid=os.getpid(),
+            object_address=self.object_address,
         )
 
     async def _report_loop(self) -> None:
@@ -326,6 +336,12 @@ class NodeManager(ObjectHandlers):
         for node in self._cluster:
             if node.node_id == node_id and node.address:
                 return node.address
+        return None
+
+    def node_object_address(self, node_id: bytes) -> str | None:
+        for node in self._cluster:
+            if node.node_id == node_id and node.object_address:
+                return node.object_address
         return None
 
     def peer(self, address: str) -> Any:

@@ -2,22 +2,22 @@
 and moving objects between nodes.
 
 A reader on this node asks for an object another node holds (it passes that node as
-a hint); this node manager pulls it from the other's ``PullObject`` stream in chunks
-of ``object_chunk_bytes`` straight into its arena (bounded memory in flight: gRPC
-flow control holds the sender back), keeps it as a *secondary* copy — dropped rather
-than spilled when room is needed — and pins it for the reader. Concurrent readers
-of one object share one pull.
+a hint); this node manager pulls it from the other's object port (``transfer.py``)
+straight into its arena (only the sockets' buffers in flight), keeps it as a
+*secondary* copy — dropped rather than spilled when room is needed — and pins it for
+the reader. Concurrent readers of one object share one pull.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbcluster.exceptions import ObjectStoreFullError
 from nbcluster.runtime import ids
+from nbcluster.runtime.node import transfer
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import RemoteError
@@ -37,6 +37,7 @@ class ObjectHandlers:
     _pulls: dict[bytes, asyncio.Future]
     #: Objects held here that other nodes pulled: their node managers, to tell on free.
     _copies: dict[bytes, set[str]]
+    _token: str
 
     def _client(self, conn: Any) -> Any:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
@@ -44,7 +45,7 @@ class ObjectHandlers:
     def peer(self, address: str) -> Any:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
 
-    def node_address(self, node_id: bytes) -> str | None:  # pragma: no cover - provided by NodeManager
+    def node_object_address(self, node_id: bytes) -> str | None:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
 
     def _changed(self) -> None:  # pragma: no cover - provided by NodeManager
@@ -104,42 +105,42 @@ class ObjectHandlers:
 
     async def _copy_from(self, oid: bytes, node_id: bytes) -> None:
         assert self.store is not None
-        address = self.node_address(node_id)
+        store = self.store
+        address = self.node_object_address(node_id)
         if address is None:
             raise LookupError(f"node {ids.short(node_id)} is not alive")
-        offset = None
         request = nm_pb2.PullObjectRequest(object_id=oid, requester=getattr(self, "address", ""))
-        stream = self.peer(address).stream(methods.NodeManager.PullObject, request)
+        created = False
+
+        async def allocate(size: int) -> memoryview:
+            nonlocal created
+            offset = await store.create(oid, size, b"", secondary=True)
+            created = True
+            return store.view(offset, size)
+
         try:
-            async for chunk in stream:
-                if offset is None:
-                    offset = await self.store.create(oid, chunk.total_size, b"", secondary=True)
-                self.store.write(offset + chunk.offset, chunk.data)
+            found = await transfer.pull(address, self._token, request, allocate)
         except BaseException:
-            if offset is not None:
-                self.store.free([oid])
+            if created:
+                store.free([oid])
             raise
-        if offset is None:
+        if not found:
             raise LookupError(f"node {ids.short(node_id)} does not have object {oid.hex()}")
-        self.store.seal([oid])
+        store.seal([oid])
         self._changed()
 
-    async def PullObject(self, request: nm_pb2.PullObjectRequest, conn: Any) -> AsyncIterator[nm_pb2.ObjectChunk]:
+    async def serve_pull(self, request: nm_pb2.PullObjectRequest) -> tuple[int, int, Callable[[], None]] | None:
+        """Pin an object another node pulls: (offset, size, release), or None."""
         assert self.store is not None
+        store = self.store
         pins: dict[bytes, int] = {}
-        (found,) = await self.store.get([request.object_id], pins)
+        (found,) = await store.get([request.object_id], pins)
         if found is None:
-            return
-        offset, size = found
+            return None
         if request.requester:
             self._copies.setdefault(request.object_id, set()).add(request.requester)
-        step = self.config.object_chunk_bytes
-        try:
-            for start in range(0, max(size, 1), step):
-                data = await asyncio.to_thread(self.store.read, offset + start, min(step, size - start))
-                yield nm_pb2.ObjectChunk(total_size=size, offset=start, data=data)
-        finally:
-            self.store.release_all(pins)
+        loop = asyncio.get_running_loop()
+        return found[0], found[1], lambda: loop.call_soon_threadsafe(store.release_all, pins)
 
     def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
         assert self.store is not None

@@ -19,9 +19,11 @@ next read. Pinned objects are never spilled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import errno
 import logging
+import mmap
 import os
 import shutil
 import time
@@ -90,6 +92,7 @@ class ObjectStore:
         self._fd = os.open(self.arena_path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
         os.ftruncate(self._fd, self.capacity)
         self.entries: dict[bytes, StoreEntry] = {}
+        self._map: mmap.mmap | None = None
         self.spilled_total = 0
         self.restored_total = 0
         self._space_freed = asyncio.Event()
@@ -126,15 +129,16 @@ class ObjectStore:
         self.entries[object_id] = entry
         return offset
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        """Bytes into the arena (a pulled object's chunk)."""
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, offset)
-            view, offset = view[n:], offset + n
+    @property
+    def fd(self) -> int:
+        """The arena file (objects are sent to other nodes from it with sendfile)."""
+        return self._fd
 
-    def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, offset)
+    def view(self, offset: int, size: int) -> memoryview:
+        """Writable memory of the arena: where a pulled object's bytes land."""
+        if self._map is None:
+            self._map = mmap.mmap(self._fd, self.capacity)
+        return memoryview(self._map)[offset : offset + size]
 
     async def _allocate(self, size: int, what: str) -> int:
         deadline = time.monotonic() + self.full_timeout
@@ -357,6 +361,9 @@ class ObjectStore:
             if entry.state is ObjectState.SPILLED:
                 self._spill_path(entry.object_id).unlink(missing_ok=True)
         self.entries.clear()
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # a transfer still holds a view: let it go with the process
+                self._map.close()
         os.close(self._fd)
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -78,7 +78,7 @@ ACTOR_STATE_RESTARTING: ActorState
 ACTOR_STATE_DEAD: ActorState
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid")
+    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class NodeInfo(_message.Message):
     PENDING_DEMAND_FIELD_NUMBER: _ClassVar[int]
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     state: NodeState
     address: str
@@ -119,7 +120,8 @@ class NodeInfo(_message.Message):
     pending_demand: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
     session_dir: str
     pid: int
-    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    object_address: str
+    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node",)

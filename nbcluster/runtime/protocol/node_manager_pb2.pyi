@@ -259,16 +259,6 @@ class PullObjectRequest(_message.Message):
     requester: str
     def __init__(self, object_id: _Optional[bytes] = ..., requester: _Optional[str] = ...) -> None: ...
 
-class ObjectChunk(_message.Message):
-    __slots__ = ("total_size", "offset", "data")
-    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
-    OFFSET_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    total_size: int
-    offset: int
-    data: bytes
-    def __init__(self, total_size: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
-
 class GetClusterViewRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

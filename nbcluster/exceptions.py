@@ -26,6 +26,7 @@ __all__ = [
     "ClusterConnectionError",
     "AuthenticationError",
     "AlreadyInitializedError",
+    "AutoscalerConfigError",
     "NbclusterSystemError",
 ]
 
@@ -199,3 +200,25 @@ class AuthenticationError(ClusterConnectionError):
 
 class AlreadyInitializedError(NbclusterError, RuntimeError, ValueError):
     """``init`` was called while already connected to a cluster."""
+
+
+class AutoscalerConfigError(NbclusterError, ValueError):
+    """The autoscaler's cluster config is invalid.
+
+    ``key`` is the dotted path of the offending entry (e.g.
+    ``available_node_types.cpu_worker.max_workers``; ``""`` for the file as a whole),
+    ``line`` its 1-based line in the file (``None`` when unknown, e.g. for a dict), and
+    ``source`` the file path or ``"<dict>"``. The message says what is wrong and how to
+    fix it.
+    """
+
+    def __init__(
+        self, message: str, key: str = "", line: int | None = None, source: str = "<dict>"
+    ) -> None:
+        self.key = key
+        self.line = line
+        self.source = source
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.key, self.line, self.source))

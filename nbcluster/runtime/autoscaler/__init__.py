@@ -1,0 +1,1 @@
+"""The autoscaler: config, policy, node providers and the reconcile loop on the head."""

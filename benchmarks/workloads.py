@@ -54,7 +54,15 @@ W11 nested             100 parent tasks, each submits 10 children and ``get``s t
 W12 cross_node         ``<backend>.cluster_utils.Cluster``, two node managers on this
                        machine: a task on node A makes a 100 MiB array, a task on node
                        B returns its ``.sum()``; GB/s of the pull and the sum.
-W13 scale_up           skipped for both backends (needs an autoscaler harness).
+W13 scale_up           an embedded cluster whose head has 0 CPUs, the autoscaler with one
+                       1-CPU node type (max 1, idle timeout 1 s, local provider); each
+                       repeat submits one task when no worker node exists: s from
+                       submit to the task running on the new node; extra: submit ->
+                       decision (autoscaler event), -> node registered (node event),
+                       and scale-down (s from the task's end to the node's removal,
+                       no task lost, resources balanced).  nbcluster only: Ray's local
+                       harness (``AutoscalingCluster``) runs ``ray stop --force``,
+                       which would end every Ray process on the machine.
 F   idle               fresh subprocess per repeat: ``init`` + one no-op task, sleep 2 s,
                        then over ``psutil.Process().children(recursive=True)`` (the driver
                        excluded): F_processes, F_threads, F_rss (MiB, summed),
@@ -579,6 +587,8 @@ def child_main(args) -> dict:
 
     if mode == "cross_node":
         return child_cross_node(args)
+    if mode == "scale_up":
+        return child_scale_up(args)
     raise SystemExit(f"unknown child mode {mode}")
 
 
@@ -622,6 +632,75 @@ def child_cross_node(args) -> dict:
     finally:
         rt.shutdown()
         cluster.shutdown()
+
+
+def child_scale_up(args) -> dict:
+    import threading
+
+    rt = importlib.import_module(args.backend)
+    from nbcluster.state import get_autoscaler_state, list_nodes
+
+    config = {
+        "max_workers": 1, "idle_timeout_minutes": 1 / 60, "head_node_type": "head",
+        "available_node_types": {"head": {"resources": {"CPU": 0}},
+                                 "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 1}},
+    }
+    rt.init(autoscaling_config=config, autoscaler_events=False)
+    snap = []
+    try:
+        @rt.remote
+        def started():
+            return time.time(), rt.get_runtime_context().get_node_id()
+
+        def workers():
+            return [n for n in list_nodes() if n.state == "ALIVE" and not n.is_head]
+
+        totals, decide, register, down = [], [], [], []
+        for i in range(args.repeats + 1):  # the first is a warm-up
+            deadline = time.monotonic() + 60
+            while workers():
+                if time.monotonic() > deadline:
+                    raise AssertionError("a worker node outlived the idle timeout")
+                time.sleep(0.02)
+            seen: dict[str, float] = {}
+            stop = threading.Event()
+
+            def watch(seen=seen, stop=stop):
+                while not stop.is_set():
+                    for n in workers():
+                        seen.setdefault(n.node_id, time.time())
+                    time.sleep(0.01)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            t0 = time.time()
+            t_run, node = rt.get(started.remote(), timeout=120)
+            t_end = time.time()
+            stop.set()
+            watcher.join()
+            events = [e for e in get_autoscaler_state().events if e.time >= t0 - 0.5]
+            adding = next(e.time for e in events if e.message.startswith("Adding"))
+            deadline = time.monotonic() + 60
+            while any(n.node_id == node for n in workers()):
+                if time.monotonic() > deadline:
+                    raise AssertionError("the idle node was not removed")
+                time.sleep(0.02)
+            t_gone = time.time()
+            if i == 0:
+                continue
+            totals.append(t_run - t0)
+            decide.append(adding - t0)
+            register.append(seen.get(node, t_run) - t0)
+            down.append(t_gone - t_end)
+        nodes = list_nodes()
+        removed = [n for n in nodes if not n.is_head]
+        balanced = all(n.resources_available == n.resources_total for n in nodes if n.state == "ALIVE")
+        snap = descendants()
+        return {"values": totals, "decision_s": decide, "registered_s": register, "scale_down_s": down,
+                "idle_timeout_s": 1.0, "removed_by_autoscaler": sum("autoscaler" in n.death_reason for n in removed),
+                "nodes_launched": len(removed), "balanced": balanced, "descendants": snap}
+    finally:
+        rt.shutdown()
 
 
 # --------------------------------------------------------------------------- main
@@ -771,8 +850,18 @@ def main() -> int:
         record("W12", w12)
 
     if "W13" in selected:
-        results["W13"] = {"skipped": "needs an autoscaler/node-provider harness; not written yet"}
-        save()
+        if args.backend != "nbcluster":
+            results["W13"] = {"skipped": "Ray's local autoscaling harness (AutoscalingCluster) runs "
+                                         "`ray stop --force`, ending every Ray process on the machine"}
+            save()
+        else:
+            def w13():
+                r = run_child(args, "scale_up", min(args.timeout, 300))
+                extra = {k: r[k] for k in ("decision_s", "registered_s", "scale_down_s", "idle_timeout_s",
+                                           "removed_by_autoscaler", "nodes_launched", "balanced",
+                                           "leftover_killed")}
+                return {"W13": row("scale_up", "s", "lower", r["values"], extra)}
+            record("W13", w13)
 
     if "F" in selected:
         def f_idle():

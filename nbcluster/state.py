@@ -2,6 +2,11 @@
 
 from nbcluster.runtime.state import (
     ActorState,
+    AutoscalerEvent,
+    AutoscalerState,
+    DemandState,
+    NodeTypeState,
+    get_autoscaler_state,
     JobState,
     NodeState,
     TaskState,
@@ -14,6 +19,11 @@ from nbcluster.runtime.state import (
 
 __all__ = [
     "ActorState",
+    "AutoscalerEvent",
+    "AutoscalerState",
+    "DemandState",
+    "NodeTypeState",
+    "get_autoscaler_state",
     "JobState",
     "NodeState",
     "TaskState",

@@ -33,6 +33,10 @@ FAST_CONFIG: dict[str, Any] = {
 
 _TEMP_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-"))
 os.environ["NBCLUSTER_TEMP_DIR"] = str(_TEMP_ROOT)
+# Object stores of this run in a directory of their own: the leak checks then see only
+# this run's stores, not those of other clusters on the machine.
+_SHM_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-", dir="/dev/shm"))
+os.environ["NBCLUSTER_SHM_DIR"] = str(_SHM_ROOT)
 os.environ.pop("NBCLUSTER_TOKEN", None)
 os.environ.pop("NBCLUSTER_KEEP_SESSION", None)
 
@@ -137,11 +141,12 @@ def no_leaks() -> Iterator[None]:
 
 @pytest.hookimpl(trylast=True)  # after the module fixtures' teardown, which still needs the root
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    leftovers = [p.name for p in _TEMP_ROOT.glob("session_*")]
+    leftovers = [p.name for p in _TEMP_ROOT.glob("session_*")] + [p.name for p in _SHM_ROOT.iterdir()]
     shutil.rmtree(_TEMP_ROOT, ignore_errors=True)
+    shutil.rmtree(_SHM_ROOT, ignore_errors=True)
     if leftovers and exitstatus == 0:
         session.exitstatus = 1
-        print(f"\nsession directories left behind: {leftovers}", file=sys.stderr)
+        print(f"\nsession directories or object stores left behind: {leftovers}", file=sys.stderr)
 
 
 @pytest.fixture(scope="module")

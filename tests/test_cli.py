@@ -157,3 +157,66 @@ def test_bad_input_is_refused_with_the_reason(machine: Machine) -> None:
     assert "did not start" in taken and f"cannot listen on 127.0.0.1:{port}" in taken
     # Nothing was lost: the first head still serves.
     assert "1 node alive" in machine.run("status").stdout
+
+
+CLUSTER_YAML = """\
+cluster_name: demo
+max_workers: 2
+upscaling_speed: 2
+idle_timeout_minutes: 0.05
+head_node_type: head
+provider:
+  type: local
+available_node_types:
+  head:
+    resources: {CPU: 0}
+  cpu_worker:
+    resources: {CPU: 1}
+    min_workers: 0
+    max_workers: 2
+"""
+
+
+def test_up_status_down_with_the_autoscaler(machine: Machine) -> None:
+    config = machine.root / "cluster.yaml"
+    config.write_text(CLUSTER_YAML)
+    out = machine.run("up", str(config), "--port", "0", "--node-ip-address", "127.0.0.1", "--system-config", FAST).stdout
+    assert "Autoscaler on (local provider) for cluster demo: worker types cpu_worker {CPU: 1} x0-2" in out
+    assert f"nbcluster down {config}" in out
+    again = machine.run("up", str(config)).stdout
+    assert "Cluster demo is already up at" in again
+
+    drv = machine.python(
+        """
+        import nbcluster, time
+        nbcluster.init(address="auto")
+
+        @nbcluster.remote
+        def work():
+            time.sleep(1)
+            return nbcluster.get_runtime_context().get_node_id()
+
+        print(len(set(nbcluster.get([work.remote() for _ in range(4)]))))
+        """
+    )
+    assert drv.stdout.strip() == "2"
+    assert "(autoscaler +" in drv.stderr and "Adding 2 nodes of type cpu_worker" in drv.stderr
+
+    status = machine.run("status").stdout
+    assert "Autoscaler (cluster demo: max_workers 2, idle timeout 3 s)" in status
+    assert "cpu_worker" in status and "Recent autoscaler events" in status
+    assert "Adding 2 nodes of type cpu_worker for" in status
+
+    down = machine.run("down", str(config)).stdout
+    assert "Stopped" in down
+    assert not machine.processes(), "down left processes (the autoscaler's nodes included)"
+    assert "is not running" in machine.run("down", str(config)).stdout
+
+
+def test_a_bad_cluster_yaml_is_refused_with_its_line(machine: Machine) -> None:
+    config = machine.root / "cluster.yaml"
+    config.write_text(CLUSTER_YAML.replace("    max_workers: 2", "    max_worker: 2"))
+    result = machine.run("up", str(config), check=False)
+    assert result.returncode == 1
+    assert "line 14: available_node_types.cpu_worker.max_worker: unknown key" in result.stderr
+    assert "max_workers" in result.stderr and not machine.processes()

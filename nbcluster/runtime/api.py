@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from nbcluster.exceptions import (
 )
 from nbcluster.runtime import discovery, ids
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core import autoscaler_events as autoscaler_printer, worker_state
 from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
@@ -100,6 +101,8 @@ def init(
     runtime_env: dict | None = None,
     ignore_reinit_error: bool = False,
     log_to_driver: bool = True,
+    autoscaling_config: "dict[str, Any] | str | os.PathLike[str] | None" = None,
+    autoscaler_events: bool = True,
     _system_config: dict[str, Any] | None = None,
 ) -> ClusterInfo:
     """Connect this process to a cluster as a driver.
@@ -108,6 +111,12 @@ def init(
     children of this process that exit when it does). ``address="auto"`` attaches
     to the cluster most recently started on this machine; ``"host:port"`` to the
     head at that address (token from ``NBCLUSTER_TOKEN``).
+
+    ``autoscaling_config`` (a dict or the path of a YAML file in Ray's cluster-config
+    shape) runs the autoscaler on the embedded head: nodes of its
+    ``available_node_types`` are added for work that does not fit and removed when
+    idle. The head node gets ``head_node_type``'s resources unless ``num_cpus`` etc.
+    are given. ``autoscaler_events=False`` stops printing its decisions here.
     """
     global _cluster
     with _lock:
@@ -120,6 +129,24 @@ def init(
             )
         env = _validate_runtime_env(runtime_env)
         resources = validate_resources(resources)
+        autoscaling = None
+        if autoscaling_config is not None:
+            if address is not None:
+                raise ValueError(
+                    "autoscaling_config starts a new cluster; it cannot be given with address=... "
+                    "(start that cluster with nbcluster start --head --autoscaling-config FILE)"
+                )
+            from nbcluster.runtime.autoscaler.config import load_config
+
+            autoscaling = load_config(autoscaling_config)
+            head = autoscaling.head_resources()
+            if head is not None:
+                head = dict(head)
+                num_cpus = head.pop("CPU", 0) if num_cpus is None else num_cpus
+                num_gpus = head.pop("GPU", 0) if num_gpus is None else num_gpus
+                head.pop("CPU", None)
+                head.pop("GPU", None)
+                resources = {**head, **(resources or {})}
         if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or num_cpus < 0):
             raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
         if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0):
@@ -141,17 +168,22 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
                 config=config,
+                autoscaling=autoscaling,
+                # Nodes the autoscaler adds spill work to and pull objects from the
+                # head node: it serves them on loopback.
+                node_port=0 if autoscaling is not None else None,
             )
             try:
                 _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint,
-                         cluster.node_id, config, namespace, env, log_to_driver)
+                         cluster.node_id, config, namespace, env, log_to_driver, autoscaler_events)
             except BaseException:
                 cluster.stop()
                 raise
             _cluster = cluster
         else:
             session, token, gcs_address, node_endpoint = _find_cluster(address)
-            _connect(session, token, gcs_address, node_endpoint, None, config, namespace, env, log_to_driver)
+            _connect(session, token, gcs_address, node_endpoint, None, config, namespace, env, log_to_driver,
+                     autoscaler_events)
         atexit.register(shutdown)
         return _info()
 
@@ -187,8 +219,10 @@ def _connect(
     namespace: str | None,
     runtime_env: dict,
     log_to_driver: bool,
+    autoscaler_events: bool = True,
 ) -> None:
     global _gcs
+    started = time.time()
     env_hash = hashlib.sha1(json.dumps(runtime_env, sort_keys=True).encode()).hexdigest()[:16] if runtime_env else ""
     cwd = os.getcwd()
     sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
@@ -241,6 +275,8 @@ def _connect(
         )
         core.job_id = reply.job_id
         await core.connect_node(nm_pb2.CLIENT_KIND_DRIVER)
+        if autoscaler_events and os.environ.get(autoscaler_printer.ENV_VAR, "1") not in ("0", "false", "False"):
+            core.spawn(autoscaler_printer.print_events(gcs, started))
 
     core = CoreWorker(
         mode=DRIVER,

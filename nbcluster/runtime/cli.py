@@ -4,6 +4,10 @@
 command; ``nbcluster start --address HOST:PORT`` joins a worker node to it. Each
 start records what it started in ``processes.json`` in its session directory, and
 ``nbcluster stop`` stops exactly those processes (and their workers).
+
+``nbcluster up cluster.yaml`` starts a head with the autoscaler (Ray's cluster YAML;
+the ``local`` provider adds node managers on this machine); ``nbcluster down
+cluster.yaml`` stops that cluster and the nodes its autoscaler added.
 """
 
 from __future__ import annotations
@@ -94,14 +98,15 @@ def _config(opts: argparse.Namespace) -> RuntimeConfig:
         raise CliError(f"--system-config: {exc}") from None
 
 
-def _record(handle: LocalCluster, role: str, address: str) -> None:
+def _record(handle: LocalCluster, role: str, address: str, cluster_name: str = "") -> None:
     procs = []
     for proc in handle.procs:
         try:
             procs.append({"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()})
         except psutil.NoSuchProcess:
             pass
-    info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs}
+    info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs,
+            "cluster_name": cluster_name}
     (handle.session.dir / PROCESSES_FILE).write_text(json.dumps(info, indent=1))
 
 
@@ -157,6 +162,8 @@ def _describe(node: Any) -> str:
 def cmd_start(opts: argparse.Namespace) -> int:
     if opts.head == bool(opts.address):
         raise CliError("give either --head (start a new cluster) or --address HOST:PORT (join one)")
+    if opts.address and opts.autoscaling_config:
+        raise CliError("--autoscaling-config is for the head (--head); worker nodes join without one")
     config = _config(opts)
     _started_sessions()  # frees what nodes killed here earlier left behind
     if opts.head:
@@ -168,19 +175,49 @@ def cmd_start(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _autoscaling(opts: argparse.Namespace) -> Any:
+    """The validated autoscaling config, with the head's resources from its
+    head_node_type unless given on the command line."""
+    from nbcluster.runtime.autoscaler.config import load_config
+    from nbcluster.runtime.autoscaler.providers import provider_class
+
+    autoscaling = load_config(opts.autoscaling_config)
+    provider_class(autoscaling.provider)  # an unknown provider fails here, not in the head's log
+    head = dict(autoscaling.head_resources() or {})
+    if head:
+        if opts.num_cpus is None:
+            opts.num_cpus = head.pop("CPU", 0)
+        if opts.num_gpus is None:
+            opts.num_gpus = head.pop("GPU", 0)
+        head.pop("CPU", None)
+        head.pop("GPU", None)
+        if not opts.resources and head:
+            opts.resources = json.dumps(head)
+    return autoscaling
+
+
 def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
     if opts.token_file:
         raise CliError("--token-file is for joining a cluster; a new head makes its own token")
+    autoscaling = _autoscaling(opts) if opts.autoscaling_config else None
     node_ip = opts.node_ip_address or local_ip()
     spec = _spec(opts, node_ip, opts.node_manager_port)
     handle = start_local_cluster(
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
         object_store_memory=spec.object_store_memory, config=config, embedded=False,
         head_port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
+        autoscaling=autoscaling,
     )
     node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
     address = handle.session.read_address()["gcs_address"]
-    _record(handle, "head", address)
+    _record(handle, "head", address, autoscaling.cluster_name if autoscaling is not None else "")
+    if autoscaling is not None:
+        types = ", ".join(
+            f"{t.name} {{{cli_view._shape(t.resources)}}} x{t.min_workers}-{t.max_workers}"
+            for t in autoscaling.worker_types.values()
+        ) or "none"
+        print(f"Autoscaler on ({autoscaling.provider.type} provider) for cluster {autoscaling.cluster_name}: "
+              f"worker types {types}; idle nodes go after {autoscaling.idle_timeout_s:g} s.")
     session = handle.session
     print(f"""Started the nbcluster head node at {address} (nbcluster {__version__}).
   node id:     {node.node_id}
@@ -315,17 +352,21 @@ def _started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:
 
 def cmd_stop(opts: argparse.Namespace) -> int:
     found = _started_sessions()
-    victims = [proc for _, procs in found.values() for proc in procs]
-    if not victims:
+    if not found:
         print(f"No nbcluster processes started by `nbcluster start` are running on this machine (in {temp_root()}).")
         return 0
+    return _stop(found, opts.force, opts.grace_period)
+
+
+def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> int:
+    victims = [proc for _, procs in found.values() for proc in procs]
     children = []
     for proc in victims:
         try:
             children.extend(proc.children(recursive=True))
         except psutil.NoSuchProcess:
             pass
-    killed = terminate(victims, 0.0 if opts.force else opts.grace_period)
+    killed = terminate(victims, 0.0 if force else grace_period)
     killed += terminate(children, 1.0)  # workers that outlived their node manager
     for path, (info, _) in found.items():
         _clean_stores(Session(path), info)
@@ -334,7 +375,7 @@ def cmd_stop(opts: argparse.Namespace) -> int:
         if link.is_symlink() and os.readlink(link) == path.name:
             link.unlink(missing_ok=True)
     stopped = list(found)
-    forced = f" ({killed} killed after {opts.grace_period:g} s)" if killed and not opts.force else ""
+    forced = f" ({killed} killed after {grace_period:g} s)" if killed and not force else ""
     print(f"Stopped {len(victims)} nbcluster process{'es' if len(victims) != 1 else ''}{forced} "
           f"of {len(stopped)} node{'s' if len(stopped) != 1 else ''}. Logs stay in:")
     for path in stopped:
@@ -353,6 +394,41 @@ def _clean_stores(session: Session, info: dict) -> None:
         shutil.rmtree(store_dir(bytes.fromhex(node_id)), ignore_errors=True)
 
 
+# -- up and down ----------------------------------------------------------------------
+def _running_cluster(name: str) -> dict[Path, tuple[dict, list[psutil.Process]]]:
+    return {p: v for p, v in _started_sessions().items() if v[0].get("cluster_name") == name}
+
+
+def cmd_up(opts: argparse.Namespace) -> int:
+    from nbcluster.runtime.autoscaler.config import load_config
+
+    name = load_config(opts.config).cluster_name
+    running = _running_cluster(name)
+    if running:
+        info = next(iter(running.values()))[0]
+        print(f"Cluster {name} is already up at {info.get('address')}. "
+              f"`nbcluster status` shows it; `nbcluster down {opts.config}` stops it.")
+        return 0
+    start_opts = build_parser().parse_args(["start", "--head", "--autoscaling-config", opts.config])
+    for key in ("port", "node_ip_address", "system_config", "block"):
+        setattr(start_opts, key, getattr(opts, key))
+    code = cmd_start(start_opts)
+    if not opts.block:
+        print(f"Stop it with:        nbcluster down {opts.config}")
+    return code
+
+
+def cmd_down(opts: argparse.Namespace) -> int:
+    from nbcluster.runtime.autoscaler.config import load_config
+
+    name = load_config(opts.config).cluster_name
+    running = _running_cluster(name)
+    if not running:
+        print(f"Cluster {name} is not running on this machine.")
+        return 0
+    return _stop(running, False, opts.grace_period)
+
+
 # -- status and list ------------------------------------------------------------------
 def _cluster_address(address: str | None) -> str:
     if address and address != "auto":
@@ -367,7 +443,8 @@ def cmd_status(opts: argparse.Namespace) -> int:
     from nbcluster.runtime import state
 
     address = _cluster_address(opts.address)
-    print(cli_view.status_text(address, state.list_nodes(address=opts.address or "auto")))
+    target = opts.address or "auto"
+    print(cli_view.status_text(address, state.list_nodes(address=target), autoscaler=state.get_autoscaler_state(address=target)))
     return 0
 
 
@@ -421,7 +498,24 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {TOKEN_ENV})")
     start.add_argument("--system-config", help="runtime settings as JSON (advanced, e.g. health-check periods)")
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
+    start.add_argument("--autoscaling-config", metavar="FILE",
+                       help="head: run the autoscaler with this cluster YAML (Ray's format)")
     start.set_defaults(func=cmd_start)
+
+    up = commands.add_parser("up", help="start a cluster from a cluster YAML: the head here, with the autoscaler",
+                             description="Start the head on this machine with the autoscaler of CONFIG "
+                                         "(Ray's cluster YAML). Does nothing if that cluster is already up.")
+    up.add_argument("config", help="the cluster YAML")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the head's port (default {DEFAULT_PORT}; 0: any)")
+    up.add_argument("--node-ip-address", help="the address other machines reach the head at (default: detected)")
+    up.add_argument("--system-config", help="runtime settings as JSON (advanced)")
+    up.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the cluster")
+    up.set_defaults(func=cmd_up)
+
+    down = commands.add_parser("down", help="stop the cluster of a cluster YAML (head and added nodes)")
+    down.add_argument("config", help="the cluster YAML")
+    down.add_argument("--grace-period", type=float, default=10.0, help="seconds to wait before killing (default 10)")
+    down.set_defaults(func=cmd_down)
 
     stop = commands.add_parser("stop", help="stop the nodes `nbcluster start` started on this machine")
     stop.add_argument("-f", "--force", action="store_true", help="kill at once (SIGKILL) instead of asking to stop")

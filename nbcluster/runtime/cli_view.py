@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbcluster.runtime.state import ActorState, JobState, NodeState, TaskState
+from nbcluster.runtime.state import ActorState, AutoscalerState, JobState, NodeState, TaskState
 
 #: Resources every node has that ``status`` shows in their own columns or not at all.
 _SYSTEM_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
@@ -117,8 +117,34 @@ ROWS: dict[str, Callable[[Any], tuple[list[str], list[list[Any]]]]] = {
 }
 
 
-def status_text(address: str, nodes: Sequence[NodeState], now: float | None = None) -> str:
-    """What ``nbcluster status`` prints: nodes, cluster-wide use, pending demand."""
+def autoscaler_lines(auto: AutoscalerState) -> list[str]:
+    """Per node type counts, waiting demand classified, the recent decisions."""
+    lines = [
+        f"Autoscaler (cluster {auto.cluster_name}: max_workers {auto.max_workers}, "
+        f"idle timeout {auto.idle_timeout_s:g} s)",
+        table(
+            ["NODE_TYPE", "RUNNING", "PENDING", "STOPPING", "MIN", "MAX", "RESOURCES"],
+            [[t.name, t.running, t.pending, t.stopping, t.min_workers, t.max_workers, "{" + _shape(t.resources) + "}"]
+             for t in auto.node_types if t.max_workers or t.running or t.pending]
+        ),
+        "",
+        "Pending demand",
+    ]
+    for d in auto.demand:
+        what = f"{d.count} {'requested bundle' if d.kind == 'request' else 'pending ' + d.kind}{'s' if d.count != 1 else ''}"
+        lines.append(f"  {{{_shape(d.shape)}}}: {what}; {d.status}: {d.reason}")
+    if not auto.demand:
+        lines.append("  (none)")
+    lines += ["", "Recent autoscaler events"]
+    lines += [f"  {_clock(e.time)}  {e.message}" for e in auto.events[-10:]] or ["  (none)"]
+    return lines
+
+
+def status_text(
+    address: str, nodes: Sequence[NodeState], now: float | None = None, autoscaler: AutoscalerState | None = None
+) -> str:
+    """What ``nbcluster status`` prints: nodes, cluster-wide use, pending demand (and
+    the autoscaler's view, when the cluster has one)."""
     alive = [n for n in nodes if n.state == "ALIVE"]
     dead = sorted((n for n in nodes if n.state != "ALIVE"), key=lambda n: -n.end_time)
     lines = [
@@ -141,9 +167,12 @@ def status_text(address: str, nodes: Sequence[NodeState], now: float | None = No
     capacity = sum(n.object_store_capacity for n in alive)
     usage.append(["  object store", f"{human_bytes(used)} / {human_bytes(capacity)}"])
     lines.append(table(["", ""], usage).split("\n", 1)[1])
-    lines += ["", "Pending demand (requests for workers that wait for resources)"]
-    demand = Counter(_shape(d) for n in alive for d in n.pending_demand)
-    lines += [f"  {{{shape}}}: {count} waiting" for shape, count in demand.most_common()] or ["  (none)"]
+    if autoscaler is not None and autoscaler.enabled:
+        lines += [""] + autoscaler_lines(autoscaler)
+    else:
+        lines += ["", "Pending demand (requests for workers that wait for resources)"]
+        demand = Counter(_shape(d) for n in alive for d in n.pending_demand)
+        lines += [f"  {{{shape}}}: {count} waiting" for shape, count in demand.most_common()] or ["  (none)"]
     if dead:
         lines += ["", "Dead nodes (most recent first)"]
         lines.append(table(

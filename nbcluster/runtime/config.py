@@ -52,6 +52,10 @@ class RuntimeConfig:
     task_events_interval_s: float = 1.0
     #: Task records the GCS keeps for listing (the most recent).
     task_table_size: int = 10000
+    #: The autoscaler looks at the cluster at least this often (and on every change).
+    autoscaler_interval_s: float = 1.0
+    #: A launched node that has not registered after this long is terminated.
+    autoscaler_node_start_timeout_s: float = 120.0
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

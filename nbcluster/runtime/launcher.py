@@ -11,12 +11,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.procutil import spawn_python, terminate, wait_exit
+from nbcluster.runtime.procutil import spawn, spawn_python, terminate, wait_exit
 from nbcluster.runtime.session import TOKEN_ENV, Session, new_session, remove_session
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 
 #: Set to 1 to keep an embedded cluster's session directory (logs) after it stops.
 KEEP_SESSION_ENV = "NBCLUSTER_KEEP_SESSION"
@@ -77,9 +83,13 @@ class NodeSpec:
     grpc_port: int | None = None
     #: With grpc_port: the port other nodes pull objects from (0: any).
     object_port: int = 0
+    #: The autoscaler's node type and instance (for nodes it launches).
+    node_type: str = ""
+    instance_id: str = ""
 
 
-def _node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpec, head: bool) -> list[str]:
+def node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpec, head: bool) -> list[str]:
+    """The arguments of ``python -m nbcluster.runtime.node`` for a node of ``spec``."""
     args = [
         "--session-dir", str(session.dir),
         "--node-id", node_id.hex(),
@@ -96,6 +106,10 @@ def _node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpe
         args += ["--object-store-memory", str(int(spec.object_store_memory))]
     if spec.grpc_port is not None:
         args += ["--grpc-port", str(spec.grpc_port), "--object-port", str(spec.object_port)]
+    if spec.node_type:
+        args += ["--node-type", spec.node_type]
+    if spec.instance_id:
+        args += ["--instance-id", spec.instance_id]
     return args
 
 
@@ -123,10 +137,12 @@ def start_local_cluster(
     host: str = "127.0.0.1",
     node_port: int | None = None,
     object_port: int = 0,
+    autoscaling: "AutoscalingConfig | None" = None,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
     ``node_port``: let other machines reach the node (a cluster of several nodes),
-    and pull objects from it on ``object_port``."""
+    and pull objects from it on ``object_port``. ``autoscaling``: run the autoscaler
+    on the head with this config (the head node is of its ``head_node_type``)."""
     config = config or RuntimeConfig.load()
     session, token = new_session()
     node_id = ids.random_id()
@@ -138,8 +154,16 @@ def start_local_cluster(
     head_args = ["--session-dir", str(session.dir), "--host", host, "--port", str(head_port), *life]
     if embedded and not _keep_session():
         head_args.append("--remove-session-on-exit")
-    spec = NodeSpec(num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port, object_port)
-    node_args = [*_node_args(session, node_id, gcs_endpoint, spec, head=True), *life]
+    node_type = ""
+    if autoscaling is not None:
+        path = session.dir / "autoscaling.json"
+        path.write_text(autoscaling.to_json())
+        head_args += ["--autoscaling-config", str(path)]
+        node_type = autoscaling.head_node_type or ""
+    spec = NodeSpec(
+        num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port, object_port, node_type=node_type
+    )
+    head_node_args = [*node_args(session, node_id, gcs_endpoint, spec, head=True), *life]
     procs = []
     try:
         procs.append(
@@ -148,7 +172,7 @@ def start_local_cluster(
         procs.append(
             spawn_python(
                 "nbcluster.runtime.node",
-                node_args,
+                head_node_args,
                 log_dir=session.logs,
                 log_name=f"node-{node_id.hex()[:12]}",
                 env=env,
@@ -186,23 +210,24 @@ def start_worker_node(
     config: RuntimeConfig | None = None,
     embedded: bool = True,
     link_latest: bool = True,
+    command_prefix: Sequence[str] = (),
 ) -> LocalCluster:
     """Start a node manager that joins the cluster whose GCS is at ``gcs_address``,
-    in a session directory of its own; return without waiting for it."""
+    in a session directory of its own; return without waiting for it.
+    ``command_prefix`` runs it through another command (``ip netns exec NAME``)."""
     config = config or RuntimeConfig.load()
     session, _ = new_session(token=token, link_latest=link_latest)
     node_id = ids.random_id()
     env = {TOKEN_ENV: token, "NBCLUSTER_CONFIG": config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)
-    args = _node_args(session, node_id, gcs_address, spec, head=False)
+    args = node_args(session, node_id, gcs_address, spec, head=False)
     if lifeline_r is not None:
         args += ["--lifeline-fd", str(lifeline_r)]
     if embedded and not _keep_session():
         args.append("--remove-session-on-exit")
     try:
-        proc = spawn_python(
-            "nbcluster.runtime.node",
-            args,
+        proc = spawn(
+            [*command_prefix, sys.executable, "-m", "nbcluster.runtime.node", *args],
             log_dir=session.logs,
             log_name=f"node-{node_id.hex()[:12]}",
             env=env,

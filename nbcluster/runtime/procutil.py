@@ -36,12 +36,25 @@ def spawn_python(
     cwd: str | None = None,
 ) -> subprocess.Popen:
     """Start ``python -m module args`` in its own session, output to log files."""
+    return spawn([sys.executable, "-m", module, *args], log_dir=log_dir, log_name=log_name, env=env, pass_fds=pass_fds, cwd=cwd)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_dir: Path,
+    log_name: str,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    cwd: str | None = None,
+) -> subprocess.Popen:
+    """Start ``argv`` in its own session, stdout and stderr to ``log_dir/log_name.{out,err}``."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     with open(log_dir / f"{log_name}.out", "ab") as out, open(log_dir / f"{log_name}.err", "ab") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

@@ -7,7 +7,7 @@ widgets share one schema. Read from the GCS; nothing here is cached.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nbcluster.runtime.protocol import gcs_pb2
@@ -117,6 +117,10 @@ class NodeState(_Snapshot):
     death_reason: str
     node_type: str
     object_address: str = ""
+    #: Told by the autoscaler to take no new work (about to be removed).
+    draining: bool = False
+    #: The autoscaler instance it was launched as ("" otherwise).
+    instance_id: str = ""
 
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
@@ -139,6 +143,8 @@ class NodeState(_Snapshot):
             death_reason=n.death_reason,
             node_type=n.node_type,
             object_address=n.object_address,
+            draining=n.draining,
+            instance_id=n.instance_id,
         )
 
 
@@ -224,3 +230,88 @@ def get_actor_state(actor_id: str) -> ActorState | None:
         if actor.actor_id == actor_id:
             return actor
     return None
+
+
+@dataclass(frozen=True)
+class NodeTypeState(_Snapshot):
+    name: str
+    resources: dict[str, float]
+    running: int
+    pending: int
+    stopping: int
+    min_workers: int
+    max_workers: int
+
+
+@dataclass(frozen=True)
+class DemandState(_Snapshot):
+    """Resource shapes waiting, grouped: ``status`` is "waiting" (for resources to
+    free up or nodes on their way), "infeasible" (no node type can hold it) or
+    "capped" (a max_workers limit stops a launch); ``reason`` says which."""
+
+    shape: dict[str, float]
+    kind: str
+    count: int
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AutoscalerEvent(_Snapshot):
+    time: float
+    message: str
+
+
+@dataclass(frozen=True)
+class AutoscalerState(_Snapshot):
+    enabled: bool
+    cluster_name: str = ""
+    max_workers: int = 0
+    idle_timeout_s: float = 0.0
+    node_types: list[NodeTypeState] = field(default_factory=list)
+    demand: list[DemandState] = field(default_factory=list)
+    events: list[AutoscalerEvent] = field(default_factory=list)
+    #: Every instance it launched recently: ``{"instance_id", "node_type", "state", "node_id", "reason"}``.
+    instances: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AutoscalerState":
+        data = dict(data)
+        data["node_types"] = [NodeTypeState(**t) for t in data.get("node_types", [])]
+        data["demand"] = [DemandState(**d) for d in data.get("demand", [])]
+        data["events"] = [AutoscalerEvent(**e) for e in data.get("events", [])]
+        return cls(**data)
+
+    @classmethod
+    def from_reply(cls, r: gcs_pb2.GetAutoscalerStatusReply) -> "AutoscalerState":
+        return cls(
+            enabled=r.enabled,
+            cluster_name=r.cluster_name,
+            max_workers=r.max_workers,
+            idle_timeout_s=r.idle_timeout_s,
+            node_types=[
+                NodeTypeState(
+                    t.name, dict(t.resources.amounts), t.running, t.pending, t.stopping, t.min_workers, t.max_workers
+                )
+                for t in r.node_types
+            ],
+            demand=[DemandState(dict(d.shape.amounts), d.kind, d.count, d.status, d.reason) for d in r.demand],
+            events=[AutoscalerEvent(e.time, e.message) for e in r.events],
+            instances=[
+                {
+                    "instance_id": i.instance_id,
+                    "node_type": i.node_type,
+                    "state": i.state,
+                    "node_id": i.node_id.hex(),
+                    "reason": i.reason,
+                }
+                for i in r.instances
+            ],
+        )
+
+
+def get_autoscaler_state(*, address: str | None = None) -> AutoscalerState:
+    """The autoscaler's view: node types with counts, waiting demand and why, and its
+    recent decisions (``enabled=False`` when the cluster has no autoscaler)."""
+    reply = _gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address)
+    return AutoscalerState.from_reply(reply)

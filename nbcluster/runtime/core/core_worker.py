@@ -339,7 +339,7 @@ class CoreWorker:
         node_id = request.node_id
         if node_id in self.dead_nodes:
             return common_pb2.Empty()
-        logger.warning("node=%s died: %s", node_id.hex(), request.reason)
+        logger.info("node=%s died: %s", node_id.hex(), request.reason)
         self.dead_nodes.add(node_id)
         self._nodes.pop(node_id, None)
         for c in list(self._conns.values()):

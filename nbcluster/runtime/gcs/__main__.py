@@ -24,7 +24,12 @@ logger = logging.getLogger("nbcluster.head")
 async def serve(opts: argparse.Namespace) -> None:
     session = Session(Path(opts.session_dir))
     token = os.environ.get(TOKEN_ENV) or session.read_token()
-    server = GcsServer(session, token, RuntimeConfig.load(), host=opts.host, port=opts.port)
+    autoscaling = None
+    if opts.autoscaling_config:
+        from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+
+        autoscaling = AutoscalingConfig.from_json(Path(opts.autoscaling_config).read_text())
+    server = GcsServer(session, token, RuntimeConfig.load(), host=opts.host, port=opts.port, autoscaling=autoscaling)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown_requested.set)
@@ -67,6 +72,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifeline-fd", type=int)
     parser.add_argument("--remove-session-on-exit", action="store_true")
+    parser.add_argument("--autoscaling-config", help="the validated config, as JSON (written by the starter)")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / "gcs.log")
     run_service(serve(opts), "head")

@@ -360,7 +360,7 @@ class ActorManager:
         node = self._pick_node(info)
         no_spill = False
         while True:
-            nm = await self._node_conn(node)
+            nm = await self.node_connection(node)
             self._next_request += 1
             actor.request_id = self._next_request
             lease = nm.call_future(
@@ -396,7 +396,7 @@ class ActorManager:
 
     def _pick_node(self, info: gcs_pb2.ActorInfo) -> gcs_pb2.NodeInfo:
         """The node to ask first (its node manager may spill the request onward)."""
-        nodes = self.gcs.alive_nodes()
+        nodes = [n for n in self.gcs.alive_nodes() if not n.draining] or self.gcs.alive_nodes()
         if not nodes:
             raise _ActorFailed("the cluster has no node to run it on")
         if info.scheduling_strategy == nm_pb2.SCHEDULING_STRATEGY_NODE_AFFINITY:
@@ -413,7 +413,7 @@ class ActorManager:
         pool = fitting or feasible or [n for n in nodes if n.is_head] or nodes
         return max(pool, key=lambda n: n.available.amounts.get("CPU", 0))
 
-    async def _node_conn(self, node: gcs_pb2.NodeInfo) -> Any:
+    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any:
         """A connection to a node manager, registered as its client (one per node,
         even when several placements ask at once)."""
         endpoint = node.local_endpoint

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbcluster._version import __version__
 from nbcluster.runtime import ids
@@ -30,8 +30,13 @@ from nbcluster.runtime.states import (
     NodeState,
     StateMachine,
 )
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import framed, methods
-from nbcluster.runtime.transport.errors import RemoteError
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+    from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +59,16 @@ def format_resources(res: dict[str, float]) -> str:
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered", "local")
+    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason")
 
     def __init__(self, info: gcs_pb2.NodeInfo) -> None:
         self.info = info
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
         self.last_seen = time.monotonic()
         self.registered = time.monotonic()
+        self.reported = time.monotonic()  # when its last load report arrived
         self.local = False  # registered over a local socket, whose closing is its death
+        self.drain_reason = ""  # set when the autoscaler drained it
 
 
 class _Job:
@@ -82,6 +89,7 @@ class GcsServer:
         config: RuntimeConfig,
         host: str = "127.0.0.1",
         port: int = 0,
+        autoscaling: "AutoscalingConfig | None" = None,
     ) -> None:
         self.session = session
         self.config = config
@@ -120,6 +128,11 @@ class GcsServer:
             ],
             self._mark_dead,
         )
+        self.autoscaler: Autoscaler | None = None
+        if autoscaling is not None:
+            from nbcluster.runtime.autoscaler.reconcile import Autoscaler
+
+            self.autoscaler = Autoscaler(autoscaling, self)
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -146,9 +159,13 @@ class GcsServer:
             }
         )
         self.health.start()
+        if self.autoscaler is not None:
+            await self.autoscaler.start()
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
 
     async def stop(self) -> None:
+        if self.autoscaler is not None:
+            await self.autoscaler.stop()
         self.health.stop()
         self.actors.stop()
         self.tasks.close()
@@ -198,14 +215,17 @@ class GcsServer:
             EventKind.EVENT_KIND_NODE_ADDED,
             f"Node {ids.short(info.node_id)} ({info.node_ip}) joined with {format_resources(total)}",
             node_id=info.node_id,
-            data={"resources": total, "address": info.address, "is_head": info.is_head},
+            data={"resources": total, "address": info.address, "is_head": info.is_head, "node_type": info.node_type},
         )
-        return gcs_pb2.RegisterNodeReply(nodes=self._alive_nodes())
+        self._wake_autoscaler()
+        return gcs_pb2.RegisterNodeReply(nodes=self._alive_nodes(), launchable=self._launchable())
 
     def _mark_dead(self, node_id: bytes, reason: str) -> None:
         node = self._nodes.get(node_id)
         if node is None or node.machine.state is NodeState.DEAD:
             return
+        if node.drain_reason:
+            reason = f"removed by the autoscaler: {node.drain_reason}"
         node.machine.transition(NodeState.DEAD)
         node.info.state = gcs_pb2.NODE_STATE_DEAD
         node.info.end_time = time.time()
@@ -219,6 +239,7 @@ class GcsServer:
             data={"reason": reason},
         )
         self.actors.node_died(node_id)
+        self._wake_autoscaler()
         for job in self._jobs.values():
             if job.info.driver.node_id == node_id:
                 self._finish_job(job.info.job_id, JobStatus.FAILED, "its driver's node died")
@@ -237,7 +258,7 @@ class GcsServer:
                 common_pb2.ERROR_CODE_NOT_FOUND,
                 f"node {report.node_id.hex()} is not registered (or was declared dead)",
             )
-        node.last_seen = time.monotonic()
+        node.last_seen = node.reported = time.monotonic()
         info = node.info
         info.available.CopyFrom(report.available)
         info.object_store_used = report.object_store_used
@@ -246,6 +267,11 @@ class GcsServer:
         info.tasks_running = report.tasks_running
         del info.pending_demand[:]
         info.pending_demand.extend(report.pending_demand)
+        del info.pending_actor_demand[:]
+        info.pending_actor_demand.extend(report.pending_actor_demand)
+        info.idle = report.idle
+        info.idle_for_s = report.idle_for_s
+        info.draining = report.draining or bool(node.drain_reason)
         self.events.publish(
             EventKind.EVENT_KIND_NODE_STATE,
             "",
@@ -258,7 +284,43 @@ class GcsServer:
             },
             source="node",
         )
-        return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes())
+        self._wake_autoscaler()
+        return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes(), launchable=self._launchable())
+
+    def _launchable(self) -> list[common_pb2.ResourceSet]:
+        launchable = self.autoscaler.launchable() if self.autoscaler is not None else []
+        return [common_pb2.ResourceSet(amounts=r) for r in launchable]
+
+    def _wake_autoscaler(self) -> None:
+        if self.autoscaler is not None:
+            self.autoscaler.wake()
+
+    def report_age(self, node_id: bytes) -> float:
+        """Seconds since the node's last load report."""
+        node = self._nodes.get(node_id)
+        return time.monotonic() - node.reported if node is not None else 0.0
+
+    def death_reason(self, node_id: bytes) -> str:
+        node = self._nodes.get(node_id)
+        return node.info.death_reason if node is not None else ""
+
+    async def drain_node(self, node_id: bytes, reason: str) -> tuple[bool, str]:
+        """Ask a node to take no new work (it is about to be removed). Only an idle
+        node accepts; returns (accepted, why not)."""
+        node = self._nodes.get(node_id)
+        if node is None or node.machine.state is not NodeState.ALIVE:
+            return False, "not alive"
+        try:
+            conn = await self.actors.node_connection(node.info)
+            reply = await conn.call(
+                methods.NodeManager.DrainNode, nm_pb2.DrainNodeRequest(reason=reason), timeout=5.0
+            )
+        except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
+            return False, f"unreachable ({exc})"
+        if reply.accepted:
+            node.drain_reason = reason
+            node.info.draining = True
+        return reply.accepted, reply.busy
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
         return self._alive_nodes()
@@ -425,6 +487,24 @@ class GcsServer:
                 m.name: self._dispatcher.served[m.index] for m in methods.methods_of("Gcs")
             },
         )
+
+    # -- autoscaler -------------------------------------------------------------------
+    def RequestResources(self, request: gcs_pb2.RequestResourcesRequest, conn: Any) -> common_pb2.Empty:
+        if self.autoscaler is None:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_UNAVAILABLE,
+                "this cluster has no autoscaler; start it with an autoscaling config "
+                "(nbcluster start --head --autoscaling-config FILE, or init(autoscaling_config=...))",
+            )
+        self.autoscaler.request_resources([dict(b.amounts) for b in request.bundles])
+        return common_pb2.Empty()
+
+    def GetAutoscalerStatus(
+        self, request: gcs_pb2.GetAutoscalerStatusRequest, conn: Any
+    ) -> gcs_pb2.GetAutoscalerStatusReply:
+        if self.autoscaler is None:
+            return gcs_pb2.GetAutoscalerStatusReply(enabled=False)
+        return self.autoscaler.status()
 
     def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:
         logger.info("shutdown requested: %s", request.reason)

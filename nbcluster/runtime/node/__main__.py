@@ -39,6 +39,7 @@ async def serve(opts: argparse.Namespace) -> None:
         object_port=opts.object_port,
         is_head=opts.head,
         node_type=opts.node_type,
+        instance_id=opts.instance_id,
     )
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -58,7 +59,16 @@ async def serve(opts: argparse.Namespace) -> None:
         manager = NodeManager(session, token, config, options)
         current[:] = [manager]
         try:
-            await manager.start()
+            # A stop while starting (e.g. still waiting for the GCS) ends the start.
+            starting = asyncio.ensure_future(manager.start())
+            stopped = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            starting.result()
             await manager.shutdown_requested.wait()
         finally:
             logger.info("node manager %s stopping", options.node_id.hex())
@@ -95,6 +105,7 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int)
     parser.add_argument("--object-port", type=int, default=0)
     parser.add_argument("--node-type", default="")
+    parser.add_argument("--instance-id", default="")
     parser.add_argument("--head", action="store_true")
     parser.add_argument("--lifeline-fd", type=int)
     parser.add_argument("--remove-session-on-exit", action="store_true")

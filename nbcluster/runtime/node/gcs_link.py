@@ -24,6 +24,10 @@ from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 logger = logging.getLogger(__name__)
 
 
+#: The report (and view refresh) interval while lease requests wait for resources.
+WAITING_INTERVAL_S = 0.2
+
+
 class Fenced(Exception):
     """The GCS declared this node dead."""
 
@@ -36,15 +40,19 @@ class GcsLink:
         config: RuntimeConfig,
         node_info: Callable[[], gcs_pb2.NodeInfo],
         on_view: Callable[[list[gcs_pb2.NodeInfo]], None],
+        waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self.address = address
         self._token = token
         self._config = config
         self._node_info = node_info
         self._on_view = on_view
+        self._waiting = waiting
         self._conn: Any = None
         self.dirty = asyncio.Event()
         self.cluster_info: gcs_pb2.GetClusterInfoReply | None = None
+        #: Resources of node types the autoscaler may still add.
+        self.launchable: list[common_pb2.ResourceSet] = []
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
@@ -68,16 +76,20 @@ class GcsLink:
         reply = await self.call(
             methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()), timeout=30.0
         )
+        self.launchable = list(reply.launchable)
         self.cluster_info = await self.call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest())
         return list(reply.nodes)
 
     async def run(self) -> None:
         """Report until fenced (raises Fenced) or the head is gone for good (returns)."""
-        interval = self._config.heartbeat_interval_s
         unreachable_since: float | None = None
         backoff = 0.1
         last_sent, sent_at = b"", 0.0
         while True:
+            # While requests wait for a node that may be joining, refresh the view often.
+            interval = min(WAITING_INTERVAL_S, self._config.heartbeat_interval_s) if self._waiting() else (
+                self._config.heartbeat_interval_s
+            )
             try:
                 due = max(0.0, interval - (time.monotonic() - sent_at))
                 await asyncio.wait_for(self.dirty.wait(), due if unreachable_since is None else backoff)
@@ -86,7 +98,10 @@ class GcsLink:
                 pass
             self.dirty.clear()
             info = self._node_info()
+            idle_for = info.idle_for_s
+            info.idle_for_s = 0.0  # it grows while idle: not a change worth a report
             payload = info.SerializeToString(deterministic=True)
+            info.idle_for_s = idle_for
             if payload == last_sent and time.monotonic() - sent_at < interval:
                 continue  # nothing new to say, and the heartbeat (and view refresh) is not due
             sent_at = time.monotonic()  # an attempt: the next is due an interval later
@@ -117,7 +132,25 @@ class GcsLink:
             if unreachable_since is not None:
                 logger.info("the GCS is reachable again")
                 unreachable_since, backoff = None, 0.1
+            self.launchable = list(reply.launchable)
             self._on_view(list(reply.nodes))
+
+    async def watch_membership(self, on_change: Callable[[], None]) -> None:
+        """Call ``on_change()`` whenever a node joins or dies (events from the GCS), so
+        the cluster view is fresh before the next heartbeat. Runs until cancelled;
+        a dropped stream is reopened with backoff."""
+        request = gcs_pb2.WatchRequest(kinds=[gcs_pb2.EVENT_KIND_NODE_ADDED, gcs_pb2.EVENT_KIND_NODE_DEAD])
+        backoff = 0.1
+        while True:
+            try:
+                conn = await self._connection()
+                async for _event in conn.stream(methods.Gcs.Watch, request):
+                    backoff = 0.1
+                    on_change()
+            except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
+                logger.debug("membership watch ended: %s", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     async def unregister(self, reason: str) -> None:
         try:

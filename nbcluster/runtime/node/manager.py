@@ -60,6 +60,8 @@ class NodeOptions:
     object_port: int = 0
     is_head: bool = False
     node_type: str = ""
+    #: The autoscaler instance this node was launched as.
+    instance_id: str = ""
 
 
 def default_object_store_memory() -> int:
@@ -153,6 +155,13 @@ class NodeManager(ObjectHandlers):
         self.store: ObjectStore | None = None
         self.pool: WorkerPool | None = None
         self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
+        #: Since when (monotonic) the node has been idle; None while busy.
+        self._idle_since: float | None = time.monotonic()
+        #: Told by the autoscaler to take no new work.
+        self.draining = False
+        #: Resources sent to other nodes by spillback since the last view, so one pass
+        #: does not send every request to the node that looked free.
+        self._spilled: dict[bytes, rs.Fixed] = {}
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -182,7 +191,14 @@ class NodeManager(ObjectHandlers):
             await self._relay.start()
             self._transfer = TransferServer(opts.node_ip, opts.object_port, self._token, self.store.fd, self.serve_pull)
             self.object_address = f"{opts.node_ip}:{await self._transfer.start()}"
-        self._gcs = GcsLink(opts.gcs_address, self._token, self.config, self._node_info, self._on_view)
+        self._gcs = GcsLink(
+            opts.gcs_address,
+            self._token,
+            self.config,
+            self._node_info,
+            self._on_view,
+            waiting=lambda: any(not r.future.done() for r in self._queue),
+        )
         self._on_view(await self._gcs.register())
         self.pool = WorkerPool(
             base_size=max(0, int(opts.num_cpus)),
@@ -202,6 +218,7 @@ class NodeManager(ObjectHandlers):
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._report_loop()))
         self._tasks.append(loop.create_task(self._maintain_loop()))
+        self._tasks.append(loop.create_task(self._gcs.watch_membership(self._refresh_view)))
         logger.info(
             "node=%s serving on %s %s resources=%s",
             self.node_id.hex(), self.local_endpoint, self.address, rs.to_float(self.total),
@@ -263,9 +280,30 @@ class NodeManager(ObjectHandlers):
         if self._gcs is not None:
             self._gcs.dirty.set()
 
+    def busy(self) -> str:
+        """Why the node is not idle ("" when it is): leases (tasks, actors), queued
+        requests, objects being read or sent."""
+        assert self.store is not None
+        why = []
+        if self._leases:
+            why.append(f"{len(self._leases)} leased workers")
+        queued = sum(1 for r in self._queue if not r.future.done())
+        if queued:
+            why.append(f"{queued} queued requests")
+        pinned = self.store.pinned_count()
+        if pinned:
+            why.append(f"{pinned} objects in use")
+        return ", ".join(why)
+
     def _node_info(self) -> gcs_pb2.NodeInfo:
         assert self.store is not None
         running = sum(1 for lease in self._leases.values() if not lease.cpu_released)
+        now = time.monotonic()
+        if self.busy():
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        queued = [r for r in self._queue if not r.future.done()]
         return gcs_pb2.NodeInfo(
             node_id=self.node_id,
             address=self.address,
@@ -282,11 +320,18 @@ class NodeManager(ObjectHandlers):
             num_workers=len(self.pool.workers) if self.pool is not None else 0,
             tasks_running=running,
             pending_demand=[
-                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in self._queue if not r.future.done()
+                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in queued if not r.request.for_actor
+            ],
+            pending_actor_demand=[
+                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in queued if r.request.for_actor
             ],
             session_dir=str(self.session.dir),
             pid=os.getpid(),
             object_address=self.object_address,
+            idle=self._idle_since is not None,
+            idle_for_s=now - self._idle_since if self._idle_since is not None else 0.0,
+            draining=self.draining,
+            instance_id=self.options.instance_id,
         )
 
     async def _report_loop(self) -> None:
@@ -304,6 +349,7 @@ class NodeManager(ObjectHandlers):
         look again at requests that may fit elsewhere now."""
         before = {n.node_id for n in self._cluster}
         self._cluster = nodes
+        self._spilled.clear()  # the new view has those requests in it
         self._view_version += 1
         gone = before - {n.node_id for n in nodes} - {self.node_id}
         for node_id in gone:
@@ -330,7 +376,20 @@ class NodeManager(ObjectHandlers):
         task.add_done_callback(self._tasks.remove)
 
     def _others(self) -> list[gcs_pb2.NodeInfo]:
-        return [n for n in self._cluster if n.node_id != self.node_id and n.address]
+        """Nodes work may go to: alive, reachable, not draining; their free resources
+        less what was spilled to them since the view came."""
+        out = []
+        for node in self._cluster:
+            if node.node_id == self.node_id or not node.address or node.draining:
+                continue
+            spilled = self._spilled.get(node.node_id)
+            if spilled:
+                free = rs.to_fixed(node.available.amounts)
+                rs.subtract(free, spilled)
+                node = gcs_pb2.NodeInfo(node_id=node.node_id, address=node.address, total=node.total)
+                node.available.amounts.update(rs.to_float({k: max(0, v) for k, v in free.items()}))
+            out.append(node)
+        return out
 
     def node_address(self, node_id: bytes) -> str | None:
         for node in self._cluster:
@@ -364,6 +423,16 @@ class NodeManager(ObjectHandlers):
         if request.node_id and request.node_id != self.node_id:
             raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"this is node {self.node_id.hex()}")
         return nm_pb2.CheckHealthReply()
+
+    def DrainNode(self, request: nm_pb2.DrainNodeRequest, conn: Any) -> nm_pb2.DrainNodeReply:
+        busy = self.busy()
+        if busy:
+            return nm_pb2.DrainNodeReply(accepted=False, busy=busy)
+        if not self.draining:
+            logger.info("draining: %s", request.reason)
+            self.draining = True
+            self._changed()
+        return nm_pb2.DrainNodeReply(accepted=True)
 
     async def _maintain_loop(self) -> None:
         assert self.pool is not None
@@ -474,11 +543,19 @@ class NodeManager(ObjectHandlers):
     def _warn_infeasible(self, pending: _LeaseRequest) -> None:
         if pending.warned:
             return
+        assert self._gcs is not None
+        if any(rs.fits(rs.to_fixed(t.amounts), pending.placement) for t in self._gcs.launchable):
+            return  # the autoscaler can add a node for it: waiting, not infeasible
         pending.warned = True
         wanted = rs.describe(rs.to_float(pending.placement))
         largest = rs.describe(
-            {k: v for k, v in rs.to_float(self.total).items() if not k.startswith("node:") and k != "memory"}
+            {
+                k: v
+                for k, v in rs.to_float(self.total).items()
+                if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+            }
         )
+        largest = "no resources" if largest == "{}" else largest
         what = pending.request.description or "a task"
         message = (
             f"{what} requires {wanted}, which no node in the cluster has (this node offers {largest}). "
@@ -500,12 +577,25 @@ class NodeManager(ObjectHandlers):
                 self._queue.remove(pending)
                 continue
             req = pending.request
-            decision = decide(
-                req, pending.placement, self.node_id, self.available, self.total, others, pending.spread_turn
-            )
+            if self.draining:
+                # Nothing new here: another node, or wait until this one is gone.
+                if req.no_spill:
+                    req = nm_pb2.LeaseRequest()
+                    req.CopyFrom(pending.request)
+                    req.no_spill = False
+                decision = decide(req, pending.placement, self.node_id, {}, {}, others, pending.spread_turn)
+            else:
+                decision = decide(
+                    req, pending.placement, self.node_id, self.available, self.total, others, pending.spread_turn
+                )
             if decision.verdict is Verdict.SPILL:
                 self._queue.remove(pending)
-                pending.future.set_result(nm_pb2.LeaseReply(spillback=decision.node))
+                target = decision.node
+                assert target is not None
+                rs.add(self._spilled.setdefault(target.node_id, {}), pending.placement)
+                others = self._others()
+                full = next((n for n in self._cluster if n.node_id == target.node_id), target)
+                pending.future.set_result(nm_pb2.LeaseReply(spillback=full))
                 continue
             if decision.verdict is Verdict.REJECT:
                 if pending.view_asked is None:
@@ -530,6 +620,7 @@ class NodeManager(ObjectHandlers):
             self._next_lease += 1
             lease = _Lease(self._next_lease, worker, pending.shape, pending.client)
             rs.subtract(self.available, pending.shape)
+            self._idle_since = None
             self._leases[lease.lease_id] = lease
             pending.client.leases.add(lease.lease_id)
             worker.lease = lease

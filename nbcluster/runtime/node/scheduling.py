@@ -9,7 +9,8 @@ broadcasts, so it is unit-tested without processes. Ray's policies:
 - SPREAD: the nodes that could fit it, in turn.
 - NODE_AFFINITY: that node (soft: any node when that one is gone or cannot fit).
 
-A request sent on another node's advice (``no_spill``) stays where it lands.
+A request sent on another node's advice (``no_spill``) stays where it lands, unless
+it cannot run there now and another node can (one that joined meanwhile).
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def decide(
         # soft affinity that cannot be honoured: as DEFAULT
 
     if request.no_spill:
+        # Sent here on another node's advice: stay, unless this node cannot run it
+        # now and another can (a node joined since) — never to a node that is busy too.
+        if not fits_here_now and strategy != nm_pb2.SCHEDULING_STRATEGY_SPREAD:
+            room = [n for n in others if _fits_now(n, need)]
+            if room:
+                return Decision(Verdict.SPILL, max(room, key=lambda n: (n.available.amounts.get("CPU", 0), n.node_id)))
         return _here(fits_here_now, fits_here_ever)
 
     if strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD:

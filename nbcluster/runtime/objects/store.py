@@ -103,6 +103,10 @@ class ObjectStore:
         """Bytes of the arena held by objects (rounded to pages)."""
         return self.capacity - self._alloc.free_bytes
 
+    def pinned_count(self) -> int:
+        """Objects being read (or sent to another node) right now."""
+        return sum(1 for entry in self.entries.values() if entry.pins)
+
     def _spill_path(self, object_id: bytes) -> Path:
         return self.spill_dir / object_id.hex()
 

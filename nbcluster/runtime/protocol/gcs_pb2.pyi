@@ -78,7 +78,7 @@ ACTOR_STATE_RESTARTING: ActorState
 ACTOR_STATE_DEAD: ActorState
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address")
+    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,11 @@ class NodeInfo(_message.Message):
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ACTOR_DEMAND_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     state: NodeState
     address: str
@@ -121,7 +126,12 @@ class NodeInfo(_message.Message):
     session_dir: str
     pid: int
     object_address: str
-    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ...) -> None: ...
+    idle: bool
+    idle_for_s: float
+    draining: bool
+    instance_id: str
+    pending_actor_demand: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
+    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node",)
@@ -130,10 +140,12 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
 
 class RegisterNodeReply(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "launchable")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHABLE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+    launchable: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., launchable: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
 
 class UnregisterNodeRequest(_message.Message):
     __slots__ = ("node_id", "reason")
@@ -150,10 +162,12 @@ class ReportNodeStateRequest(_message.Message):
     def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
 
 class ReportNodeStateReply(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "launchable")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHABLE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+    launchable: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., launchable: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
 
 class GetAllNodesRequest(_message.Message):
     __slots__ = ()
@@ -565,6 +579,84 @@ class GetClusterInfoReply(_message.Message):
     head_pid: int
     calls_served: _containers.ScalarMap[str, int]
     def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ..., calls_served: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class RequestResourcesRequest(_message.Message):
+    __slots__ = ("bundles",)
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    bundles: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
+    def __init__(self, bundles: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
+
+class GetAutoscalerStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeTypeStatus(_message.Message):
+    __slots__ = ("name", "resources", "running", "pending", "min_workers", "max_workers", "stopping")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    resources: _common_pb2.ResourceSet
+    running: int
+    pending: int
+    min_workers: int
+    max_workers: int
+    stopping: int
+    def __init__(self, name: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., stopping: _Optional[int] = ...) -> None: ...
+
+class DemandStatus(_message.Message):
+    __slots__ = ("shape", "kind", "count", "status", "reason")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    shape: _common_pb2.ResourceSet
+    kind: str
+    count: int
+    status: str
+    reason: str
+    def __init__(self, shape: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., kind: _Optional[str] = ..., count: _Optional[int] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class InstanceStatus(_message.Message):
+    __slots__ = ("instance_id", "node_type", "state", "node_id", "reason", "since")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    node_type: str
+    state: str
+    node_id: bytes
+    reason: str
+    since: float
+    def __init__(self, instance_id: _Optional[str] = ..., node_type: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[bytes] = ..., reason: _Optional[str] = ..., since: _Optional[float] = ...) -> None: ...
+
+class GetAutoscalerStatusReply(_message.Message):
+    __slots__ = ("enabled", "cluster_name", "node_types", "demand", "instances", "events", "max_workers", "idle_timeout_s")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    cluster_name: str
+    node_types: _containers.RepeatedCompositeFieldContainer[NodeTypeStatus]
+    demand: _containers.RepeatedCompositeFieldContainer[DemandStatus]
+    instances: _containers.RepeatedCompositeFieldContainer[InstanceStatus]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    max_workers: int
+    idle_timeout_s: float
+    def __init__(self, enabled: _Optional[bool] = ..., cluster_name: _Optional[str] = ..., node_types: _Optional[_Iterable[_Union[NodeTypeStatus, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[DemandStatus, _Mapping]]] = ..., instances: _Optional[_Iterable[_Union[InstanceStatus, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., max_workers: _Optional[int] = ..., idle_timeout_s: _Optional[float] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ("reason",)

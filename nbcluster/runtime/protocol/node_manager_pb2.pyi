@@ -278,3 +278,17 @@ class CheckHealthRequest(_message.Message):
 class CheckHealthReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class DrainNodeReply(_message.Message):
+    __slots__ = ("accepted", "busy")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    busy: str
+    def __init__(self, accepted: _Optional[bool] = ..., busy: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,58 @@
+"""Talk to the cluster's autoscaler (Ray's ``ray.autoscaler.sdk``)::
+
+    from nbcluster.autoscaler import request_resources
+    request_resources(num_cpus=8)                    # scale up ahead of the work
+    request_resources(bundles=[{"GPU": 1}] * 2)      # replaces the request above
+    request_resources(num_cpus=0)                    # withdraw it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from nbcluster.exceptions import NbclusterError
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.state import AutoscalerState, _gcs_call, get_autoscaler_state
+from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import RemoteError
+
+__all__ = ["AutoscalerState", "get_autoscaler_state", "request_resources"]
+
+
+def _bundles(num_cpus: int | None, bundles: Sequence[Mapping[str, float]] | None) -> list[dict[str, float]]:
+    out: list[dict[str, float]] = []
+    if num_cpus is not None:
+        if isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 0:
+            raise ValueError(f"num_cpus must be a whole number >= 0, got {num_cpus!r}")
+        out += [{"CPU": 1.0}] * num_cpus
+    if bundles is not None:
+        if isinstance(bundles, Mapping) or not isinstance(bundles, Sequence):
+            raise TypeError('bundles must be a list of dicts such as [{"CPU": 1, "GPU": 1}]')
+        for i, bundle in enumerate(bundles):
+            if not isinstance(bundle, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                for k, v in bundle.items()
+            ):
+                raise ValueError(f"bundles[{i}] must map resource names to numbers >= 0, got {bundle!r}")
+            out.append({k: float(v) for k, v in bundle.items()})
+    return out
+
+
+def request_resources(
+    num_cpus: int | None = None,
+    bundles: Sequence[Mapping[str, float]] | None = None,
+    *,
+    address: str | None = None,
+) -> None:
+    """Ask the autoscaler to make room for ``num_cpus`` one-CPU bundles plus
+    ``bundles``, whatever runs now: nodes are added until the cluster's total
+    resources could hold them all, and nodes they need are not removed as idle.
+    Each call replaces the previous request; ``request_resources(num_cpus=0)``
+    withdraws it."""
+    request = gcs_pb2.RequestResourcesRequest(
+        bundles=[common_pb2.ResourceSet(amounts=b) for b in _bundles(num_cpus, bundles)]
+    )
+    try:
+        _gcs_call(methods.Gcs.RequestResources, request, address)
+    except RemoteError as exc:
+        raise NbclusterError(exc.message) from None

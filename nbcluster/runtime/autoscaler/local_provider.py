@@ -1,0 +1,54 @@
+"""The ``local`` node provider: node managers as processes on this machine.
+
+Each node is one ``python -m nbcluster.runtime.node`` process with its node type's
+resources, in the head's session directory (its log is ``logs/node-<id>.err``), and
+joined to the GCS over the local socket. The head process holds each node's
+lifeline: terminating a node closes it and sends SIGTERM (the node manager
+unregisters and exits; SIGKILL after a grace period), and if the head dies, however
+it dies, its nodes go with it.
+
+``node_config`` keys: ``object_store_memory`` (bytes). Any other key is a launch
+error that names it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nbcluster.runtime import ids
+from nbcluster.runtime.autoscaler.process_provider import ProcessNode, ProcessNodeProvider
+from nbcluster.runtime.autoscaler.providers import LaunchRequest, node_command
+from nbcluster.runtime.config import ENV_VAR as CONFIG_ENV
+from nbcluster.runtime.procutil import spawn
+from nbcluster.runtime.session import TOKEN_ENV
+
+
+class LocalNodeProvider(ProcessNodeProvider):
+    def start_node(self, request: LaunchRequest) -> ProcessNode:
+        node_id = ids.random_id()
+        read, write = os.pipe()
+        argv = node_command(
+            self.cluster,
+            request,
+            node_id=node_id,
+            session_dir=self.cluster.session_dir,
+            gcs_address=self.cluster.gcs_local_endpoint,
+            node_ip=self.cluster.node_ip,
+            grpc_port=0,  # other nodes spill work and pull objects over it
+        )
+        argv += ["--lifeline-fd", str(read)]
+        try:
+            proc = spawn(
+                argv,
+                log_dir=self.cluster.session_dir / "logs",
+                log_name=f"node-{node_id.hex()[:12]}",
+                env={TOKEN_ENV: self.cluster.token, CONFIG_ENV: self.cluster.config_env},
+                pass_fds=(read,),
+            )
+        except OSError:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        os.set_inheritable(write, False)
+        return ProcessNode(request, proc, write)

@@ -1,0 +1,342 @@
+"""The scaling policy: a pure function from what the cluster looks like to what to do.
+
+``plan(PolicyInput) -> Plan`` — no processes, no clocks, no I/O; the reconcile loop
+gathers the input and carries the plan out. The rules (Ray's, where Ray has one):
+
+- **Keep min_workers** of each node type.
+- **Demand** (resource shapes the node managers could not place: tasks and actors)
+  is first packed onto the free resources of alive nodes and the full resources of
+  nodes on their way; what is left is packed onto new nodes, first-fit decreasing,
+  choosing for each shape the smallest node type that fits it.
+- **request_resources** bundles are packed onto the *total* resources of all nodes
+  (alive and on their way), ignoring what runs there; what is left launches nodes.
+- **Caps:** a node type's ``max_workers``, the cluster's ``max_workers``, and at most
+  ``max(1, upscaling_speed × alive nodes)`` nodes on their way at once.
+- **Infeasible** demand — no node type could ever hold it — is reported, never
+  launched for. Node types backing off after a failed launch are not used.
+- **Scale-down:** a worker node idle for ``idle_timeout`` (no tasks, actors, queued
+  work or objects in use) is removed, unless its type would fall below
+  ``min_workers``, or it is needed for ``request_resources``, or waiting demand fits it.
+
+Every decision comes with a sentence for people.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nbcluster.runtime import ids
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig, NodeTypeConfig
+from nbcluster.runtime.node import resources as rs
+
+Shape = tuple[tuple[str, float], ...]  # a sorted, hashable resource shape
+
+#: Resource names left out of sentences (every node has them; they say nothing).
+_QUIET = ("memory", "object_store_memory")
+
+
+def shape_of(amounts: Mapping[str, float]) -> Shape:
+    return tuple(sorted((k, float(v)) for k, v in amounts.items() if v and not k.startswith("node:")))
+
+
+def describe(shape: Shape | Mapping[str, float]) -> str:
+    """``{CPU: 1, GPU: 1}``: the resources a person cares about."""
+    items = shape.items() if isinstance(shape, Mapping) else shape
+    return rs.describe({k: v for k, v in items if k not in _QUIET and not k.startswith("node:")})
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One resource shape somebody waits for."""
+
+    shape: Shape
+    kind: str = "task"  # "task", "actor" or "request" (request_resources)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """An alive node, as the GCS sees it."""
+
+    node_id: bytes
+    node_type: str
+    total: dict[str, float]
+    available: dict[str, float]
+    #: Seconds it has been idle; None while busy.
+    idle_s: float | None = None
+    is_head: bool = False
+    #: The autoscaler instance it belongs to ("" when the autoscaler did not launch it).
+    instance_id: str = ""
+    draining: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """A node the autoscaler launched that is on its way or running."""
+
+    instance_id: str
+    node_type: str
+    #: True while on its way (requested, launching); False once running or draining.
+    pending: bool
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    config: AutoscalingConfig
+    nodes: Sequence[NodeView]
+    instances: Sequence[InstanceView]
+    demand: Sequence[Demand] = ()
+    #: The last ``request_resources`` bundles.
+    requested: Sequence[Shape] = ()
+    #: Node types not to launch right now, with why (a launch of them failed).
+    backing_off: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launch:
+    node_type: str
+    count: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Removal:
+    node_id: bytes
+    instance_id: str
+    node_type: str
+    message: str
+    #: The short why ("idle for 60 s").
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Unmet:
+    """Demand that no launch serves this step, and why."""
+
+    demand: Demand
+    count: int
+    status: str  # "waiting" (for nodes on their way), "infeasible", "capped"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    launches: tuple[Launch, ...] = ()
+    removals: tuple[Removal, ...] = ()
+    unmet: tuple[Unmet, ...] = ()
+
+    def messages(self) -> list[str]:
+        """The decisions as sentences, launches first."""
+        out = [launch.message for launch in self.launches]
+        out += [removal.message for removal in self.removals]
+        return out
+
+
+# -- packing ----------------------------------------------------------------------
+class _Bin:
+    __slots__ = ("free", "node_type", "new")
+
+    def __init__(self, free: Mapping[str, float], node_type: str = "", new: bool = False) -> None:
+        self.free = rs.to_fixed(free)
+        self.node_type = node_type
+        self.new = new
+
+    def take(self, need: rs.Fixed) -> bool:
+        if rs.fits(self.free, need):
+            rs.subtract(self.free, need)
+            return True
+        return False
+
+
+def _pack(needs: Iterable[Demand], bins: Sequence[_Bin]) -> list[Demand]:
+    """First-fit decreasing: put each demand in the first bin with room; return the rest."""
+    left = []
+    for demand in sorted(needs, key=_size, reverse=True):
+        need = rs.to_fixed(dict(demand.shape))
+        if not any(b.take(need) for b in bins):
+            left.append(demand)
+    return left
+
+
+def _size(demand: Demand) -> tuple:
+    amounts = dict(demand.shape)
+    return (amounts.get("GPU", 0), amounts.get("CPU", 0), sum(amounts.values()), demand.shape)
+
+
+def _type_fits(node_type: NodeTypeConfig, demand: Demand) -> bool:
+    return rs.fits(rs.to_fixed(node_type.resources), rs.to_fixed(dict(demand.shape)))
+
+
+def _why_infeasible(config: AutoscalingConfig, nodes: Sequence[NodeView], demand: Demand) -> str | None:
+    """None when some node type (or existing node) could hold ``demand``; else why not."""
+    need = rs.to_fixed(dict(demand.shape))
+    types = config.worker_types.values()
+    if any(rs.fits(rs.to_fixed(t.resources), need) for t in types):
+        return None
+    if any(rs.fits(rs.to_fixed(n.total), need) for n in nodes if not n.draining):
+        return None
+    offered = set().union(*(t.resources for t in types), *(n.total for n in nodes)) if (types or nodes) else set()
+    missing = sorted(k for k in dict(demand.shape) if k not in offered and k not in _QUIET)
+    if missing:
+        return f"no node type provides {', '.join(missing)}"
+    if not types:
+        return "the autoscaler has no worker node types (every max_workers is 0)"
+    largest = max(types, key=lambda t: (t.resources.get("CPU", 0), t.name))
+    return f"it is larger than every node type (the largest, {largest.name}, offers {describe(largest.resources)})"
+
+
+# -- the plan ---------------------------------------------------------------------
+def plan(inp: PolicyInput) -> Plan:
+    config = inp.config
+    types = config.worker_types
+    counted = Counter(i.node_type for i in inp.instances)
+    workers = len(inp.instances)
+    pending = sum(1 for i in inp.instances if i.pending)
+    alive = len(inp.nodes)
+    room_pending = max(1, math.floor(config.upscaling_speed * max(alive, 1))) - pending
+    launches: Counter[str] = Counter()
+    reasons: dict[str, list[Demand]] = {}
+    min_launch: Counter[str] = Counter()
+
+    def headroom(name: str) -> str | None:
+        """None when one more node of ``name`` may be launched now; else why not."""
+        if counted[name] + launches[name] >= types[name].max_workers:
+            return f"{name} is at max_workers={types[name].max_workers}"
+        if workers + sum(launches.values()) >= config.max_workers:
+            return f"the cluster is at max_workers={config.max_workers}"
+        if name in inp.backing_off:
+            return inp.backing_off[name]
+        return None
+
+    # 1. min_workers (not limited by upscaling_speed: these are the floor).
+    for name, node_type in sorted(types.items()):
+        while counted[name] + launches[name] < node_type.min_workers and headroom(name) is None:
+            launches[name] += 1
+            min_launch[name] += 1
+
+    # 2. Bins: free resources of alive nodes, whole resources of nodes on their way.
+    pending_bins = [_Bin(types[i.node_type].resources, i.node_type) for i in inp.instances if i.pending and i.node_type in types]
+    pending_bins += [_Bin(types[name].resources, name, new=True) for name, n in min_launch.items() for _ in range(n)]
+    live_bins = [_Bin(n.available, n.node_type) for n in inp.nodes if not n.draining]
+    unmet: list[Unmet] = []
+
+    feasible: list[Demand] = []
+    infeasible: Counter[tuple[Demand, str]] = Counter()
+    for demand in list(inp.demand) + [Demand(s, "request") for s in inp.requested]:
+        why = _why_infeasible(config, inp.nodes, demand)
+        if why is None:
+            feasible.append(demand)
+        else:
+            infeasible[(demand, why)] += 1
+    for (demand, why), count in sorted(infeasible.items(), key=lambda kv: kv[0][0].shape):
+        unmet.append(Unmet(demand, count, "infeasible", f"Cannot schedule {describe(demand.shape)}: {why}"))
+
+    queued = [d for d in feasible if d.kind != "request"]
+    requested = [d for d in feasible if d.kind == "request"]
+    # Requests count against the total resources of every node, busy or not.
+    request_bins = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
+    left = _pack(queued, live_bins + pending_bins) + _pack(requested, request_bins + [_Bin(b.free) for b in pending_bins])
+    new_bins: list[_Bin] = []
+    capped: Counter[tuple[Demand, str]] = Counter()
+    for demand in sorted(left, key=_size, reverse=True):
+        need = rs.to_fixed(dict(demand.shape))
+        placed = next((b for b in new_bins if b.take(need)), None)
+        if placed is not None:
+            reasons[placed.node_type].append(demand)
+            continue
+        candidates = sorted(
+            (t for t in types.values() if _type_fits(t, demand)),
+            key=lambda t: (sum(t.resources.values()), t.name),
+        )
+        blocked = "" if candidates else "waiting for an existing node that can hold it to free up"
+        chosen = None
+        for node_type in candidates:
+            why = headroom(node_type.name)
+            if why is None:
+                chosen = node_type
+                break
+            blocked = blocked or why
+        if chosen is not None and len(new_bins) >= room_pending:
+            chosen, blocked = None, "waiting for nodes on their way (upscaling_speed)"
+        if chosen is None:
+            capped[(demand, blocked)] += 1
+            continue
+        launches[chosen.name] += 1
+        bin_ = _Bin(chosen.resources, chosen.name, new=True)
+        bin_.take(need)
+        new_bins.append(bin_)
+        reasons.setdefault(chosen.name, []).append(demand)
+    for (demand, why), count in sorted(capped.items(), key=lambda kv: kv[0][0].shape):
+        # The sentence of a launch names all the demand it was for, also the part a cap left out.
+        opened = [t for t in launches if launches[t] and _type_fits(types[t], demand)]
+        if opened:
+            reasons.setdefault(opened[0], []).extend([demand] * count)
+        status = "waiting" if why.startswith("waiting") else "capped"
+        unmet.append(Unmet(demand, count, status, f"Not adding nodes: {why}"))
+    served_later = Counter(feasible) - Counter(left)
+    for demand, count in sorted(served_later.items(), key=lambda kv: kv[0].shape):
+        unmet.append(Unmet(demand, count, "waiting", "waiting for resources to free up or nodes on their way"))
+
+    launch_list = tuple(
+        Launch(name, count, _launch_sentence(name, count, min_launch[name], reasons.get(name, []), types[name]))
+        for name, count in sorted(launches.items())
+        if count
+    )
+    return Plan(launch_list, _removals(inp), tuple(unmet))
+
+
+def _launch_sentence(name: str, count: int, for_min: int, demands: list[Demand], node_type: NodeTypeConfig) -> str:
+    nodes = f"{count} node{'s' if count != 1 else ''} of type {name}"
+    parts = []
+    by_shape = Counter((d.kind, d.shape) for d in demands)
+    for (kind, shape), n in sorted(by_shape.items()):
+        if kind == "request":
+            parts.append(f"requested resources {describe(shape)} x{n}")
+        else:
+            parts.append(f"{n} pending {kind}{'s' if n != 1 else ''} {describe(shape)}")
+    if for_min:
+        parts.append(f"min_workers={node_type.min_workers}")
+    return f"Adding {nodes} for {' and '.join(parts)}" if parts else f"Adding {nodes}"
+
+
+def _removals(inp: PolicyInput) -> tuple[Removal, ...]:
+    config = inp.config
+    timeout = config.idle_timeout_s
+    running = Counter(n.node_type for n in inp.nodes if n.instance_id and not n.draining)
+    # Nodes request_resources needs: pack the requests onto whole nodes, biggest first.
+    needed: set[bytes] = set()
+    if inp.requested:
+        order = sorted((n for n in inp.nodes if not n.draining), key=lambda n: (n.idle_s is not None, n.node_id))
+        bins = [(_Bin(n.total), n.node_id) for n in order]
+        for shape in sorted(inp.requested, key=lambda s: _size(Demand(s)), reverse=True):
+            need = rs.to_fixed(dict(shape))
+            for b, node_id in bins:
+                if b.take(need):
+                    needed.add(node_id)
+                    break
+    waiting = [rs.to_fixed(dict(d.shape)) for d in inp.demand]
+    out = []
+    for node in sorted(inp.nodes, key=lambda n: -(n.idle_s or 0)):
+        if not node.instance_id or node.draining or node.is_head or node.idle_s is None or node.idle_s < timeout:
+            continue
+        node_type = config.available_node_types.get(node.node_type)
+        floor = node_type.min_workers if node_type is not None else 0
+        if running[node.node_type] <= floor or node.node_id in needed:
+            continue
+        total = rs.to_fixed(node.total)
+        if any(rs.fits(total, need) for need in waiting):
+            continue
+        running[node.node_type] -= 1
+        reason = f"idle for {node.idle_s:.0f} s"
+        out.append(
+            Removal(
+                node.node_id,
+                node.instance_id,
+                node.node_type,
+                f"Removing node {ids.short(node.node_id)}… ({node.node_type}): {reason}",
+                reason,
+            )
+        )
+    return tuple(out)

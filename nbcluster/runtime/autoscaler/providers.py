@@ -1,0 +1,172 @@
+"""Node providers: the autoscaler's one door to machines.
+
+A provider launches and terminates nodes; it knows nothing of demand or policy. Its
+guarantees, which the reconcile loop relies on:
+
+- ``launch(request)`` returns quickly (the node comes up in the background) and is
+  idempotent by ``request.request_id``: asking twice launches one node.
+- The node it starts runs a node manager that joins the cluster with
+  ``--node-type`` and ``--instance-id`` set from the request (see
+  :func:`node_command`), so the autoscaler can tell which registered node is which.
+- ``terminate(instance_id)`` returns quickly and is idempotent; terminating an
+  unknown or already ended instance is not an error.
+- ``non_terminated()`` lists the instances that exist (launched, not yet ended).
+- ``poll_errors()`` returns each launch failure once (and a node that died by
+  itself before it was terminated).
+
+Providers are found by ``provider.type``: ``local`` and any name registered in the
+``nbcluster.node_providers`` entry-point group (``name = "package.module:Class"``),
+or ``type: external`` with ``module: package.module.Class`` as in Ray's cluster YAML.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from nbcluster.exceptions import AutoscalerConfigError
+from nbcluster.runtime.autoscaler.config import ProviderConfig
+
+ENTRY_POINT_GROUP = "nbcluster.node_providers"
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """What a provider needs to make a node join this cluster."""
+
+    #: The GCS for other machines ("host:port") and for this machine (framed endpoint).
+    gcs_address: str
+    gcs_local_endpoint: str
+    token: str
+    session_dir: Path
+    #: The head's RuntimeConfig as JSON, for the node managers it starts.
+    config_env: str
+    #: The head's address for other machines; nodes on the head's machine use it too.
+    node_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    #: The idempotency key; also the instance id of the node launched.
+    request_id: str
+    node_type: str
+    resources: dict[str, float]
+    node_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderNode:
+    instance_id: str
+    node_type: str
+
+
+@dataclass(frozen=True)
+class LaunchError:
+    request_id: str
+    node_type: str
+    message: str
+
+
+class NodeProvider(abc.ABC):
+    """Launches and terminates the nodes of one cluster (see the module docstring)."""
+
+    def __init__(self, config: ProviderConfig, cluster: ClusterContext) -> None:
+        self.config = config
+        self.cluster = cluster
+
+    @abc.abstractmethod
+    def launch(self, request: LaunchRequest) -> None: ...
+
+    @abc.abstractmethod
+    def terminate(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def non_terminated(self) -> list[ProviderNode]: ...
+
+    @abc.abstractmethod
+    def poll_errors(self) -> list[LaunchError]: ...
+
+    def close(self) -> None:
+        """The head is stopping: end every node this provider started."""
+        for node in self.non_terminated():
+            self.terminate(node.instance_id)
+
+
+def node_command(
+    cluster: ClusterContext,
+    request: LaunchRequest,
+    *,
+    node_id: bytes,
+    session_dir: Path,
+    gcs_address: str,
+    node_ip: str = "127.0.0.1",
+    grpc_port: int | None = None,
+) -> list[str]:
+    """``python -m nbcluster.runtime.node ...`` for the node ``request`` asks for.
+    The token goes in the environment (``NBCLUSTER_TOKEN``), never on this line."""
+    from nbcluster.runtime.launcher import NodeSpec, node_args
+    from nbcluster.runtime.session import Session
+
+    resources = dict(request.resources)
+    num_cpus = resources.pop("CPU", 0)
+    num_gpus = resources.pop("GPU", 0)
+    store = request.node_config.get("object_store_memory")
+    spec = NodeSpec(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        object_store_memory=int(store) if store else None,
+        node_ip=node_ip,
+        grpc_port=grpc_port,
+        node_type=request.node_type,
+        instance_id=request.request_id,
+    )
+    args = node_args(Session(session_dir), node_id, gcs_address, spec, head=False)
+    return [sys.executable, "-m", "nbcluster.runtime.node", *args]
+
+
+def _load_class(path: str, key: str) -> type:
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise AutoscalerConfigError(
+            f"{key}: cannot import node provider {path!r} ({exc}); give 'package.module.Class'",
+            key=key,
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, NodeProvider)):
+        raise AutoscalerConfigError(f"{key}: {path!r} is not a NodeProvider subclass", key=key)
+    return cls
+
+
+def load_provider(config: ProviderConfig, cluster: ClusterContext) -> NodeProvider:
+    """The provider ``config`` names, constructed for ``cluster``."""
+    return provider_class(config)(config, cluster)
+
+
+def provider_class(config: ProviderConfig) -> type:
+    """The NodeProvider class ``config`` names (AutoscalerConfigError if none)."""
+    if config.type == "external":
+        module = config.options.get("module")
+        if not isinstance(module, str):
+            raise AutoscalerConfigError(
+                "provider.module: 'type: external' needs 'module: package.module.Class'", key="provider.module"
+            )
+        return _load_class(module, "provider.module")
+    # The built-in provider is also declared in pyproject.toml; this covers a source
+    # tree used without installing.
+    found = {"local": "nbcluster.runtime.autoscaler.local_provider:LocalNodeProvider"}
+    found.update((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP))
+    if config.type not in found:
+        known = ", ".join(sorted({"external", *found}))
+        raise AutoscalerConfigError(
+            f"provider.type: no node provider named {config.type!r}; installed: {known}", key="provider.type"
+        )
+    return _load_class(found[config.type], "provider.type")

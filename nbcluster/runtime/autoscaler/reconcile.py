@@ -1,0 +1,351 @@
+"""The autoscaler on the head: one single-flight ``reconcile()`` step, run about once a
+second and whenever demand or membership changes.
+
+Each step first records what changed in the world — launch errors, nodes that
+registered, nodes that died, terminated nodes that are gone — moving each instance
+through its state table (see ``instances``); then it asks the pure policy what to do
+and does it: launch nodes, drain and terminate idle ones. Every decision is an
+``EVENT_KIND_AUTOSCALER`` event on the GCS stream with a sentence for people; the
+last ones are also kept for ``nbcluster status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from nbcluster.runtime import ids
+from nbcluster.runtime.autoscaler import policy
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+from nbcluster.runtime.autoscaler.instances import COUNTED, PENDING, Instance, InstanceState
+from nbcluster.runtime.autoscaler.providers import ClusterContext, LaunchRequest, NodeProvider, load_provider
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.gcs.server import GcsServer
+
+logger = logging.getLogger(__name__)
+
+S = InstanceState
+#: Autoscaler events kept for status (the event stream keeps more, of every kind).
+RECENT_EVENTS = 100
+#: Launch-failure backoff: first delay, doubling up to the cap.
+BACKOFF_FIRST_S = 5.0
+BACKOFF_MAX_S = 60.0
+#: At least this long between two steps, however often something changes.
+MIN_STEP_GAP_S = 0.2
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self._until: dict[str, tuple[float, float, str]] = {}  # type -> (until, delay, reason)
+
+    def failed(self, node_type: str, message: str, now: float) -> float:
+        _, delay, _ = self._until.get(node_type, (0.0, BACKOFF_FIRST_S / 2, ""))
+        delay = min(delay * 2, BACKOFF_MAX_S)
+        self._until[node_type] = (now + delay, delay, message)
+        return delay
+
+    def succeeded(self, node_type: str) -> None:
+        self._until.pop(node_type, None)
+
+    def active(self, now: float) -> dict[str, str]:
+        return {
+            t: f"a launch of {t} failed ({reason}); retrying in {until - now:.0f} s"
+            for t, (until, _, reason) in self._until.items()
+            if until > now
+        }
+
+
+class Autoscaler:
+    def __init__(self, config: AutoscalingConfig, gcs: "GcsServer") -> None:
+        self.config = config
+        self.gcs = gcs
+        runtime = gcs.config
+        self._interval = runtime.autoscaler_interval_s
+        self._start_timeout = runtime.autoscaler_node_start_timeout_s
+        self.provider: NodeProvider | None = None
+        self.instances: dict[str, Instance] = {}
+        self._requested: list[policy.Shape] = []
+        self._backoff = _Backoff()
+        self._reported: set[str] = set()
+        self._last_plan = policy.Plan()
+        self.recent: collections.deque[gcs_pb2.Event] = collections.deque(maxlen=RECENT_EVENTS)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        gcs = self.gcs
+        cluster = ClusterContext(
+            gcs_address=gcs.address,
+            gcs_local_endpoint=gcs.local_endpoint,
+            token=gcs.token,
+            session_dir=gcs.session.dir,
+            config_env=gcs.config.to_env(),
+            node_ip=gcs.address.rsplit(":", 1)[0].strip("[]"),
+        )
+        self.provider = load_provider(self.config.provider, cluster)
+        if self.config.ignored_keys:
+            logger.info("Ray keys not used here: %s", ", ".join(self.config.ignored_keys))
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        logger.info(
+            "autoscaler started: cluster=%s provider=%s types=%s",
+            self.config.cluster_name,
+            self.config.provider.type,
+            ", ".join(self.config.worker_types) or "none",
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self.provider is not None:
+            await asyncio.to_thread(self.provider.close)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # noqa: BLE001 - one bad step must not end the autoscaler
+                logger.exception("autoscaler step failed")
+            await asyncio.sleep(MIN_STEP_GAP_S)
+
+    # -- inputs from the cluster ------------------------------------------------------
+    def request_resources(self, bundles: list[dict[str, float]]) -> None:
+        self._requested = [policy.shape_of(b) for b in bundles if any(b.values())]
+        self._publish(
+            f"Resources requested: {', '.join(policy.describe(s) for s in self._requested) or 'none'}",
+            {"action": "request_resources", "bundles": bundles},
+        )
+        self.wake()
+
+    def launchable(self) -> list[dict[str, float]]:
+        """Resources of the node types that may be added (for the node managers)."""
+        return [dict(t.resources) for t in self.config.worker_types.values()]
+
+    # -- the step -------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        await self._observe()
+        plan = policy.plan(self._input())
+        self._last_plan = plan
+        await self._act(plan)
+
+    async def _observe(self) -> None:
+        assert self.provider is not None
+        now = time.monotonic()
+        errors = await asyncio.to_thread(self.provider.poll_errors)
+        existing = {n.instance_id for n in await asyncio.to_thread(self.provider.non_terminated)}
+        for error in errors:
+            inst = self.instances.get(error.request_id)
+            if inst is None or inst.machine.is_terminal():
+                continue
+            if inst.state in PENDING:
+                self._launch_failed(inst, error.message, now)
+            elif inst.state is not S.TERMINATING:
+                self._lost(inst, error.message)
+        alive = {n.instance_id: n for n in self.gcs.alive_nodes() if n.instance_id}
+        for inst in list(self.instances.values()):
+            node = alive.get(inst.instance_id)
+            state = inst.state
+            if state is S.LAUNCHING:
+                if node is not None:
+                    inst.node_id = node.node_id
+                    inst.to(S.RUNNING)
+                    self._backoff.succeeded(inst.node_type)
+                elif inst.instance_id not in existing:
+                    self._launch_failed(inst, "its node manager ended before it registered", now)
+                elif now - inst.created > self._start_timeout:
+                    await asyncio.to_thread(self.provider.terminate, inst.instance_id)
+                    inst.to(S.TERMINATING, f"it did not register within {self._start_timeout:.0f} s")
+                    self._publish(
+                        f"Terminating a {inst.node_type} node (instance {inst.instance_id}): "
+                        f"it did not register within {self._start_timeout:.0f} s",
+                        {"action": "start_timeout", "node_type": inst.node_type, "instance_id": inst.instance_id},
+                    )
+            elif state in (S.RUNNING, S.DRAINING):
+                if node is not None:
+                    inst.node_id = node.node_id  # a node that rejoined has a new id
+                elif inst.instance_id in existing:
+                    reason = self.gcs.death_reason(inst.node_id) or "it left the cluster"
+                    await asyncio.to_thread(self.provider.terminate, inst.instance_id)
+                    if state is S.RUNNING:
+                        self._lost(inst, reason, terminal=False)
+                    else:
+                        inst.to(S.TERMINATING, reason)
+                else:
+                    self._lost(inst, self.gcs.death_reason(inst.node_id) or "its process ended")
+            elif state is S.TERMINATING and inst.instance_id not in existing:
+                inst.to(S.TERMINATED)
+        # Ended instances are kept a while for status, then forgotten.
+        for inst in [i for i in self.instances.values() if i.machine.is_terminal()]:
+            if time.time() - inst.since() > 600:
+                del self.instances[inst.instance_id]
+
+    def _launch_failed(self, inst: Instance, message: str, now: float) -> None:
+        inst.to(S.LAUNCH_FAILED, message)
+        delay = self._backoff.failed(inst.node_type, message, now)
+        self._publish(
+            f"Failed to launch a {inst.node_type} node: {message}; retrying in {delay:.0f} s",
+            {"action": "launch_failed", "node_type": inst.node_type, "instance_id": inst.instance_id},
+        )
+
+    def _lost(self, inst: Instance, reason: str, terminal: bool = True) -> None:
+        where = f"Node {ids.short(inst.node_id)}… ({inst.node_type})" if inst.node_id else f"A {inst.node_type} node"
+        if inst.state is S.RUNNING:
+            self._publish(
+                f"{where} was lost: {reason}",
+                {"action": "lost", "node_type": inst.node_type, "node_id": inst.node_id.hex()},
+            )
+        inst.to(S.TERMINATED if terminal else S.TERMINATING, reason)
+
+    def _input(self) -> policy.PolicyInput:
+        ours = {i.instance_id for i in self.instances.values() if i.state in (S.RUNNING, S.DRAINING)}
+        nodes = []
+        demand: list[policy.Demand] = []
+        for info in self.gcs.alive_nodes():
+            idle_s = info.idle_for_s + self.gcs.report_age(info.node_id) if info.idle else None
+            nodes.append(
+                policy.NodeView(
+                    node_id=info.node_id,
+                    node_type=info.node_type,
+                    total=dict(info.total.amounts),
+                    available=dict(info.available.amounts),
+                    idle_s=idle_s,
+                    is_head=info.is_head,
+                    instance_id=info.instance_id if info.instance_id in ours else "",
+                    draining=info.draining,
+                )
+            )
+            demand += [policy.Demand(policy.shape_of(d.amounts), "task") for d in info.pending_demand]
+            demand += [policy.Demand(policy.shape_of(d.amounts), "actor") for d in info.pending_actor_demand]
+        alive_ids = {n.node_id for n in nodes}
+        instances = [
+            policy.InstanceView(i.instance_id, i.node_type, pending=i.state in PENDING)
+            for i in self.instances.values()
+            # A terminating node stops counting once it has left the cluster.
+            if i.state in COUNTED and not (i.state is S.TERMINATING and i.node_id not in alive_ids)
+        ]
+        return policy.PolicyInput(
+            config=self.config,
+            nodes=nodes,
+            instances=instances,
+            demand=demand,
+            requested=list(self._requested),
+            backing_off=self._backoff.active(time.monotonic()),
+        )
+
+    async def _act(self, plan: policy.Plan) -> None:
+        assert self.provider is not None
+        for launch in plan.launches:
+            self._publish(launch.message, {"action": "launch", "node_type": launch.node_type, "count": launch.count})
+            node_type = self.config.available_node_types[launch.node_type]
+            for _ in range(launch.count):
+                inst = Instance(launch.node_type)
+                self.instances[inst.instance_id] = inst
+                request = LaunchRequest(inst.instance_id, node_type.name, dict(node_type.resources), dict(node_type.node_config))
+                try:
+                    await asyncio.to_thread(self.provider.launch, request)
+                except Exception as exc:  # noqa: BLE001 - a provider's failure is reported, not fatal
+                    logger.exception("launch of instance=%s failed", inst.instance_id)
+                    self._launch_failed(inst, f"{type(exc).__name__}: {exc}", time.monotonic())
+                    continue
+                inst.to(S.LAUNCHING)
+        by_id = {i.instance_id: i for i in self.instances.values()}
+        for removal in plan.removals:
+            inst = by_id.get(removal.instance_id)
+            if inst is None or inst.state is not S.RUNNING:
+                continue
+            accepted, busy = await self.gcs.drain_node(removal.node_id, removal.reason)
+            if not accepted:
+                logger.info("node=%s not drained: %s", removal.node_id.hex(), busy)
+                continue
+            inst.to(S.DRAINING, removal.reason)
+            self._publish(
+                removal.message,
+                {"action": "remove", "node_type": removal.node_type, "node_id": removal.node_id.hex()},
+            )
+            await asyncio.to_thread(self.provider.terminate, inst.instance_id)
+            inst.to(S.TERMINATING, removal.reason)
+        # Infeasible and capped demand: said once, again only after it went away.
+        current = {u.reason: u for u in plan.unmet if u.status in ("infeasible", "capped")}
+        for reason, unmet in current.items():
+            if reason not in self._reported:
+                self._publish(
+                    reason,
+                    {"action": unmet.status, "shape": dict(unmet.demand.shape), "count": unmet.count},
+                )
+        self._reported = set(current)
+
+    def _publish(self, message: str, data: dict[str, Any]) -> None:
+        event = self.gcs.events.publish(
+            gcs_pb2.EVENT_KIND_AUTOSCALER, message, data=data, source="autoscaler"
+        )
+        self.recent.append(event)
+
+    # -- status -------------------------------------------------------------------
+    def status(self) -> gcs_pb2.GetAutoscalerStatusReply:
+        config = self.config
+        counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for inst in self.instances.values():
+            counts[inst.node_type][inst.state] += 1
+        types = []
+        for name, node_type in sorted(config.available_node_types.items()):
+            c = counts[name]
+            types.append(
+                gcs_pb2.NodeTypeStatus(
+                    name=name,
+                    resources=common_pb2.ResourceSet(amounts=node_type.resources),
+                    running=c[S.RUNNING],
+                    pending=c[S.REQUESTED] + c[S.LAUNCHING],
+                    stopping=c[S.DRAINING] + c[S.TERMINATING],
+                    min_workers=node_type.min_workers,
+                    max_workers=node_type.max_workers,
+                )
+            )
+        demand = [
+            gcs_pb2.DemandStatus(
+                shape=common_pb2.ResourceSet(amounts=dict(u.demand.shape)),
+                kind=u.demand.kind,
+                count=u.count,
+                status=u.status,
+                reason=u.reason,
+            )
+            for u in self._last_plan.unmet
+        ]
+        instances = [
+            gcs_pb2.InstanceStatus(
+                instance_id=i.instance_id,
+                node_type=i.node_type,
+                state=i.state.value,
+                node_id=i.node_id,
+                reason=i.reason,
+                since=i.since(),
+            )
+            for i in self.instances.values()
+        ]
+        return gcs_pb2.GetAutoscalerStatusReply(
+            enabled=True,
+            cluster_name=config.cluster_name,
+            node_types=types,
+            demand=demand,
+            instances=instances,
+            events=list(self.recent),
+            max_workers=config.max_workers,
+            idle_timeout_s=config.idle_timeout_s,
+        )

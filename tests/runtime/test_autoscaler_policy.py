@@ -1,0 +1,186 @@
+"""Unit tests of the scaling policy: a pure function, no processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbcluster.runtime.autoscaler.config import load_config
+from nbcluster.runtime.autoscaler.policy import (
+    Demand,
+    InstanceView,
+    NodeView,
+    PolicyInput,
+    plan,
+    shape_of,
+)
+
+HEAD = NodeView(b"h" * 16, "head", {"CPU": 0}, {"CPU": 0}, is_head=True)
+
+
+def config(**overrides: Any) -> Any:
+    data: dict[str, Any] = {
+        "max_workers": 2,
+        "upscaling_speed": 2,
+        "idle_timeout_minutes": 0.05,
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {"CPU": 0}},
+            "cpu_worker": {"resources": {"CPU": 1}, "min_workers": 0, "max_workers": 2},
+        },
+    }
+    data.update(overrides)
+    return load_config(data)
+
+
+def tasks(n: int, **shape: float) -> list[Demand]:
+    return [Demand(shape_of(shape or {"CPU": 1}), "task")] * n
+
+
+def worker(name: bytes, idle_s: float | None, instance: str = "i1", cpu: float = 1, free: float | None = None) -> NodeView:
+    return NodeView(
+        name * 16,
+        "cpu_worker",
+        {"CPU": cpu},
+        {"CPU": cpu if free is None else free},
+        idle_s=idle_s,
+        instance_id=instance,
+    )
+
+
+def test_four_tasks_launch_two_nodes_and_say_the_cap():
+    result = plan(PolicyInput(config(), [HEAD], [], tasks(4)))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 2)]
+    assert result.launches[0].message == "Adding 2 nodes of type cpu_worker for 4 pending tasks {CPU: 1}"
+    capped = [u for u in result.unmet if u.status == "capped"]
+    assert [(u.count, u.reason) for u in capped] == [(2, "Not adding nodes: cpu_worker is at max_workers=2")]
+
+
+def test_upscaling_speed_bounds_nodes_on_their_way():
+    result = plan(PolicyInput(config(upscaling_speed=1), [HEAD], [], tasks(4)))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 1)]
+    # One node on its way and one alive node: no more until it registers.
+    pending = [InstanceView("a", "cpu_worker", pending=True)]
+    assert plan(PolicyInput(config(upscaling_speed=1), [HEAD], pending, tasks(4))).launches == ()
+
+
+def test_demand_that_fits_nodes_on_their_way_launches_nothing_more():
+    pending = [InstanceView("a", "cpu_worker", pending=True), InstanceView("b", "cpu_worker", pending=True)]
+    result = plan(PolicyInput(config(max_workers=5, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 5},
+    }), [HEAD], pending, tasks(2)))
+    assert result.launches == ()
+    assert {u.status for u in result.unmet} == {"waiting"}
+
+
+def test_free_resources_of_alive_nodes_are_used_first():
+    node = worker(b"a", idle_s=None, free=1)
+    assert plan(PolicyInput(config(), [HEAD, node], [InstanceView("i1", "cpu_worker", False)], tasks(1))).launches == ()
+
+
+def test_infeasible_demand_launches_nothing_and_says_why():
+    result = plan(PolicyInput(config(), [HEAD], [], tasks(1, GPU=1)))
+    assert result.launches == ()
+    assert [(u.status, u.reason) for u in result.unmet] == [
+        ("infeasible", "Cannot schedule {GPU: 1}: no node type provides GPU")
+    ]
+    big = plan(PolicyInput(config(), [HEAD], [], tasks(1, CPU=8)))
+    assert big.launches == ()
+    assert big.unmet[0].status == "infeasible"
+    assert "larger than every node type" in big.unmet[0].reason and "cpu_worker" in big.unmet[0].reason
+
+
+def test_min_workers_are_kept_without_demand():
+    cfg = config(available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_worker": {"resources": {"CPU": 1}, "min_workers": 1, "max_workers": 2},
+    })
+    result = plan(PolicyInput(cfg, [HEAD], []))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 1)]
+    assert "min_workers=1" in result.launches[0].message
+    # Once it runs, an idle one is not removed below the floor.
+    node = worker(b"a", idle_s=999)
+    again = plan(PolicyInput(cfg, [HEAD, node], [InstanceView("i1", "cpu_worker", False)]))
+    assert again.launches == () and again.removals == ()
+
+
+def test_request_resources_counts_against_total_capacity():
+    cfg = config(max_workers=5, upscaling_speed=3, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 5},
+    })
+    requested = [shape_of({"CPU": 1})] * 3
+    result = plan(PolicyInput(cfg, [HEAD], [], requested=requested))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 3)]
+    assert "requested resources {CPU: 1} x3" in result.launches[0].message
+    busy = worker(b"a", idle_s=None, free=0)  # busy, but its total counts
+    result = plan(PolicyInput(cfg, [HEAD, busy], [InstanceView("i1", "cpu_worker", False)], requested=requested))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 2)]
+
+
+def test_idle_nodes_are_removed_after_the_timeout_only():
+    cfg = config()
+    idle = worker(b"a", idle_s=4.0, instance="i1")
+    fresh = worker(b"b", idle_s=1.0, instance="i2")
+    busy = worker(b"c", idle_s=None, instance="i3")
+    instances = [InstanceView(i, "cpu_worker", False) for i in ("i1", "i2", "i3")]
+    result = plan(PolicyInput(cfg, [HEAD, idle, fresh, busy], instances))
+    assert [r.node_id for r in result.removals] == [b"a" * 16]
+    assert result.removals[0].message == f"Removing node {(b'a' * 16).hex()[:8]}… (cpu_worker): idle for 4 s"
+    # Not the head, not a node the autoscaler did not launch.
+    stranger = worker(b"d", idle_s=999, instance="")
+    idle_head = NodeView(b"h" * 16, "head", {"CPU": 0}, {"CPU": 0}, idle_s=999, is_head=True)
+    assert plan(PolicyInput(cfg, [idle_head, stranger], [])).removals == ()
+
+
+def test_idle_nodes_stay_for_requests_and_for_waiting_demand_they_fit():
+    cfg = config()
+    idle = worker(b"a", idle_s=99.0)
+    instances = [InstanceView("i1", "cpu_worker", False)]
+    assert plan(PolicyInput(cfg, [HEAD, idle], instances, requested=[shape_of({"CPU": 1})])).removals == ()
+    assert plan(PolicyInput(cfg, [HEAD, idle], instances, demand=tasks(1))).removals == ()
+    assert plan(PolicyInput(cfg, [HEAD, idle], instances, demand=tasks(1, GPU=1))).removals != ()
+
+
+def test_a_type_backing_off_is_not_launched_and_says_why():
+    result = plan(PolicyInput(config(), [HEAD], [], tasks(1), backing_off={"cpu_worker": "a launch failed; retrying in 5 s"}))
+    assert result.launches == ()
+    assert [u.reason for u in result.unmet] == ["Not adding nodes: a launch failed; retrying in 5 s"]
+
+
+def test_cluster_max_workers_caps_every_type_together():
+    cfg = config(max_workers=1, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "small": {"resources": {"CPU": 1}, "max_workers": 3},
+        "gpu": {"resources": {"CPU": 1, "GPU": 1}, "max_workers": 3},
+    })
+    result = plan(PolicyInput(cfg, [HEAD], [], tasks(2) + tasks(1, GPU=1, CPU=1)))
+    assert sum(x.count for x in result.launches) == 1
+    assert any(u.reason == "Not adding nodes: the cluster is at max_workers=1" for u in result.unmet)
+
+
+def test_the_smallest_type_that_fits_is_chosen():
+    cfg = config(max_workers=4, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "small": {"resources": {"CPU": 1}, "max_workers": 4},
+        "big": {"resources": {"CPU": 8}, "max_workers": 4},
+    })
+    assert [(x.node_type, x.count) for x in plan(PolicyInput(cfg, [HEAD], [], tasks(1))).launches] == [("small", 1)]
+    assert [(x.node_type, x.count) for x in plan(PolicyInput(cfg, [HEAD], [], tasks(1, CPU=4))).launches] == [("big", 1)]
+    # First-fit decreasing: the 1-CPU task rides on the big node opened for the 4-CPU one.
+    both = plan(PolicyInput(cfg, [HEAD], [], tasks(1) + tasks(1, CPU=4)))
+    assert [(x.node_type, x.count) for x in both.launches] == [("big", 1)]
+
+
+def test_several_small_shapes_share_one_new_node():
+    cfg = config(max_workers=4, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "quad": {"resources": {"CPU": 4}, "max_workers": 4},
+    })
+    result = plan(PolicyInput(cfg, [HEAD], [], tasks(6)))
+    assert [(x.node_type, x.count) for x in result.launches] == [("quad", 2)]
+
+
+def test_actor_demand_is_named_as_such():
+    result = plan(PolicyInput(config(), [HEAD], [], [Demand(shape_of({"CPU": 1}), "actor")]))
+    assert result.launches[0].message == "Adding 1 node of type cpu_worker for 1 pending actor {CPU: 1}"

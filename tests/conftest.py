@@ -31,14 +31,22 @@ FAST_CONFIG: dict[str, Any] = {
     "object_store_full_timeout_s": 3.0,
 }
 
-_TEMP_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-"))
-os.environ["NBCLUSTER_TEMP_DIR"] = str(_TEMP_ROOT)
-# Object stores of this run in a directory of their own: the leak checks then see only
-# this run's stores, not those of other clusters on the machine.
-_SHM_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-", dir="/dev/shm"))
-os.environ["NBCLUSTER_SHM_DIR"] = str(_SHM_ROOT)
-os.environ.pop("NBCLUSTER_TOKEN", None)
-os.environ.pop("NBCLUSTER_KEEP_SESSION", None)
+_TEMP_ROOT = Path()
+_SHM_ROOT = Path()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temp root (session dirs) and an object-store root of this run's own: the leak
+    checks then see only this run's, not those of other clusters on the machine. Made
+    here, not at import: workers that import a test module (for a function defined in
+    it) import this file too, and must not make directories."""
+    global _TEMP_ROOT, _SHM_ROOT
+    _TEMP_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-"))
+    os.environ["NBCLUSTER_TEMP_DIR"] = str(_TEMP_ROOT)
+    _SHM_ROOT = Path(tempfile.mkdtemp(prefix="nbc-test-", dir="/dev/shm"))
+    os.environ["NBCLUSTER_SHM_DIR"] = str(_SHM_ROOT)
+    os.environ.pop("NBCLUSTER_TOKEN", None)
+    os.environ.pop("NBCLUSTER_KEEP_SESSION", None)
 
 
 def shm_stores() -> set[str]:

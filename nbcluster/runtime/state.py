@@ -245,9 +245,10 @@ class NodeTypeState(_Snapshot):
 
 @dataclass(frozen=True)
 class DemandState(_Snapshot):
-    """Resource shapes waiting, grouped: ``status`` is "waiting" (for resources to
-    free up or nodes on their way), "infeasible" (no node type can hold it) or
-    "capped" (a max_workers limit stops a launch); ``reason`` says which."""
+    """Resource shapes waiting, grouped. ``status``: "waiting-for-launch" (nodes for
+    it are on their way, or follow soon), "infeasible" (no node type can ever hold it),
+    "capped" (a max_workers limit stops the launch it needs) or "waiting" (it fits a
+    node already there once resources free up); ``reason`` says more."""
 
     shape: dict[str, float]
     kind: str

@@ -51,13 +51,17 @@ def test_four_tasks_launch_two_nodes_and_say_the_cap():
     result = plan(PolicyInput(config(), [HEAD], [], tasks(4)))
     assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 2)]
     assert result.launches[0].message == "Adding 2 nodes of type cpu_worker for 4 pending tasks {CPU: 1}"
-    capped = [u for u in result.unmet if u.status == "capped"]
-    assert [(u.count, u.reason) for u in capped] == [(2, "Not adding nodes: cpu_worker is at max_workers=2")]
+    assert [(u.status, u.count, u.reason) for u in result.unmet] == [
+        ("capped", 2, "Not adding nodes: cpu_worker is at max_workers=2"),
+        ("waiting-for-launch", 2, "waiting for nodes being launched"),
+    ]
 
 
 def test_upscaling_speed_bounds_nodes_on_their_way():
     result = plan(PolicyInput(config(upscaling_speed=1), [HEAD], [], tasks(4)))
     assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 1)]
+    assert {u.status for u in result.unmet} == {"waiting-for-launch"}
+    assert any("upscaling_speed" in u.reason for u in result.unmet)
     # One node on its way and one alive node: no more until it registers.
     pending = [InstanceView("a", "cpu_worker", pending=True)]
     assert plan(PolicyInput(config(upscaling_speed=1), [HEAD], pending, tasks(4))).launches == ()
@@ -70,12 +74,16 @@ def test_demand_that_fits_nodes_on_their_way_launches_nothing_more():
         "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 5},
     }), [HEAD], pending, tasks(2)))
     assert result.launches == ()
-    assert {u.status for u in result.unmet} == {"waiting"}
+    assert [(u.status, u.count, u.reason) for u in result.unmet] == [
+        ("waiting-for-launch", 2, "waiting for nodes being launched")
+    ]
 
 
 def test_free_resources_of_alive_nodes_are_used_first():
     node = worker(b"a", idle_s=None, free=1)
-    assert plan(PolicyInput(config(), [HEAD, node], [InstanceView("i1", "cpu_worker", False)], tasks(1))).launches == ()
+    result = plan(PolicyInput(config(), [HEAD, node], [InstanceView("i1", "cpu_worker", False)], tasks(1)))
+    assert result.launches == ()
+    assert [u.status for u in result.unmet] == ["waiting"]
 
 
 def test_infeasible_demand_launches_nothing_and_says_why():
@@ -145,7 +153,7 @@ def test_idle_nodes_stay_for_requests_and_for_waiting_demand_they_fit():
 def test_a_type_backing_off_is_not_launched_and_says_why():
     result = plan(PolicyInput(config(), [HEAD], [], tasks(1), backing_off={"cpu_worker": "a launch failed; retrying in 5 s"}))
     assert result.launches == ()
-    assert [u.reason for u in result.unmet] == ["Not adding nodes: a launch failed; retrying in 5 s"]
+    assert [(u.status, u.reason) for u in result.unmet] == [("waiting-for-launch", "a launch failed; retrying in 5 s")]
 
 
 def test_cluster_max_workers_caps_every_type_together():

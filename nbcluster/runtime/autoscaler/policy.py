@@ -111,13 +111,20 @@ class Removal:
     reason: str = ""
 
 
+#: How waiting demand is classed (``Unmet.status``).
+WAITING_FOR_LAUNCH = "waiting-for-launch"  # nodes for it are on their way (or will be)
+INFEASIBLE = "infeasible"  # no node type can ever hold it
+CAPPED = "capped"  # a max_workers limit stops the launch it needs
+WAITING = "waiting"  # it fits a node already there, once resources free up
+
+
 @dataclass(frozen=True)
 class Unmet:
-    """Demand that no launch serves this step, and why."""
+    """Demand still waiting after this step, grouped, with its class and why."""
 
     demand: Demand
     count: int
-    status: str  # "waiting" (for nodes on their way), "infeasible", "capped"
+    status: str
     reason: str
 
 
@@ -200,14 +207,14 @@ def plan(inp: PolicyInput) -> Plan:
     reasons: dict[str, list[Demand]] = {}
     min_launch: Counter[str] = Counter()
 
-    def headroom(name: str) -> str | None:
-        """None when one more node of ``name`` may be launched now; else why not."""
+    def headroom(name: str) -> tuple[str, str] | None:
+        """None when one more node of ``name`` may be launched now; else (status, why not)."""
         if counted[name] + launches[name] >= types[name].max_workers:
-            return f"{name} is at max_workers={types[name].max_workers}"
+            return CAPPED, f"{name} is at max_workers={types[name].max_workers}"
         if workers + sum(launches.values()) >= config.max_workers:
-            return f"the cluster is at max_workers={config.max_workers}"
+            return CAPPED, f"the cluster is at max_workers={config.max_workers}"
         if name in inp.backing_off:
-            return inp.backing_off[name]
+            return WAITING_FOR_LAUNCH, inp.backing_off[name]
         return None
 
     # 1. min_workers (not limited by upscaling_speed: these are the floor).
@@ -221,36 +228,44 @@ def plan(inp: PolicyInput) -> Plan:
     pending_bins += [_Bin(types[name].resources, name, new=True) for name, n in min_launch.items() for _ in range(n)]
     live_bins = [_Bin(n.available, n.node_type) for n in inp.nodes if not n.draining]
     unmet: list[Unmet] = []
+    waiting: Counter[tuple[Demand, str, str]] = Counter()  # (demand, status, reason)
 
     feasible: list[Demand] = []
-    infeasible: Counter[tuple[Demand, str]] = Counter()
     for demand in list(inp.demand) + [Demand(s, "request") for s in inp.requested]:
         why = _why_infeasible(config, inp.nodes, demand)
         if why is None:
             feasible.append(demand)
         else:
-            infeasible[(demand, why)] += 1
-    for (demand, why), count in sorted(infeasible.items(), key=lambda kv: kv[0][0].shape):
-        unmet.append(Unmet(demand, count, "infeasible", f"Cannot schedule {describe(demand.shape)}: {why}"))
+            waiting[(demand, INFEASIBLE, f"Cannot schedule {describe(demand.shape)}: {why}")] += 1
 
     queued = [d for d in feasible if d.kind != "request"]
     requested = [d for d in feasible if d.kind == "request"]
-    # Requests count against the total resources of every node, busy or not.
+    # Queued work takes free resources first, then nodes on their way; requests count
+    # against the total resources of every node, busy or not.
+    not_free = _pack(queued, live_bins)
+    for demand, n in (Counter(queued) - Counter(not_free)).items():
+        waiting[(demand, WAITING, "fits free resources of a node; about to be placed")] += n
     request_bins = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
-    left = _pack(queued, live_bins + pending_bins) + _pack(requested, request_bins + [_Bin(b.free) for b in pending_bins])
+    not_pending = _pack(not_free, pending_bins)
+    requests_left = _pack(requested, request_bins)
+    requests_not_pending = _pack(requests_left, pending_bins)
+    left = not_pending + requests_not_pending
+    on_the_way = Counter(not_free) - Counter(not_pending) + (Counter(requests_left) - Counter(requests_not_pending))
+    for demand, n in on_the_way.items():
+        waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += n
     new_bins: list[_Bin] = []
-    capped: Counter[tuple[Demand, str]] = Counter()
     for demand in sorted(left, key=_size, reverse=True):
         need = rs.to_fixed(dict(demand.shape))
         placed = next((b for b in new_bins if b.take(need)), None)
         if placed is not None:
             reasons[placed.node_type].append(demand)
+            waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += 1
             continue
         candidates = sorted(
             (t for t in types.values() if _type_fits(t, demand)),
             key=lambda t: (sum(t.resources.values()), t.name),
         )
-        blocked = "" if candidates else "waiting for an existing node that can hold it to free up"
+        blocked = None if candidates else (WAITING, "only existing nodes can hold it; waiting for one to free up")
         chosen = None
         for node_type in candidates:
             why = headroom(node_type.name)
@@ -259,25 +274,27 @@ def plan(inp: PolicyInput) -> Plan:
                 break
             blocked = blocked or why
         if chosen is not None and len(new_bins) >= room_pending:
-            chosen, blocked = None, "waiting for nodes on their way (upscaling_speed)"
+            chosen, blocked = None, (WAITING_FOR_LAUNCH, "more nodes follow as those on their way register "
+                                                         "(upscaling_speed)")
         if chosen is None:
-            capped[(demand, blocked)] += 1
+            assert blocked is not None
+            status, why_not = blocked
+            waiting[(demand, status, f"Not adding nodes: {why_not}" if status == CAPPED else why_not)] += 1
+            if status == CAPPED:
+                # The sentence of a launch names all the demand it was for, also what a cap left out.
+                opened = [t for t in launches if launches[t] and _type_fits(types[t], demand)]
+                if opened:
+                    reasons.setdefault(opened[0], []).append(demand)
             continue
         launches[chosen.name] += 1
         bin_ = _Bin(chosen.resources, chosen.name, new=True)
         bin_.take(need)
         new_bins.append(bin_)
         reasons.setdefault(chosen.name, []).append(demand)
-    for (demand, why), count in sorted(capped.items(), key=lambda kv: kv[0][0].shape):
-        # The sentence of a launch names all the demand it was for, also the part a cap left out.
-        opened = [t for t in launches if launches[t] and _type_fits(types[t], demand)]
-        if opened:
-            reasons.setdefault(opened[0], []).extend([demand] * count)
-        status = "waiting" if why.startswith("waiting") else "capped"
-        unmet.append(Unmet(demand, count, status, f"Not adding nodes: {why}"))
-    served_later = Counter(feasible) - Counter(left)
-    for demand, count in sorted(served_later.items(), key=lambda kv: kv[0].shape):
-        unmet.append(Unmet(demand, count, "waiting", "waiting for resources to free up or nodes on their way"))
+        waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += 1
+    order = {INFEASIBLE: 0, CAPPED: 1, WAITING_FOR_LAUNCH: 2, WAITING: 3}
+    for (demand, status, reason), count in sorted(waiting.items(), key=lambda kv: (order[kv[0][1]], kv[0][0].shape)):
+        unmet.append(Unmet(demand, count, status, reason))
 
     launch_list = tuple(
         Launch(name, count, _launch_sentence(name, count, min_launch[name], reasons.get(name, []), types[name]))

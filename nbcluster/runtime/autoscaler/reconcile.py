@@ -283,7 +283,7 @@ class Autoscaler:
             await asyncio.to_thread(self.provider.terminate, inst.instance_id)
             inst.to(S.TERMINATING, removal.reason)
         # Infeasible and capped demand: said once, again only after it went away.
-        current = {u.reason: u for u in plan.unmet if u.status in ("infeasible", "capped")}
+        current = {u.reason: u for u in plan.unmet if u.status in (policy.INFEASIBLE, policy.CAPPED)}
         for reason, unmet in current.items():
             if reason not in self._reported:
                 self._publish(

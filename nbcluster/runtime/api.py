@@ -137,8 +137,10 @@ def init(
                     "(start that cluster with nbcluster start --head --autoscaling-config FILE)"
                 )
             from nbcluster.runtime.autoscaler.config import load_config
+            from nbcluster.runtime.autoscaler.providers import provider_class
 
             autoscaling = load_config(autoscaling_config)
+            provider_class(autoscaling.provider)  # an unknown provider fails here, not in the head's log
             head = autoscaling.head_resources()
             if head is not None:
                 head = dict(head)

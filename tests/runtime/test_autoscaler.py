@@ -176,7 +176,9 @@ def test_a_node_that_never_registers_is_terminated(start_cluster, monkeypatch):
     cfg = config(provider={"type": "external", "module": "tests.autoscaler_providers.SilentProvider"})
     start_cluster(autoscaling_config=cfg, _system_config={"autoscaler_node_start_timeout_s": 2.0})
     ref = where.remote(0)
-    expected = re.compile(r"Terminating a cpu_worker node \(instance [0-9a-f]+\): it did not register within 2 s")
+    expected = re.compile(
+        r"Terminating a cpu_worker node \(instance [0-9a-f]+\): it did not register within 2 s; retrying in 5 s"
+    )
     wait_for(lambda: any(expected.fullmatch(m) for m in messages()), timeout=30, message="the start timeout")
     instances = get_autoscaler_state().instances
     wait_for(
@@ -211,3 +213,21 @@ def test_the_driver_prints_autoscaler_decisions_and_can_be_told_not_to():
                      loud.stderr, re.M), loud.stderr
     quiet = run_python(code.replace("QUIET", "False"), timeout=90)
     assert "(autoscaler" not in quiet.stderr and quiet.stdout.strip() == "1"
+
+
+def test_a_node_holding_a_referenced_object_stays_until_it_is_released(start_cluster):
+    start_cluster(autoscaling_config=config())
+
+    @nbcluster.remote(max_retries=0)
+    def big() -> bytes:
+        return b"x" * (2 << 20)  # stored in the node's object store, not inline
+
+    ref = big.remote()
+    nbcluster.wait([ref], timeout=60)
+    assert len(workers_alive()) == 1
+    done = time.monotonic()
+    wait_for(lambda: time.monotonic() - done > 3 * IDLE_S, timeout=10)  # a window: a negative
+    assert len(workers_alive()) == 1, "a node holding the only copy of a referenced object was removed"
+    assert len(nbcluster.get(ref)) == 2 << 20
+    del ref
+    wait_for(lambda: not workers_alive(), timeout=30, message="the node removed once the object was released")

@@ -1,4 +1,4 @@
-"""Unit tests of the scaling policy: a pure function, no processes."""
+"""Unit tests of the scaling policy (a pure function) and of provider bookkeeping; no cluster."""
 
 from __future__ import annotations
 
@@ -192,3 +192,56 @@ def test_several_small_shapes_share_one_new_node():
 def test_actor_demand_is_named_as_such():
     result = plan(PolicyInput(config(), [HEAD], [], [Demand(shape_of({"CPU": 1}), "actor")]))
     assert result.launches[0].message == "Adding 1 node of type cpu_worker for 1 pending actor {CPU: 1}"
+
+
+def test_requested_capacity_also_serves_queued_work():
+    cfg = config(max_workers=5, upscaling_speed=1, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_worker": {"resources": {"CPU": 1}, "max_workers": 5},
+    })
+    requested = [shape_of({"CPU": 1})] * 2
+    # Requests are not held back by upscaling_speed (as Ray), and queued tasks of the
+    # same size ride on the nodes launched for them: 2 nodes, not 4.
+    result = plan(PolicyInput(cfg, [HEAD], [], tasks(2), requested=requested))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 2)]
+    # Once those 2 are on their way, nothing more.
+    pending = [InstanceView("a", "cpu_worker", True), InstanceView("b", "cpu_worker", True)]
+    assert plan(PolicyInput(cfg, [HEAD], pending, tasks(2), requested=requested)).launches == ()
+
+
+def test_memory_a_node_type_does_not_declare_does_not_rule_it_out():
+    result = plan(PolicyInput(config(), [HEAD], [], tasks(1, CPU=1, memory=2**30)))
+    assert [(x.node_type, x.count) for x in result.launches] == [("cpu_worker", 1)]
+
+
+def test_too_large_names_the_type_closest_on_the_short_resource():
+    cfg = config(max_workers=4, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_big": {"resources": {"CPU": 16}, "max_workers": 2},
+        "gpu": {"resources": {"CPU": 4, "GPU": 1}, "max_workers": 2},
+    })
+    result = plan(PolicyInput(cfg, [HEAD], [], tasks(1, GPU=2)))
+    assert result.unmet[0].reason == (
+        "Cannot schedule {GPU: 2}: it is larger than every node type (the largest, gpu, offers {CPU: 4, GPU: 1})"
+    )
+
+
+def test_a_bad_node_config_is_a_launch_error_and_leaks_nothing(tmp_path):
+    import psutil
+
+    from nbcluster.runtime.autoscaler.config import ProviderConfig
+    from nbcluster.runtime.autoscaler.local_provider import LocalNodeProvider
+    from nbcluster.runtime.autoscaler.providers import ClusterContext, LaunchRequest
+
+    cluster = ClusterContext("127.0.0.1:1", "unix-abstract:none", "t" * 32, tmp_path, "{}")
+    provider = LocalNodeProvider(ProviderConfig(), cluster)
+    fds = psutil.Process().num_fds()
+    for i, node_config in enumerate([{"object_store_memory": "1e9"}, {"bogus": 1}] * 3):
+        provider.launch(LaunchRequest(f"r{i}", "cpu_worker", {"CPU": 1}, node_config))
+        provider.launch(LaunchRequest(f"r{i}", "cpu_worker", {"CPU": 1}, node_config))  # idempotent
+    errors = provider.poll_errors()
+    assert [e.request_id for e in errors] == [f"r{i}" for i in range(6)]
+    assert "object_store_memory of cpu_worker must be a whole number of bytes > 0, got '1e9'" in errors[0].message
+    assert "bogus" in errors[1].message
+    assert provider.poll_errors() == [] and provider.non_terminated() == []
+    assert psutil.Process().num_fds() == fds

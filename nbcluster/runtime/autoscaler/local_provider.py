@@ -26,7 +26,6 @@ from nbcluster.runtime.session import TOKEN_ENV
 class LocalNodeProvider(ProcessNodeProvider):
     def start_node(self, request: LaunchRequest) -> ProcessNode:
         node_id = ids.random_id()
-        read, write = os.pipe()
         argv = node_command(
             self.cluster,
             request,
@@ -36,6 +35,7 @@ class LocalNodeProvider(ProcessNodeProvider):
             node_ip=self.cluster.node_ip,
             grpc_port=0,  # other nodes spill work and pull objects over it
         )
+        read, write = os.pipe()
         argv += ["--lifeline-fd", str(read)]
         try:
             proc = spawn(

@@ -143,18 +143,39 @@ class Plan:
 
 # -- packing ----------------------------------------------------------------------
 class _Bin:
-    __slots__ = ("free", "node_type", "new")
+    __slots__ = ("free", "node_type", "new", "limited")
 
     def __init__(self, free: Mapping[str, float], node_type: str = "", new: bool = False) -> None:
         self.free = rs.to_fixed(free)
         self.node_type = node_type
         self.new = new
+        self.limited = True  # counts against upscaling_speed
 
     def take(self, need: rs.Fixed) -> bool:
         if rs.fits(self.free, need):
             rs.subtract(self.free, need)
             return True
         return False
+
+
+def _free(b: _Bin) -> dict[str, float]:
+    return rs.to_float(b.free)
+
+
+#: What a node of a type offers for memory it does not declare: the node will have
+#: some (its machine's), so a request for memory does not rule the type out.
+_UNDECLARED = {"memory": float(2**62), "object_store_memory": float(2**62)}
+
+
+def _offer(node_type: NodeTypeConfig) -> dict[str, float]:
+    return {**_UNDECLARED, **node_type.resources}
+
+
+def _type_size(node_type: NodeTypeConfig) -> tuple:
+    """Smaller first: by GPUs, CPUs, then the other declared resources (not bytes)."""
+    r = node_type.resources
+    others = sum(v for k, v in r.items() if k not in ("GPU", "CPU") and k not in _QUIET)
+    return (r.get("GPU", 0), r.get("CPU", 0), others, node_type.name)
 
 
 def _pack(needs: Iterable[Demand], bins: Sequence[_Bin]) -> list[Demand]:
@@ -173,14 +194,14 @@ def _size(demand: Demand) -> tuple:
 
 
 def _type_fits(node_type: NodeTypeConfig, demand: Demand) -> bool:
-    return rs.fits(rs.to_fixed(node_type.resources), rs.to_fixed(dict(demand.shape)))
+    return rs.fits(rs.to_fixed(_offer(node_type)), rs.to_fixed(dict(demand.shape)))
 
 
 def _why_infeasible(config: AutoscalingConfig, nodes: Sequence[NodeView], demand: Demand) -> str | None:
     """None when some node type (or existing node) could hold ``demand``; else why not."""
     need = rs.to_fixed(dict(demand.shape))
     types = config.worker_types.values()
-    if any(rs.fits(rs.to_fixed(t.resources), need) for t in types):
+    if any(rs.fits(rs.to_fixed(_offer(t)), need) for t in types):
         return None
     if any(rs.fits(rs.to_fixed(n.total), need) for n in nodes if not n.draining):
         return None
@@ -190,7 +211,9 @@ def _why_infeasible(config: AutoscalingConfig, nodes: Sequence[NodeView], demand
         return f"no node type provides {', '.join(missing)}"
     if not types:
         return "the autoscaler has no worker node types (every max_workers is 0)"
-    largest = max(types, key=lambda t: (t.resources.get("CPU", 0), t.name))
+    # The type that comes closest on the resource most short.
+    short = max(dict(demand.shape), key=lambda k: dict(demand.shape)[k] - max(t.resources.get(k, 0) for t in types))
+    largest = max(types, key=lambda t: (t.resources.get(short, 0), t.name))
     return f"it is larger than every node type (the largest, {largest.name}, offers {describe(largest.resources)})"
 
 
@@ -223,12 +246,11 @@ def plan(inp: PolicyInput) -> Plan:
             launches[name] += 1
             min_launch[name] += 1
 
-    # 2. Bins: free resources of alive nodes, whole resources of nodes on their way.
-    pending_bins = [_Bin(types[i.node_type].resources, i.node_type) for i in inp.instances if i.pending and i.node_type in types]
-    pending_bins += [_Bin(types[name].resources, name, new=True) for name, n in min_launch.items() for _ in range(n)]
-    live_bins = [_Bin(n.available, n.node_type) for n in inp.nodes if not n.draining]
-    unmet: list[Unmet] = []
+    # 2. Bins: nodes on their way (and the min_workers ones) at their full size.
+    pending_bins = [_Bin(_offer(types[i.node_type]), i.node_type) for i in inp.instances if i.pending and i.node_type in types]
+    pending_bins += [_Bin(_offer(types[name]), name, new=True) for name, n in min_launch.items() for _ in range(n)]
     waiting: Counter[tuple[Demand, str, str]] = Counter()  # (demand, status, reason)
+    on_the_way = "waiting for nodes being launched"
 
     feasible: list[Demand] = []
     for demand in list(inp.demand) + [Demand(s, "request") for s in inp.requested]:
@@ -237,34 +259,18 @@ def plan(inp: PolicyInput) -> Plan:
             feasible.append(demand)
         else:
             waiting[(demand, INFEASIBLE, f"Cannot schedule {describe(demand.shape)}: {why}")] += 1
-
     queued = [d for d in feasible if d.kind != "request"]
     requested = [d for d in feasible if d.kind == "request"]
-    # Queued work takes free resources first, then nodes on their way; requests count
-    # against the total resources of every node, busy or not.
-    not_free = _pack(queued, live_bins)
-    for demand, n in (Counter(queued) - Counter(not_free)).items():
-        waiting[(demand, WAITING, "fits free resources of a node; about to be placed")] += n
-    request_bins = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
-    not_pending = _pack(not_free, pending_bins)
-    requests_left = _pack(requested, request_bins)
-    requests_not_pending = _pack(requests_left, pending_bins)
-    left = not_pending + requests_not_pending
-    on_the_way = Counter(not_free) - Counter(not_pending) + (Counter(requests_left) - Counter(requests_not_pending))
-    for demand, n in on_the_way.items():
-        waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += n
-    new_bins: list[_Bin] = []
-    for demand in sorted(left, key=_size, reverse=True):
+
+    def launch_for(demand: Demand, new_bins: list[_Bin], limited: bool) -> None:
+        """Put ``demand`` on a node opened this step, opening one if allowed."""
         need = rs.to_fixed(dict(demand.shape))
         placed = next((b for b in new_bins if b.take(need)), None)
         if placed is not None:
             reasons[placed.node_type].append(demand)
-            waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += 1
-            continue
-        candidates = sorted(
-            (t for t in types.values() if _type_fits(t, demand)),
-            key=lambda t: (sum(t.resources.values()), t.name),
-        )
+            waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += 1
+            return
+        candidates = sorted((t for t in types.values() if _type_fits(t, demand)), key=_type_size)
         blocked = None if candidates else (WAITING, "only existing nodes can hold it; waiting for one to free up")
         chosen = None
         for node_type in candidates:
@@ -273,7 +279,7 @@ def plan(inp: PolicyInput) -> Plan:
                 chosen = node_type
                 break
             blocked = blocked or why
-        if chosen is not None and len(new_bins) >= room_pending:
+        if chosen is not None and limited and sum(1 for b in new_bins if b.limited) >= room_pending:
             chosen, blocked = None, (WAITING_FOR_LAUNCH, "more nodes follow as those on their way register "
                                                          "(upscaling_speed)")
         if chosen is None:
@@ -285,13 +291,38 @@ def plan(inp: PolicyInput) -> Plan:
                 opened = [t for t in launches if launches[t] and _type_fits(types[t], demand)]
                 if opened:
                     reasons.setdefault(opened[0], []).append(demand)
-            continue
+            return
         launches[chosen.name] += 1
-        bin_ = _Bin(chosen.resources, chosen.name, new=True)
+        bin_ = _Bin(_offer(chosen), chosen.name, new=True)
+        bin_.limited = limited
         bin_.take(need)
         new_bins.append(bin_)
         reasons.setdefault(chosen.name, []).append(demand)
-        waiting[(demand, WAITING_FOR_LAUNCH, "waiting for nodes being launched")] += 1
+        waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += 1
+
+    # 3. request_resources: against the total resources of every node (busy or not)
+    # and of nodes on their way; what is left opens nodes, not held back by
+    # upscaling_speed (as Ray). Those nodes then count as on their way, full size.
+    request_new: list[_Bin] = []
+    totals = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
+    for demand in _pack(requested, totals + [_Bin(_free(b), b.node_type) for b in pending_bins]):
+        launch_for(demand, request_new, limited=False)
+    pending_bins += [_Bin(_offer(types[b.node_type]), b.node_type, new=True) for b in request_new]
+
+    # 4. Queued tasks and actors: free resources of alive nodes, then nodes on their
+    # way, then new nodes.
+    live_bins = [_Bin(n.available, n.node_type) for n in inp.nodes if not n.draining]
+    not_free = _pack(queued, live_bins)
+    for demand, n in (Counter(queued) - Counter(not_free)).items():
+        waiting[(demand, WAITING, "fits free resources of a node; about to be placed")] += n
+    left = _pack(not_free, pending_bins)
+    for demand, n in (Counter(not_free) - Counter(left)).items():
+        waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += n
+    queued_new: list[_Bin] = []
+    for demand in sorted(left, key=_size, reverse=True):
+        launch_for(demand, queued_new, limited=True)
+
+    unmet: list[Unmet] = []
     order = {INFEASIBLE: 0, CAPPED: 1, WAITING_FOR_LAUNCH: 2, WAITING: 3}
     for (demand, status, reason), count in sorted(waiting.items(), key=lambda kv: (order[kv[0][1]], kv[0][0].shape)):
         unmet.append(Unmet(demand, count, status, reason))

@@ -80,6 +80,10 @@ class ProcessNodeProvider(NodeProvider):
             except (LaunchFailed, OSError) as exc:
                 self._errors.append(LaunchError(request.request_id, request.node_type, str(exc)))
                 return
+            except Exception as exc:  # noqa: BLE001 - a provider bug is a launch failure, reported
+                logger.exception("starting instance=%s failed", request.request_id)
+                self._errors.append(LaunchError(request.request_id, request.node_type, f"{type(exc).__name__}: {exc}"))
+                return
             self.nodes[request.request_id] = node
             logger.info("launched instance=%s type=%s%s pid=%d", request.request_id, request.node_type,
                         node.where, node.proc.pid)

@@ -116,11 +116,18 @@ def node_command(
     num_cpus = resources.pop("CPU", 0)
     num_gpus = resources.pop("GPU", 0)
     store = request.node_config.get("object_store_memory")
+    if store is not None and (isinstance(store, bool) or not isinstance(store, int) or store <= 0):
+        from nbcluster.runtime.autoscaler.process_provider import LaunchFailed
+
+        raise LaunchFailed(
+            f"node_config.object_store_memory of {request.node_type} must be a whole number of bytes > 0, "
+            f"got {store!r}"
+        )
     spec = NodeSpec(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         resources=resources,
-        object_store_memory=int(store) if store else None,
+        object_store_memory=store,
         node_ip=node_ip,
         grpc_port=grpc_port,
         node_type=request.node_type,

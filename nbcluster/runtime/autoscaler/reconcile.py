@@ -44,7 +44,11 @@ class _Backoff:
         self._until: dict[str, tuple[float, float, str]] = {}  # type -> (until, delay, reason)
 
     def failed(self, node_type: str, message: str, now: float) -> float:
-        _, delay, _ = self._until.get(node_type, (0.0, BACKOFF_FIRST_S / 2, ""))
+        """Back off after a failed launch; further failures of the same round (while
+        backing off already) do not lengthen it."""
+        until, delay, _ = self._until.get(node_type, (0.0, BACKOFF_FIRST_S / 2, ""))
+        if until > now:
+            return until - now
         delay = min(delay * 2, BACKOFF_MAX_S)
         self._until[node_type] = (now + delay, delay, message)
         return delay
@@ -171,19 +175,28 @@ class Autoscaler:
                 elif inst.instance_id not in existing:
                     self._launch_failed(inst, "its node manager ended before it registered", now)
                 elif now - inst.created > self._start_timeout:
-                    await asyncio.to_thread(self.provider.terminate, inst.instance_id)
-                    inst.to(S.TERMINATING, f"it did not register within {self._start_timeout:.0f} s")
+                    why = f"it did not register within {self._start_timeout:.0f} s"
+                    await self._terminate(inst)
+                    inst.to(S.TERMINATING, why)
+                    delay = self._backoff.failed(inst.node_type, why, now)
                     self._publish(
-                        f"Terminating a {inst.node_type} node (instance {inst.instance_id}): "
-                        f"it did not register within {self._start_timeout:.0f} s",
+                        f"Terminating a {inst.node_type} node (instance {inst.instance_id}): {why}; "
+                        f"retrying in {delay:.0f} s",
                         {"action": "start_timeout", "node_type": inst.node_type, "instance_id": inst.instance_id},
                     )
             elif state in (S.RUNNING, S.DRAINING):
                 if node is not None:
                     inst.node_id = node.node_id  # a node that rejoined has a new id
+                    if node.draining:
+                        # Drained (perhaps the reply was lost) or a terminate that failed:
+                        # it takes no work, so end it.
+                        if state is S.RUNNING:
+                            inst.to(S.DRAINING, "drained")
+                        if await self._terminate(inst):
+                            inst.to(S.TERMINATING, inst.reason or "drained")
                 elif inst.instance_id in existing:
                     reason = self.gcs.death_reason(inst.node_id) or "it left the cluster"
-                    await asyncio.to_thread(self.provider.terminate, inst.instance_id)
+                    await self._terminate(inst)
                     if state is S.RUNNING:
                         self._lost(inst, reason, terminal=False)
                     else:
@@ -238,8 +251,9 @@ class Autoscaler:
         instances = [
             policy.InstanceView(i.instance_id, i.node_type, pending=i.state in PENDING)
             for i in self.instances.values()
-            # A terminating node stops counting once it has left the cluster.
-            if i.state in COUNTED and not (i.state is S.TERMINATING and i.node_id not in alive_ids)
+            # A terminating node stops counting once it has left the cluster (one that
+            # never joined counts until its provider says it is gone).
+            if i.state in COUNTED and not (i.state is S.TERMINATING and i.node_id and i.node_id not in alive_ids)
         ]
         return policy.PolicyInput(
             config=self.config,
@@ -280,8 +294,8 @@ class Autoscaler:
                 removal.message,
                 {"action": "remove", "node_type": removal.node_type, "node_id": removal.node_id.hex()},
             )
-            await asyncio.to_thread(self.provider.terminate, inst.instance_id)
-            inst.to(S.TERMINATING, removal.reason)
+            if await self._terminate(inst):
+                inst.to(S.TERMINATING, removal.reason)  # else: tried again next step
         # Infeasible and capped demand: said once, again only after it went away.
         current = {u.reason: u for u in plan.unmet if u.status in (policy.INFEASIBLE, policy.CAPPED)}
         for reason, unmet in current.items():
@@ -291,6 +305,15 @@ class Autoscaler:
                     {"action": unmet.status, "shape": dict(unmet.demand.shape), "count": unmet.count},
                 )
         self._reported = set(current)
+
+    async def _terminate(self, inst: Instance) -> bool:
+        assert self.provider is not None
+        try:
+            await asyncio.to_thread(self.provider.terminate, inst.instance_id)
+            return True
+        except Exception:  # noqa: BLE001 - retried at the next step
+            logger.exception("terminating instance=%s failed", inst.instance_id)
+            return False
 
     def _publish(self, message: str, data: dict[str, Any]) -> None:
         event = self.gcs.events.publish(

@@ -26,7 +26,7 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.objects import ObjectHandlers
-from nbcluster.runtime.node.scheduling import Verdict, decide
+from nbcluster.runtime.node.scheduling import Decision, Verdict, decide
 from nbcluster.runtime.node.transfer import TransferServer
 from nbcluster.runtime.node.worker_pool import Worker, WorkerPool
 from nbcluster.runtime.objects.store import ObjectStore
@@ -42,6 +42,10 @@ from nbcluster.runtime.transport import framed, is_framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger(__name__)
+
+
+#: How long a spill counts against the target's free resources in this node's view.
+SPILL_RESERVATION_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,10 @@ class NodeManager(ObjectHandlers):
         self._idle_since: float | None = time.monotonic()
         #: Told by the autoscaler to take no new work.
         self.draining = False
-        #: Resources sent to other nodes by spillback since the last view, so one pass
-        #: does not send every request to the node that looked free.
-        self._spilled: dict[bytes, rs.Fixed] = {}
+        #: Resources recently sent to other nodes by spillback (node -> [(when,
+        #: resources)]), subtracted from what the view says is free there until their
+        #: reports can include them; so one pass does not send everything to one node.
+        self._spilled: dict[bytes, list[tuple[float, rs.Fixed]]] = {}
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -282,7 +287,7 @@ class NodeManager(ObjectHandlers):
 
     def busy(self) -> str:
         """Why the node is not idle ("" when it is): leases (tasks, actors), queued
-        requests, objects being read or sent."""
+        requests, objects being read or sent, objects made here still referenced."""
         assert self.store is not None
         why = []
         if self._leases:
@@ -293,6 +298,10 @@ class NodeManager(ObjectHandlers):
         pinned = self.store.pinned_count()
         if pinned:
             why.append(f"{pinned} objects in use")
+        held = self.store.primary_count()
+        if held:
+            # Removing the node would lose them (or make their tasks run again).
+            why.append(f"{held} objects still referenced")
         return ", ".join(why)
 
     def _node_info(self) -> gcs_pb2.NodeInfo:
@@ -349,7 +358,6 @@ class NodeManager(ObjectHandlers):
         look again at requests that may fit elsewhere now."""
         before = {n.node_id for n in self._cluster}
         self._cluster = nodes
-        self._spilled.clear()  # the new view has those requests in it
         self._view_version += 1
         gone = before - {n.node_id for n in nodes} - {self.node_id}
         for node_id in gone:
@@ -382,14 +390,24 @@ class NodeManager(ObjectHandlers):
         for node in self._cluster:
             if node.node_id == self.node_id or not node.address or node.draining:
                 continue
-            spilled = self._spilled.get(node.node_id)
+            spilled = self._recent_spills(node.node_id)
             if spilled:
                 free = rs.to_fixed(node.available.amounts)
-                rs.subtract(free, spilled)
+                for amounts in spilled:
+                    rs.subtract(free, amounts)
                 node = gcs_pb2.NodeInfo(node_id=node.node_id, address=node.address, total=node.total)
                 node.available.amounts.update(rs.to_float({k: max(0, v) for k, v in free.items()}))
             out.append(node)
         return out
+
+    def _recent_spills(self, node_id: bytes) -> list[rs.Fixed]:
+        """Spills to ``node_id`` its reports may not include yet."""
+        entries = self._spilled.get(node_id)
+        if not entries:
+            return []
+        horizon = time.monotonic() - SPILL_RESERVATION_S
+        entries[:] = [e for e in entries if e[0] > horizon]
+        return [amounts for _, amounts in entries]
 
     def node_address(self, node_id: bytes) -> str | None:
         for node in self._cluster:
@@ -584,6 +602,12 @@ class NodeManager(ObjectHandlers):
                     req.CopyFrom(pending.request)
                     req.no_spill = False
                 decision = decide(req, pending.placement, self.node_id, {}, {}, others, pending.spread_turn)
+                if decision.verdict is Verdict.GRANT:  # it needs no resources: any other node
+                    decision = Decision(Verdict.SPILL, others[0]) if others else Decision(Verdict.WAIT)
+                elif decision.verdict is Verdict.INFEASIBLE:
+                    # No other node can take it: wait here (no warning); when this node
+                    # goes, the submitter asks again.
+                    decision = Decision(Verdict.WAIT)
             else:
                 decision = decide(
                     req, pending.placement, self.node_id, self.available, self.total, others, pending.spread_turn
@@ -592,7 +616,7 @@ class NodeManager(ObjectHandlers):
                 self._queue.remove(pending)
                 target = decision.node
                 assert target is not None
-                rs.add(self._spilled.setdefault(target.node_id, {}), pending.placement)
+                self._spilled.setdefault(target.node_id, []).append((time.monotonic(), pending.placement))
                 others = self._others()
                 full = next((n for n in self._cluster if n.node_id == target.node_id), target)
                 pending.future.set_result(nm_pb2.LeaseReply(spillback=full))

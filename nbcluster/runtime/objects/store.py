@@ -107,6 +107,11 @@ class ObjectStore:
         """Objects being read (or sent to another node) right now."""
         return sum(1 for entry in self.entries.values() if entry.pins)
 
+    def primary_count(self) -> int:
+        """Objects whose only copy may be here (not pulled copies), not yet freed by
+        their owners: in memory or spilled to this node's disk."""
+        return sum(1 for entry in self.entries.values() if not entry.secondary and not entry.freed)
+
     def _spill_path(self, object_id: bytes) -> Path:
         return self.spill_dir / object_id.hex()
 

@@ -220,3 +220,28 @@ def test_a_bad_cluster_yaml_is_refused_with_its_line(machine: Machine) -> None:
     assert result.returncode == 1
     assert "line 14: available_node_types.cpu_worker.max_worker: unknown key" in result.stderr
     assert "max_workers" in result.stderr and not machine.processes()
+
+
+def test_job_submit_follows_logs_and_exits_with_the_job(machine: Machine) -> None:
+    machine.run("start", "--head", "--port", "0", "--dashboard-port", "0", "--node-ip-address", "127.0.0.1",
+                "--num-cpus", "2", "--system-config", FAST)
+    project = machine.root / "proj"
+    project.mkdir()
+    (project / "helpers.py").write_text("import nbcluster\n\n@nbcluster.remote\ndef square(x):\n    return x * x\n")
+    (project / "analysis.py").write_text(
+        "import nbcluster\nfrom helpers import square\n\nnbcluster.init()\n"
+        "print('squares:', nbcluster.get([square.remote(i) for i in range(5)]))\n"
+    )
+    ok = machine.run("job", "submit", "--working-dir", str(project), "--", "python", "analysis.py")
+    assert "submitted successfully" in ok.stdout and "squares: [0, 1, 4, 9, 16]" in ok.stdout
+    assert "succeeded" in ok.stdout
+    failed = machine.run("job", "submit", "--submission-id", "will-fail", "--", "python", "-c",
+                         "print('about to fail'); raise SystemExit(3)", check=False)
+    assert failed.returncode == 1 and "about to fail" in failed.stdout and "failed" in failed.stdout
+    status = machine.run("job", "status", "will-fail").stdout
+    assert "FAILED" in status and "exited with code 3" in status
+    listed = json.loads(machine.run("job", "list", "--format", "json").stdout)
+    assert {j["submission_id"] for j in listed} >= {"will-fail"} and len(listed) == 2
+    assert machine.run("job", "logs", "will-fail").stdout == "about to fail\n"
+    missing = machine.run("job", "status", "nope", check=False)
+    assert missing.returncode == 1 and "no job 'nope'" in missing.stderr

@@ -28,6 +28,8 @@ from nbcluster.exceptions import (
 from nbcluster.runtime import discovery, ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import autoscaler_events as autoscaler_printer, worker_state
+from nbcluster.runtime.jobs import runtime_env as runtime_env_setup
+from nbcluster.runtime.jobs.supervisor import ADDRESS_ENV, JOB_ID_ENV
 from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
@@ -120,6 +122,9 @@ def init(
     """
     global _cluster
     with _lock:
+        if address is None and os.environ.get(ADDRESS_ENV) and autoscaling_config is None:
+            # A submitted job's driver (its supervisor sets this), or the user's choice, as RAY_ADDRESS.
+            address = os.environ[ADDRESS_ENV]
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
         if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
@@ -225,7 +230,13 @@ def _connect(
 ) -> None:
     global _gcs
     started = time.time()
-    env_hash = hashlib.sha1(json.dumps(runtime_env, sort_keys=True).encode()).hexdigest()[:16] if runtime_env else ""
+    working_dir_uri, py_modules_uris = runtime_env_setup.uris_from_env()
+    env_key = {**runtime_env, "working_dir": working_dir_uri, "py_modules": py_modules_uris}
+    env_hash = (
+        hashlib.sha1(json.dumps(env_key, sort_keys=True).encode()).hexdigest()[:16]
+        if runtime_env or working_dir_uri or py_modules_uris
+        else ""
+    )
     cwd = os.getcwd()
     sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
     job_config = common_pb2.JobConfig(
@@ -235,6 +246,8 @@ def _connect(
         namespace=namespace if namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
         log_to_driver=log_to_driver,
         runtime_env_hash=env_hash,
+        working_dir_uri=working_dir_uri,
+        py_modules_uris=py_modules_uris,
     )
     holder: dict[str, Any] = {}
 
@@ -263,10 +276,12 @@ def _connect(
             core.address.node_id = core.node_id
             core.address_bytes = core.address.SerializeToString()
             core.refs.self_address = core.address_bytes
+        submitted = os.environ.get(JOB_ID_ENV, "")
         reply = await gcs.call(
             methods.Gcs.RegisterJob,
             gcs_pb2.RegisterJobRequest(
                 job=gcs_pb2.JobInfo(
+                    job_id=bytes.fromhex(submitted) if submitted else b"",
                     type=gcs_pb2.JOB_TYPE_DRIVER,
                     driver=core.address,
                     driver_pid=os.getpid(),

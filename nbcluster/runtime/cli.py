@@ -36,6 +36,17 @@ from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.procutil import terminate
 from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir, temp_root
 
+DEFAULT_JOBS_PORT = 8265
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 #: In a session directory: the processes ``nbcluster start`` started there.
 PROCESSES_FILE = "processes.json"
 DEFAULT_PORT = 6380
@@ -206,10 +217,13 @@ def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalC
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
         object_store_memory=spec.object_store_memory, config=config, embedded=False,
         head_port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
-        autoscaling=autoscaling,
+        autoscaling=autoscaling, jobs_host=opts.dashboard_host,
+        jobs_port=opts.dashboard_port if opts.include_dashboard else None,
     )
     node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
-    address = handle.session.read_address()["gcs_address"]
+    written = handle.session.read_address()
+    address = written["gcs_address"]
+    jobs = written.get("jobs_address", "")
     _record(handle, "head", address, autoscaling.cluster_name if autoscaling is not None else "")
     if autoscaling is not None:
         types = ", ".join(
@@ -237,18 +251,16 @@ Connect from Python or a notebook on this machine (or on any machine with a node
 
 Look at the cluster:  nbcluster status    nbcluster list nodes
 Stop it:             nbcluster stop""", flush=True)
+    if jobs:
+        print(f"""
+Jobs API at http://{jobs} (token required). Submit a batch job from this machine:
+  nbcluster job submit --working-dir . -- python script.py""", flush=True)
     return handle, node
 
 
 def _worker_token(opts: argparse.Namespace) -> str:
     if opts.token_file:
-        try:
-            token = Path(opts.token_file).read_text().strip()
-        except OSError as exc:
-            raise CliError(f"cannot read --token-file {opts.token_file}: {exc.strerror}") from None
-        if not token:
-            raise CliError(f"--token-file {opts.token_file} is empty; copy the head's `token` file")
-        return token
+        return discovery.read_token_file(opts.token_file)
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
     local = discovery.find_local_node(opts.address)
@@ -498,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {TOKEN_ENV})")
     start.add_argument("--system-config", help="runtime settings as JSON (advanced, e.g. health-check periods)")
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
+    start.add_argument("--include-dashboard", type=_boolean, default=True, metavar="true|false",
+                       help="head: serve the Jobs REST API (default true)")
+    start.add_argument("--dashboard-host", default="127.0.0.1",
+                       help="head: the address the Jobs API listens on (default 127.0.0.1: this machine only)")
+    start.add_argument("--dashboard-port", type=int, default=DEFAULT_JOBS_PORT,
+                       help=f"head: the Jobs API's port (default {DEFAULT_JOBS_PORT}; 0: any)")
     start.add_argument("--autoscaling-config", metavar="FILE",
                        help="head: run the autoscaler with this cluster YAML (Ray's format)")
     start.set_defaults(func=cmd_start)
@@ -533,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--state", help="only entries in this state, e.g. ALIVE, DEAD, RUNNING, FAILED")
     lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
     lister.set_defaults(func=cmd_list)
+
+    from nbcluster.runtime.cli_jobs import add_job_commands
+
+    add_job_commands(commands)
     return parser
 
 

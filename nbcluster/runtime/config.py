@@ -56,6 +56,8 @@ class RuntimeConfig:
     autoscaler_interval_s: float = 1.0
     #: A launched node that has not registered after this long is terminated.
     autoscaler_node_start_timeout_s: float = 120.0
+    #: Stopping a job: SIGTERM to its process group, SIGKILL after this long (Ray's 3 s).
+    job_stop_grace_s: float = 3.0
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,18 @@ def find_local_node(address: str) -> LocalNode | None:
         return matches[0] if matches else None
     matches.sort(key=lambda n: n.node_endpoint is not None)
     return matches[0] if matches else None
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path`` (a copy of a head's ``token`` file); ValueError saying
+    what is wrong with it otherwise."""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read --token-file {path}: {exc.strerror}") from None
+    if not token:
+        raise ValueError(f"--token-file {path} is empty; copy the head's `token` file")
+    return token
 
 
 def check_address(address: str) -> None:

@@ -138,6 +138,8 @@ def start_local_cluster(
     node_port: int | None = None,
     object_port: int = 0,
     autoscaling: "AutoscalingConfig | None" = None,
+    jobs_host: str = "127.0.0.1",
+    jobs_port: int | None = 0,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
     ``node_port``: let other machines reach the node (a cluster of several nodes),
@@ -151,7 +153,8 @@ def start_local_cluster(
     lifeline_r, lifeline_w = _lifeline(embedded)
     life = ["--lifeline-fd", str(lifeline_r)] if lifeline_r is not None else []
     fds = (lifeline_r,) if lifeline_r is not None else ()
-    head_args = ["--session-dir", str(session.dir), "--host", host, "--port", str(head_port), *life]
+    head_args = ["--session-dir", str(session.dir), "--host", host, "--port", str(head_port), *life,
+                 "--jobs-host", jobs_host, "--jobs-port", str(-1 if jobs_port is None else jobs_port)]
     if embedded and not _keep_session():
         head_args.append("--remove-session-on-exit")
     node_type = ""

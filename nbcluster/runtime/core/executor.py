@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, TaskError
+from nbcluster.exceptions import NbclusterSystemError, RuntimeEnvSetupError, TaskCancelledError, TaskError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.output import OutputForwarder
@@ -56,6 +56,8 @@ Outcome = tuple[int, list[common_pb2.ObjectPayload], bool, list[tuple[bytes, byt
 class Executor:
     def __init__(self, core: "CoreWorker") -> None:
         self.core = core
+        #: Set when the job's runtime_env could not be set up here: its tasks fail with it.
+        self.env_error: Exception | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._functions: dict[bytes, Any] = {}
         self._pickled: dict[bytes, bytes] = {}
@@ -172,7 +174,32 @@ class Executor:
         if config.cwd and os.path.isdir(config.cwd):
             os.chdir(config.cwd)
         os.environ.update(config.env_vars)
+        if config.working_dir_uri or config.py_modules_uris:
+            self._setup_packages(config)
         logger.info("bound to job=%s", request.job_id.hex())
+
+    def _setup_packages(self, config: common_pb2.JobConfig) -> None:
+        """The job's runtime_env packages, unpacked on this node: working_dir as cwd and
+        first on sys.path, then the py_modules. A failure fails the job's tasks here."""
+        from nbcluster.runtime.jobs import runtime_env
+
+        core = self.core
+
+        async def prepare() -> runtime_env.Prepared:
+            gcs = await core.gcs_connection()
+            return await runtime_env.prepare(gcs, core.session.dir, config.working_dir_uri, config.py_modules_uris)
+
+        try:
+            prepared = core.run_sync(prepare(), timeout=300)
+        except Exception as exc:  # noqa: BLE001 - reported on every task of the job
+            logger.exception("runtime_env setup failed")
+            self.env_error = RuntimeEnvSetupError(f"the job's runtime_env could not be set up on this node: {exc}")
+            return
+        for path in reversed(prepared.sys_path):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        if prepared.working_dir is not None:
+            os.chdir(prepared.working_dir)
 
     # -- running a task (main thread, or an actor's pool thread) -------------------------
     def enter_task(self, spec: common_pb2.TaskSpec) -> contextvars.Token:
@@ -199,6 +226,8 @@ class Executor:
     def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:
         try:
             try:
+                if self.env_error is not None:
+                    raise self.env_error
                 fn = self._callable(spec, conn)
                 args, kwargs = self._load_args(spec)
             except TaskError as exc:  # an argument is the error of an upstream task

@@ -29,7 +29,16 @@ async def serve(opts: argparse.Namespace) -> None:
         from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 
         autoscaling = AutoscalingConfig.from_json(Path(opts.autoscaling_config).read_text())
-    server = GcsServer(session, token, RuntimeConfig.load(), host=opts.host, port=opts.port, autoscaling=autoscaling)
+    server = GcsServer(
+        session,
+        token,
+        RuntimeConfig.load(),
+        host=opts.host,
+        port=opts.port,
+        autoscaling=autoscaling,
+        jobs_host=opts.jobs_host,
+        jobs_port=None if opts.jobs_port < 0 else opts.jobs_port,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.shutdown_requested.set)
@@ -73,6 +82,8 @@ def main() -> None:
     parser.add_argument("--lifeline-fd", type=int)
     parser.add_argument("--remove-session-on-exit", action="store_true")
     parser.add_argument("--autoscaling-config", help="the validated config, as JSON (written by the starter)")
+    parser.add_argument("--jobs-host", default="127.0.0.1", help="where the Jobs REST API listens")
+    parser.add_argument("--jobs-port", type=int, default=0, help="its port (0: any free one; -1: no Jobs API)")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / "gcs.log")
     run_service(serve(opts), "head")

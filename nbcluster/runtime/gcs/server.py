@@ -90,6 +90,8 @@ class GcsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         autoscaling: "AutoscalingConfig | None" = None,
+        jobs_host: str = "127.0.0.1",
+        jobs_port: int | None = 0,
     ) -> None:
         self.session = session
         self.config = config
@@ -128,6 +130,13 @@ class GcsServer:
             ],
             self._mark_dead,
         )
+        from nbcluster.runtime.jobs.manager import JobManager
+
+        self.jobs = JobManager(self)
+        self._jobs_host = jobs_host
+        self._jobs_port = jobs_port
+        self._http: Any = None
+        self.jobs_address = ""
         self.autoscaler: Autoscaler | None = None
         if autoscaling is not None:
             from nbcluster.runtime.autoscaler.reconcile import Autoscaler
@@ -148,9 +157,15 @@ class GcsServer:
         self._grpc = GrpcServer(self._host, self._port, self.token, {"Gcs": self}, dispatcher.served)
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
+        if self._jobs_port is not None:
+            from nbcluster.runtime.jobs.http import serve
+
+            self._http, jobs_port = serve(self, self._jobs_host, self._jobs_port)
+            self.jobs_address = f"{self._jobs_host}:{jobs_port}"
         self.session.write_address(
             {
                 "gcs_address": self.address,
+                "jobs_address": self.jobs_address,
                 "local_endpoint": self.local_endpoint,
                 "head_pid": os.getpid(),
                 "session_dir": str(self.session.dir),
@@ -167,6 +182,9 @@ class GcsServer:
         if self.autoscaler is not None:
             await self.autoscaler.stop()
         self.health.stop()
+        if self._http is not None:
+            self._http.stop()
+            await self._http.close_all_connections()
         self.actors.stop()
         self.tasks.close()
         self.events.close()
@@ -186,7 +204,15 @@ class GcsServer:
                 node.machine.transition(NodeState.DEAD)
             self._nodes[info.node_id] = node
         for info in self._store.jobs():
-            self._jobs[info.job_id] = _Job(info, _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED))
+            status = _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED)
+            if status in (JobStatus.PENDING, JobStatus.RUNNING):
+                # Its supervisor and driver reported to the head that is gone.
+                status = JobStatus.FAILED
+                info.state = _JOB_STATE_PB[status]
+                info.end_time = time.time()
+                info.message = "the head restarted while the job was running"
+                self._store.put_job(info)
+            self._jobs[info.job_id] = _Job(info, status)
 
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
@@ -239,6 +265,7 @@ class GcsServer:
             data={"reason": reason},
         )
         self.actors.node_died(node_id)
+        self.jobs.node_died(node_id)
         self._wake_autoscaler()
         for job in self._jobs.values():
             if job.info.driver.node_id == node_id:
@@ -292,8 +319,10 @@ class GcsServer:
         return [common_pb2.ResourceSet(amounts=r) for r in launchable]
 
     def _wake_autoscaler(self) -> None:
+        """Resources or membership changed: the autoscaler and pending jobs look again."""
         if self.autoscaler is not None:
             self.autoscaler.wake()
+        self.jobs.place()
 
     def report_age(self, node_id: bytes) -> float:
         """Seconds since the node's last load report."""
@@ -360,6 +389,14 @@ class GcsServer:
         info = request.job
         if info.job_id and info.job_id in self._jobs:
             job = self._jobs[info.job_id]
+            if job.info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
+                # The entrypoint's driver connected: the job is its (one driver per job).
+                job.info.driver.CopyFrom(info.driver)
+                job.info.driver_pid = info.driver_pid
+                job.info.driver_hostname = info.driver_hostname
+                job.info.config.CopyFrom(info.config)
+                assert self._store is not None
+                self._store.put_job(job.info)
         else:
             info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
             info.start_time = time.time()
@@ -394,22 +431,87 @@ class GcsServer:
         self._job_event(job)
 
     def _job_event(self, job: _Job) -> None:
-        jid = ids.job_id_to_int(job.info.job_id)
+        name = job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"
         state = job.machine.state.value
         detail = f": {job.info.message}" if job.info.message else ""
         self.events.publish(
             EventKind.EVENT_KIND_JOB_STATE,
-            f"Job {jid:02d} is {state}{detail}",
+            f"Job {name} is {state}{detail}",
             job_id=job.info.job_id,
-            data={"state": state, "type": gcs_pb2.JobType.Name(job.info.type), "pid": job.info.driver_pid},
+            data={
+                "state": state,
+                "type": gcs_pb2.JobType.Name(job.info.type),
+                "pid": job.info.driver_pid,
+                "submission_id": job.info.submission_id,
+                "entrypoint": job.info.entrypoint,
+            },
         )
 
     def FinishJob(self, request: gcs_pb2.FinishJobRequest, conn: Any) -> common_pb2.Empty:
         status = _JOB_STATE_FROM_PB.get(request.state, JobStatus.SUCCEEDED)
         if request.job_id not in self._jobs:
             raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"no job {request.job_id.hex()}")
+        if self._jobs[request.job_id].info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
+            return common_pb2.Empty()  # a submitted job ends when its entrypoint exits
         self._finish_job(request.job_id, status, request.message)
         return common_pb2.Empty()
+
+    # -- the job table, for the job manager ------------------------------------------
+    def job_infos(self) -> list[gcs_pb2.JobInfo]:
+        return [j.info for j in self._jobs.values()]
+
+    def job_status(self, job_id: bytes) -> JobStatus:
+        return self._jobs[job_id].machine.state  # type: ignore[return-value]
+
+    def add_job(self, info: gcs_pb2.JobInfo) -> gcs_pb2.JobInfo:
+        assert self._store is not None
+        info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
+        info.start_time = time.time()
+        info.state = gcs_pb2.JOB_STATE_PENDING
+        job = self._jobs[info.job_id] = _Job(info, JobStatus.PENDING)
+        self._store.put_job(info)
+        self._job_event(job)
+        return info
+
+    def save_job(self, info: gcs_pb2.JobInfo) -> None:
+        if self._store is not None and not self.stopped.is_set():
+            self._store.put_job(info)
+
+    def set_job_status(self, job_id: bytes, status: JobStatus, message: str) -> None:
+        job = self._jobs[job_id]
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            self._finish_job(job_id, status, message)
+            return
+        if job.machine.state is status:
+            return
+        job.machine.transition(status)
+        job.info.state = _JOB_STATE_PB[status]
+        job.info.message = message
+        self.save_job(job.info)
+        self._job_event(job)
+
+    def remove_job(self, job_id: bytes) -> None:
+        self._jobs.pop(job_id, None)
+        if self._store is not None:
+            self._store.delete_job(job_id)
+
+    def job_progress(self, job_id: bytes) -> dict[str, int]:
+        progress = self.tasks.progress(job_id)
+        progress["actors"] = sum(
+            1 for a in self.actors.list() if a.job_id == job_id and a.state != gcs_pb2.ACTOR_STATE_DEAD
+        )
+        return progress
+
+    def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        assert self._store is not None
+        return self._store.kv_get(namespace, key)
+
+    def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
+        assert self._store is not None
+        self._store.kv_put(namespace, key, value, True)
+
+    def ReportJob(self, request: gcs_pb2.ReportJobRequest, conn: Any) -> gcs_pb2.ReportJobReply:
+        return self.jobs.report(request)
 
     def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
         return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()])

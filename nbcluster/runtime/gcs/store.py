@@ -42,6 +42,9 @@ class GcsStore:
     def put_job(self, job: gcs_pb2.JobInfo) -> None:
         self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job.job_id, job.SerializeToString()))
 
+    def delete_job(self, job_id: bytes) -> None:
+        self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
     def jobs(self) -> list[gcs_pb2.JobInfo]:
         return [gcs_pb2.JobInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM jobs")]
 

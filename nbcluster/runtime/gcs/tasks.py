@@ -98,9 +98,21 @@ class TaskTable:
                 gcs_pb2.EVENT_KIND_TASK_COUNTERS,
                 f"{finished} of {total} tasks finished",
                 job_id=job_id,
-                data={"by_function": counts, "finished": finished, "total": total},
+                data={"by_function": counts, "finished": finished, "total": total, **self.progress(job_id)},
                 source="tasks",
             )
+
+    def progress(self, job_id: bytes) -> dict[str, int]:
+        """A job's tasks: submitted (all known), running, finished, failed (or cancelled)."""
+        totals: collections.Counter = collections.Counter()
+        for counter in self._counts.get(job_id, {}).values():
+            totals.update(counter)
+        return {
+            "submitted": sum(totals.values()),
+            "running": totals["RUNNING"],
+            "finished": totals["FINISHED"],
+            "failed": totals["FAILED"] + totals["CANCELLED"],
+        }
 
     def close(self) -> None:
         if self._timer is not None:

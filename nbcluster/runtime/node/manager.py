@@ -25,6 +25,7 @@ from typing import Any
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.jobs import JobSupervisors
 from nbcluster.runtime.node.objects import ObjectHandlers
 from nbcluster.runtime.node.scheduling import Decision, Verdict, decide
 from nbcluster.runtime.node.transfer import TransferServer
@@ -158,6 +159,7 @@ class NodeManager(ObjectHandlers):
         self.fenced = False
         self.store: ObjectStore | None = None
         self.pool: WorkerPool | None = None
+        self.jobs: JobSupervisors | None = None
         self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
         #: Since when (monotonic) the node has been idle; None while busy.
         self._idle_since: float | None = time.monotonic()
@@ -205,6 +207,9 @@ class NodeManager(ObjectHandlers):
             waiting=lambda: any(not r.future.done() for r in self._queue),
         )
         self._on_view(await self._gcs.register())
+        self.jobs = JobSupervisors(
+            self.session, self._token, self.config.to_env(), self._gcs_route, self._hold, self._release_held
+        )
         self.pool = WorkerPool(
             base_size=max(0, int(opts.num_cpus)),
             spawn_args=self._worker_args(),
@@ -259,6 +264,8 @@ class NodeManager(ObjectHandlers):
         for task in self._tasks:
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
+        if self.jobs is not None:
+            procs += self.jobs.shutdown()
         if self._gcs is not None:
             if not self.fenced:
                 await self._gcs.unregister("it shut down")
@@ -292,6 +299,8 @@ class NodeManager(ObjectHandlers):
         why = []
         if self._leases:
             why.append(f"{len(self._leases)} leased workers")
+        if self.jobs is not None and self.jobs.running:
+            why.append(f"{len(self.jobs.running)} job entrypoints")
         queued = sum(1 for r in self._queue if not r.future.done())
         if queued:
             why.append(f"{queued} queued requests")
@@ -441,6 +450,33 @@ class NodeManager(ObjectHandlers):
         if request.node_id and request.node_id != self.node_id:
             raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"this is node {self.node_id.hex()}")
         return nm_pb2.CheckHealthReply()
+
+    def StartJob(self, request: nm_pb2.StartJobRequest, conn: Any) -> nm_pb2.StartJobReply:
+        assert self.jobs is not None
+        if self.draining:
+            return nm_pb2.StartJobReply(started=False, reason="this node is draining")
+        reply = self.jobs.start(request)
+        self._changed()
+        return reply
+
+    def StopJob(self, request: nm_pb2.StopJobRequest, conn: Any) -> common_pb2.Empty:
+        assert self.jobs is not None
+        self.jobs.stop(request.job_id)
+        return common_pb2.Empty()
+
+    def _hold(self, need: rs.Fixed) -> bool:
+        """Take ``need`` from the free resources if it fits now (a job's entrypoint)."""
+        if not rs.fits(self.available, need):
+            return False
+        rs.subtract(self.available, need)
+        self._idle_since = None
+        return True
+
+    def _release_held(self, held: rs.Fixed) -> None:
+        rs.add(self.available, held)
+        if self.pool is not None:
+            self._schedule()
+        self._changed()
 
     def DrainNode(self, request: nm_pb2.DrainNodeRequest, conn: Any) -> nm_pb2.DrainNodeReply:
         busy = self.busy()

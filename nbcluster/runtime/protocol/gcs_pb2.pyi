@@ -180,7 +180,14 @@ class GetAllNodesReply(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("job_id", "type", "state", "driver", "driver_pid", "entrypoint", "start_time", "end_time", "config", "message", "driver_hostname")
+    __slots__ = ("job_id", "type", "state", "driver", "driver_pid", "entrypoint", "start_time", "end_time", "config", "message", "driver_hostname", "submission_id", "metadata", "runtime_env_json", "entrypoint_resources", "has_exit_code", "exit_code", "supervisor_node_id", "supervisor_pid")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +199,14 @@ class JobInfo(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DRIVER_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_PID_FIELD_NUMBER: _ClassVar[int]
     job_id: bytes
     type: JobType
     state: JobState
@@ -203,7 +218,15 @@ class JobInfo(_message.Message):
     config: _common_pb2.JobConfig
     message: str
     driver_hostname: str
-    def __init__(self, job_id: _Optional[bytes] = ..., type: _Optional[_Union[JobType, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., driver_pid: _Optional[int] = ..., entrypoint: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., config: _Optional[_Union[_common_pb2.JobConfig, _Mapping]] = ..., message: _Optional[str] = ..., driver_hostname: _Optional[str] = ...) -> None: ...
+    submission_id: str
+    metadata: _containers.ScalarMap[str, str]
+    runtime_env_json: str
+    entrypoint_resources: _common_pb2.ResourceSet
+    has_exit_code: bool
+    exit_code: int
+    supervisor_node_id: bytes
+    supervisor_pid: int
+    def __init__(self, job_id: _Optional[bytes] = ..., type: _Optional[_Union[JobType, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., driver: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., driver_pid: _Optional[int] = ..., entrypoint: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., config: _Optional[_Union[_common_pb2.JobConfig, _Mapping]] = ..., message: _Optional[str] = ..., driver_hostname: _Optional[str] = ..., submission_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., runtime_env_json: _Optional[str] = ..., entrypoint_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., supervisor_node_id: _Optional[bytes] = ..., supervisor_pid: _Optional[int] = ...) -> None: ...
 
 class RegisterJobRequest(_message.Message):
     __slots__ = ("job",)
@@ -220,6 +243,32 @@ class RegisterJobReply(_message.Message):
     session_dir: str
     head_node_id: bytes
     def __init__(self, job_id: _Optional[bytes] = ..., session_dir: _Optional[str] = ..., head_node_id: _Optional[bytes] = ...) -> None: ...
+
+class ReportJobRequest(_message.Message):
+    __slots__ = ("job_id", "logs", "started", "pid", "exited", "exit_code", "stopped", "message")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    logs: bytes
+    started: bool
+    pid: int
+    exited: bool
+    exit_code: int
+    stopped: bool
+    message: str
+    def __init__(self, job_id: _Optional[bytes] = ..., logs: _Optional[bytes] = ..., started: _Optional[bool] = ..., pid: _Optional[int] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., stopped: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReportJobReply(_message.Message):
+    __slots__ = ("stop",)
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    stop: bool
+    def __init__(self, stop: _Optional[bool] = ...) -> None: ...
 
 class FinishJobRequest(_message.Message):
     __slots__ = ("job_id", "state", "message")

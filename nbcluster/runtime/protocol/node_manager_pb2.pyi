@@ -279,6 +279,28 @@ class CheckHealthReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class StartJobRequest(_message.Message):
+    __slots__ = ("job", "gcs_address")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    GCS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    job: _gcs_pb2.JobInfo
+    gcs_address: str
+    def __init__(self, job: _Optional[_Union[_gcs_pb2.JobInfo, _Mapping]] = ..., gcs_address: _Optional[str] = ...) -> None: ...
+
+class StartJobReply(_message.Message):
+    __slots__ = ("started", "reason")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    started: bool
+    reason: str
+    def __init__(self, started: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StopJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    def __init__(self, job_id: _Optional[bytes] = ...) -> None: ...
+
 class DrainNodeRequest(_message.Message):
     __slots__ = ("reason",)
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,712 @@
+"""Submit jobs to a cluster and follow them over its REST API (as ``ray.job_submission``).
+
+::
+
+    from nbcluster.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient()                 # the newest cluster on this machine
+    job = client.submit_job(entrypoint="python train.py", runtime_env={"working_dir": "."})
+    for chunk in client.iter_job_logs(job):        # also inside a Jupyter cell
+        print(chunk, end="")
+    print(client.get_job_status(job))              # SUCCEEDED
+
+The client speaks HTTP with ``urllib`` (so it works inside a running event loop) and
+follows logs over a websocket with tornado, imported only when logs are tailed. Local
+``working_dir`` and ``py_modules`` are zipped and uploaded once, as content-addressed
+``gcs://`` packages. The token is sent in the ``Authorization`` header only; it is never
+printed, logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import http.client
+import json
+import os
+import queue
+import threading
+import time
+import types
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterSystemError
+
+__all__ = [
+    "ADDRESS_ENV",
+    "DEFAULT_PORT",
+    "SUPPORTED_RUNTIME_ENV_KEYS",
+    "JobDetails",
+    "JobInfo",
+    "JobProgress",
+    "JobStatus",
+    "JobSubmissionClient",
+    "JobType",
+]
+
+DEFAULT_PORT = 8265
+#: The jobs API (``http://HOST:PORT``) used when no address is given.
+ADDRESS_ENV = "NBCLUSTER_JOBS_ADDRESS"
+TOKEN_ENV = "NBCLUSTER_TOKEN"
+SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
+_MAX_LOG_MESSAGE = 64 * 1024 * 1024
+
+
+# -- the schema -------------------------------------------------------------------------
+class JobStatus(str, enum.Enum):
+    """The state of a job (Ray's names)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def is_terminal(self) -> bool:
+        """Whether the job has ended (it will not change state again)."""
+        return self in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class JobType(str, enum.Enum):
+    """A job submitted through this API, or a driver that connected on its own."""
+
+    SUBMISSION = "SUBMISSION"
+    DRIVER = "DRIVER"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """How far a job's tasks and actors have got."""
+
+    submitted: int = 0
+    running: int = 0
+    finished: int = 0
+    failed: int = 0
+    actors: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> "JobProgress":
+        data = data or {}
+        return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobDetails:
+    """One job, as the REST API and ``nbcluster job list --format json`` show it.
+
+    Times are milliseconds since the epoch (as Ray). ``submission_id`` is the id jobs
+    submitted through the API are addressed by; ``job_id`` is the cluster's job id.
+    """
+
+    type: JobType
+    job_id: str | None
+    submission_id: str | None = None
+    status: JobStatus
+    entrypoint: str
+    message: str | None = None
+    error_type: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+    driver_exit_code: int | None = None
+    driver_node_id: str | None = None
+    driver_pid: int | None = None
+    entrypoint_num_cpus: float | None = None
+    entrypoint_num_gpus: float | None = None
+    entrypoint_memory: int | None = None
+    entrypoint_resources: dict[str, float] | None = None
+    progress: JobProgress = field(default_factory=JobProgress)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["type"] = self.type.value
+        out["status"] = self.status.value
+        out["progress"] = self.progress.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "JobDetails":
+        """Build from the REST API's JSON; unknown keys (a newer server) are ignored."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a job record must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["type"] = JobType(kwargs.get("type") or JobType.SUBMISSION)
+            kwargs["status"] = JobStatus(kwargs["status"])
+            kwargs["progress"] = JobProgress.from_json(kwargs.get("progress"))
+            kwargs["metadata"] = dict(kwargs.get("metadata") or {})
+            kwargs["runtime_env"] = dict(kwargs.get("runtime_env") or {})
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Not the record itself: its env_vars may hold secrets.
+            raise ValueError(f"not a valid job record ({exc!r})") from exc
+
+
+#: Ray's older name.
+JobInfo = JobDetails
+
+
+# -- finding the jobs API ---------------------------------------------------------------
+def _base_url(address: str) -> str:
+    """``http://host:port[/prefix]`` of an address given as ``host:port`` or a URL."""
+    text = address.strip()
+    if "://" not in text:
+        text = "http://" + text
+    bad = ValueError(f"the jobs API address must be 'http://HOST:PORT' or 'HOST:PORT', got {address!r}")
+    parts = urllib.parse.urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise bad
+    if parts.username or parts.password:
+        raise ValueError("put no credentials in the address; pass the token with token= or NBCLUSTER_TOKEN")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port or DEFAULT_PORT}{parts.path.rstrip('/')}"
+
+
+def _host_port(base_url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(base_url if "://" in base_url else "http://" + base_url)
+    return (parts.hostname or "").lower(), parts.port or DEFAULT_PORT
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    (host_a, port_a), (host_b, port_b) = _host_port(a), _host_port(b)
+    if port_a != port_b:
+        return False
+    loop_a = host_a in _LOOPBACK or host_a.startswith("127.")
+    loop_b = host_b in _LOOPBACK or host_b.startswith("127.")
+    return host_a == host_b or (loop_a and loop_b)
+
+
+def _local_jobs_api() -> tuple[str, str]:
+    """(base URL, token) of the jobs API of the newest cluster running on this machine."""
+    from nbcluster.runtime import discovery
+
+    node = discovery.find_local_node("auto")
+    if node is None:
+        raise ClusterConnectionError(
+            f"{discovery.no_cluster_message()} For a remote cluster pass address='http://HOST:PORT' "
+            f"(the head's jobs API) or set {ADDRESS_ENV}."
+        )
+    try:
+        jobs_address = node.session.read_address().get("jobs_address")
+    except (OSError, ValueError):
+        jobs_address = None
+    if not jobs_address:
+        raise ClusterConnectionError(
+            f"the cluster at {node.gcs_address} (session {node.session.dir}) serves no jobs API: its "
+            "session names no jobs_address (a worker node's session, or a head without the jobs "
+            f"server). Pass address='http://HOST:PORT' of the head's jobs API or set {ADDRESS_ENV}."
+        )
+    host, _, port = jobs_address.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):  # served on every interface: reach it here
+        jobs_address = f"127.0.0.1:{port}"
+    return _base_url(jobs_address), node.token
+
+
+def _local_token_for(base_url: str) -> str:
+    """The token of a live head on this machine whose jobs API is ``base_url``, or ""."""
+    import psutil
+
+    from nbcluster.runtime.session import Session, temp_root
+
+    try:
+        paths = sorted(temp_root().glob("session_*"), reverse=True)
+    except OSError:
+        return ""
+    for path in paths:
+        if path.is_symlink():
+            continue
+        session = Session(path)
+        try:
+            info = session.read_address()
+            jobs_address = info.get("jobs_address")
+            if jobs_address and _same_endpoint(jobs_address, base_url) and psutil.pid_exists(
+                    int(info.get("head_pid", -1))):
+                return session.read_token()
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return ""
+
+
+def _check_token(token: str) -> str:
+    token = token.strip()
+    # Checked here: http.client would put a bad header value (the token) in its error.
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ValueError("the cluster token holds whitespace or control characters; check the token file")
+    return token
+
+
+def _no_token_error(base_url: str) -> AuthenticationError:
+    return AuthenticationError(
+        f"the jobs API at {base_url} needs the cluster's token: pass token=... (CLI: --token-file FILE "
+        f"with a copy of the head's `token` file) or set {TOKEN_ENV}."
+    )
+
+
+# -- HTTP -------------------------------------------------------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the Authorization header elsewhere: refuse it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# No proxies either (the websocket follows none): the token goes to the cluster only.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
+def _server_message(raw: bytes, default: str) -> str:
+    try:
+        message = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        message = raw.decode("utf-8", "replace").strip()[:300]
+    return str(message or default)
+
+
+def _no_job(job_id: str, message: str) -> str:
+    text = message if message.startswith("no job") else f"no job {job_id!r}: {message}"
+    return text if "job list" in text else f"{text} (`nbcluster job list` shows the jobs)"
+
+
+def _http_error(status: int, message: str, base_url: str, what: str, job_id: str | None) -> Exception:
+    if status in (401, 403):
+        return AuthenticationError(
+            f"the jobs API at {base_url} refused the token ({status}: {message}); pass the cluster's "
+            f"token (token=..., CLI --token-file FILE, or {TOKEN_ENV})"
+        )
+    if status == 404 and job_id is not None:
+        return ValueError(_no_job(job_id, message))
+    if status == 404:
+        return ValueError(f"{what}: not found ({message}); is {base_url} an nbcluster jobs API?")
+    if status >= 500 or 300 <= status < 400:
+        return NbclusterSystemError(
+            f"the jobs API at {base_url} failed on {what} ({status}: {message}); the head's log has details"
+        )
+    return ValueError(message)
+
+
+# -- runtime_env ------------------------------------------------------------------------
+def _local_path(value: Any, key: str) -> str | None:
+    """A local path to upload, or None for a value that is a ``gcs://`` URI already."""
+    if isinstance(value, types.ModuleType) and key == "py_modules":
+        file = getattr(value, "__file__", None)
+        if not file:
+            raise ValueError(f"runtime_env py_modules: module {value.__name__!r} has no file to upload")
+        return os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"runtime_env {key} entries must be paths or gcs:// URIs, got {type(value).__name__}")
+    text = os.fspath(value)
+    if isinstance(text, str) and "://" in text:
+        if not text.startswith("gcs://"):
+            raise ValueError(f"runtime_env {key}: {text!r} is not supported; give a local path or a gcs:// "
+                             "URI from an earlier upload")
+        from nbcluster.runtime.jobs.packages import parse_uri
+
+        parse_uri(text)
+        return None
+    if key == "working_dir" and not os.path.isdir(text):
+        raise ValueError(f"runtime_env working_dir {text!r} is not a directory")
+    if key == "py_modules" and not (os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".py"))):
+        raise ValueError(f"runtime_env py_modules entry {text!r} is not a package directory or a .py file")
+    return str(text)
+
+
+def _check_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Validate a runtime_env before anything is uploaded: only ``working_dir``,
+    ``py_modules`` and ``env_vars``, each of the right type, local paths existing."""
+    if runtime_env is None:
+        return None
+    if not isinstance(runtime_env, Mapping):
+        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+    for key in runtime_env:
+        if key not in SUPPORTED_RUNTIME_ENV_KEYS:
+            raise ValueError(
+                f"runtime_env key {key!r} is not supported; nbcluster jobs support "
+                f"{', '.join(SUPPORTED_RUNTIME_ENV_KEYS)} (install other dependencies on the cluster's nodes)"
+            )
+    env = {k: v for k, v in runtime_env.items() if v is not None}
+    if "working_dir" in env:
+        _local_path(env["working_dir"], "working_dir")
+    if "py_modules" in env:
+        if isinstance(env["py_modules"], (str, bytes, os.PathLike)) or not isinstance(env["py_modules"],
+                                                                                     (list, tuple)):
+            raise TypeError("runtime_env py_modules must be a list of paths, modules or gcs:// URIs")
+        env["py_modules"] = list(env["py_modules"])
+        for module in env["py_modules"]:
+            _local_path(module, "py_modules")
+    if "env_vars" in env:
+        env_vars = env["env_vars"]
+        if not isinstance(env_vars, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+            raise TypeError("runtime_env env_vars must be a dict of str to str")
+        env["env_vars"] = dict(env_vars)
+    return env
+
+
+# -- the client -------------------------------------------------------------------------
+class JobSubmissionClient:
+    """Submit jobs to a cluster and follow them (as Ray's ``JobSubmissionClient``).
+
+    ``address`` is the head's jobs API, ``"http://HOST:PORT"`` or ``"HOST:PORT"``
+    (port 8265 when left out); None: ``$NBCLUSTER_JOBS_ADDRESS``, else the newest cluster
+    started on this machine (``"auto"`` always means that one). ``token``: else
+    ``$NBCLUSTER_TOKEN``, else the token of the cluster on this machine the address
+    points at. ``timeout`` bounds each HTTP request, in seconds.
+    """
+
+    def __init__(self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0) -> None:
+        if address is None:
+            address = os.environ.get(ADDRESS_ENV) or "auto"
+        local_token = ""
+        if address == "auto":
+            self._address, local_token = _local_jobs_api()
+        else:
+            self._address = _base_url(address)
+        token = token or os.environ.get(TOKEN_ENV) or local_token or _local_token_for(self._address)
+        if not token or not token.strip():
+            raise _no_token_error(self._address)
+        self._token = _check_token(token)
+        self._timeout = float(timeout)
+
+    @property
+    def address(self) -> str:
+        """The jobs API's base URL."""
+        return self._address
+
+    def __repr__(self) -> str:
+        return f"JobSubmissionClient(address={self._address!r})"
+
+    # -- requests ----------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        job_id: str | None = None,
+        missing_ok: bool = False,
+        decode: bool = True,
+    ) -> Any:
+        """One request; the decoded JSON answer (the bytes unless ``decode``; None for a
+        404 when ``missing_ok``)."""
+        headers = self._headers()
+        data = None
+        if isinstance(body, bytes):
+            data = body
+            headers["Content-Type"] = "application/zip"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        what = f"{method} {path}"
+        request = urllib.request.Request(self._address + path, data=data, method=method, headers=headers)
+        try:
+            with _OPENER.open(request, timeout=self._timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                try:
+                    raw = exc.read()
+                except (OSError, http.client.HTTPException):
+                    raw = b""
+            if exc.code == 404 and missing_ok:
+                return None
+            raise _http_error(exc.code, _server_message(raw, exc.reason), self._address, what, job_id) from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ClusterConnectionError(
+                f"cannot reach the jobs API at {self._address} ({what}): {reason}. Is the cluster running, "
+                "and is this the head's jobs address?"
+            ) from exc
+        if not decode:
+            return raw
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise NbclusterSystemError(
+                f"the jobs API at {self._address} answered {what} with something other than JSON; "
+                "is this address an nbcluster jobs API?"
+            ) from exc
+
+    @staticmethod
+    def _job_path(job_id: str) -> str:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError(f"a job id must be a non-empty string, got {job_id!r}")
+        return "/api/jobs/" + urllib.parse.quote(job_id, safe="")
+
+    def _details(self, data: Any) -> JobDetails:
+        try:
+            return JobDetails.from_json(data)
+        except ValueError as exc:
+            raise NbclusterSystemError(f"the jobs API at {self._address} sent a bad job record: {exc}") from exc
+
+    def _upload(self, path: str, include_parent: bool) -> str:
+        """Zip a local directory (or .py file), upload it unless stored; its gcs:// URI."""
+        from nbcluster.runtime.jobs.packages import package_uri, parse_uri, zip_directory
+
+        data = zip_directory(path, include_parent=include_parent)
+        uri = package_uri(data)
+        package = "/api/packages/gcs/" + urllib.parse.quote(parse_uri(uri)[1], safe="")
+        if self._request("GET", package, missing_ok=True, decode=False) is None:
+            self._request("PUT", package, body=data)
+        return uri
+
+    # -- Ray's API ----------------------------------------------------------------------
+    def get_version(self) -> str:
+        """The version of the REST API the server speaks."""
+        return str(self._request("GET", "/api/version").get("version", ""))
+
+    def submit_job(
+        self,
+        *,
+        entrypoint: str,
+        submission_id: str | None = None,
+        runtime_env: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        entrypoint_num_cpus: float | None = None,
+        entrypoint_num_gpus: float | None = None,
+        entrypoint_memory: int | None = None,
+        entrypoint_resources: dict[str, float] | None = None,
+    ) -> str:
+        """Run ``entrypoint`` (a shell command) as a job on the cluster; its submission id.
+
+        A local ``working_dir`` and local ``py_modules`` in ``runtime_env`` are zipped and
+        uploaded (once: a package the cluster holds already is not sent again).
+        """
+        if not isinstance(entrypoint, str) or not entrypoint.strip():
+            raise ValueError("entrypoint must be a non-empty shell command, e.g. 'python script.py'")
+        if submission_id is not None and (not isinstance(submission_id, str) or not submission_id):
+            raise ValueError(f"submission_id must be a non-empty string, got {submission_id!r}")
+        if metadata is not None and not (isinstance(metadata, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+            raise TypeError("metadata must be a dict of str to str")
+        env = _check_runtime_env(runtime_env)
+        if env is not None:
+            if "working_dir" in env and (path := _local_path(env["working_dir"], "working_dir")):
+                env["working_dir"] = self._upload(path, include_parent=False)
+            for i, module in enumerate(env.get("py_modules", ())):
+                if path := _local_path(module, "py_modules"):
+                    env["py_modules"][i] = self._upload(path, include_parent=True)
+        answer = self._request("POST", "/api/jobs/", body={
+            "entrypoint": entrypoint,
+            "submission_id": submission_id,
+            "runtime_env": env,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "entrypoint_num_cpus": entrypoint_num_cpus,
+            "entrypoint_num_gpus": entrypoint_num_gpus,
+            "entrypoint_memory": entrypoint_memory,
+            "entrypoint_resources": entrypoint_resources,
+        })
+        return str(answer.get("submission_id") or answer["job_id"])
+
+    def stop_job(self, job_id: str) -> bool:
+        """Ask the job to stop; False when it had already ended."""
+        return bool(self._request("POST", self._job_path(job_id) + "/stop", job_id=job_id).get("stopped"))
+
+    def delete_job(self, job_id: str) -> bool:
+        """Forget an ended job (its record and logs); ``ValueError`` while it still runs."""
+        return bool(self._request("DELETE", self._job_path(job_id), job_id=job_id).get("deleted"))
+
+    def get_job_info(self, job_id: str) -> JobDetails:
+        return self._details(self._request("GET", self._job_path(job_id), job_id=job_id))
+
+    def list_jobs(self) -> list[JobDetails]:
+        answer = self._request("GET", "/api/jobs/")
+        if not isinstance(answer, list):
+            raise NbclusterSystemError(f"the jobs API at {self._address} sent no job list")
+        return [self._details(item) for item in answer]
+
+    def get_job_status(self, job_id: str) -> JobStatus:
+        return self.get_job_info(job_id).status
+
+    def get_job_logs(self, job_id: str) -> str:
+        """The job's output so far (stdout and stderr of the entrypoint)."""
+        return str(self._request("GET", self._job_path(job_id) + "/logs", job_id=job_id).get("logs", ""))
+
+    async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
+        """The job's output from its start, chunk by chunk as it comes, until the job ends."""
+        from tornado.httpclient import HTTPClientError, HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        path = self._job_path(job_id) + "/logs/tail"
+        url = "ws" + self._address.removeprefix("http") + path
+        request = HTTPRequest(url, headers=self._headers(), connect_timeout=self._timeout,
+                              request_timeout=self._timeout)
+        try:
+            conn = await websocket_connect(request, ping_interval=20, ping_timeout=20,
+                                           max_message_size=_MAX_LOG_MESSAGE)
+        except HTTPClientError as exc:
+            if exc.code == 599:  # tornado's code for a timeout or a dropped connection
+                raise ClusterConnectionError(f"cannot reach the jobs API at {self._address}: {exc}") from exc
+            body = exc.response.body if exc.response is not None and exc.response.body else b""
+            message = _server_message(body, exc.message or "")
+            raise _http_error(exc.code, message, self._address, f"GET {path}", job_id) from exc
+        except OSError as exc:
+            raise ClusterConnectionError(f"cannot reach the jobs API at {self._address}: {exc}") from exc
+        ended = False
+        try:
+            while True:
+                message = await conn.read_message()
+                if message is None:  # the server closed: the job ended, all was sent
+                    ended = True
+                    _check_close(conn.close_code, conn.close_reason, self._address, job_id)
+                    return
+                yield message if isinstance(message, str) else message.decode("utf-8", "replace")
+        finally:
+            conn.close()
+            if not ended:  # the closing handshake, so the socket is closed before the loop is
+                try:
+                    await asyncio.wait_for(_drain(conn), 2.0)
+                except (asyncio.TimeoutError, OSError):
+                    stream = getattr(getattr(conn, "protocol", None), "stream", None)
+                    if stream is not None:  # no answer to the close: drop the socket now
+                        stream.close()
+
+    def iter_job_logs(self, job_id: str, *, timeout: float | None = None) -> Iterator[str]:
+        """:meth:`tail_job_logs` as a plain iterator, for sync code and Jupyter cells.
+
+        The websocket runs on a private thread with an event loop of its own. Closing the
+        iterator early (``break``, ``close()``) stops that thread. ``timeout``: raise
+        ``TimeoutError`` when the logs have not ended within that many seconds (the job
+        keeps running).
+        """
+        self._job_path(job_id)
+        return self._iter_job_logs(job_id, timeout)
+
+    def _iter_job_logs(self, job_id: str, timeout: float | None) -> Iterator[str]:
+        pump = _LogPump(lambda: self.tail_job_logs(job_id), name=f"nbcluster-job-logs-{job_id}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pump.start()
+        try:
+            while True:
+                wait = 0.2
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise TimeoutError(f"the logs of job {job_id!r} did not end within {timeout} s "
+                                           "(the job keeps running)")
+                try:
+                    kind, value = pump.queue.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                if kind == "chunk":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            pump.stop()
+
+    def wait_until_finished(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobStatus:
+        """Poll until the job has ended; its final status. ``TimeoutError`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.get_job_status(job_id)
+            if status.is_terminal():
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id!r} is still {status} after {timeout} s")
+            pause = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            time.sleep(pause)
+
+
+def _check_close(code: int | None, reason: str | None, base_url: str, job_id: str) -> None:
+    """Raise for a websocket the server closed with an error code (4004: no such job)."""
+    if code is None or code in (1000, 1001):
+        return
+    reason = reason or f"closed with code {code}"
+    if code == 4004:
+        raise ValueError(_no_job(job_id, reason))
+    if code in (4001, 4003):
+        raise AuthenticationError(f"the jobs API at {base_url} refused the token: {reason}")
+    if 4000 <= code < 5000:
+        raise ValueError(reason)
+    raise NbclusterSystemError(f"the jobs API at {base_url} broke off the log of job {job_id!r}: {reason}")
+
+
+async def _drain(conn: Any) -> None:
+    while await conn.read_message() is not None:
+        pass
+
+
+class _LogPump:
+    """Runs an async iterator on a thread with its own event loop, handing its items
+    over ``queue`` as ``("chunk", item)``, then ``("end", None)`` or ``("error", exc)``.
+    ``stop()`` cancels it and joins the thread; it may be called at any time, twice."""
+
+    def __init__(self, source: Callable[[], AsyncIterator[str]], name: str) -> None:
+        self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._source = source
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            if self._loop is not None and self._task is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._loop = loop
+                self._task = loop.create_task(self._pump())
+            try:
+                loop.run_until_complete(self._task)
+            except asyncio.CancelledError:
+                pass
+        finally:
+            with self._lock:
+                self._loop = None
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _pump(self) -> None:
+        source = self._source()
+        try:
+            async for item in source:
+                self.queue.put(("chunk", item))
+        except Exception as exc:  # handed to the consumer, which raises it
+            self.queue.put(("error", exc))
+        else:
+            self.queue.put(("end", None))
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,235 @@
+"""The Jobs REST API on the head (tornado), with Ray's paths and field names.
+
+    GET    /api/version
+    GET    /api/packages/gcs/{name}         200 when stored, else 404
+    PUT    /api/packages/gcs/{name}         body: a zip (a working_dir or py_module)
+    POST   /api/jobs/                       {"entrypoint", "submission_id", "runtime_env", "metadata",
+                                             "entrypoint_num_cpus", "entrypoint_num_gpus",
+                                             "entrypoint_memory", "entrypoint_resources"}
+    GET    /api/jobs/                       [JobDetails]
+    GET    /api/jobs/{id}                   JobDetails
+    DELETE /api/jobs/{id}                   a finished job and its log
+    POST   /api/jobs/{id}/stop              {"stopped": bool}
+    GET    /api/jobs/{id}/logs              {"logs": str}
+    WS     /api/jobs/{id}/logs/tail         the log from its start, then live; closed at the end
+
+Every request needs ``Authorization: Bearer <cluster token>``: 401 without one, 403
+with a wrong one, checked before anything else is read or done. Requests that change
+something and carry a browser ``Origin`` of another site are refused (403). Errors
+are ``{"error": "message"}`` with 400 (bad input), 404, 409 (a submission_id that
+exists) or 413 (a package over the size cap). Served on 127.0.0.1 unless the head is
+told to bind another address (``--dashboard-host``); default port 8265 for heads
+started from the command line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from nbcluster._version import __version__
+from nbcluster.runtime.jobs import packages
+from nbcluster.runtime.jobs.manager import JobError
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.gcs.server import GcsServer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8265
+API_VERSION = "1"
+
+
+def _authorize(handler: tornado.web.RequestHandler) -> None:
+    """401/403 unless the request carries the cluster's token."""
+    gcs: GcsServer = handler.settings["gcs"]
+    header = handler.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="no token")
+    if not hmac.compare_digest(token.strip().encode(), gcs.token.encode()):
+        raise tornado.web.HTTPError(403, reason="Forbidden", log_message="wrong token")
+
+
+def _write_error(handler: tornado.web.RequestHandler, kwargs: dict[str, Any]) -> None:
+    """Errors as ``{"error": message}``, for the token checks too."""
+    exc = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+        message = {
+            "no token": "this API needs the cluster token: send 'Authorization: Bearer <token>'",
+            "wrong token": "the token is not this cluster's",
+        }.get(exc.log_message, exc.log_message)
+    else:
+        message = handler._reason
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"error": message}))
+
+
+class _Handler(tornado.web.RequestHandler):
+    @property
+    def gcs(self) -> "GcsServer":
+        return self.settings["gcs"]
+
+    def prepare(self) -> None:
+        _authorize(self)
+        if self.request.method in ("POST", "PUT", "DELETE", "PATCH"):
+            origin = self.request.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != self.request.host:
+                raise tornado.web.HTTPError(403, reason="Forbidden", log_message="cross-site request refused")
+
+    def check_xsrf_cookie(self) -> None:  # token-authenticated API, no cookies
+        return
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        _write_error(self, kwargs)
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def fail(self, exc: JobError) -> None:
+        self.send({"error": str(exc)}, exc.status)
+
+    def body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError:
+            raise JobError(400, "the request body is not JSON") from None
+
+
+class VersionHandler(_Handler):
+    def get(self) -> None:
+        self.send({"version": API_VERSION, "nbcluster_version": __version__})
+
+
+@tornado.web.stream_request_body
+class PackageHandler(_Handler):
+    """Streamed: the token is checked when the headers arrive, before any byte of the
+    body is read, and an upload over the cap is refused as it crosses it."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._data = bytearray()
+        self._over = False
+
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._data) + len(chunk) > packages.DEFAULT_MAX_BYTES:
+            self._over = True
+            self._data.clear()
+            return
+        self._data += chunk
+
+    def get(self, protocol: str, name: str) -> None:
+        if protocol != packages.PROTOCOL or not self.gcs.jobs.has_package(name):
+            self.send({"error": f"no package {protocol}://{name}"}, 404)
+            return
+        self.send({"uri": f"{protocol}://{name}"})
+
+    def put(self, protocol: str, name: str) -> None:
+        if protocol != packages.PROTOCOL:
+            self.send({"error": f"packages are stored under gcs://, not {protocol}://"}, 400)
+            return
+        if self._over:
+            cap = packages.DEFAULT_MAX_BYTES // 2**20
+            self.send({"error": f"the package is larger than {cap} MiB; exclude large files from it"}, 413)
+            return
+        try:
+            uri = self.gcs.jobs.put_package(name, bytes(self._data))
+        except JobError as exc:
+            self.fail(exc)
+            return
+        self.send({"uri": uri})
+
+
+class JobsHandler(_Handler):
+    def get(self) -> None:
+        jobs = self.gcs.jobs
+        self.send([jobs.details(info) for info in self.gcs.job_infos()])
+
+    def post(self) -> None:
+        try:
+            info = self.gcs.jobs.submit(self.body())
+        except JobError as exc:
+            self.fail(exc)
+            return
+        self.send({"job_id": info.submission_id, "submission_id": info.submission_id})
+
+
+class JobHandler(_Handler):
+    def get(self, job_id: str) -> None:
+        try:
+            self.send(self.gcs.jobs.details(self.gcs.jobs.find(job_id)))
+        except JobError as exc:
+            self.fail(exc)
+
+    def delete(self, job_id: str) -> None:
+        try:
+            self.send({"deleted": self.gcs.jobs.delete(job_id)})
+        except JobError as exc:
+            self.fail(exc)
+
+
+class StopHandler(_Handler):
+    async def post(self, job_id: str) -> None:
+        try:
+            self.send({"stopped": await self.gcs.jobs.stop(job_id)})
+        except JobError as exc:
+            self.fail(exc)
+
+
+class LogsHandler(_Handler):
+    def get(self, job_id: str) -> None:
+        try:
+            self.send({"logs": self.gcs.jobs.logs(job_id)})
+        except JobError as exc:
+            self.fail(exc)
+
+
+class TailHandler(tornado.websocket.WebSocketHandler):
+    def prepare(self) -> None:
+        _authorize(self)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        _write_error(self, kwargs)
+
+    async def open(self, job_id: str) -> None:  # type: ignore[override]
+        gcs: GcsServer = self.settings["gcs"]
+        try:
+            async for chunk in gcs.jobs.tail(job_id):
+                await self.write_message(chunk)
+        except JobError as exc:
+            self.close(4004, str(exc)[:120])
+            return
+        except tornado.websocket.WebSocketClosedError:
+            return
+        self.close(1000, "the job ended")
+
+
+def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
+    """Start serving on ``host:port`` (0: any free port); return the server and port."""
+    app = tornado.web.Application(
+        [
+            (r"/api/version", VersionHandler),
+            (r"/api/packages/([^/]+)/([^/]+)", PackageHandler),
+            (r"/api/jobs/?", JobsHandler),
+            (r"/api/jobs/([^/]+)/stop", StopHandler),
+            (r"/api/jobs/([^/]+)/logs/tail", TailHandler),
+            (r"/api/jobs/([^/]+)/logs", LogsHandler),
+            (r"/api/jobs/([^/]+)/?", JobHandler),
+        ],
+        gcs=gcs,
+        websocket_ping_interval=10,
+    )
+    server = HTTPServer(app, max_body_size=packages.DEFAULT_MAX_BYTES + (1 << 20))
+    sockets = bind_sockets(port, host)
+    server.add_sockets(sockets)
+    return server, sockets[0].getsockname()[1]

@@ -1,0 +1,214 @@
+"""A job supervisor: ``python -m nbcluster.runtime.jobs.supervisor --session-dir D
+--gcs-route R --lifeline-fd N`` with the job in ``NBCLUSTER_JOB`` (a serialized
+JobInfo, base64) and the token in ``NBCLUSTER_TOKEN``.
+
+Started by a node manager for one submitted job. It sets up the job's runtime_env
+(packages unpacked on this node), runs the entrypoint with ``/bin/sh -c`` as its own
+process group, with ``NBCLUSTER_ADDRESS``, ``NBCLUSTER_TOKEN`` and
+``NBCLUSTER_JOB_ID`` in its environment (so ``nbcluster.init()`` there joins the
+cluster as this job), streams its output to the GCS (the job's log on the head) and
+reports its exit. SIGTERM (a stop), its lifeline closing (its node manager gone) or
+losing the GCS end the entrypoint: SIGTERM to the group, SIGKILL after
+``job_stop_grace_s``. Whatever of the group is left when the entrypoint exits is
+ended too, so a job leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.jobs import runtime_env
+from nbcluster.runtime.procutil import configure_logging, watch_lifeline
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.session import TOKEN_ENV
+from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger("nbcluster.job_supervisor")
+
+JOB_ENV = "NBCLUSTER_JOB"
+ADDRESS_ENV = "NBCLUSTER_ADDRESS"
+JOB_ID_ENV = "NBCLUSTER_JOB_ID"
+#: Output is sent to the head at most this often (and when 64 KiB gathered).
+FLUSH_S = 0.1
+CHUNK = 64 * 1024
+
+
+class Supervisor:
+    def __init__(self, opts: argparse.Namespace, job: gcs_pb2.JobInfo, token: str, config: RuntimeConfig) -> None:
+        self.opts = opts
+        self.job = job
+        self.token = token
+        self.config = config
+        self.gcs: object = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stop_requested = asyncio.Event()
+        self.stopped = False
+        self._buffer = bytearray()
+        self.lost = False
+
+    async def report(self, **fields: object) -> gcs_pb2.ReportJobReply:
+        """Tell the GCS; losing it ends the job (nothing could report its end)."""
+        if self.lost:
+            return gcs_pb2.ReportJobReply(stop=True)
+        request = gcs_pb2.ReportJobRequest(job_id=self.job.job_id, **fields)  # type: ignore[arg-type]
+        try:
+            reply = await self.gcs.call(methods.Gcs.ReportJob, request, timeout=30.0)  # type: ignore[attr-defined]
+        except (ConnectionLost, RemoteError, asyncio.TimeoutError) as exc:
+            logger.error("job=%s: cannot reach the head (%s); ending the job", self.job.submission_id, exc)
+            self.lost = True
+            reply = gcs_pb2.ReportJobReply(stop=True)
+        if reply.stop:
+            self.stop_requested.set()
+        return reply
+
+    async def run(self) -> None:
+        self.gcs = await dial(self.opts.gcs_route, self.token, timeout=self.config.startup_timeout_s)
+        self.gcs.on_close(self._gcs_lost)  # type: ignore[attr-defined]
+        env_spec = json.loads(self.job.runtime_env_json or "{}")
+        try:
+            prepared = await runtime_env.prepare(
+                self.gcs, Path(self.opts.session_dir), env_spec.get("working_dir", ""), env_spec.get("py_modules", [])
+            )
+        except (OSError, ValueError, ConnectionLost, RemoteError) as exc:
+            logger.exception("runtime_env setup failed")
+            await self.report(exited=True, exit_code=-1, message=f"runtime_env setup failed: {exc}")
+            return
+        env = dict(os.environ)
+        env.pop(JOB_ENV, None)
+        env.update(env_spec.get("env_vars", {}))
+        env.update({
+            ADDRESS_ENV: self.opts.gcs_address,
+            TOKEN_ENV: self.token,
+            JOB_ID_ENV: self.job.job_id.hex(),
+            "PYTHONUNBUFFERED": "1",
+            runtime_env.ENV_VAR: json.dumps({
+                "working_dir_uri": env_spec.get("working_dir", ""),
+                "py_modules_uris": env_spec.get("py_modules", []),
+            }),
+        })
+        if prepared.sys_path:
+            env["PYTHONPATH"] = os.pathsep.join(prepared.sys_path + [p for p in [env.get("PYTHONPATH")] if p])
+        self.proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", self.job.entrypoint,
+            cwd=str(prepared.working_dir) if prepared.working_dir else None,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        logger.info("job=%s entrypoint pid=%d: %s", self.job.submission_id, self.proc.pid, self.job.entrypoint)
+        await self.report(started=True, pid=self.proc.pid)
+        pump = asyncio.ensure_future(self._pump())
+        flusher = asyncio.ensure_future(self._flush_loop())
+        waiter = asyncio.ensure_future(self.proc.wait())
+        stopper = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            self.stopped = True
+            await self._end_group()
+        code = await waiter
+        await self._end_group(leftovers_only=True)
+        await pump
+        stopper.cancel()
+        flusher.cancel()
+        await self._flush()
+        await self.report(exited=True, exit_code=code, stopped=self.stopped)
+
+    def _gcs_lost(self, conn: object) -> None:
+        """The head went away: nothing could report this job's end, so end it."""
+        if not self.lost:
+            logger.error("job=%s: lost the head; ending the job", self.job.submission_id)
+            self.lost = True
+            self.stop_requested.set()
+
+    async def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            data = await self.proc.stdout.read(CHUNK)
+            if not data:
+                return
+            self._buffer += data
+            if len(self._buffer) >= CHUNK:
+                await self._flush()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            await self.report(logs=data)
+
+    async def _end_group(self, leftovers_only: bool = False) -> None:
+        """SIGTERM the entrypoint's process group, SIGKILL what is left after the grace."""
+        assert self.proc is not None
+        pgid = self.proc.pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not leftovers_only:
+            logger.info("job=%s stopping its process group", self.job.submission_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.job_stop_grace_s
+        while loop.time() < deadline:
+            if self.proc.returncode is not None and not _group_alive(pgid):
+                return
+            await asyncio.sleep(0.05)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+async def serve(opts: argparse.Namespace) -> None:
+    job = gcs_pb2.JobInfo.FromString(base64.b64decode(os.environ[JOB_ENV]))
+    supervisor = Supervisor(opts, job, os.environ[TOKEN_ENV], RuntimeConfig.load())
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, supervisor.stop_requested.set)
+    if opts.lifeline_fd is not None:
+        watch_lifeline(loop, opts.lifeline_fd, supervisor.stop_requested.set)
+    try:
+        await supervisor.run()
+    except (ConnectionLost, RemoteError, OSError, asyncio.TimeoutError) as exc:
+        logger.error("job=%s: lost the head (%s); ending the job", job.submission_id, exc)
+        if supervisor.proc is not None and supervisor.proc.returncode is None:
+            await supervisor._end_group()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="nbcluster-job-supervisor")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--gcs-route", required=True, help="how this process reaches the GCS")
+    parser.add_argument("--gcs-address", required=True, help="the GCS address the job's driver connects to")
+    parser.add_argument("--job-name", required=True)
+    parser.add_argument("--lifeline-fd", type=int)
+    opts = parser.parse_args()
+    configure_logging(Path(opts.session_dir) / "logs" / f"job-supervisor-{opts.job_name}.log")
+    asyncio.run(serve(opts))
+
+
+if __name__ == "__main__":
+    main()

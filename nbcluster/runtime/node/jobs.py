@@ -1,0 +1,115 @@
+"""The job supervisors a node manager runs: one process per submitted job placed on
+this node, holding the entrypoint's resources until it exits (see
+``nbcluster.runtime.jobs.supervisor``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.procutil import spawn_python
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.session import TOKEN_ENV, Session
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Supervisor:
+    proc: subprocess.Popen
+    held: rs.Fixed
+    lifeline: int | None
+
+
+class JobSupervisors:
+    def __init__(
+        self,
+        session: Session,
+        token: str,
+        config_env: str,
+        gcs_route: Callable[[], str],
+        hold: Callable[[rs.Fixed], bool],
+        release: Callable[[rs.Fixed], None],
+    ) -> None:
+        self._session = session
+        self._token = token
+        self._config_env = config_env
+        self._gcs_route = gcs_route
+        self._hold = hold  # takes the resources if they are free now
+        self._release = release
+        self.running: dict[bytes, _Supervisor] = {}
+
+    def start(self, request: nm_pb2.StartJobRequest) -> nm_pb2.StartJobReply:
+        job = request.job
+        if job.job_id in self.running:
+            return nm_pb2.StartJobReply(started=True)
+        need = rs.to_fixed(job.entrypoint_resources.amounts)
+        if not self._hold(need):
+            return nm_pb2.StartJobReply(started=False, reason="its entrypoint resources are not free here now")
+        read, write = os.pipe()
+        name = job.submission_id or job.job_id.hex()
+        try:
+            proc = spawn_python(
+                "nbcluster.runtime.jobs.supervisor",
+                [
+                    "--session-dir", str(self._session.dir),
+                    "--gcs-route", self._gcs_route(),
+                    "--gcs-address", request.gcs_address,
+                    "--job-name", name,
+                    "--lifeline-fd", str(read),
+                ],
+                log_dir=self._session.logs,
+                log_name=f"job-supervisor-{name}",
+                env={
+                    TOKEN_ENV: self._token,
+                    "NBCLUSTER_CONFIG": self._config_env,
+                    "NBCLUSTER_JOB": base64.b64encode(job.SerializeToString()).decode(),
+                },
+                pass_fds=(read,),
+            )
+        except OSError as exc:
+            os.close(write)
+            self._release(need)
+            return nm_pb2.StartJobReply(started=False, reason=f"cannot start its supervisor: {exc}")
+        finally:
+            os.close(read)
+        os.set_inheritable(write, False)
+        supervisor = self.running[job.job_id] = _Supervisor(proc, need, write)
+        logger.info("job=%s supervisor pid=%d", name, proc.pid)
+        future = asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        future.add_done_callback(lambda _f: self._exited(job.job_id, supervisor))
+        return nm_pb2.StartJobReply(started=True)
+
+    def _exited(self, job_id: bytes, supervisor: _Supervisor) -> None:
+        if self.running.get(job_id) is supervisor:
+            del self.running[job_id]
+        self._close(supervisor)
+        self._release(supervisor.held)
+
+    def stop(self, job_id: bytes) -> None:
+        supervisor = self.running.get(job_id)
+        if supervisor is not None and supervisor.proc.poll() is None:
+            supervisor.proc.send_signal(signal.SIGTERM)
+
+    def shutdown(self) -> list[subprocess.Popen]:
+        """Ask every supervisor to end its job; return their processes to wait for."""
+        procs = []
+        for supervisor in self.running.values():
+            self._close(supervisor)
+            if supervisor.proc.poll() is None:
+                supervisor.proc.send_signal(signal.SIGTERM)
+            procs.append(supervisor.proc)
+        return procs
+
+    @staticmethod
+    def _close(supervisor: _Supervisor) -> None:
+        if supervisor.lifeline is not None:
+            os.close(supervisor.lifeline)
+            supervisor.lifeline = None

@@ -78,7 +78,7 @@ def test_start_join_connect_status_list_stop(machine: Machine) -> None:
     actors = machine.run("list", "actors").stdout
     assert "Keeper" in actors and "ALIVE" in actors and "keeper" in actors
     jobs = machine.run("list", "jobs").stdout.splitlines()
-    assert jobs[0].split()[:3] == ["JOB_ID", "TYPE", "STATUS"] and "SUCCEEDED" in jobs[1]
+    assert jobs[0].split()[:4] == ["JOB_ID", "SUBMISSION_ID", "TYPE", "STATUS"] and "SUCCEEDED" in jobs[1]
     assert machine.run("list", "tasks", "--state", "FAILED").stdout.strip() == "(no tasks)"
 
     started = machine.processes()

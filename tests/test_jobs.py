@@ -355,3 +355,30 @@ def test_the_python_client_ships_py_modules_and_follows_logs_inside_a_loop(api: 
     assert client.get_job_status(job) is JobStatus.SUCCEEDED
     info = client.get_job_info(job)
     assert info.runtime_env["py_modules"][0].startswith("gcs://") and info.progress.finished == 1
+
+
+def test_a_driver_ships_its_working_dir_with_init(tmp_path: Path) -> None:
+    from .conftest import run_python
+
+    work = tmp_path / "shipped"
+    work.mkdir()
+    (work / "shipped_helper.py").write_text("VALUE = 41\n")
+    proc = run_python(f"""
+        import os
+        import nbcluster
+        nbcluster.init(num_cpus=1, runtime_env={{"working_dir": {str(work)!r}}})
+
+        @nbcluster.remote
+        def read():
+            import shipped_helper
+            return shipped_helper.VALUE + 1, os.path.basename(os.getcwd())
+
+        print("RESULT", nbcluster.get(read.remote()))
+        nbcluster.shutdown()
+    """, cwd=tmp_path.parent)
+    assert "RESULT (42, '_nbcluster_pkg_" in proc.stdout
+    bad = run_python("""
+        import nbcluster
+        nbcluster.init(num_cpus=1, runtime_env={"working_dir": "/does/not/exist"})
+    """, check=False)
+    assert bad.returncode != 0 and "must be an existing local path or a gcs:// URI" in bad.stderr

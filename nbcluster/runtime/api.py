@@ -48,7 +48,7 @@ _lock = threading.RLock()
 _cluster: LocalCluster | None = None
 _gcs: Any = None
 
-SUPPORTED_RUNTIME_ENV = ("env_vars",)
+SUPPORTED_RUNTIME_ENV = ("env_vars", "working_dir", "py_modules")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,26 @@ def _validate_runtime_env(runtime_env: dict | None) -> dict:
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
     ):
         raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
-    return {"env_vars": dict(env_vars)}
+    out: dict[str, Any] = {"env_vars": dict(env_vars)}
+    # Local directories (or gcs:// URIs) zipped here and shipped to every worker.
+    from nbcluster.runtime.jobs import packages
+
+    def package(path: Any, key: str, include_parent: bool) -> tuple[str, bytes | None]:
+        if isinstance(path, str) and path.startswith(f"{packages.PROTOCOL}://"):
+            packages.parse_uri(path)
+            return path, None
+        if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
+            raise ValueError(f"runtime_env['{key}'] must be an existing local path or a gcs:// URI, got {path!r}")
+        data = packages.zip_directory(path, include_parent=include_parent)
+        return packages.package_uri(data), data
+
+    if runtime_env.get("working_dir") is not None:
+        out["working_dir"] = package(runtime_env["working_dir"], "working_dir", False)
+    modules = runtime_env.get("py_modules") or []
+    if not isinstance(modules, (list, tuple)):
+        raise TypeError("runtime_env['py_modules'] must be a list of local package directories or gcs:// URIs")
+    out["py_modules"] = [package(m, "py_modules", True) for m in modules]
+    return out
 
 
 def init(
@@ -231,10 +250,14 @@ def _connect(
     global _gcs
     started = time.time()
     working_dir_uri, py_modules_uris = runtime_env_setup.uris_from_env()
-    env_key = {**runtime_env, "working_dir": working_dir_uri, "py_modules": py_modules_uris}
+    uploads = [p for p in [runtime_env.get("working_dir")] + list(runtime_env.get("py_modules", [])) if p]
+    if runtime_env.get("working_dir"):
+        working_dir_uri = runtime_env["working_dir"][0]
+    py_modules_uris = py_modules_uris + [uri for uri, _ in runtime_env.get("py_modules", [])]
+    env_key = {"env_vars": runtime_env.get("env_vars", {}), "working_dir": working_dir_uri, "py_modules": py_modules_uris}
     env_hash = (
         hashlib.sha1(json.dumps(env_key, sort_keys=True).encode()).hexdigest()[:16]
-        if runtime_env or working_dir_uri or py_modules_uris
+        if runtime_env.get("env_vars") or working_dir_uri or py_modules_uris
         else ""
     )
     cwd = os.getcwd()
@@ -259,6 +282,10 @@ def _connect(
         except ConnectionLost as exc:
             raise ClusterConnectionError(f"cannot reach the cluster's head at {gcs_endpoint}: {exc}") from None
         holder["gcs"] = gcs
+        for uri, data in uploads:  # runtime_env packages, stored once by content
+            if data is not None:
+                name = uri.split("://", 1)[1].encode()
+                await gcs.call(methods.Gcs.KvPut, gcs_pb2.KvPutRequest(namespace="packages", key=name, value=data))
         if node_endpoint is not None and node_id is None:  # a worker node's session
             info = session.read_address()
             core.node_id = bytes.fromhex(info["node_id"])

@@ -103,9 +103,9 @@ def task_rows(tasks: Sequence[TaskState]) -> tuple[list[str], list[list[Any]]]:
 
 
 def job_rows(jobs: Sequence[JobState]) -> tuple[list[str], list[list[Any]]]:
-    headers = ["JOB_ID", "TYPE", "STATUS", "DRIVER_PID", "STARTED", "ENTRYPOINT"]
-    rows = [[j.job_id, j.type, j.status, j.driver_pid or "-", _clock(j.start_time), _clip(j.entrypoint, 60)]
-            for j in jobs]
+    headers = ["JOB_ID", "SUBMISSION_ID", "TYPE", "STATUS", "DRIVER_PID", "STARTED", "ENTRYPOINT"]
+    rows = [[j.job_id, j.submission_id or "-", j.type, j.status, j.driver_pid or "-", _clock(j.start_time),
+             _clip(j.entrypoint, 60)] for j in jobs]
     return headers, rows
 
 

@@ -159,6 +159,8 @@ class JobState(_Snapshot):
     end_time: float
     message: str
     namespace: str
+    #: Jobs submitted with the Jobs API: the id users see ("" for drivers).
+    submission_id: str = ""
 
     @classmethod
     def from_info(cls, j: gcs_pb2.JobInfo) -> "JobState":
@@ -172,6 +174,7 @@ class JobState(_Snapshot):
             end_time=j.end_time,
             message=j.message,
             namespace=j.config.namespace,
+            submission_id=j.submission_id,
         )
 
 

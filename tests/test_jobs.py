@@ -279,8 +279,8 @@ def test_job_records_and_logs_survive_a_head_restart() -> None:
         api = Api(cluster)
         done = api.submit(entrypoint="echo finished before the restart")
         assert api.wait_done(done)["status"] == "SUCCEEDED"
-        running = api.submit(entrypoint=f"echo started; sleep 300 # {marker}")
-        wait_for(lambda: "started" in api.logs(running), timeout=30)
+        running = api.submit(entrypoint=f"echo started; python -c 'import time; time.sleep(300)' {marker}")
+        wait_for(lambda: "started" in api.logs(running) and marked(marker), timeout=30)
         gcs = psutil.Process(cluster.head_node._handle.procs[0].pid)
         argv, env = gcs.cmdline(), gcs.environ()
         for flag in ("--lifeline-fd",):
@@ -382,3 +382,39 @@ def test_a_driver_ships_its_working_dir_with_init(tmp_path: Path) -> None:
         nbcluster.init(num_cpus=1, runtime_env={"working_dir": "/does/not/exist"})
     """, check=False)
     assert bad.returncode != 0 and "must be an existing local path or a gcs:// URI" in bad.stderr
+
+
+def test_env_vars_reach_the_jobs_tasks_and_bad_numbers_are_refused(api: Api) -> None:
+    script = ("import os, nbcluster; nbcluster.init(); "
+              "f = nbcluster.remote(lambda: os.environ.get('MYVAR')); "
+              "print('driver', os.environ.get('MYVAR'), 'task', nbcluster.get(f.remote()))")
+    job_id = api.submit(entrypoint=f'python -c "{script}"', runtime_env={"env_vars": {"MYVAR": "hello"}})
+    assert api.wait_done(job_id)["status"] == "SUCCEEDED", api.logs(job_id)
+    assert api.logs(job_id) == "driver hello task hello\n"
+    for bad in ({"entrypoint_num_cpus": float("nan")}, {"entrypoint_memory": float("inf")},
+                {"entrypoint_resources": {"x": -1}}):
+        status, reply = api.call("POST", "/api/jobs/", raw=json.dumps({"entrypoint": "true", **bad}).encode())
+        assert status == 400, (bad, reply)
+
+
+def test_a_killed_supervisor_fails_its_job_and_ends_the_entrypoint(api: Api) -> None:
+    marker = f"nbc-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    job_id = api.submit(entrypoint=f"python -c 'import time; time.sleep(300)' {marker}")
+    wait_for(lambda: marked(marker), timeout=30, message="the entrypoint running")
+    supervisor = next(p for p in psutil.process_iter(["cmdline"])
+                      if "nbcluster.runtime.jobs.supervisor" in " ".join(p.info["cmdline"] or ())
+                      and job_id in " ".join(p.info["cmdline"] or ()))
+    supervisor.send_signal(signal.SIGKILL)
+    job = api.wait_done(job_id, timeout=30)
+    assert job["status"] == "FAILED" and "supervisor exited" in job["message"]
+    wait_for(lambda: not marked(marker), timeout=10, message="the orphaned entrypoint ended")
+
+
+def test_a_process_leaving_the_group_does_not_keep_the_job_running(api: Api) -> None:
+    marker = f"nbc-setsid-{os.getpid()}-{time.monotonic_ns()}"
+    # The escaped process keeps the job's output pipe open.
+    job_id = api.submit(entrypoint=f"setsid python -c 'import time; time.sleep(30)' {marker} & echo started")
+    job = api.wait_done(job_id, timeout=15)
+    assert job["status"] == "SUCCEEDED" and api.logs(job_id) == "started\n"
+    for proc in marked(marker):  # it escaped the job on purpose; end it here
+        proc.kill()

@@ -249,15 +249,16 @@ def _connect(
 ) -> None:
     global _gcs
     started = time.time()
-    working_dir_uri, py_modules_uris = runtime_env_setup.uris_from_env()
+    working_dir_uri, py_modules_uris, job_env_vars = runtime_env_setup.from_env()
+    env_vars = {**job_env_vars, **runtime_env.get("env_vars", {})}
     uploads = [p for p in [runtime_env.get("working_dir")] + list(runtime_env.get("py_modules", [])) if p]
     if runtime_env.get("working_dir"):
         working_dir_uri = runtime_env["working_dir"][0]
     py_modules_uris = py_modules_uris + [uri for uri, _ in runtime_env.get("py_modules", [])]
-    env_key = {"env_vars": runtime_env.get("env_vars", {}), "working_dir": working_dir_uri, "py_modules": py_modules_uris}
+    env_key = {"env_vars": env_vars, "working_dir": working_dir_uri, "py_modules": py_modules_uris}
     env_hash = (
         hashlib.sha1(json.dumps(env_key, sort_keys=True).encode()).hexdigest()[:16]
-        if runtime_env.get("env_vars") or working_dir_uri or py_modules_uris
+        if env_vars or working_dir_uri or py_modules_uris
         else ""
     )
     cwd = os.getcwd()
@@ -265,7 +266,7 @@ def _connect(
     job_config = common_pb2.JobConfig(
         sys_path=sys_path,
         cwd=cwd,
-        env_vars=runtime_env.get("env_vars", {}),
+        env_vars=env_vars,
         namespace=namespace if namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
         log_to_driver=log_to_driver,
         runtime_env_hash=env_hash,

@@ -24,6 +24,7 @@ started from the command line.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8265
 API_VERSION = "1"
+#: The largest request body read before a handler checked the token.
+MAX_BODY = 1 << 20
 
 
 def _authorize(handler: tornado.web.RequestHandler) -> None:
@@ -120,6 +123,8 @@ class PackageHandler(_Handler):
         super().prepare()
         self._data = bytearray()
         self._over = False
+        # Only now, with the token checked, may a body be as large as a package.
+        self.request.connection.set_max_body_size(packages.DEFAULT_MAX_BYTES + (1 << 20))  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
         if len(self._data) + len(chunk) > packages.DEFAULT_MAX_BYTES:
@@ -201,7 +206,12 @@ class TailHandler(tornado.websocket.WebSocketHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         _write_error(self, kwargs)
 
-    async def open(self, job_id: str) -> None:  # type: ignore[override]
+    def open(self, job_id: str) -> None:  # type: ignore[override]
+        # Stream from a task of its own: open() must return for the socket to read
+        # the client's frames (pings), or a long tail would be dropped.
+        self._task = asyncio.get_running_loop().create_task(self._stream(job_id))
+
+    async def _stream(self, job_id: str) -> None:
         gcs: GcsServer = self.settings["gcs"]
         try:
             async for chunk in gcs.jobs.tail(job_id):
@@ -212,6 +222,11 @@ class TailHandler(tornado.websocket.WebSocketHandler):
         except tornado.websocket.WebSocketClosedError:
             return
         self.close(1000, "the job ended")
+
+    def on_close(self) -> None:
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
 
 
 def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
@@ -229,7 +244,8 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
         gcs=gcs,
         websocket_ping_interval=10,
     )
-    server = HTTPServer(app, max_body_size=packages.DEFAULT_MAX_BYTES + (1 << 20))
+    # Small bodies until the token is checked; the package route raises its own limit.
+    server = HTTPServer(app, max_body_size=MAX_BODY)
     sockets = bind_sockets(port, host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

@@ -16,8 +16,10 @@ entrypoint's process group and SIGKILL after ``job_stop_grace_s``.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 #: The KV namespace of runtime_env packages (gcs:// URIs).
 PACKAGES_NS = "packages"
 RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
+#: The log tail sends what was written before it started in pieces this large.
+TAIL_PIECE = 256 * 1024
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
@@ -53,7 +57,13 @@ class JobError(Exception):
 def _number(value: Any, name: str, whole: bool = False) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (whole and value != int(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (whole and value != int(value))
+    ):
         kind = "a whole number" if whole else "a number"
         raise JobError(400, f"{name} must be {kind} >= 0, got {value!r}")
     return float(value)
@@ -203,33 +213,39 @@ class JobManager:
         for info in pending:
             if self.gcs.job_status(info.job_id) is not JobStatus.PENDING:
                 continue  # stopped meanwhile
-            need = rs.to_fixed(info.entrypoint_resources.amounts)
-            nodes = [n for n in self.gcs.alive_nodes() if not n.draining and rs.fits(rs.to_fixed(n.available.amounts), need)]
-            if not nodes:
-                if not any(rs.fits(rs.to_fixed(n.total.amounts), need) for n in self.gcs.alive_nodes()):
-                    info.message = (
-                        f"waiting for a node with {rs.describe(dict(info.entrypoint_resources.amounts))} "
-                        "(no node has these resources)"
-                    )
-                continue
-            nodes.sort(key=lambda n: (not n.is_head, n.node_id))
-            node = nodes[0]
-            info.supervisor_node_id = node.node_id
             try:
-                conn = await self.gcs.actors.node_connection(node)
-                reply = await conn.call(
-                    methods.NodeManager.StartJob,
-                    nm_pb2.StartJobRequest(job=info, gcs_address=self.gcs.address),
-                    timeout=30.0,
+                await self._place_one(info)
+            except Exception:  # noqa: BLE001 - one job's trouble must not hold up the others
+                logger.exception("placing job=%s failed", info.submission_id)
+
+    async def _place_one(self, info: gcs_pb2.JobInfo) -> None:
+        need = rs.to_fixed(info.entrypoint_resources.amounts)
+        nodes = [n for n in self.gcs.alive_nodes() if not n.draining and rs.fits(rs.to_fixed(n.available.amounts), need)]
+        if not nodes:
+            if not any(rs.fits(rs.to_fixed(n.total.amounts), need) for n in self.gcs.alive_nodes()):
+                info.message = (
+                    f"waiting for a node with {rs.describe(dict(info.entrypoint_resources.amounts))} "
+                    "(no node has these resources)"
                 )
-            except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
-                reply = nm_pb2.StartJobReply(started=False, reason=f"node {node.node_id.hex()[:8]} unreachable ({exc})")
-            if not reply.started:
-                logger.info("job=%s not started on node=%s: %s", info.submission_id, node.node_id.hex(), reply.reason)
-                if self.gcs.job_status(info.job_id) is JobStatus.PENDING:
-                    info.supervisor_node_id = b""
-                continue
-            self.gcs.save_job(info)
+            return
+        nodes.sort(key=lambda n: (not n.is_head, n.node_id))
+        node = nodes[0]
+        info.supervisor_node_id = node.node_id
+        try:
+            conn = await self.gcs.actors.node_connection(node)
+            reply = await conn.call(
+                methods.NodeManager.StartJob,
+                nm_pb2.StartJobRequest(job=info, gcs_address=self.gcs.address),
+                timeout=30.0,
+            )
+        except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
+            reply = nm_pb2.StartJobReply(started=False, reason=f"node {node.node_id.hex()[:8]} unreachable ({exc})")
+        if not reply.started:
+            logger.info("job=%s not started on node=%s: %s", info.submission_id, node.node_id.hex(), reply.reason)
+            if self.gcs.job_status(info.job_id) is JobStatus.PENDING:
+                info.supervisor_node_id = b""
+            return
+        self.gcs.save_job(info)
 
     # -- what supervisors report ------------------------------------------------------------------
     def report(self, request: gcs_pb2.ReportJobRequest) -> gcs_pb2.ReportJobReply:
@@ -246,10 +262,12 @@ class JobManager:
             info.supervisor_pid = request.pid
             self.gcs.set_job_status(info.job_id, JobStatus.RUNNING, "")
         if request.exited:
-            info.has_exit_code = not request.message or request.stopped
+            info.has_exit_code = not request.message
             info.exit_code = request.exit_code
-            if request.stopped or info.job_id in self._stop_requested:
+            if info.job_id in self._stop_requested:
                 end, message = JobStatus.STOPPED, "stopped by request"
+            elif request.stopped:
+                end, message = JobStatus.FAILED, request.message or "ended early: its node or the head went away"
             elif request.message:
                 end, message = JobStatus.FAILED, request.message
             elif request.exit_code == 0:
@@ -313,21 +331,30 @@ class JobManager:
             return ""
 
     async def tail(self, job_id: str) -> AsyncIterator[str]:
-        """The log from its start, then live chunks until the job ends."""
+        """The log from its start (in pieces of at most TAIL_PIECE bytes), then live
+        chunks until the job ends; characters split between chunks stay whole."""
         info = self.find(job_id)
         queue: asyncio.Queue = asyncio.Queue()
         terminal = self.gcs.job_status(info.job_id).value in ("STOPPED", "FAILED", "SUCCEEDED")
         if not terminal:
             self._tails.setdefault(info.job_id, set()).add(queue)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            start = self.logs(job_id)  # read after subscribing: nothing falls in between
-            if start:
-                yield start
+            try:
+                with open(self.log_path(info), "rb") as log:  # after subscribing: nothing falls between
+                    while piece := log.read(TAIL_PIECE):
+                        if text := decoder.decode(piece):
+                            yield text
+            except FileNotFoundError:
+                pass
             while not terminal:
                 chunk = await queue.get()
                 if chunk is None:
-                    return
-                yield chunk.decode("utf-8", errors="replace")
+                    break
+                if text := decoder.decode(chunk):
+                    yield text
+            if rest := decoder.decode(b"", final=True):
+                yield rest
         finally:
             self._tails.get(info.job_id, set()).discard(queue)
 

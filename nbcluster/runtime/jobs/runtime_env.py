@@ -56,10 +56,11 @@ async def prepare(gcs: Any, session_dir: Path, working_dir_uri: str, py_modules_
     return Prepared(working_dir, modules)
 
 
-def uris_from_env() -> tuple[str, list[str]]:
-    """The packages a submitted job's driver was started with (its supervisor says)."""
+def from_env() -> tuple[str, list[str], dict[str, str]]:
+    """The runtime_env a submitted job's driver was started with (its supervisor says):
+    working_dir URI, py_modules URIs, env_vars (for the job's tasks and actors too)."""
     raw = os.environ.get(ENV_VAR)
     if not raw:
-        return "", []
+        return "", [], {}
     data = json.loads(raw)
-    return data.get("working_dir_uri", ""), list(data.get("py_modules_uris", []))
+    return data.get("working_dir_uri", ""), list(data.get("py_modules_uris", [])), dict(data.get("env_vars", {}))

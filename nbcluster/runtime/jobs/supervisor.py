@@ -93,10 +93,14 @@ class Supervisor:
             runtime_env.ENV_VAR: json.dumps({
                 "working_dir_uri": env_spec.get("working_dir", ""),
                 "py_modules_uris": env_spec.get("py_modules", []),
+                "env_vars": env_spec.get("env_vars", {}),
             }),
         })
         if prepared.sys_path:
             env["PYTHONPATH"] = os.pathsep.join(prepared.sys_path + [p for p in [env.get("PYTHONPATH")] if p])
+        if self.stop_requested.is_set():  # stopped while its runtime_env was set up
+            await self.report(exited=True, exit_code=-1, stopped=True, message="stopped before it started")
+            return
         self.proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", self.job.entrypoint,
             cwd=str(prepared.working_dir) if prepared.working_dir else None,
@@ -107,6 +111,8 @@ class Supervisor:
             start_new_session=True,
         )
         logger.info("job=%s entrypoint pid=%d: %s", self.job.submission_id, self.proc.pid, self.job.entrypoint)
+        if self.opts.pid_file:  # for the node manager, should this process die
+            Path(self.opts.pid_file).write_text(str(self.proc.pid))
         await self.report(started=True, pid=self.proc.pid)
         pump = asyncio.ensure_future(self._pump())
         flusher = asyncio.ensure_future(self._flush_loop())
@@ -118,7 +124,12 @@ class Supervisor:
             await self._end_group()
         code = await waiter
         await self._end_group(leftovers_only=True)
-        await pump
+        # A process that left the group (setsid) may still hold the output pipe: read
+        # what is there, then stop waiting for its end.
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), 1.0)
+        except asyncio.TimeoutError:
+            pump.cancel()
         stopper.cancel()
         flusher.cancel()
         await self._flush()
@@ -205,6 +216,7 @@ def main() -> None:
     parser.add_argument("--gcs-address", required=True, help="the GCS address the job's driver connects to")
     parser.add_argument("--job-name", required=True)
     parser.add_argument("--lifeline-fd", type=int)
+    parser.add_argument("--pid-file", help="where to write the entrypoint's pid (its process group id)")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / f"job-supervisor-{opts.job_name}.log")
     asyncio.run(serve(opts))

@@ -10,12 +10,13 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.procutil import spawn_python
-from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import TOKEN_ENV, Session
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,15 @@ class _Supervisor:
     proc: subprocess.Popen
     held: rs.Fixed
     lifeline: int | None
+    pid_file: Path
+    name: str
+
+    def entrypoint_group(self) -> int | None:
+        """The entrypoint's process group (its pid), once the supervisor started it."""
+        try:
+            return int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
 
 
 class JobSupervisors:
@@ -37,6 +47,7 @@ class JobSupervisors:
         gcs_route: Callable[[], str],
         hold: Callable[[rs.Fixed], bool],
         release: Callable[[rs.Fixed], None],
+        report: Callable[[gcs_pb2.ReportJobRequest], Awaitable[object]],
     ) -> None:
         self._session = session
         self._token = token
@@ -44,6 +55,7 @@ class JobSupervisors:
         self._gcs_route = gcs_route
         self._hold = hold  # takes the resources if they are free now
         self._release = release
+        self._report = report
         self.running: dict[bytes, _Supervisor] = {}
 
     def start(self, request: nm_pb2.StartJobRequest) -> nm_pb2.StartJobReply:
@@ -55,6 +67,7 @@ class JobSupervisors:
             return nm_pb2.StartJobReply(started=False, reason="its entrypoint resources are not free here now")
         read, write = os.pipe()
         name = job.submission_id or job.job_id.hex()
+        pid_file = self._session.dir / f"job-{name}.pid"
         try:
             proc = spawn_python(
                 "nbcluster.runtime.jobs.supervisor",
@@ -64,6 +77,7 @@ class JobSupervisors:
                     "--gcs-address", request.gcs_address,
                     "--job-name", name,
                     "--lifeline-fd", str(read),
+                    "--pid-file", str(pid_file),
                 ],
                 log_dir=self._session.logs,
                 log_name=f"job-supervisor-{name}",
@@ -81,17 +95,32 @@ class JobSupervisors:
         finally:
             os.close(read)
         os.set_inheritable(write, False)
-        supervisor = self.running[job.job_id] = _Supervisor(proc, need, write)
+        self.running[job.job_id] = _Supervisor(proc, need, write, pid_file, name)
         logger.info("job=%s supervisor pid=%d", name, proc.pid)
-        future = asyncio.get_running_loop().run_in_executor(None, proc.wait)
-        future.add_done_callback(lambda _f: self._exited(job.job_id, supervisor))
         return nm_pb2.StartJobReply(started=True)
 
-    def _exited(self, job_id: bytes, supervisor: _Supervisor) -> None:
-        if self.running.get(job_id) is supervisor:
+    def reap(self) -> None:
+        """Notice supervisors that exited (called periodically): free their resources;
+        one that died without reporting the end (killed) is reported here, and what is
+        left of its entrypoint's process group is ended."""
+        for job_id, supervisor in list(self.running.items()):
+            code = supervisor.proc.poll()
+            if code is None:
+                continue
             del self.running[job_id]
-        self._close(supervisor)
-        self._release(supervisor.held)
+            self._close(supervisor)
+            self._release(supervisor.held)
+            group = supervisor.entrypoint_group()
+            supervisor.pid_file.unlink(missing_ok=True)
+            if code != 0:
+                logger.error("job=%s: its supervisor exited with code %d", supervisor.name, code)
+                if group is not None:
+                    _killpg(group, signal.SIGKILL)
+                request = gcs_pb2.ReportJobRequest(
+                    job_id=job_id, exited=True, exit_code=-1, stopped=True,
+                    message=f"its supervisor exited with code {code}",
+                )
+                asyncio.get_running_loop().create_task(self._report(request))
 
     def stop(self, job_id: bytes) -> None:
         supervisor = self.running.get(job_id)
@@ -99,17 +128,36 @@ class JobSupervisors:
             supervisor.proc.send_signal(signal.SIGTERM)
 
     def shutdown(self) -> list[subprocess.Popen]:
-        """Ask every supervisor to end its job; return their processes to wait for."""
+        """Ask every supervisor to end its job (and the entrypoints' groups directly, so
+        none outlives the node); return the supervisors to wait for."""
         procs = []
         for supervisor in self.running.values():
             self._close(supervisor)
             if supervisor.proc.poll() is None:
                 supervisor.proc.send_signal(signal.SIGTERM)
+            group = supervisor.entrypoint_group()
+            if group is not None:
+                _killpg(group, signal.SIGTERM)
             procs.append(supervisor.proc)
         return procs
+
+    def kill_groups(self) -> None:
+        """The node is going: SIGKILL whatever is left of the entrypoints."""
+        for supervisor in self.running.values():
+            group = supervisor.entrypoint_group()
+            if group is not None:
+                _killpg(group, signal.SIGKILL)
+            supervisor.pid_file.unlink(missing_ok=True)
 
     @staticmethod
     def _close(supervisor: _Supervisor) -> None:
         if supervisor.lifeline is not None:
             os.close(supervisor.lifeline)
             supervisor.lifeline = None
+
+
+def _killpg(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -208,7 +208,8 @@ class NodeManager(ObjectHandlers):
         )
         self._on_view(await self._gcs.register())
         self.jobs = JobSupervisors(
-            self.session, self._token, self.config.to_env(), self._gcs_route, self._hold, self._release_held
+            self.session, self._token, self.config.to_env(), self._gcs_route, self._hold, self._release_held,
+            self._report_job,
         )
         self.pool = WorkerPool(
             base_size=max(0, int(opts.num_cpus)),
@@ -264,13 +265,17 @@ class NodeManager(ObjectHandlers):
         for task in self._tasks:
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
-        if self.jobs is not None:
-            procs += self.jobs.shutdown()
+        supervisors = self.jobs.shutdown() if self.jobs is not None else []
         if self._gcs is not None:
             if not self.fenced:
                 await self._gcs.unregister("it shut down")
             self._gcs.close()
         await asyncio.to_thread(wait_exit, procs, 2.0)
+        # Supervisors end their entrypoints within the job stop grace; then whatever is left goes.
+        await asyncio.to_thread(wait_exit, supervisors, self.config.job_stop_grace_s + 1.0)
+        if self.jobs is not None:
+            self.jobs.kill_groups()
+        procs += supervisors
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -464,6 +469,13 @@ class NodeManager(ObjectHandlers):
         self.jobs.stop(request.job_id)
         return common_pb2.Empty()
 
+    async def _report_job(self, request: gcs_pb2.ReportJobRequest) -> None:
+        assert self._gcs is not None
+        try:
+            await self._gcs.call(methods.Gcs.ReportJob, request)
+        except (ConnectionLost, RemoteError, asyncio.TimeoutError) as exc:
+            logger.warning("could not report job=%s to the GCS: %s", request.job_id.hex(), exc)
+
     def _hold(self, need: rs.Fixed) -> bool:
         """Take ``need`` from the free resources if it fits now (a job's entrypoint)."""
         if not rs.fits(self.available, need):
@@ -494,6 +506,8 @@ class NodeManager(ObjectHandlers):
             await asyncio.sleep(0.5)
             for worker in self.pool.maintain():
                 await self._retire(worker)
+            if self.jobs is not None:
+                self.jobs.reap()
             self.pool.ensure(0)
             if self.pool.startup_failures >= 3:
                 self._fail_queue(

@@ -62,3 +62,16 @@ __all__ = [
     "state",
     "wait",
 ]
+
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext nbcluster``: the ``%cluster`` and ``%%remote`` magics."""
+    from nbcluster.kernel_ext import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    from nbcluster.kernel_ext import unload_ipython_extension as unload
+
+    unload(ip)

@@ -1,0 +1,108 @@
+"""Hooks for drivers that are not plain scripts — a Jupyter kernel above all.
+
+Everything a driver submits carries a *submission context*, an opaque string (the
+notebook layer uses the id of the cell's request). Output that tasks and actors print
+comes back tagged with the context of the work that printed it, so a handler can show
+it where that work came from, also long after; and the work of one context can be
+cancelled at once (the stop button).
+
+    nbcluster.driver.set_submission_context("cell-7")
+    nbcluster.driver.set_output_handler(lambda out: ...)   # RemoteOutput records
+    nbcluster.driver.cancel_context("cell-7")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nbcluster.runtime import api
+from nbcluster.runtime.core.core_worker import print_log_batch
+
+__all__ = ["RemoteOutput", "cancel_context", "set_output_handler", "set_submission_context", "submission_context"]
+
+
+@dataclass(frozen=True)
+class RemoteOutput:
+    """Lines a task or actor wrote, as they reach the driver."""
+
+    #: The function or actor class that wrote them, and where it ran.
+    source: str
+    pid: int
+    node_ip: str
+    #: The submission context of the work that wrote them ("" when none was set).
+    context: str
+    #: "stdout" or "stderr".
+    stream: str
+    #: Complete lines, each ending with a newline.
+    text: str
+
+    @property
+    def prefix(self) -> str:
+        """Ray's ``(name pid=N)`` prefix (with the node's address when not local)."""
+        ip = f", ip={self.node_ip}" if self.node_ip and self.node_ip != "127.0.0.1" else ""
+        return f"({self.source} pid={self.pid}{ip}) "
+
+
+def set_submission_context(context: str) -> None:
+    """Tag what this driver submits from now on with ``context``."""
+    api._core().task_context = context
+
+
+def submission_context() -> str:
+    return api._core().task_context
+
+
+def set_output_handler(handler: Callable[[RemoteOutput], None] | None) -> None:
+    """Send remote output to ``handler`` (called on the runtime's thread; keep it short)
+    instead of this process's stdout/stderr; ``None`` restores that."""
+    core = api._core()
+    if handler is None:
+        core.log_sink = print_log_batch
+        return
+
+    def sink(batch: object) -> None:
+        for stream, is_stderr in (("stdout", False), ("stderr", True)):
+            lines = [line.text for line in batch.lines if line.is_stderr is is_stderr]  # type: ignore[attr-defined]
+            if lines:
+                handler(
+                    RemoteOutput(
+                        source=batch.source,  # type: ignore[attr-defined]
+                        pid=batch.pid,  # type: ignore[attr-defined]
+                        node_ip=batch.node_ip,  # type: ignore[attr-defined]
+                        context=batch.context,  # type: ignore[attr-defined]
+                        stream=stream,
+                        text="".join(line + "\n" for line in lines),
+                    )
+                )
+
+    core.log_sink = sink
+
+
+def cancel_context(context: str, *, force: bool = False) -> int:
+    """Cancel the unfinished tasks and actor calls this driver submitted with
+    ``context`` (with their children); returns how many were asked to stop."""
+    core = api._core()
+
+    def collect() -> list[tuple[bytes, bool]]:
+        found = []
+        for object_id, entry in list(core.refs.entries.items()):
+            task = getattr(entry, "task", None)
+            if task is None or not getattr(entry, "owned", False) or task.context != context:
+                continue
+            if task.machine.is_terminal() or object_id != task.return_ids[0]:
+                continue
+            found.append((object_id, bool(task.method)))
+        return found
+
+    targets = core.run_sync(_on_loop(collect))
+    for object_id, is_actor_call in targets:
+        if is_actor_call:
+            core.call_soon(core.actor_submitter.cancel, object_id, True)
+        else:
+            core.call_soon(core.submitter.cancel, object_id, force, True)
+    return len(targets)
+
+
+async def _on_loop(fn: Callable[[], list[tuple[bytes, bool]]]) -> list[tuple[bytes, bool]]:
+    return fn()

@@ -1,0 +1,378 @@
+"""``%cluster`` and ``%%remote``: the notebook as driver.
+
+    %cluster connect [NAME | HOST:PORT] [--token-file F] [--namespace NS] [--wait-nodes N --timeout S]
+    %cluster start [--num-cpus N] [--workers N] [--autoscale MIN:MAX]
+    %cluster stop | disconnect | status
+    %cluster scale N
+    %cluster submit [--working-dir DIR] [--no-wait] [--entrypoint-num-cpus N] -- CMD...
+    %cluster jobs | logs ID [--follow] | stop-job ID
+    %%remote [--num-cpus N] [--num-gpus N] [--resources JSON] [--retries K] [-o NAME]
+
+``%cluster help SUBCOMMAND`` (or ``%cluster SUBCOMMAND --help``) prints a
+subcommand's options. The token is read from files or the environment and never
+printed. While the kernel waits in ``get`` the stop button raises KeyboardInterrupt
+and cancels the tasks that cell submitted (``%config ClusterMagics.cancel_on_interrupt
+= False`` keeps them running).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shlex
+import time
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+from traitlets import Bool
+
+import nbcluster
+import nbcluster.driver as driver
+from nbcluster.kernel_ext.routing import CellRouter
+from nbcluster.state import get_autoscaler_state, list_nodes
+
+SUBCOMMANDS = ("connect", "start", "stop", "disconnect", "status", "scale", "submit", "jobs", "logs", "stop-job", "help")
+
+
+# -- the argument parsers (their docstrings are the help) ------------------------------
+@magic_arguments()
+@argument("target", nargs="?", help="NAME or HOST:PORT of the cluster (default: the one on this machine)")
+@argument("--token-file", help="a file holding the cluster's token (or set NBCLUSTER_TOKEN)")
+@argument("--namespace", help="the namespace for named actors")
+@argument("--wait-nodes", type=int, help="wait until the cluster has this many nodes")
+@argument("--timeout", type=float, default=60.0, help="seconds to wait for --wait-nodes (default 60)")
+def connect_usage(line: str) -> None:
+    """%cluster connect: make this kernel a driver of a running cluster."""
+
+
+@magic_arguments()
+@argument("--num-cpus", type=float, help="CPUs of the head node (default: this machine's cores)")
+@argument("--workers", type=int, default=0, help="worker nodes to start next to the head (default 0)")
+@argument("--worker-cpus", type=float, default=1.0, help="CPUs of each worker node (default 1)")
+@argument("--autoscale", metavar="MIN:MAX", help="add and remove worker nodes with the load, MIN to MAX")
+def start_usage(line: str) -> None:
+    """%cluster start: start a cluster owned by this kernel (it stops with the kernel)."""
+
+
+@magic_arguments()
+@argument("workers", type=int, help="the number of worker nodes to have")
+def scale_usage(line: str) -> None:
+    """%cluster scale N: grow or shrink a cluster this kernel started to N worker nodes."""
+
+
+@magic_arguments()
+@argument("--working-dir", help="a local directory shipped as the job's cwd")
+@argument("--no-wait", action="store_true", help="return at once instead of following the logs")
+@argument("--entrypoint-num-cpus", type=float, help="CPUs held for the entrypoint")
+@argument("--submission-id", help="the job's id (default: generated)")
+@argument("command", nargs="*", help="the shell command, after --")
+def submit_usage(line: str) -> None:
+    """%cluster submit [options] -- CMD...: run CMD as a batch job on the cluster."""
+
+
+@magic_arguments()
+@argument("job_id", help="the job's submission id")
+@argument("--follow", "-f", action="store_true", help="follow the log until the job ends")
+def logs_usage(line: str) -> None:
+    """%cluster logs ID: the job's output."""
+
+
+@magic_arguments()
+@argument("job_id", help="the job's submission id")
+def stop_job_usage(line: str) -> None:
+    """%cluster stop-job ID: stop a job (SIGTERM, then SIGKILL, to its process group)."""
+
+
+USAGE = {
+    "connect": connect_usage,
+    "start": start_usage,
+    "scale": scale_usage,
+    "submit": submit_usage,
+    "logs": logs_usage,
+    "stop-job": stop_job_usage,
+}
+
+
+def _parse(name: str, rest: str) -> Any:
+    func = USAGE[name]
+    if "--help" in rest.split() or "-h" in rest.split():
+        print(func.__doc__.strip() + "\n\n" + func.parser.format_help())
+        return None
+    try:
+        return parse_argstring(func, rest)
+    except UsageError as exc:
+        raise UsageError(f"%cluster {name}: {exc}\nusage: {func.parser.format_usage().split(':', 1)[1].strip()}") from None
+
+
+@magics_class
+class ClusterMagics(Magics):
+    cancel_on_interrupt = Bool(
+        True, help="When a cell is interrupted, cancel the tasks and actor calls it submitted."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.router = CellRouter(shell)
+        self.owned: Any = None  # a cluster_utils.Cluster this kernel started (workers)
+        shell.events.register("pre_run_cell", self.router.pre_run_cell)
+        shell.events.register("post_run_cell", self._post_run_cell)
+
+    def close(self) -> None:
+        self.shell.events.unregister("pre_run_cell", self.router.pre_run_cell)
+        self.shell.events.unregister("post_run_cell", self._post_run_cell)
+
+    def _post_run_cell(self, result: Any) -> None:
+        if (
+            self.cancel_on_interrupt
+            and isinstance(result.error_in_exec, KeyboardInterrupt)
+            and nbcluster.is_initialized()
+            and self.router.current
+        ):
+            count = driver.cancel_context(self.router.current)
+            if count:
+                print(f"nbcluster: cancelled {count} task(s) this cell submitted", flush=True)
+
+    # -- %cluster ----------------------------------------------------------------------
+    @line_magic
+    def cluster(self, line: str) -> Any:
+        """Use an nbcluster cluster from this notebook.
+
+        %cluster connect [NAME | HOST:PORT] [--token-file F] [--namespace NS] [--wait-nodes N --timeout S]
+        %cluster start [--num-cpus N] [--workers N] [--worker-cpus C] [--autoscale MIN:MAX]
+        %cluster stop           stop the cluster this kernel started (and disconnect)
+        %cluster disconnect     stop being a driver; the cluster keeps running
+        %cluster status         nodes, resources, autoscaler
+        %cluster scale N        worker nodes of a cluster started here with --workers
+        %cluster submit [--working-dir DIR] [--no-wait] [--entrypoint-num-cpus N] -- CMD...
+        %cluster jobs           the cluster's jobs
+        %cluster logs ID [--follow]
+        %cluster stop-job ID
+        %cluster help SUBCOMMAND
+        """
+        words = line.strip().split(None, 1)
+        if not words:
+            raise UsageError("%cluster needs a subcommand: " + ", ".join(SUBCOMMANDS) + " (see %cluster?)")
+        name, rest = words[0], words[1] if len(words) > 1 else ""
+        if name not in SUBCOMMANDS:
+            raise UsageError(f"%cluster: unknown subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)}")
+        if name == "help":
+            target = rest.strip()
+            if target in USAGE:
+                func = USAGE[target]
+                print(func.__doc__.strip() + "\n\n" + func.parser.format_help())
+            else:
+                print(self.cluster.__doc__)
+            return None
+        return getattr(self, "_" + name.replace("-", "_"))(rest)
+
+    def _connect(self, rest: str) -> Any:
+        args = _parse("connect", rest)
+        if args is None:
+            return None
+        if nbcluster.is_initialized():
+            raise UsageError("already connected; %cluster disconnect first")
+        address = args.target or "auto"
+        if args.token_file:
+            from nbcluster.runtime.discovery import read_token_file
+
+            try:
+                os.environ["NBCLUSTER_TOKEN"] = read_token_file(args.token_file)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        try:
+            nbcluster.init(address=address, namespace=args.namespace)
+        except (nbcluster.exceptions.NbclusterError, ValueError, TypeError) as exc:
+            raise UsageError(f"%cluster connect: {exc}") from None
+        self.router.install()
+        if args.wait_nodes:
+            self._wait_nodes(args.wait_nodes, args.timeout)
+        self._show()
+        return None
+
+    def _wait_nodes(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for n in list_nodes() if n.state == "ALIVE") < count:
+            if time.monotonic() > deadline:
+                raise UsageError(f"the cluster did not reach {count} nodes within {timeout:g} s")
+            time.sleep(0.2)
+
+    def _start(self, rest: str) -> Any:
+        args = _parse("start", rest)
+        if args is None:
+            return None
+        if nbcluster.is_initialized():
+            raise UsageError("already connected; %cluster stop or %cluster disconnect first")
+        if args.autoscale and args.workers:
+            raise UsageError("give --workers or --autoscale, not both")
+        if args.autoscale:
+            try:
+                low, high = (int(x) for x in args.autoscale.split(":"))
+            except ValueError:
+                raise UsageError(f"--autoscale must be MIN:MAX such as 0:4, got {args.autoscale!r}") from None
+            config = {
+                "max_workers": high,
+                "idle_timeout_minutes": 1,
+                "available_node_types": {
+                    "worker": {"resources": {"CPU": args.worker_cpus}, "min_workers": low, "max_workers": high},
+                },
+            }
+            nbcluster.init(num_cpus=args.num_cpus, autoscaling_config=config)
+        elif args.workers:
+            from nbcluster.cluster_utils import Cluster
+
+            self.owned = Cluster(initialize_head=True, head_node_args={"num_cpus": args.num_cpus or os.cpu_count()})
+            for _ in range(args.workers):
+                self.owned.add_node(num_cpus=args.worker_cpus)
+            self.owned.wait_for_nodes()
+            nbcluster.init(address=self.owned.address)
+        else:
+            nbcluster.init(num_cpus=args.num_cpus)
+        self.router.install()
+        self._show()
+        return None
+
+    def _stop(self, rest: str) -> None:
+        if not nbcluster.is_initialized() and self.owned is None:
+            raise UsageError("not connected to a cluster")
+        nbcluster.shutdown()
+        if self.owned is not None:
+            self.owned.shutdown()
+            self.owned = None
+        print("nbcluster: stopped")
+
+    def _disconnect(self, rest: str) -> None:
+        if not nbcluster.is_initialized():
+            raise UsageError("not connected to a cluster")
+        if self.owned is not None:
+            raise UsageError("this kernel started the cluster; %cluster stop stops it")
+        nbcluster.shutdown()
+        print("nbcluster: disconnected (the cluster keeps running)")
+
+    def _status(self, rest: str) -> None:
+        self._require()
+        self._show()
+
+    def _scale(self, rest: str) -> None:
+        args = _parse("scale", rest)
+        if args is None:
+            return
+        if self.owned is None:
+            raise UsageError("%cluster scale works on a cluster this kernel started with --workers")
+        if args.workers < 0:
+            raise UsageError("the number of workers must be >= 0")
+        while len(self.owned.worker_nodes) < args.workers:
+            self.owned.add_node(num_cpus=1)
+        while len(self.owned.worker_nodes) > args.workers:
+            self.owned.remove_node(self.owned.worker_nodes[-1])
+        self.owned.wait_for_nodes()
+        self._show()
+
+    # -- jobs --------------------------------------------------------------------------
+    def _client(self) -> Any:
+        from nbcluster.job_submission import JobSubmissionClient
+
+        self._require()
+        return JobSubmissionClient()
+
+    def _submit(self, rest: str) -> None:
+        before, sep, after = rest.partition("--")
+        args = _parse("submit", before)
+        if args is None:
+            return
+        command = shlex.split(after) if sep else args.command
+        if not command:
+            raise UsageError("%cluster submit needs a command after --, e.g. %cluster submit -- python job.py")
+        client = self._client()
+        env = {"working_dir": args.working_dir} if args.working_dir else None
+        job = client.submit_job(
+            entrypoint=shlex.join(command),
+            runtime_env=env,
+            submission_id=args.submission_id,
+            entrypoint_num_cpus=args.entrypoint_num_cpus,
+        )
+        print(f"Job '{job}' submitted")
+        if not args.no_wait:
+            for chunk in client.iter_job_logs(job):
+                print(chunk, end="", flush=True)
+            info = client.get_job_info(job)
+            print(f"Job '{job}' {info.status.value}: {info.message}")
+
+    def _jobs(self, rest: str) -> None:
+        jobs = self._client().list_jobs()
+        rows = "".join(
+            f"<tr><td>{html.escape(j.submission_id or j.job_id)}</td><td>{j.type.value}</td>"
+            f"<td>{j.status.value}</td><td><code>{html.escape(j.entrypoint[:80])}</code></td></tr>"
+            for j in jobs
+        )
+        text = "\n".join(f"{j.submission_id or j.job_id}  {j.type.value}  {j.status.value}  {j.entrypoint[:80]}" for j in jobs)
+        display(
+            {"text/plain": text or "(no jobs)",
+             "text/html": f"<table><tr><th>id</th><th>type</th><th>status</th><th>entrypoint</th></tr>{rows}</table>"},
+            raw=True,
+        )
+
+    def _logs(self, rest: str) -> None:
+        args = _parse("logs", rest)
+        if args is None:
+            return
+        client = self._client()
+        if args.follow:
+            for chunk in client.iter_job_logs(args.job_id):
+                print(chunk, end="", flush=True)
+        else:
+            print(client.get_job_logs(args.job_id), end="")
+
+    def _stop_job(self, rest: str) -> None:
+        args = _parse("stop-job", rest)
+        if args is None:
+            return
+        stopped = self._client().stop_job(args.job_id)
+        print(f"Job '{args.job_id}' {'is stopping' if stopped else 'had already ended'}")
+
+    # -- %%remote ----------------------------------------------------------------------
+    @cell_magic
+    def remote(self, line: str, cell: str) -> Any:
+        """Run this cell as a task on the cluster: %%remote [--num-cpus N] [--num-gpus N]
+        [--resources JSON] [--retries K] [-o NAME]. Names it reads are shipped by value;
+        its output appears here; its last expression is the cell's value (-o NAME stores
+        the ObjectRef instead of waiting)."""
+        from nbcluster.kernel_ext.remote_cell import run_remote_cell
+
+        return run_remote_cell(self.shell, line, cell)
+
+    # -- views -------------------------------------------------------------------------
+    def _require(self) -> None:
+        if not nbcluster.is_initialized():
+            raise UsageError("not connected; %cluster connect or %cluster start first")
+
+    def _show(self) -> None:
+        nodes = [n for n in list_nodes() if n.state == "ALIVE"]
+        total = nbcluster.cluster_resources()
+        free = nbcluster.available_resources()
+        ctx = nbcluster.get_runtime_context()
+        lines = [f"Connected to a cluster of {len(nodes)} node(s) as job {ctx.get_job_id()}"]
+        for key in ("CPU", "GPU"):
+            if total.get(key):
+                lines.append(f"  {key}: {total[key] - free.get(key, 0):g} used of {total[key]:g}")
+        rows = "".join(
+            f"<tr><td><code>{n.node_id[:8]}</code></td><td>{html.escape(n.address or n.node_ip)}"
+            f"{' (head)' if n.is_head else ''}</td><td>{html.escape(n.node_type or '-')}</td>"
+            f"<td>{n.resources_total.get('CPU', 0) - n.resources_available.get('CPU', 0):g}/"
+            f"{n.resources_total.get('CPU', 0):g}</td><td>{n.tasks_running}</td></tr>"
+            for n in nodes
+        )
+        auto = get_autoscaler_state()
+        extra = ""
+        if auto.enabled:
+            lines.append(f"  autoscaler: {', '.join(f'{t.name} {t.running}/{t.max_workers}' for t in auto.node_types)}")
+            extra = "".join(f"<li>{html.escape(e.message)}</li>" for e in auto.events[-5:])
+            extra = f"<p>Autoscaler events:</p><ul>{extra}</ul>" if extra else ""
+        table = (
+            "<table><tr><th>node</th><th>address</th><th>type</th><th>CPU used</th><th>tasks</th></tr>"
+            f"{rows}</table>"
+        )
+        display(HTML(f"<p>{html.escape(lines[0])}</p>{table}{extra}"), metadata={"text/plain": "\n".join(lines)})
+        print("\n".join(lines))

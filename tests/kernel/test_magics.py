@@ -1,0 +1,135 @@
+"""The notebook as driver, in a real ipykernel: %cluster, output under the right cell,
+the stop button, kernel restarts, usage errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from ..conftest import wait_for
+from .harness import Kernel
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    k = Kernel()
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def started(kernel: Kernel, flags: str = "--num-cpus 2") -> None:
+    cell = kernel.execute(f"%load_ext nbcluster\n%cluster start {flags}")
+    assert kernel.error(cell) is None and "UsageError" not in kernel.text(cell, "stderr"), kernel.text(cell)
+    assert "Connected to a cluster of" in kernel.text(cell)
+
+
+def test_output_lands_under_the_cell_that_submitted_the_work(kernel: Kernel) -> None:
+    started(kernel)
+    cell1 = kernel.execute(
+        "import nbcluster, time\n"
+        "@nbcluster.remote\n"
+        "def late():\n"
+        "    time.sleep(1.5)\n"
+        "    print('late hello')\n"
+        "r = late.remote()\n"
+        "print('cell 1 done')"
+    )
+    cell2 = kernel.execute("import time\ntime.sleep(3)\nprint('cell 2 done')")
+    assert kernel.text(cell1) == "cell 1 done\n" + "".join(
+        m["content"]["text"] for m in kernel.outputs(cell1)[1:] if m["msg_type"] == "stream"
+    )
+    assert "late hello" in kernel.text(cell1) and "(late pid=" in kernel.text(cell1)
+    assert kernel.text(cell2) == "cell 2 done\n"  # not in the cell running when it arrived
+    # The cell that connected gets nothing of it either.
+    assert all("late hello" not in kernel.text(m) for m in {msg["parent_header"].get("msg_id") for msg in
+               kernel.messages} - {cell1})
+
+
+def test_the_stop_button_interrupts_get_and_cancels_the_cells_tasks(kernel: Kernel, tmp_path) -> None:
+    started(kernel)
+    kernel.execute(
+        "import nbcluster, os, time\n"
+        "@nbcluster.remote\n"
+        "def slow(mark):\n"
+        "    open(mark, 'w').close()\n"
+        "    time.sleep(60)\n"
+    )
+    first = tmp_path / "first"
+    cell = kernel.execute(f"r = slow.remote({str(first)!r})\nnbcluster.get(r)", wait=False)
+    wait_for(first.exists, timeout=30, message="the task running")
+    asked = time.monotonic()
+    kernel.km.interrupt_kernel()
+    kernel.wait(cell, timeout=20)
+    assert time.monotonic() - asked < 1.5
+    assert kernel.error(cell)["ename"] == "KeyboardInterrupt"
+    assert "cancelled 1 task(s) this cell submitted" in kernel.text(cell)
+    check = kernel.execute(
+        "from nbcluster.exceptions import TaskCancelledError\n"
+        "try:\n    nbcluster.get(r, timeout=20)\nexcept TaskCancelledError:\n    print('CANCELLED')"
+    )
+    assert kernel.text(check) == "CANCELLED\n"
+    kernel.execute("%config ClusterMagics.cancel_on_interrupt = False")
+    second = tmp_path / "second"
+    cell = kernel.execute(f"r2 = slow.remote({str(second)!r})\nnbcluster.get(r2)", wait=False)
+    wait_for(second.exists, timeout=30, message="the second task running")
+    kernel.km.interrupt_kernel()
+    kernel.wait(cell, timeout=20)
+    assert "cancelled" not in kernel.text(cell)
+    still = kernel.execute("print(nbcluster.wait([r2], timeout=0.5)[1] == [r2])")
+    assert kernel.text(still) == "True\n"  # still running
+
+
+def test_a_kernel_restart_stops_its_cluster_and_the_next_start_works(kernel: Kernel) -> None:
+    started(kernel)
+    pid = kernel.km.provisioner.pid if hasattr(kernel.km, "provisioner") else None
+    kernel_proc = psutil.Process(pid) if pid else None
+    children = kernel_proc.children(recursive=True) if kernel_proc else []
+    assert children, "the cluster's processes are the kernel's children"
+    kernel.km.restart_kernel(now=False)
+    kernel.kc.wait_for_ready(timeout=60)
+    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
+             timeout=20, message="the old kernel's cluster gone")
+    started(kernel, "--num-cpus 1")
+    cell = kernel.execute("import nbcluster\nprint(nbcluster.get(nbcluster.put(41)) + 1)")
+    assert kernel.text(cell) == "42\n"
+
+
+def test_bad_subcommands_and_flags_are_usage_errors_with_the_help_line(kernel: Kernel) -> None:
+    cell = kernel.execute("%load_ext nbcluster\n%cluster bogus")
+    err = kernel.text(cell, "stderr")
+    assert "UsageError: %cluster: unknown subcommand 'bogus'; use one of connect, start" in err
+    cell = kernel.execute("%cluster start --num-cpus many")
+    err = kernel.text(cell, "stderr")
+    assert "UsageError" in err and "--num-cpus" in err and "usage: %cluster start" in err.replace("usage: start", "usage: %cluster start") or "usage:" in err
+    cell = kernel.execute("%cluster status")
+    assert "not connected; %cluster connect or %cluster start first" in kernel.text(cell, "stderr")
+    cell = kernel.execute("%cluster help connect")
+    assert "--token-file" in kernel.text(cell) and "--wait-nodes" in kernel.text(cell)
+    cell = kernel.execute("%cluster?")
+    pages = [m for m in kernel.messages if m["parent_header"].get("msg_id") == cell]
+    assert kernel.error(cell) is None and pages is not None
+
+
+def test_connect_attaches_to_a_running_cluster_and_disconnect_leaves_it_running(kernel: Kernel, tmp_path) -> None:
+    from nbcluster.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(cluster.head_node._handle.token)
+        cell = kernel.execute(f"%load_ext nbcluster\n%cluster connect {cluster.address} --token-file {token_file}")
+        out = kernel.text(cell)
+        assert "Connected to a cluster of 1 node(s)" in out, kernel.text(cell, "stderr")
+        assert cluster.head_node._handle.token not in "".join(str(m["content"]) for m in kernel.messages)
+        cell = kernel.execute("import nbcluster\nprint(nbcluster.get(nbcluster.put('here')))")
+        assert kernel.text(cell) == "here\n"
+        cell = kernel.execute("%cluster disconnect")
+        assert "the cluster keeps running" in kernel.text(cell)
+        assert cluster.head_node.alive()
+    finally:
+        cluster.shutdown()

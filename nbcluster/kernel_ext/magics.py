@@ -278,11 +278,12 @@ class ClusterMagics(Magics):
         return JobSubmissionClient()
 
     def _submit(self, rest: str) -> None:
-        before, sep, after = rest.partition("--")
-        args = _parse("submit", before)
+        tokens = shlex.split(rest)
+        split = tokens.index("--") if "--" in tokens else len(tokens)
+        args = _parse("submit", shlex.join(tokens[:split]))
         if args is None:
             return
-        command = shlex.split(after) if sep else args.command
+        command = tokens[split + 1:] or args.command
         if not command:
             raise UsageError("%cluster submit needs a command after --, e.g. %cluster submit -- python job.py")
         client = self._client()

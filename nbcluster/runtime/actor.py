@@ -17,7 +17,7 @@ from nbcluster.runtime.actor_options import actor_shape, validate_actor_options,
 from nbcluster.runtime.options import placement
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
-from nbcluster.runtime.objects.serialization import dumps
+from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
@@ -84,7 +84,7 @@ class ActorClass:
         if self._info is None:
             with self._lock:
                 if self._info is None:
-                    pickled = dumps(self._cls)
+                    pickled = dumps_definition(self._cls)
                     digest = hashlib.sha1(pickled).digest()[:16]
                     self._info = FunctionInfo(digest, f"{self._cls.__module__}.{self._cls.__qualname__}", pickled)
         return self._info

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from nbcluster.runtime.objects.serialization import dumps
+from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.core.tasks import FunctionInfo
 from nbcluster.runtime.options import task_options, validate_task_options
 
@@ -36,7 +36,7 @@ class RemoteFunction:
         if self._info is None:
             with self._lock:
                 if self._info is None:
-                    pickled = dumps(self._function)
+                    pickled = dumps_definition(self._function)
                     digest = hashlib.sha1(pickled).digest()[:16]
                     name = f"{self._function.__module__}.{self._function.__qualname__}"
                     self._info = FunctionInfo(digest, name, pickled)

@@ -133,3 +133,30 @@ def test_connect_attaches_to_a_running_cluster_and_disconnect_leaves_it_running(
         assert cluster.head_node.alive()
     finally:
         cluster.shutdown()
+
+
+def test_cell_code_ships_by_value_and_unpicklable_names_are_named(kernel: Kernel) -> None:
+    started(kernel)
+    cell = kernel.execute(
+        "import nbcluster, threading\n"
+        "FACTOR = 7\n"
+        "def helper(x):\n"
+        "    return x * FACTOR\n"
+        "@nbcluster.remote\n"
+        "class Scaler:\n"
+        "    def scale(self, x):\n"
+        "        return helper(x)\n"
+        "s = Scaler.remote()\n"
+        "print(nbcluster.get(s.scale.remote(6)))"
+    )
+    assert kernel.text(cell) == "42\n", kernel.text(cell, "stderr")
+    cell = kernel.execute(
+        "lock = threading.Lock()\n"
+        "@nbcluster.remote\n"
+        "def uses_lock():\n"
+        "    return lock.locked()\n"
+        "uses_lock.remote()"
+    )
+    error = kernel.error(cell)
+    assert error["ename"] == "TypeError"
+    assert "Cannot ship function 'uses_lock' to the cluster: it uses `lock` (_thread.lock)" in error["evalue"]

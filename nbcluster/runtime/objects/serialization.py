@@ -56,6 +56,57 @@ def dumps(value: Any, buffer_callback: Any = None) -> bytes:
         return file.getvalue()
 
 
+def dumps_definition(obj: Any) -> bytes:
+    """A function or class for shipping (by value when defined in a notebook or
+    script). When it cannot be pickled, the error names the global or closure variable
+    it uses that cannot, and what to do: said before anything is submitted."""
+    try:
+        return dumps(obj)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the culprit named
+        culprit = _unpicklable_reference(obj)
+        what = f"{'class' if isinstance(obj, type) else 'function'} {getattr(obj, '__qualname__', obj)!r}"
+        if culprit is not None:
+            name, value, error = culprit
+            raise TypeError(
+                f"Cannot ship {what} to the cluster: it uses `{name}` ({type(value).__module__}."
+                f"{type(value).__qualname__}), which cannot be pickled ({error}). Create it inside the "
+                "function instead, or pass something picklable as an argument."
+            ) from None
+        raise TypeError(f"Cannot ship {what} to the cluster: {exc}") from exc
+
+
+def _unpicklable_reference(obj: Any) -> tuple[str, Any, Exception] | None:
+    """The first global or closure variable that ``obj`` (a function, or a class's
+    methods) uses and that cannot be pickled."""
+    functions = [obj] if callable(obj) and hasattr(obj, "__code__") else []
+    if isinstance(obj, type):
+        functions = [v for v in vars(obj).values() if hasattr(v, "__code__")]
+    for fn in functions:
+        code = fn.__code__
+        candidates = [(n, fn.__globals__[n]) for n in code.co_names if n in fn.__globals__]
+        if fn.__closure__:
+            candidates += [(n, c.cell_contents) for n, c in zip(code.co_freevars, fn.__closure__)
+                           if _filled(c)]
+        for name, value in candidates:
+            if isinstance(value, types.ModuleType):
+                continue
+            try:
+                dumps(value)
+            except Exception as error:  # noqa: BLE001
+                return name, value, error
+    return None
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        return cell.cell_contents is not _EMPTY
+    except ValueError:  # an empty cell
+        return False
+
+
+_EMPTY = object()
+
+
 def record_ref(ref: Any) -> None:
     """Called by ``ObjectRef.__reduce__``: note a reference being serialized."""
     refs = getattr(_context, "refs", None)

@@ -16,7 +16,7 @@ from nbcluster.runtime.state import AutoscalerState, _gcs_call, get_autoscaler_s
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import RemoteError
 
-__all__ = ["AutoscalerState", "get_autoscaler_state", "request_resources"]
+__all__ = ["AutoscalerState", "get_autoscaler_state", "request_resources", "set_worker_bounds"]
 
 
 def _bundles(num_cpus: int | None, bundles: Sequence[Mapping[str, float]] | None) -> list[dict[str, float]]:
@@ -54,5 +54,24 @@ def request_resources(
     )
     try:
         _gcs_call(methods.Gcs.RequestResources, request, address)
+    except RemoteError as exc:
+        raise NbclusterError(exc.message) from None
+
+
+def set_worker_bounds(
+    min_workers: int, max_workers: int, *, node_type: str | None = None, address: str | None = None
+) -> str:
+    """Let the autoscaler keep between ``min_workers`` and ``max_workers`` nodes of
+    ``node_type`` (default: the cluster's only worker type) from now on; the cluster's
+    own max_workers grows to fit. ``set_worker_bounds(n, n)`` scales to n nodes (idle
+    ones above n go after the idle timeout). Returns the node type's name."""
+    for name, value in (("min_workers", min_workers), ("max_workers", max_workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    if min_workers > max_workers:
+        raise ValueError(f"min_workers ({min_workers}) must not be above max_workers ({max_workers})")
+    request = gcs_pb2.SetWorkerBoundsRequest(node_type=node_type or "", min_workers=min_workers, max_workers=max_workers)
+    try:
+        return _gcs_call(methods.Gcs.SetWorkerBounds, request, address).node_type
     except RemoteError as exc:
         raise NbclusterError(exc.message) from None

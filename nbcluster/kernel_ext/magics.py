@@ -34,7 +34,9 @@ import nbcluster.driver as driver
 from nbcluster.kernel_ext.routing import CellRouter
 from nbcluster.state import get_autoscaler_state, list_nodes
 
-SUBCOMMANDS = ("connect", "start", "stop", "disconnect", "status", "scale", "submit", "jobs", "logs", "stop-job", "help")
+SUBCOMMANDS = (
+    "connect", "start", "stop", "disconnect", "status", "scale", "adapt", "submit", "jobs", "logs", "stop-job", "help",
+)
 
 
 # -- the argument parsers (their docstrings are the help) ------------------------------
@@ -60,7 +62,16 @@ def start_usage(line: str) -> None:
 @magic_arguments()
 @argument("workers", type=int, help="the number of worker nodes to have")
 def scale_usage(line: str) -> None:
-    """%cluster scale N: grow or shrink a cluster this kernel started to N worker nodes."""
+    """%cluster scale N: grow or shrink the cluster to N worker nodes (one started here
+    with --workers, or any cluster with an autoscaler)."""
+
+
+@magic_arguments()
+@argument("minimum", type=int, help="the fewest worker nodes to keep")
+@argument("maximum", type=int, help="the most worker nodes to add for the load")
+@argument("--node-type", help="which worker node type (default: the only one)")
+def adapt_usage(line: str) -> None:
+    """%cluster adapt MIN MAX: let the autoscaler keep MIN to MAX worker nodes."""
 
 
 @magic_arguments()
@@ -90,6 +101,7 @@ USAGE = {
     "connect": connect_usage,
     "start": start_usage,
     "scale": scale_usage,
+    "adapt": adapt_usage,
     "submit": submit_usage,
     "logs": logs_usage,
     "stop-job": stop_job_usage,
@@ -145,7 +157,8 @@ class ClusterMagics(Magics):
         %cluster stop           stop the cluster this kernel started (and disconnect)
         %cluster disconnect     stop being a driver; the cluster keeps running
         %cluster status         nodes, resources, autoscaler
-        %cluster scale N        worker nodes of a cluster started here with --workers
+        %cluster scale N        N worker nodes (a cluster started here with --workers, or autoscaled)
+        %cluster adapt MIN MAX  let the autoscaler keep MIN to MAX worker nodes
         %cluster submit [--working-dir DIR] [--no-wait] [--entrypoint-num-cpus N] -- CMD...
         %cluster jobs           the cluster's jobs
         %cluster logs ID [--follow]
@@ -259,16 +272,41 @@ class ClusterMagics(Magics):
         args = _parse("scale", rest)
         if args is None:
             return
-        if self.owned is None:
-            raise UsageError("%cluster scale works on a cluster this kernel started with --workers")
         if args.workers < 0:
             raise UsageError("the number of workers must be >= 0")
+        if self.owned is None:
+            self._require()
+            if not get_autoscaler_state().enabled:
+                raise UsageError(
+                    "this cluster's size is fixed: %cluster scale works on a cluster started here with "
+                    "--workers, or on one with an autoscaler (%cluster start --autoscale MIN:MAX)"
+                )
+            self._set_bounds(args.workers, args.workers, None)
+            return
         while len(self.owned.worker_nodes) < args.workers:
             self.owned.add_node(num_cpus=1)
         while len(self.owned.worker_nodes) > args.workers:
             self.owned.remove_node(self.owned.worker_nodes[-1])
         self.owned.wait_for_nodes()
         self._show()
+
+    def _adapt(self, rest: str) -> None:
+        args = _parse("adapt", rest)
+        if args is None:
+            return
+        self._require()
+        if not get_autoscaler_state().enabled:
+            raise UsageError("this cluster has no autoscaler; start one with %cluster start --autoscale MIN:MAX")
+        self._set_bounds(args.minimum, args.maximum, args.node_type)
+
+    def _set_bounds(self, low: int, high: int, node_type: str | None) -> None:
+        from nbcluster.autoscaler import set_worker_bounds
+
+        try:
+            name = set_worker_bounds(low, high, node_type=node_type)
+        except (ValueError, nbcluster.exceptions.NbclusterError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"nbcluster: the autoscaler keeps {low} to {high} {name} node(s)")
 
     # -- jobs --------------------------------------------------------------------------
     def _client(self) -> Any:

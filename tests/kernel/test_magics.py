@@ -160,3 +160,33 @@ def test_cell_code_ships_by_value_and_unpicklable_names_are_named(kernel: Kernel
     error = kernel.error(cell)
     assert error["ename"] == "TypeError"
     assert "Cannot ship function 'uses_lock' to the cluster: it uses `lock` (_thread.lock)" in error["evalue"]
+
+
+def test_adapt_and_scale_an_autoscaled_cluster(kernel: Kernel) -> None:
+    started(kernel, "--num-cpus 1 --autoscale 0:1")
+    cell = kernel.execute("%cluster adapt 1 2")
+    assert "the autoscaler keeps 1 to 2 worker node(s)" in kernel.text(cell), kernel.text(cell, "stderr")
+    count = ("import nbcluster, time\n"
+             "def workers():\n"
+             "    return sum(1 for n in nbcluster.state.list_nodes() if n.state == 'ALIVE' and not n.is_head)\n"
+             "deadline = time.monotonic() + 60\n"
+             "while workers() != {n} and time.monotonic() < deadline:\n"
+             "    time.sleep(0.2)\n"
+             "print(workers())")
+    cell = kernel.execute(count.format(n=1))
+    assert kernel.text(cell) == "1\n"  # min_workers=1 launched one
+    cell = kernel.execute("%cluster scale 2")
+    assert "keeps 2 to 2" in kernel.text(cell)
+    cell = kernel.execute(count.format(n=2))
+    assert kernel.text(cell) == "2\n"
+    cell = kernel.execute("%cluster adapt 3 1")
+    assert "UsageError" in kernel.text(cell, "stderr") and "above max_workers" in kernel.text(cell, "stderr")
+    cell = kernel.execute("print([e.message for e in nbcluster.state.get_autoscaler_state().events "
+                          "if e.message.startswith('Bounds')])")
+    assert "min_workers=2, max_workers=2" in kernel.text(cell)
+
+
+def test_scale_refuses_a_fixed_cluster(kernel: Kernel) -> None:
+    started(kernel)
+    cell = kernel.execute("%cluster scale 3")
+    assert "this cluster's size is fixed" in kernel.text(cell, "stderr")

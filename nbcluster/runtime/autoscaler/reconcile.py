@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -138,6 +139,35 @@ class Autoscaler:
             {"action": "request_resources", "bundles": bundles},
         )
         self.wake()
+
+    def set_bounds(self, node_type: str, min_workers: int, max_workers: int) -> str:
+        """New min/max workers for ``node_type`` ("" : the only worker type); the
+        cluster's max_workers grows to fit. Returns the type's name."""
+        types = self.config.worker_types or {
+            n: t for n, t in self.config.available_node_types.items() if n != self.config.head_node_type
+        }
+        if not node_type:
+            if len(types) != 1:
+                raise ValueError(f"name the node type: this cluster has {', '.join(sorted(types)) or 'none'}")
+            node_type = next(iter(types))
+        current = self.config.available_node_types.get(node_type)
+        if current is None or node_type == self.config.head_node_type:
+            raise ValueError(f"no worker node type {node_type!r}; the types are {', '.join(sorted(types))}")
+        if min_workers > max_workers:
+            raise ValueError(f"min_workers ({min_workers}) is above max_workers ({max_workers})")
+        others = sum(t.min_workers for n, t in self.config.worker_types.items() if n != node_type)
+        updated = dataclasses.replace(current, min_workers=min_workers, max_workers=max_workers)
+        self.config = dataclasses.replace(
+            self.config,
+            available_node_types={**self.config.available_node_types, node_type: updated},
+            max_workers=max(self.config.max_workers, max_workers, others + min_workers),
+        )
+        self._publish(
+            f"Bounds of {node_type} set to min_workers={min_workers}, max_workers={max_workers}",
+            {"action": "set_bounds", "node_type": node_type, "min_workers": min_workers, "max_workers": max_workers},
+        )
+        self.wake()
+        return node_type
 
     def launchable(self) -> list[dict[str, float]]:
         """Resources of the node types that may be added (for the node managers)."""

@@ -601,6 +601,20 @@ class GcsServer:
         self.autoscaler.request_resources([dict(b.amounts) for b in request.bundles])
         return common_pb2.Empty()
 
+    def SetWorkerBounds(
+        self, request: gcs_pb2.SetWorkerBoundsRequest, conn: Any
+    ) -> gcs_pb2.SetWorkerBoundsReply:
+        if self.autoscaler is None:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_UNAVAILABLE,
+                "this cluster has no autoscaler, so its size is fixed; start one with an autoscaling config",
+            )
+        try:
+            name = self.autoscaler.set_bounds(request.node_type, request.min_workers, request.max_workers)
+        except ValueError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from None
+        return gcs_pb2.SetWorkerBoundsReply(node_type=name)
+
     def GetAutoscalerStatus(
         self, request: gcs_pb2.GetAutoscalerStatusRequest, conn: Any
     ) -> gcs_pb2.GetAutoscalerStatusReply:

@@ -635,6 +635,22 @@ class RequestResourcesRequest(_message.Message):
     bundles: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
     def __init__(self, bundles: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
 
+class SetWorkerBoundsRequest(_message.Message):
+    __slots__ = ("node_type", "min_workers", "max_workers")
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    node_type: str
+    min_workers: int
+    max_workers: int
+    def __init__(self, node_type: _Optional[str] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ...) -> None: ...
+
+class SetWorkerBoundsReply(_message.Message):
+    __slots__ = ("node_type",)
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    node_type: str
+    def __init__(self, node_type: _Optional[str] = ...) -> None: ...
+
 class GetAutoscalerStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

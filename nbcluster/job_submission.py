@@ -547,6 +547,11 @@ class JobSubmissionClient:
         """The job's output so far (stdout and stderr of the entrypoint)."""
         return str(self._request("GET", self._job_path(job_id) + "/logs", job_id=job_id).get("logs", ""))
 
+    def get_job_artifact(self, job_id: str, name: str = "executed.ipynb") -> bytes:
+        """A file the job kept on the head: for a notebook job (``%cluster submit
+        --notebook``), ``executed.ipynb``, the notebook with its outputs."""
+        return self._request("GET", self._job_path(job_id) + f"/artifacts/{name}", job_id=job_id, decode=False)
+
     async def tail_job_logs(self, job_id: str) -> AsyncIterator[str]:
         """The job's output from its start, chunk by chunk as it comes, until the job ends."""
         from tornado.httpclient import HTTPClientError, HTTPRequest

@@ -416,5 +416,7 @@ def test_a_process_leaving_the_group_does_not_keep_the_job_running(api: Api) -> 
     job_id = api.submit(entrypoint=f"setsid python -c 'import time; time.sleep(30)' {marker} & echo started")
     job = api.wait_done(job_id, timeout=15)
     assert job["status"] == "SUCCEEDED" and api.logs(job_id) == "started\n"
-    for proc in marked(marker):  # it escaped the job on purpose; end it here
+    escaped = wait_for(lambda: marked(marker), timeout=10, message="the escaped process")
+    for proc in escaped:  # it left the job on purpose; end it here
         proc.kill()
+    wait_for(lambda: not marked(marker), timeout=10, message="the escaped process gone")

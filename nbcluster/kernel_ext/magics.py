@@ -21,6 +21,7 @@ import html
 import os
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -79,6 +80,8 @@ def adapt_usage(line: str) -> None:
 @argument("--no-wait", action="store_true", help="return at once instead of following the logs")
 @argument("--entrypoint-num-cpus", type=float, help="CPUs held for the entrypoint")
 @argument("--submission-id", help="the job's id (default: generated)")
+@argument("--notebook", metavar="PATH", help="run this notebook headless as the job (its directory is shipped); "
+                                              "the executed notebook is saved next to it as NAME.executed.ipynb")
 @argument("command", nargs="*", help="the shell command, after --")
 def submit_usage(line: str) -> None:
     """%cluster submit [options] -- CMD...: run CMD as a batch job on the cluster."""
@@ -187,7 +190,8 @@ class ClusterMagics(Magics):
             return None
         if nbcluster.is_initialized():
             raise UsageError("already connected; %cluster disconnect first")
-        address = args.target or "auto"
+        # In a job (a notebook run with %cluster submit --notebook) the job's cluster.
+        address = args.target or (None if os.environ.get("NBCLUSTER_ADDRESS") else "auto")
         if args.token_file:
             from nbcluster.runtime.discovery import read_token_file
 
@@ -322,6 +326,15 @@ class ClusterMagics(Magics):
         if args is None:
             return
         command = tokens[split + 1:] or args.command
+        notebook = None
+        if args.notebook:
+            notebook = Path(args.notebook).expanduser().resolve()
+            if notebook.suffix != ".ipynb" or not notebook.is_file():
+                raise UsageError(f"--notebook: {args.notebook} is not a notebook file (.ipynb)")
+            if command:
+                raise UsageError("give --notebook PATH or a command after --, not both")
+            command = ["python", "-m", "nbcluster.kernel_ext.run_notebook", notebook.name]
+            args.working_dir = args.working_dir or str(notebook.parent)
         if not command:
             raise UsageError("%cluster submit needs a command after --, e.g. %cluster submit -- python job.py")
         client = self._client()
@@ -338,6 +351,13 @@ class ClusterMagics(Magics):
                 print(chunk, end="", flush=True)
             info = client.get_job_info(job)
             print(f"Job '{job}' {info.status.value}: {info.message}")
+            if notebook is not None:
+                try:
+                    executed = notebook.with_name(notebook.stem + ".executed.ipynb")
+                    executed.write_bytes(client.get_job_artifact(job))
+                    print(f"The executed notebook: {executed}")
+                except ValueError as exc:  # the job ended before it kept one
+                    print(f"No executed notebook: {exc}")
 
     def _jobs(self, rest: str) -> None:
         jobs = self._client().list_jobs()

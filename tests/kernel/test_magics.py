@@ -190,3 +190,33 @@ def test_scale_refuses_a_fixed_cluster(kernel: Kernel) -> None:
     started(kernel)
     cell = kernel.execute("%cluster scale 3")
     assert "this cluster's size is fixed" in kernel.text(cell, "stderr")
+
+
+def test_submit_runs_a_notebook_as_a_job_and_keeps_the_executed_notebook(kernel: Kernel, tmp_path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    good = new_notebook(cells=[
+        new_code_cell("%load_ext nbcluster\n%cluster connect"),
+        new_code_cell("import nbcluster\n@nbcluster.remote\ndef cube(x):\n    return x ** 3\n"
+                      "print('cubes', nbcluster.get([cube.remote(i) for i in range(4)]))"),
+    ])
+    bad = new_notebook(cells=[new_code_cell("print('before')"), new_code_cell("1 / 0")])
+    for notebook in (good, bad):
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(good, tmp_path / "cubes.ipynb")
+    nbformat.write(bad, tmp_path / "broken.ipynb")
+    started(kernel)
+    cell = kernel.execute(f"%cluster submit --notebook {tmp_path / 'cubes.ipynb'}", timeout=180)
+    out = kernel.text(cell)
+    assert "cubes [0, 1, 8, 27]" in out and "SUCCEEDED" in out, out + kernel.text(cell, "stderr")
+    executed = nbformat.read(tmp_path / "cubes.executed.ipynb", as_version=4)
+    assert "cubes [0, 1, 8, 27]" in executed.cells[1].outputs[0]["text"]
+    assert not (tmp_path / "cubes.ipynb").read_text().count('"outputs": [\n     {')  # the original untouched
+    cell = kernel.execute(f"%cluster submit --notebook {tmp_path / 'broken.ipynb'}", timeout=180)
+    out = kernel.text(cell)
+    assert "FAILED" in out and "ZeroDivisionError" in out, out
+    broken = nbformat.read(tmp_path / "broken.executed.ipynb", as_version=4)
+    assert broken.cells[1].outputs[0]["ename"] == "ZeroDivisionError"
+    cell = kernel.execute(f"%cluster submit --notebook {tmp_path / 'missing.ipynb'}")
+    assert "is not a notebook file" in kernel.text(cell, "stderr")

@@ -506,6 +506,10 @@ class GcsServer:
         assert self._store is not None
         return self._store.kv_get(namespace, key)
 
+    def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None:
+        assert self._store is not None
+        self._store.kv_del(namespace, prefix, True)
+
     def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
         assert self._store is not None
         self._store.kv_put(namespace, key, value, True)

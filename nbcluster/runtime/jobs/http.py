@@ -11,6 +11,7 @@
     DELETE /api/jobs/{id}                   a finished job and its log
     POST   /api/jobs/{id}/stop              {"stopped": bool}
     GET    /api/jobs/{id}/logs              {"logs": str}
+    GET    /api/jobs/{id}/artifacts/{name}  a file the job kept (a notebook job: executed.ipynb)
     WS     /api/jobs/{id}/logs/tail         the log from its start, then live; closed at the end
 
 Every request needs ``Authorization: Bearer <cluster token>``: 401 without one, 403
@@ -199,6 +200,19 @@ class LogsHandler(_Handler):
             self.fail(exc)
 
 
+class ArtifactHandler(_Handler):
+    """A file the job kept on the head (a notebook job's executed notebook)."""
+
+    def get(self, job_id: str, name: str) -> None:
+        try:
+            data = self.gcs.jobs.artifact(job_id, name)
+        except JobError as exc:
+            self.fail(exc)
+            return
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(data)
+
+
 class TailHandler(tornado.websocket.WebSocketHandler):
     def prepare(self) -> None:
         _authorize(self)
@@ -239,6 +253,7 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
             (r"/api/jobs/([^/]+)/stop", StopHandler),
             (r"/api/jobs/([^/]+)/logs/tail", TailHandler),
             (r"/api/jobs/([^/]+)/logs", LogsHandler),
+            (r"/api/jobs/([^/]+)/artifacts/([^/]+)", ArtifactHandler),
             (r"/api/jobs/([^/]+)/?", JobHandler),
         ],
         gcs=gcs,

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: The KV namespace of runtime_env packages (gcs:// URIs).
 PACKAGES_NS = "packages"
+#: Files jobs keep on the head ("<job id hex>/<name>"), e.g. a notebook job's result.
+ARTIFACTS_NS = "job_artifacts"
 RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 #: The log tail sends what was written before it started in pieces this large.
 TAIL_PIECE = 256 * 1024
@@ -320,8 +322,16 @@ class JobManager:
         if self.gcs.job_status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
             raise JobError(400, f"job {job_id} has not finished; stop it first (POST /api/jobs/{job_id}/stop)")
         self.log_path(info).unlink(missing_ok=True)
+        self.gcs.kv_delete_prefix(ARTIFACTS_NS, f"{info.job_id.hex()}/".encode())
         self.gcs.remove_job(info.job_id)
         return True
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        info = self.find(job_id)
+        data = self.gcs.kv_get(ARTIFACTS_NS, f"{info.job_id.hex()}/{name}".encode())
+        if data is None:
+            raise JobError(404, f"job {job_id} kept no artifact {name!r}")
+        return data
 
     def logs(self, job_id: str) -> str:
         info = self.find(job_id)

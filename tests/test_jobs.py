@@ -413,7 +413,9 @@ def test_a_killed_supervisor_fails_its_job_and_ends_the_entrypoint(api: Api) -> 
 def test_a_process_leaving_the_group_does_not_keep_the_job_running(api: Api) -> None:
     marker = f"nbc-setsid-{os.getpid()}-{time.monotonic_ns()}"
     # The escaped process keeps the job's output pipe open.
-    job_id = api.submit(entrypoint=f"setsid python -c 'import time; time.sleep(30)' {marker} & echo started")
+    job_id = api.submit(
+        entrypoint=f"setsid python -c 'import time; time.sleep(30)' {marker} & sleep 1; echo started"
+    )
     job = api.wait_done(job_id, timeout=15)
     assert job["status"] == "SUCCEEDED" and api.logs(job_id) == "started\n"
     escaped = wait_for(lambda: marked(marker), timeout=10, message="the escaped process")

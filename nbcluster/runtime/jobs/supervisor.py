@@ -116,7 +116,7 @@ class Supervisor:
         await self.report(started=True, pid=self.proc.pid)
         pump = asyncio.ensure_future(self._pump())
         flusher = asyncio.ensure_future(self._flush_loop())
-        waiter = asyncio.ensure_future(self.proc.wait())
+        waiter = asyncio.ensure_future(self._exit_code())
         stopper = asyncio.ensure_future(self.stop_requested.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not waiter.done():
@@ -134,6 +134,14 @@ class Supervisor:
         flusher.cancel()
         await self._flush()
         await self.report(exited=True, exit_code=code, stopped=self.stopped)
+
+    async def _exit_code(self) -> int:
+        """The entrypoint's exit code. Not ``proc.wait()``: asyncio waits there for its
+        pipes to close too, which a process that left the group can hold open."""
+        assert self.proc is not None
+        while self.proc.returncode is None:
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
 
     def _gcs_lost(self, conn: object) -> None:
         """The head went away: nothing could report this job's end, so end it."""

@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _MAGICS: dict[int, Any] = {}
+
+
+_HELP = re.compile(r"^(\s*)%cluster\s+([a-z][a-z-]*)\s*\?\s*$")
+
+
+def _subcommand_help(lines: list[str]) -> list[str]:
+    """``%cluster connect?`` asks for a subcommand's help: IPython's own ``?`` would look
+    for an object called "%cluster connect"."""
+    return [_HELP.sub(r"\1%cluster help \2", line) for line in lines]
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -15,6 +25,7 @@ def load_ipython_extension(ip: Any) -> None:
         return
     magics = ClusterMagics(ip)
     ip.register_magics(magics)
+    ip.input_transformers_cleanup.append(_subcommand_help)
     _MAGICS[id(ip)] = magics
 
 
@@ -22,3 +33,5 @@ def unload_ipython_extension(ip: Any) -> None:
     magics = _MAGICS.pop(id(ip), None)
     if magics is not None:
         magics.close()
+    if _subcommand_help in ip.input_transformers_cleanup:
+        ip.input_transformers_cleanup.remove(_subcommand_help)

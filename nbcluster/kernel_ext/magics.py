@@ -35,6 +35,29 @@ import nbcluster.driver as driver
 from nbcluster.kernel_ext.routing import CellRouter
 from nbcluster.state import get_autoscaler_state, list_nodes
 
+#: The clusters the Jupyter server extension knows, for kernels (written by it, mode 0600).
+DISCOVERY_FILE = "nbcluster-clusters.json"
+
+
+def discovery_path() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / DISCOVERY_FILE
+
+
+def discovery_clusters() -> list[dict[str, Any]]:
+    """``[{"name", "address", "token_file"}]`` from the server extension's file (none
+    when it does not exist or cannot be read)."""
+    import json
+
+    try:
+        data = json.loads(discovery_path().read_text())
+    except (OSError, ValueError):
+        return []
+    clusters = data.get("clusters", []) if isinstance(data, dict) else []
+    return [c for c in clusters if isinstance(c, dict) and isinstance(c.get("address"), str)]
+
+
 SUBCOMMANDS = (
     "connect", "start", "stop", "disconnect", "status", "scale", "adapt", "submit", "jobs", "logs", "stop-job", "help",
 )
@@ -191,12 +214,13 @@ class ClusterMagics(Magics):
         if nbcluster.is_initialized():
             raise UsageError("already connected; %cluster disconnect first")
         # In a job (a notebook run with %cluster submit --notebook) the job's cluster.
-        address = args.target or (None if os.environ.get("NBCLUSTER_ADDRESS") else "auto")
-        if args.token_file:
+        address, token_file = self._resolve(args.target)
+        token_file = args.token_file or token_file
+        if token_file:
             from nbcluster.runtime.discovery import read_token_file
 
             try:
-                os.environ["NBCLUSTER_TOKEN"] = read_token_file(args.token_file)
+                os.environ["NBCLUSTER_TOKEN"] = read_token_file(token_file)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         try:
@@ -208,6 +232,30 @@ class ClusterMagics(Magics):
             self._wait_nodes(args.wait_nodes, args.timeout)
         self._show()
         return None
+
+    @staticmethod
+    def _resolve(target: str | None) -> tuple[str | None, str | None]:
+        """(address, token file) for ``%cluster connect [target]``: a name from the
+        Jupyter server's list of clusters, HOST:PORT, or with no target the server's
+        only cluster, else the one started on this machine ("auto")."""
+        listed = discovery_clusters()
+        if target is None:
+            if os.environ.get("NBCLUSTER_ADDRESS"):  # a job's notebook: the job's cluster
+                return None, None
+            if len(listed) == 1:
+                return listed[0]["address"], listed[0].get("token_file")
+            return "auto", None
+        named = [c for c in listed if c.get("name") == target]
+        if named:
+            return named[0]["address"], named[0].get("token_file")
+        host, sep, port = target.rpartition(":")
+        if sep and host and port.isdigit():
+            return target, None
+        names = ", ".join(sorted(c.get("name", "?") for c in listed)) or "none"
+        raise UsageError(
+            f"%cluster connect: {target!r} is neither a cluster the Jupyter server lists ({names}; "
+            f"from {discovery_path()}) nor HOST:PORT"
+        )
 
     def _wait_nodes(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -220,3 +220,29 @@ def test_submit_runs_a_notebook_as_a_job_and_keeps_the_executed_notebook(kernel:
     assert broken.cells[1].outputs[0]["ename"] == "ZeroDivisionError"
     cell = kernel.execute(f"%cluster submit --notebook {tmp_path / 'missing.ipynb'}")
     assert "is not a notebook file" in kernel.text(cell, "stderr")
+
+
+def test_subcommand_help_with_a_question_mark(kernel: Kernel) -> None:
+    kernel.execute("%load_ext nbcluster")
+    cell = kernel.execute("%cluster connect?")
+    out = kernel.text(cell)
+    assert "%cluster connect: make this kernel a driver" in out and "--token-file" in out, out
+
+
+def test_connect_finds_clusters_the_jupyter_server_lists(tmp_path, monkeypatch) -> None:
+    import json
+
+    from IPython.core.error import UsageError
+
+    from nbcluster.kernel_ext.magics import ClusterMagics, discovery_path
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("NBCLUSTER_ADDRESS", raising=False)
+    assert ClusterMagics._resolve(None) == ("auto", None)  # no list: this machine's cluster
+    listed = {"clusters": [{"name": "big", "address": "10.0.0.5:6380", "token_file": "/secret/token"}]}
+    discovery_path().write_text(json.dumps(listed))
+    assert ClusterMagics._resolve(None) == ("10.0.0.5:6380", "/secret/token")  # the only one
+    assert ClusterMagics._resolve("big") == ("10.0.0.5:6380", "/secret/token")
+    assert ClusterMagics._resolve("h:1234") == ("h:1234", None)
+    with pytest.raises(UsageError, match=r"'small' is neither a cluster the Jupyter server lists \(big; from"):
+        ClusterMagics._resolve("small")

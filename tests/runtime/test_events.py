@@ -1,0 +1,38 @@
+"""The public event stream (nbcluster.events): what views subscribe to."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import nbcluster
+from nbcluster import events
+
+from ..conftest import wait_for
+
+
+def test_subscribers_get_events_as_they_happen_and_close_ends_the_stream(start_cluster):
+    start_cluster(num_cpus=1)
+    got: list[events.ClusterEvent] = []
+    sub = events.subscribe(got.append, kinds=("TASK_COUNTERS", "JOB_STATE"), replay=True)
+    f = nbcluster.remote(lambda: 1)
+    assert nbcluster.get([f.remote() for _ in range(5)]) == [1] * 5
+    wait_for(lambda: any(e.kind == "TASK_COUNTERS" and e.data.get("finished") == 5 for e in got), timeout=10,
+             message="the task counters")
+    assert got[0].kind == "JOB_STATE" and "RUNNING" in got[0].message  # replayed
+    assert {e.kind for e in got} <= {"TASK_COUNTERS", "JOB_STATE"}
+    assert [e.seq for e in got] == sorted(e.seq for e in got)
+    sub.close()
+    wait_for(lambda: not sub.active, timeout=5, message="the subscription to end")
+    count = len(got)
+    assert nbcluster.get(f.remote()) == 1
+    threads = threading.active_count()
+    nbcluster.shutdown()
+    assert len(got) == count and threading.active_count() <= threads
+
+
+def test_unknown_kinds_are_refused(start_cluster):
+    start_cluster(num_cpus=1)
+    with pytest.raises(ValueError, match="unknown event kinds"):
+        events.subscribe(print, kinds=("NODES",))

@@ -603,7 +603,7 @@ class JobSubmissionClient:
         return self._iter_job_logs(job_id, timeout)
 
     def _iter_job_logs(self, job_id: str, timeout: float | None) -> Iterator[str]:
-        pump = _LogPump(lambda: self.tail_job_logs(job_id), name=f"nbcluster-job-logs-{job_id}")
+        pump = LogPump(lambda: self.tail_job_logs(job_id), name=f"nbcluster-job-logs-{job_id}")
         deadline = None if timeout is None else time.monotonic() + timeout
         pump.start()
         try:
@@ -659,13 +659,20 @@ async def _drain(conn: Any) -> None:
         pass
 
 
-class _LogPump:
+class LogPump:
     """Runs an async iterator on a thread with its own event loop, handing its items
-    over ``queue`` as ``("chunk", item)``, then ``("end", None)`` or ``("error", exc)``.
-    ``stop()`` cancels it and joins the thread; it may be called at any time, twice."""
+    over ``queue`` as ``("chunk", item)``, then ``("end", None)`` or ``("error", exc)``
+    — or to ``sink(kind, item)`` on that thread when one is given. ``stop()`` cancels it
+    and joins the thread; it may be called at any time, twice."""
 
-    def __init__(self, source: Callable[[], AsyncIterator[str]], name: str) -> None:
+    def __init__(
+        self,
+        source: Callable[[], AsyncIterator[str]],
+        name: str,
+        sink: Callable[[str, Any], None] | None = None,
+    ) -> None:
         self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._put = sink or (lambda kind, item: self.queue.put((kind, item)))
         self._source = source
         self._lock = threading.Lock()
         self._stopping = False
@@ -676,12 +683,16 @@ class _LogPump:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
             if self._loop is not None and self._task is not None:
                 self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread.ident is not None:
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
     def _run(self) -> None:
@@ -708,10 +719,10 @@ class _LogPump:
         source = self._source()
         try:
             async for item in source:
-                self.queue.put(("chunk", item))
+                self._put("chunk", item)
         except Exception as exc:  # handed to the consumer, which raises it
-            self.queue.put(("error", exc))
+            self._put("error", exc)
         else:
-            self.queue.put(("end", None))
+            self._put("end", None)
         finally:
             await source.aclose()  # type: ignore[attr-defined]

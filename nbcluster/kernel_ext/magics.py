@@ -27,7 +27,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import display
 from traitlets import Bool
 
 import nbcluster
@@ -155,6 +155,8 @@ class ClusterMagics(Magics):
         super().__init__(shell)
         self.router = CellRouter(shell)
         self.owned: Any = None  # a cluster_utils.Cluster this kernel started (workers)
+        self.view: Any = None  # the live ClusterWidget last shown
+        self.job_views: list[Any] = []  # live JobWidgets of jobs submitted with --no-wait
         shell.events.register("pre_run_cell", self.router.pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
 
@@ -299,9 +301,18 @@ class ClusterMagics(Magics):
         self._show()
         return None
 
+    def _close_view(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+        for view in self.job_views:
+            view.close()
+        self.job_views.clear()
+
     def _stop(self, rest: str) -> None:
         if not nbcluster.is_initialized() and self.owned is None:
             raise UsageError("not connected to a cluster")
+        self._close_view()
         nbcluster.shutdown()
         if self.owned is not None:
             self.owned.shutdown()
@@ -313,6 +324,7 @@ class ClusterMagics(Magics):
             raise UsageError("not connected to a cluster")
         if self.owned is not None:
             raise UsageError("this kernel started the cluster; %cluster stop stops it")
+        self._close_view()
         nbcluster.shutdown()
         print("nbcluster: disconnected (the cluster keeps running)")
 
@@ -394,7 +406,13 @@ class ClusterMagics(Magics):
             entrypoint_num_cpus=args.entrypoint_num_cpus,
         )
         print(f"Job '{job}' submitted")
-        if not args.no_wait:
+        if args.no_wait:  # a live view of it: status, progress, log tail, a stop button
+            from nbcluster.widgets import JobWidget
+
+            view = JobWidget(job, client=client)
+            self.job_views.append(view)
+            display(view)
+        else:
             for chunk in client.iter_job_logs(job):
                 print(chunk, end="", flush=True)
             info = client.get_job_info(job)
@@ -456,6 +474,9 @@ class ClusterMagics(Magics):
             raise UsageError("not connected; %cluster connect or %cluster start first")
 
     def _show(self) -> None:
+        """A line of text, then the live cluster view (nodes, autoscaler, jobs)."""
+        from nbcluster.widgets import ClusterWidget
+
         nodes = [n for n in list_nodes() if n.state == "ALIVE"]
         total = nbcluster.cluster_resources()
         free = nbcluster.available_resources()
@@ -464,22 +485,8 @@ class ClusterMagics(Magics):
         for key in ("CPU", "GPU"):
             if total.get(key):
                 lines.append(f"  {key}: {total[key] - free.get(key, 0):g} used of {total[key]:g}")
-        rows = "".join(
-            f"<tr><td><code>{n.node_id[:8]}</code></td><td>{html.escape(n.address or n.node_ip)}"
-            f"{' (head)' if n.is_head else ''}</td><td>{html.escape(n.node_type or '-')}</td>"
-            f"<td>{n.resources_total.get('CPU', 0) - n.resources_available.get('CPU', 0):g}/"
-            f"{n.resources_total.get('CPU', 0):g}</td><td>{n.tasks_running}</td></tr>"
-            for n in nodes
-        )
-        auto = get_autoscaler_state()
-        extra = ""
-        if auto.enabled:
-            lines.append(f"  autoscaler: {', '.join(f'{t.name} {t.running}/{t.max_workers}' for t in auto.node_types)}")
-            extra = "".join(f"<li>{html.escape(e.message)}</li>" for e in auto.events[-5:])
-            extra = f"<p>Autoscaler events:</p><ul>{extra}</ul>" if extra else ""
-        table = (
-            "<table><tr><th>node</th><th>address</th><th>type</th><th>CPU used</th><th>tasks</th></tr>"
-            f"{rows}</table>"
-        )
-        display(HTML(f"<p>{html.escape(lines[0])}</p>{table}{extra}"), metadata={"text/plain": "\n".join(lines)})
         print("\n".join(lines))
+        if self.view is not None:
+            self.view.close()  # one live view per kernel: the newest
+        self.view = ClusterWidget()
+        display(self.view)

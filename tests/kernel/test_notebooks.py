@@ -39,7 +39,7 @@ def test_quickstart_notebook(tmp_path: Path) -> None:
     assert out[2] == "[1, 3, 6, 10]"
     assert "sum in a task: 499999500000.0" in out[3] and "same array back: True" in out[3]
     assert "(shout pid=" in out[4] and "HELLO FROM A WORKER" in out[4]
-    assert "<table>" in out[5] and "CPU" in out[5]
+    assert "<table" in out[5] and "nodes alive" in out[5] and "CPU" in out[5]  # the cluster view
     assert "nbcluster: stopped" in out[6]
 
 

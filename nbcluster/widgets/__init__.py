@@ -1,0 +1,14 @@
+"""Live views of the cluster for Jupyter (ipywidgets only, no frontend build step).
+
+    from nbcluster.widgets import ClusterWidget, JobWidget
+    ClusterWidget()            # nodes, autoscaler decisions, jobs, updated as they happen
+    JobWidget("my-job-id")     # status, task progress, log tail, Stop button
+
+Every widget is fed by one event subscriber per process, with updates coalesced to at
+most ~10 a second; where no widget frontend runs, they show static HTML (or text).
+"""
+
+from .cluster import ClusterWidget
+from .job import JobWidget
+
+__all__ = ["ClusterWidget", "JobWidget"]

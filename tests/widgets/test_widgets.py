@@ -1,0 +1,231 @@
+"""The widgets' Python models against real clusters in this process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import nbcluster
+from nbcluster.cluster_utils import Cluster
+from nbcluster.job_submission import JobSubmissionClient
+from nbcluster.widgets import ClusterWidget, JobWidget
+from nbcluster.widgets._feed import feed
+
+from ..conftest import FAST_CONFIG, wait_for
+
+
+def autoscaling_config() -> dict[str, Any]:
+    return {
+        "max_workers": 1,
+        "idle_timeout_minutes": 0.03,
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {"CPU": 0}},
+            "w": {"resources": {"CPU": 1}, "max_workers": 1},
+        },
+    }
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
+    try:
+        nbcluster.init(address=c.address)
+        yield c
+    finally:
+        nbcluster.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture
+def widget_factory() -> Iterator[Any]:
+    made: list[Any] = []
+
+    def make(cls: type = ClusterWidget, *args: Any, **kwargs: Any) -> Any:
+        made.append(cls(*args, **kwargs))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for w in made:
+            w.close()
+
+
+def row(widget: ClusterWidget, node_id: str) -> dict[str, Any] | None:
+    return next((r for r in widget.node_rows if r["node_id"] == node_id), None)
+
+
+@nbcluster.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@nbcluster.remote
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return nbcluster.get_runtime_context().get_node_id()
+
+
+def test_nodes_table_follows_a_node_joining_and_leaving(cluster, widget_factory):
+    widget = widget_factory()
+    assert len([r for r in widget.node_rows if r["state"] == "ALIVE"]) == 1
+    node = cluster.add_node(num_cpus=1)
+    joined = time.monotonic()
+    wait_for(lambda: row(widget, node.node_id), timeout=10, message="the new node's row")
+    assert time.monotonic() - joined < 1.0, "the row came later than a second after the node joined"
+    assert row(widget, node.node_id)["cpu_total"] == 1
+    assert "2/2 nodes alive" in repr(widget)
+
+    cluster.remove_node(node)
+    wait_for(lambda: (r := row(widget, node.node_id)) is None or r["state"] == "DEAD",
+             timeout=2.5, message="the removed node's row to show DEAD")
+    html = widget._repr_mimebundle_()["text/html"]
+    assert node.node_id[:8] in html and "DEAD" in html
+
+
+def test_load_reports_update_rows_without_calls(cluster, widget_factory, monkeypatch):
+    widget = widget_factory()
+    head = widget.node_rows[0]["node_id"]
+    calls: list[str] = []
+    monkeypatch.setattr(nbcluster.state, "list_nodes", lambda **kw: calls.append("list_nodes") or [])
+    ref = nap.remote(1.5)
+    wait_for(lambda: row(widget, head)["cpu_used"] == 1, message="the head's CPU in use")
+    assert nbcluster.get(ref) == head
+    wait_for(lambda: row(widget, head)["cpu_used"] == 0, message="the head's CPU free again")
+    assert calls == [], "load reports alone must not reload the node list"
+
+
+def test_autoscaler_timeline_and_type_counts(start_cluster, widget_factory):
+    start_cluster(autoscaling_config=autoscaling_config())
+    widget = widget_factory()
+    assert widget.autoscaler is not None and widget.autoscaler.enabled
+    assert widget._autoscaler.layout.display != "none"
+
+    def counts() -> tuple[int, int]:
+        (w,) = [t for t in widget.autoscaler.node_types if t.name == "w"]
+        return w.running, w.pending
+
+    assert counts() == (0, 0)
+    before = widget._autoscaler.value
+    ref = nap.remote(3)  # long enough to see the node running
+    wait_for(lambda: any(m.startswith("Adding 1 node") for m in widget.timeline), timeout=20,
+             message="a launch sentence")
+    wait_for(lambda: counts()[0] == 1, timeout=30, message="the w type running")
+    running = widget._autoscaler.value
+    assert running != before and "Adding 1 node" in running
+    assert nbcluster.get(ref, timeout=60)
+    wait_for(lambda: any(m.startswith("Removing node") for m in widget.timeline), timeout=60,
+             message="the idle node removed")
+    adding = next(i for i, m in enumerate(widget.timeline) if m.startswith("Adding 1 node"))
+    removing = next(i for i, m in enumerate(widget.timeline) if m.startswith("Removing node"))
+    assert adding < removing
+    wait_for(lambda: counts() == (0, 0), timeout=30, message="the w type back to 0")
+    assert widget._autoscaler.value != running
+
+
+def test_infeasible_demand_is_shown_with_its_reason(start_cluster, widget_factory):
+    start_cluster(autoscaling_config=autoscaling_config())
+    widget = widget_factory()
+    ref = nap.options(num_gpus=1).remote(0)
+    try:
+        wait_for(lambda: any(d.status == "infeasible" for d in widget.autoscaler.demand), timeout=20,
+                 message="the GPU demand shown as infeasible")
+        (demand,) = [d for d in widget.autoscaler.demand if d.status == "infeasible"]
+        assert "no node type provides GPU" in demand.reason
+        assert "infeasible" in widget._autoscaler.value
+        assert "no node type provides GPU" in widget._autoscaler.value
+    finally:
+        nbcluster.cancel(ref)
+
+
+def test_job_progress_reaches_all_tasks(cluster, widget_factory):
+    widget = widget_factory()
+    job_id = nbcluster.get_runtime_context().get_job_id()
+    assert job_id in widget.jobs
+    assert nbcluster.get([square.remote(i) for i in range(20)]) == [i * i for i in range(20)]
+    wait_for(lambda: widget.job_progress.get(job_id) == (20, 20), timeout=10, message="20 of 20 tasks")
+    bar = widget.job_bar(job_id)
+    assert bar.value == bar.max == 20
+    assert "20/20 tasks" in widget._repr_mimebundle_()["text/html"]
+
+
+def test_close_stops_updates_and_leaves_no_thread(cluster, widget_factory):
+    before = threading.active_count()
+    widget = ClusterWidget()
+    second = ClusterWidget()
+    live = widget._repr_mimebundle_()
+    assert {"application/vnd.jupyter.widget-view+json", "text/html", "text/plain"} <= set(live)
+    assert feed.active and len(feed.views) == 2
+    nbcluster.get([square.remote(i) for i in range(5)])  # some events, so flushes ran
+    wait_for(lambda: widget.job_progress, message="task counters")
+    second.close()
+    assert feed.active, "one view is still open"
+    widget.close()
+    assert not feed.active and feed.views == []
+    frozen = [dict(r) for r in widget.node_rows]
+    node = cluster.add_node(num_cpus=1)
+    wait_for(lambda: any(n.node_id == node.node_id for n in nbcluster.state.list_nodes()))
+    nbcluster.get([square.remote(i) for i in range(5)])
+    time.sleep(0.3)  # not a wait: gives a stray update the time it would need to show
+    assert widget.node_rows == frozen
+    wait_for(lambda: threading.active_count() == before, timeout=5, message="the flush threads gone")
+
+    text = repr(widget)
+    assert text.startswith("<ClusterWidget:") and "VBox" not in text
+    bundle = widget._repr_mimebundle_()  # closed: the static views only
+    assert "<table" in bundle["text/html"] and bundle["text/plain"] == text
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+
+
+def test_a_disconnect_ends_the_feed_and_a_later_view_starts_one(widget_factory):
+    nbcluster.init(num_cpus=1, _system_config=FAST_CONFIG)
+    try:
+        widget = ClusterWidget()
+        nbcluster.shutdown()
+        wait_for(lambda: not feed.active, message="the stream to end")
+        widget.close()
+        nbcluster.init(num_cpus=1, _system_config=FAST_CONFIG)
+        again = widget_factory()
+        assert feed.active
+        assert len([r for r in again.node_rows if r["state"] == "ALIVE"]) == 1
+    finally:
+        nbcluster.shutdown()
+
+
+def test_job_widget_tails_logs_and_shows_the_final_status(cluster, widget_factory):
+    head = cluster.head_node._handle
+    client = JobSubmissionClient(f"http://{head.session.read_address()['jobs_address']}", token=head.token)
+    before = threading.active_count()
+    job_id = client.submit_job(entrypoint="python -c \"for i in range(3): print('line', i)\"")
+    widget = widget_factory(JobWidget, job_id, client=client)
+    wait_for(lambda: widget.status == "SUCCEEDED", timeout=60, message="the job to succeed")
+    wait_for(lambda: not widget.tail_running, timeout=10, message="the tail thread to end")
+    assert [line for line in widget.log_lines if line.startswith("line")] == ["line 0", "line 1", "line 2"]
+    assert "line 2" in widget._log.value
+    assert widget._stop.disabled
+    assert repr(widget).startswith(f"<JobWidget {job_id}: SUCCEEDED")
+    assert "line 1" in widget._repr_mimebundle_()["text/html"]
+    widget.close()
+    wait_for(lambda: threading.active_count() <= before, timeout=5, message="no thread left behind")
+
+
+def test_job_widget_stop_button_and_close_during_tail(cluster, widget_factory):
+    head = cluster.head_node._handle
+    client = JobSubmissionClient(f"http://{head.session.read_address()['jobs_address']}", token=head.token)
+    before = threading.active_count()
+    job_id = client.submit_job(entrypoint="python -c \"import time; print('started', flush=True); time.sleep(60)\"")
+    widget = JobWidget(job_id, client=client)
+    try:
+        wait_for(lambda: "started" in widget.log_lines, timeout=60, message="the job's first line")
+        assert widget.tail_running
+        widget._stop.click()
+        wait_for(lambda: widget.status == "STOPPED", timeout=30, message="the job stopped")
+    finally:
+        widget.close()
+    assert not widget.tail_running
+    wait_for(lambda: threading.active_count() <= before, timeout=5, message="no thread left behind")

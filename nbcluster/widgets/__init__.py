@@ -3,6 +3,7 @@
     from nbcluster.widgets import ClusterWidget, JobWidget
     ClusterWidget()            # nodes, autoscaler decisions, jobs, updated as they happen
     JobWidget("my-job-id")     # status, task progress, log tail, Stop button
+    progress()                 # this driver's tasks by function: pending, running, finished, failed
 
 Every widget is fed by one event subscriber per process, with updates coalesced to at
 most ~10 a second; where no widget frontend runs, they show static HTML (or text).
@@ -10,5 +11,6 @@ most ~10 a second; where no widget frontend runs, they show static HTML (or text
 
 from .cluster import ClusterWidget
 from .job import JobWidget
+from .progress import ProgressWidget, progress
 
-__all__ = ["ClusterWidget", "JobWidget"]
+__all__ = ["ClusterWidget", "JobWidget", "ProgressWidget", "progress"]

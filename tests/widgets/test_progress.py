@@ -1,0 +1,116 @@
+"""``progress()``: one job's tasks per function, against a real embedded cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import nbcluster
+from nbcluster.widgets import ProgressWidget, progress
+from nbcluster.widgets._feed import feed
+
+from ..conftest import wait_for
+
+
+@nbcluster.remote
+def square(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
+@nbcluster.remote
+def cube(x: int) -> int:
+    time.sleep(0.05)
+    return x * x * x
+
+
+@nbcluster.remote(max_retries=0)
+def boom() -> None:
+    time.sleep(0.05)
+    raise ValueError("boom")
+
+
+@pytest.fixture
+def embedded() -> Iterator[None]:
+    nbcluster.init(num_cpus=2)
+    try:
+        yield
+    finally:
+        nbcluster.shutdown()
+
+
+def row(widget: ProgressWidget, suffix: str) -> dict[str, int] | None:
+    return next((r for name, r in widget.by_function.items() if name.endswith(suffix)), None)
+
+
+def bar(widget: ProgressWidget, suffix: str) -> Any:
+    return next(b for name, b in widget.bars.items() if name.endswith(suffix))
+
+
+def test_progress_counts_per_function_and_close(embedded: None) -> None:
+    threads_before = threading.active_count()
+    w = progress()
+    try:
+        assert w.job_id == nbcluster.get_runtime_context().get_job_id().lower()
+        assert w.by_function == {}  # nothing submitted yet
+        assert "0/0" in repr(w)
+
+        refs = [square.remote(i) for i in range(10)] + [cube.remote(i) for i in range(5)]
+        assert nbcluster.get(refs) == [i * i for i in range(10)] + [i**3 for i in range(5)]
+
+        def done() -> bool:
+            s, c = row(w, "square"), row(w, "cube")
+            return bool(s and c and s["finished"] == s["total"] == 10 and c["finished"] == c["total"] == 5)
+
+        wait_for(done, timeout=20, message="square 10/10 and cube 5/5 finished")
+        for suffix, n in (("square", 10), ("cube", 5)):
+            r = row(w, suffix)
+            assert r is not None
+            assert (r["pending"], r["running"], r["failed"]) == (0, 0, 0)
+            b = bar(w, suffix)
+            assert b.max == n and b.value == b.max
+        assert "15/15" in repr(w)
+        html = w._repr_mimebundle_()["text/html"]
+        assert "square" in html and "cube" in html
+
+        with pytest.raises(Exception, match="boom"):
+            nbcluster.get(boom.remote())
+        wait_for(lambda: (row(w, "boom") or {}).get("failed") == 1, timeout=20, message="boom counted as failed")
+        assert bar(w, "boom").bar_style == "danger"
+    finally:
+        w.close()
+
+    assert w not in feed.views
+    frozen = {name: dict(r) for name, r in w.by_function.items()}
+    later = ProgressWidget(seed=False)  # an open widget proves events for the job still come
+    try:
+        nbcluster.get([square.remote(i) for i in range(3)])
+        wait_for(lambda: (row(later, "square") or {}).get("finished") == 13, timeout=20,
+                 message="open widget sees the new tasks")
+    finally:
+        later.close()
+    assert not feed.active
+    assert w.by_function == frozen
+    assert "square" in repr(w)  # the closed widget keeps its last static view
+    wait_for(lambda: threading.active_count() <= threads_before, timeout=10,
+             message=f"threads back to {threads_before}")
+
+
+def test_progress_of_other_job_stays_empty(embedded: None) -> None:
+    w = progress("FF" * 4)
+    try:
+        assert w.job_id == "ff" * 4
+        nbcluster.get([square.remote(1)])
+        other = progress()
+        try:
+            wait_for(lambda: row(other, "square"), timeout=20, message="own job seen")
+        finally:
+            other.close()
+        assert w.by_function == {}
+        assert "no tasks yet" in w._repr_mimebundle_()["text/html"]
+    finally:
+        w.close()

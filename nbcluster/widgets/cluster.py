@@ -88,8 +88,20 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         self._header = widgets.HTML()
         self._nodes = widgets.HTML()
         self._autoscaler = widgets.HTML()
+        # Adapt controls (clusters with an autoscaler): a worker type's min and max.
+        self._type = widgets.Dropdown(description="type", layout=widgets.Layout(width="220px"))
+        self._min = widgets.BoundedIntText(description="min", min=0, max=10_000, layout=widgets.Layout(width="150px"))
+        self._max = widgets.BoundedIntText(description="max", min=0, max=10_000, layout=widgets.Layout(width="150px"))
+        self._apply = widgets.Button(description="Adapt", icon="sliders")
+        self._apply.on_click(self._on_adapt)
+        self._type.observe(self._on_type, names="value")
+        self.adapt_message = ""
+        self._adapt_note = widgets.HTML()
+        self._controls = widgets.HBox([self._type, self._min, self._max, self._apply, self._adapt_note])
         self._jobs_box = widgets.VBox()
-        self.children = [self._header, self._nodes, self._autoscaler, widgets.HTML("<b>Jobs</b>"), self._jobs_box]
+        self.children = [
+            self._header, self._nodes, self._autoscaler, self._controls, widgets.HTML("<b>Jobs</b>"), self._jobs_box,
+        ]
         feed.register(self)  # first, so nothing between the snapshots and the stream is missed
         try:
             self._load_nodes()
@@ -192,6 +204,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         enabled = self.autoscaler is not None and self.autoscaler.enabled
         self._autoscaler.value = _render.autoscaler_html(self.autoscaler, self.timeline)
         self._autoscaler.layout.display = None if enabled else "none"
+        self._sync_controls()
         shown = self._shown_jobs()
         for job in shown:
             job_id = job["job_id"]
@@ -208,6 +221,38 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         rows = tuple(self._job_rows[job["job_id"]] for job in shown)
         if self._jobs_box.children != rows:
             self._jobs_box.children = rows
+
+    # -- adapt controls --------------------------------------------------------------
+    def _sync_controls(self) -> None:
+        auto = self.autoscaler
+        enabled = auto is not None and auto.enabled and any(t.max_workers or t.min_workers for t in auto.node_types)
+        self._controls.layout.display = None if enabled else "none"
+        if not enabled:
+            return
+        names = tuple(t.name for t in auto.node_types if t.max_workers or t.min_workers)  # type: ignore[union-attr]
+        if tuple(self._type.options) != names:
+            self._type.options = names
+        self._on_type()
+
+    def _on_type(self, _change: Any = None) -> None:
+        chosen = next((t for t in (self.autoscaler.node_types if self.autoscaler else []) if t.name == self._type.value),
+                      None)
+        if chosen is not None and not self._apply.disabled:
+            self._min.value, self._max.value = chosen.min_workers, chosen.max_workers
+
+    def adapt(self, minimum: int, maximum: int, node_type: str | None = None) -> None:
+        """What the Adapt button does: keep ``minimum``..``maximum`` nodes of the type."""
+        from nbcluster.autoscaler import set_worker_bounds
+
+        try:
+            name = set_worker_bounds(minimum, maximum, node_type=node_type or self._type.value or None)
+            self.adapt_message = f"{name}: {minimum} to {maximum} nodes"
+        except (ValueError, nbcluster.exceptions.NbclusterError) as exc:
+            self.adapt_message = f"not changed: {exc}"
+        self._adapt_note.value = _render.esc(self.adapt_message)
+
+    def _on_adapt(self, _button: Any = None) -> None:
+        self.adapt(self._min.value, self._max.value)
 
     def job_bar(self, job_id: str) -> widgets.IntProgress:
         """The progress bar of one job (for tests)."""

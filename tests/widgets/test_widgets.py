@@ -229,3 +229,20 @@ def test_job_widget_stop_button_and_close_during_tail(cluster, widget_factory):
         widget.close()
     assert not widget.tail_running
     wait_for(lambda: threading.active_count() <= before, timeout=5, message="no thread left behind")
+
+
+def test_adapt_controls_change_the_autoscaler_bounds(start_cluster, widget_factory):
+    start_cluster(autoscaling_config=autoscaling_config())
+    widget = widget_factory()
+    assert widget._controls.layout.display is None  # shown: the cluster has an autoscaler
+    widget.adapt(1, 1)
+    assert widget.adapt_message.endswith(": 1 to 1 nodes"), widget.adapt_message
+    wait_for(lambda: any(not r["is_head"] and r["state"] == "ALIVE" for r in widget.node_rows), timeout=30,
+             message="the node min_workers=1 asks for, in the table")
+    widget.adapt(3, 1)
+    assert widget.adapt_message.startswith("not changed:") and "max_workers" in widget.adapt_message
+
+
+def test_adapt_controls_are_hidden_without_an_autoscaler(cluster, widget_factory):
+    widget = widget_factory()
+    assert widget._controls.layout.display == "none"

@@ -64,7 +64,7 @@ SUBCOMMANDS = (
 
 
 # -- the argument parsers (their docstrings are the help) ------------------------------
-@magic_arguments()
+@magic_arguments("cluster connect")
 @argument("target", nargs="?", help="NAME or HOST:PORT of the cluster (default: the one on this machine)")
 @argument("--token-file", help="a file holding the cluster's token (or set NBCLUSTER_TOKEN)")
 @argument("--namespace", help="the namespace for named actors")
@@ -74,7 +74,7 @@ def connect_usage(line: str) -> None:
     """%cluster connect: make this kernel a driver of a running cluster."""
 
 
-@magic_arguments()
+@magic_arguments("cluster start")
 @argument("--num-cpus", type=float, help="CPUs of the head node (default: this machine's cores)")
 @argument("--workers", type=int, default=0, help="worker nodes to start next to the head (default 0)")
 @argument("--worker-cpus", type=float, default=1.0, help="CPUs of each worker node (default 1)")
@@ -83,14 +83,14 @@ def start_usage(line: str) -> None:
     """%cluster start: start a cluster owned by this kernel (it stops with the kernel)."""
 
 
-@magic_arguments()
+@magic_arguments("cluster scale")
 @argument("workers", type=int, help="the number of worker nodes to have")
 def scale_usage(line: str) -> None:
     """%cluster scale N: grow or shrink the cluster to N worker nodes (one started here
     with --workers, or any cluster with an autoscaler)."""
 
 
-@magic_arguments()
+@magic_arguments("cluster adapt")
 @argument("minimum", type=int, help="the fewest worker nodes to keep")
 @argument("maximum", type=int, help="the most worker nodes to add for the load")
 @argument("--node-type", help="which worker node type (default: the only one)")
@@ -98,7 +98,7 @@ def adapt_usage(line: str) -> None:
     """%cluster adapt MIN MAX: let the autoscaler keep MIN to MAX worker nodes."""
 
 
-@magic_arguments()
+@magic_arguments("cluster submit")
 @argument("--working-dir", help="a local directory shipped as the job's cwd")
 @argument("--no-wait", action="store_true", help="return at once instead of following the logs")
 @argument("--entrypoint-num-cpus", type=float, help="CPUs held for the entrypoint")
@@ -110,14 +110,14 @@ def submit_usage(line: str) -> None:
     """%cluster submit [options] -- CMD...: run CMD as a batch job on the cluster."""
 
 
-@magic_arguments()
+@magic_arguments("cluster logs")
 @argument("job_id", help="the job's submission id")
 @argument("--follow", "-f", action="store_true", help="follow the log until the job ends")
 def logs_usage(line: str) -> None:
     """%cluster logs ID: the job's output."""
 
 
-@magic_arguments()
+@magic_arguments("cluster stop-job")
 @argument("job_id", help="the job's submission id")
 def stop_job_usage(line: str) -> None:
     """%cluster stop-job ID: stop a job (SIGTERM, then SIGKILL, to its process group)."""
@@ -142,7 +142,8 @@ def _parse(name: str, rest: str) -> Any:
     try:
         return parse_argstring(func, rest)
     except UsageError as exc:
-        raise UsageError(f"%cluster {name}: {exc}\nusage: {func.parser.format_usage().split(':', 1)[1].strip()}") from None
+        usage = " ".join(func.parser.format_usage().split("::", 1)[-1].split())
+        raise UsageError(f"%cluster {name}: {exc}\nusage: {usage}") from None
 
 
 @magics_class

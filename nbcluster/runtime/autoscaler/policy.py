@@ -134,21 +134,14 @@ class Plan:
     removals: tuple[Removal, ...] = ()
     unmet: tuple[Unmet, ...] = ()
 
-    def messages(self) -> list[str]:
-        """The decisions as sentences, launches first."""
-        out = [launch.message for launch in self.launches]
-        out += [removal.message for removal in self.removals]
-        return out
-
 
 # -- packing ----------------------------------------------------------------------
 class _Bin:
-    __slots__ = ("free", "node_type", "new", "limited")
+    __slots__ = ("free", "node_type", "limited")
 
-    def __init__(self, free: Mapping[str, float], node_type: str = "", new: bool = False) -> None:
+    def __init__(self, free: Mapping[str, float], node_type: str = "") -> None:
         self.free = rs.to_fixed(free)
         self.node_type = node_type
-        self.new = new
         self.limited = True  # counts against upscaling_speed
 
     def take(self, need: rs.Fixed) -> bool:
@@ -248,7 +241,7 @@ def plan(inp: PolicyInput) -> Plan:
 
     # 2. Bins: nodes on their way (and the min_workers ones) at their full size.
     pending_bins = [_Bin(_offer(types[i.node_type]), i.node_type) for i in inp.instances if i.pending and i.node_type in types]
-    pending_bins += [_Bin(_offer(types[name]), name, new=True) for name, n in min_launch.items() for _ in range(n)]
+    pending_bins += [_Bin(_offer(types[name]), name) for name, n in min_launch.items() for _ in range(n)]
     waiting: Counter[tuple[Demand, str, str]] = Counter()  # (demand, status, reason)
     on_the_way = "waiting for nodes being launched"
 
@@ -293,7 +286,7 @@ def plan(inp: PolicyInput) -> Plan:
                     reasons.setdefault(opened[0], []).append(demand)
             return
         launches[chosen.name] += 1
-        bin_ = _Bin(_offer(chosen), chosen.name, new=True)
+        bin_ = _Bin(_offer(chosen), chosen.name)
         bin_.limited = limited
         bin_.take(need)
         new_bins.append(bin_)
@@ -307,7 +300,7 @@ def plan(inp: PolicyInput) -> Plan:
     totals = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
     for demand in _pack(requested, totals + [_Bin(_free(b), b.node_type) for b in pending_bins]):
         launch_for(demand, request_new, limited=False)
-    pending_bins += [_Bin(_offer(types[b.node_type]), b.node_type, new=True) for b in request_new]
+    pending_bins += [_Bin(_offer(types[b.node_type]), b.node_type) for b in request_new]
 
     # 4. Queued tasks and actors: free resources of alive nodes, then nodes on their
     # way, then new nodes.

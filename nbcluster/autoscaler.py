@@ -59,12 +59,18 @@ def request_resources(
 
 
 def set_worker_bounds(
-    min_workers: int, max_workers: int, *, node_type: str | None = None, address: str | None = None
+    min_workers: int,
+    max_workers: int,
+    *,
+    node_type: str | None = None,
+    address: str | None = None,
+    token: str | None = None,
 ) -> str:
     """Let the autoscaler keep between ``min_workers`` and ``max_workers`` nodes of
     ``node_type`` (default: the cluster's only worker type) from now on; the cluster's
     own max_workers grows to fit. ``set_worker_bounds(n, n)`` scales to n nodes (idle
-    ones above n go after the idle timeout). Returns the node type's name."""
+    ones above n go after the idle timeout). Returns the node type's name. ``address``
+    and ``token``: another cluster than this driver's (as in ``nbcluster.state``)."""
     for name, value in (("min_workers", min_workers), ("max_workers", max_workers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
@@ -72,6 +78,6 @@ def set_worker_bounds(
         raise ValueError(f"min_workers ({min_workers}) must not be above max_workers ({max_workers})")
     request = gcs_pb2.SetWorkerBoundsRequest(node_type=node_type or "", min_workers=min_workers, max_workers=max_workers)
     try:
-        return _gcs_call(methods.Gcs.SetWorkerBounds, request, address).node_type
+        return _gcs_call(methods.Gcs.SetWorkerBounds, request, address, token).node_type
     except RemoteError as exc:
         raise NbclusterError(exc.message) from None

@@ -17,9 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbcluster.runtime import api
+from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.core_worker import print_log_batch
 
-__all__ = ["RemoteOutput", "cancel_context", "set_output_handler", "set_submission_context", "submission_context"]
+__all__ = [
+    "RemoteOutput", "cancel_context", "set_output_handler", "set_submission_context", "set_submit_hook",
+    "submission_context",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,14 @@ def set_submission_context(context: str) -> None:
 
 def submission_context() -> str:
     return api._core().task_context
+
+
+def set_submit_hook(hook: Callable[[str, list[ObjectRef]], None] | None) -> None:
+    """Call ``hook(context, refs)`` on the submitting thread right after each task or
+    actor call this driver submits itself (not what its tasks submit), with the
+    submission context and the call's refs; ``None`` removes it. Keep it cheap: it runs
+    on every submission. An exception in it is logged, never raised."""
+    api._core().submit_hook = hook
 
 
 def set_output_handler(handler: Callable[[RemoteOutput], None] | None) -> None:

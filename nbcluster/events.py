@@ -9,6 +9,12 @@ order the head numbered them, as they happen; keep it short (hand work to your o
 thread or coalesce). One GCS stream serves each subscription; ``close()`` ends it, and
 so does ``nbcluster.shutdown()``. Kinds: NODE_ADDED, NODE_DEAD, NODE_STATE (load
 reports), JOB_STATE, ACTOR_STATE, AUTOSCALER, TASK_COUNTERS (per-job task counts).
+
+Outside a driver (a server that shows many clusters), :func:`watch` streams one
+cluster's events on the caller's own asyncio loop, given its address and token::
+
+    async for event in nbcluster.events.watch("127.0.0.1:6380", token):
+        ...
 """
 
 from __future__ import annotations
@@ -16,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
 from nbcluster.runtime import api
+from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
-__all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe"]
+__all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe", "watch"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +89,8 @@ def subscribe(
 ) -> Subscription:
     """Call ``callback`` for each new event of ``kinds`` (all when empty); with
     ``replay``, first for the events the head still keeps."""
-    unknown = sorted(set(kinds) - set(KINDS))
-    if unknown:
-        raise ValueError(f"unknown event kinds {unknown}; the kinds are {list(KINDS)}")
+    request = _request(kinds, replay)
     core = api._core()
-    request = gcs_pb2.WatchRequest(
-        kinds=[gcs_pb2.EventKind.Value(f"EVENT_KIND_{k}") for k in kinds], replay=replay
-    )
 
     async def pump() -> None:
         try:
@@ -106,3 +109,40 @@ def subscribe(
 
 async def _spawn(core: Any, pump: Callable[[], Any]) -> asyncio.Task:
     return core.spawn(pump())
+
+
+def _request(kinds: Sequence[str], replay: bool) -> gcs_pb2.WatchRequest:
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown event kinds {unknown}; the kinds are {list(KINDS)}")
+    return gcs_pb2.WatchRequest(kinds=[gcs_pb2.EventKind.Value(f"EVENT_KIND_{k}") for k in kinds], replay=replay)
+
+
+async def watch(
+    address: str, token: str, kinds: Sequence[str] = (), *, replay: bool = False, timeout: float = 10.0
+) -> AsyncIterator[ClusterEvent]:
+    """The events of the cluster at ``address`` (host:port) as they happen, on the
+    running loop, over a connection of their own (no driver needed); closing the
+    iterator (``aclose()``, or cancelling its consumer) closes the connection. It ends
+    when the head goes away. ``ClusterConnectionError``/``AuthenticationError`` when
+    the head cannot be reached or refuses ``token``."""
+    from nbcluster.runtime import discovery
+    from nbcluster.runtime.transport import dial
+
+    request = _request(kinds, replay)
+    endpoint, token = discovery.gcs_target(address, token)
+    try:
+        conn = await dial(endpoint, token, timeout=timeout)
+    except ConnectionLost as exc:
+        raise ClusterConnectionError(f"cannot reach the cluster's head at {address}: {exc}") from None
+    except RemoteError as exc:
+        if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
+            raise AuthenticationError(f"the cluster at {address} refused the token: {exc.message}") from None
+        raise ClusterConnectionError(f"the cluster at {address} refused the connection: {exc.message}") from None
+    try:
+        async for event in conn.stream(methods.Gcs.Watch, request):
+            yield ClusterEvent.from_proto(event)
+    except (ConnectionLost, RemoteError) as exc:
+        logger.info("event stream of %s ended: %s", address, exc)
+    finally:
+        conn.close()

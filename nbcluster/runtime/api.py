@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -108,6 +109,23 @@ def _validate_runtime_env(runtime_env: dict | None) -> dict:
     if not isinstance(modules, (list, tuple)):
         raise TypeError("runtime_env['py_modules'] must be a list of local package directories or gcs:// URIs")
     out["py_modules"] = [package(m, "py_modules", True) for m in modules]
+    return out
+
+
+def driver_metadata() -> dict[str, str]:
+    """What a driver tells about itself in its job's metadata: in a Jupyter kernel its
+    ``kernel_id`` (from the connection file ipykernel was started with) and the
+    ``notebook_path`` the Jupyter server gave it (``JPY_SESSION_NAME``) — so the server
+    extension can list a cluster's notebooks. Read from the process, no imports."""
+    out = {}
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        path = arg[4:] if arg.startswith("--f=") else argv[i + 1] if arg in ("-f", "--f") and i + 1 < len(argv) else ""
+        match = re.fullmatch(r"kernel-(.+)\.json", os.path.basename(path))
+        if match:
+            out["kernel_id"] = match.group(1)
+    if os.environ.get("JPY_SESSION_NAME") and "kernel_id" in out:
+        out["notebook_path"] = os.environ["JPY_SESSION_NAME"]
     return out
 
 
@@ -315,6 +333,7 @@ def _connect(
                     driver_pid=os.getpid(),
                     entrypoint=" ".join(sys.argv) or sys.executable,
                     config=job_config,
+                    metadata=driver_metadata(),
                 )
             ),
         )
@@ -441,10 +460,21 @@ def _returned(refs: list[ObjectRef], num_returns: int) -> Any:
     return refs
 
 
+def _submitted(core: CoreWorker, parent: bytes, context: str, refs: list[ObjectRef]) -> None:
+    """Tell the driver's submit hook (``nbcluster.driver.set_submit_hook``), if any."""
+    hook = core.submit_hook
+    if hook is not None and not parent:
+        try:
+            hook(context, refs)
+        except Exception:  # noqa: BLE001 - a view's bug must not fail the submission
+            logger.exception("the submit hook failed")
+
+
 def submit_task(fn: RemoteFunction, options: Any, args: tuple, kwargs: dict) -> Any:
     core = _core()
     parent, context = _lineage(core)
     refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
+    _submitted(core, parent, context, refs)
     return _returned(refs, options.num_returns)
 
 
@@ -454,6 +484,7 @@ def submit_actor_task(handle: ActorHandle, method: str, options: Any, args: tupl
     refs = core.actor_submitter.submit(
         handle._actor_id, handle._class_name, method, args, kwargs, options, handle._ref, parent, context
     )
+    _submitted(core, parent, context, refs)
     return _returned(refs, options.num_returns)
 
 

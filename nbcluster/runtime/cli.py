@@ -258,6 +258,33 @@ Jobs API at http://{jobs} (token required). Submit a batch job from this machine
     return handle, node
 
 
+def start_head(
+    *,
+    num_cpus: float,
+    autoscaling: Any = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    jobs_port: int | None = 0,
+    config: RuntimeConfig | None = None,
+) -> tuple[LocalCluster, dict[str, Any]]:
+    """Start a head that outlives this process, as ``nbcluster start --head`` does
+    (sessions of their own, no lifeline, recorded in ``processes.json`` so that
+    ``nbcluster stop`` and :func:`stop_session` stop it), quietly; ``autoscaling``: a
+    validated :class:`~nbcluster.runtime.autoscaler.config.AutoscalingConfig`. Returns
+    once the head serves and its node has joined: (handle, the session's
+    ``address.json``). CliError (with the reason from its logs) when it does not start."""
+    config = config or RuntimeConfig.load()
+    handle = start_local_cluster(
+        num_cpus=num_cpus, config=config, embedded=False, head_port=port, host=host, node_port=0,
+        autoscaling=autoscaling, jobs_host=host, jobs_port=jobs_port,
+    )
+    handle.forget()  # not this process's to stop at exit: processes.json names it
+    _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
+    written = handle.session.read_address()
+    _record(handle, "head", written["gcs_address"], autoscaling.cluster_name if autoscaling is not None else "")
+    return handle, written
+
+
 def _worker_token(opts: argparse.Namespace) -> str:
     if opts.token_file:
         return discovery.read_token_file(opts.token_file)
@@ -370,7 +397,25 @@ def cmd_stop(opts: argparse.Namespace) -> int:
     return _stop(found, opts.force, opts.grace_period)
 
 
-def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> int:
+def session_running(session_dir: Path) -> bool:
+    """Whether a process `nbcluster start` (or :func:`start_head`) recorded in
+    ``session_dir`` still runs."""
+    return bool(_recorded(Path(session_dir))[1])
+
+
+def stop_session(session_dir: Path, grace_period: float = 10.0) -> int:
+    """Stop the processes recorded in ``session_dir`` and their children (nodes its
+    autoscaler added), free their shared memory and drop the record, as ``nbcluster
+    stop`` does for one session; returns how many recorded processes were running.
+    They are gone when it returns (SIGKILL after ``grace_period``)."""
+    path = Path(session_dir)
+    info, procs = _recorded(path)
+    _stop_found({path: (info, procs)}, False, grace_period)
+    return len(procs)
+
+
+def _stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> tuple[int, int]:
+    """Stop them quietly; (processes asked to stop, processes killed)."""
     victims = [proc for _, procs in found.values() for proc in procs]
     children = []
     for proc in victims:
@@ -386,9 +431,14 @@ def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, gra
         link = path.parent / "session_latest"
         if link.is_symlink() and os.readlink(link) == path.name:
             link.unlink(missing_ok=True)
+    return len(victims), killed
+
+
+def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> int:
+    count, killed = _stop_found(found, force, grace_period)
     stopped = list(found)
     forced = f" ({killed} killed after {grace_period:g} s)" if killed and not force else ""
-    print(f"Stopped {len(victims)} nbcluster process{'es' if len(victims) != 1 else ''}{forced} "
+    print(f"Stopped {count} nbcluster process{'es' if count != 1 else ''}{forced} "
           f"of {len(stopped)} node{'s' if len(stopped) != 1 else ''}. Logs stay in:")
     for path in stopped:
         print(f"  {path / 'logs'}")

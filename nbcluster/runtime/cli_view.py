@@ -64,7 +64,7 @@ def _duration(start: float, end: float) -> str:
 
 
 def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
-    headers = ["NODE_ID", "STATE", "ADDRESS", "CPU", "GPU", "OTHER RESOURCES", "OBJECT STORE", "WORKERS"]
+    headers = ["NODE_ID", "STATE", "ADDRESS", "CPU", "GPU", "OTHER RESOURCES", "MEMORY", "OBJECT STORE", "WORKERS"]
     rows = []
     for n in sorted(nodes, key=lambda n: (n.state != "ALIVE", not n.is_head, n.start_time)):
         total, avail = n.resources_total, n.resources_available
@@ -76,6 +76,7 @@ def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
             _used_total(total.get("CPU", 0), avail.get("CPU", 0)),
             _used_total(total["GPU"], avail.get("GPU", 0)) if total.get("GPU") else "-",
             other,
+            f"{human_bytes(n.memory_used)} / {human_bytes(n.memory_total)}" if n.memory_total else "-",
             f"{human_bytes(n.object_store_used)} / {human_bytes(n.object_store_capacity)}",
             n.num_workers if n.state == "ALIVE" else "-",
         ])

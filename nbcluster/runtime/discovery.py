@@ -105,18 +105,19 @@ def no_cluster_message() -> str:
     )
 
 
-def gcs_target(address: str | None) -> tuple[str, str]:
+def gcs_target(address: str | None, token: str | None = None) -> tuple[str, str]:
     """(endpoint, token) of the GCS of the cluster at ``address`` (None or "auto":
     the newest on this machine). A cluster with no node here is reached at its
-    address with the token from ``NBCLUSTER_TOKEN``."""
+    address with ``token``, else the token from ``NBCLUSTER_TOKEN``. A given
+    ``token`` is always the one sent (a wrong one is refused, also locally)."""
     address = address or "auto"
     check_address(address)
     node = find_local_node(address)
     if node is not None:
-        return node.gcs_endpoint, node.token
+        return node.gcs_endpoint, token or node.token
     if address == "auto":
         raise ClusterConnectionError(no_cluster_message())
-    token = os.environ.get(TOKEN_ENV)
+    token = token or os.environ.get(TOKEN_ENV)
     if not token:
         raise AuthenticationError(
             f"Talking to the cluster at {address} needs its token: set NBCLUSTER_TOKEN to the contents "

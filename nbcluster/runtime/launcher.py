@@ -68,6 +68,12 @@ class LocalCluster:
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 
+    def forget(self) -> None:
+        """Stop tracking a detached cluster (``embedded=False``) as this process's own:
+        it keeps running after this process, and whoever recorded it stops it."""
+        if self in _LIVE:
+            _LIVE.remove(self)
+
 
 @dataclass(frozen=True)
 class NodeSpec:

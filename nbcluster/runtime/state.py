@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nbcluster.runtime.protocol import gcs_pb2
@@ -121,6 +122,9 @@ class NodeState(_Snapshot):
     draining: bool = False
     #: The autoscaler instance it was launched as ("" otherwise).
     instance_id: str = ""
+    #: The machine's physical memory in bytes, in use and total (at the last report).
+    memory_used: int = 0
+    memory_total: int = 0
 
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
@@ -145,6 +149,8 @@ class NodeState(_Snapshot):
             object_address=n.object_address,
             draining=n.draining,
             instance_id=n.instance_id,
+            memory_used=n.memory_used,
+            memory_total=n.memory_total,
         )
 
 
@@ -161,9 +167,14 @@ class JobState(_Snapshot):
     namespace: str
     #: Jobs submitted with the Jobs API: the id users see ("" for drivers).
     submission_id: str = ""
+    #: The job's metadata; a driver in a Jupyter kernel has ``kernel_id`` and ``notebook_path``.
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: Its tasks now: submitted, running, finished, failed (failed or cancelled).
+    progress: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_info(cls, j: gcs_pb2.JobInfo) -> "JobState":
+    def from_info(cls, j: gcs_pb2.JobInfo, progress: gcs_pb2.JobProgress | None = None) -> "JobState":
+        counts = {k: getattr(progress, k) for k in ("submitted", "running", "finished", "failed")} if progress else {}
         return cls(
             job_id=j.job_id.hex(),
             type=gcs_pb2.JobType.Name(j.type).removeprefix("JOB_TYPE_"),
@@ -175,15 +186,18 @@ class JobState(_Snapshot):
             message=j.message,
             namespace=j.config.namespace,
             submission_id=j.submission_id,
+            metadata=dict(j.metadata),
+            progress=counts,
         )
 
 
-def _gcs_call(method: Any, request: Any, address: str | None) -> Any:
+def _gcs_call(method: Any, request: Any, address: str | None, token: str | None = None) -> Any:
     """Through this driver's GCS connection when connected and no other cluster is
-    named; otherwise on a connection of its own (tools such as the CLI)."""
+    named; otherwise on a connection of its own (tools such as the CLI), with
+    ``token`` when given (else the local session's or ``NBCLUSTER_TOKEN``)."""
     from nbcluster.runtime import api, discovery
 
-    if address is None and api.is_initialized():
+    if address is None and token is None and api.is_initialized():
         core = api._core()
 
         async def call() -> Any:
@@ -191,27 +205,34 @@ def _gcs_call(method: Any, request: Any, address: str | None) -> Any:
             return await gcs.call(method, request, timeout=30.0)
 
         return core.run_sync(call())
-    return discovery.call_gcs(discovery.gcs_target(address), method, request)
+    return discovery.call_gcs(discovery.gcs_target(address, token), method, request)
 
 
-def list_nodes(*, address: str | None = None) -> list[NodeState]:
+def list_nodes(*, address: str | None = None, token: str | None = None) -> list[NodeState]:
     """Every node the cluster has known, dead ones included.
 
     ``address``: another cluster than this driver's ("auto": the newest on this
-    machine, "host:port"); needed when this process is not connected."""
-    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address)
+    machine, "host:port"); needed when this process is not connected. ``token``:
+    that cluster's token (default: its local session's, or ``NBCLUSTER_TOKEN``)."""
+    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address, token)
     return [NodeState.from_info(n) for n in reply.nodes]
 
 
-def list_jobs(*, address: str | None = None) -> list[JobState]:
+def list_jobs(*, address: str | None = None, token: str | None = None) -> list[JobState]:
     """Every job (driver or submitted) the cluster has known."""
-    return [JobState.from_info(j) for j in _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address).jobs]
+    reply = _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
+    progress = {p.job_id: p for p in reply.progress}
+    return [JobState.from_info(j, progress.get(j.job_id)) for j in reply.jobs]
 
 
-def list_tasks(*, job_id: str | None = None, limit: int = 0, address: str | None = None) -> list[TaskState]:
+def list_tasks(
+    *, job_id: str | None = None, limit: int = 0, task_ids: Sequence[str] = (), address: str | None = None
+) -> list[TaskState]:
     """The most recent tasks (owners report their tasks' states about once a second),
-    newest first."""
-    request = gcs_pb2.ListTasksRequest(job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit)
+    newest first; with ``task_ids`` (hex) only those the cluster knows of."""
+    request = gcs_pb2.ListTasksRequest(
+        job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit, task_ids=[bytes.fromhex(t) for t in task_ids]
+    )
     return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address).tasks]
 
 
@@ -314,8 +335,52 @@ class AutoscalerState(_Snapshot):
         )
 
 
-def get_autoscaler_state(*, address: str | None = None) -> AutoscalerState:
+def get_autoscaler_state(*, address: str | None = None, token: str | None = None) -> AutoscalerState:
     """The autoscaler's view: node types with counts, waiting demand and why, and its
     recent decisions (``enabled=False`` when the cluster has no autoscaler)."""
-    reply = _gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address)
+    reply = _gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address, token)
     return AutoscalerState.from_reply(reply)
+
+
+@dataclass(frozen=True)
+class HeadState(_Snapshot):
+    """The head of a cluster: where it serves, since when, and its Jobs API."""
+
+    gcs_address: str
+    session_dir: str
+    version: str
+    start_time: float
+    head_pid: int
+    #: The Jobs REST API's host:port ("" when the head serves none).
+    jobs_address: str
+
+
+def get_head_state(*, address: str | None = None, token: str | None = None) -> HeadState:
+    """The head's own record (also a cheap check that ``address`` and ``token`` work)."""
+    r = _gcs_call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest(), address, token)
+    return HeadState(r.gcs_address, r.session_dir, r.version, r.start_time, r.head_pid, r.jobs_address)
+
+
+def machine_memory(nodes: Iterable[Any]) -> dict[str, int]:
+    """Physical memory of the machines the alive nodes run on, in bytes: each machine
+    (by hostname) counted once, since every node on a machine reports that machine's
+    memory. Nodes that have not reported it yet (``memory_total`` 0) are left out.
+    ``nodes``: :class:`NodeState` records, or mappings with the same keys."""
+
+    def get(node: Any, key: str) -> Any:
+        return node.get(key) if isinstance(node, Mapping) else getattr(node, key, None)
+
+    machines: dict[str, tuple[int, int]] = {}
+    for node in nodes:
+        total = int(get(node, "memory_total") or 0)
+        if get(node, "state") != "ALIVE" or total <= 0:
+            continue
+        key = get(node, "hostname") or get(node, "node_ip") or get(node, "node_id")
+        used = int(get(node, "memory_used") or 0)
+        seen_used, seen_total = machines.get(key, (0, 0))
+        machines[key] = (max(seen_used, used), max(seen_total, total))
+    return {
+        "used": sum(used for used, _ in machines.values()),
+        "total": sum(total for _, total in machines.values()),
+        "machines": len(machines),
+    }

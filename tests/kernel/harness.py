@@ -6,13 +6,26 @@ import queue
 import time
 from typing import Any
 
-from jupyter_client.manager import start_new_kernel
+from jupyter_client.manager import KernelManager, start_new_kernel
 
 
 class Kernel:
-    def __init__(self) -> None:
-        self.km, self.kc = start_new_kernel(kernel_name="python3")
+    def __init__(self, connection_file: str | None = None, env: dict[str, str] | None = None) -> None:
+        """A new python3 kernel; ``connection_file`` names its connection file (Jupyter
+        servers call it ``kernel-<id>.json``), ``env`` its environment."""
         self.messages: list[dict] = []
+        if connection_file is None and env is None:
+            self.km, self.kc = start_new_kernel(kernel_name="python3")
+            return
+        self.km = KernelManager(kernel_name="python3", connection_file=connection_file or "")
+        self.km.start_kernel(env=env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            self.kc.wait_for_ready(timeout=60)
+        except RuntimeError:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.kc.stop_channels()

@@ -4,22 +4,12 @@ the stop button, kernel restarts, usage errors."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import psutil
 import pytest
 
 from ..conftest import wait_for
 from .harness import Kernel
-
-
-@pytest.fixture
-def kernel() -> Iterator[Kernel]:
-    k = Kernel()
-    try:
-        yield k
-    finally:
-        k.close()
 
 
 def started(kernel: Kernel, flags: str = "--num-cpus 2") -> None:
@@ -245,3 +235,27 @@ def test_connect_finds_clusters_the_jupyter_server_lists(tmp_path, monkeypatch) 
     assert ClusterMagics._resolve("h:1234") == ("h:1234", None)
     with pytest.raises(UsageError, match=r"'small' is neither a cluster the Jupyter server lists \(big; from"):
         ClusterMagics._resolve("small")
+
+
+def test_a_kernel_driver_tells_its_kernel_id_and_notebook_in_its_job(tmp_path) -> None:
+    """As a Jupyter server starts kernels: connection file kernel-<id>.json, the
+    notebook's path in JPY_SESSION_NAME."""
+    import os
+    import uuid
+
+    kernel_id = str(uuid.uuid4())
+    kernel = Kernel(connection_file=str(tmp_path / f"kernel-{kernel_id}.json"),
+                    env=dict(os.environ, JPY_SESSION_NAME="work/analysis.ipynb"))
+    try:
+        started(kernel)
+        probe = kernel.execute(
+            "import nbcluster.state\n"
+            "print([dict(sorted(j.metadata.items())) for j in nbcluster.state.list_jobs()\n"
+            "       if j.type == 'DRIVER' and j.status == 'RUNNING'])"
+        )
+        assert kernel.error(probe) is None, kernel.error(probe)
+        assert kernel.text(probe, "stdout").strip() == str(
+            [{"kernel_id": kernel_id, "notebook_path": "work/analysis.ipynb"}])
+        kernel.execute("%cluster stop")
+    finally:
+        kernel.close()

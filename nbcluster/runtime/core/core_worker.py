@@ -103,6 +103,8 @@ class CoreWorker:
         self.gcs: Any = None
         #: Opaque context attached to submitted tasks (the kernel sets the cell id).
         self.task_context = ""
+        #: Called as hook(context, refs) after each task or actor call the driver submits (nbcluster.driver).
+        self.submit_hook: Any = None
         self._thread: threading.Thread | None = None
         self._server: framed.FramedServer | None = None
         self.dispatcher = framed.Dispatcher()

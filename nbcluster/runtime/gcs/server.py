@@ -290,6 +290,7 @@ class GcsServer:
         info.available.CopyFrom(report.available)
         info.object_store_used = report.object_store_used
         info.object_store_capacity = report.object_store_capacity or info.object_store_capacity
+        info.memory_used, info.memory_total = report.memory_used, report.memory_total
         info.num_workers = report.num_workers
         info.tasks_running = report.tasks_running
         del info.pending_demand[:]
@@ -306,6 +307,8 @@ class GcsServer:
             data={
                 "available": dict(info.available.amounts),
                 "object_store_used": info.object_store_used,
+                "memory_used": info.memory_used,
+                "memory_total": info.memory_total,
                 "tasks_running": info.tasks_running,
                 "num_workers": info.num_workers,
             },
@@ -444,6 +447,7 @@ class GcsServer:
                 "pid": job.info.driver_pid,
                 "submission_id": job.info.submission_id,
                 "entrypoint": job.info.entrypoint,
+                "metadata": dict(job.info.metadata),
             },
         )
 
@@ -518,7 +522,12 @@ class GcsServer:
         return self.jobs.report(request)
 
     def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
-        return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()])
+        progress = []
+        for job_id in self._jobs:
+            counts = self.tasks.progress(job_id)
+            if counts["submitted"]:
+                progress.append(gcs_pb2.JobProgress(job_id=job_id, **counts))
+        return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()], progress=progress)
 
     # -- KV -----------------------------------------------------------------------
     def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:
@@ -574,7 +583,7 @@ class GcsServer:
 
     def ListTasks(self, request: gcs_pb2.ListTasksRequest, conn: Any) -> gcs_pb2.ListTasksReply:
         return gcs_pb2.ListTasksReply(
-            tasks=self.tasks.list(request.job_id, request.limit), total=self.tasks.total
+            tasks=self.tasks.list(request.job_id, request.limit, request.task_ids), total=self.tasks.total
         )
 
     # -- cluster ------------------------------------------------------------------
@@ -589,6 +598,7 @@ class GcsServer:
             gcs_address=self.address,
             local_endpoint=self.local_endpoint,
             head_pid=os.getpid(),
+            jobs_address=self.jobs_address,
             calls_served={
                 m.name: self._dispatcher.served[m.index] for m in methods.methods_of("Gcs")
             },

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nbcluster.runtime.protocol import gcs_pb2
@@ -119,6 +120,10 @@ class TaskTable:
             self._timer.cancel()
             self._timer = None
 
-    def list(self, job_id: bytes = b"", limit: int = 0) -> list[gcs_pb2.TaskRecord]:
+    def list(self, job_id: bytes = b"", limit: int = 0, task_ids: Sequence[bytes] = ()) -> list[gcs_pb2.TaskRecord]:
+        if task_ids:
+            found = (self._records.get(t) for t in dict.fromkeys(task_ids))
+            records = [r for r in found if r is not None and (not job_id or r.job_id == job_id)]
+            return records[:limit] if limit else records
         records = [r for r in reversed(self._records.values()) if not job_id or r.job_id == job_id]
         return records[:limit] if limit else records

@@ -98,10 +98,11 @@ class GcsLink:
                 pass
             self.dirty.clear()
             info = self._node_info()
-            idle_for = info.idle_for_s
-            info.idle_for_s = 0.0  # it grows while idle: not a change worth a report
+            idle_for, memory_used = info.idle_for_s, info.memory_used
+            info.idle_for_s = 0.0  # these move all the time: not a change worth a report
+            info.memory_used = 0
             payload = info.SerializeToString(deterministic=True)
-            info.idle_for_s = idle_for
+            info.idle_for_s, info.memory_used = idle_for, memory_used
             if payload == last_sent and time.monotonic() - sent_at < interval:
                 continue  # nothing new to say, and the heartbeat (and view refresh) is not due
             sent_at = time.monotonic()  # an attempt: the next is due an interval later

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
@@ -327,6 +329,7 @@ class NodeManager(ObjectHandlers):
         elif self._idle_since is None:
             self._idle_since = now
         queued = [r for r in self._queue if not r.future.done()]
+        memory = psutil.virtual_memory()
         return gcs_pb2.NodeInfo(
             node_id=self.node_id,
             address=self.address,
@@ -355,6 +358,8 @@ class NodeManager(ObjectHandlers):
             idle_for_s=now - self._idle_since if self._idle_since is not None else 0.0,
             draining=self.draining,
             instance_id=self.options.instance_id,
+            memory_used=memory.total - memory.available,
+            memory_total=memory.total,
         )
 
     async def _report_loop(self) -> None:

@@ -78,7 +78,7 @@ ACTOR_STATE_RESTARTING: ActorState
 ACTOR_STATE_DEAD: ActorState
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand")
+    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand", "memory_used", "memory_total")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,8 @@ class NodeInfo(_message.Message):
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     PENDING_ACTOR_DEMAND_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     state: NodeState
     address: str
@@ -131,7 +133,9 @@ class NodeInfo(_message.Message):
     draining: bool
     instance_id: str
     pending_actor_demand: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
-    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
+    memory_used: int
+    memory_total: int
+    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., memory_used: _Optional[int] = ..., memory_total: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node",)
@@ -285,10 +289,26 @@ class GetAllJobsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetAllJobsReply(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "progress")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[JobProgress]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., progress: _Optional[_Iterable[_Union[JobProgress, _Mapping]]] = ...) -> None: ...
+
+class JobProgress(_message.Message):
+    __slots__ = ("job_id", "submitted", "running", "finished", "failed")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    submitted: int
+    running: int
+    finished: int
+    failed: int
+    def __init__(self, job_id: _Optional[bytes] = ..., submitted: _Optional[int] = ..., running: _Optional[int] = ..., finished: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class KvPutRequest(_message.Message):
     __slots__ = ("namespace", "key", "value", "overwrite")
@@ -583,12 +603,14 @@ class TaskRecord(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., submit_time: _Optional[float] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., error: _Optional[str] = ..., actor_id: _Optional[bytes] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("job_id", "limit")
+    __slots__ = ("job_id", "limit", "task_ids")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     job_id: bytes
     limit: int
-    def __init__(self, job_id: _Optional[bytes] = ..., limit: _Optional[int] = ...) -> None: ...
+    task_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, job_id: _Optional[bytes] = ..., limit: _Optional[int] = ..., task_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListTasksReply(_message.Message):
     __slots__ = ("tasks", "total")
@@ -603,7 +625,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterInfoReply(_message.Message):
-    __slots__ = ("session_dir", "version", "start_time", "head_node_id", "gcs_address", "local_endpoint", "head_pid", "calls_served")
+    __slots__ = ("session_dir", "version", "start_time", "head_node_id", "gcs_address", "local_endpoint", "head_pid", "calls_served", "jobs_address")
     class CallsServedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -619,6 +641,7 @@ class GetClusterInfoReply(_message.Message):
     LOCAL_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     HEAD_PID_FIELD_NUMBER: _ClassVar[int]
     CALLS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    JOBS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     session_dir: str
     version: str
     start_time: float
@@ -627,7 +650,8 @@ class GetClusterInfoReply(_message.Message):
     local_endpoint: str
     head_pid: int
     calls_served: _containers.ScalarMap[str, int]
-    def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ..., calls_served: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    jobs_address: str
+    def __init__(self, session_dir: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[float] = ..., head_node_id: _Optional[bytes] = ..., gcs_address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., head_pid: _Optional[int] = ..., calls_served: _Optional[_Mapping[str, int]] = ..., jobs_address: _Optional[str] = ...) -> None: ...
 
 class RequestResourcesRequest(_message.Message):
     __slots__ = ("bundles",)

@@ -40,6 +40,7 @@ CHROMIUM = os.environ.get("NBCLUSTER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-crash-reporter", "--disable-breakpad",  # no crash handler outliving the browser
 ]
 
 
@@ -85,6 +86,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> None:
+    """SIGKILL each of ``procs`` still alive and wait for them."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=timeout)
 
 
 class JupyterProcess:
@@ -185,16 +196,15 @@ class JupyterProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         _, alive = psutil.wait_procs(tree, timeout=timeout)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        kill_all(alive)
         self.proc = None
 
     def __enter__(self) -> "JupyterProcess":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()

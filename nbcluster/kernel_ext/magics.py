@@ -302,18 +302,19 @@ class ClusterMagics(Magics):
         self._show()
         return None
 
-    def _close_view(self) -> None:
+    def _close_view(self, note: str) -> None:
+        """Stop the live views; they keep showing their last state, marked ``note``."""
         if self.view is not None:
-            self.view.close()
+            self.view.freeze(note)
             self.view = None
         for view in self.job_views:
-            view.close()
+            view.freeze(note)
         self.job_views.clear()
 
     def _stop(self, rest: str) -> None:
         if not nbcluster.is_initialized() and self.owned is None:
             raise UsageError("not connected to a cluster")
-        self._close_view()
+        self._close_view("stopped")
         nbcluster.shutdown()
         if self.owned is not None:
             self.owned.shutdown()
@@ -325,7 +326,7 @@ class ClusterMagics(Magics):
             raise UsageError("not connected to a cluster")
         if self.owned is not None:
             raise UsageError("this kernel started the cluster; %cluster stop stops it")
-        self._close_view()
+        self._close_view("disconnected")
         nbcluster.shutdown()
         print("nbcluster: disconnected (the cluster keeps running)")
 
@@ -488,6 +489,6 @@ class ClusterMagics(Magics):
                 lines.append(f"  {key}: {total[key] - free.get(key, 0):g} used of {total[key]:g}")
         print("\n".join(lines))
         if self.view is not None:
-            self.view.close()  # one live view per kernel: the newest
+            self.view.freeze("a newer view is below")  # one live view per kernel: the newest
         self.view = ClusterWidget()
         display(self.view)

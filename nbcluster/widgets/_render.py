@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nbcluster.state import AutoscalerState
+from nbcluster.state import AutoscalerState, machine_memory
 
 from ._display import bar_html, esc, fmt_bytes, fmt_duration
 
@@ -25,7 +25,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, float]:
     alive = [r for r in rows if r["state"] == "ALIVE"]
+    memory = machine_memory(rows)  # each machine once: its nodes all report its memory
     return {
+        "memory_used": memory["used"],
+        "memory_total": memory["total"],
         "alive": len(alive),
         "total": len(rows),
         "cpu_used": sum(r["cpu_used"] for r in alive),
@@ -46,6 +49,8 @@ def header_text(address: str, start_time: float, rows: list[dict[str, Any]]) -> 
     )
     if t["gpu_total"]:
         text += f", GPU {t['gpu_used']:g}/{t['gpu_total']:g}"
+    if t["memory_total"]:
+        text += f", memory {fmt_bytes(t['memory_used'])}/{fmt_bytes(t['memory_total'])}"
     return text + f", object store {fmt_bytes(t['store_used'])}/{fmt_bytes(t['store_total'])}"
 
 
@@ -65,11 +70,13 @@ def nodes_html(rows: list[dict[str, Any]]) -> str:
             esc(r["node_type"]),
             esc(state),
             bar_html(r["cpu_used"], r["cpu_total"], f"{r['cpu_used']:g}/{r['cpu_total']:g}"),
+            bar_html(r.get("memory_used", 0), r.get("memory_total", 0),
+                     f"{fmt_bytes(r.get('memory_used', 0))}/{fmt_bytes(r.get('memory_total', 0))}"),
             bar_html(r["object_store_used"], r["object_store_capacity"],
                      f"{fmt_bytes(r['object_store_used'])}/{fmt_bytes(r['object_store_capacity'])}"),
             esc(r["tasks_running"]),
         ])
-    return _table(["node", "address", "type", "state", "CPU", "object store", "tasks"], out)
+    return _table(["node", "address", "type", "state", "CPU", "memory", "object store", "tasks"], out)
 
 
 def autoscaler_html(state: AutoscalerState | None, timeline: list[str]) -> str:

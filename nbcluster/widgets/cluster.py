@@ -10,6 +10,7 @@ stopping), JOB_STATE and TASK_COUNTERS update the jobs panel.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ipywidgets as widgets
@@ -49,8 +50,19 @@ def _node_row(n: NodeState) -> dict[str, Any]:
         "gpu_used": gpu_total - n.resources_available.get("GPU", gpu_total),
         "object_store_used": n.object_store_used,
         "object_store_capacity": n.object_store_capacity,
+        "memory_used": n.memory_used,
+        "memory_total": n.memory_total,
+        "hostname": n.hostname or n.node_ip,
         "tasks_running": n.tasks_running,
     }
+
+
+def _entrypoint(entrypoint: str, metadata: dict[str, str]) -> str:
+    """What a job runs; a notebook's driver by its notebook (or kernel), not the
+    kernel's command line."""
+    if metadata.get("notebook_path"):  # Lab gives kernels the absolute path: the file's name says enough
+        return os.path.basename(metadata["notebook_path"]) or metadata["notebook_path"]
+    return f"kernel {metadata['kernel_id'][:8]}" if metadata.get("kernel_id") else entrypoint
 
 
 def _job_row(j: JobState) -> dict[str, Any]:
@@ -59,7 +71,7 @@ def _job_row(j: JobState) -> dict[str, Any]:
         "display_id": j.submission_id or j.job_id,
         "type": j.type,
         "status": j.status,
-        "entrypoint": j.entrypoint,
+        "entrypoint": _entrypoint(j.entrypoint, j.metadata),
         "start_time": j.start_time,
         "end_time": j.end_time,
     }
@@ -82,6 +94,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.autoscaler: AutoscalerState | None = None
         self.closed = False
+        self.frozen = False
         self._timeline_seen: set[tuple[float, str]] = set()
         self._job_rows: dict[str, widgets.HBox] = {}
         self._address = ""
@@ -102,12 +115,21 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         self.children = [
             self._header, self._nodes, self._autoscaler, self._controls, widgets.HTML("<b>Jobs</b>"), self._jobs_box,
         ]
+        # Stable CSS classes for styling and for browser tests.
+        self.add_class("nbc-cluster")
+        for part, name in ((self._header, "header"), (self._nodes, "nodes"), (self._autoscaler, "autoscaler"),
+                           (self._controls, "controls"), (self._jobs_box, "jobs")):
+            part.add_class(f"nbc-cluster-{name}")
         feed.register(self)  # first, so nothing between the snapshots and the stream is missed
         try:
             self._load_nodes()
             self._load_autoscaler()
             for job in nbcluster.state.list_jobs():
                 self.jobs[job.job_id] = _job_row(job)
+                # A job whose tasks all ended before this view registered gets no further
+                # TASK_COUNTERS event; one that came meanwhile is newer and wins.
+                if job.progress:
+                    self.job_progress.setdefault(job.job_id, (job.progress["finished"], job.progress["submitted"]))
             self._render()
         except BaseException:
             self.close()
@@ -136,7 +158,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
     # -- events ----------------------------------------------------------------------
     def _update(self, events: list[ClusterEvent]) -> None:
         """Apply a batch of events (called by the feed, inside ``hold_sync()``)."""
-        if self.closed:
+        if self.closed or self.frozen:
             return
         reload_nodes = reload_autoscaler = False
         for e in events:
@@ -174,6 +196,8 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         row["cpu_used"] = row["cpu_total"] - float(available.get("CPU", row["cpu_total"]))
         row["gpu_used"] = row["gpu_total"] - float(available.get("GPU", row["gpu_total"]))
         row["object_store_used"] = int(e.data.get("object_store_used", row["object_store_used"]))
+        row["memory_used"] = int(e.data.get("memory_used", row["memory_used"]))
+        row["memory_total"] = int(e.data.get("memory_total", row["memory_total"]))
         row["tasks_running"] = int(e.data.get("tasks_running", row["tasks_running"]))
 
     def _apply_job(self, e: ClusterEvent) -> None:
@@ -183,7 +207,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
             "display_id": e.data.get("submission_id") or e.job_id,
             "type": str(e.data.get("type", "")).removeprefix("JOB_TYPE_"),
             "status": status,
-            "entrypoint": str(e.data.get("entrypoint", "")),
+            "entrypoint": _entrypoint(str(e.data.get("entrypoint", "")), e.data.get("metadata") or {}),
             "start_time": e.time,
             "end_time": 0.0,
         })
@@ -272,6 +296,17 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
             + _render.autoscaler_html(self.autoscaler, self.timeline)
             + "<b>Jobs</b>" + _render.jobs_table_html(self._shown_jobs(), self.job_progress)
         )
+
+    def freeze(self, note: str = "disconnected") -> None:
+        """Stop updating but keep showing the last state, marked with ``note``: what
+        ``%cluster stop``/``disconnect`` do, so the notebook keeps its record."""
+        if self.closed or self.frozen:
+            return
+        self.frozen = True
+        feed.unregister(self)
+        for control in (self._type, self._min, self._max, self._apply):
+            control.disabled = True
+        self._header.value += f" <i>({_render.esc(note)})</i>"
 
     def close(self) -> None:
         """Stop updating, and close this widget and its parts."""

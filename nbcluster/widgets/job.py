@@ -42,6 +42,7 @@ class JobWidget(StaticReprMixin, widgets.VBox):
         self.job_id = job_id
         self.client = client if client is not None else JobSubmissionClient()
         self.closed = False
+        self.frozen = False
         self.status = ""
         self.entrypoint = ""
         self.message = ""
@@ -76,7 +77,7 @@ class JobWidget(StaticReprMixin, widgets.VBox):
 
     def _update(self, events: list[ClusterEvent]) -> None:
         """Events from the feed (inside ``hold_sync()``)."""
-        if self.closed:
+        if self.closed or self.frozen:
             return
         for e in events:
             mine = e.job_id and e.job_id == self._cluster_job_id
@@ -161,6 +162,19 @@ class JobWidget(StaticReprMixin, widgets.VBox):
         finished, total = self.progress
         return (f"<div>{self._status_html()}<br>{bar_html(finished, total, f'{finished}/{total} tasks')}"
                 f"{self._log_html()}</div>")
+
+    def freeze(self, note: str = "disconnected") -> None:
+        """Stop the log tail and the updates but keep showing the last state, marked
+        with ``note``."""
+        if self.closed or self.frozen:
+            return
+        self.frozen = True
+        if self._registered:
+            feed.unregister(self)
+            self._registered = False
+        self._tail.stop()
+        self._stop.disabled = True
+        self._status.value += f" <i>({esc(note)})</i>"
 
     def close(self) -> None:
         """Stop the log tail (joining its thread) and the updates, and close the widget."""

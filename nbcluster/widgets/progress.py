@@ -1,13 +1,16 @@
-"""``progress()``: one job's tasks grouped by function, like Dask's ``progress``.
+"""``progress()``: tasks grouped by function, like Dask's ``progress``.
 
     from nbcluster.widgets import progress
     progress()                 # this driver's own job
     progress("0a00000001")     # another job, by its (hex) job id
+    progress(refs)             # the tasks behind these ObjectRefs (any job's)
 
 One row per function name: a bar of finished out of total, and counts of pending,
 running, finished and failed (failed includes cancelled) tasks. Seeded from
-``nbcluster.state.list_tasks`` at start; afterwards only TASK_COUNTERS events (through
-the shared feed, published at most once a second per job) change it.
+``nbcluster.state.list_tasks`` at start; afterwards TASK_COUNTERS events (through the
+shared feed, published at most once a second per job) move it: a job's view takes the
+counts the event carries; a view of refs looks its tasks up (``list_tasks(task_ids=)``)
+when counters move, and stops listening once all of them have ended.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as widgets
@@ -59,15 +63,27 @@ def _row_counts(states: dict[str, Any]) -> dict[str, int]:
 
 
 class ProgressWidget(StaticReprMixin, widgets.VBox):
-    """Task progress of one job, per function. Plain-Python state for tests:
-    ``job_id`` (hex), ``by_function`` (``{name: {pending, running, finished, failed,
-    total}}``), ``closed``."""
+    """Task progress of one job, or of the tasks behind some refs, per function.
+    Plain-Python state for tests: ``job_id`` (hex; "" for refs), ``task_ids``,
+    ``by_function`` (``{name: {pending, running, finished, failed, total}}``),
+    ``unreported`` (tasks the cluster has not heard of yet), ``done``, ``closed``.
 
-    def __init__(self, job_id: str | None = None, *, seed: bool = True, **kwargs: Any) -> None:
+    ``open_ended``: more tasks may be added (``add_refs``) until ``seal()``."""
+
+    def __init__(self, job_id: str | None = None, *, refs: Iterable[Any] | None = None, seed: bool = True,
+                 open_ended: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if job_id is None:
-            job_id = nbcluster.get_runtime_context().get_job_id()
-        self.job_id = _normalize_job_id(job_id)
+        self.task_ids: dict[str, None] = {}  # an ordered set
+        self.unreported = 0
+        self.done = False
+        self._open_ended = open_ended
+        if refs is not None:
+            self.job_id = ""
+            self.task_ids = dict.fromkeys(_task_ids(refs))
+        else:
+            if job_id is None:
+                job_id = nbcluster.get_runtime_context().get_job_id()
+            self.job_id = _normalize_job_id(job_id)
         self.closed = False
         self.by_function: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
@@ -85,8 +101,32 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         self._render()
 
     # -- state -----------------------------------------------------------------------
+    @property
+    def by_refs(self) -> bool:
+        return not self.job_id
+
+    def add_refs(self, refs: Iterable[Any]) -> None:
+        """Follow the tasks behind more refs too (shown at the next update)."""
+        with self._lock:
+            self.task_ids.update(dict.fromkeys(_task_ids(refs)))
+        if self.done:
+            self.done = False
+            if not self.closed and not self._registered and nbcluster.is_initialized():
+                feed.register(self)
+                self._registered = True
+
+    def seal(self) -> None:
+        """No more tasks will be added: stop listening once those followed have ended."""
+        self._open_ended = False
+        if self._registered:
+            self._look_up()
+            self._render()
+
     def _seed(self) -> None:
         """Counts from the task table, unless an event came first (it is newer)."""
+        if self.by_refs:
+            self._look_up()
+            return
         try:
             tasks = nbcluster.state.list_tasks(job_id=self.job_id)
         except Exception as exc:  # noqa: BLE001 - the events fill it in anyway
@@ -99,10 +139,40 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
             if not self._got_event:
                 self.by_function = {name: _row_counts(c) for name, c in sorted(counts.items())}
 
+    def _look_up(self) -> None:
+        """Refs: the current state of their tasks, from the cluster's task table."""
+        with self._lock:
+            ids = list(self.task_ids)
+        try:
+            tasks = nbcluster.state.list_tasks(task_ids=ids) if ids else []
+        except Exception as exc:  # noqa: BLE001 - the next counters try again
+            logger.warning("progress of %d tasks: looking them up failed: %s", len(ids), exc)
+            return
+        counts: dict[str, collections.Counter] = {}
+        for t in tasks:
+            counts.setdefault(t.name, collections.Counter())[t.state] += 1
+        by_function = {name: _row_counts(c) for name, c in sorted(counts.items())}
+        with self._lock:
+            self.by_function = by_function
+            self.unreported = len(ids) - len(tasks)
+            ended = sum(row["finished"] + row["failed"] for row in by_function.values())
+            all_ended = not self._open_ended and self.unreported == 0 and ended == len(ids)
+        if all_ended and not self.done:
+            self.done = True
+            if self._registered:  # nothing more will change: stop listening
+                feed.unregister(self)
+                self._registered = False
+
     def _update(self, events: list[ClusterEvent]) -> None:
         """Events from the feed (inside ``hold_sync()``): the last TASK_COUNTERS of
-        this job wins (each carries the job's full counts)."""
+        this job wins (each carries the job's full counts); a view of refs looks its
+        tasks up when any job's counters moved."""
         if self.closed:
+            return
+        if self.by_refs:
+            if any(e.kind == "TASK_COUNTERS" for e in events):
+                self._look_up()
+                self._render()
             return
         latest = None
         for e in events:
@@ -118,10 +188,13 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
 
     @property
     def totals(self) -> dict[str, int]:
+        """Counts over all functions (tasks not reported yet count as pending)."""
         out = dict.fromkeys((*COLUMNS, "total"), 0)
         for row in self.by_function.values():
             for key in out:
                 out[key] += row.get(key, 0)
+        out["pending"] += self.unreported
+        out["total"] += self.unreported
         return out
 
     # -- view ------------------------------------------------------------------------
@@ -158,13 +231,18 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         """The progress bar of each function (for tests)."""
         return {name: parts[0] for name, parts in self._rows.items()}
 
+    def _subject(self) -> str:
+        return f"job {self.job_id}" if self.job_id else f"{len(self.task_ids)} tasks"
+
     def _header_html(self) -> str:
         t = self.totals
-        return f"Job <code>{esc(self.job_id)}</code>: <b>{t['finished']}/{t['total']}</b> tasks finished"
+        subject = f"Job <code>{esc(self.job_id)}</code>" if self.job_id else "Tasks"
+        return f"{subject}: <b>{t['finished']}/{t['total']}</b> finished" + (
+            f" ({t['failed']} failed)" if t["failed"] else "")
 
     def _text_summary(self) -> str:
         t = self.totals
-        lines = [f"<ProgressWidget job {self.job_id}: {t['finished']}/{t['total']} tasks finished, "
+        lines = [f"<ProgressWidget {self._subject()}: {t['finished']}/{t['total']} tasks finished, "
                  f"{t['running']} running, {t['pending']} pending, {t['failed']} failed>"]
         for name, row in self.by_function.items():
             lines.append(f"  {name}: {row['finished']}/{row['total']} ({self._counts_text(row)})")
@@ -198,6 +276,25 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         self._keep_static_repr()
 
 
-def progress(job_id: str | None = None) -> ProgressWidget:
-    """A live view of a job's tasks per function (default: this driver's job)."""
-    return ProgressWidget(job_id)
+def _task_ids(refs: Iterable[Any]) -> list[str]:
+    from nbcluster import ObjectRef
+
+    out = []
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"progress() follows ObjectRefs (what .remote() returns), not {type(ref).__name__}")
+        out.append(ref.task_id())
+    return out
+
+
+def progress(what: Any = None) -> ProgressWidget:
+    """A live view of tasks per function: of a job (its hex id; default: this driver's
+    job), or of the tasks behind an ``ObjectRef`` or a list of them."""
+    from nbcluster import ObjectRef
+
+    if isinstance(what, ObjectRef):
+        return ProgressWidget(refs=[what])
+    if isinstance(what, (list, tuple, set, frozenset)) or (
+            what is not None and not isinstance(what, (str, bytes, bytearray)) and hasattr(what, "__iter__")):
+        return ProgressWidget(refs=list(what))
+    return ProgressWidget(what)

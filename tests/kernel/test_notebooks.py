@@ -36,11 +36,12 @@ def test_quickstart_notebook(tmp_path: Path) -> None:
     out = run("quickstart.ipynb", tmp_path)
     assert "Connected to a cluster of 1 node(s)" in out[0]
     assert out[1] == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
-    assert out[2] == "[1, 3, 6, 10]"
-    assert "sum in a task: 499999500000.0" in out[3] and "same array back: True" in out[3]
-    assert "(shout pid=" in out[4] and "HELLO FROM A WORKER" in out[4]
-    assert "<table" in out[5] and "nodes alive" in out[5] and "CPU" in out[5]  # the cluster view
-    assert "nbcluster: stopped" in out[6]
+    assert "finished" in out[2] and out[2].endswith("2470")  # progress() as it started, then the sum
+    assert out[3] == "[1, 3, 6, 10]"
+    assert "sum in a task: 499999500000.0" in out[4] and "same array back: True" in out[4]
+    assert "(shout pid=" in out[5] and "HELLO FROM A WORKER" in out[5]
+    assert "<table" in out[6] and "nodes alive" in out[6] and "CPU" in out[6]  # the cluster view
+    assert "nbcluster: stopped" in out[7]
 
 
 def test_remote_cells_notebook(tmp_path: Path) -> None:

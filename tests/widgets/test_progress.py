@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import nbcluster
+import nbcluster.driver
 from nbcluster.widgets import ProgressWidget, progress
 from nbcluster.widgets._feed import feed
 
@@ -114,3 +115,47 @@ def test_progress_of_other_job_stays_empty(embedded: None) -> None:
         assert "no tasks yet" in w._repr_mimebundle_()["text/html"]
     finally:
         w.close()
+
+
+def test_progress_of_refs_follows_only_those_tasks_and_then_stops(embedded: None) -> None:
+    unrelated = [cube.remote(i) for i in range(4)]
+    refs = [square.remote(i) for i in range(6)] + [cube.remote(i) for i in range(3)] + [boom.remote()]
+    w = progress(refs)
+    try:
+        assert w.job_id == "" and len(w.task_ids) == 10
+        assert w in feed.views or w.done
+        nbcluster.get(unrelated)
+        wait_for(lambda: w.done, timeout=20, message="all ten tasks ended")
+        assert row(w, "square") == {"pending": 0, "running": 0, "finished": 6, "failed": 0, "total": 6}
+        assert row(w, "cube") == {"pending": 0, "running": 0, "finished": 3, "failed": 0, "total": 3}
+        assert row(w, "boom") == {"pending": 0, "running": 0, "finished": 0, "failed": 1, "total": 1}
+        assert w.totals["total"] == 10 and w.unreported == 0
+        assert bar(w, "square").value == bar(w, "square").max == 6
+        assert w not in feed.views, "a view of refs stops listening once its tasks have ended"
+        assert "9/10" in repr(w) and "1 failed" in w._repr_mimebundle_()["text/html"]
+    finally:
+        w.close()
+    single = progress(refs[0])
+    try:
+        assert single.task_ids == {refs[0].task_id(): None}
+        wait_for(lambda: single.done, timeout=20, message="the single task seen as ended")
+    finally:
+        single.close()
+    with pytest.raises(TypeError, match="ObjectRefs"):
+        progress([1, 2])
+
+
+def test_a_failing_submit_hook_never_fails_a_submission(embedded: None) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def hook(context: str, refs: list[Any]) -> None:
+        seen.append((context, len(refs)))
+        raise RuntimeError("a view's bug")
+
+    nbcluster.driver.set_submit_hook(hook)
+    try:
+        assert nbcluster.get(square.remote(3)) == 9
+    finally:
+        nbcluster.driver.set_submit_hook(None)
+    assert seen == [("", 1)]
+    assert nbcluster.get(square.remote(4)) == 16 and len(seen) == 1

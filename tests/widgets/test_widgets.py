@@ -13,6 +13,7 @@ import nbcluster
 from nbcluster.cluster_utils import Cluster
 from nbcluster.job_submission import JobSubmissionClient
 from nbcluster.widgets import ClusterWidget, JobWidget
+from nbcluster.widgets._display import fmt_bytes
 from nbcluster.widgets._feed import feed
 
 from ..conftest import FAST_CONFIG, wait_for
@@ -80,6 +81,14 @@ def test_nodes_table_follows_a_node_joining_and_leaving(cluster, widget_factory)
     assert time.monotonic() - joined < 1.0, "the row came later than a second after the node joined"
     assert row(widget, node.node_id)["cpu_total"] == 1
     assert "2/2 nodes alive" in repr(widget)
+    # Memory: the machine's, in each row with a bar, and counted once per machine in the header.
+    import psutil
+
+    total = psutil.virtual_memory().total
+    assert row(widget, node.node_id)["memory_total"] == total
+    assert 0 < row(widget, node.node_id)["memory_used"] <= total
+    assert f"/{fmt_bytes(total)}, object store" in repr(widget)
+    assert "<th" in widget._nodes.value and ">memory<" in widget._nodes.value
 
     cluster.remove_node(node)
     wait_for(lambda: (r := row(widget, node.node_id)) is None or r["state"] == "DEAD",
@@ -152,6 +161,24 @@ def test_job_progress_reaches_all_tasks(cluster, widget_factory):
     bar = widget.job_bar(job_id)
     assert bar.value == bar.max == 20
     assert "20/20 tasks" in widget._repr_mimebundle_()["text/html"]
+
+
+def test_a_view_made_after_the_tasks_ended_starts_from_the_task_table(cluster, widget_factory):
+    """Once a job's tasks have all ended no TASK_COUNTERS event comes: a view made then
+    (`%cluster status` after a cell's tasks) shows their progress, not 0/0."""
+    job_id = nbcluster.get_runtime_context().get_job_id()
+    last: list[Any] = []
+    sub = nbcluster.events.subscribe(last.append, kinds=("TASK_COUNTERS",))
+    try:
+        assert nbcluster.get([square.remote(i) for i in range(5)]) == [i * i for i in range(5)]
+        wait_for(lambda: last and last[-1].data["finished"] == last[-1].data["total"], timeout=10,
+                 message="the job's last task counters")
+    finally:
+        sub.close()
+    total = last[-1].data["total"]
+    widget = widget_factory()
+    assert widget.job_progress.get(job_id) == (total, total)
+    assert widget.job_bar(job_id).value == total
 
 
 def test_close_stops_updates_and_leaves_no_thread(cluster, widget_factory):
@@ -246,3 +273,66 @@ def test_adapt_controls_change_the_autoscaler_bounds(start_cluster, widget_facto
 def test_adapt_controls_are_hidden_without_an_autoscaler(cluster, widget_factory):
     widget = widget_factory()
     assert widget._controls.layout.display == "none"
+
+
+class _CountingView:
+    """A view that records when the feed updates it and with how many events."""
+
+    def __init__(self) -> None:
+        self.flushes: list[tuple[float, int]] = []
+
+    def hold_sync(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def _update(self, events: list[Any]) -> None:
+        self.flushes.append((time.monotonic(), len(events)))
+
+
+@nbcluster.remote
+class Tiny:
+    def ping(self) -> int:
+        return 1
+
+
+def test_a_burst_of_events_reaches_views_at_most_ten_times_a_second(cluster):
+    """Measured, not assumed: actors starting and stopping make a burst of events;
+    the feed hands them over in batches at most every FLUSH_INTERVAL."""
+    from nbcluster.widgets._feed import FLUSH_INTERVAL
+
+    view = _CountingView()
+    feed.register(view)
+    try:
+        actors = [Tiny.remote() for _ in range(12)]
+        assert nbcluster.get([a.ping.remote() for a in actors]) == [1] * 12
+        for a in actors:
+            nbcluster.kill(a)
+        events = lambda: sum(n for _, n in view.flushes)  # noqa: E731
+        wait_for(lambda: events() >= 36, timeout=20, message="the actors' state events")
+    finally:
+        feed.unregister(view)
+    times = [t for t, _ in view.flushes]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    print(f"\n{events()} events in {len(view.flushes)} updates over {times[-1] - times[0]:.2f} s")
+    assert len(view.flushes) < events(), f"events were not coalesced: {view.flushes}"
+    assert min(gaps) >= FLUSH_INTERVAL * 0.9, f"two updates {min(gaps):.3f} s apart"
+    for start in times:  # any one-second window
+        assert sum(1 for t in times if start <= t < start + 1.0) <= 10
+
+
+def test_freeze_keeps_the_last_state_shown_and_stops_updates(cluster, widget_factory):
+    """What %cluster stop/disconnect do: the view stays in the notebook, frozen."""
+    widget = widget_factory()
+    assert widget in feed.views
+    widget.freeze("stopped")
+    assert widget.frozen and not widget.closed
+    assert widget not in feed.views and not feed.active
+    assert widget.comm is not None, "the model stays open, so the frontend keeps showing it"
+    assert "(stopped)" in widget._header.value and widget._apply.disabled
+    frozen = [dict(r) for r in widget.node_rows]
+    node = cluster.add_node(num_cpus=1)
+    wait_for(lambda: any(n.node_id == node.node_id for n in nbcluster.state.list_nodes()))
+    nbcluster.get([square.remote(i) for i in range(3)])
+    time.sleep(0.3)  # not a wait: gives a stray update the time it would need to show
+    assert widget.node_rows == frozen

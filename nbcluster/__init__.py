@@ -75,3 +75,11 @@ def unload_ipython_extension(ip: object) -> None:
     from nbcluster.kernel_ext import unload_ipython_extension as unload
 
     unload(ip)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    """The Jupyter server extension ``nbcluster`` (``nbcluster.server_ext``), imported
+    only when the server loads it."""
+    from nbcluster.server_ext.app import NbclusterApp
+
+    return [{"module": "nbcluster.server_ext.app", "app": NbclusterApp}]

@@ -1,0 +1,419 @@
+"""The clusters one Jupyter server knows: made here, or attached by address and token.
+
+:class:`ClusterManager` is the whole domain of the REST API, testable without a
+server. Its coroutines run on the server's loop and hand every blocking step (a GCS
+call, starting or stopping processes) to a thread pool of its own (not the loop's
+default executor, which the server shares: a cluster starting for a minute or a hung
+head must not starve it), so the server keeps answering while a cluster starts. Each
+change is saved to the registry and the discovery file
+(:mod:`nbcluster.server_ext.registry`) before the call returns.
+
+Status: a cluster is "running" until a look at it (a GET, the list, the events) finds
+its head gone — a created cluster whose processes died, an attached one that does not
+answer — then "unreachable" (logged once), until a later look finds it back. An
+unreachable cluster stays in the registry (the page shows it; DELETE tidies it up) but
+leaves the discovery file, so ``%cluster connect`` does not pick a dead cluster; its
+nodes, autoscaler and scaling answer 409 at once instead of waiting for GCS timeouts.
+
+Lifecycle: :meth:`load` re-attaches what the registry lists and still runs (dropping
+the rest); :meth:`start_configured` makes the clusters the server is configured to start;
+:meth:`shutdown` stops the clusters made here (unless told to keep them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nbcluster import state
+from nbcluster.autoscaler import set_worker_bounds
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterError
+from nbcluster.runtime.discovery import read_token_file
+from nbcluster.server_ext import local
+from nbcluster.server_ext.models import (
+    BadRequest,
+    ClusterConflict,
+    ClusterRecord,
+    ClusterSpec,
+    UnknownCluster,
+    cluster_json,
+    parse_attach,
+    parse_create,
+    parse_scale,
+)
+from nbcluster.server_ext.registry import Registry
+
+__all__ = ["ClusterManager"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+STARTING, RUNNING, UNREACHABLE, STOPPING = "starting", "running", "unreachable", "stopping"
+
+
+@dataclass(eq=False)
+class _Entry:
+    record: ClusterRecord
+    token: str
+    status: str = RUNNING
+    #: Held while the cluster starts, scales or stops: one change at a time.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Set when the server forgets the cluster (deleted, or the server stops).
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ClusterManager:
+    """Create, attach, scale and delete clusters; describe them as Cluster JSON."""
+
+    #: Threads for blocking steps (GCS calls, starting and stopping processes).
+    max_threads = 16
+
+    def __init__(
+        self,
+        runtime_dir: Path,
+        *,
+        defaults: ClusterSpec | None = None,
+        host: str = "127.0.0.1",
+        system_config: dict[str, Any] | None = None,
+        root_dir: str | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.registry = Registry(runtime_dir)
+        self.root_dir = root_dir
+        self.defaults = defaults or ClusterSpec()
+        self.host = host
+        self.system_config = dict(system_config or {})
+        self.log = log or logger
+        self._entries: dict[str, _Entry] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="nbcluster-ext")
+
+    # -- helpers ----------------------------------------------------------------------
+    async def _run(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise UnknownCluster(f"no cluster named {name!r} (known: {known})")
+        return entry
+
+    def _save(self) -> None:
+        saved = [e for e in self._entries.values() if e.status != STARTING]
+        self.registry.save((e.record for e in saved),
+                           discoverable=[e.record.name for e in saved if e.status != UNREACHABLE])
+
+    def _observed(self, entry: _Entry, reachable: bool, why: str = "") -> None:
+        """Record what a look at the cluster found (running <-> unreachable)."""
+        if entry.status not in (RUNNING, UNREACHABLE) or self._entries.get(entry.record.name) is not entry:
+            return
+        status = RUNNING if reachable else UNREACHABLE
+        if status == entry.status:
+            return
+        entry.status = status
+        if reachable:
+            self.log.info("nbcluster: cluster %s at %s answers again", entry.record.name, entry.record.address)
+        else:
+            self.log.warning("nbcluster: cluster %s at %s is unreachable (%s); DELETE it to tidy up",
+                             entry.record.name, entry.record.address, why or "its head does not answer")
+        self._save()
+
+    async def _reachable(self, entry: _Entry) -> bool:
+        """A quick check (no GCS call): a created cluster's processes run, an attached
+        one's head accepts connections."""
+        record = entry.record
+        if record.origin == "created":
+            return await self._run(local.is_running, record.session_dir)
+        return await self._run(_listening, record.address)
+
+    def _reserve(self, name: str | None) -> str:
+        if name is None:
+            n = 1
+            while f"cluster-{n}" in self._entries:
+                n += 1
+            return f"cluster-{n}"
+        if name in self._entries:
+            raise ClusterConflict(f"a cluster named {name!r} exists already; choose another name or delete it first")
+        return name
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def require(self, name: str) -> None:
+        """UnknownCluster unless a cluster of that name is known."""
+        self._entry(name)
+
+    # -- start-up ---------------------------------------------------------------------
+    def load(self) -> None:
+        """Re-attach the registry's clusters that still run; drop (and tidy) the rest.
+        Blocking: call it before the server serves."""
+        records = self.registry.load()
+
+        def check(record: ClusterRecord) -> tuple[ClusterRecord, str | None]:
+            try:
+                token = read_token_file(record.token_file)
+            except ValueError:
+                token = None
+            if record.origin == "created":
+                if token is not None and local.is_running(record.session_dir):
+                    return record, token
+                local.stop(record.session_dir, 5.0)  # what is left of it
+                return record, None
+            if token is not None and _listening(record.address):
+                try:
+                    state.get_head_state(address=record.address, token=token)
+                    return record, token
+                except NbclusterError:
+                    pass
+            return record, None
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(8, len(records)))) as pool:
+            for record, token in pool.map(check, records):
+                if token is None:
+                    self.log.info("nbcluster: dropping cluster %s (%s): it no longer runs", record.name, record.address)
+                    if record.origin == "attached":
+                        self.registry.drop_token(record.token_file)
+                elif record.name not in self._entries:
+                    self.log.info("nbcluster: re-attached cluster %s at %s", record.name, record.address)
+                    self._entries[record.name] = _Entry(record, token)
+        self._save()
+
+    async def start_configured(self, bodies: list[dict[str, Any]]) -> None:
+        """Create the configured clusters that do not run yet (by name); a bad one is
+        logged and skipped."""
+        for body in bodies:
+            name = body.get("name") if isinstance(body, dict) else None
+            if name is not None and name in self._entries:
+                continue
+            try:
+                await self.create(body)
+            except NbclusterError as exc:
+                self.log.error("nbcluster: NbclusterApp.start_clusters entry %r not started: %s", body, exc)
+
+    # -- create, attach, delete -------------------------------------------------------
+    async def create(self, body: Any) -> dict[str, Any]:
+        name, spec = parse_create(body, self.defaults)
+        name = self._reserve(name)
+        local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
+        record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
+        entry = self._entries[name] = _Entry(record, "", STARTING)
+        async with entry.lock:
+            try:
+                started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config)
+                token = await self._run(read_token_file, started.token_file)
+            except BaseException:
+                self._entries.pop(name, None)
+                raise
+            entry.record = replace(record, address=started.address, token_file=started.token_file,
+                                   session_dir=started.session_dir, jobs_address=started.jobs_address)
+            entry.token, entry.status = token, RUNNING
+            self._save()
+        self.log.info("nbcluster: created cluster %s at %s (session %s)", name, started.address, started.session_dir)
+        return await self._view(entry)
+
+    async def attach(self, body: Any) -> dict[str, Any]:
+        request = parse_attach(body)
+        name = self._reserve(request.name)
+        if request.token_file is not None:
+            try:
+                token = await self._run(read_token_file, request.token_file)
+            except ValueError as exc:
+                raise BadRequest(str(exc).replace("--token-file", "token_file"), "token_file") from None
+        elif request.token is not None:
+            token = request.token
+        else:
+            raise BadRequest("token or token_file is required: the cluster's token (the head's `token` file)",
+                             "token")
+        if not await self._run(_listening, request.address):
+            raise BadRequest(f"cannot reach a cluster at {request.address}: nothing accepts connections there "
+                             "(is the head running, and is that its host:port?)", "address")
+        try:
+            head = await self._run(state.get_head_state, address=request.address, token=token)
+        except AuthenticationError as exc:
+            raise BadRequest(f"the cluster at {request.address} refused the token: {exc}", "token") from None
+        except (ClusterConnectionError, NbclusterError) as exc:
+            raise BadRequest(f"cannot reach a cluster at {request.address}: {exc}", "address") from None
+        self._reserve(name)  # taken while we asked?
+        # A copy of our own (0600), whatever the mode of the user's file: kernels read it.
+        token_file = str(self.registry.store_token(name, token))
+        record = ClusterRecord(name, request.address, token_file, "attached", {}, created=time.time(),
+                               jobs_address=_jobs_address(head.jobs_address, request.address))
+        entry = self._entries[name] = _Entry(record, token)
+        self._save()
+        self.log.info("nbcluster: attached cluster %s at %s", name, request.address)
+        return await self._view(entry)
+
+    async def delete(self, name: str) -> None:
+        """Forget the cluster; one made here is stopped first (its processes are gone
+        when this returns)."""
+        entry = self._entry(name)
+        async with entry.lock:
+            if self._entries.get(name) is not entry:
+                raise UnknownCluster(f"no cluster named {name!r} (it was just deleted)")
+            previous, entry.status = entry.status, STOPPING
+            entry.gone.set()  # end its event streams first
+            if entry.record.origin == "created":
+                try:
+                    await self._run(local.stop, entry.record.session_dir)
+                except BaseException:
+                    # Keep it listed: forgetting it would leave its processes running unseen.
+                    entry.status, entry.gone = previous, asyncio.Event()
+                    raise
+            else:
+                self.registry.drop_token(entry.record.token_file)
+            self._entries.pop(name, None)
+            self._save()
+        self.log.info("nbcluster: %s cluster %s", "stopped" if entry.record.origin == "created" else "forgot", name)
+
+    async def shutdown(self, stop_created: bool = True) -> None:
+        """The server stops: end every event stream; stop the clusters made here
+        unless ``stop_created`` is False (they are re-attached at the next start)."""
+        for entry in self._entries.values():
+            entry.gone.set()
+        try:
+            if not stop_created:
+                return
+            created = [name for name, e in self._entries.items() if e.record.origin == "created"]
+            results = await asyncio.gather(*(self.delete(name) for name in created), return_exceptions=True)
+            for name, result in zip(created, results):
+                if isinstance(result, BaseException):
+                    self.log.error("nbcluster: stopping cluster %s failed: %s", name, result, exc_info=result)
+        finally:
+            self._pool.shutdown(wait=False)
+
+    # -- scale --------------------------------------------------------------------------
+    async def scale(self, name: str, body: Any) -> dict[str, Any]:
+        bounds = parse_scale(body)
+        entry = await self._live(name, "scale it")
+        async with entry.lock:
+            try:
+                await self._run(set_worker_bounds, bounds.minimum, bounds.maximum,
+                                address=entry.record.address, token=entry.token)
+            except ClusterConnectionError as exc:
+                raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
+            except NbclusterError as exc:  # no autoscaler, or several worker types
+                raise ClusterConflict(f"cluster {name} cannot scale: {exc}") from None
+        self.log.info("nbcluster: cluster %s worker bounds %d..%d", name, bounds.minimum, bounds.maximum)
+        return await self._view(entry)
+
+    # -- views ----------------------------------------------------------------------------
+    async def _view(self, entry: _Entry) -> dict[str, Any]:
+        record = entry.record
+        if entry.status in (STARTING, STOPPING):
+            return cluster_json(record, entry.status)
+        if not await self._reachable(entry):
+            self._observed(entry, False, "its processes are gone" if record.origin == "created" else
+                           "nothing accepts connections at its address")
+            return cluster_json(record, UNREACHABLE)
+        kwargs = {"address": record.address, "token": entry.token}
+        try:
+            nodes, autoscaler, jobs = await asyncio.gather(
+                self._run(state.list_nodes, **kwargs),
+                self._run(state.get_autoscaler_state, **kwargs),
+                self._run(state.list_jobs, **kwargs),
+            )
+        except NbclusterError as exc:
+            self._observed(entry, False, str(exc))
+            return cluster_json(record, UNREACHABLE)
+        self._observed(entry, True)
+        return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir)
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return await self._view(self._entry(name))
+
+    async def list_clusters(self) -> list[dict[str, Any]]:
+        entries = list(self._entries.values())
+        return list(await asyncio.gather(*(self._view(e) for e in entries)))
+
+    async def nodes(self, name: str) -> list[dict[str, Any]]:
+        entry = await self._live(name, "ask for its nodes")
+        try:
+            nodes = await self._run(state.list_nodes, address=entry.record.address, token=entry.token)
+        except NbclusterError as exc:
+            raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
+        return [n.to_json() for n in nodes]
+
+    async def autoscaler(self, name: str) -> dict[str, Any]:
+        entry = await self._live(name, "ask for its autoscaler")
+        try:
+            status = await self._run(state.get_autoscaler_state, address=entry.record.address, token=entry.token)
+        except NbclusterError as exc:
+            raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
+        return status.to_json() if status.enabled else {"enabled": False}
+
+    def _ready(self, name: str, what: str = "use it") -> _Entry:
+        entry = self._entry(name)
+        if entry.status == STARTING:
+            raise ClusterConflict(f"cluster {name} is still starting; {what} once its status is running")
+        if entry.status == STOPPING:
+            raise ClusterConflict(f"cluster {name} is being deleted")
+        return entry
+
+    async def _live(self, name: str, what: str) -> _Entry:
+        """The entry of a cluster that is neither starting nor gone: 409 at once when
+        its head is gone (a GCS call would retry for its whole timeout first)."""
+        entry = self._ready(name, what)
+        if not await self._reachable(entry):
+            self._observed(entry, False)
+            raise ClusterConflict(
+                f"cluster {name} is unreachable: "
+                + ("its processes are gone" if entry.record.origin == "created"
+                   else f"nothing accepts connections at {entry.record.address}")
+                + f"; DELETE clusters/{name} to remove it"
+                + (" (and attach it again once it runs)" if entry.record.origin == "attached" else "")
+            )
+        return entry
+
+    # -- for the event stream and the jobs proxy --------------------------------------
+    def connection(self, name: str) -> tuple[str, str, asyncio.Event]:
+        """(address, token, an event set when the cluster is forgotten) of a cluster."""
+        entry = self._ready(name, "watch its events")
+        return entry.record.address, entry.token, entry.gone
+
+    async def jobs_endpoint(self, name: str) -> tuple[str, str]:
+        """(``http://host:port`` of the head's Jobs API, the token)."""
+        entry = self._ready(name, "use its jobs")
+        if not entry.record.jobs_address:  # learn it (a head restarted with the API on)
+            try:
+                head = await self._run(state.get_head_state, address=entry.record.address, token=entry.token)
+            except NbclusterError as exc:
+                raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
+            entry.record = replace(entry.record, jobs_address=_jobs_address(head.jobs_address, entry.record.address))
+            self._save()
+        jobs = _jobs_address(entry.record.jobs_address, entry.record.address)
+        if not jobs:
+            raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
+                                  "with the Jobs API to use jobs")
+        return f"http://{jobs}", entry.token
+
+
+def _listening(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at host:port (a quick check before a GCS
+    call, which would keep retrying a refused connection for its whole timeout)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _jobs_address(jobs: str, gcs_address: str) -> str:
+    """The Jobs API as reachable from here: the port the head reports, on the host we
+    reach the head's GCS at. The head's own idea of its host is not used: a wildcard or
+    127.0.0.1 means nothing from this machine, and the proxy (which adds the cluster
+    token) must only ever talk to that cluster's head, whatever an attached head says."""
+    if not jobs:
+        return ""
+    port = jobs.rpartition(":")[2]
+    if not port.isdigit():
+        return ""
+    return f"{gcs_address.rpartition(':')[0]}:{port}"

@@ -1,0 +1,110 @@
+"""The page at ``{base_url}nbcluster/``: static HTML, CSS and JS (no build step).
+
+``page_handlers()`` gives the routes, relative to the server root (the app prefixes the
+base URL): the page itself and its static files, both behind Jupyter's authentication
+and authorization (resource ``nbcluster``). The page handler injects the base URL into
+``index.html`` and makes sure the ``_xsrf`` cookie is set, so the script can send it
+back as ``X-XSRFToken`` on mutations — Jupyter's cookie and XSRF token are the page's
+only credentials; it never sees a cluster's token or port (the REST API and its jobs
+proxy stand in between).
+
+The script resolves every URL against the page's own address, so the page also works
+behind a proxy that serves Jupyter under another prefix. A strict Content-Security-Policy
+(same-origin scripts, styles and connections only, no inline script) confines it.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import AuthenticatedFileHandler, JupyterHandler
+from tornado import web
+
+from nbcluster._version import __version__
+from nbcluster.server_ext.handlers import AUTH_RESOURCE
+
+__all__ = ["AUTH_RESOURCE", "STATIC_DIR", "PageHandler", "StaticHandler", "page_handlers"]
+
+#: Where index.html, app.js and style.css live.
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# Some systems map .js to text/plain; browsers refuse module/strict-MIME scripts then.
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/css", ".css")
+
+_CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+])
+
+
+def _render_index(base_url: str) -> str:
+    text = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return text.replace("{{base_url}}", html.escape(base_url, quote=True)).replace(
+        "{{version}}", html.escape(__version__, quote=True)
+    )
+
+
+class PageHandler(JupyterHandler):
+    """``GET /nbcluster/``: index.html with the base URL injected."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def content_security_policy(self) -> str:
+        if "Content-Security-Policy" in self.settings.get("headers", {}):
+            return super().content_security_policy  # the user's own policy wins
+        return f"{super().content_security_policy}; {_CSP}"
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        if not self.request.path.endswith("/"):
+            # The page resolves its URLs against its own address: it must end in "/".
+            # A relative Location keeps working behind a proxy that changes the prefix.
+            query = f"?{self.request.query}" if self.request.query else ""
+            self.redirect(self.request.path.rsplit("/", 1)[-1] + "/" + query)
+            return
+        self.xsrf_token  # noqa: B018 - reading it sets the _xsrf cookie when missing
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(_render_index(self.base_url))
+
+
+class StaticHandler(AuthenticatedFileHandler):
+    """``GET /nbcluster/static/...``: the page's files, for authenticated users only."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, path: str = str(STATIC_DIR), default_filename: str | None = None) -> None:  # type: ignore[override]
+        super().initialize(path=path, default_filename=default_filename)
+
+    @property
+    def content_security_policy(self) -> str:
+        return f"{JupyterHandler.content_security_policy.fget(self)}; {_CSP}"  # type: ignore[attr-defined]
+
+    def get_content_type(self) -> str:
+        assert self.absolute_path is not None
+        guessed, _ = mimetypes.guess_type(self.absolute_path)
+        return guessed or "application/octet-stream"
+
+    def set_extra_headers(self, path: str) -> None:
+        # Versioned URLs (?v=...) from index.html: a new release is fetched anew.
+        self.set_header("Cache-Control", "no-cache")
+
+
+def page_handlers() -> list[tuple[str, type[Any]]]:
+    """The page's routes, relative to the server root: ``(pattern, handler class)``."""
+    return [
+        (r"/nbcluster/?", PageHandler),
+        (r"/nbcluster/static/(.*)", StaticHandler),
+    ]

@@ -1,0 +1,100 @@
+"""The manager without a server: a restarted server re-attaches clusters that kept
+running and drops the dead ones; the install-time config enables the extension."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+import tomllib
+from pathlib import Path
+
+import psutil
+import pytest
+
+from nbcluster.server_ext.manager import ClusterManager
+from nbcluster.server_ext.models import ClusterConflict, ClusterRecord, ClusterSpec
+from nbcluster.server_ext.registry import Registry
+
+from ..conftest import FAST_CONFIG, ROOT
+from .conftest import gone, session_processes
+
+
+async def test_restart_reattaches_running_clusters_and_drops_dead_ones(tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    first = ClusterManager(runtime, defaults=ClusterSpec(num_cpus=1.0, workers=0), system_config=FAST_CONFIG)
+    first.load()
+    cluster = await first.create({"name": "keep"})
+    registry = Registry(runtime)
+    # A cluster that died while no server ran, and an attached one that is gone.
+    dead = [ClusterRecord("dead", "127.0.0.1:1", str(tmp_path / "t"), "created", session_dir=str(tmp_path / "s")),
+            ClusterRecord("gone", "127.0.0.1:9", str(tmp_path / "t"), "attached")]
+    (tmp_path / "t").write_text("token")
+    await first.shutdown(stop_created=False)  # the server stops, configured to keep its clusters
+    registry.save(registry.load() + dead)
+    assert stat.S_IMODE(registry.records_path.stat().st_mode) == 0o600
+
+    second = ClusterManager(runtime, system_config=FAST_CONFIG)
+    second.load()
+    procs = session_processes(Path(record_named(registry, "keep").session_dir))
+    try:
+        assert second.names() == ["keep"]
+        again = await second.get("keep")
+        assert again["status"] == "running" and again["address"] == cluster["address"]
+        assert again["origin"] == "created" and again["nodes"]["alive"] == 1
+        listed = json.loads(registry.discovery_path.read_text())["clusters"]
+        assert [c["name"] for c in listed] == ["keep"]
+    finally:
+        await second.shutdown()
+    assert procs and gone(procs)
+    assert json.loads(registry.discovery_path.read_text()) == {"clusters": []}
+
+
+def record_named(registry: Registry, name: str) -> ClusterRecord:
+    (record,) = [r for r in registry.load() if r.name == name]
+    return record
+
+
+async def test_a_cluster_that_dies_is_unreachable_and_leaves_the_discovery_file(tmp_path: Path) -> None:
+    """Its processes die on their own: the model says unreachable, kernels no longer
+    find it, its nodes answer 409 at once (no GCS timeout), DELETE tidies it up."""
+    manager = ClusterManager(tmp_path / "runtime", defaults=ClusterSpec(num_cpus=1.0, workers=0),
+                             system_config=FAST_CONFIG)
+    manager.load()
+    try:
+        await manager.create({"name": "doomed"})
+        record = record_named(manager.registry, "doomed")
+        procs = session_processes(record.session_dir)
+        victims = procs + [c for p in procs for c in p.children(recursive=True)]
+        for proc in victims:  # the cluster this test made crashes
+            proc.kill()
+        psutil.wait_procs(victims, timeout=30.0)
+
+        got = await manager.get("doomed")
+        assert got["status"] == "unreachable" and got["nodes"] == {"alive": 0, "total": 0}
+        assert json.loads(manager.registry.discovery_path.read_text()) == {"clusters": []}
+        assert [r.name for r in manager.registry.load()] == ["doomed"]  # still listed for the page
+        started = time.monotonic()
+        with pytest.raises(ClusterConflict, match="doomed is unreachable: its processes are gone; DELETE"):
+            await manager.nodes("doomed")
+        with pytest.raises(ClusterConflict, match="unreachable"):
+            await manager.scale("doomed", {"workers": 1})
+        assert time.monotonic() - started < 10.0
+        await manager.delete("doomed")
+        assert manager.names() == [] and not Path(record.session_dir).exists()
+    finally:
+        await manager.shutdown()
+
+
+def test_installed_config_enables_the_extension() -> None:
+    """The wheel ships etc/jupyter/jupyter_server_config.d/nbcluster.json, which enables
+    the extension point that the package root names."""
+    import nbcluster
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data_files = pyproject["tool"]["setuptools"]["data-files"]["etc/jupyter/jupyter_server_config.d"]
+    assert data_files == ["jupyter-config/jupyter_server_config.d/nbcluster.json"]
+    config = json.loads((ROOT / data_files[0]).read_text())
+    assert config == {"ServerApp": {"jpserver_extensions": {"nbcluster": True}}}
+    (point,) = nbcluster._jupyter_server_extension_points()
+    assert point["app"].name == "nbcluster"

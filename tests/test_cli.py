@@ -245,3 +245,22 @@ def test_job_submit_follows_logs_and_exits_with_the_job(machine: Machine) -> Non
     assert machine.run("job", "logs", "will-fail").stdout == "about to fail\n"
     missing = machine.run("job", "status", "nope", check=False)
     assert missing.returncode == 1 and "no job 'nope'" in missing.stderr
+
+
+def test_joining_an_embedded_cluster_is_refused_with_the_way_out(machine: Machine) -> None:
+    """An init() / %cluster start cluster serves its own session only: a node joining it
+    is refused with what to do instead, and the cluster keeps serving."""
+    from pathlib import Path
+
+    import nbcluster
+
+    info = nbcluster.init(num_cpus=1)
+    try:
+        proc = machine.run("start", "--address", info.address, "--token-file", str(Path(info.session_dir) / "token"),
+                           "--num-cpus", "1", check=False)
+        assert proc.returncode != 0, proc.stdout
+        assert "started embedded" in proc.stderr and "nbcluster start --head" in proc.stderr, proc.stderr
+        assert nbcluster.get(nbcluster.put(41)) == 41
+        assert nbcluster.available_resources().get("CPU") == 1
+    finally:
+        nbcluster.shutdown()

@@ -258,7 +258,11 @@ class NodeManager(ObjectHandlers):
         assert self._gcs is not None and self._gcs.cluster_info is not None
         head = next((n for n in self._cluster if n.is_head and n.address), None)
         if head is None:
-            raise RuntimeError("the cluster has no head node to reach the GCS through")
+            raise RuntimeError(
+                "this cluster takes no nodes from other processes: it was started embedded (nbcluster.init() "
+                "or %cluster start), so its head serves only the processes of its own session. Start one "
+                "that nodes can join with `nbcluster start --head` (or %cluster start --workers N)."
+            )
         return relay.route(head.address, self._gcs.cluster_info.local_endpoint)
 
     async def stop(self) -> None:

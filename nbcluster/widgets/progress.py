@@ -34,6 +34,9 @@ __all__ = ["ProgressWidget", "progress"]
 
 logger = logging.getLogger(__name__)
 
+#: An object id is its task's id and a little-endian index; ``put`` objects have index 0.
+_PUT_INDEX = bytes(4)
+
 #: The counts each row shows, in order.
 COLUMNS = ("pending", "running", "finished", "failed")
 
@@ -283,13 +286,15 @@ def _task_ids(refs: Iterable[Any]) -> list[str]:
     for ref in refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"progress() follows ObjectRefs (what .remote() returns), not {type(ref).__name__}")
-        out.append(ref.task_id())
+        if ref.binary()[16:20] != _PUT_INDEX:  # a put's object has no task to follow
+            out.append(ref.task_id())
     return out
 
 
 def progress(what: Any = None) -> ProgressWidget:
     """A live view of tasks per function: of a job (its hex id; default: this driver's
-    job), or of the tasks behind an ``ObjectRef`` or a list of them."""
+    job), or of the tasks behind an ``ObjectRef`` or a list of them (``put`` objects have
+    no task and are left out)."""
     from nbcluster import ObjectRef
 
     if isinstance(what, ObjectRef):

@@ -141,6 +141,11 @@ def test_progress_of_refs_follows_only_those_tasks_and_then_stops(embedded: None
         wait_for(lambda: single.done, timeout=20, message="the single task seen as ended")
     finally:
         single.close()
+    only_puts = progress([nbcluster.put(1), nbcluster.put(2)])  # no tasks behind them: nothing to wait for
+    try:
+        assert only_puts.task_ids == {} and only_puts.done and only_puts not in feed.views
+    finally:
+        only_puts.close()
     with pytest.raises(TypeError, match="ObjectRefs"):
         progress([1, 2])
 

@@ -81,6 +81,19 @@ def find_local_node(address: str) -> LocalNode | None:
     return matches[0] if matches else None
 
 
+def local_heads() -> list[LocalNode]:
+    """The clusters whose head runs on this machine (under this temp root), newest
+    first: those of ``nbcluster start --head``, of ``init()`` and of notebooks."""
+    heads = []
+    for path in sorted(temp_root().glob("session_*"), reverse=True):
+        if path.is_symlink():
+            continue  # session_latest
+        node = _live_node(Session(path))
+        if node is not None and node.node_endpoint is None:
+            heads.append(node)
+    return heads
+
+
 def read_token_file(path: str) -> str:
     """The token in ``path`` (a copy of a head's ``token`` file); ValueError saying
     what is wrong with it otherwise."""

@@ -114,6 +114,16 @@ class AttachHandler(NbclusterAPIHandler):
         self.reply(await self.manager.attach(self.json_body()), 201)
 
 
+class LocalHandler(NbclusterAPIHandler):
+    """``local``: clusters running on this machine that the server does not know yet."""
+
+    @web.authenticated
+    @authorized
+    @domain_errors
+    async def get(self) -> None:
+        self.reply({"clusters": await self.manager.local()})
+
+
 class ClusterHandler(NbclusterAPIHandler):
     """``clusters/{name}``: get, scale (PATCH), delete."""
 
@@ -164,6 +174,7 @@ def api_handlers() -> list[tuple[str, type[Any]]]:
     return [
         (rf"{API_PREFIX}/clusters/?", ClustersHandler),
         (rf"{API_PREFIX}/attach/?", AttachHandler),
+        (rf"{API_PREFIX}/local/?", LocalHandler),
         (rf"{API_PREFIX}/clusters/{name}/?", ClusterHandler),
         (rf"{API_PREFIX}/clusters/{name}/nodes/?", NodesHandler),
         (rf"{API_PREFIX}/clusters/{name}/autoscaler/?", AutoscalerHandler),

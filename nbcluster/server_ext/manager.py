@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from nbcluster import state
 from nbcluster.autoscaler import set_worker_bounds
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterError
-from nbcluster.runtime.discovery import read_token_file
+from nbcluster.runtime.discovery import local_heads, read_token_file
 from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
     BadRequest,
@@ -229,9 +229,12 @@ class ClusterManager:
                 raise BadRequest(str(exc).replace("--token-file", "token_file"), "token_file") from None
         elif request.token is not None:
             token = request.token
-        else:
-            raise BadRequest("token or token_file is required: the cluster's token (the head's `token` file)",
-                             "token")
+        else:  # a cluster on this machine: its session holds the token
+            local = {head.gcs_address: head for head in await self._run(local_heads)}
+            if request.address not in local or not local[request.address].token:
+                raise BadRequest(f"token or token_file is required: {request.address} is not a cluster running "
+                                 "on this machine (GET local lists those); give the head's `token` file", "token")
+            token = local[request.address].token
         if not await self._run(_listening, request.address):
             raise BadRequest(f"cannot reach a cluster at {request.address}: nothing accepts connections there "
                              "(is the head running, and is that its host:port?)", "address")
@@ -250,6 +253,16 @@ class ClusterManager:
         self._save()
         self.log.info("nbcluster: attached cluster %s at %s", name, request.address)
         return await self._view(entry)
+
+    async def local(self) -> list[dict[str, Any]]:
+        """Clusters running on this machine that the server does not know yet (made by
+        notebooks, scripts or `nbcluster start --head`): attach them by address alone."""
+        known = {entry.record.address for entry in self._entries.values()}
+        return [
+            {"address": head.gcs_address, "session_dir": str(head.session.dir),
+             "started": head.session.dir.stat().st_mtime}
+            for head in await self._run(local_heads) if head.gcs_address not in known
+        ]
 
     async def delete(self, name: str) -> None:
         """Forget the cluster; one made here is stopped first (its processes are gone

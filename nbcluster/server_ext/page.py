@@ -11,10 +11,19 @@ proxy stand in between).
 The script resolves every URL against the page's own address, so the page also works
 behind a proxy that serves Jupyter under another prefix. A strict Content-Security-Policy
 (same-origin scripts, styles and connections only, no inline script) confines it.
+
+The script is native ES modules: ``index.html`` loads ``static/app.js`` with
+``type="module"`` and the modules import each other by plain relative paths. None of
+their URLs carries a ``?v=`` version (a module imported under two URLs would run twice,
+with two copies of its state, and an import cannot know the version without a build
+step), so the static handler makes the browser revalidate every file on each load
+(``Cache-Control: no-cache``) against a content hash (``ETag``): an unchanged file costs
+a 304, a changed one — an edit, a new release — is fetched anew.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import mimetypes
 from pathlib import Path
@@ -29,12 +38,17 @@ from nbcluster.server_ext.handlers import AUTH_RESOURCE
 
 __all__ = ["AUTH_RESOURCE", "STATIC_DIR", "PageHandler", "StaticHandler", "page_handlers"]
 
-#: Where index.html, app.js and style.css live.
+#: Where index.html, style.css and the script's modules (app.js, view.js, ...) live.
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-# Some systems map .js to text/plain; browsers refuse module/strict-MIME scripts then.
-mimetypes.add_type("text/javascript", ".js")
-mimetypes.add_type("text/css", ".css")
+# The page's own files get fixed types, not the process-wide mimetypes table: some
+# systems map .js to text/plain (browsers refuse a module script then), and Jupyter's
+# ServerApp re-registers .js as application/javascript after the extensions load.
+_CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
 
 _CSP = "; ".join([
     "default-src 'none'",
@@ -94,11 +108,31 @@ class StaticHandler(AuthenticatedFileHandler):
 
     def get_content_type(self) -> str:
         assert self.absolute_path is not None
+        fixed = _CONTENT_TYPES.get(Path(self.absolute_path).suffix)
         guessed, _ = mimetypes.guess_type(self.absolute_path)
-        return guessed or "application/octet-stream"
+        return fixed or guessed or "application/octet-stream"
+
+    def compute_etag(self) -> str | None:
+        # A hash of the content, computed per request (the files are small): an edit or a
+        # new release changes it whatever the files' times say, and no stale hash is kept.
+        # (Jupyter's AuthenticatedFileHandler sends none; tornado's caches it per process.)
+        assert self.absolute_path is not None
+        try:
+            return f'"{self.get_content_version(self.absolute_path)}"'
+        except ValueError:  # too large to hash inline: revalidated by Last-Modified only
+            return None
+
+    def get_cache_time(self, path: str, modified: datetime.datetime | None, mime_type: str) -> int:
+        return 0  # never tornado's ten years for a ?v= URL: every file is revalidated
+
+    def set_headers(self) -> None:
+        # tornado's headers without AuthenticatedFileHandler's, which adds a second
+        # Cache-Control to the one set_extra_headers sets.
+        web.StaticFileHandler.set_headers(self)
 
     def set_extra_headers(self, path: str) -> None:
-        # Versioned URLs (?v=...) from index.html: a new release is fetched anew.
+        # The modules' URLs carry no version (see the module docstring): the browser asks
+        # every time, and an unchanged file is a 304 (If-None-Match against the ETag).
         self.set_header("Cache-Control", "no-cache")
 
 

@@ -67,6 +67,26 @@ async def test_attach_by_token_and_forget(jp_fetch: Any, jp_serverapp: Any, jp_r
     assert [n.state for n in await asyncio.to_thread(state.list_nodes, address=address, token=token)] == ["ALIVE"]
 
 
+async def test_clusters_on_this_machine_are_found_and_attached_by_address(jp_fetch: Any, jp_serverapp: Any,
+                                                                          script_cluster: Any) -> None:
+    """A cluster made in code (here a script's) shows up under `local`, and attaches by
+    its address alone: the server reads the token from its session."""
+    address = script_cluster.address
+    code, found = await call(jp_fetch, "GET", "local")
+    assert code == 200 and address in [c["address"] for c in found["clusters"]], found
+    (mine,) = [c for c in found["clusters"] if c["address"] == address]
+    assert mine["session_dir"] == script_cluster.head_node.session_dir and "token" not in json.dumps(found)
+
+    code, answer = await call(jp_fetch, "POST", "attach", payload={"name": "far", "address": "192.0.2.1:6380"})
+    assert code == 400 and "not a cluster running on this machine" in answer["message"]
+    code, cluster = await call(jp_fetch, "POST", "attach", payload={"name": "mine", "address": address})
+    assert code == 201 and cluster["status"] == "running" and cluster["nodes"]["alive"] == 1, cluster
+    code, found = await call(jp_fetch, "GET", "local")
+    assert address not in [c["address"] for c in found["clusters"]], "a known cluster is not offered again"
+    code, _ = await call(jp_fetch, "DELETE", "clusters", "mine")
+    assert code == 204
+
+
 async def test_attach_cli_cluster_by_token_file(jp_fetch: Any, jp_serverapp: Any, tmp_path: Path) -> None:
     """A cluster `nbcluster up` started, with the autoscaler: attached by token file,
     scaled through the server."""

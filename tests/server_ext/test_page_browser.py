@@ -160,8 +160,13 @@ def test_page_creates_scales_and_stops_a_cluster() -> None:
         try:
             page = context.new_page()
             errors = watch_errors(page)
+            scripts: list[str] = []
+            page.on("request", lambda r: r.resource_type == "script" and scripts.append(r.url))
             page.goto(server.url("nbcluster/"))  # ?token= logs in: a cookie from now on
             expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_MS)
+            # Each module once, under one URL (a second URL would run it, and its state, twice).
+            assert sorted(url.split("/nbcluster/", 1)[1] for url in scripts) == [
+                "static/app.js", "static/lib.js", "static/render.js", "static/view.js"], scripts
             assert "token=" not in page.url, "the page keeps the token out of the address bar"
             assert any(c["name"] == "_xsrf" for c in context.cookies()), "the page sets Jupyter's _xsrf cookie"
             expect(page.locator("#clusters-empty")).to_be_visible()
@@ -292,6 +297,29 @@ def test_page_under_a_base_url() -> None:
             expect(page.locator("#clusters-empty")).to_be_visible()
             left = wait_gone(procs, timeout=30.0)
             assert not left, f"the cluster's processes survived its deletion: {describe(left)}"
+
+            # A cluster made in code on this machine is offered, and attaches with one click.
+            from nbcluster.cluster_utils import Cluster
+
+            script = Cluster(initialize_head=True, head_node_args={"num_cpus": 1}, shutdown_at_exit=False)
+            try:
+                page.click("#refresh-clusters")
+                found = page.locator(f'#local-list li[data-address="{script.address}"]')
+                expect(found).to_be_visible(timeout=UI_MS)
+                found.locator("button").click()
+                name = f"local-{script.address.rsplit(':', 1)[1]}"
+                attached = page.locator(f'#cluster-list li[data-name="{name}"]')
+                expect(attached).to_be_visible(timeout=STEP_MS)
+                expect(page.locator("#detail-name")).to_have_text(name)
+                expect(page.locator('#nodes-body tr[data-state="ALIVE"]')).to_have_count(1, timeout=STEP_MS)
+                expect(found).to_have_count(0)  # known now: not offered again
+                attached.locator("button.stop").click()  # "Forget": it keeps running
+                page.click("#confirm-ok")
+                expect(attached).to_have_count(0, timeout=STEP_MS)
+                expect(found).to_be_visible(timeout=UI_MS)
+                assert script.head_node.alive()
+            finally:
+                script.shutdown()
             assert errors == [], errors
         except BaseException:
             for shown in context.pages:
@@ -317,7 +345,25 @@ def test_page_and_static_files_need_a_login() -> None:
             except urllib.error.HTTPError as exc:
                 status = exc.code
             assert status in (302, 403), (path, status)
-        status, text = server.request("GET", "nbcluster/static/app.js")
+        status, text = server.request("GET", "nbcluster/static/view.js")
         assert status == 200 and "EventSource" in text, (status, str(text)[:200])
+        # The script's modules: JavaScript, revalidated on each load against a content ETag
+        # (their URLs carry no version), an unchanged one answered with a 304.
+        for name in ("app.js", "lib.js", "render.js", "view.js"):
+            url = server.url(f"nbcluster/static/{name}", token=False)
+            auth = {"Authorization": f"token {server.token}"}
+            with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=30.0) as response:
+                assert response.headers.get_content_type() == "text/javascript", (name, response.headers)
+                assert response.headers.get_all("Cache-Control") == ["no-cache"], (name, response.headers)
+                assert response.headers["Expires"] is None, (name, response.headers)
+                etag = response.headers["ETag"]
+            assert etag, (name, response.headers)
+            try:
+                with opener.open(urllib.request.Request(url, headers={**auth, "If-None-Match": etag}),
+                                 timeout=30.0) as response:
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            assert status == 304, (name, status)
         status, text = server.request("GET", "nbcluster/")
         assert status == 200 and 'name="nbcluster-base-url" content="/"' in text, (status, str(text)[:300])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,9 @@ class ClusterMagics(Magics):
         for view in self.job_views:
             view.freeze(note)
         self.job_views.clear()
+        feed = sys.modules.get("nbcluster.widgets._feed")
+        if feed is not None:  # and every other live view (progress(), auto_progress, ...)
+            feed.feed.freeze_all(note)
 
     def _stop(self, rest: str) -> None:
         if not nbcluster.is_initialized() and self.owned is None:

@@ -75,6 +75,17 @@ class _Feed:
                 if thread.ident is not None:
                     thread.join(timeout=10)
 
+    def freeze_all(self, note: str) -> None:
+        """Freeze every live view that can be (``freeze(note)``: it keeps showing its
+        last state): the driver is going away, and with it what they follow."""
+        for view in self.views:
+            freeze = getattr(view, "freeze", None)
+            if freeze is not None:
+                try:
+                    freeze(note)
+                except Exception:  # noqa: BLE001 - the others still stop
+                    logger.exception("freezing widget %s failed", type(view).__name__)
+
     @property
     def views(self) -> list[View]:
         with self._lock:

@@ -9,7 +9,8 @@ tasks and actor calls the cell submits; the call that goes past N displays a
 :class:`ProgressWidget` of the cell's tasks in that cell's output, and later
 submissions of the cell join it. When the cell ends the view is sealed: it stops
 listening once its tasks have ended. Until a cell crosses N it costs a counter and a
-list of at most N task ids.
+list of at most N refs (one per call, held until the cell ends). Cells may submit from
+several threads: they share the cell's one view.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class _AutoProgress:
         self._count = 0
         self._view: ProgressWidget | None = None
         self._hooked: object | None = None  # the runtime core the hook is set on
+        self._making: int | None = None  # the cell whose view is being made (outside the lock)
+        self._cell = 0  # which cell submissions count towards (bumped at each seal)
 
     # -- IPython events ------------------------------------------------------------------
     def start(self) -> None:
@@ -77,34 +80,45 @@ class _AutoProgress:
         with self._lock:
             view, self._view = self._view, None
             self._refs, self._count = [], 0
+            self._cell += 1  # a view still being made for the cell that ended is sealed when made
         if view is not None:
             view.seal()
 
     # -- submissions -----------------------------------------------------------------------
     def _on_submit(self, context: str, refs: list[Any]) -> None:
-        """On the submitting (cell's) thread."""
+        """On the submitting thread (the cell's, or a thread it started: several at
+        once). The call that crosses min_tasks makes the one view; calls made while it
+        is being made are queued for it."""
         if not refs:
             return
-        show = None
         with self._lock:
             self._count += 1
-            if self._view is not None:
-                view = self._view
-            else:
-                view = None
+            view, cell = self._view, self._cell
+            if view is None:
                 self._refs.extend(refs[:1])  # one task per call: its first return names it
-                if self._count > self.min_tasks:
-                    show, self._refs = self._refs, []
+                if self._making == cell or self._count <= self.min_tasks:
+                    return
+                show, self._refs, self._making = self._refs, [], cell
         if view is not None:
             view.add_refs(refs[:1])
             return
-        if show is not None:
-            view = ProgressWidget(refs=show, open_ended=True)
+        made = None
+        try:
+            made = ProgressWidget(refs=show, open_ended=True)
+        finally:
             with self._lock:
-                self._view = view
-            from IPython.display import display
+                current = cell == self._cell
+                queued: list[Any] = []
+                if current:  # else the refs queued now are the next cell's
+                    self._making, self._view = None, made
+                    queued, self._refs = self._refs, []
+        if queued:
+            made.add_refs(queued)
+        if not current:
+            made.seal()  # its cell ended while it was being made
+        from IPython.display import display
 
-            display(view)
+        display(made)
 
 
 _auto: _AutoProgress | None = None

@@ -223,6 +223,8 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         return sorted(self.jobs.values(), key=lambda j: j["start_time"])[-JOBS_SHOWN:]
 
     def _render(self) -> None:
+        if self.frozen:  # a flush under way when it froze must not redraw over the note
+            return
         self._header.value = _render.header_html(self._address, self._start_time(), self.node_rows)
         self._nodes.value = _render.nodes_html(self.node_rows)
         enabled = self.autoscaler is not None and self.autoscaler.enabled

@@ -139,6 +139,8 @@ class JobWidget(StaticReprMixin, widgets.VBox):
         )
 
     def _render(self) -> None:
+        if self.frozen:  # a log line or flush under way when it froze must not redraw over the note
+            return
         finished, total = self.progress
         self._bar.max = max(total, 1)
         self._bar.value = min(finished, self._bar.max)

@@ -80,6 +80,8 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         self.unreported = 0
         self.done = False
         self._open_ended = open_ended
+        self._seen: dict[str, tuple[str, str]] = {}  # task id -> (name, state) last looked up
+        self._lookups = self._applied = 0
         if refs is not None:
             self.job_id = ""
             self.task_ids = dict.fromkeys(_task_ids(refs))
@@ -88,6 +90,7 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
                 job_id = nbcluster.get_runtime_context().get_job_id()
             self.job_id = _normalize_job_id(job_id)
         self.closed = False
+        self.frozen = False
         self.by_function: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._got_event = False
@@ -110,13 +113,15 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
 
     def add_refs(self, refs: Iterable[Any]) -> None:
         """Follow the tasks behind more refs too (shown at the next update)."""
+        ids = _task_ids(refs)
         with self._lock:
-            self.task_ids.update(dict.fromkeys(_task_ids(refs)))
-        if self.done:
+            self.task_ids.update(dict.fromkeys(ids))
+            listen = (self.done and not self.closed and not self.frozen and not self._registered
+                      and nbcluster.is_initialized())
             self.done = False
-            if not self.closed and not self._registered and nbcluster.is_initialized():
-                feed.register(self)
-                self._registered = True
+            self._registered = self._registered or listen
+        if listen:
+            feed.register(self)
 
     def seal(self) -> None:
         """No more tasks will be added: stop listening once those followed have ended."""
@@ -143,34 +148,46 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
                 self.by_function = {name: _row_counts(c) for name, c in sorted(counts.items())}
 
     def _look_up(self) -> None:
-        """Refs: the current state of their tasks, from the cluster's task table."""
+        """Refs: the current state of their tasks, from the cluster's task table.
+
+        Called from the cell's thread (``seal``) and the feed's, so a look-up that
+        answers after a newer one is dropped. A task the table no longer holds (it keeps
+        the most recent ``task_table_size``) keeps the state it was last seen in."""
         with self._lock:
             ids = list(self.task_ids)
+            self._lookups += 1
+            number = self._lookups
         try:
             tasks = nbcluster.state.list_tasks(task_ids=ids) if ids else []
         except Exception as exc:  # noqa: BLE001 - the next counters try again
             logger.warning("progress of %d tasks: looking them up failed: %s", len(ids), exc)
             return
-        counts: dict[str, collections.Counter] = {}
-        for t in tasks:
-            counts.setdefault(t.name, collections.Counter())[t.state] += 1
-        by_function = {name: _row_counts(c) for name, c in sorted(counts.items())}
+        unregister = False
         with self._lock:
-            self.by_function = by_function
-            self.unreported = len(ids) - len(tasks)
-            ended = sum(row["finished"] + row["failed"] for row in by_function.values())
-            all_ended = not self._open_ended and self.unreported == 0 and ended == len(ids)
-        if all_ended and not self.done:
-            self.done = True
-            if self._registered:  # nothing more will change: stop listening
-                feed.unregister(self)
-                self._registered = False
+            if number < self._applied:
+                return  # a newer look-up has answered already
+            self._applied = number
+            for t in tasks:
+                self._seen[t.task_id] = (t.name, t.state)
+            counts: dict[str, collections.Counter] = {}
+            for task_id in ids:
+                name, state = self._seen.get(task_id, ("", ""))
+                if state:
+                    counts.setdefault(name, collections.Counter())[state] += 1
+            self.by_function = {name: _row_counts(c) for name, c in sorted(counts.items())}
+            self.unreported = len(ids) - sum(sum(c.values()) for c in counts.values())
+            ended = sum(row["finished"] + row["failed"] for row in self.by_function.values())
+            if not self._open_ended and self.unreported == 0 and ended == len(ids) and not self.done:
+                self.done = True
+                unregister, self._registered = self._registered, False
+        if unregister:  # nothing more will change: stop listening
+            feed.unregister(self)
 
     def _update(self, events: list[ClusterEvent]) -> None:
         """Events from the feed (inside ``hold_sync()``): the last TASK_COUNTERS of
         this job wins (each carries the job's full counts); a view of refs looks its
         tasks up when any job's counters moved."""
-        if self.closed:
+        if self.closed or self.frozen:
             return
         if self.by_refs:
             if any(e.kind == "TASK_COUNTERS" for e in events):
@@ -206,7 +223,7 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         return " · ".join(f"{row[c]} {c}" for c in COLUMNS)
 
     def _render(self) -> None:
-        if self.closed:
+        if self.closed or self.frozen:
             return
         self._header.value = self._header_html()
         for name, row in self.by_function.items():
@@ -262,6 +279,18 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
         head = "<tr><th>function</th><th>progress</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>"
         body = f"<table>{head}{rows}</table>" if rows else "<div><i>no tasks yet</i></div>"
         return f"<div>{self._header_html()}{body}</div>"
+
+    def freeze(self, note: str = "disconnected") -> None:
+        """Stop updating but keep showing the last state, marked with ``note`` (what
+        ``%cluster stop``/``disconnect`` do to every live view)."""
+        with self._lock:
+            if self.closed or self.frozen:
+                return
+            self.frozen = True
+            unregister, self._registered = self._registered, False
+        if unregister:
+            feed.unregister(self)
+        self._header.value += f" <i>({esc(note)})</i>"
 
     def close(self) -> None:
         """Stop the updates, and close this widget and its parts."""

@@ -3,8 +3,6 @@ than N tasks, and none under the others."""
 
 from __future__ import annotations
 
-
-
 from ..conftest import wait_for
 from .harness import Kernel
 from .test_magics import started
@@ -53,5 +51,13 @@ def test_cells_over_the_threshold_get_a_progress_view(kernel: Kernel) -> None:
     kernel.execute("nbcluster.widgets.auto_progress(None)")
     after = kernel.execute("nbcluster.get([step.remote(i) for i in range(20)])")
     assert views(kernel, after) == [], "turned off: no view"
+    live = kernel.execute("_job_view = nbcluster.widgets.progress()")  # follows the job: never done
+    assert kernel.error(live) is None, kernel.error(live)
     stop = kernel.execute("%cluster stop")
     assert kernel.error(stop) is None
+    probe = kernel.execute(
+        "from nbcluster.widgets._feed import feed\n"
+        "print(_job_view.frozen, _job_view in feed.views, '(stopped)' in _job_view._header.value)"
+    )
+    assert kernel.error(probe) is None, kernel.error(probe)
+    assert kernel.text(probe, "stdout").strip() == "True False True", "%cluster stop freezes every live view"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +165,64 @@ def test_a_failing_submit_hook_never_fails_a_submission(embedded: None) -> None:
         nbcluster.driver.set_submit_hook(None)
     assert seen == [("", 1)]
     assert nbcluster.get(square.remote(4)) == 16 and len(seen) == 1
+
+
+def test_tasks_the_table_no_longer_holds_keep_their_last_state() -> None:
+    """The GCS keeps the most recent ``task_table_size`` tasks: a cell's early tasks,
+    seen finished, then pushed out by later ones, stay finished (not pending again), and
+    the view still stops listening when sealed."""
+    nbcluster.init(num_cpus=2, _system_config={"task_table_size": 4})
+    try:
+        refs = [square.remote(i) for i in range(3)]
+        w = ProgressWidget(refs=refs, open_ended=True)
+        try:
+            nbcluster.get(refs)
+            wait_for(lambda: w.totals["finished"] == 3, timeout=20, message="the three tasks seen finished")
+            nbcluster.get([cube.remote(i) for i in range(6)])
+            ids = list(w.task_ids)
+            wait_for(lambda: nbcluster.state.list_tasks(task_ids=ids) == [], timeout=20,
+                     message="the three tasks pushed out of the task table")
+            w.seal()
+            assert w.unreported == 0 and w.totals["finished"] == 3, w.totals
+            assert w.done and w not in feed.views
+        finally:
+            w.close()
+    finally:
+        nbcluster.shutdown()
+
+
+def test_a_look_up_that_answers_after_a_newer_one_is_dropped(embedded: None, monkeypatch: Any) -> None:
+    """seal() (the cell's thread) and the feed's thread both look tasks up: the older
+    answer must not overwrite the newer one (a bar stuck short of 100 %)."""
+    refs = [square.remote(i) for i in range(2)]
+    nbcluster.get(refs)
+    ids = [r.task_id() for r in refs]
+    wait_for(lambda: [t.state for t in nbcluster.state.list_tasks(task_ids=ids)] == ["FINISHED"] * 2,
+             timeout=20, message="both tasks reported finished")
+    real = nbcluster.state.list_tasks(task_ids=ids)
+    stale = [dataclasses.replace(t, state="RUNNING") for t in real]
+    entered, release = threading.Event(), threading.Event()
+    w = ProgressWidget(refs=refs, open_ended=True)
+    feed.unregister(w)  # only the look-ups below move it
+    w._registered = False
+    try:
+
+        def slow_stale(**kwargs: Any) -> list[Any]:
+            entered.set()
+            assert release.wait(20)
+            return stale
+
+        monkeypatch.setattr(nbcluster.state, "list_tasks", slow_stale)
+        older = threading.Thread(target=w._look_up)
+        older.start()
+        assert entered.wait(20)
+        monkeypatch.setattr(nbcluster.state, "list_tasks", lambda **kwargs: real)
+        w._look_up()  # the newer look-up answers first
+        assert w.totals["finished"] == 2
+        release.set()
+        older.join(20)
+        assert not older.is_alive()
+        assert w.totals["finished"] == 2 and w.totals["running"] == 0, "the older answer won"
+    finally:
+        release.set()
+        w.close()

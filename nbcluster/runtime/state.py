@@ -226,23 +226,26 @@ def list_jobs(*, address: str | None = None, token: str | None = None) -> list[J
 
 
 def list_tasks(
-    *, job_id: str | None = None, limit: int = 0, task_ids: Sequence[str] = (), address: str | None = None
+    *, job_id: str | None = None, limit: int = 0, task_ids: Sequence[str] = (), address: str | None = None,
+    token: str | None = None,
 ) -> list[TaskState]:
     """The most recent tasks (owners report their tasks' states about once a second),
-    newest first; with ``task_ids`` (hex) only those the cluster knows of."""
+    newest first; with ``task_ids`` (hex) only those the cluster knows of. The head
+    keeps the newest ``task_table_size`` tasks (10,000) and forgets older ones."""
     request = gcs_pb2.ListTasksRequest(
         job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit, task_ids=[bytes.fromhex(t) for t in task_ids]
     )
-    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address).tasks]
+    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address, token).tasks]
 
 
 def list_actors(
-    *, state: str | None = None, class_name: str | None = None, address: str | None = None
+    *, state: str | None = None, class_name: str | None = None, address: str | None = None,
+    token: str | None = None,
 ) -> list[ActorState]:
     """Every actor the cluster has known (dead ones included), optionally filtered."""
     if state is not None and state not in ACTOR_STATES:
         raise ValueError(f"state must be one of {ACTOR_STATES}, got {state!r}")
-    reply = _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address)
+    reply = _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address, token)
     actors = [ActorState.from_info(i) for i in reply.actors]
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)

@@ -125,3 +125,24 @@ def test_task_counters_publish_the_final_counts_after_a_burst() -> None:
     seen = asyncio.run(scenario())
     assert seen["first"]["by_function"] == {"f": {"QUEUED": 1}}
     assert seen["last"]["by_function"] == {"f": {"FINISHED": 1}} and seen["last"]["finished"] == 1
+
+
+def test_state_of_another_cluster_by_address_and_token() -> None:
+    """Tools that are not drivers (the server extension) read any cluster's tables with
+    its address and token; a wrong token is refused with that reason."""
+    from pathlib import Path
+
+    from nbcluster.cluster_utils import Cluster
+    from nbcluster.exceptions import AuthenticationError
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        token = (Path(cluster.head_node.session_dir) / "token").read_text().strip()
+        assert not nbcluster.is_initialized()
+        for call in (state.list_nodes, state.list_jobs, state.list_tasks, state.list_actors):
+            assert isinstance(call(address=cluster.address, token=token), list)
+            with pytest.raises(AuthenticationError, match="refused the token"):
+                call(address=cluster.address, token="wrong")
+        assert [n.state for n in state.list_nodes(address=cluster.address, token=token)] == ["ALIVE"]
+    finally:
+        cluster.shutdown()

@@ -11,10 +11,8 @@ server stops, and when the head goes away (``event: unreachable``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import json
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from jupyter_server.auth.decorator import authorized
@@ -23,33 +21,17 @@ from tornado.iostream import StreamClosedError
 
 from nbcluster import events
 from nbcluster.exceptions import NbclusterError
-from nbcluster.server_ext.handlers import NbclusterAPIHandler, domain_errors
+from nbcluster.server_ext.handlers import domain_errors
+from nbcluster.server_ext.sse import SseHandler
 
 __all__ = ["EventsHandler"]
 
 
-class EventsHandler(NbclusterAPIHandler):
+class EventsHandler(SseHandler):
     """``GET clusters/{name}/events[?replay=1]`` as ``text/event-stream``."""
 
-    keepalive_s = 15.0
-    _track_activity = False  # a page left open is not activity
     #: The handlers streaming now (for diagnostics and tests).
     streams: ClassVar[set["EventsHandler"]] = set()
-
-    def initialize(self, *args: Any, **kwargs: Any) -> None:
-        super().initialize(*args, **kwargs)
-        self._left = asyncio.Event()
-
-    def on_connection_close(self) -> None:
-        self._left.set()
-
-    def _event(self, kind: str, data: Any) -> None:
-        self.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n")
-
-    async def _pump(self, stream: Any) -> None:
-        async for event in stream:
-            self._event(event.kind, dataclasses.asdict(event))
-            await self.flush()
 
     @web.authenticated
     @authorized
@@ -58,45 +40,31 @@ class EventsHandler(NbclusterAPIHandler):
         replay = self.get_argument("replay", "0").lower() in ("1", "true", "yes")
         address, token, gone = self.manager.connection(name)
         snapshot = await self.manager.get(name)
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # proxies: do not buffer the stream
+        self.start_stream()
         stream = events.watch(address, token, replay=replay)
+
+        async def items() -> AsyncIterator[tuple[str, Any]]:
+            async for event in stream:
+                yield event.kind, dataclasses.asdict(event)
+
         self.streams.add(self)
-        pump = asyncio.ensure_future(self._pump(stream))
-        left = asyncio.ensure_future(self._left.wait())
-        deleted = asyncio.ensure_future(gone.wait())
         try:
-            self._event("snapshot", snapshot)
+            self.send_event("snapshot", snapshot)
             await self.flush()
-            while True:
-                done, _ = await asyncio.wait({pump, left, deleted}, timeout=self.keepalive_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if left in done:
+            try:
+                how = await self.relay(items(), stop=gone)
+            except NbclusterError as exc:
+                self.send_event("unreachable", {"name": name, "message": str(exc)})
+            else:
+                if how == "left":
                     return
-                if deleted in done:
-                    self._event("deleted", {"name": name})
-                    break
-                if pump in done:
-                    error = pump.exception()
-                    if isinstance(error, NbclusterError):
-                        self._event("unreachable", {"name": name, "message": str(error)})
-                    elif error is not None:
-                        raise error
-                    else:
-                        self._event("unreachable", {"name": name, "message": "the head closed the stream"})
-                    break
-                if not done:
-                    self.write(": keepalive\n\n")
-                    await self.flush()
+                if how == "stopped":
+                    self.send_event("deleted", {"name": name})
+                else:
+                    self.send_event("unreachable", {"name": name, "message": "the head closed the stream"})
             self.finish(set_content_type="text/event-stream; charset=utf-8")
         except StreamClosedError:
             return  # the client left while we wrote
         finally:
-            for task in (pump, left, deleted):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
             await stream.aclose()
-            await asyncio.gather(left, deleted, return_exceptions=True)
             self.streams.discard(self)

@@ -168,7 +168,7 @@ class AutoscalerHandler(NbclusterAPIHandler):
 def api_handlers() -> list[tuple[str, type[Any]]]:
     """The API's routes, relative to the server root."""
     from nbcluster.server_ext.events_handler import EventsHandler
-    from nbcluster.server_ext.jobs_proxy import JobsProxyHandler
+    from nbcluster.server_ext.jobs_proxy import JobLogTailHandler, JobsProxyHandler
 
     name = f"(?P<name>{NAME_PATTERN})"
     return [
@@ -179,5 +179,6 @@ def api_handlers() -> list[tuple[str, type[Any]]]:
         (rf"{API_PREFIX}/clusters/{name}/nodes/?", NodesHandler),
         (rf"{API_PREFIX}/clusters/{name}/autoscaler/?", AutoscalerHandler),
         (rf"{API_PREFIX}/clusters/{name}/events/?", EventsHandler),
+        (rf"{API_PREFIX}/clusters/{name}/jobs/(?P<job_id>[A-Za-z0-9_\-]+)/logs/tail/?", JobLogTailHandler),
         (rf"{API_PREFIX}/clusters/{name}/jobs(?P<rest>(?:/.*)?)", JobsProxyHandler),
     ]

@@ -5,19 +5,29 @@ The browser sends Jupyter's credentials only; this handler adds the cluster's to
 with the query string and body, then passes the status, content type and body back.
 The token never reaches the browser, and the head's port need not be reachable from
 it (a proxy in front of Jupyter is enough).
+
+``clusters/{name}/jobs/{id}/logs/tail`` — a websocket on the head — is served to the
+browser as server-sent events instead (``EventSource`` carries Jupyter's cookie; a
+websocket through proxies often does not): ``event: log`` with ``{"text": ...}`` for
+the log from its start and then as it grows, and ``event: end`` with the head's close
+code and reason when the job ended (1000) or is unknown (4004).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
-from tornado import httpclient, web
+from tornado import httpclient, web, websocket
+from tornado.iostream import StreamClosedError
 
 from nbcluster.server_ext.handlers import NbclusterAPIHandler, domain_errors
 from nbcluster.server_ext.models import BadRequest
+from nbcluster.server_ext.sse import SseHandler
 
-__all__ = ["JobsProxyHandler"]
+__all__ = ["JobLogTailHandler", "JobsProxyHandler"]
 
 #: What may follow ``jobs/``: job ids and Ray's sub-paths (logs, stop, ...); no "." or
 #: ".." segment (checked after tornado decoded %2e and %2f), so the path stays under the
@@ -89,3 +99,40 @@ class JobsProxyHandler(NbclusterAPIHandler):
     @domain_errors
     async def delete(self, name: str, rest: str) -> None:
         await self._forward(name, rest)
+
+
+class JobLogTailHandler(SseHandler):
+    """``GET clusters/{name}/jobs/{id}/logs/tail``: the head's log tail as events."""
+
+    @web.authenticated
+    @authorized
+    @domain_errors
+    async def get(self, name: str, job_id: str) -> None:
+        base, token = await self.manager.jobs_endpoint(name)
+        request = httpclient.HTTPRequest(
+            "ws" + base.removeprefix("http") + f"/api/jobs/{job_id}/logs/tail",
+            headers={"Authorization": f"Bearer {token}"}, connect_timeout=10.0,
+        )
+        try:
+            conn = await websocket.websocket_connect(request)
+        except httpclient.HTTPClientError as exc:
+            self.fail(404 if exc.code == 404 else 502,
+                      f"the Jobs API of cluster {name} refused the log tail of {job_id}: {exc}")
+            return
+        except OSError as exc:
+            self.fail(502, f"the Jobs API of cluster {name} did not answer: {exc}; is the cluster still running?")
+            return
+
+        async def chunks() -> AsyncIterator[tuple[str, Any]]:
+            while (message := await conn.read_message()) is not None:
+                yield "log", {"text": message if isinstance(message, str) else message.decode(errors="replace")}
+
+        self.start_stream()
+        try:
+            if await self.relay(chunks()) == "ended":
+                self.send_event("end", {"code": conn.close_code, "reason": conn.close_reason or ""})
+                self.finish(set_content_type="text/event-stream; charset=utf-8")
+        except StreamClosedError:
+            pass  # the client left while we wrote
+        finally:
+            conn.close()

@@ -120,11 +120,13 @@ async def test_attach_cli_cluster_by_token_file(jp_fetch: Any, jp_serverapp: Any
         machine.close()
 
 
-async def _sse(jp_fetch: Any, name: str, chunks: list[str], **params: str) -> Any:
+async def _sse(jp_fetch: Any, name: str, chunks: list[str], *path: str, **params: str) -> Any:
+    """A cluster's stream (``events``, or ``path`` under it such as a job's log tail)."""
+
     def received(chunk: bytes) -> None:
         chunks.append(chunk.decode())
 
-    return await jp_fetch("nbcluster", "api", "clusters", name, "events", params=params,
+    return await jp_fetch("nbcluster", "api", "clusters", name, *(path or ("events",)), params=params,
                           streaming_callback=received, request_timeout=120)
 
 
@@ -218,6 +220,31 @@ async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any)
         assert job["status"] == "SUCCEEDED"
         code, logs = await call(jp_fetch, "GET", "clusters", "jobs", "jobs", "via-proxy", "logs")
         assert code == 200 and "proxied-hello" in logs["logs"]
+
+        # The head's websocket log tail, as server-sent events: lines as they come, then the end.
+        code, _ = await call(jp_fetch, "POST", "clusters", "jobs", "jobs", "", payload={
+            "submission_id": "tailed",
+            "entrypoint": "python -c \"import time; print('first', flush=True); time.sleep(3); print('second')\""})
+        assert code == 200
+        chunks: list[str] = []
+        tail = asyncio.ensure_future(_sse(jp_fetch, "jobs", chunks, "jobs", "tailed", "logs", "tail"))
+        try:
+            def text() -> str:
+                return "".join(d["text"] for k, d in _events(chunks) if k == "log")
+
+            async def first_only() -> bool:
+                return "first" in text() and "second" not in text()
+
+            await until(first_only, 60.0, "the first line while the job still runs")
+            response = await asyncio.wait_for(tail, 60.0)
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            assert "second" in text() and _events(chunks)[-1] == ("end", {"code": 1000, "reason": "the job ended"})
+        finally:
+            tail.cancel()
+        unknown: list[str] = []
+        await asyncio.wait_for(_sse(jp_fetch, "jobs", unknown, "jobs", "no-such-job", "logs", "tail"), 60.0)
+        (end,) = [d for k, d in _events(unknown) if k == "end"]
+        assert end["code"] == 4004 and "no-such-job" in end["reason"], end
         code, answer = await call(jp_fetch, "GET", "clusters", "jobs", "jobs", "no-such-job")
         assert code == 404  # the head's answer, passed through
         code, answer = await call(jp_fetch, "DELETE", "clusters", "jobs", "jobs", "via-proxy")

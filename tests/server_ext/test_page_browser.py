@@ -224,6 +224,7 @@ def test_page_creates_scales_and_stops_a_cluster() -> None:
             expect(job_row).to_be_visible(timeout=STEP_MS)
             job_row.locator("button").click()
             expect(page.locator("#log-text")).to_contain_text("started", timeout=STEP_MS)  # followed while it runs
+            expect(page.locator("#log-text")).to_have_attribute("data-state", "live")  # by its live tail
             page.wait_for_function(  # load reports (NODE_STATE events) update the rows live
                 "() => [...document.querySelectorAll('#nodes-body tr td.num')].some((td) => Number(td.textContent) > 0)",
                 timeout=STEP_MS,
@@ -233,6 +234,7 @@ def test_page_creates_scales_and_stops_a_cluster() -> None:
             assert shot.stat().st_size > 10_000
             expect(page.locator("#log-text")).to_contain_text("sum of squares: 204", timeout=STEP_MS)
             expect(job_row).to_have_attribute("data-status", "SUCCEEDED", timeout=STEP_MS)
+            expect(page.locator("#log-text")).to_have_attribute("data-state", "loaded", timeout=STEP_MS)  # tail ended
 
             # Stop, confirmed in the dialog: the row goes, and so do the processes.
             procs = cluster_processes(tag, server)

@@ -3,7 +3,8 @@
  * tail, kept current by one EventSource.
  *
  * Live updates come from one EventSource per selected cluster
- * (api/clusters/{name}/events?replay=1); nothing polls the server in a loop. Events
+ * (api/clusters/{name}/events?replay=1), and one for the log shown
+ * (api/clusters/{name}/jobs/{id}/logs/tail); nothing polls the server in a loop. Events
  * mark what to reload (nodes, autoscaler, jobs, the cluster's summary, a job's log) and
  * each reload is coalesced: single-flight, at most a few per second. What the page does
  * about a cluster (the list, the actions) reaches this module only as callbacks.
@@ -43,6 +44,7 @@ export class ClusterView {
     this.lastSeq = -1;
     this.logJob = null; // the job whose log is shown
     this.logRunning = false;
+    this.logSource = null; // its live tail (null: none, or fallen back to reloading)
     this.closed = false;
     this.source = null;
     this.retry = null;
@@ -76,6 +78,7 @@ export class ClusterView {
     this.closed = true;
     if (this.source) this.source.close();
     this.source = null;
+    this.closeTail();
     clearTimeout(this.retry);
     clearInterval(this.ticker);
     for (const r of Object.values(this.reload)) r.cancel();
@@ -183,7 +186,9 @@ export class ClusterView {
         break;
       case "JOB_STATE":
         this.reload.jobs.request();
-        if (this.logJob && this.jobMatches(this.logJob, ev.job_id, data)) this.reload.log.request();
+        if (this.logJob && !this.logSource && this.jobMatches(this.logJob, ev.job_id, data)) {
+          this.reload.log.request();
+        }
         break;
       case "TASK_COUNTERS":
         if (ev.job_id) {
@@ -194,8 +199,8 @@ export class ClusterView {
       default:
         break;
     }
-    // A running job's log grows without events of its own: follow it on the stream's beat.
-    if (this.logJob && this.logRunning) this.reload.log.request();
+    // Without its live tail, a running job's log is followed on the stream's beat.
+    if (this.logJob && this.logRunning && !this.logSource) this.reload.log.request();
   }
 
   // loads -------------------------------------------------------------------------------
@@ -332,10 +337,51 @@ export class ClusterView {
     $("log-text").dataset.state = "loading";
     $("log").hidden = false;
     this.renderJobs();
-    this.reload.log.request();
+    this.tail(jobId);
+  }
+
+  /** Follow a job's log live: the whole log, then each new chunk, until the job ends. */
+  tail(jobId) {
+    this.closeTail();
+    const pre = $("log-text");
+    const source = new EventSource(`${API}clusters/${enc(this.name)}/jobs/${enc(jobId)}/logs/tail`);
+    this.logSource = source;
+    let text = "";
+    source.addEventListener("log", (msg) => {
+      if (this.logSource !== source) return;
+      text += JSON.parse(msg.data).text || "";
+      if (text.length > LOG_TAIL_CHARS) text = "…\n" + text.slice(text.length - LOG_TAIL_CHARS);
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+      pre.textContent = text;
+      pre.dataset.state = "live";
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    });
+    source.addEventListener("end", (msg) => {
+      if (this.logSource !== source) return;
+      const end = JSON.parse(msg.data);
+      this.closeTail();
+      if (end.code === 1000) {
+        pre.textContent = text || "(no output)";
+        pre.dataset.state = "loaded";
+      } else {
+        pre.textContent = `No log: ${end.reason || `the tail closed (${end.code})`}`;
+        pre.dataset.state = "error";
+      }
+    });
+    source.onerror = () => {
+      if (this.logSource !== source || source.readyState !== EventSource.CLOSED) return;
+      this.closeTail(); // the tail is not available: fall back to reloading the log
+      this.reload.log.request();
+    };
+  }
+
+  closeTail() {
+    if (this.logSource) this.logSource.close();
+    this.logSource = null;
   }
 
   hideLog() {
+    this.closeTail();
     this.logJob = null;
     $("log").hidden = true;
     this.renderJobs();

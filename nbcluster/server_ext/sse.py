@@ -1,0 +1,78 @@
+"""Server-sent events for the API's live streams (a cluster's events, a job's log).
+
+:class:`SseHandler` writes ``event: KIND`` / ``data: JSON`` records as an async source
+yields them, a ``: keepalive`` comment when nothing happened for ``keepalive_s`` (so
+proxies keep the connection), and stops when the source ends, the client leaves, or a
+``stop`` event is set — whichever comes first — always closing the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nbcluster.server_ext.handlers import NbclusterAPIHandler
+
+__all__ = ["SseHandler"]
+
+
+class SseHandler(NbclusterAPIHandler):
+    keepalive_s = 15.0
+    _track_activity = False  # a page left open is not activity
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._left = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        self._left.set()
+
+    def start_stream(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # proxies: do not buffer the stream
+
+    def send_event(self, kind: str, data: Any) -> None:
+        self.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n")
+
+    async def relay(self, source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event | None = None) -> str:
+        """Send ``(kind, data)`` items of ``source`` as events until it ends
+        (``"ended"``), the client leaves (``"left"``) or ``stop`` is set
+        (``"stopped"``); an exception of the source is raised. The source is closed
+        either way. Raises tornado's ``StreamClosedError`` when the client left while
+        being written to."""
+
+        async def pump() -> None:
+            async for kind, data in source:
+                self.send_event(kind, data)
+                await self.flush()
+
+        pumping = asyncio.ensure_future(pump())
+        left = asyncio.ensure_future(self._left.wait())
+        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({pumping, left, stopped}, timeout=self.keepalive_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if left in done:
+                    return "left"
+                if stopped in done:
+                    return "stopped"
+                if pumping in done:
+                    pumping.result()  # raises what the source raised
+                    return "ended"
+                self.write(": keepalive\n\n")
+                await self.flush()
+        finally:
+            for task in (pumping, left, stopped):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            await asyncio.gather(left, stopped, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""``clusters/{name}/events``: a cluster's live events as server-sent events.
+"""``clusters/{name}/events``: a cluster's live events as server-sent events; ``events``:
+the list of clusters, sent again whenever it changes.
 
 Each connected client gets one GCS ``Watch`` stream of its own
 (:func:`nbcluster.events.watch`) on the server's loop. The response starts with
@@ -24,7 +25,7 @@ from nbcluster.exceptions import NbclusterError
 from nbcluster.server_ext.handlers import domain_errors
 from nbcluster.server_ext.sse import SseHandler
 
-__all__ = ["EventsHandler"]
+__all__ = ["ClusterListEventsHandler", "EventsHandler"]
 
 
 class EventsHandler(SseHandler):
@@ -68,3 +69,24 @@ class EventsHandler(SseHandler):
         finally:
             await stream.aclose()
             self.streams.discard(self)
+
+
+class ClusterListEventsHandler(SseHandler):
+    """``GET events``: ``event: clusters`` with ``{"clusters": [Cluster...]}`` now and
+    after each change of the list (a cluster made, attached, deleted, or its status),
+    until the client leaves or the server stops."""
+
+    @web.authenticated
+    @authorized
+    @domain_errors
+    async def get(self) -> None:
+        async def items() -> AsyncIterator[tuple[str, Any]]:
+            async for _ in self.manager.changes():
+                yield "clusters", {"clusters": await self.manager.list_clusters()}
+
+        self.start_stream()
+        try:
+            if await self.relay(items(), stop=self.manager.closing) != "left":
+                self.finish(set_content_type="text/event-stream; charset=utf-8")
+        except StreamClosedError:
+            pass  # the client left while we wrote

@@ -167,7 +167,7 @@ class AutoscalerHandler(NbclusterAPIHandler):
 
 def api_handlers() -> list[tuple[str, type[Any]]]:
     """The API's routes, relative to the server root."""
-    from nbcluster.server_ext.events_handler import EventsHandler
+    from nbcluster.server_ext.events_handler import ClusterListEventsHandler, EventsHandler
     from nbcluster.server_ext.jobs_proxy import JobLogTailHandler, JobsProxyHandler
 
     name = f"(?P<name>{NAME_PATTERN})"
@@ -175,6 +175,7 @@ def api_handlers() -> list[tuple[str, type[Any]]]:
         (rf"{API_PREFIX}/clusters/?", ClustersHandler),
         (rf"{API_PREFIX}/attach/?", AttachHandler),
         (rf"{API_PREFIX}/local/?", LocalHandler),
+        (rf"{API_PREFIX}/events/?", ClusterListEventsHandler),
         (rf"{API_PREFIX}/clusters/{name}/?", ClusterHandler),
         (rf"{API_PREFIX}/clusters/{name}/nodes/?", NodesHandler),
         (rf"{API_PREFIX}/clusters/{name}/autoscaler/?", AutoscalerHandler),

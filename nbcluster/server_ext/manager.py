@@ -28,7 +28,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,6 +93,11 @@ class ClusterManager:
         self.system_config = dict(system_config or {})
         self.log = log or logger
         self._entries: dict[str, _Entry] = {}
+        #: Bumped whenever the list changes (a cluster added or removed, a status).
+        self.version = 0
+        self._changed = asyncio.Event()
+        #: Set when the server stops: list streams end.
+        self.closing = asyncio.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="nbcluster-ext")
 
     # -- helpers ----------------------------------------------------------------------
@@ -106,7 +111,27 @@ class ClusterManager:
             raise UnknownCluster(f"no cluster named {name!r} (known: {known})")
         return entry
 
+    def _touch(self) -> None:
+        """The list changed: wake whoever follows it (:meth:`changes`)."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changes(self, settle_s: float = 0.2) -> AsyncIterator[int]:
+        """The list's version now, then again after each change (changes within
+        ``settle_s`` of each other count once). Runs until the caller stops."""
+        seen = -1
+        while True:
+            changed = self._changed  # before the check: a change after it sets this one
+            if self.version != seen:
+                seen = self.version
+                yield seen
+                continue
+            await changed.wait()
+            await asyncio.sleep(settle_s)
+
     def _save(self) -> None:
+        self._touch()
         saved = [e for e in self._entries.values() if e.status != STARTING]
         self.registry.save((e.record for e in saved),
                            discoverable=[e.record.name for e in saved if e.status != UNREACHABLE])
@@ -205,12 +230,14 @@ class ClusterManager:
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
         entry = self._entries[name] = _Entry(record, "", STARTING)
+        self._touch()  # listed as starting
         async with entry.lock:
             try:
                 started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config)
                 token = await self._run(read_token_file, started.token_file)
             except BaseException:
                 self._entries.pop(name, None)
+                self._touch()
                 raise
             entry.record = replace(record, address=started.address, token_file=started.token_file,
                                    session_dir=started.session_dir, jobs_address=started.jobs_address)
@@ -289,6 +316,7 @@ class ClusterManager:
     async def shutdown(self, stop_created: bool = True) -> None:
         """The server stops: end every event stream; stop the clusters made here
         unless ``stop_created`` is False (they are re-attached at the next start)."""
+        self.closing.set()
         for entry in self._entries.values():
             entry.gone.set()
         try:

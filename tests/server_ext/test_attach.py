@@ -167,6 +167,35 @@ async def test_events_stream(jp_fetch: Any, jp_serverapp: Any, script_cluster: A
         stream.cancel()
 
 
+async def test_list_stream_follows_clusters_added_and_removed(jp_fetch: Any, jp_serverapp: Any,
+                                                             script_cluster: Any) -> None:
+    """``events``: the list now, then again when a cluster is attached and deleted."""
+    chunks: list[str] = []
+
+    def received(chunk: bytes) -> None:
+        chunks.append(chunk.decode())
+
+    stream = asyncio.ensure_future(jp_fetch("nbcluster", "api", "events", streaming_callback=received,
+                                            request_timeout=120))
+    try:
+        async def lists() -> list[list[str]]:
+            return [[c["name"] for c in d["clusters"]] for k, d in _events(chunks) if k == "clusters"]
+
+        await until(lambda: _equals(lists(), [[]]), 60.0, "the empty list first")
+        code, _ = await call(jp_fetch, "POST", "attach", payload={"name": "seen", "address": script_cluster.address})
+        assert code == 201
+        await until(lambda: _equals(lists(), [[], ["seen"]]), 60.0, "the list with the attached cluster")
+        code, _ = await call(jp_fetch, "DELETE", "clusters", "seen")
+        assert code == 204
+        await until(lambda: _equals(lists(), [[], ["seen"], []]), 60.0, "the list without it")
+    finally:
+        stream.cancel()
+
+
+async def _equals(got: Any, expected: Any) -> bool:
+    return await got == expected
+
+
 async def _has_node(chunks: list[str], node_id: str) -> bool:
     return any(k == "NODE_ADDED" and d["node_id"] == node_id for k, d in _events(chunks))
 

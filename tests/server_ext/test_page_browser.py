@@ -320,6 +320,14 @@ def test_page_under_a_base_url() -> None:
                 expect(attached).to_have_count(0, timeout=STEP_MS)
                 expect(found).to_be_visible(timeout=UI_MS)
                 assert script.head_node.alive()
+                # Clusters added and removed elsewhere (here the REST API) show without a reload.
+                status, _ = server.request("POST", "nbcluster/api/attach", {"name": "elsewhere", "address": script.address})
+                assert status == 201
+                elsewhere = page.locator('#cluster-list li[data-name="elsewhere"]')
+                expect(elsewhere).to_be_visible(timeout=UI_MS)
+                status, _ = server.request("DELETE", "nbcluster/api/clusters/elsewhere")
+                assert status == 204
+                expect(elsewhere).to_have_count(0, timeout=UI_MS)
             finally:
                 script.shutdown()
             assert errors == [], errors

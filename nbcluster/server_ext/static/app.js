@@ -11,7 +11,7 @@
  * revalidate each of them instead (see page.py).
  */
 
-import {$, api, badge, busy, clearNotice, enc, fmtDuration, fmtNum, h, notify, stopping} from "./lib.js";
+import {$, API, api, badge, busy, clearNotice, enc, fmtDuration, fmtNum, h, notify, stopping} from "./lib.js";
 import {ClusterView, showDetail} from "./view.js";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -57,18 +57,32 @@ function renderList() {
   }));
 }
 
+/** The server's list of clusters replaces ours (from a reload or the list's stream). */
+function applyClusters(list) {
+  const seen = new Set();
+  for (const c of list || []) {
+    clusters.set(c.name, c);
+    seen.add(c.name);
+  }
+  for (const name of [...clusters.keys()]) if (!seen.has(name)) clusters.delete(name);
+  renderList();
+  if (view !== null && !clusters.has(view.name)) {
+    closeView(stopping.has(view.name) ? "" : `Cluster ${view.name} is gone.`);
+  } else if (view !== null) view.applyCluster(clusters.get(view.name));
+}
+
+/** The list, live: the server sends it again whenever a cluster comes, goes or changes
+ * status (made or stopped from another tab, a notebook, the REST API). */
+function followList() {
+  const source = new EventSource(`${API}events`);
+  source.addEventListener("clusters", (msg) => applyClusters(JSON.parse(msg.data).clusters));
+  window.addEventListener("pagehide", () => source.close());
+}
+
 async function loadClusters() {
   try {
     const data = await api("GET", "clusters");
-    const seen = new Set();
-    for (const c of data.clusters || []) {
-      clusters.set(c.name, c);
-      seen.add(c.name);
-    }
-    for (const name of [...clusters.keys()]) if (!seen.has(name)) clusters.delete(name);
-    renderList();
-    if (view !== null && !clusters.has(view.name)) closeView(`Cluster ${view.name} is gone.`);
-    else if (view !== null) view.applyCluster(clusters.get(view.name));
+    applyClusters(data.clusters);
     await loadLocal();
     return true;
   } catch (exc) {
@@ -343,6 +357,7 @@ async function main() {
   showDetail(false);
   document.body.dataset.ready = "loading";
   await loadClusters();
+  followList();
   const wanted = decodeURIComponent((location.hash.match(/cluster=([^&]+)/) || [])[1] || "");
   if (wanted && clusters.has(wanted)) select(wanted);
   else if (clusters.size === 1) select([...clusters.keys()][0]);

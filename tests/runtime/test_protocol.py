@@ -190,3 +190,41 @@ def test_framed_carrier_refuses_bad_token_before_parsing(cluster, tmp_path):
     assert not marker.exists()
     # The worker survived the attempts and still runs tasks.
     assert nbcluster.get(ping.remote()) == 1
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancelled"])
+def test_a_handshake_that_does_not_finish_closes_its_socket(how: str) -> None:
+    """A peer that accepts but never answers the hello: the dial gives up (its timeout,
+    or the caller cancelling it, as a shutdown does) and closes the socket, so the peer
+    sees the end instead of a connection left open until garbage collection."""
+    import asyncio
+
+    async def scenario() -> bytes:
+        ended = asyncio.get_running_loop().create_future()
+        hello = asyncio.Event()
+
+        async def silent_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await reader.read(65536):  # take the hello, answer nothing
+                hello.set()
+            ended.set_result(b"eof")
+            writer.close()
+
+        name = f"nbc-test-silent-{os.getpid()}-{how}"
+        server = await asyncio.start_unix_server(silent_peer, path="\0" + name)
+        try:
+            dialing = asyncio.ensure_future(framed.connect(
+                f"unix-abstract:{name}", "token", framed.Dispatcher(), common_pb2.Address(),
+                timeout=0.3 if how == "timeout" else 30.0))
+            if how == "timeout":
+                with pytest.raises(framed.ConnectionLost, match="timed out"):
+                    await dialing
+            else:
+                await asyncio.wait_for(hello.wait(), 10.0)  # the dial is in its handshake
+                dialing.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await dialing
+            return await asyncio.wait_for(ended, 5.0)
+        finally:
+            server.close()
+
+    assert asyncio.run(scenario()) == b"eof"

@@ -451,16 +451,26 @@ async def connect(
     timeout: float = 10.0,
 ) -> Connection:
     """Open an authenticated connection to a framed endpoint."""
-    loop = asyncio.get_running_loop()
-    path = parse_endpoint(endpoint)
+    return await open_unix(endpoint, lambda: Connection(dispatcher, token, local, server=False), timeout,
+                           f"cannot connect to {endpoint}")
+
+
+async def open_unix(endpoint: str, make: Callable[[], Connection], timeout: float, failure: str) -> Connection:
+    """A client :class:`Connection` (from ``make``) on the unix socket ``endpoint``,
+    once its handshake is done; ``ConnectionLost`` starting with ``failure`` when it
+    cannot be made in ``timeout``. A connection whose handshake did not finish —
+    timed out, refused, or the caller cancelled — is closed, never left open."""
+    conn: Connection | None = None
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_unix_connection(
-                lambda: Connection(dispatcher, token, local, server=False), path
-            )
+            _, conn = await asyncio.get_running_loop().create_unix_connection(make, parse_endpoint(endpoint))
             await conn.ready
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise ConnectionLost(f"cannot connect to {endpoint}: {exc or 'timed out'}") from exc
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, (OSError, asyncio.TimeoutError)):
+            raise ConnectionLost(f"{failure}: {str(exc) or 'timed out'}") from exc
+        raise
     return conn
 
 

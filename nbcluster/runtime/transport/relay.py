@@ -66,17 +66,10 @@ async def connect_local(
     via, target = parse_route(address)
     body = nm_pb2.RelayPreamble(token=token, via=via, target=target).SerializeToString()
     preamble = _LEN.pack(len(body)) + body
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout):
-            _, conn = await loop.create_unix_connection(
-                lambda: framed.Connection(dispatcher, token, local, server=False, preamble=preamble),
-                framed.parse_endpoint(relay_endpoint),
-            )
-            await conn.ready
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise ConnectionLost(f"cannot reach {address} through {relay_endpoint}: {exc or 'timed out'}") from exc
-    return conn
+    return await framed.open_unix(
+        relay_endpoint, lambda: framed.Connection(dispatcher, token, local, server=False, preamble=preamble),
+        timeout, f"cannot reach {address} through {relay_endpoint}",
+    )
 
 
 async def connect_grpc(
@@ -105,7 +98,7 @@ async def connect_grpc(
     except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
         if owned:
             channel.close()
-        raise ConnectionLost(f"cannot reach {address}: {exc or 'timed out'}") from exc
+        raise ConnectionLost(f"cannot reach {address}: {str(exc) or 'timed out'}") from exc
     except Exception as exc:  # grpc errors
         if owned:
             channel.close()

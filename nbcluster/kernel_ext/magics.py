@@ -158,7 +158,6 @@ class ClusterMagics(Magics):
         self.router = CellRouter(shell)
         self.owned: Any = None  # a cluster_utils.Cluster this kernel started (workers)
         self.view: Any = None  # the live ClusterWidget last shown
-        self.job_views: list[Any] = []  # live JobWidgets of jobs submitted with --no-wait
         shell.events.register("pre_run_cell", self.router.pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
 
@@ -304,15 +303,11 @@ class ClusterMagics(Magics):
         return None
 
     def _close_view(self, note: str) -> None:
-        """Stop the live views; they keep showing their last state, marked ``note``."""
-        if self.view is not None:
-            self.view.freeze(note)
-            self.view = None
-        for view in self.job_views:
-            view.freeze(note)
-        self.job_views.clear()
+        """Freeze every live view (the cluster view, job views, progress views): they
+        stop updating and keep showing their last state, marked ``note``."""
+        self.view = None
         feed = sys.modules.get("nbcluster.widgets._feed")
-        if feed is not None:  # and every other live view (progress(), auto_progress, ...)
+        if feed is not None:  # else no widget was ever made
             feed.feed.freeze_all(note)
 
     def _stop(self, rest: str) -> None:
@@ -415,9 +410,7 @@ class ClusterMagics(Magics):
         if args.no_wait:  # a live view of it: status, progress, log tail, a stop button
             from nbcluster.widgets import JobWidget
 
-            view = JobWidget(job, client=client)
-            self.job_views.append(view)
-            display(view)
+            display(JobWidget(job, client=client))
         else:
             for chunk in client.iter_job_logs(job):
                 print(chunk, end="", flush=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-from pathlib import Path
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -68,30 +69,26 @@ def find_local_node(address: str) -> LocalNode | None:
         node = _live_node(session) if session is not None else None
         if node is not None:
             return node
-    matches = []
-    for path in sorted(temp_root().glob("session_*"), reverse=True):  # newest first
-        if path.is_symlink():
-            continue  # session_latest
-        node = _live_node(Session(path))
-        if node is not None and address in ("auto", node.gcs_address):
-            matches.append(node)
+    matches = [node for node in _live_nodes() if address in ("auto", node.gcs_address)]
     if address == "auto":  # the newest cluster's session was not live: the newest that is
         return matches[0] if matches else None
     matches.sort(key=lambda n: n.node_endpoint is not None)
     return matches[0] if matches else None
 
 
+def _live_nodes() -> Iterator[LocalNode]:
+    """This machine's live nodes (under this temp root), newest session first."""
+    for path in sorted(temp_root().glob("session_*"), reverse=True):
+        if not path.is_symlink():  # session_latest
+            node = _live_node(Session(path))
+            if node is not None:
+                yield node
+
+
 def local_heads() -> list[LocalNode]:
     """The clusters whose head runs on this machine (under this temp root), newest
     first: those of ``nbcluster start --head``, of ``init()`` and of notebooks."""
-    heads = []
-    for path in sorted(temp_root().glob("session_*"), reverse=True):
-        if path.is_symlink():
-            continue  # session_latest
-        node = _live_node(Session(path))
-        if node is not None and node.node_endpoint is None:
-            heads.append(node)
-    return heads
+    return [node for node in _live_nodes() if node.node_endpoint is None]
 
 
 def read_token_file(path: str) -> str:

@@ -326,9 +326,10 @@ def progress(what: Any = None) -> ProgressWidget:
     no task and are left out)."""
     from nbcluster import ObjectRef
 
-    if isinstance(what, ObjectRef):
-        return ProgressWidget(refs=[what])
-    if isinstance(what, (list, tuple, set, frozenset)) or (
-            what is not None and not isinstance(what, (str, bytes, bytearray)) and hasattr(what, "__iter__")):
-        return ProgressWidget(refs=list(what))
-    return ProgressWidget(what)
+    if what is None or isinstance(what, (str, bytes, bytearray)):
+        return ProgressWidget(what)
+    try:
+        refs = [what] if isinstance(what, ObjectRef) else list(what)
+    except TypeError:
+        raise TypeError(f"progress() takes a job id, an ObjectRef or a list of them, not {type(what).__name__}") from None
+    return ProgressWidget(refs=refs)

@@ -18,7 +18,7 @@ import pytest
 
 from nbcluster.kernel_ext.remote_cell import _make_cell_function, free_names, remote_cell_usage
 
-from ..conftest import run_python
+from ..conftest import run_python, wait_for
 
 REGISTER = """
 from IPython.core.magic import register_cell_magic
@@ -221,7 +221,10 @@ def test_remote_exception_shows_as_the_cell_error(connected: Kernel) -> None:
 def test_interrupt_stops_the_cell_and_its_task(connected: Kernel) -> None:
     k = connected
     msg_id = k.kc.execute("%%remote\nimport time\ntime.sleep(60)")
-    time.sleep(3)
+    from nbcluster import state  # the kernel is busy: ask its cluster (the newest on this machine) directly
+
+    wait_for(lambda: [t.state for t in state.list_tasks(address="auto")] == ["RUNNING"], timeout=30,
+             message="the cell's task running")
     k.km.interrupt_kernel()
     messages = k._iopub_until_idle(msg_id, timeout=30)
     assert [m["content"]["ename"] for m in messages if m["msg_type"] == "error"] == ["KeyboardInterrupt"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,22 +178,21 @@ async def test_list_stream_follows_clusters_added_and_removed(jp_fetch: Any, jp_
     stream = asyncio.ensure_future(jp_fetch("nbcluster", "api", "events", streaming_callback=received,
                                             request_timeout=120))
     try:
-        async def lists() -> list[list[str]]:
-            return [[c["name"] for c in d["clusters"]] for k, d in _events(chunks) if k == "clusters"]
+        def lists_were(*expected: list[str]) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return [[c["name"] for c in d["clusters"]] for k, d in _events(chunks) if k == "clusters"] == [
+                    *expected]
+            return check
 
-        await until(lambda: _equals(lists(), [[]]), 60.0, "the empty list first")
+        await until(lists_were([]), 60.0, "the empty list first")
         code, _ = await call(jp_fetch, "POST", "attach", payload={"name": "seen", "address": script_cluster.address})
         assert code == 201
-        await until(lambda: _equals(lists(), [[], ["seen"]]), 60.0, "the list with the attached cluster")
+        await until(lists_were([], ["seen"]), 60.0, "the list with the attached cluster")
         code, _ = await call(jp_fetch, "DELETE", "clusters", "seen")
         assert code == 204
-        await until(lambda: _equals(lists(), [[], ["seen"], []]), 60.0, "the list without it")
+        await until(lists_were([], ["seen"], []), 60.0, "the list without it")
     finally:
         stream.cancel()
-
-
-async def _equals(got: Any, expected: Any) -> bool:
-    return await got == expected
 
 
 async def _has_node(chunks: list[str], node_id: str) -> bool:

@@ -50,7 +50,12 @@ def row(widget: ProgressWidget, suffix: str) -> dict[str, int] | None:
 
 
 def bar(widget: ProgressWidget, suffix: str) -> Any:
-    return next(b for name, b in widget.bars.items() if name.endswith(suffix))
+    return next((b for name, b in widget.bars.items() if name.endswith(suffix)), None)
+
+
+def drawn(widget: ProgressWidget, suffix: str, n: int) -> bool:
+    b = bar(widget, suffix)
+    return b is not None and b.max == n and b.value == n
 
 
 def test_progress_counts_per_function_and_close(embedded: None) -> None:
@@ -64,17 +69,17 @@ def test_progress_counts_per_function_and_close(embedded: None) -> None:
         refs = [square.remote(i) for i in range(10)] + [cube.remote(i) for i in range(5)]
         assert nbcluster.get(refs) == [i * i for i in range(10)] + [i**3 for i in range(5)]
 
-        def done() -> bool:
+        def done() -> bool:  # counted, and drawn (the feed's thread draws after it counts)
             s, c = row(w, "square"), row(w, "cube")
-            return bool(s and c and s["finished"] == s["total"] == 10 and c["finished"] == c["total"] == 5)
+            return bool(s and c and s["finished"] == s["total"] == 10 and c["finished"] == c["total"] == 5
+                        and drawn(w, "square", 10) and drawn(w, "cube", 5))
 
         wait_for(done, timeout=20, message="square 10/10 and cube 5/5 finished")
         for suffix, n in (("square", 10), ("cube", 5)):
             r = row(w, suffix)
             assert r is not None
             assert (r["pending"], r["running"], r["failed"]) == (0, 0, 0)
-            b = bar(w, suffix)
-            assert b.max == n and b.value == b.max
+            assert drawn(w, suffix, n)
         assert "15/15" in repr(w)
         html = w._repr_mimebundle_()["text/html"]
         assert "square" in html and "cube" in html
@@ -82,7 +87,9 @@ def test_progress_counts_per_function_and_close(embedded: None) -> None:
         with pytest.raises(Exception, match="boom"):
             nbcluster.get(boom.remote())
         wait_for(lambda: (row(w, "boom") or {}).get("failed") == 1, timeout=20, message="boom counted as failed")
-        assert bar(w, "boom").bar_style == "danger"
+        # the counts change on the feed's thread before that thread draws the bar
+        wait_for(lambda: getattr(bar(w, "boom"), "bar_style", None) == "danger", timeout=5,
+                 message="boom's bar drawn as failed")
     finally:
         w.close()
 
@@ -131,7 +138,7 @@ def test_progress_of_refs_follows_only_those_tasks_and_then_stops(embedded: None
         assert row(w, "cube") == {"pending": 0, "running": 0, "finished": 3, "failed": 0, "total": 3}
         assert row(w, "boom") == {"pending": 0, "running": 0, "finished": 0, "failed": 1, "total": 1}
         assert w.totals["total"] == 10 and w.unreported == 0
-        assert bar(w, "square").value == bar(w, "square").max == 6
+        wait_for(lambda: drawn(w, "square", 6), timeout=5, message="square's bar drawn full")
         assert w not in feed.views, "a view of refs stops listening once its tasks have ended"
         assert "9/10" in repr(w) and "1 failed" in w._repr_mimebundle_()["text/html"]
     finally:

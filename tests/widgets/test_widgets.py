@@ -140,8 +140,10 @@ def test_autoscaler_timeline_and_type_counts(start_cluster, widget_factory):
     wait_for(lambda: any(m.startswith("Adding 1 node") for m in widget.timeline), timeout=20,
              message="a launch sentence")
     wait_for(lambda: counts()[0] == 1, timeout=30, message="the w type running")
+    # the feed's thread changes the state, then draws it: wait for the drawing
+    wait_for(lambda: "Adding 1 node" in widget._autoscaler.value, timeout=5, message="the launch drawn")
     running = widget._autoscaler.value
-    assert running != before and "Adding 1 node" in running
+    assert running != before
     assert nbcluster.get(ref, timeout=60)
     wait_for(lambda: any(m.startswith("Removing node") for m in widget.timeline), timeout=60,
              message="the idle node removed")
@@ -149,7 +151,7 @@ def test_autoscaler_timeline_and_type_counts(start_cluster, widget_factory):
     removing = next(i for i, m in enumerate(widget.timeline) if m.startswith("Removing node"))
     assert adding < removing
     wait_for(lambda: counts() == (0, 0), timeout=30, message="the w type back to 0")
-    assert widget._autoscaler.value != running
+    wait_for(lambda: widget._autoscaler.value != running, timeout=5, message="the removal drawn")
 
 
 def test_infeasible_demand_is_shown_with_its_reason(start_cluster, widget_factory):
@@ -161,8 +163,9 @@ def test_infeasible_demand_is_shown_with_its_reason(start_cluster, widget_factor
                  message="the GPU demand shown as infeasible")
         (demand,) = [d for d in widget.autoscaler.demand if d.status == "infeasible"]
         assert "no node type provides GPU" in demand.reason
-        assert "infeasible" in widget._autoscaler.value
-        assert "no node type provides GPU" in widget._autoscaler.value
+        wait_for(lambda: "infeasible" in widget._autoscaler.value
+                 and "no node type provides GPU" in widget._autoscaler.value,
+                 timeout=5, message="the infeasible demand drawn with its reason")
     finally:
         nbcluster.cancel(ref)
 
@@ -173,8 +176,8 @@ def test_job_progress_reaches_all_tasks(cluster, widget_factory):
     assert job_id in widget.jobs
     assert nbcluster.get([square.remote(i) for i in range(20)]) == [i * i for i in range(20)]
     wait_for(lambda: widget.job_progress.get(job_id) == (20, 20), timeout=10, message="20 of 20 tasks")
-    bar = widget.job_bar(job_id)
-    assert bar.value == bar.max == 20
+    wait_for(lambda: job_id in widget._job_rows and widget.job_bar(job_id).value == widget.job_bar(job_id).max == 20,
+             timeout=5, message="the job's bar drawn full")
     assert "20/20 tasks" in widget._repr_mimebundle_()["text/html"]
 
 

@@ -36,6 +36,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("NBCLUSTER_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = os.environ.get("NBCLUSTER_CHROMIUM", "/usr/bin/chromium")
+#: How long an expect() without its own timeout waits.
+EXPECT_MS = 20_000
 #: Chromium's flags for this machine's closed network (no background connections).
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -64,8 +66,11 @@ def require_browser() -> None:
 def chromium() -> Iterator[Any]:
     """A headless Chromium (Playwright ``Browser``), closed on exit."""
     require_browser()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # An expect() without a timeout waits 5 s by default, too short on a loaded 2-core
+    # machine for anything drawn after a server round trip.
+    expect.set_options(timeout=EXPECT_MS)
     with sync_playwright() as pw:  # Playwright gives the browser a fresh profile of its own
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

@@ -169,7 +169,7 @@ def test_tail_streams_lines_while_the_job_runs(api: Api) -> None:
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    job_id = api.submit(entrypoint="for i in 1 2 3 4 5 6; do echo line $i; sleep 0.3; done")
+    job_id = api.submit(entrypoint="for i in 1 2 3 4 5 6; do echo line $i; sleep 1; done")
     got: list[tuple[float, str]] = []
 
     async def tail() -> None:

@@ -15,7 +15,7 @@ import pytest
 import nbcluster
 from nbcluster.exceptions import GetTimeoutError
 
-from ..conftest import ROOT, node_stats, run_python
+from ..conftest import ROOT, node_stats, run_python, wait_for
 
 
 @nbcluster.remote
@@ -63,8 +63,9 @@ def test_actor_resources(start_cluster, caplog):
         pending = huge.add.remote()
         with pytest.raises(GetTimeoutError):
             nbcluster.get(pending, timeout=1.5)
+        wait_for(lambda: any("Actor Counter" in r.getMessage() and "CPU: 4" in r.getMessage() for r in caplog.records),
+                 timeout=15, message="the infeasible actor's warning")
     assert state_of(huge).state == "PENDING"
-    assert any("Actor Counter" in r.getMessage() and "CPU: 4" in r.getMessage() for r in caplog.records)
     nbcluster.kill(huge)
 
 

@@ -135,10 +135,8 @@ def test_async_actor_runs_coroutines_concurrently_and_awaits_refs():
             return self.peak
 
     service = Service.remote()
-    start = time.monotonic()
     assert nbcluster.get([service.handle.remote(i) for i in range(30)], timeout=60) == [i * i for i in range(30)]
-    assert time.monotonic() - start < 4  # one at a time, 30 x 0.2 s would take 6 s
-    assert nbcluster.get(service.peak_seen.remote()) == 10
+    assert nbcluster.get(service.peak_seen.remote()) == 10  # ten at a time, not one
 
 
 def test_await_ref_inside_an_async_task():

@@ -62,9 +62,8 @@ def test_tasks_scale_up_to_max_workers_then_idle_nodes_go(start_cluster):
     assert head not in nodes
     assert len(set(nodes)) == 2, nodes  # both added nodes ran tasks
     state = get_autoscaler_state()
-    assert [(t.name, t.running, t.max_workers) for t in state.node_types if t.name == "cpu_worker"] == [
-        ("cpu_worker", 2, 2)
-    ]
+    # (how many still run now depends on timing: an idle node may already be going)
+    assert [(t.name, t.max_workers) for t in state.node_types if t.name == "cpu_worker"] == [("cpu_worker", 2)]
     wait_for(lambda: not workers_alive(), timeout=30, message="idle nodes removed")
     msgs = messages()
     assert re.fullmatch(r"Adding 2 nodes of type cpu_worker for \d pending tasks \{CPU: 1\}", msgs[0]), msgs

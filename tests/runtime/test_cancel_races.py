@@ -15,19 +15,23 @@ from nbcluster.exceptions import TaskCancelledError
 from ..conftest import node_stats, wait_for
 
 
-def _slow_load(value):
-    time.sleep(1.0)
+def _slow_load(value, mark):
+    if mark:
+        open(mark, "w").close()
+    time.sleep(5.0)
     return value
 
 
 class SlowToUnpickle:
-    """An argument whose unpickling, in the worker, takes a second."""
+    """An argument whose unpickling, in the worker, takes 5 s (and first creates the
+    file ``mark``, when given)."""
 
-    def __init__(self, value):
+    def __init__(self, value, mark=""):
         self.value = value
+        self.mark = mark
 
     def __reduce__(self):
-        return (_slow_load, (self.value,))
+        return (_slow_load, (self.value, self.mark))
 
 
 @nbcluster.remote
@@ -59,11 +63,12 @@ def test_cancelling_a_task_that_waits_for_arguments_spares_the_others(start_clus
     assert nbcluster.get(kept, timeout=20) == 1.0
 
 
-def test_cancel_while_the_worker_loads_arguments(start_cluster):
+def test_cancel_while_the_worker_loads_arguments(start_cluster, tmp_path):
     start_cluster(num_cpus=1)
     assert nbcluster.get(identity.remote("warm")) == "warm"
-    ref = identity.remote(SlowToUnpickle(1))
-    time.sleep(0.5)  # inside the second the worker spends unpickling the argument
+    loading = tmp_path / "loading"
+    ref = identity.remote(SlowToUnpickle(1, str(loading)))
+    wait_for(loading.exists, timeout=30, message="the worker unpickling the argument")
     nbcluster.cancel(ref)
     with pytest.raises(TaskCancelledError):
         nbcluster.get(ref, timeout=20)

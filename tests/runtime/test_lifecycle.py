@@ -324,8 +324,12 @@ def test_infeasible_task_warns_and_stays_pending(start_cluster, caplog):
         ref = big.remote()
         with pytest.raises(GetTimeoutError):
             nbcluster.get(ref, timeout=1.0)
-    messages = [r.getMessage() for r in caplog.records if r.name == "nbcluster"]
-    assert any("CPU: 4" in m and "big" in m for m in messages), messages
+
+        def messages() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "nbcluster"]
+
+        wait_for(lambda: any("CPU: 4" in m and "big" in m for m in messages()), timeout=15,
+                 message="the infeasible task's warning")
     assert not nbcluster.wait([ref], timeout=0.2)[0]
     nbcluster.cancel(ref)
 

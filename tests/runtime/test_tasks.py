@@ -338,20 +338,21 @@ def test_cancel_recursive_reaches_child_tasks(tmp_path, recursive):
     interrupted = tmp_path / "child-interrupted"
 
     @nbcluster.remote(num_cpus=0)
-    def child(folder):
+    def child(folder, seconds):
         open(f"{folder}/child-started", "w").close()
         try:
-            time.sleep(2)
+            time.sleep(seconds)
         except KeyboardInterrupt:
             open(f"{folder}/child-interrupted", "w").close()
             raise
         open(f"{folder}/child-finished", "w").close()
 
     @nbcluster.remote(num_cpus=0)
-    def parent(folder):
-        nbcluster.get(child.remote(folder))
+    def parent(folder, seconds):
+        nbcluster.get(child.remote(folder, seconds))
 
-    ref = parent.remote(str(tmp_path))
+    # Long enough for the cancel to reach the child through its parent on a slow machine.
+    ref = parent.remote(str(tmp_path), 30 if recursive else 2)
     wait_for(started.exists, message="the child to start")
     nbcluster.cancel(ref, recursive=recursive)
     with pytest.raises(TaskCancelledError):

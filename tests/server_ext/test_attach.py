@@ -252,7 +252,7 @@ async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any)
         # The head's websocket log tail, as server-sent events: lines as they come, then the end.
         code, _ = await call(jp_fetch, "POST", "clusters", "jobs", "jobs", "", payload={
             "submission_id": "tailed",
-            "entrypoint": "python -c \"import time; print('first', flush=True); time.sleep(3); print('second')\""})
+            "entrypoint": "python -c \"import time; print('first', flush=True); time.sleep(10); print('second')\""})
         assert code == 200
         chunks: list[str] = []
         tail = asyncio.ensure_future(_sse(jp_fetch, "jobs", chunks, "jobs", "tailed", "logs", "tail"))

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,14 +39,19 @@ STEP_MS = 120_000
 UI_MS = 30_000
 #: The job the test submits: tasks on every node for a few seconds, then a result.
 JOB = """\
+import os
+import sys
 import time
 import nbcluster
 
+GATE = sys.argv[1]  # the tasks run until the test has seen them running
 nbcluster.init()
 
 @nbcluster.remote
 def square(i):
-    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(GATE) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return i * i
 
 print("started", flush=True)
@@ -152,7 +158,7 @@ def count_with_text(page: Any, selector: str, text: str) -> int:
     )
 
 
-def test_page_creates_scales_and_stops_a_cluster() -> None:
+def test_page_creates_scales_and_stops_a_cluster(tmp_path: Path) -> None:
     with page_server() as (server, tag), chromium() as browser:
         from playwright.sync_api import expect
 
@@ -216,8 +222,10 @@ def test_page_creates_scales_and_stops_a_cluster() -> None:
             expect(worker_type.locator('td[data-field="running"]')).to_have_text("2", timeout=STEP_MS)
 
             # A job through the jobs proxy: its row, the nodes busy with its tasks, its log tail.
+            gate = tmp_path / "gate"
+            entrypoint = f"{shlex.quote(sys.executable)} -c {shlex.quote(JOB)} {shlex.quote(str(gate))}"
             status, submitted = server.request("POST", "nbcluster/api/clusters/pagetest/jobs/",
-                                               {"entrypoint": f"{shlex.quote(sys.executable)} -c {shlex.quote(JOB)}"})
+                                               {"entrypoint": entrypoint})
             assert status == 200, submitted
             job_id = submitted["submission_id"]
             job_row = page.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
@@ -232,6 +240,7 @@ def test_page_creates_scales_and_stops_a_cluster() -> None:
             expect(job_row).to_contain_text(re.compile(r"\d+/9 tasks"), timeout=STEP_MS)  # TASK_COUNTERS events
             shot = screenshot(page, "server-page")
             assert shot.stat().st_size > 10_000
+            gate.touch()  # let the job's tasks end
             expect(page.locator("#log-text")).to_contain_text("sum of squares: 204", timeout=STEP_MS)
             expect(job_row).to_have_attribute("data-status", "SUCCEEDED", timeout=STEP_MS)
             expect(page.locator("#log-text")).to_have_attribute("data-state", "loaded", timeout=STEP_MS)  # tail ended

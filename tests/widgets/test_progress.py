@@ -139,7 +139,8 @@ def test_progress_of_refs_follows_only_those_tasks_and_then_stops(embedded: None
         assert row(w, "boom") == {"pending": 0, "running": 0, "finished": 0, "failed": 1, "total": 1}
         assert w.totals["total"] == 10 and w.unreported == 0
         wait_for(lambda: drawn(w, "square", 6), timeout=5, message="square's bar drawn full")
-        assert w not in feed.views, "a view of refs stops listening once its tasks have ended"
+        # done is set under the view's lock; the feed's thread unregisters it just after
+        wait_for(lambda: w not in feed.views, timeout=5, message="a view of refs stops listening once its tasks ended")
         assert "9/10" in repr(w) and "1 failed" in w._repr_mimebundle_()["text/html"]
     finally:
         w.close()
@@ -191,7 +192,8 @@ def test_tasks_the_table_no_longer_holds_keep_their_last_state() -> None:
                      message="the three tasks pushed out of the task table")
             w.seal()
             assert w.unreported == 0 and w.totals["finished"] == 3, w.totals
-            assert w.done and w not in feed.views
+            assert w.done
+            wait_for(lambda: w not in feed.views, timeout=5, message="the sealed view stops listening")
         finally:
             w.close()
     finally:

@@ -21,9 +21,14 @@ from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.core_worker import print_log_batch
 
 __all__ = [
-    "RemoteOutput", "cancel_context", "set_output_handler", "set_submission_context", "set_submit_hook",
-    "submission_context",
+    "RemoteOutput", "cancel_context", "on_disconnect", "set_output_handler", "set_submission_context",
+    "set_submit_hook", "submission_context",
 ]
+
+#: ``on_disconnect(callback)``: call ``callback()`` whenever this process's driver is
+#: about to disconnect (``nbcluster.shutdown()``, while the cluster is still reachable);
+#: returns a function that removes it.
+on_disconnect = api.on_disconnect
 
 
 @dataclass(frozen=True)

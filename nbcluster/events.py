@@ -68,16 +68,18 @@ class ClusterEvent:
 class Subscription:
     """One stream of events to one callback; ``close()`` ends it."""
 
-    def __init__(self, task: asyncio.Task, core: Any) -> None:
-        self._task = task
+    def __init__(self, core: Any) -> None:
         self._core = core
+        self._task: asyncio.Task | None = None
+        self.closed = False
 
     @property
     def active(self) -> bool:
-        return not self._task.done()
+        return self._task is not None and not self._task.done()
 
     def close(self) -> None:
-        if not self._task.done():
+        self.closed = True
+        if self._task is not None and not self._task.done():
             self._core.loop.call_soon_threadsafe(self._task.cancel)
 
 
@@ -86,13 +88,18 @@ def subscribe(
     kinds: Sequence[str] = (),
     *,
     replay: bool = False,
+    on_end: Callable[[str], None] | None = None,
 ) -> Subscription:
     """Call ``callback`` for each new event of ``kinds`` (all when empty); with
-    ``replay``, first for the events the head still keeps."""
+    ``replay``, first for the events the head still keeps. ``on_end(reason)`` is called
+    (on the runtime's thread) if the stream ends by itself — the head went away —
+    not after ``close()`` or the driver's shutdown."""
     request = _request(kinds, replay)
     core = api._core()
+    sub = Subscription(core)
 
     async def pump() -> None:
+        reason = "the head ended the stream"
         try:
             gcs = await core.gcs_connection()
             async for event in gcs.stream(methods.Gcs.Watch, request):
@@ -102,9 +109,16 @@ def subscribe(
                     logger.exception("an event subscriber failed")
         except (ConnectionLost, RemoteError) as exc:
             logger.info("event stream ended: %s", exc)
+            reason = str(exc) or type(exc).__name__
+        if on_end is not None and not (sub.closed or core.closed or core.disconnecting):
+            try:
+                on_end(reason)
+            except Exception:  # noqa: BLE001
+                logger.exception("an event subscriber's on_end failed")
 
     started: asyncio.Future = asyncio.run_coroutine_threadsafe(_spawn(core, pump), core.loop)
-    return Subscription(started.result(timeout=10), core)
+    sub._task = started.result(timeout=10)
+    return sub
 
 
 async def _spawn(core: Any, pump: Callable[[], Any]) -> asyncio.Task:

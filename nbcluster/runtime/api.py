@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,24 @@ logger = logging.getLogger("nbcluster")
 _lock = threading.RLock()
 _cluster: LocalCluster | None = None
 _gcs: Any = None
+#: Called (no arguments, on the thread that calls shutdown) before a driver disconnects.
+_disconnect_callbacks: list[Callable[[], None]] = []
+
+
+def on_disconnect(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback()`` whenever this process's driver is about to disconnect
+    (``shutdown()``, while it can still reach the cluster); returns a function that
+    removes it. Registering the same callback twice registers it once."""
+    with _lock:
+        if callback not in _disconnect_callbacks:
+            _disconnect_callbacks.append(callback)
+
+    def remove() -> None:
+        with _lock:
+            if callback in _disconnect_callbacks:
+                _disconnect_callbacks.remove(callback)
+
+    return remove
 
 SUPPORTED_RUNTIME_ENV = ("env_vars", "working_dir", "py_modules")
 
@@ -383,9 +401,20 @@ def _info() -> ClusterInfo:
 def shutdown() -> None:
     """Disconnect; if this driver started an embedded cluster, stop it."""
     global _cluster, _gcs
+    core = worker_state.current
+    if core is not None and core.mode == DRIVER and not core.closed:
+        # Outside the lock: a callback may wait for a thread that is using the driver.
+        with _lock:
+            callbacks = list(_disconnect_callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one callback's bug must not keep the driver connected
+                logger.exception("a disconnect callback failed")
     with _lock:
         core = worker_state.current
         if core is not None and core.mode == DRIVER:
+            core.disconnecting = True
             if not core.closed and _gcs is not None:
                 try:
                     # The tasks' last states before the job's end, for `nbcluster list tasks`.

@@ -8,8 +8,10 @@ when that interval is up. The timer's thread hands the queued events to every vi
 inside ``view.hold_sync()``. Nothing polls: with no events, no thread runs.
 
 The subscription lives while views are registered; the last ``unregister`` closes it.
-When the driver disconnects (``nbcluster.shutdown()``) the stream ends; the next
-``register`` starts a new one.
+When the driver disconnects (``nbcluster.shutdown()``, from code or a magic) every view
+is frozen first (:meth:`_Feed.freeze_all`: it keeps its last state, marked
+"disconnected"); when the stream ends otherwise (the cluster's head went away) the
+views are frozen too, marked so. The next ``register`` starts a new stream.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+import nbcluster.driver
 import nbcluster.events
 
 __all__ = ["FLUSH_INTERVAL", "View", "feed"]
@@ -44,14 +47,18 @@ class _Feed:
         self._timer: threading.Timer | None = None
         self._flushing: threading.Thread | None = None
         self._last_flush = 0.0
+        self._hooked = False
 
     # -- views -------------------------------------------------------------------------
     def register(self, view: View) -> None:
         """Deliver events to ``view`` from now on (subscribing when none is active)."""
         with self._lock:
+            if not self._hooked:
+                nbcluster.driver.on_disconnect(lambda: self.freeze_all("disconnected"))
+                self._hooked = True
             if self._sub is None or not self._sub.active:
                 self._queue.clear()
-                self._sub = nbcluster.events.subscribe(self._on_event)
+                self._sub = nbcluster.events.subscribe(self._on_event, on_end=self._on_stream_end)
             if view not in self._views:
                 self._views.append(view)
 
@@ -98,6 +105,13 @@ class _Feed:
             return self._sub is not None and self._sub.active
 
     # -- events ------------------------------------------------------------------------
+    def _on_stream_end(self, reason: str) -> None:
+        """On the runtime's loop thread, when the stream ended without a ``close()``:
+        freeze the views from another thread (freezing waits for the flush thread,
+        which may be waiting on this loop)."""
+        threading.Thread(target=self.freeze_all, args=("the cluster went away",),
+                         name="nbcluster-widgets-freeze", daemon=True).start()
+
     def _on_event(self, event: nbcluster.events.ClusterEvent) -> None:
         """On the runtime's loop thread: queue, and schedule one flush."""
         with self._lock:

@@ -36,3 +36,29 @@ def test_unknown_kinds_are_refused(start_cluster):
     start_cluster(num_cpus=1)
     with pytest.raises(ValueError, match="unknown event kinds"):
         events.subscribe(print, kinds=("NODES",))
+
+
+def test_on_end_says_when_the_head_goes_away_not_at_shutdown(start_cluster):
+    from nbcluster.cluster_utils import Cluster
+
+    from ..conftest import FAST_CONFIG
+
+    start_cluster(num_cpus=1)
+    ended: list[str] = []
+    sub = events.subscribe(lambda e: None, on_end=ended.append)
+    assert sub.active
+    nbcluster.shutdown()  # the driver leaving is not the stream ending by itself
+    assert ended == [] and not sub.active
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
+    try:
+        nbcluster.init(address=c.address)
+        closed: list[str] = []
+        events.subscribe(lambda e: None, on_end=closed.append).close()
+        sub = events.subscribe(lambda e: None, on_end=ended.append)
+        c.shutdown()
+        wait_for(lambda: ended, timeout=20, message="on_end called when the head went away")
+        assert not sub.active and closed == []
+    finally:
+        nbcluster.shutdown()
+        c.shutdown()

@@ -346,3 +346,39 @@ def test_freeze_keeps_the_last_state_shown_and_stops_updates(cluster, widget_fac
     assert widget.comm is not None, "the model stays open, so the frontend keeps showing it"
     assert "(stopped)" in widget._header.value and widget._apply.disabled
     assert_left_alone(widget, cluster)
+
+
+def test_shutdown_from_code_freezes_the_views(widget_factory):
+    """``nbcluster.shutdown()`` in a cell (not the magic) leaves the views frozen too."""
+    from nbcluster.widgets import progress
+
+    before = threading.active_count()
+    nbcluster.init(num_cpus=1, _system_config=FAST_CONFIG)
+    try:
+        widget = widget_factory()
+        bars = widget_factory(progress)
+        nbcluster.get([square.remote(i) for i in range(3)])
+        wait_for(lambda: bars.totals["finished"] == 3, timeout=20, message="the progress view's tasks")
+    finally:
+        nbcluster.shutdown()
+    for view in (widget, bars):
+        assert view.frozen and not view.closed and view.comm is not None
+    assert "(disconnected)" in widget._header.value and widget._apply.disabled
+    assert bars.totals["finished"] == 3 and "(disconnected)" in bars._header.value
+    assert not feed.views and not feed.active
+    wait_for(lambda: threading.active_count() <= before, timeout=10, message="no thread left behind")
+
+
+def test_the_head_going_away_freezes_the_views(widget_factory):
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
+    try:
+        nbcluster.init(address=c.address)
+        widget = widget_factory()
+        assert feed.active
+        c.shutdown()  # the head (and the node this driver is on) stop under the driver
+        wait_for(lambda: widget.frozen, timeout=20, message="the view frozen when its stream ended")
+        assert "(the cluster went away)" in widget._header.value and not widget.closed
+        assert not feed.views and not feed.active
+    finally:
+        nbcluster.shutdown()
+        c.shutdown()

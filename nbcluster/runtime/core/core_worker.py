@@ -92,6 +92,8 @@ class CoreWorker:
         self.refs = ReferenceTable(self.address_bytes, self._wake)
         self.loop = asyncio.new_event_loop()
         self.closed = False
+        #: Set when the driver starts to disconnect (connections closing are expected).
+        self.disconnecting = False
         self.job_id = b""
         self.job_config: Any = None
         #: Where this job's task output goes (its driver).

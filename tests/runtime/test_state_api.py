@@ -146,3 +146,37 @@ def test_state_of_another_cluster_by_address_and_token() -> None:
         assert [n.state for n in state.list_nodes(address=cluster.address, token=token)] == ["ALIVE"]
     finally:
         cluster.shutdown()
+
+
+def test_a_full_task_table_drops_ended_tasks_first() -> None:
+    """The task table keeps the newest N tasks, but a task still running is kept over
+    one that has ended (a progress view must not lose running work)."""
+    import asyncio
+
+    from nbcluster.runtime.gcs.pubsub import EventLog
+    from nbcluster.runtime.gcs.tasks import TaskTable
+    from nbcluster.runtime.protocol import gcs_pb2
+
+    async def scenario() -> list[list[str]]:
+        table = TaskTable(3, EventLog(100))
+        seen = []
+
+        def report(task: str, state: str) -> None:
+            table.report(gcs_pb2.ReportTaskEventsRequest(events=[gcs_pb2.TaskEvent(
+                task_id=task.encode() * 16, job_id=b"\x01\x00\x00\x00", name="f", state=state, time=1.0)]))
+            seen.append(sorted(r.task_id[:1].decode() + r.state[0] for r in table.list()))
+
+        report("a", "RUNNING")
+        report("b", "RUNNING")
+        report("b", "FINISHED")
+        report("c", "RUNNING")
+        report("d", "RUNNING")  # full: b (ended) goes, not a (older, running)
+        report("c", "FAILED")
+        report("c", "RUNNING")  # retried: running again
+        report("e", "RUNNING")  # none ended: the oldest (a) goes
+        table.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[4] == ["aR", "cR", "dR"]
+    assert seen[-1] == ["cR", "dR", "eR"]

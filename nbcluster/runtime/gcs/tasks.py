@@ -1,6 +1,10 @@
 """The GCS's task table: what owners reported of their tasks, the most recent kept,
 and per-job counts by function and state, published as events at most once a
-second per job (what progress bars and `nbcluster list tasks` read)."""
+second per job (what progress bars and `nbcluster list tasks` read).
+
+When the table is full, the task that ended longest ago goes first; a task still
+pending or running goes only when none has ended (so a view of running work never
+loses a task while it runs)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ class TaskTable:
         self._size = size
         self._events = events
         self._records: collections.OrderedDict[bytes, gcs_pb2.TaskRecord] = collections.OrderedDict()
+        #: The ended tasks of ``_records``, in the order they ended (evicted first).
+        self._ended: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         #: job -> function name -> state -> count (a task counted once, in its last state)
         self._counts: dict[bytes, dict[str, collections.Counter]] = {}
         self._dirty_jobs: set[bytes] = set()
@@ -46,10 +52,15 @@ class TaskTable:
                 self._records[event.task_id] = record
                 self.total += 1
                 if len(self._records) > self._size:
-                    self._records.popitem(last=False)
+                    self._evict()
             else:
                 self._records.move_to_end(event.task_id)
                 self._count(record, -1)
+            if event.state in _TERMINAL:
+                self._ended[event.task_id] = None
+                self._ended.move_to_end(event.task_id)
+            else:  # a retry: running again
+                self._ended.pop(event.task_id, None)
             record.state = event.state
             record.attempt = event.attempt
             if event.node_id:
@@ -62,6 +73,14 @@ class TaskTable:
             self._count(record, 1)
         self._publish()
 
+    def _evict(self) -> None:
+        """Drop the task that ended longest ago; the oldest one when none has ended."""
+        if self._ended:
+            task_id, _ = self._ended.popitem(last=False)
+            del self._records[task_id]
+        else:
+            self._records.popitem(last=False)
+
     def job_finished(self, job_id: bytes, reason: str) -> None:
         """Tasks of an ended job that never reported an end did not finish."""
         now = time.time()
@@ -70,6 +89,7 @@ class TaskTable:
                 self._count(record, -1)
                 record.state, record.end_time, record.error = "FAILED", now, reason
                 self._count(record, 1)
+                self._ended[record.task_id] = None
         self._publish()
 
     def _count(self, record: gcs_pb2.TaskRecord, delta: int) -> None:

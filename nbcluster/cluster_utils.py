@@ -13,7 +13,9 @@
 
 Every node has its own node manager, object store and session directory, and the
 nodes talk as separate machines would: through their node managers' ports on
-127.0.0.1. The nodes are children of this process and stop with it.
+127.0.0.1 (or the head's ``node_ip_address``). The head takes ``port`` (its GCS's,
+default any) and ``node_ip_address`` too, so nodes on other machines can join with
+``nbcluster start --address``. The nodes are children of this process and stop with it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from nbcluster.runtime.transport import methods
 
 __all__ = ["Cluster", "ClusterNode"]
 
-_NODE_ARGS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config")
+_NODE_ARGS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config", "port", "node_ip_address")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Cluster:
         self.head_node: ClusterNode | None = None
         self.worker_nodes: list[ClusterNode] = []
         self._config: RuntimeConfig | None = None
+        self._host = "127.0.0.1"
         if initialize_head:
             self.add_node(**(head_node_args or {}))
             if connect:
@@ -96,30 +99,36 @@ class Cluster:
         if unknown:
             raise ValueError(f"unknown node arguments {unknown}; valid: {list(_NODE_ARGS)}")
         system_config = node_args.pop("_system_config", None)
+        port, host = node_args.pop("port", 0), node_args.pop("node_ip_address", None)
         spec = dict(num_cpus=1, num_gpus=0, resources=None, object_store_memory=None)
         spec.update(node_args)
         if self.head_node is None:
             self._config = RuntimeConfig.load(system_config)
+            self._host = host or "127.0.0.1"
             handle = start_local_cluster(
                 num_cpus=spec["num_cpus"],
                 num_gpus=spec["num_gpus"],
                 resources=spec["resources"],
                 object_store_memory=spec["object_store_memory"],
                 config=self._config,
+                head_port=port,
+                host=self._host,
                 node_port=0,
+                jobs_host=self._host,
             )
             node = self.head_node = ClusterNode(handle.node_id.hex(), True, handle)
             if wait:
                 self._wait_address(handle)
         else:
-            if system_config:
-                raise ValueError("_system_config is set once, on the head node")
+            if system_config or port or host:
+                raise ValueError("_system_config, port and node_ip_address are set once, on the head node")
             head = self.head_node._handle
             handle = start_worker_node(
                 gcs_address=self.address,
                 token=head.token,
                 spec=NodeSpec(
-                    spec["num_cpus"], spec["num_gpus"], spec["resources"] or {}, spec["object_store_memory"], grpc_port=0
+                    spec["num_cpus"], spec["num_gpus"], spec["resources"] or {}, spec["object_store_memory"],
+                    node_ip=self._host, grpc_port=0,
                 ),
                 config=self._config,
                 link_latest=False,
@@ -176,8 +185,15 @@ class Cluster:
     def _wait_address(self, handle: LocalCluster, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not handle.session.address_file.exists():
-            if time.monotonic() > deadline or not handle.alive():
-                raise ClusterConnectionError(f"the head did not start; see {handle.session.logs}")
+            if not handle.alive():
+                why = handle.failure()
+                self.head_node = None
+                handle.abandon()
+                raise ClusterConnectionError(f"the head did not start: {why}")
+            if time.monotonic() > deadline:
+                self.head_node = None
+                handle.abandon()
+                raise ClusterConnectionError(f"the head did not start within {timeout:g} s")
             time.sleep(0.02)
 
     def _gcs_nodes(self) -> list[gcs_pb2.NodeInfo]:

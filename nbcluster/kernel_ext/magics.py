@@ -33,6 +33,7 @@ from traitlets import Bool
 
 import nbcluster
 import nbcluster.driver as driver
+from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.kernel_ext.routing import CellRouter
 from nbcluster.state import get_autoscaler_state, list_nodes
 
@@ -80,6 +81,9 @@ def connect_usage(line: str) -> None:
 @argument("--workers", type=int, default=0, help="worker nodes to start next to the head (default 0)")
 @argument("--worker-cpus", type=float, default=1.0, help="CPUs of each worker node (default 1)")
 @argument("--autoscale", metavar="MIN:MAX", help="add and remove worker nodes with the load, MIN to MAX")
+@argument("--port", type=int, help="serve the head on this port, so that other machines and terminals can join "
+                                   "it with `nbcluster start --address HOST:PORT` (default: any port)")
+@argument("--host", help="the address other machines reach this one at (with --port; default 127.0.0.1)")
 def start_usage(line: str) -> None:
     """%cluster start: start a cluster owned by this kernel (it stops with the kernel)."""
 
@@ -275,6 +279,13 @@ class ClusterMagics(Magics):
             raise UsageError("already connected; %cluster stop or %cluster disconnect first")
         if args.autoscale and args.workers:
             raise UsageError("give --workers or --autoscale, not both")
+        if args.autoscale and (args.port is not None or args.host):
+            raise UsageError("--port and --host are for a cluster that nodes join by hand: give them without "
+                             "--autoscale (the autoscaler adds this machine's nodes itself)")
+        if args.host and args.port is None:
+            raise UsageError("--host goes with --port: the port nodes join at (--port 0 for any)")
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise UsageError(f"--port must be 0 to 65535, got {args.port}")
         if args.autoscale:
             try:
                 low, high = (int(x) for x in args.autoscale.split(":"))
@@ -288,14 +299,24 @@ class ClusterMagics(Magics):
                 },
             }
             nbcluster.init(num_cpus=args.num_cpus, autoscaling_config=config)
-        elif args.workers:
+        elif args.workers or args.port is not None:
             from nbcluster.cluster_utils import Cluster
 
-            self.owned = Cluster(initialize_head=True, head_node_args={"num_cpus": args.num_cpus or os.cpu_count()})
+            head: dict[str, Any] = {"num_cpus": args.num_cpus or os.cpu_count()}
+            if args.port is not None:
+                head.update(port=args.port, node_ip_address=args.host or "127.0.0.1")
+            try:
+                self.owned = Cluster(initialize_head=True, head_node_args=head)
+            except ClusterConnectionError as exc:  # the port is taken, say
+                raise UsageError(f"%cluster start: {exc}") from None
             for _ in range(args.workers):
                 self.owned.add_node(num_cpus=args.worker_cpus)
             self.owned.wait_for_nodes()
             nbcluster.init(address=self.owned.address)
+            if args.port is not None:
+                token_file = self.owned.head_node._handle.session.token_file
+                print(f"Nodes join from a terminal with:\n  nbcluster start --address {self.owned.address} "
+                      f"--token-file {token_file}")
         else:
             nbcluster.init(num_cpus=args.num_cpus)
         self.router.install()

@@ -121,23 +121,6 @@ def _record(handle: LocalCluster, role: str, address: str, cluster_name: str = "
     (handle.session.dir / PROCESSES_FILE).write_text(json.dumps(info, indent=1))
 
 
-def _failure(session: Session) -> str:
-    """Why a node's processes exited while starting: the last line each wrote to
-    stderr, and where the whole logs are."""
-    reasons = []
-    for path in sorted(session.logs.glob("*.err")):
-        text = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        if text:
-            reasons.append(text[-1].strip())
-    return "; ".join(reasons or ["it exited without saying why"]) + f" (logs: {session.logs})"
-
-
-def _abandon(handle: LocalCluster) -> None:
-    """Stop a node that failed to start; free its shared memory if it could not."""
-    handle.stop(5.0)
-    shutil.rmtree(store_dir(handle.node_id), ignore_errors=True)
-
-
 def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:
     """The node's entry once the GCS lists it alive; CliError if a process exits."""
     from nbcluster.runtime.protocol import gcs_pb2
@@ -148,10 +131,11 @@ def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) 
     while True:
         dead = [p for p in handle.procs if p.poll() is not None]
         if dead:
-            _abandon(handle)
-            raise CliError(f"the node did not start: {_failure(handle.session)}")
+            why = f"{handle.failure()} (logs: {handle.session.logs})"
+            handle.abandon()
+            raise CliError(f"the node did not start: {why}")
         if time.monotonic() > deadline:
-            _abandon(handle)
+            handle.abandon()
             raise CliError(f"the node did not join within {timeout:g} s; see the logs in {handle.session.logs}")
         if handle.session.address_file.exists():  # the head writes it once it serves
             try:

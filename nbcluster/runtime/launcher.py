@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.procutil import spawn, spawn_python, terminate, wait_exit
-from nbcluster.runtime.session import TOKEN_ENV, Session, new_session, remove_session
+from nbcluster.runtime.session import TOKEN_ENV, Session, new_session, remove_session, store_dir
 
 if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.config import AutoscalingConfig
@@ -67,6 +68,20 @@ class LocalCluster:
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
+
+    def failure(self) -> str:
+        """Why its processes exited while starting: the last line each wrote to stderr."""
+        reasons = []
+        for path in sorted(self.session.logs.glob("*.err")):
+            text = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+            if text:
+                reasons.append(text[-1].strip())
+        return "; ".join(reasons or ["it exited without saying why"])
+
+    def abandon(self) -> None:
+        """Stop a node that failed to start; free its shared memory if it could not."""
+        self.stop(5.0)
+        shutil.rmtree(store_dir(self.node_id), ignore_errors=True)
 
     def forget(self) -> None:
         """Stop tracking a detached cluster (``embedded=False``) as this process's own:

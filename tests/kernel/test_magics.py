@@ -262,3 +262,48 @@ def test_a_kernel_driver_tells_its_kernel_id_and_notebook_in_its_job(tmp_path) -
         kernel.execute("%cluster stop")
     finally:
         kernel.close()
+
+
+def test_start_with_a_port_takes_nodes_from_a_terminal(kernel: Kernel) -> None:
+    """`%cluster start --port P` serves the kernel's cluster on P and prints the command
+    that joins it; a node started with that command from a terminal runs its tasks."""
+    import re
+    import socket
+
+    from tests.browser import free_port
+    from tests.cli_tools import Machine
+
+    port = free_port()
+    cell = kernel.execute(f"%load_ext nbcluster\n%cluster start --num-cpus 1 --port {port}")
+    joined = re.search(r"nbcluster start --address (\S+) --token-file (\S+)", kernel.text(cell))
+    assert joined, kernel.text(cell) + kernel.text(cell, "stderr")
+    assert joined.group(1) == f"127.0.0.1:{port}"
+    terminal = Machine("terminal")
+    try:
+        terminal.run("start", "--address", joined.group(1), "--token-file", joined.group(2), "--num-cpus", "1",
+                     "--resources", '{"joined": 1}')
+        cell = kernel.execute(
+            "import nbcluster\n"
+            "@nbcluster.remote(resources={'joined': 1})\n"
+            "def where():\n"
+            "    return nbcluster.get_runtime_context().get_node_id()\n"
+            "here = nbcluster.get_runtime_context().get_node_id()\n"
+            "print(len([n for n in nbcluster.nodes() if n['Alive']]), nbcluster.get(where.remote(), timeout=60) != here)"
+        )
+        assert kernel.text(cell) == "2 True\n", kernel.error(cell)
+    finally:
+        terminal.close()
+    cell = kernel.execute("%cluster stop")
+    assert not kernel.error(cell)
+
+    with socket.socket() as taken:  # a port in use is a usage error naming it; the next start works
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        used = taken.getsockname()[1]
+        cell = kernel.execute(f"%cluster start --num-cpus 1 --port {used}")
+        err = kernel.text(cell, "stderr")
+        assert "UsageError" in err and f"cannot listen on 127.0.0.1:{used}: the port is in use" in err, err
+    cell = kernel.execute("%cluster start --num-cpus 1 --autoscale 0:1 --port 1")
+    assert "--port and --host are for a cluster that nodes join by hand" in kernel.text(cell, "stderr")
+    cell = kernel.execute("%cluster start --num-cpus 1\nprint(nbcluster.get(nbcluster.put(7)))")
+    assert kernel.text(cell).endswith("7\n"), kernel.text(cell, "stderr")

@@ -461,10 +461,14 @@ async def open_unix(endpoint: str, make: Callable[[], Connection], timeout: floa
     cannot be made in ``timeout``. A connection whose handshake did not finish —
     timed out, refused, or the caller cancelled — is closed, never left open."""
     conn: Connection | None = None
+
+    async def connect() -> None:
+        nonlocal conn
+        _, conn = await asyncio.get_running_loop().create_unix_connection(make, parse_endpoint(endpoint))
+        await conn.ready
+
     try:
-        async with asyncio.timeout(timeout):
-            _, conn = await asyncio.get_running_loop().create_unix_connection(make, parse_endpoint(endpoint))
-            await conn.ready
+        await asyncio.wait_for(connect(), timeout)  # (asyncio.timeout() needs Python 3.11)
     except BaseException as exc:
         if conn is not None:
             conn.close()

@@ -88,13 +88,16 @@ async def connect_grpc(
     channel = channel or GrpcChannel(via, token)
     loop = asyncio.get_running_loop()
     conn = framed.Connection(dispatcher, token, local, server=False)
+
+    async def open_stream() -> None:
+        call = channel.open_stream(methods.NodeManager.Relay)
+        await call.write(nm_pb2.RelayChunk(target=target))
+        transport = _StreamTransport(call, conn, loop, on_close=channel.close if owned else None)
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        await conn.ready
+
     try:
-        async with asyncio.timeout(timeout):
-            call = channel.open_stream(methods.NodeManager.Relay)
-            await call.write(nm_pb2.RelayChunk(target=target))
-            transport = _StreamTransport(call, conn, loop, on_close=channel.close if owned else None)
-            conn.connection_made(transport)  # type: ignore[arg-type]
-            await conn.ready
+        await asyncio.wait_for(open_stream(), timeout)  # (asyncio.timeout() needs Python 3.11)
     except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
         if owned:
             channel.close()

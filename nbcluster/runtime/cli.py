@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,10 @@ def _record(handle: LocalCluster, role: str, address: str, cluster_name: str = "
             pass
     info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs,
             "cluster_name": cluster_name}
-    (handle.session.dir / PROCESSES_FILE).write_text(json.dumps(info, indent=1))
+    path = handle.session.dir / PROCESSES_FILE
+    tmp = path.with_name(f".{PROCESSES_FILE}.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, path)  # a reader (stop_session, session_running) never sees half of it
 
 
 def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:
@@ -250,22 +253,37 @@ def start_head(
     port: int = 0,
     jobs_port: int | None = 0,
     config: RuntimeConfig | None = None,
+    on_started: Callable[[LocalCluster], None] | None = None,
 ) -> tuple[LocalCluster, dict[str, Any]]:
     """Start a head that outlives this process, as ``nbcluster start --head`` does
     (sessions of their own, no lifeline, recorded in ``processes.json`` so that
     ``nbcluster stop`` and :func:`stop_session` stop it), quietly; ``autoscaling``: a
     validated :class:`~nbcluster.runtime.autoscaler.config.AutoscalingConfig`. Returns
     once the head serves and its node has joined: (handle, the session's
-    ``address.json``). CliError (with the reason from its logs) when it does not start."""
+    ``address.json``). CliError (with the reason from its logs) when it does not start.
+
+    The processes are recorded as soon as they run, before they serve, so that
+    :func:`stop_session` finds them even if this process dies while they start; the
+    record gets the address once they serve. ``on_started(handle)`` is called then too
+    (the session directory is known): what it raises stops them, and is raised."""
     config = config or RuntimeConfig.load()
     handle = start_local_cluster(
         num_cpus=num_cpus, config=config, embedded=False, head_port=port, host=host, node_port=0,
         autoscaling=autoscaling, jobs_host=host, jobs_port=jobs_port,
     )
     handle.forget()  # not this process's to stop at exit: processes.json names it
-    _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
+    name = autoscaling.cluster_name if autoscaling is not None else ""
+    _record(handle, "head", "", name)
+    try:
+        if on_started is not None:
+            on_started(handle)
+        _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
+    except Exception:
+        handle.abandon()  # stopped already when it did not join
+        (handle.session.dir / PROCESSES_FILE).unlink(missing_ok=True)
+        raise
     written = handle.session.read_address()
-    _record(handle, "head", written["gcs_address"], autoscaling.cluster_name if autoscaling is not None else "")
+    _record(handle, "head", written["gcs_address"], name)
     return handle, written
 
 

@@ -93,8 +93,8 @@ class NbclusterApp(ExtensionApp):
                                       root_dir=self.serverapp.root_dir,  # type: ignore[union-attr]
                                       log=self.log)
         self.manager.load()
-        self.log.info("nbcluster: %d cluster(s) re-attached; discovery file %s", len(self.manager.names()),
-                      self.manager.registry.discovery_path)
+        self.log.info("nbcluster: %d cluster(s) re-attached (or starting); discovery file %s",
+                      len(self.manager.names()), self.manager.registry.discovery_path)
 
     def initialize_handlers(self) -> None:
         from nbcluster.server_ext.page import page_handlers
@@ -103,6 +103,8 @@ class NbclusterApp(ExtensionApp):
         self.handlers.extend(page_handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # The server serves meanwhile: clusters the last server left starting show as starting.
+        await self.manager.resume()
         await self.manager.start_configured(list(self.start_clusters))
 
     async def stop_extension(self) -> None:

@@ -7,7 +7,10 @@ Each connected client gets one GCS ``Watch`` stream of its own
 (``data`` is the :class:`~nbcluster.events.ClusterEvent` as JSON), with a ``:
 keepalive`` comment when nothing happened for :attr:`EventsHandler.keepalive_s`. It
 ends when the client leaves, when the cluster is deleted (``event: deleted``) or the
-server stops, and when the head goes away (``event: unreachable``).
+server stops, and when the head goes away (``event: unreachable``): it closes the
+stream, or — since a head that hangs keeps its connections open — it does not answer
+the manager's :meth:`~nbcluster.server_ext.manager.ClusterManager.ping` after a
+keepalive within ``ping_timeout_s``, which marks the cluster unreachable too.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class EventsHandler(SseHandler):
             self.send_event("snapshot", snapshot)
             await self.flush()
             try:
-                how = await self.relay(items(), stop=gone)
+                how = await self.relay(items(), stop=gone, check=lambda: self.manager.ping(name))
             except NbclusterError as exc:
                 self.send_event("unreachable", {"name": name, "message": str(exc)})
             else:

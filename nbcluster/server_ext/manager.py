@@ -15,15 +15,24 @@ unreachable cluster stays in the registry (the page shows it; DELETE tidies it u
 leaves the discovery file, so ``%cluster connect`` does not pick a dead cluster; its
 nodes, autoscaler and scaling answer 409 at once instead of waiting for GCS timeouts.
 
+A head that hangs without dropping its connections (stopped, swapped out, stuck) still
+accepts them and looks running to those checks: :meth:`ping` (the event streams call it
+every keepalive period) asks it something cheap and marks it unreachable when it does not
+answer within :attr:`ClusterManager.ping_timeout_s`.
+
 Lifecycle: :meth:`load` re-attaches what the registry lists and still runs (dropping
-the rest); :meth:`start_configured` makes the clusters the server is configured to start;
-:meth:`shutdown` stops the clusters made here (unless told to keep them).
+the rest); :meth:`resume` waits for the clusters the last server left starting (a
+cluster is saved, as starting, as soon as its session directory is known, so a server
+killed while a cluster starts does not lose it); :meth:`start_configured` makes the
+clusters the server is configured to start; :meth:`shutdown` stops the clusters made here
+(unless told to keep them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import socket
@@ -68,6 +77,8 @@ class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Set when the server forgets the cluster (deleted, or the server stops).
     gone: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The :meth:`ClusterManager.ping` in flight (callers share it).
+    ping: asyncio.Future | None = None
 
 
 class ClusterManager:
@@ -75,6 +86,10 @@ class ClusterManager:
 
     #: Threads for blocking steps (GCS calls, starting and stopping processes).
     max_threads = 16
+    #: Seconds a head has to answer :meth:`ping` before it counts as unreachable.
+    ping_timeout_s = 10.0
+    #: Seconds between two looks at a cluster :meth:`resume` waits for.
+    resume_poll_s = 0.25
 
     def __init__(
         self,
@@ -99,6 +114,8 @@ class ClusterManager:
         #: Set when the server stops: list streams end.
         self.closing = asyncio.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="nbcluster-ext")
+        #: Clusters :meth:`load` found starting, for :meth:`resume`.
+        self._resumable: list[_Entry] = []
 
     # -- helpers ----------------------------------------------------------------------
     async def _run(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -131,10 +148,12 @@ class ClusterManager:
             await asyncio.sleep(settle_s)
 
     def _save(self) -> None:
+        """Save the registry and the discovery file. A starting cluster is saved once
+        its session is known (a later server can find it), but is not discoverable."""
         self._touch()
-        saved = [e for e in self._entries.values() if e.status != STARTING]
-        self.registry.save((e.record for e in saved),
-                           discoverable=[e.record.name for e in saved if e.status != UNREACHABLE])
+        saved = [e for e in self._entries.values() if e.status != STARTING or e.record.session_dir]
+        self.registry.save((replace(e.record, starting=e.status == STARTING) for e in saved),
+                           discoverable=[e.record.name for e in saved if e.status not in (STARTING, UNREACHABLE)])
 
     def _observed(self, entry: _Entry, reachable: bool, why: str = "") -> None:
         """Record what a look at the cluster found (running <-> unreachable)."""
@@ -203,13 +222,73 @@ class ClusterManager:
         with concurrent.futures.ThreadPoolExecutor(max(1, min(8, len(records)))) as pool:
             for record, token in pool.map(check, records):
                 if token is None:
-                    self.log.info("nbcluster: dropping cluster %s (%s): it no longer runs", record.name, record.address)
+                    self.log.info("nbcluster: dropping cluster %s (%s): it no longer runs", record.name,
+                                  record.address or record.session_dir)
                     if record.origin == "attached":
                         self.registry.drop_token(record.token_file)
-                elif record.name not in self._entries:
+                elif record.name in self._entries:
+                    continue
+                elif record.starting:  # the last server stopped while it started: see resume()
+                    self.log.info("nbcluster: cluster %s (session %s) was starting; waiting for it to serve",
+                                  record.name, record.session_dir)
+                    entry = self._entries[record.name] = _Entry(record, token, STARTING)
+                    self._resumable.append(entry)
+                else:
                     self.log.info("nbcluster: re-attached cluster %s at %s", record.name, record.address)
                     self._entries[record.name] = _Entry(record, token)
         self._save()
+
+    async def resume(self) -> None:
+        """Settle the clusters :meth:`load` found starting: each is re-attached once
+        its head serves (its address from its session), or stopped and dropped when its
+        processes die or it does not serve within the start-up timeout. Returns when all
+        are settled, or once the server stops (they stay saved as starting)."""
+        entries, self._resumable = self._resumable, []
+        results = await asyncio.gather(*(self._resume(entry) for entry in entries), return_exceptions=True)
+        for entry, result in zip(entries, results):
+            if isinstance(result, Exception):
+                self.log.error("nbcluster: settling cluster %s (session %s) failed: %s", entry.record.name,
+                               entry.record.session_dir, result, exc_info=result)
+
+    async def _resume(self, entry: _Entry) -> None:
+        name, session_dir = entry.record.name, entry.record.session_dir
+        deadline = time.monotonic() + local.startup_timeout(self.system_config)
+
+        def pending() -> bool:  # still ours to settle (not deleted meanwhile, the server not stopping)
+            return self._entries.get(name) is entry and entry.status == STARTING and not self.closing.is_set()
+
+        while pending():
+            started = await self._run(local.serving, session_dir)
+            if started is not None and pending():
+                try:
+                    await self._run(state.get_head_state, address=started.address, token=entry.token)
+                except NbclusterError:
+                    pass  # it wrote its address but does not answer yet
+                else:
+                    if pending():
+                        entry.record = replace(entry.record, address=started.address, token_file=started.token_file,
+                                               jobs_address=started.jobs_address, starting=False)
+                        entry.status = RUNNING
+                        self._save()
+                        self.log.info("nbcluster: re-attached cluster %s at %s (it was starting)", name,
+                                      started.address)
+                    return
+            if not pending():
+                return
+            if not await self._run(local.is_running, session_dir):
+                why = "its processes exited"
+            elif time.monotonic() > deadline:
+                why = "it did not serve in time"
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), self.resume_poll_s)
+                continue
+            if pending():
+                self.log.warning("nbcluster: cluster %s (session %s) was starting, but %s: stopping it",
+                                 name, session_dir, why)
+                with contextlib.suppress(UnknownCluster):  # deleted meanwhile
+                    await self.delete(name)
+            return
 
     async def start_configured(self, bodies: list[dict[str, Any]]) -> None:
         """Create the configured clusters that do not run yet (by name); a bad one is
@@ -231,13 +310,23 @@ class ClusterManager:
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
         entry = self._entries[name] = _Entry(record, "", STARTING)
         self._touch()  # listed as starting
+        loop = asyncio.get_running_loop()
+
+        def announced(session_dir: str, token_file: str) -> None:
+            """On the pool's thread, when its processes run: saved (as starting) before
+            the helper goes on, so a server killed now does not lose them."""
+            save = asyncio.run_coroutine_threadsafe(self._announced(entry, session_dir, token_file), loop)
+            save.result(30.0)
+
         async with entry.lock:
             try:
-                started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config)
+                started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config,
+                                          on_session=announced)
                 token = await self._run(read_token_file, started.token_file)
             except BaseException:
-                self._entries.pop(name, None)
-                self._touch()
+                if self._entries.get(name) is entry:
+                    self._entries.pop(name)
+                    self._save()  # no longer listed (it was saved as starting once its session was known)
                 raise
             entry.record = replace(record, address=started.address, token_file=started.token_file,
                                    session_dir=started.session_dir, jobs_address=started.jobs_address)
@@ -245,6 +334,12 @@ class ClusterManager:
             self._save()
         self.log.info("nbcluster: created cluster %s at %s (session %s)", name, started.address, started.session_dir)
         return await self._view(entry)
+
+    async def _announced(self, entry: _Entry, session_dir: str, token_file: str) -> None:
+        if self._entries.get(entry.record.name) is not entry:  # cannot happen while it starts: stop it then
+            raise ClusterConflict(f"cluster {entry.record.name} was forgotten while it started")
+        entry.record = replace(entry.record, session_dir=session_dir, token_file=token_file)
+        self._save()
 
     async def attach(self, body: Any) -> dict[str, Any]:
         request = parse_attach(body)
@@ -413,6 +508,31 @@ class ClusterManager:
             )
         return entry
 
+    async def ping(self, name: str) -> None:
+        """Ask the head something cheap (its own record) and record what that found:
+        ClusterConnectionError when it does not answer within :attr:`ping_timeout_s`
+        (a head that hangs still accepts connections, so nothing else notices). One call
+        at a time per cluster: concurrent callers share it. Nothing to do for a cluster
+        that is starting, stopping or forgotten."""
+        entry = self._entries.get(name)
+        if entry is None or entry.status not in (RUNNING, UNREACHABLE) or self.closing.is_set():
+            return
+        if entry.ping is None or entry.ping.done():
+            entry.ping = asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(state.get_head_state, address=entry.record.address, token=entry.token))
+            entry.ping.add_done_callback(_retrieved)
+        try:
+            await asyncio.wait_for(asyncio.shield(entry.ping), self.ping_timeout_s)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            why = f"its head did not answer within {self.ping_timeout_s:g} s"
+        except NbclusterError as exc:
+            why = str(exc)
+        else:
+            self._observed(entry, True)
+            return
+        self._observed(entry, False, why)
+        raise ClusterConnectionError(f"cluster {name} at {entry.record.address} is unreachable: {why}")
+
     # -- for the event stream and the jobs proxy --------------------------------------
     def connection(self, name: str) -> tuple[str, str, asyncio.Event]:
         """(address, token, an event set when the cluster is forgotten) of a cluster."""
@@ -434,6 +554,12 @@ class ClusterManager:
             raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
                                   "with the Jobs API to use jobs")
         return f"http://{jobs}", entry.token
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """A ping's outcome is read by whoever waited for it; nobody may have (all timed out)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _listening(address: str, timeout: float = 2.0) -> bool:

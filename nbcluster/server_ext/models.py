@@ -148,6 +148,9 @@ class ClusterRecord:
     session_dir: str = ""
     created: float = 0.0
     jobs_address: str = ""
+    #: Saved while a created cluster starts (its session known, its head not serving
+    #: yet): a server that finds it so at start-up waits for it to serve, or stops it.
+    starting: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

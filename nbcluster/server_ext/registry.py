@@ -1,7 +1,9 @@
 """The server's files in Jupyter's runtime directory, all private to the user (0600).
 
 - ``nbcluster-server-clusters.json``: the registry, ``{"clusters": [ClusterRecord...]}``,
-  read at start-up to re-attach clusters that kept running.
+  read at start-up to re-attach clusters that kept running. A cluster being made is
+  saved (``"starting": true``) as soon as its session directory is known, so that a
+  server killed while it starts does not orphan it.
 - ``nbcluster-clusters.json``: the discovery file kernels read (``%cluster connect
   NAME``, :func:`nbcluster.kernel_ext.magics.discovery_clusters`):
   ``{"clusters": [{"name", "address", "token_file"}]}``.

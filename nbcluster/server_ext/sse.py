@@ -2,8 +2,9 @@
 
 :class:`SseHandler` writes ``event: KIND`` / ``data: JSON`` records as an async source
 yields them, a ``: keepalive`` comment when nothing happened for ``keepalive_s`` (so
-proxies keep the connection), and stops when the source ends, the client leaves, or a
-``stop`` event is set — whichever comes first — always closing the source.
+proxies keep the connection), and stops when the source ends, the client leaves, a
+``stop`` event is set, or a ``check`` run each keepalive period fails — whichever comes
+first — always closing the source.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from nbcluster.server_ext.handlers import NbclusterAPIHandler
@@ -38,12 +39,15 @@ class SseHandler(NbclusterAPIHandler):
     def send_event(self, kind: str, data: Any) -> None:
         self.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n")
 
-    async def relay(self, source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event | None = None) -> str:
+    async def relay(self, source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event | None = None,
+                    check: Callable[[], Awaitable[Any]] | None = None) -> str:
         """Send ``(kind, data)`` items of ``source`` as events until it ends
         (``"ended"``), the client leaves (``"left"``) or ``stop`` is set
-        (``"stopped"``); an exception of the source is raised. The source is closed
-        either way. Raises tornado's ``StreamClosedError`` when the client left while
-        being written to."""
+        (``"stopped"``); an exception of the source is raised. ``check`` runs after each
+        keepalive (one at a time, beside the source): a source that is quiet because its
+        far end hangs never ends by itself, so what ``check`` raises ends the relay and
+        is raised. The source is closed either way. Raises tornado's
+        ``StreamClosedError`` when the client left while being written to."""
 
         async def pump() -> None:
             async for kind, data in source:
@@ -53,10 +57,11 @@ class SseHandler(NbclusterAPIHandler):
         pumping = asyncio.ensure_future(pump())
         left = asyncio.ensure_future(self._left.wait())
         stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        checking: asyncio.Future | None = None
         try:
             while True:
-                done, _ = await asyncio.wait({pumping, left, stopped}, timeout=self.keepalive_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                waiting = {pumping, left, stopped} | ({checking} if checking is not None else set())
+                done, _ = await asyncio.wait(waiting, timeout=self.keepalive_s, return_when=asyncio.FIRST_COMPLETED)
                 if left in done:
                     return "left"
                 if stopped in done:
@@ -64,13 +69,23 @@ class SseHandler(NbclusterAPIHandler):
                 if pumping in done:
                     pumping.result()  # raises what the source raised
                     return "ended"
+                if checking is not None and checking in done:
+                    checking, finished = None, checking
+                    finished.result()  # raises what the check raised
+                    continue
                 self.write(": keepalive\n\n")
                 await self.flush()
+                if check is not None and checking is None:
+                    checking = asyncio.ensure_future(check())
         finally:
-            for task in (pumping, left, stopped):
-                task.cancel()
+            for task in (pumping, left, stopped, checking):
+                if task is not None:
+                    task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pumping
+            if checking is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await checking
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

@@ -6,6 +6,7 @@ own them)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -76,12 +77,14 @@ def gone(procs: list[psutil.Process]) -> bool:
     return all(dead(p) for p in procs)
 
 
-async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 60.0, message: str = "") -> Any:
-    """Poll an async ``predicate`` until it returns something truthy; fail after
-    ``timeout`` (the loop keeps serving meanwhile)."""
+async def until(predicate: Callable[[], Awaitable[Any] | Any], timeout: float = 60.0, message: str = "") -> Any:
+    """Poll ``predicate`` (async, or a plain function) until it returns something
+    truthy; fail after ``timeout`` (the loop keeps serving meanwhile)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await predicate()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -1,5 +1,6 @@
 """Attaching clusters started elsewhere (a script's cluster_utils.Cluster, the CLI), their
-live events as server-sent events, and their Jobs API through the server."""
+live events as server-sent events (also when a head hangs), and their Jobs API through
+the server."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from nbcluster import state
 
 from ..conftest import FAST_CONFIG
-from .conftest import until
+from .conftest import session_processes, until
 from .test_handlers import call, discovery
 
 
@@ -283,4 +284,52 @@ async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any)
             assert code == 400 and "Jobs API path" in answer["message"], (path, code, answer)
     finally:
         code, _ = await call(jp_fetch, "DELETE", "clusters", "jobs")
+        assert code == 204
+
+
+async def test_a_hung_head_ends_the_stream_as_unreachable(jp_fetch: Any, jp_serverapp: Any, jp_runtime_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head that hangs (SIGSTOP) keeps its connections open, so the stream would go on
+    sending keepalives: the check after a keepalive finds that it does not answer, the
+    stream ends with `unreachable` and the cluster says so; it is running again once the
+    head goes on (SIGCONT)."""
+    from nbcluster.server_ext.events_handler import EventsHandler
+
+    (app,) = jp_serverapp.extension_manager.extension_apps["nbcluster"]
+    monkeypatch.setattr(EventsHandler, "keepalive_s", 0.5)
+    monkeypatch.setattr(app.manager, "ping_timeout_s", 3.0)
+    code, cluster = await call(jp_fetch, "POST", "clusters", payload={"name": "hung", "workers": 0})
+    assert code == 201, cluster
+    (listed,) = discovery(jp_runtime_dir)["clusters"]
+    (head,) = [p for p in session_processes(Path(listed["token_file"]).parent)
+               if "nbcluster.runtime.gcs" in p.cmdline()]
+    chunks: list[str] = []
+    stream = asyncio.ensure_future(_sse(jp_fetch, "hung", chunks))
+    try:
+        async def seen(kind: str) -> Any:
+            return [data for k, data in _events(chunks) if k == kind]
+
+        await until(lambda: seen("snapshot"), 60.0, "the snapshot")
+        await until(lambda: ": keepalive" in "".join(chunks), 30.0, "a keepalive (with its check)")
+        head.suspend()
+        try:
+            (event,) = await until(lambda: seen("unreachable"), 30.0, "`unreachable` after the head hung")
+            assert event["name"] == "hung" and "did not answer within 3 s" in event["message"], event
+            response = await asyncio.wait_for(stream, 30.0)
+            assert response.code == 200 and _events(chunks)[-1][0] == "unreachable"
+            assert discovery(jp_runtime_dir) == {"clusters": []}  # kernels no longer find it
+            code, got = await call(jp_fetch, "GET", "clusters", "hung")
+            assert code == 200 and got["status"] == "unreachable", got
+        finally:
+            head.resume()
+
+        async def running() -> bool:
+            _, got = await call(jp_fetch, "GET", "clusters", "hung")
+            return got["status"] == "running"
+
+        await until(running, 60.0, "the cluster to be running again")
+        assert [c["name"] for c in discovery(jp_runtime_dir)["clusters"]] == ["hung"]
+    finally:
+        stream.cancel()
+        code, _ = await call(jp_fetch, "DELETE", "clusters", "hung")
         assert code == 204

@@ -2,11 +2,12 @@
 REST; a notebook kernel started over REST that connects to it by name (%cluster connect,
 through the discovery file) and runs a task; the cluster lists that kernel as a driver;
 deleting the cluster stops its processes. And a server restart re-attaches a cluster
-that kept running."""
+that kept running, also one that was still starting when the server was killed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
@@ -157,6 +158,68 @@ async def test_server_restart_reattaches_a_cluster_that_kept_running() -> None:
             assert gone(procs)
     finally:
         for proc in procs:
+            if not gone([proc]):
+                proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_server_killed_while_a_cluster_starts_does_not_orphan_it() -> None:
+    """The server is SIGKILLed once the registry lists the cluster as starting (its
+    session known, its head maybe not serving yet): the next server re-attaches it once
+    it serves, and DELETE stops it. (Should the helper have stopped it because the server
+    died before taking it, nothing of it may be left running.)"""
+    home = Path(tempfile.mkdtemp(prefix="nbc-jupyter-"))
+    left: list[psutil.Process] = []  # the start's helper, and the cluster's processes
+    try:
+        first = JupyterProcess(home=home, extra_args=EXTENSION_ARGS).start()
+        try:
+            registry = first.runtime_dir / "nbcluster-server-clusters.json"
+
+            async def starting() -> list[dict[str, Any]]:
+                try:
+                    listed = json.loads(registry.read_text())["clusters"]
+                except (OSError, ValueError):
+                    return []
+                return [c for c in listed if c["name"] == "orphan" and c.get("starting")]
+
+            posting = asyncio.ensure_future(rest(first, "POST", "nbcluster/api/clusters", {"name": "orphan"}))
+            (record,) = await until(starting, 60.0, "the registry to list the cluster as starting")
+            assert first.proc is not None
+            left += psutil.Process(first.proc.pid).children(recursive=True)
+            first.proc.kill()
+            first.proc.wait(10)
+            with contextlib.suppress(OSError):  # the POST gets no answer
+                await posting
+        finally:
+            first.stop()
+        session_dir = Path(record["session_dir"])
+        if (session_dir / "processes.json").exists():
+            left += session_processes(session_dir)
+
+        with JupyterProcess(home=home, extra_args=EXTENSION_ARGS) as second:
+            async def settled() -> Any:
+                code, listed = await rest(second, "GET", "nbcluster/api/clusters")
+                assert code == 200, listed
+                clusters = listed["clusters"]
+                return clusters if not clusters or clusters[0]["status"] != "starting" else None
+
+            clusters = await until(settled, 120.0, "the cluster left starting to be re-attached or dropped")
+            if not clusters:  # the helper saw the server die before it took the cluster
+                await until(lambda: gone(left), 60.0, "the helper and what it started to exit")
+                return
+            (cluster,) = clusters
+            assert (cluster["name"], cluster["status"], cluster["origin"]) == ("orphan", "running", "created"), (
+                cluster, second.log())
+            assert cluster["address"]
+            procs = session_processes(session_dir)
+            left += procs
+            listed = json.loads((second.runtime_dir / "nbcluster-clusters.json").read_text())["clusters"]
+            assert [c["name"] for c in listed] == ["orphan"]
+            code, _ = await rest(second, "DELETE", "nbcluster/api/clusters/orphan")
+            assert code == 204
+            assert gone(procs) and not session_dir.exists()
+    finally:
+        for proc in left:
             if not gone([proc]):
                 proc.kill()
         shutil.rmtree(home, ignore_errors=True)

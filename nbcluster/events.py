@@ -75,7 +75,9 @@ class Subscription:
 
     @property
     def active(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """Whether events still come: not closed, not ended, and the driver connected
+        (a shutdown stops the runtime's loop, maybe before the stream's task is done)."""
+        return self._task is not None and not self._task.done() and not self._core.closed
 
     def close(self) -> None:
         self.closed = True

@@ -246,7 +246,7 @@ def init(
             session, token, gcs_address, node_endpoint = _find_cluster(address)
             _connect(session, token, gcs_address, node_endpoint, None, config, namespace, env, log_to_driver,
                      autoscaler_events)
-        atexit.register(shutdown)
+        atexit.register(_shutdown_at_exit)
         return _info()
 
 
@@ -400,13 +400,23 @@ def _info() -> ClusterInfo:
 
 def shutdown() -> None:
     """Disconnect; if this driver started an embedded cluster, stop it."""
+    _shutdown(callbacks=True)
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit: without the disconnect callbacks (the views they freeze
+    belong to a kernel that is going away: nothing would show them)."""
+    _shutdown(callbacks=False)
+
+
+def _shutdown(callbacks: bool) -> None:
     global _cluster, _gcs
     core = worker_state.current
-    if core is not None and core.mode == DRIVER and not core.closed:
+    if callbacks and core is not None and core.mode == DRIVER and not core.closed:
         # Outside the lock: a callback may wait for a thread that is using the driver.
         with _lock:
-            callbacks = list(_disconnect_callbacks)
-        for callback in callbacks:
+            registered = list(_disconnect_callbacks)
+        for callback in registered:
             try:
                 callback()
             except Exception:  # noqa: BLE001 - one callback's bug must not keep the driver connected

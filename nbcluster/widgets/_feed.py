@@ -82,10 +82,11 @@ class _Feed:
                 if thread.ident is not None:
                     thread.join(timeout=10)
 
-    def freeze_all(self, note: str) -> None:
-        """Freeze every live view that can be (``freeze(note)``: it keeps showing its
-        last state): the driver is going away, and with it what they follow."""
-        for view in self.views:
+    def freeze_all(self, note: str, views: list[View] | None = None) -> None:
+        """Freeze every live view (or those of ``views``) that can be (``freeze(note)``:
+        it keeps showing its last state): the driver is going away, and with it what
+        they follow."""
+        for view in self.views if views is None else views:
             freeze = getattr(view, "freeze", None)
             if freeze is not None:
                 try:
@@ -108,8 +109,9 @@ class _Feed:
     def _on_stream_end(self, reason: str) -> None:
         """On the runtime's loop thread, when the stream ended without a ``close()``:
         freeze the views from another thread (freezing waits for the flush thread,
-        which may be waiting on this loop)."""
-        threading.Thread(target=self.freeze_all, args=("the cluster went away",),
+        which may be waiting on this loop) — those registered now: a view made after a
+        reconnect, on a new stream, is not frozen by the old stream's end."""
+        threading.Thread(target=self.freeze_all, args=("the cluster went away", self.views),
                          name="nbcluster-widgets-freeze", daemon=True).start()
 
     def _on_event(self, event: nbcluster.events.ClusterEvent) -> None:

@@ -57,8 +57,8 @@ def test_on_end_says_when_the_head_goes_away_not_at_shutdown(start_cluster):
         events.subscribe(lambda e: None, on_end=closed.append).close()
         sub = events.subscribe(lambda e: None, on_end=ended.append)
         c.shutdown()
-        wait_for(lambda: ended, timeout=20, message="on_end called when the head went away")
-        assert not sub.active and closed == []
+        wait_for(lambda: ended and not sub.active, timeout=20, message="on_end called when the head went away")
+        assert closed == []
     finally:
         nbcluster.shutdown()
         c.shutdown()

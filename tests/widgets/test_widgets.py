@@ -376,9 +376,10 @@ def test_the_head_going_away_freezes_the_views(widget_factory):
         widget = widget_factory()
         assert feed.active
         c.shutdown()  # the head (and the node this driver is on) stop under the driver
-        wait_for(lambda: widget.frozen, timeout=20, message="the view frozen when its stream ended")
-        assert "(the cluster went away)" in widget._header.value and not widget.closed
-        assert not feed.views and not feed.active
+        # freeze() sets frozen, then unregisters, then marks the header: wait for all of it
+        wait_for(lambda: "(the cluster went away)" in widget._header.value and not feed.views, timeout=20,
+                 message="the view frozen and marked when its stream ended")
+        assert widget.frozen and not widget.closed and not feed.active
     finally:
         nbcluster.shutdown()
         c.shutdown()

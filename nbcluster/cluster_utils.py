@@ -185,15 +185,12 @@ class Cluster:
     def _wait_address(self, handle: LocalCluster, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not handle.session.address_file.exists():
-            if not handle.alive():
-                why = handle.failure()
+            exited = not handle.alive()
+            if exited or time.monotonic() > deadline:
+                why = handle.failure() if exited else f"it did not serve within {timeout:g} s ({handle.failure()})"
                 self.head_node = None
-                handle.abandon()
+                handle.abandon()  # removes its session, logs included, unless NBCLUSTER_KEEP_SESSION=1
                 raise ClusterConnectionError(f"the head did not start: {why}")
-            if time.monotonic() > deadline:
-                self.head_node = None
-                handle.abandon()
-                raise ClusterConnectionError(f"the head did not start within {timeout:g} s")
             time.sleep(0.02)
 
     def _gcs_nodes(self) -> list[gcs_pb2.NodeInfo]:

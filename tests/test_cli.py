@@ -4,6 +4,7 @@ connect a driver, look with ``status`` and ``list``, ``stop``; and its errors.""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 
@@ -264,3 +265,27 @@ def test_joining_an_embedded_cluster_is_refused_with_the_way_out(machine: Machin
         assert nbcluster.available_resources().get("CPU") == 1
     finally:
         nbcluster.shutdown()
+
+
+def test_stopping_a_session_frees_the_memory_of_a_node_that_rejoined(tmp_path) -> None:
+    """A node declared dead while alive rejoins under a new id, and its shared memory
+    is named by that id: stopping the session frees it even if the node could not."""
+    from nbcluster.runtime import cli, ids
+    from nbcluster.runtime.session import Session, store_dir
+
+    session = Session(tmp_path / "session")
+    session.dir.mkdir()
+    first, rejoined = ids.random_id(), ids.random_id()
+    session.write_address({"node_id": first.hex()})
+    session.record_rejoin(rejoined)
+    stores = [store_dir(first), store_dir(rejoined)]
+    for path in stores:
+        path.mkdir()
+        (path / "arena").write_bytes(b"x")
+    try:
+        assert session.node_ids() == {first.hex(), rejoined.hex()}
+        assert cli.stop_session(session.dir, 1.0) == 0  # its processes are gone already
+        assert not [p for p in stores if p.exists()]
+    finally:
+        for path in stores:
+            shutil.rmtree(path, ignore_errors=True)

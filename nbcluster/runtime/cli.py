@@ -200,18 +200,15 @@ def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalC
     autoscaling = _autoscaling(opts) if opts.autoscaling_config else None
     node_ip = opts.node_ip_address or local_ip()
     spec = _spec(opts, node_ip, opts.node_manager_port)
-    handle = start_local_cluster(
+    handle, written, node = start_head(
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
-        object_store_memory=spec.object_store_memory, config=config, embedded=False,
-        head_port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
+        object_store_memory=spec.object_store_memory, config=config,
+        port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
         autoscaling=autoscaling, jobs_host=opts.dashboard_host,
         jobs_port=opts.dashboard_port if opts.include_dashboard else None,
     )
-    node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
-    written = handle.session.read_address()
     address = written["gcs_address"]
     jobs = written.get("jobs_address", "")
-    _record(handle, "head", address, autoscaling.cluster_name if autoscaling is not None else "")
     if autoscaling is not None:
         types = ", ".join(
             f"{t.name} {{{cli_view._shape(t.resources)}}} x{t.min_workers}-{t.max_workers}"
@@ -254,13 +251,20 @@ def start_head(
     jobs_port: int | None = 0,
     config: RuntimeConfig | None = None,
     on_started: Callable[[LocalCluster], None] | None = None,
-) -> tuple[LocalCluster, dict[str, Any]]:
+    num_gpus: float = 0,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    node_port: int = 0,
+    object_port: int = 0,
+    jobs_host: str | None = None,
+) -> tuple[LocalCluster, dict[str, Any], Any]:
     """Start a head that outlives this process, as ``nbcluster start --head`` does
     (sessions of their own, no lifeline, recorded in ``processes.json`` so that
     ``nbcluster stop`` and :func:`stop_session` stop it), quietly; ``autoscaling``: a
     validated :class:`~nbcluster.runtime.autoscaler.config.AutoscalingConfig`. Returns
     once the head serves and its node has joined: (handle, the session's
-    ``address.json``). CliError (with the reason from its logs) when it does not start.
+    ``address.json``, the node's NodeState). CliError (with the reason from its logs)
+    when it does not start; an interrupt (Ctrl-C) while it starts stops it too.
 
     The processes are recorded as soon as they run, before they serve, so that
     :func:`stop_session` finds them even if this process dies while they start; the
@@ -268,8 +272,9 @@ def start_head(
     (the session directory is known): what it raises stops them, and is raised."""
     config = config or RuntimeConfig.load()
     handle = start_local_cluster(
-        num_cpus=num_cpus, config=config, embedded=False, head_port=port, host=host, node_port=0,
-        autoscaling=autoscaling, jobs_host=host, jobs_port=jobs_port,
+        num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
+        config=config, embedded=False, head_port=port, host=host, node_port=node_port, object_port=object_port,
+        autoscaling=autoscaling, jobs_host=host if jobs_host is None else jobs_host, jobs_port=jobs_port,
     )
     handle.forget()  # not this process's to stop at exit: processes.json names it
     name = autoscaling.cluster_name if autoscaling is not None else ""
@@ -277,14 +282,14 @@ def start_head(
     try:
         if on_started is not None:
             on_started(handle)
-        _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
-    except Exception:
+        node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
+    except BaseException:
         handle.abandon()  # stopped already when it did not join
         (handle.session.dir / PROCESSES_FILE).unlink(missing_ok=True)
         raise
     written = handle.session.read_address()
     _record(handle, "head", written["gcs_address"], name)
-    return handle, written
+    return handle, written, node
 
 
 def _worker_token(opts: argparse.Namespace) -> str:
@@ -449,11 +454,7 @@ def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, gra
 
 def _clean_stores(session: Session, info: dict) -> None:
     """Shared memory of nodes that could not clean up (killed, or a rejoin's new id)."""
-    node_ids = {info.get("node_id", "")}
-    try:
-        node_ids.add(session.read_address().get("node_id", ""))
-    except (OSError, ValueError):
-        pass
+    node_ids = {info.get("node_id", "")} | session.node_ids()
     for node_id in filter(None, node_ids):
         shutil.rmtree(store_dir(bytes.fromhex(node_id)), ignore_errors=True)
 

@@ -78,6 +78,30 @@ class Session:
         tmp.write_text(json.dumps(info, indent=1))
         os.replace(tmp, self.address_file)
 
+    @property
+    def rejoined_file(self) -> Path:
+        """The ids a node of this session took when it rejoined (one hex id a line)."""
+        return self.dir / "rejoined_node_ids"
+
+    def record_rejoin(self, node_id: bytes) -> None:
+        """Note the new id of a node that rejoins (its shared memory is named by it),
+        before it makes its store, so whoever stops the session can free it."""
+        with open(self.rejoined_file, "a") as f:
+            f.write(node_id.hex() + "\n")
+
+    def node_ids(self) -> set[str]:
+        """Every id (hex) a node of this session had: its address file's, and rejoins'."""
+        ids = set()
+        try:
+            ids.add(self.read_address().get("node_id", ""))
+        except (OSError, ValueError):
+            pass
+        try:
+            ids.update(self.rejoined_file.read_text().split())
+        except OSError:
+            pass
+        return {i for i in ids if i}
+
 
 def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Session, str]:
     """Create a session directory with a (fresh) token; point session_latest at it

@@ -129,10 +129,15 @@ def start(name: str, spec: ClusterSpec, *, host: str = "127.0.0.1", system_confi
                 helper.stdin.close()
         if not answer:  # it died (or was killed) before it said how it went
             _give_up(helper, session_dir)
+            logs = f" (logs: {session_dir}/logs)" if session_dir else ""
             if timed_out.is_set():
-                raise ClusterStartError(f"cluster {name} did not start within {timeout:g} s")
+                raise ClusterStartError(f"cluster {name} did not start within {timeout:g} s{logs}")
             stderr.seek(0)
-            answer = {"error": (stderr.read().strip() or "the helper said nothing")[-2000:]}
+            answer = {"error": (stderr.read().strip() or "the helper said nothing")[-2000:] + logs}
+        try:  # it said how it went and exits now; Popen's exit would wait for it without a bound
+            helper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            helper.kill()
     if "error" in answer:
         raise ClusterStartError(f"cluster {name} did not start: {answer['error']}")
     return Started(**answer["started"])
@@ -185,7 +190,7 @@ def _detached_main() -> int:
             raise _Unwanted(handle.session)
 
     try:
-        handle, written = start_head(
+        handle, written, _ = start_head(
             num_cpus=request["num_cpus"], autoscaling=AutoscalingConfig.from_json(request["config"]),
             host=request["host"], port=0, jobs_port=0, config=RuntimeConfig.load(request["system_config"]),
             on_started=announce,

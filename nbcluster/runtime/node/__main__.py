@@ -77,6 +77,7 @@ async def serve(opts: argparse.Namespace) -> None:
             return
         # Declared dead while alive (a partition): come back as a new node.
         options = dataclasses.replace(options, node_id=ids.random_id())
+        session.record_rejoin(options.node_id)
         logger.info("rejoining the cluster as node %s", options.node_id.hex())
         _readdress(session, options.node_id)
 

@@ -46,6 +46,7 @@ from nbcluster import state
 from nbcluster.autoscaler import set_worker_bounds
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterError
 from nbcluster.runtime.discovery import local_heads, read_token_file
+from nbcluster.runtime.transport.errors import TransportError
 from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
     BadRequest,
@@ -294,6 +295,8 @@ class ClusterManager:
         """Create the configured clusters that do not run yet (by name); a bad one is
         logged and skipped."""
         for body in bodies:
+            if self.closing.is_set():  # the server stopped while resume() waited
+                return
             name = body.get("name") if isinstance(body, dict) else None
             if name is not None and name in self._entries:
                 continue
@@ -304,6 +307,8 @@ class ClusterManager:
 
     # -- create, attach, delete -------------------------------------------------------
     async def create(self, body: Any) -> dict[str, Any]:
+        if self.closing.is_set():  # what shutdown() stops is chosen already
+            raise ClusterConflict("the Jupyter server is stopping: create the cluster once it runs again")
         name, spec = parse_create(body, self.defaults)
         name = self._reserve(name)
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
@@ -323,6 +328,10 @@ class ClusterManager:
                 started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config,
                                           on_session=announced)
                 token = await self._run(read_token_file, started.token_file)
+            except asyncio.CancelledError:
+                # The server stops under it: the pool's thread goes on starting it, and once
+                # its session is known it stays saved as starting for the next server.
+                raise
             except BaseException:
                 if self._entries.get(name) is entry:
                     self._entries.pop(name)
@@ -449,6 +458,10 @@ class ClusterManager:
             self._observed(entry, False, "its processes are gone" if record.origin == "created" else
                            "nothing accepts connections at its address")
             return cluster_json(record, UNREACHABLE)
+        try:  # a head that hangs accepts connections: one bounded look, shared with the event streams
+            await self.ping(record.name)
+        except ClusterConnectionError:
+            return cluster_json(record, UNREACHABLE)
         kwargs = {"address": record.address, "token": entry.token}
         try:
             nodes, autoscaler, jobs = await asyncio.gather(
@@ -456,7 +469,7 @@ class ClusterManager:
                 self._run(state.get_autoscaler_state, **kwargs),
                 self._run(state.list_jobs, **kwargs),
             )
-        except NbclusterError as exc:
+        except (NbclusterError, TransportError) as exc:
             self._observed(entry, False, str(exc))
             return cluster_json(record, UNREACHABLE)
         self._observed(entry, True)
@@ -525,7 +538,7 @@ class ClusterManager:
             await asyncio.wait_for(asyncio.shield(entry.ping), self.ping_timeout_s)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             why = f"its head did not answer within {self.ping_timeout_s:g} s"
-        except NbclusterError as exc:
+        except (NbclusterError, TransportError) as exc:
             why = str(exc)
         else:
             self._observed(entry, True)

@@ -98,14 +98,15 @@ async def connect_grpc(
 
     try:
         await asyncio.wait_for(open_stream(), timeout)  # (asyncio.timeout() needs Python 3.11)
-    except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
+    except BaseException as exc:  # a failure, or the caller cancelled: nothing half-open stays
+        conn.close()
         if owned:
             channel.close()
-        raise ConnectionLost(f"cannot reach {address}: {str(exc) or 'timed out'}") from exc
-    except Exception as exc:  # grpc errors
-        if owned:
-            channel.close()
-        raise ConnectionLost(f"cannot reach {address}: {exc}") from exc
+        if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionLost)):
+            raise ConnectionLost(f"cannot reach {address}: {str(exc) or 'timed out'}") from exc
+        if isinstance(exc, Exception):  # grpc errors
+            raise ConnectionLost(f"cannot reach {address}: {exc}") from exc
+        raise
     return conn
 
 

@@ -23,6 +23,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import httpclient, web, websocket
 from tornado.iostream import StreamClosedError
 
+from nbcluster.exceptions import NbclusterError
 from nbcluster.server_ext.handlers import NbclusterAPIHandler, domain_errors
 from nbcluster.server_ext.models import BadRequest
 from nbcluster.server_ext.sse import SseHandler
@@ -129,8 +130,15 @@ class JobLogTailHandler(SseHandler):
 
         self.start_stream()
         try:
-            if await self.relay(chunks()) == "ended":
-                self.send_event("end", {"code": conn.close_code, "reason": conn.close_reason or ""})
+            try:  # a head that hangs keeps the websocket open: the check after a keepalive ends it
+                how = await self.relay(chunks(), check=lambda: self.manager.ping(name))
+            except NbclusterError as exc:
+                self.send_event("unreachable", {"name": name, "message": str(exc)})
+                how = "ended"
+            else:
+                if how == "ended":
+                    self.send_event("end", {"code": conn.close_code, "reason": conn.close_reason or ""})
+            if how == "ended":
                 self.finish(set_content_type="text/event-stream; charset=utf-8")
         except StreamClosedError:
             pass  # the client left while we wrote

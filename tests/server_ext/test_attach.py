@@ -131,6 +131,10 @@ async def _sse(jp_fetch: Any, name: str, chunks: list[str], *path: str, **params
                           streaming_callback=received, request_timeout=120)
 
 
+def _events_of(chunks: list[str], kind: str) -> list[Any]:
+    return [data for k, data in _events(chunks) if k == kind]
+
+
 def _events(chunks: list[str]) -> list[tuple[str, Any]]:
     out = []
     for block in "".join(chunks).split("\n\n"):
@@ -294,29 +298,39 @@ async def test_a_hung_head_ends_the_stream_as_unreachable(jp_fetch: Any, jp_serv
     stream ends with `unreachable` and the cluster says so; it is running again once the
     head goes on (SIGCONT)."""
     from nbcluster.server_ext.events_handler import EventsHandler
+    from nbcluster.server_ext.jobs_proxy import JobLogTailHandler
 
     (app,) = jp_serverapp.extension_manager.extension_apps["nbcluster"]
-    monkeypatch.setattr(EventsHandler, "keepalive_s", 0.5)
+    for handler in (EventsHandler, JobLogTailHandler):
+        monkeypatch.setattr(handler, "keepalive_s", 0.5)
     monkeypatch.setattr(app.manager, "ping_timeout_s", 3.0)
     code, cluster = await call(jp_fetch, "POST", "clusters", payload={"name": "hung", "workers": 0})
     assert code == 201, cluster
     (listed,) = discovery(jp_runtime_dir)["clusters"]
     (head,) = [p for p in session_processes(Path(listed["token_file"]).parent)
                if "nbcluster.runtime.gcs" in p.cmdline()]
+    code, _ = await call(jp_fetch, "POST", "clusters", "hung", "jobs", "", payload={
+        "submission_id": "sleeper", "entrypoint": "python -c \"import time; print('up', flush=True); time.sleep(120)\""})
+    assert code == 200
     chunks: list[str] = []
+    tail: list[str] = []
     stream = asyncio.ensure_future(_sse(jp_fetch, "hung", chunks))
+    tailing = asyncio.ensure_future(_sse(jp_fetch, "hung", tail, "jobs", "sleeper", "logs", "tail"))
     try:
-        async def seen(kind: str) -> Any:
-            return [data for k, data in _events(chunks) if k == kind]
-
-        await until(lambda: seen("snapshot"), 60.0, "the snapshot")
+        await until(lambda: _events_of(chunks, "snapshot"), 60.0, "the snapshot")
         await until(lambda: ": keepalive" in "".join(chunks), 30.0, "a keepalive (with its check)")
+        await until(lambda: "up" in "".join(d["text"] for d in _events_of(tail, "log")), 60.0, "the job's first line")
         head.suspend()
         try:
-            (event,) = await until(lambda: seen("unreachable"), 30.0, "`unreachable` after the head hung")
+            (event,) = await until(lambda: _events_of(chunks, "unreachable"), 30.0, "`unreachable` after the head hung")
             assert event["name"] == "hung" and "did not answer within 3 s" in event["message"], event
             response = await asyncio.wait_for(stream, 30.0)
             assert response.code == 200 and _events(chunks)[-1][0] == "unreachable"
+            # The job's log tail (a websocket on the head, open but silent) ends the same way.
+            (event,) = await until(lambda: _events_of(tail, "unreachable"), 30.0, "`unreachable` on the log tail")
+            assert "did not answer within 3 s" in event["message"], event
+            response = await asyncio.wait_for(tailing, 30.0)
+            assert response.code == 200 and _events(tail)[-1][0] == "unreachable"
             assert discovery(jp_runtime_dir) == {"clusters": []}  # kernels no longer find it
             code, got = await call(jp_fetch, "GET", "clusters", "hung")
             assert code == 200 and got["status"] == "unreachable", got
@@ -331,5 +345,6 @@ async def test_a_hung_head_ends_the_stream_as_unreachable(jp_fetch: Any, jp_serv
         assert [c["name"] for c in discovery(jp_runtime_dir)["clusters"]] == ["hung"]
     finally:
         stream.cancel()
+        tailing.cancel()
         code, _ = await call(jp_fetch, "DELETE", "clusters", "hung")
         assert code == 204

@@ -214,6 +214,29 @@ def test_up_status_down_with_the_autoscaler(machine: Machine) -> None:
     assert "is not running" in machine.run("down", str(config)).stdout
 
 
+def test_up_while_the_cluster_is_still_starting_says_so(machine: Machine) -> None:
+    """A head is recorded as soon as its processes run (address still empty): `up` of
+    the same cluster then says it is starting, and starts no second one."""
+    import subprocess
+    import sys
+
+    config = machine.root / "cluster.yaml"
+    config.write_text(CLUSTER_YAML)
+    session = machine.root / "session_starting"
+    session.mkdir()
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the head, still starting
+    try:
+        record = {"role": "head", "address": "", "node_id": "00" * 16, "cluster_name": "demo",
+                  "procs": [{"pid": stand_in.pid, "create_time": psutil.Process(stand_in.pid).create_time()}]}
+        (session / "processes.json").write_text(json.dumps(record))
+        out = machine.run("up", str(config)).stdout
+        assert f"Cluster demo is starting (session {session})" in out and "already up at" not in out, out
+        assert [p.pid for p in machine.processes()] == [], "up started a second cluster"
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
 def test_a_bad_cluster_yaml_is_refused_with_its_line(machine: Machine) -> None:
     config = machine.root / "cluster.yaml"
     config.write_text(CLUSTER_YAML.replace("    max_workers: 2", "    max_worker: 2"))

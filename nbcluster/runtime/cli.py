@@ -470,7 +470,11 @@ def cmd_up(opts: argparse.Namespace) -> int:
     name = load_config(opts.config).cluster_name
     running = _running_cluster(name)
     if running:
-        info = next(iter(running.values()))[0]
+        path, (info, _) = next(iter(running.items()))
+        if not info.get("address"):  # recorded as soon as its processes run, before it serves
+            print(f"Cluster {name} is starting (session {path}). `nbcluster status` shows it once it serves; "
+                  f"`nbcluster down {opts.config}` stops it.")
+            return 0
         print(f"Cluster {name} is already up at {info.get('address')}. "
               f"`nbcluster status` shows it; `nbcluster down {opts.config}` stops it.")
         return 0

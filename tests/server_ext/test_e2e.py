@@ -65,9 +65,10 @@ class Kernel:
                         "allow_stdin": False, "stop_on_error": True},
         }))
         output: list[str] = []
-        reply = None
-        idle = False
-        async with asyncio.timeout(timeout):
+
+        async def until_idle() -> Any:
+            reply = None
+            idle = False
             while reply is None or not idle:
                 raw = await self.ws.read_message()
                 assert raw is not None, "the kernel's websocket closed"
@@ -85,6 +86,9 @@ class Kernel:
                     idle = True
                 elif kind == "execute_reply":
                     reply = msg["content"]
+            return reply
+
+        reply = await asyncio.wait_for(until_idle(), timeout)  # (asyncio.timeout() needs Python 3.11)
         return reply, "".join(output)
 
 

@@ -8,7 +8,6 @@ import asyncio
 import json
 import stat
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,11 @@ import psutil
 import pytest
 
 from nbcluster.server_ext import local
+
+try:
+    import tomllib  # novermin (tomli before 3.11)
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from nbcluster.server_ext.manager import ClusterManager
 from nbcluster.server_ext.models import ClusterConflict, ClusterRecord, ClusterSpec
 from nbcluster.server_ext.registry import Registry

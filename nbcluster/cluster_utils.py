@@ -187,7 +187,11 @@ class Cluster:
         while not handle.session.address_file.exists():
             exited = not handle.alive()
             if exited or time.monotonic() > deadline:
-                why = handle.failure() if exited else f"it did not serve within {timeout:g} s ({handle.failure()})"
+                err = handle.failure(default="")
+                if exited:
+                    why = err or "it exited without saying why"
+                else:
+                    why = f"it did not serve within {timeout:g} s" + (f" ({err})" if err else "")
                 self.head_node = None
                 handle.abandon()  # removes its session, logs included, unless NBCLUSTER_KEEP_SESSION=1
                 raise ClusterConnectionError(f"the head did not start: {why}")

@@ -26,8 +26,8 @@ __all__ = [
 ]
 
 #: ``on_disconnect(callback)``: call ``callback()`` whenever this process's driver is
-#: about to disconnect (``nbcluster.shutdown()``, while the cluster is still reachable);
-#: returns a function that removes it.
+#: about to disconnect by ``nbcluster.shutdown()`` (while the cluster is still
+#: reachable; not at interpreter exit); returns a function that removes it.
 on_disconnect = api.on_disconnect
 
 

@@ -53,9 +53,10 @@ _disconnect_callbacks: list[Callable[[], None]] = []
 
 
 def on_disconnect(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback()`` whenever this process's driver is about to disconnect
-    (``shutdown()``, while it can still reach the cluster); returns a function that
-    removes it. Registering the same callback twice registers it once."""
+    """Call ``callback()`` whenever this process's driver is about to disconnect by
+    ``shutdown()`` (while it can still reach the cluster; not at interpreter exit);
+    returns a function that removes it. Registering the same callback twice registers
+    it once."""
     with _lock:
         if callback not in _disconnect_callbacks:
             _disconnect_callbacks.append(callback)

@@ -69,14 +69,15 @@ class LocalCluster:
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 
-    def failure(self) -> str:
-        """Why its processes exited while starting: the last line each wrote to stderr."""
+    def failure(self, default: str = "it exited without saying why") -> str:
+        """Why its processes exited while starting: the last line each wrote to stderr
+        (``default`` when none wrote anything)."""
         reasons = []
         for path in sorted(self.session.logs.glob("*.err")):
             text = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
             if text:
                 reasons.append(text[-1].strip())
-        return "; ".join(reasons or ["it exited without saying why"])
+        return "; ".join(reasons or [default])
 
     def abandon(self) -> None:
         """Stop a node that failed to start; free its shared memory if it could not."""

@@ -7,6 +7,7 @@ Reads the cluster token from ``NBCLUSTER_TOKEN``; runs until asked to stop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import dataclasses
 import json
@@ -77,7 +78,8 @@ async def serve(opts: argparse.Namespace) -> None:
             return
         # Declared dead while alive (a partition): come back as a new node.
         options = dataclasses.replace(options, node_id=ids.random_id())
-        session.record_rejoin(options.node_id)
+        with contextlib.suppress(OSError):  # best effort: stopping the session frees its memory then
+            session.record_rejoin(options.node_id)
         logger.info("rejoining the cluster as node %s", options.node_id.hex())
         _readdress(session, options.node_id)
 

@@ -88,11 +88,12 @@ async def connect_grpc(
     channel = channel or GrpcChannel(via, token)
     loop = asyncio.get_running_loop()
     conn = framed.Connection(dispatcher, token, local, server=False)
+    calls: list[Any] = []
 
     async def open_stream() -> None:
-        call = channel.open_stream(methods.NodeManager.Relay)
-        await call.write(nm_pb2.RelayChunk(target=target))
-        transport = _StreamTransport(call, conn, loop, on_close=channel.close if owned else None)
+        calls.append(channel.open_stream(methods.NodeManager.Relay))
+        await calls[0].write(nm_pb2.RelayChunk(target=target))
+        transport = _StreamTransport(calls[0], conn, loop, on_close=channel.close if owned else None)
         conn.connection_made(transport)  # type: ignore[arg-type]
         await conn.ready
 
@@ -100,6 +101,8 @@ async def connect_grpc(
         await asyncio.wait_for(open_stream(), timeout)  # (asyncio.timeout() needs Python 3.11)
     except BaseException as exc:  # a failure, or the caller cancelled: nothing half-open stays
         conn.close()
+        for call in calls:  # a shared channel stays open: its stream must end too
+            call.cancel()
         if owned:
             channel.close()
         if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionLost)):

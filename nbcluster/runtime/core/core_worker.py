@@ -232,8 +232,11 @@ class CoreWorker:
         except (asyncio.TimeoutError, OSError):
             pass
         self.submitter.stop()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # let them unwind (close what they opened) while the loop still runs
+            await asyncio.wait(tasks, timeout=2.0)
         if self._server is not None:
             await self._server.stop()
         for conn in list(self._conns.values()):

@@ -34,7 +34,7 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir, temp_root
+from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir, temp_root, write_json
 
 DEFAULT_JOBS_PORT = 8265
 
@@ -118,10 +118,7 @@ def _record(handle: LocalCluster, role: str, address: str, cluster_name: str = "
             pass
     info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs,
             "cluster_name": cluster_name}
-    path = handle.session.dir / PROCESSES_FILE
-    tmp = path.with_name(f".{PROCESSES_FILE}.tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)  # a reader (stop_session, session_running) never sees half of it
+    write_json(handle.session.dir / PROCESSES_FILE, info)  # stop_session, session_running read it
 
 
 def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:

@@ -74,9 +74,7 @@ class Session:
         return json.loads(self.address_file.read_text())
 
     def write_address(self, info: dict) -> None:
-        tmp = self.address_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=1))
-        os.replace(tmp, self.address_file)
+        write_json(self.address_file, info)
 
     @property
     def rejoined_file(self) -> Path:
@@ -101,6 +99,13 @@ class Session:
         except OSError:
             pass
         return {i for i in ids if i}
+
+
+def write_json(path: Path, info: dict) -> None:
+    """Write ``info`` to ``path`` as JSON in one step: a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, path)
 
 
 def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Session, str]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterSystemError
+from nbcluster.runtime.credentials import TOKEN_ENV, given_token
 
 __all__ = [
     "ADDRESS_ENV",
@@ -52,7 +53,6 @@ __all__ = [
 DEFAULT_PORT = 8265
 #: The jobs API (``http://HOST:PORT``) used when no address is given.
 ADDRESS_ENV = "NBCLUSTER_JOBS_ADDRESS"
-TOKEN_ENV = "NBCLUSTER_TOKEN"
 SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
 _MAX_LOG_MESSAGE = 64 * 1024 * 1024
@@ -370,8 +370,8 @@ class JobSubmissionClient:
     ``address`` is the head's jobs API, ``"http://HOST:PORT"`` or ``"HOST:PORT"``
     (port 8265 when left out); None: ``$NBCLUSTER_JOBS_ADDRESS``, else the newest cluster
     started on this machine (``"auto"`` always means that one). ``token``: else
-    ``$NBCLUSTER_TOKEN``, else the token of the cluster on this machine the address
-    points at. ``timeout`` bounds each HTTP request, in seconds.
+    ``$NBCLUSTER_TOKEN``, else (inside a job) the job's driver credential, else the token
+    of the cluster on this machine the address points at. ``timeout`` bounds each HTTP request, in seconds.
     """
 
     def __init__(self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0) -> None:
@@ -382,7 +382,7 @@ class JobSubmissionClient:
             self._address, local_token = _local_jobs_api()
         else:
             self._address = _base_url(address)
-        token = token or os.environ.get(TOKEN_ENV) or local_token or _local_token_for(self._address)
+        token = token or given_token() or local_token or _local_token_for(self._address)
         if not token or not token.strip():
             raise _no_token_error(self._address)
         self._token = _check_token(token)

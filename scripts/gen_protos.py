@@ -22,12 +22,15 @@ PROTO_DIR = ROOT / "nbcluster" / "runtime" / "protocol"
 
 def generate(out_dir: Path) -> list[Path]:
     """Run protoc for every .proto file, writing modules under ``out_dir``."""
+    from importlib.resources import files
+
     from grpc_tools import protoc
 
     protos = sorted(PROTO_DIR.glob("*.proto"))
     args = [
         "protoc",
         f"-I{ROOT}",
+        f"-I{files('grpc_tools') / '_proto'}",  # google/protobuf/descriptor.proto (method options)
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         *[str(p.relative_to(ROOT)) for p in protos],

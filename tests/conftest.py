@@ -170,6 +170,21 @@ def cluster() -> Iterator[Any]:
         nbcluster.shutdown()
 
 
+@pytest.fixture(scope="module")
+def head_and_worker() -> Iterator[Any]:
+    """A head (1 CPU) serving other machines, and a worker node (1 CPU, resource
+    ``other``) joined to it (``cluster_utils.Cluster``); not connected."""
+    from nbcluster.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
+    try:
+        c.add_node(num_cpus=1, resources={"other": 1})
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+
+
 @pytest.fixture
 def start_cluster() -> Iterator[Callable[..., Any]]:
     """Start an embedded cluster with the given init() arguments; stopped after the test."""

@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +82,8 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
-    try:
-        c.add_node(num_cpus=1, resources={"other": 1})
-        c.wait_for_nodes()
-        yield c
-    finally:
-        c.shutdown()
+def cluster(head_and_worker: Cluster) -> Cluster:
+    return head_and_worker
 
 
 @pytest.fixture

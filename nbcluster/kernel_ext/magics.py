@@ -223,15 +223,11 @@ class ClusterMagics(Magics):
         # In a job (a notebook run with %cluster submit --notebook) the job's cluster.
         address, token_file = self._resolve(args.target)
         token_file = args.token_file or token_file
-        if token_file:
-            from nbcluster.runtime.discovery import read_token_file
-
-            try:
-                os.environ["NBCLUSTER_TOKEN"] = read_token_file(token_file)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
+        if token_file and address is None:  # a job's notebook given a token file: the job's cluster
+            address = os.environ.get("NBCLUSTER_ADDRESS")
         try:
-            nbcluster.init(address=address, namespace=args.namespace)
+            # The token stays in the driver's memory: never in os.environ, which %env prints.
+            nbcluster.init(address=address, namespace=args.namespace, token_file=token_file)
         except (nbcluster.exceptions.NbclusterError, ValueError, TypeError) as exc:
             raise UsageError(f"%cluster connect: {exc}") from None
         self.router.install()

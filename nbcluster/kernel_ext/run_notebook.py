@@ -23,16 +23,16 @@ ARTIFACT = "executed.ipynb"
 def keep_artifact(data: bytes) -> None:
     """Store ``data`` on the head as this job's executed notebook."""
     from nbcluster.runtime import discovery
+    from nbcluster.runtime.credentials import given_token
     from nbcluster.runtime.jobs.supervisor import ADDRESS_ENV, JOB_ID_ENV
     from nbcluster.runtime.protocol import gcs_pb2
-    from nbcluster.runtime.session import TOKEN_ENV
     from nbcluster.runtime.transport import methods
 
     job_id = os.environ[JOB_ID_ENV]
     request = gcs_pb2.KvPutRequest(
         namespace=ARTIFACTS_NS, key=f"{job_id}/{ARTIFACT}".encode(), value=data, overwrite=True
     )
-    discovery.call_gcs((os.environ[ADDRESS_ENV], os.environ[TOKEN_ENV]), methods.Gcs.KvPut, request)
+    discovery.call_gcs(discovery.gcs_target(os.environ[ADDRESS_ENV], given_token()), methods.Gcs.KvPut, request)
 
 
 def main() -> int:

@@ -39,7 +39,8 @@ from nbcluster.runtime.protocol import common_pb2, gcs_pb2, node_manager_pb2 as 
 from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.actor_options import validate_actor_options
 from nbcluster.runtime.remote_function import RemoteFunction
-from nbcluster.runtime.session import TOKEN_ENV, Session
+from nbcluster.runtime.credentials import given_token
+from nbcluster.runtime.session import Session
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -161,6 +162,7 @@ def init(
     log_to_driver: bool = True,
     autoscaling_config: "dict[str, Any] | str | os.PathLike[str] | None" = None,
     autoscaler_events: bool = True,
+    token_file: "str | os.PathLike[str] | None" = None,
     _system_config: dict[str, Any] | None = None,
 ) -> ClusterInfo:
     """Connect this process to a cluster as a driver.
@@ -168,7 +170,12 @@ def init(
     With no ``address``, start an embedded cluster (a head and one node manager,
     children of this process that exit when it does). ``address="auto"`` attaches
     to the cluster most recently started on this machine; ``"host:port"`` to the
-    head at that address (token from ``NBCLUSTER_TOKEN``).
+    head at that address.
+
+    ``token_file``: a copy of the head's ``token`` file, for a cluster started by
+    someone else or elsewhere (default: ``NBCLUSTER_TOKEN``, inside a job the job's
+    credential, else the session of that cluster on this machine). The token is kept
+    in this process's memory only, never in its environment.
 
     ``autoscaling_config`` (a dict or the path of a YAML file in Ray's cluster-config
     shape) runs the autoscaler on the embedded head: nodes of its
@@ -183,6 +190,9 @@ def init(
             address = os.environ[ADDRESS_ENV]
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
+        if token_file is not None and address is None:
+            raise ValueError("token_file is for connecting to a running cluster: pass its address too")
+        token = discovery.read_token_file(os.fspath(token_file)) if token_file is not None else None
         if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
             raise ValueError(
                 "num_cpus, num_gpus, resources and object_store_memory describe a new cluster; "
@@ -244,14 +254,14 @@ def init(
                 raise
             _cluster = cluster
         else:
-            session, token, gcs_address, node_endpoint = _find_cluster(address)
-            _connect(session, token, gcs_address, node_endpoint, None, config, namespace, env, log_to_driver,
-                     autoscaler_events)
+            session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
+            _connect(session, token or found_token, gcs_address, node_endpoint, None, config, namespace, env,
+                     log_to_driver, autoscaler_events)
         atexit.register(_shutdown_at_exit)
         return _info()
 
 
-def _find_cluster(address: str) -> tuple[Session, str, str, str | None]:
+def _find_cluster(address: str, token: str | None) -> tuple[Session, str, str, str | None]:
     """The session of this machine's node of the cluster at ``address`` ("auto": the
     newest), with the token, how to reach the GCS, and the node's endpoint (None:
     look it up in the GCS)."""
@@ -261,7 +271,7 @@ def _find_cluster(address: str) -> tuple[Session, str, str, str | None]:
         return node.session, node.token, node.gcs_endpoint, node.node_endpoint
     if address == "auto":
         raise ClusterConnectionError(discovery.no_cluster_message())
-    if not os.environ.get(TOKEN_ENV):
+    if not (token or given_token()):
         raise AuthenticationError(
             f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
             "(the `token` file in the cluster's session directory)."

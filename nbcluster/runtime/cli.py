@@ -34,7 +34,8 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir, temp_root, write_json
+from nbcluster.runtime.credentials import TOKEN_ENV, token_from_env
+from nbcluster.runtime.session import Session, store_dir, temp_root, write_json
 
 DEFAULT_JOBS_PORT = 8265
 
@@ -292,8 +293,9 @@ def start_head(
 def _worker_token(opts: argparse.Namespace) -> str:
     if opts.token_file:
         return discovery.read_token_file(opts.token_file)
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
+    token = token_from_env()
+    if token:
+        return token
     local = discovery.find_local_node(opts.address)
     if local is not None and local.token:
         return local.token  # the head runs on this machine

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import psutil
 
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
 from nbcluster.runtime.protocol import common_pb2
-from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session, temp_root
+from nbcluster.runtime.credentials import given_token
+from nbcluster.runtime.session import Session, latest_session, temp_root
 from nbcluster.runtime.transport import dial
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -43,7 +43,7 @@ def _live_node(session: Session) -> LocalNode | None:
         info = session.read_address()
     except (OSError, ValueError):
         return None
-    token = os.environ.get(TOKEN_ENV) or _read_token(session)
+    token = given_token() or _read_token(session)
     if info.get("role") == "worker":
         if not psutil.pid_exists(info.get("node_pid", -1)):
             return None
@@ -127,7 +127,7 @@ def gcs_target(address: str | None, token: str | None = None) -> tuple[str, str]
         return node.gcs_endpoint, token or node.token
     if address == "auto":
         raise ClusterConnectionError(no_cluster_message())
-    token = token or os.environ.get(TOKEN_ENV)
+    token = token or given_token()
     if not token:
         raise AuthenticationError(
             f"Talking to the cluster at {address} needs its token: set NBCLUSTER_TOKEN to the contents "

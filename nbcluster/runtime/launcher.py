@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.procutil import spawn, spawn_python, terminate, wait_exit
-from nbcluster.runtime.session import TOKEN_ENV, Session, new_session, remove_session, store_dir
+from nbcluster.runtime.session import Session, new_session, remove_session, store_dir
 
 if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.config import AutoscalingConfig
@@ -171,7 +171,7 @@ def start_local_cluster(
     session, token = new_session()
     node_id = ids.random_id()
     gcs_endpoint = session.endpoint("gcs")
-    env = {TOKEN_ENV: token, "NBCLUSTER_CONFIG": config.to_env()}
+    env = {"NBCLUSTER_CONFIG": config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)
     life = ["--lifeline-fd", str(lifeline_r)] if lifeline_r is not None else []
     fds = (lifeline_r,) if lifeline_r is not None else ()
@@ -192,7 +192,10 @@ def start_local_cluster(
     procs = []
     try:
         procs.append(
-            spawn_python("nbcluster.runtime.gcs", head_args, log_dir=session.logs, log_name="gcs", env=env, pass_fds=fds)
+            spawn_python(
+                "nbcluster.runtime.gcs", head_args, log_dir=session.logs, log_name="gcs", env=env, pass_fds=fds,
+                credential=token,
+            )
         )
         procs.append(
             spawn_python(
@@ -202,6 +205,7 @@ def start_local_cluster(
                 log_name=f"node-{node_id.hex()[:12]}",
                 env=env,
                 pass_fds=fds,
+                credential=token,
             )
         )
     except BaseException:
@@ -243,7 +247,7 @@ def start_worker_node(
     config = config or RuntimeConfig.load()
     session, _ = new_session(token=token, link_latest=link_latest)
     node_id = ids.random_id()
-    env = {TOKEN_ENV: token, "NBCLUSTER_CONFIG": config.to_env()}
+    env = {"NBCLUSTER_CONFIG": config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)
     args = node_args(session, node_id, gcs_address, spec, head=False)
     if lifeline_r is not None:
@@ -257,6 +261,7 @@ def start_worker_node(
             log_name=f"node-{node_id.hex()[:12]}",
             env=env,
             pass_fds=(lifeline_r,) if lifeline_r is not None else (),
+            credential=token,
         )
     except BaseException:
         if lifeline_w is not None:

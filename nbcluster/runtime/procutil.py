@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from nbcluster.runtime import credentials
+
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
@@ -34,9 +36,13 @@ def spawn_python(
     env: dict[str, str] | None = None,
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
+    credential: str | None = None,
 ) -> subprocess.Popen:
     """Start ``python -m module args`` in its own session, output to log files."""
-    return spawn([sys.executable, "-m", module, *args], log_dir=log_dir, log_name=log_name, env=env, pass_fds=pass_fds, cwd=cwd)
+    return spawn(
+        [sys.executable, "-m", module, *args],
+        log_dir=log_dir, log_name=log_name, env=env, pass_fds=pass_fds, cwd=cwd, credential=credential,
+    )
 
 
 def spawn(
@@ -47,23 +53,38 @@ def spawn(
     env: dict[str, str] | None = None,
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
+    credential: str | None = None,
 ) -> subprocess.Popen:
-    """Start ``argv`` in its own session, stdout and stderr to ``log_dir/log_name.{out,err}``."""
-    full_env = dict(os.environ)
+    """Start ``argv`` in its own session, stdout and stderr to ``log_dir/log_name.{out,err}``.
+
+    ``credential`` (a token) reaches the child through an inherited pipe
+    (:func:`credentials.from_parent` reads it); no credential of this process's
+    environment is passed on (see :mod:`nbcluster.runtime.credentials`)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in credentials.INHERITED_NEVER}
     if env:
         full_env.update(env)
-    with open(log_dir / f"{log_name}.out", "ab") as out, open(log_dir / f"{log_name}.err", "ab") as err:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=full_env,
-            pass_fds=tuple(pass_fds),
-            cwd=cwd,
-            start_new_session=True,
-            close_fds=True,
-        )
+    fds = list(pass_fds)
+    pipe = None
+    if credential is not None:
+        entry, pipe = credentials.credential_pipe(credential)
+        full_env.update(entry)
+        fds.append(pipe)
+    try:
+        with open(log_dir / f"{log_name}.out", "ab") as out, open(log_dir / f"{log_name}.err", "ab") as err:
+            return subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                pass_fds=tuple(fds),
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+    finally:
+        if pipe is not None:
+            os.close(pipe)
 
 
 def watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, on_eof: Callable[[], None]) -> None:

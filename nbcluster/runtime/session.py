@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-TOKEN_ENV = "NBCLUSTER_TOKEN"
 TEMP_DIR_ENV = "NBCLUSTER_TEMP_DIR"
 SHM_DIR_ENV = "NBCLUSTER_SHM_DIR"
 
@@ -64,7 +63,8 @@ class Session:
 
     def endpoint(self, role: str) -> str:
         """A framed-carrier endpoint name unique to this session (abstract socket:
-        nothing on disk, gone when the process is)."""
+        nothing on disk, gone when the process is). Both ends check that the other
+        runs as the same user (``transport/peer.py``)."""
         return f"unix-abstract:nbcluster/{self.name}/{role}"
 
     def read_token(self) -> str:
@@ -115,7 +115,9 @@ def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Ses
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
     now = time.time()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
-    base = f"session_{stamp}_{int(now * 1_000_000) % 1_000_000:06d}_{os.getpid()}"
+    # The random tail makes the session's socket names (``endpoint``) unguessable, so
+    # another user cannot bind them before its processes do.
+    base = f"session_{stamp}_{int(now * 1_000_000) % 1_000_000:06d}_{os.getpid()}_{secrets.token_hex(4)}"
     path = root / base
     path.mkdir(mode=0o700)
     session = Session(path)

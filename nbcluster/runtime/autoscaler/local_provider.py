@@ -20,7 +20,6 @@ from nbcluster.runtime.autoscaler.process_provider import ProcessNode, ProcessNo
 from nbcluster.runtime.autoscaler.providers import LaunchRequest, node_command
 from nbcluster.runtime.config import ENV_VAR as CONFIG_ENV
 from nbcluster.runtime.procutil import spawn
-from nbcluster.runtime.session import TOKEN_ENV
 
 
 class LocalNodeProvider(ProcessNodeProvider):
@@ -42,8 +41,9 @@ class LocalNodeProvider(ProcessNodeProvider):
                 argv,
                 log_dir=self.cluster.session_dir / "logs",
                 log_name=f"node-{node_id.hex()[:12]}",
-                env={TOKEN_ENV: self.cluster.token, CONFIG_ENV: self.cluster.config_env},
+                env={CONFIG_ENV: self.cluster.config_env},
                 pass_fds=(read,),
+                credential=self.cluster.token,
             )
         except OSError:
             os.close(write)

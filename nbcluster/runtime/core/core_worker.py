@@ -30,6 +30,7 @@ from nbcluster.exceptions import (
 )
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.references import Entry, ReferenceTable
@@ -79,7 +80,11 @@ class CoreWorker:
         self.dead_nodes: set[bytes] = set()
         self.session = Session(Path(session_dir))
         self.config = config
+        #: What this process presents to the GCS and its node manager (a worker: the
+        #: driver credential; a driver: what it was given).
         self.token = token
+        #: What it presents to other drivers and workers, which accept only this.
+        self.peer_token = driver_token(token)
         self.node_id = node_id
         self.node_ip = node_ip
         self.node_endpoint = node_endpoint
@@ -287,7 +292,7 @@ class CoreWorker:
         try:
             route = await self._route(address)
             conn = await dial(
-                route, self.token, dispatcher=self.dispatcher, local=self.address, timeout=10.0,
+                route, self.peer_token, dispatcher=self.dispatcher, local=self.address, timeout=10.0,
                 relay=self.relay_endpoint or None,
             )
         except BaseException as exc:

@@ -18,7 +18,7 @@ from nbcluster.runtime.core.core_worker import WORKER, CoreWorker
 from nbcluster.runtime.core.executor import Executor
 from nbcluster.runtime.procutil import LOG_FORMAT
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-from nbcluster.runtime.session import TOKEN_ENV
+from nbcluster.runtime.credentials import from_parent
 
 
 def _configure_logging(path: Path) -> None:
@@ -30,6 +30,13 @@ def _configure_logging(path: Path) -> None:
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
+
+
+def _credential() -> str:
+    token = from_parent()
+    if token is None:
+        raise SystemExit("a worker is started by its node manager, which passes its credential")
+    return token
 
 
 def main() -> None:
@@ -48,7 +55,7 @@ def main() -> None:
     core = CoreWorker(
         mode=WORKER,
         session_dir=session_dir,
-        token=os.environ[TOKEN_ENV],
+        token=_credential(),
         node_id=bytes.fromhex(opts.node_id),
         node_endpoint=opts.node_endpoint,
         node_ip=opts.node_ip,

@@ -1,6 +1,7 @@
 """The head process: ``python -m nbcluster.runtime.gcs --session-dir DIR``.
 
-Reads the cluster token from ``NBCLUSTER_TOKEN``, serves the GCS until asked to stop
+Reads the cluster token from the pipe its parent passed (``credentials.py``), else
+``NBCLUSTER_TOKEN`` or the session's token file; serves the GCS until asked to stop
 (Shutdown RPC, SIGTERM, or its lifeline closing), then exits.
 """
 
@@ -9,21 +10,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs.server import GcsServer
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
-from nbcluster.runtime.session import TOKEN_ENV, Session
+from nbcluster.runtime.credentials import from_parent, token_from_env
+from nbcluster.runtime.session import Session
 
 logger = logging.getLogger("nbcluster.head")
 
 
-async def serve(opts: argparse.Namespace) -> None:
+async def serve(opts: argparse.Namespace, token: str | None) -> None:
     session = Session(Path(opts.session_dir))
-    token = os.environ.get(TOKEN_ENV) or session.read_token()
+    token = token or token_from_env() or session.read_token()
     autoscaling = None
     if opts.autoscaling_config:
         from nbcluster.runtime.autoscaler.config import AutoscalingConfig
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--jobs-port", type=int, default=0, help="its port (0: any free one; -1: no Jobs API)")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / "gcs.log")
-    run_service(serve(opts), "head")
+    run_service(serve(opts, from_parent()), "head")  # the pipe is read before the loop opens fds
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ class ActorManager:
             return conn
         conn = await dial(
             self.gcs.route(address.node_id, endpoint),
-            self.gcs.token,
+            self.gcs.driver_token,  # drivers and workers accept only the driver credential
             dispatcher=self.dispatcher,
             local=self.address,
             timeout=10.0,

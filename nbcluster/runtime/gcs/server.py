@@ -9,6 +9,7 @@ has exited.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nbcluster._version import __version__
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import Verifier, driver_token
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
@@ -59,10 +61,13 @@ def format_resources(res: dict[str, float]) -> str:
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason")
+    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason", "secret")
 
-    def __init__(self, info: gcs_pb2.NodeInfo) -> None:
+    def __init__(self, info: gcs_pb2.NodeInfo, secret: bytes = b"") -> None:
         self.info = info
+        #: What the node manager that registered it proves itself with (empty: a node
+        #: recovered from the store, which must register anew).
+        self.secret = secret
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
         self.last_seen = time.monotonic()
         self.registered = time.monotonic()
@@ -96,6 +101,9 @@ class GcsServer:
         self.session = session
         self.config = config
         self.token = token
+        self.verifier = Verifier(token)
+        #: What the GCS presents to drivers and workers (they accept only this).
+        self.driver_token = driver_token(token)
         self._host = host
         self._port = port
         self.node_id = b""
@@ -217,17 +225,24 @@ class GcsServer:
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
         info = request.node
-        if not info.node_id:
-            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id is required")
+        if not info.node_id or len(request.node_secret) < 16:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id and a node_secret of 16 bytes are required")
         existing = self._nodes.get(info.node_id)
         if existing is not None and existing.machine.state is NodeState.DEAD:
             raise RemoteError(
                 common_pb2.ERROR_CODE_ALREADY_EXISTS,
                 f"node {info.node_id.hex()} was declared dead; rejoin with a new node id",
             )
+        if existing is not None and not hmac.compare_digest(existing.secret, request.node_secret):
+            logger.warning("refused to register node=%s again: it is alive and registered by another process",
+                           info.node_id.hex())
+            raise RemoteError(
+                common_pb2.ERROR_CODE_ALREADY_EXISTS,
+                f"node {info.node_id.hex()} is registered and alive; a node manager joins with a new node id",
+            )
         info.state = gcs_pb2.NODE_STATE_ALIVE
         info.start_time = info.start_time or time.time()
-        node = _Node(info)
+        node = _Node(info, request.node_secret)
         self._nodes[info.node_id] = node
         if info.is_head:
             self.head_node_id = info.node_id
@@ -271,7 +286,24 @@ class GcsServer:
             if job.info.driver.node_id == node_id:
                 self._finish_job(job.info.job_id, JobStatus.FAILED, "its driver's node died")
 
+    def _registered(self, node_id: bytes, secret: bytes) -> _Node:
+        """The alive node ``node_id``, if ``secret`` is the one it registered with."""
+        node = self._nodes.get(node_id)
+        if node is None or node.machine.state is NodeState.DEAD or not node.secret:
+            raise RemoteError(
+                common_pb2.ERROR_CODE_NOT_FOUND,
+                f"node {node_id.hex()} is not registered (or was declared dead)",
+            )
+        if not hmac.compare_digest(node.secret, secret):
+            logger.warning("refused a call about node=%s from a process that did not register it", node_id.hex())
+            raise RemoteError(
+                common_pb2.ERROR_CODE_PERMISSION_DENIED,
+                f"node {node_id.hex()} was registered by another node manager",
+            )
+        return node
+
     def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
+        self._registered(request.node_id, request.node_secret)
         self._mark_dead(request.node_id, request.reason or "it shut down")
         return common_pb2.Empty()
 
@@ -279,12 +311,7 @@ class GcsServer:
         self, request: gcs_pb2.ReportNodeStateRequest, conn: Any
     ) -> gcs_pb2.ReportNodeStateReply:
         report = request.node
-        node = self._nodes.get(report.node_id)
-        if node is None or node.machine.state is NodeState.DEAD:
-            raise RemoteError(
-                common_pb2.ERROR_CODE_NOT_FOUND,
-                f"node {report.node_id.hex()} is not registered (or was declared dead)",
-            )
+        node = self._registered(report.node_id, request.node_secret)
         node.last_seen = node.reported = time.monotonic()
         info = node.info
         info.available.CopyFrom(report.available)

@@ -26,7 +26,6 @@ started from the command line.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -59,7 +58,7 @@ def _authorize(handler: tornado.web.RequestHandler) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="no token")
-    if not hmac.compare_digest(token.strip().encode(), gcs.token.encode()):
+    if gcs.verifier.scope_of(token.strip()) is None:
         raise tornado.web.HTTPError(403, reason="Forbidden", log_message="wrong token")
 
 

@@ -1,12 +1,14 @@
 """A job supervisor: ``python -m nbcluster.runtime.jobs.supervisor --session-dir D
 --gcs-route R --lifeline-fd N`` with the job in ``NBCLUSTER_JOB`` (a serialized
-JobInfo, base64) and the token in ``NBCLUSTER_TOKEN``.
+JobInfo, base64) and the cluster token in an inherited pipe (``credentials.py``).
 
 Started by a node manager for one submitted job. It sets up the job's runtime_env
 (packages unpacked on this node), runs the entrypoint with ``/bin/sh -c`` as its own
-process group, with ``NBCLUSTER_ADDRESS``, ``NBCLUSTER_TOKEN`` and
-``NBCLUSTER_JOB_ID`` in its environment (so ``nbcluster.init()`` there joins the
-cluster as this job), streams its output to the GCS (the job's log on the head) and
+process group, with ``NBCLUSTER_ADDRESS``, ``NBCLUSTER_JOB_ID`` and
+``NBCLUSTER_CREDENTIAL_FILE`` in its environment (so ``nbcluster.init()`` there joins
+the cluster as this job). That file (mode 0600, removed when the job ends) holds the
+driver credential, never the cluster token: the entrypoint can do what a driver does,
+not administer the cluster, and ``env`` prints no secret. streams its output to the GCS (the job's log on the head) and
 reports its exit. SIGTERM (a stop), its lifeline closing (its node manager gone) or
 losing the GCS end the entrypoint: SIGTERM to the group, SIGKILL after
 ``job_stop_grace_s``. Whatever of the group is left when the entrypoint exits is
@@ -28,7 +30,7 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.jobs import runtime_env
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import gcs_pb2
-from nbcluster.runtime.session import TOKEN_ENV
+from nbcluster.runtime.credentials import CREDENTIAL_FILE_ENV, driver_token, from_parent, write_credential_file
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -54,6 +56,8 @@ class Supervisor:
         self.stopped = False
         self._buffer = bytearray()
         self.lost = False
+        #: The entrypoint's credential file, removed when the job ends.
+        self.credential_file: Path | None = None
 
     async def report(self, **fields: object) -> gcs_pb2.ReportJobReply:
         """Tell the GCS; losing it ends the job (nothing could report its end)."""
@@ -85,9 +89,12 @@ class Supervisor:
         env = dict(os.environ)
         env.pop(JOB_ENV, None)
         env.update(env_spec.get("env_vars", {}))
+        credential = Path(self.opts.session_dir) / f"job-{self.opts.job_name}.credential"
+        write_credential_file(credential, driver_token(self.token))
+        self.credential_file = credential
         env.update({
             ADDRESS_ENV: self.opts.gcs_address,
-            TOKEN_ENV: self.token,
+            CREDENTIAL_FILE_ENV: str(credential),
             JOB_ID_ENV: self.job.job_id.hex(),
             "PYTHONUNBUFFERED": "1",
             runtime_env.ENV_VAR: json.dumps({
@@ -202,9 +209,9 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-async def serve(opts: argparse.Namespace) -> None:
+async def serve(opts: argparse.Namespace, token: str) -> None:
     job = gcs_pb2.JobInfo.FromString(base64.b64decode(os.environ[JOB_ENV]))
-    supervisor = Supervisor(opts, job, os.environ[TOKEN_ENV], RuntimeConfig.load())
+    supervisor = Supervisor(opts, job, token, RuntimeConfig.load())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, supervisor.stop_requested.set)
     if opts.lifeline_fd is not None:
@@ -215,6 +222,9 @@ async def serve(opts: argparse.Namespace) -> None:
         logger.error("job=%s: lost the head (%s); ending the job", job.submission_id, exc)
         if supervisor.proc is not None and supervisor.proc.returncode is None:
             await supervisor._end_group()
+    finally:
+        if supervisor.credential_file is not None:
+            supervisor.credential_file.unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -227,7 +237,10 @@ def main() -> None:
     parser.add_argument("--pid-file", help="where to write the entrypoint's pid (its process group id)")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / f"job-supervisor-{opts.job_name}.log")
-    asyncio.run(serve(opts))
+    token = from_parent()  # before the loop opens file descriptors
+    if token is None:
+        raise SystemExit("a job supervisor is started by its node manager, which passes its credential")
+    asyncio.run(serve(opts, token))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A node manager process: ``python -m nbcluster.runtime.node --session-dir DIR ...``.
 
-Reads the cluster token from ``NBCLUSTER_TOKEN``; runs until asked to stop
+Reads the cluster token from the pipe its parent passed (``credentials.py``), else
+``NBCLUSTER_TOKEN`` or the session's token file; runs until asked to stop
 (ShutdownNode RPC, SIGTERM, losing the GCS, or its lifeline closing).
 """
 
@@ -12,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import signal
 from pathlib import Path
 
@@ -20,14 +20,15 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node.manager import NodeManager, NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
-from nbcluster.runtime.session import TOKEN_ENV, Session
+from nbcluster.runtime.credentials import from_parent, token_from_env
+from nbcluster.runtime.session import Session
 
 logger = logging.getLogger("nbcluster.node")
 
 
-async def serve(opts: argparse.Namespace) -> None:
+async def serve(opts: argparse.Namespace, token: str | None) -> None:
     session = Session(Path(opts.session_dir))
-    token = os.environ.get(TOKEN_ENV) or session.read_token()
+    token = token or token_from_env() or session.read_token()
     options = NodeOptions(
         node_id=bytes.fromhex(opts.node_id),
         gcs_address=opts.gcs_address,
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--remove-session-on-exit", action="store_true")
     opts = parser.parse_args()
     configure_logging(Path(opts.session_dir) / "logs" / f"node-{opts.node_id[:12]}.log")
-    run_service(serve(opts), "node")
+    run_service(serve(opts, from_parent()), "node")  # the pipe is read before the loop opens fds
     if opts.remove_session_on_exit:  # a node of its own session (a worker node) leaves nothing
         from nbcluster.runtime.session import remove_session
 

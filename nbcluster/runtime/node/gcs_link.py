@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,8 @@ class GcsLink:
         self._on_view = on_view
         self._waiting = waiting
         self._conn: Any = None
+        #: Proves to the GCS that reports about this node come from this node manager.
+        self._secret = secrets.token_bytes(16)
         self.dirty = asyncio.Event()
         self.cluster_info: gcs_pb2.GetClusterInfoReply | None = None
         #: Resources of node types the autoscaler may still add.
@@ -74,7 +77,7 @@ class GcsLink:
 
     async def register(self) -> list[gcs_pb2.NodeInfo]:
         reply = await self.call(
-            methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info()), timeout=30.0
+            methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info(), node_secret=self._secret), timeout=30.0
         )
         self.launchable = list(reply.launchable)
         self.cluster_info = await self.call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest())
@@ -109,7 +112,7 @@ class GcsLink:
             try:
                 reply = await self.call(
                     methods.Gcs.ReportNodeState,
-                    gcs_pb2.ReportNodeStateRequest(node=info),
+                    gcs_pb2.ReportNodeStateRequest(node=info, node_secret=self._secret),
                     timeout=max(2.0, interval * 2),
                 )
                 last_sent = payload
@@ -159,7 +162,7 @@ class GcsLink:
             if conn is not None and not conn.closed:
                 await conn.call(
                     methods.Gcs.UnregisterNode,
-                    gcs_pb2.UnregisterNodeRequest(node_id=self._node_info().node_id, reason=reason),
+                    gcs_pb2.UnregisterNodeRequest(node_id=self._node_info().node_id, reason=reason, node_secret=self._secret),
                     timeout=1.0,
                 )
         except Exception:  # noqa: BLE001 - the head may be gone already

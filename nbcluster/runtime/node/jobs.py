@@ -17,7 +17,7 @@ from pathlib import Path
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.procutil import spawn_python
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
-from nbcluster.runtime.session import TOKEN_ENV, Session
+from nbcluster.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ class JobSupervisors:
                 log_dir=self._session.logs,
                 log_name=f"job-supervisor-{name}",
                 env={
-                    TOKEN_ENV: self._token,
                     "NBCLUSTER_CONFIG": self._config_env,
                     "NBCLUSTER_JOB": base64.b64encode(job.SerializeToString()).decode(),
                 },
                 pass_fds=(read,),
+                credential=self._token,
             )
         except OSError as exc:
             os.close(write)

@@ -39,7 +39,8 @@ from nbcluster.runtime.protocol import (
     gcs_pb2,
     node_manager_pb2 as nm_pb2,
 )
-from nbcluster.runtime.session import TOKEN_ENV, Session, store_dir
+from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, driver_token
+from nbcluster.runtime.session import Session, store_dir
 from nbcluster.runtime.states import WorkerState
 from nbcluster.runtime.transport import framed, is_framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
@@ -217,7 +218,8 @@ class NodeManager(ObjectHandlers):
             base_size=max(0, int(opts.num_cpus)),
             spawn_args=self._worker_args(),
             log_dir=self.session.logs,
-            env={TOKEN_ENV: self._token, "NBCLUSTER_CONFIG": self.config.to_env()},
+            env={"NBCLUSTER_CONFIG": self.config.to_env()},
+            credential=driver_token(self._token),  # workers run user code: no cluster token
             idle_timeout=self.config.idle_worker_timeout_s,
             start_timeout=self.config.worker_start_timeout_s,
             on_dead=self._on_worker_dead,
@@ -542,6 +544,8 @@ class NodeManager(ObjectHandlers):
     # -- clients ------------------------------------------------------------------
     def RegisterClient(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> nm_pb2.RegisterClientReply:
         assert self.pool is not None and self.store is not None
+        if request.kind == nm_pb2.CLIENT_KIND_GCS and getattr(conn, "scope", SCOPE_DRIVER) != SCOPE_CLUSTER:
+            raise RemoteError(common_pb2.ERROR_CODE_PERMISSION_DENIED, "only the head registers as the GCS")
         client = _Client(request, conn)
         conn.state["client"] = client
         self._clients[client.worker_id] = client

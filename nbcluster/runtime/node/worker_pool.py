@@ -73,6 +73,7 @@ class WorkerPool:
         spawn_args: list[str],
         log_dir: Path,
         env: dict[str, str],
+        credential: str,
         idle_timeout: float,
         start_timeout: float,
         on_dead: Callable[[Worker, str], None],
@@ -81,6 +82,7 @@ class WorkerPool:
         self._spawn_args = spawn_args
         self._log_dir = log_dir
         self._env = env
+        self._credential = credential
         self._idle_timeout = idle_timeout
         self._start_timeout = start_timeout
         self._on_dead = on_dead
@@ -98,6 +100,7 @@ class WorkerPool:
             log_dir=self._log_dir,
             log_name=name,
             env=self._env,
+            credential=self._credential,
         )
         worker = Worker(worker_id, proc)
         self.workers[worker_id] = worker

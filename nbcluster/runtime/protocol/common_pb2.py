@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'nbcluster/runtime/protocol/common.proto\x12\tnbcluster\"\x07\n\x05\x45mpty\"?\n\x07\x41\x64\x64ress\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x11\n\tworker_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\"s\n\x0bResourceSet\x12\x34\n\x07\x61mounts\x18\x01 \x03(\x0b\x32#.nbcluster.ResourceSet.AmountsEntry\x1a.\n\x0c\x41mountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\rObjectRefInfo\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\"\x9b\x01\n\rObjectPayload\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07node_id\x18\x03 \x01(\x0cH\x00\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12+\n\tcontained\x18\x05 \x03(\x0b\x32\x18.nbcluster.ObjectRefInfo\x12\x10\n\x08is_error\x18\x06 \x01(\x08\x42\x07\n\x05where\"?\n\x08RpcError\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.nbcluster.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"J\n\x05Hello\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12 \n\x04peer\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\".\n\nHelloReply\x12 \n\x04peer\x18\x01 \x01(\x0b\x32\x12.nbcluster.Address\"\x85\x02\n\tJobConfig\x12\x10\n\x08sys_path\x18\x01 \x03(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12\x33\n\x08\x65nv_vars\x18\x03 \x03(\x0b\x32!.nbcluster.JobConfig.EnvVarsEntry\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x15\n\rlog_to_driver\x18\x05 \x01(\x08\x12\x18\n\x10runtime_env_hash\x18\x06 \x01(\t\x12\x17\n\x0fworking_dir_uri\x18\x07 \x01(\t\x12\x17\n\x0fpy_modules_uris\x18\x08 \x03(\t\x1a.\n\x0c\x45nvVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x12\x46unctionDescriptor\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07pickled\x18\x03 \x01(\x0c\"\x9e\x04\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_task_id\x18\x03 \x01(\x0c\x12/\n\x08\x66unction\x18\x04 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x05 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12/\n\rresolved_refs\x18\x06 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x13\n\x0bnum_returns\x18\x07 \x01(\r\x12\"\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x18\n\x10retry_exceptions\x18\n \x01(\x08\x12\x1d\n\x15retry_exception_types\x18\x0b \x01(\x0c\x12\x0c\n\x04name\x18\x0c \x01(\t\x12\x0f\n\x07\x63ontext\x18\r \x01(\t\x12)\n\tresources\x18\x0e \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12!\n\x04kind\x18\x0f \x01(\x0e\x32\x13.nbcluster.TaskKind\x12\x10\n\x08\x61\x63tor_id\x18\x10 \x01(\x0c\x12\x0e\n\x06method\x18\x11 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x12 \x01(\r\x12\x10\n\x08is_async\x18\x13 \x01(\x08\x12\x12\n\nclass_name\x18\x14 \x01(\t*\x88\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x03\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x05\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x06\x12 \n\x1c\x45RROR_CODE_OBJECT_STORE_FULL\x10\x07\x12\x19\n\x15\x45RROR_CODE_OWNER_DIED\x10\x08\x12\x1a\n\x16\x45RROR_CODE_OBJECT_LOST\x10\t\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\n\x12\x1f\n\x1b\x45RROR_CODE_VERSION_MISMATCH\x10\x0b\x12\x1c\n\x18\x45RROR_CODE_UNIMPLEMENTED\x10\x0c*s\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_KIND_NORMAL\x10\x01\x12\x1c\n\x18TASK_KIND_ACTOR_CREATION\x10\x02\x12\x18\n\x14TASK_KIND_ACTOR_TASK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'nbcluster/runtime/protocol/common.proto\x12\tnbcluster\x1a google/protobuf/descriptor.proto\"\x07\n\x05\x45mpty\"?\n\x07\x41\x64\x64ress\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x11\n\tworker_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\"s\n\x0bResourceSet\x12\x34\n\x07\x61mounts\x18\x01 \x03(\x0b\x32#.nbcluster.ResourceSet.AmountsEntry\x1a.\n\x0c\x41mountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\rObjectRefInfo\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.nbcluster.Address\"\x9b\x01\n\rObjectPayload\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07node_id\x18\x03 \x01(\x0cH\x00\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12+\n\tcontained\x18\x05 \x03(\x0b\x32\x18.nbcluster.ObjectRefInfo\x12\x10\n\x08is_error\x18\x06 \x01(\x08\x42\x07\n\x05where\"?\n\x08RpcError\x12\"\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x14.nbcluster.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"J\n\x05Hello\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12 \n\x04peer\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\".\n\nHelloReply\x12 \n\x04peer\x18\x01 \x01(\x0b\x32\x12.nbcluster.Address\"\x85\x02\n\tJobConfig\x12\x10\n\x08sys_path\x18\x01 \x03(\t\x12\x0b\n\x03\x63wd\x18\x02 \x01(\t\x12\x33\n\x08\x65nv_vars\x18\x03 \x03(\x0b\x32!.nbcluster.JobConfig.EnvVarsEntry\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x15\n\rlog_to_driver\x18\x05 \x01(\x08\x12\x18\n\x10runtime_env_hash\x18\x06 \x01(\t\x12\x17\n\x0fworking_dir_uri\x18\x07 \x01(\t\x12\x17\n\x0fpy_modules_uris\x18\x08 \x03(\t\x1a.\n\x0c\x45nvVarsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x12\x46unctionDescriptor\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07pickled\x18\x03 \x01(\x0c\"\x9e\x04\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_task_id\x18\x03 \x01(\x0c\x12/\n\x08\x66unction\x18\x04 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x05 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12/\n\rresolved_refs\x18\x06 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x13\n\x0bnum_returns\x18\x07 \x01(\r\x12\"\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x18\n\x10retry_exceptions\x18\n \x01(\x08\x12\x1d\n\x15retry_exception_types\x18\x0b \x01(\x0c\x12\x0c\n\x04name\x18\x0c \x01(\t\x12\x0f\n\x07\x63ontext\x18\r \x01(\t\x12)\n\tresources\x18\x0e \x01(\x0b\x32\x16.nbcluster.ResourceSet\x12!\n\x04kind\x18\x0f \x01(\x0e\x32\x13.nbcluster.TaskKind\x12\x10\n\x08\x61\x63tor_id\x18\x10 \x01(\x0c\x12\x0e\n\x06method\x18\x11 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x12 \x01(\r\x12\x10\n\x08is_async\x18\x13 \x01(\x08\x12\x12\n\nclass_name\x18\x14 \x01(\t*\xaa\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x03\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x05\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x06\x12 \n\x1c\x45RROR_CODE_OBJECT_STORE_FULL\x10\x07\x12\x19\n\x15\x45RROR_CODE_OWNER_DIED\x10\x08\x12\x1a\n\x16\x45RROR_CODE_OBJECT_LOST\x10\t\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\n\x12\x1f\n\x1b\x45RROR_CODE_VERSION_MISMATCH\x10\x0b\x12\x1c\n\x18\x45RROR_CODE_UNIMPLEMENTED\x10\x0c\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\r*C\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_DRIVER\x10\x01\x12\x11\n\rSCOPE_CLUSTER\x10\x02*s\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_KIND_NORMAL\x10\x01\x12\x1c\n\x18TASK_KIND_ACTOR_CREATION\x10\x02\x12\x18\n\x14TASK_KIND_ACTOR_TASK\x10\x03:A\n\x05scope\x12\x1e.google.protobuf.MethodOptions\x18\x8c\x8c\x03 \x01(\x0e\x32\x10.nbcluster.Scopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +36,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_JOBCONFIG_ENVVARSENTRY']._loaded_options = None
   _globals['_JOBCONFIG_ENVVARSENTRY']._serialized_options = b'8\001'
-  _globals['_ERRORCODE']._serialized_start=1547
-  _globals['_ERRORCODE']._serialized_end=1939
-  _globals['_TASKKIND']._serialized_start=1941
-  _globals['_TASKKIND']._serialized_end=2056
-  _globals['_EMPTY']._serialized_start=54
-  _globals['_EMPTY']._serialized_end=61
-  _globals['_ADDRESS']._serialized_start=63
-  _globals['_ADDRESS']._serialized_end=126
-  _globals['_RESOURCESET']._serialized_start=128
-  _globals['_RESOURCESET']._serialized_end=243
-  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_start=197
-  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_end=243
-  _globals['_OBJECTREFINFO']._serialized_start=245
-  _globals['_OBJECTREFINFO']._serialized_end=314
-  _globals['_OBJECTPAYLOAD']._serialized_start=317
-  _globals['_OBJECTPAYLOAD']._serialized_end=472
-  _globals['_RPCERROR']._serialized_start=474
-  _globals['_RPCERROR']._serialized_end=537
-  _globals['_HELLO']._serialized_start=539
-  _globals['_HELLO']._serialized_end=613
-  _globals['_HELLOREPLY']._serialized_start=615
-  _globals['_HELLOREPLY']._serialized_end=661
-  _globals['_JOBCONFIG']._serialized_start=664
-  _globals['_JOBCONFIG']._serialized_end=925
-  _globals['_JOBCONFIG_ENVVARSENTRY']._serialized_start=879
-  _globals['_JOBCONFIG_ENVVARSENTRY']._serialized_end=925
-  _globals['_FUNCTIONDESCRIPTOR']._serialized_start=927
-  _globals['_FUNCTIONDESCRIPTOR']._serialized_end=999
-  _globals['_TASKSPEC']._serialized_start=1002
-  _globals['_TASKSPEC']._serialized_end=1544
+  _globals['_ERRORCODE']._serialized_start=1581
+  _globals['_ERRORCODE']._serialized_end=2007
+  _globals['_SCOPE']._serialized_start=2009
+  _globals['_SCOPE']._serialized_end=2076
+  _globals['_TASKKIND']._serialized_start=2078
+  _globals['_TASKKIND']._serialized_end=2193
+  _globals['_EMPTY']._serialized_start=88
+  _globals['_EMPTY']._serialized_end=95
+  _globals['_ADDRESS']._serialized_start=97
+  _globals['_ADDRESS']._serialized_end=160
+  _globals['_RESOURCESET']._serialized_start=162
+  _globals['_RESOURCESET']._serialized_end=277
+  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_start=231
+  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_end=277
+  _globals['_OBJECTREFINFO']._serialized_start=279
+  _globals['_OBJECTREFINFO']._serialized_end=348
+  _globals['_OBJECTPAYLOAD']._serialized_start=351
+  _globals['_OBJECTPAYLOAD']._serialized_end=506
+  _globals['_RPCERROR']._serialized_start=508
+  _globals['_RPCERROR']._serialized_end=571
+  _globals['_HELLO']._serialized_start=573
+  _globals['_HELLO']._serialized_end=647
+  _globals['_HELLOREPLY']._serialized_start=649
+  _globals['_HELLOREPLY']._serialized_end=695
+  _globals['_JOBCONFIG']._serialized_start=698
+  _globals['_JOBCONFIG']._serialized_end=959
+  _globals['_JOBCONFIG_ENVVARSENTRY']._serialized_start=913
+  _globals['_JOBCONFIG_ENVVARSENTRY']._serialized_end=959
+  _globals['_FUNCTIONDESCRIPTOR']._serialized_start=961
+  _globals['_FUNCTIONDESCRIPTOR']._serialized_end=1033
+  _globals['_TASKSPEC']._serialized_start=1036
+  _globals['_TASKSPEC']._serialized_end=1578
 # @@protoc_insertion_point(module_scope)

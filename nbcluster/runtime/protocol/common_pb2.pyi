@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -22,6 +23,13 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_CANCELLED: _ClassVar[ErrorCode]
     ERROR_CODE_VERSION_MISMATCH: _ClassVar[ErrorCode]
     ERROR_CODE_UNIMPLEMENTED: _ClassVar[ErrorCode]
+    ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
+
+class Scope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCOPE_UNSPECIFIED: _ClassVar[Scope]
+    SCOPE_DRIVER: _ClassVar[Scope]
+    SCOPE_CLUSTER: _ClassVar[Scope]
 
 class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -42,10 +50,16 @@ ERROR_CODE_OBJECT_LOST: ErrorCode
 ERROR_CODE_CANCELLED: ErrorCode
 ERROR_CODE_VERSION_MISMATCH: ErrorCode
 ERROR_CODE_UNIMPLEMENTED: ErrorCode
+ERROR_CODE_PERMISSION_DENIED: ErrorCode
+SCOPE_UNSPECIFIED: Scope
+SCOPE_DRIVER: Scope
+SCOPE_CLUSTER: Scope
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_NORMAL: TaskKind
 TASK_KIND_ACTOR_CREATION: TaskKind
 TASK_KIND_ACTOR_TASK: TaskKind
+SCOPE_FIELD_NUMBER: _ClassVar[int]
+scope: _descriptor.FieldDescriptor
 
 class Empty(_message.Message):
     __slots__ = ()

@@ -138,10 +138,12 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., memory_used: _Optional[int] = ..., memory_total: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "node_secret")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SECRET_FIELD_NUMBER: _ClassVar[int]
     node: NodeInfo
-    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
+    node_secret: bytes
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., node_secret: _Optional[bytes] = ...) -> None: ...
 
 class RegisterNodeReply(_message.Message):
     __slots__ = ("nodes", "launchable")
@@ -152,18 +154,22 @@ class RegisterNodeReply(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., launchable: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
 
 class UnregisterNodeRequest(_message.Message):
-    __slots__ = ("node_id", "reason")
+    __slots__ = ("node_id", "reason", "node_secret")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    NODE_SECRET_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     reason: str
-    def __init__(self, node_id: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
+    node_secret: bytes
+    def __init__(self, node_id: _Optional[bytes] = ..., reason: _Optional[str] = ..., node_secret: _Optional[bytes] = ...) -> None: ...
 
 class ReportNodeStateRequest(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "node_secret")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SECRET_FIELD_NUMBER: _ClassVar[int]
     node: NodeInfo
-    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
+    node_secret: bytes
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., node_secret: _Optional[bytes] = ...) -> None: ...
 
 class ReportNodeStateReply(_message.Message):
     __slots__ = ("nodes", "launchable")

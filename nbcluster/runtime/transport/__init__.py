@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from nbcluster.runtime.protocol import common_pb2
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError, TransportError
+from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError, TransportError
 
-__all__ = ["dial", "is_framed", "ConnectionLost", "RemoteError", "TransportError"]
+__all__ = ["dial", "is_framed", "ConnectionLost", "PeerNotTrusted", "RemoteError", "TransportError"]
 
 
 def is_framed(address: str) -> bool:
@@ -63,6 +63,8 @@ async def dial(
                 local or common_pb2.Address(),
                 timeout=max(0.1, deadline - time.monotonic()),
             )
+        except PeerNotTrusted:
+            raise  # another user's socket: waiting will not make it ours
         except ConnectionLost:
             if time.monotonic() + delay >= deadline:
                 raise

@@ -12,6 +12,11 @@ class ConnectionLost(TransportError):
     """The connection closed (or could not be opened) before the call completed."""
 
 
+class PeerNotTrusted(ConnectionLost):
+    """A local endpoint is held by a process of another user: nothing was sent to it
+    (no token), nothing it sent was read."""
+
+
 class RemoteError(TransportError):
     """The peer answered with an error: ``code`` is a ``common_pb2.ErrorCode``."""
 

@@ -7,10 +7,14 @@ iteration leave in one system call.
 
 Frame: ``<u32 payload length><u8 kind><u32 call id><u16 method index><payload>``.
 
-The first frame a client sends is HELLO, whose payload starts with the raw token
-(``<u16 length><token>``) followed by a serialized :class:`Hello`. The server compares
-the token before it parses anything — the Hello message included — and answers a bad
-one with an ERROR frame and a closed connection.
+Before a byte is read or written, both ends check that the other runs as the same
+user (``peer.py``). The first frame a client sends is HELLO, whose payload starts with
+the raw credential (``<u16 length><token>``) followed by a serialized :class:`Hello`.
+The server checks the credential (``credentials.Verifier``) before it parses anything —
+the Hello message included — and answers a bad one with an ERROR frame
+(UNAUTHENTICATED) and a closed connection. The credential's scope bounds what the peer
+may call: a method that needs the cluster token, called with a driver credential, is
+answered PERMISSION_DENIED.
 
 Connections are symmetric: once open, either end may call methods the other end
 serves. Every method of a connection runs on the event loop that owns it.
@@ -19,16 +23,17 @@ serves. Every method of a connection runs on the event loop that owns it.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from nbcluster.runtime.credentials import SCOPE_DRIVER, Verifier, scope_name
 from nbcluster.runtime.protocol import common_pb2
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-from nbcluster.runtime.transport.methods import PROTOCOL_DIGEST, TABLE, Method, methods_of
+from nbcluster.runtime.transport import peer
+from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError
+from nbcluster.runtime.transport.methods import PROTOCOL_DIGEST, TABLE, Method, methods_of, permission_message
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +100,15 @@ class Connection(asyncio.Protocol):
         *,
         server: bool,
         preamble: bytes = b"",
+        verifier: Verifier | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._preamble = preamble
         self._token = token.encode()
+        self._verifier = verifier or (Verifier(token) if server else None)
+        #: What the peer may call here: the scope of the credential it presented (server
+        #: side); a server we dialed may call back only what a driver may.
+        self.scope = SCOPE_DRIVER
         self._local = local
         self._server = server
         self._loop = asyncio.get_running_loop()
@@ -119,10 +129,21 @@ class Connection(asyncio.Protocol):
         self.state: dict[str, Any] = {}
         self._on_close: list[Callable[[Connection], None]] = []
         self._hello_timer: asyncio.TimerHandle | None = None
+        #: The endpoint this connection was opened to or accepted on (for messages).
+        self.endpoint = ""
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        try:  # another user's process: before a byte is read or sent (peer.py)
+            peer.check_transport(transport, self.endpoint or "the peer of a local connection")
+        except PeerNotTrusted as exc:
+            if self._server:
+                logger.warning("refused a local connection: %s", exc)
+            elif not self.ready.done():
+                self.ready.set_exception(exc)  # open_unix awaits it
+            self._abort(str(exc))
+            return
         if self._server:
             self._hello_timer = self._loop.call_later(HELLO_TIMEOUT, self._hello_timeout)
         else:
@@ -217,10 +238,12 @@ class Connection(asyncio.Protocol):
             self._fail_handshake("malformed HELLO")
             return
         (n,) = _TOKEN_LEN.unpack_from(payload)
-        token = payload[_TOKEN_LEN.size : _TOKEN_LEN.size + n]
-        if not hmac.compare_digest(token, self._token):
+        assert self._verifier is not None
+        scope = self._verifier.scope_of(payload[_TOKEN_LEN.size : _TOKEN_LEN.size + n])
+        if scope is None:
             self._fail_handshake("invalid or missing cluster token", Code.ERROR_CODE_UNAUTHENTICATED)
             return
+        self.scope = scope
         hello = common_pb2.Hello.FromString(payload[_TOKEN_LEN.size + n :])
         if hello.protocol != PROTOCOL_DIGEST:
             self._fail_handshake(
@@ -250,6 +273,12 @@ class Connection(asyncio.Protocol):
 
     def _on_call(self, kind: int, call_id: int, index: int, payload: bytes) -> None:
         handler = self._dispatcher.handlers[index] if index < len(TABLE) else None
+        if handler is not None and handler.method.scope > self.scope:
+            logger.warning("refused %s: it needs the cluster token, the peer has a %s",
+                           handler.method.path, scope_name(self.scope))
+            if kind == REQUEST:
+                self._send_error(call_id, Code.ERROR_CODE_PERMISSION_DENIED, permission_message(handler.method))
+            return
         if handler is not None:
             self._dispatcher.served[index] += 1
         else:
@@ -462,9 +491,14 @@ async def open_unix(endpoint: str, make: Callable[[], Connection], timeout: floa
     timed out, refused, or the caller cancelled — is closed, never left open."""
     conn: Connection | None = None
 
+    def factory() -> Connection:
+        made = make()
+        made.endpoint = endpoint
+        return made
+
     async def connect() -> None:
         nonlocal conn
-        _, conn = await asyncio.get_running_loop().create_unix_connection(make, parse_endpoint(endpoint))
+        _, conn = await asyncio.get_running_loop().create_unix_connection(factory, parse_endpoint(endpoint))
         await conn.ready
 
     try:
@@ -472,6 +506,8 @@ async def open_unix(endpoint: str, make: Callable[[], Connection], timeout: floa
     except BaseException as exc:
         if conn is not None:
             conn.close()
+        if isinstance(exc, PeerNotTrusted):
+            raise
         if isinstance(exc, (OSError, asyncio.TimeoutError)):
             raise ConnectionLost(f"{failure}: {str(exc) or 'timed out'}") from exc
         raise
@@ -491,6 +527,7 @@ class FramedServer:
     ) -> None:
         self.endpoint = endpoint
         self._token = token
+        self._verifier = Verifier(token)
         self._dispatcher = dispatcher
         self._local = local
         self._on_connection = on_connection
@@ -498,7 +535,8 @@ class FramedServer:
         self.connections: set[Connection] = set()
 
     def _factory(self) -> Connection:
-        conn = Connection(self._dispatcher, self._token, self._local, server=True)
+        conn = Connection(self._dispatcher, self._token, self._local, server=True, verifier=self._verifier)
+        conn.endpoint = self.endpoint
         self.connections.add(conn)
         conn.on_close(self.connections.discard)
         if self._on_connection is not None:

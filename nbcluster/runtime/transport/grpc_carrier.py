@@ -1,9 +1,11 @@
 """The gRPC carrier (``grpc.aio``): how processes on other machines reach a head or a
 node manager. Same services and messages as the framed carrier.
 
-Every server checks the cluster token in an interceptor. A call without the right
-``nbcluster-token`` metadata is answered UNAUTHENTICATED by a handler that has no
-request deserializer, so its payload is never parsed, let alone unpickled.
+Every server checks the caller's credential in an interceptor. A call without a
+credential of this cluster in its ``nbcluster-token`` metadata is answered
+UNAUTHENTICATED, and a driver credential calling a method that needs the cluster token
+PERMISSION_DENIED (``credentials.py``), by a handler that has no request deserializer,
+so the payload is never parsed, let alone unpickled.
 
 ``grpc`` is imported only here, and only by processes that serve or dial TCP.
 """
@@ -11,7 +13,6 @@ request deserializer, so its payload is never parsed, let alone unpickled.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, Verifier
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-from nbcluster.runtime.transport.methods import TABLE, Method, methods_of
+from nbcluster.runtime.transport.methods import TABLE, Method, methods_of, permission_message
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ _TO_GRPC = {
     Code.ERROR_CODE_ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Code.ERROR_CODE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.ERROR_CODE_UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    Code.ERROR_CODE_PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Code.ERROR_CODE_CANCELLED: grpc.StatusCode.CANCELLED,
 }
 
@@ -51,45 +54,66 @@ class CallContext:
 
     closed = False
 
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext, verifier: Verifier) -> None:
         self.context = context
         self.peer = None
         self.state: dict[str, Any] = {}
+        #: The scope of the caller's credential (the interceptor let it through).
+        self.scope = verifier.scope_of(_presented(context.invocation_metadata())) or SCOPE_DRIVER
 
     def on_close(self, callback: Callable[[Any], None]) -> None:
         self.context.add_done_callback(lambda _ctx: callback(self))
 
 
+def _presented(metadata: Any) -> bytes:
+    for key, value in metadata or ():
+        if key == TOKEN_METADATA:
+            return value.encode() if isinstance(value, str) else value
+    return b""
+
+
+def _denier(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    async def deny(_request: bytes, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    # No request_deserializer: the payload stays raw bytes and is never parsed.
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
 class _TokenInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
+    """UNAUTHENTICATED without a credential of this cluster; PERMISSION_DENIED for a
+    driver credential calling a method that needs the cluster token."""
 
-        async def deny(_request: bytes, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "invalid or missing cluster token: pass the cluster's token "
-                "(the `token` file in its session directory, or NBCLUSTER_TOKEN)",
-            )
-
-        # No request_deserializer: the payload stays raw bytes and is never parsed.
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
+        self._unauthenticated = _denier(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "invalid or missing cluster token: pass the cluster's token "
+            "(the `token` file in its session directory, or NBCLUSTER_TOKEN)",
+        )
+        self._denied = {
+            m.path: _denier(grpc.StatusCode.PERMISSION_DENIED, permission_message(m))
+            for m in TABLE
+            if m.scope == SCOPE_CLUSTER
+        }
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        token = b""
-        for key, value in details.invocation_metadata or ():
-            if key == TOKEN_METADATA:
-                token = value.encode() if isinstance(value, str) else value
-        if not hmac.compare_digest(token, self._token):
+        scope = self._verifier.scope_of(_presented(details.invocation_metadata))
+        if scope is None:
             logger.warning("refused %s: bad or missing token", details.method)
-            return self._deny
+            return self._unauthenticated
+        if scope != SCOPE_CLUSTER and details.method in self._denied:
+            logger.warning("refused %s: it needs the cluster token, the caller has a driver credential",
+                           details.method)
+            return self._denied[details.method]
         return await continuation(details)
 
 
-def _unary(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
+def _unary(fn: Callable[..., Any], served: list[int], index: int, verifier: Verifier) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         served[index] += 1
         try:
-            result = fn(request, CallContext(context))
+            result = fn(request, CallContext(context, verifier))
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             return result
@@ -99,11 +123,11 @@ def _unary(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..
     return handle
 
 
-def _streaming(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
+def _streaming(fn: Callable[..., Any], served: list[int], index: int, verifier: Verifier) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         served[index] += 1
         try:
-            async for item in fn(request, CallContext(context)):
+            async for item in fn(request, CallContext(context, verifier)):
                 yield item
         except RemoteError as exc:
             await _abort(context, exc)
@@ -111,11 +135,11 @@ def _streaming(fn: Callable[..., Any], served: list[int], index: int) -> Callabl
     return handle
 
 
-def _bidi(fn: Callable[..., Any], served: list[int], index: int) -> Callable[..., Any]:
+def _bidi(fn: Callable[..., Any], served: list[int], index: int, verifier: Verifier) -> Callable[..., Any]:
     async def handle(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         served[index] += 1
         try:
-            async for item in fn(requests, CallContext(context)):
+            async for item in fn(requests, CallContext(context, verifier)):
                 yield item
         except RemoteError as exc:
             await _abort(context, exc)
@@ -144,7 +168,8 @@ class GrpcServer:
         self.port: int = 0
 
     async def start(self) -> int:
-        server = grpc.aio.server(interceptors=[_TokenInterceptor(self._token)], options=_OPTIONS)
+        verifier = Verifier(self._token)
+        server = grpc.aio.server(interceptors=[_TokenInterceptor(verifier)], options=_OPTIONS)
         for service, impl in self._services.items():
             handlers = {}
             full_name = ""
@@ -160,7 +185,7 @@ class GrpcServer:
                 else:
                     factory, wrap = grpc.unary_unary_rpc_method_handler, _unary
                 handlers[method.name] = factory(
-                    wrap(fn, self.served, method.index),
+                    wrap(fn, self.served, method.index, verifier),
                     request_deserializer=method.request.FromString,
                     response_serializer=method.reply.SerializeToString,
                 )
@@ -192,6 +217,8 @@ def _translate(exc: grpc.aio.AioRpcError) -> Exception:
             return RemoteError(int(value), exc.details() or "")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return RemoteError(Code.ERROR_CODE_UNAUTHENTICATED, exc.details() or "unauthenticated")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return RemoteError(Code.ERROR_CODE_PERMISSION_DENIED, exc.details() or "permission denied")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return ConnectionLost(exc.details() or code.name)
     if code == grpc.StatusCode.UNIMPLEMENTED:

@@ -38,6 +38,8 @@ class Method:
     server_streaming: bool
     #: Client-streaming methods (the relay) exist on the gRPC carrier only.
     client_streaming: bool = False
+    #: Who may call it (``common_pb2.SCOPE_*``): the ``scope`` option in the .proto.
+    scope: int = common_pb2.SCOPE_DRIVER
 
     def __repr__(self) -> str:
         return f"<Method {self.service}.{self.name}>"
@@ -63,12 +65,14 @@ def _build() -> tuple[list[Method], dict[str, SimpleNamespace], str]:
                 reply=message_factory.GetMessageClass(method.output_type),
                 server_streaming=method.server_streaming,
                 client_streaming=method.client_streaming,
+                scope=method.GetOptions().Extensions[common_pb2.scope] or common_pb2.SCOPE_DRIVER,
             )
             table.append(entry)
             setattr(ns, method.name, entry)
             digest.update(entry.path.encode())
             digest.update(method.input_type.full_name.encode())
             digest.update(method.output_type.full_name.encode())
+            digest.update(bytes([entry.scope]))
         by_service[service.name] = ns
     return table, by_service, digest.hexdigest()[:16]
 
@@ -84,3 +88,11 @@ CoreWorker: Any = _SERVICES["CoreWorker"]
 def methods_of(service: str) -> list[Method]:
     """The methods of one service, in table order."""
     return [m for m in TABLE if m.service == service]
+
+
+def permission_message(method: Method) -> str:
+    """Why a driver credential may not call ``method``."""
+    return (
+        f"{method.service}.{method.name} needs the cluster token; this caller has a driver credential, "
+        "which runs tasks, actors and jobs but does not administer the cluster"
+    )

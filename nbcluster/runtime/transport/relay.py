@@ -18,15 +18,15 @@ A route names the target: ``relay://<node manager host:port>#<endpoint>``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from nbcluster.runtime.credentials import Verifier
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
-from nbcluster.runtime.transport import framed, methods
-from nbcluster.runtime.transport.errors import ConnectionLost
+from nbcluster.runtime.transport import framed, methods, peer
+from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,12 @@ async def serve(requests: Any, ctx: Any) -> AsyncIterator[nm_pb2.RelayChunk]:
     except OSError as exc:
         logger.info("relay target %s unreachable: %s", target, exc)
         return
+    try:  # the stream carries the caller's token: never to another user's socket
+        peer.check_transport(writer.transport, f"relay target {target}")
+    except PeerNotTrusted as exc:
+        logger.warning("refused to relay: %s", exc)
+        writer.close()
+        return
     if first.data:
         writer.write(first.data)
 
@@ -222,7 +228,7 @@ class LocalRelay:
 
     def __init__(self, endpoint: str, token: str, channel: Callable[[str], Any]) -> None:
         self.endpoint = endpoint
-        self._token = token.encode()
+        self._verifier = Verifier(token)
         self._channel = channel
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -241,7 +247,10 @@ class LocalRelay:
         assert task is not None
         self._tasks.add(task)
         try:
+            peer.check_transport(writer.transport, "a client of the relay socket")
             await self._pipe(reader, writer)
+        except PeerNotTrusted as exc:
+            logger.warning("refused a relay client: %s", exc)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         except Exception:  # noqa: BLE001
@@ -255,7 +264,7 @@ class LocalRelay:
         if size > 1 << 16:
             return
         preamble = nm_pb2.RelayPreamble.FromString(await reader.readexactly(size))
-        if not hmac.compare_digest(preamble.token.encode(), self._token):
+        if self._verifier.scope_of(preamble.token) is None:
             logger.warning("refused a relay request: bad token")
             return
         import grpc.aio

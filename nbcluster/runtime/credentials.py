@@ -1,0 +1,157 @@
+"""Cluster credentials: the token, the driver credential derived from it, and how
+they reach the processes that need them.
+
+Two scopes (``common.proto``: ``Scope``):
+
+- the **cluster token** (random, made at head start, kept in the session's ``token``
+  file, mode 0600) may call every method: the head, node managers, job supervisors
+  and the operator's CLI hold it;
+- the **driver credential** (``d-`` + an HMAC of the cluster token) may do what a
+  driver does — tasks, actors, objects, jobs, the state API — but not administer the
+  cluster (register or drain nodes, stop the head, change the autoscaler's bounds).
+  Drivers, workers and job entrypoints present it, so a credential that leaks from
+  user code cannot take the cluster over.
+
+Servers that hold the cluster token accept both; a driver's or worker's own server
+(it holds only the driver credential) accepts the driver credential. Everyone who
+connects to a driver or worker presents the driver credential.
+
+Credentials never travel in an environment variable (``os.environ`` is printed by
+``env``, ``%env``, job logs): a child process gets its credential through an inherited
+pipe (``NBCLUSTER_CREDENTIAL_FD``) that it reads once at start-up, and a job's
+entrypoint gets a 0600 file in its session (``NBCLUSTER_CREDENTIAL_FILE``) that any
+``nbcluster.init()`` under it reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+
+from nbcluster.runtime.protocol import common_pb2
+
+#: An inherited pipe a child process reads its credential from (then closes).
+CREDENTIAL_FD_ENV = "NBCLUSTER_CREDENTIAL_FD"
+#: A file (mode 0600) holding a job entrypoint's driver credential.
+CREDENTIAL_FILE_ENV = "NBCLUSTER_CREDENTIAL_FILE"
+#: The cluster token, when the user sets it (``nbcluster start --address`` on another
+#: machine, tools); never passed on to the runtime's child processes.
+TOKEN_ENV = "NBCLUSTER_TOKEN"
+
+#: Variables no runtime process passes on to the processes it starts.
+INHERITED_NEVER = frozenset({TOKEN_ENV, CREDENTIAL_FD_ENV, CREDENTIAL_FILE_ENV})
+
+SCOPE_DRIVER = common_pb2.SCOPE_DRIVER
+SCOPE_CLUSTER = common_pb2.SCOPE_CLUSTER
+
+_DRIVER_PREFIX = "d-"
+_DRIVER_LABEL = b"nbcluster driver credential v1"
+
+
+def driver_token(token: str) -> str:
+    """The driver credential of a cluster token (a driver credential is its own)."""
+    if is_driver_token(token):
+        return token
+    mac = hmac.new(token.encode(), _DRIVER_LABEL, hashlib.sha256).hexdigest()[:40]
+    return _DRIVER_PREFIX + mac
+
+
+def is_driver_token(token: str) -> bool:
+    return token.startswith(_DRIVER_PREFIX)
+
+
+def scope_name(scope: int) -> str:
+    return "cluster token" if scope == SCOPE_CLUSTER else "driver credential"
+
+
+class Verifier:
+    """What a server accepts, given the token its process holds: the cluster token
+    (scope CLUSTER) and its driver credential (scope DRIVER); only the latter when the
+    process holds just a driver credential. Comparisons are constant-time."""
+
+    __slots__ = ("_cluster", "_driver")
+
+    def __init__(self, token: str) -> None:
+        self._cluster = None if is_driver_token(token) else token.encode()
+        self._driver = driver_token(token).encode()
+
+    def scope_of(self, presented: bytes | str) -> int | None:
+        """The scope of ``presented``, or None when it is no credential of this cluster."""
+        if isinstance(presented, str):
+            presented = presented.encode()
+        # Both comparisons always run: the time taken does not tell which one matched.
+        driver = hmac.compare_digest(presented, self._driver)
+        cluster = self._cluster is not None and hmac.compare_digest(presented, self._cluster)
+        if cluster:
+            return SCOPE_CLUSTER
+        return SCOPE_DRIVER if driver else None
+
+
+# -- passing a credential to a child process ---------------------------------------
+def credential_pipe(token: str) -> tuple[dict[str, str], int]:
+    """A pipe holding ``token`` for a child to inherit: (its environment entry, the
+    read end to pass with ``pass_fds``, which the caller closes after the spawn)."""
+    read, write = os.pipe()
+    try:
+        os.write(write, token.encode())  # a few dozen bytes: fits the pipe's buffer
+    finally:
+        os.close(write)
+    os.set_inheritable(read, True)
+    return {CREDENTIAL_FD_ENV: str(read)}, read
+
+
+def from_parent() -> str | None:
+    """The credential the parent (a runtime process) passed through a pipe, or None.
+    The pipe is read once and closed; its variable leaves the environment."""
+    fd = os.environ.pop(CREDENTIAL_FD_ENV, None)
+    if fd is None:
+        return None
+    try:
+        number = int(fd)
+        if not stat.S_ISFIFO(os.fstat(number).st_mode):
+            raise ValueError("not a pipe")
+    except (OSError, ValueError):  # a copied environment (a process restarted by hand)
+        return None
+    chunks = []
+    with os.fdopen(number, "rb") as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode().strip() or None
+
+
+def given_token() -> str | None:
+    """A credential the user or the job gave this process: ``NBCLUSTER_TOKEN``, else a
+    job entrypoint's credential file (``NBCLUSTER_CREDENTIAL_FILE``). None: use the
+    token of the cluster's session on this machine."""
+    token = token_from_env()
+    if token:
+        return token
+    path = os.environ.get(CREDENTIAL_FILE_ENV)
+    return read_credential_file(path) if path else None
+
+
+def read_credential_file(path: str) -> str:
+    """The credential in a job's credential file; ValueError saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the job's credential file {path} ({CREDENTIAL_FILE_ENV}): {exc.strerror}") from None
+    if not token:
+        raise ValueError(f"the job's credential file {path} ({CREDENTIAL_FILE_ENV}) is empty")
+    return token
+
+
+def write_credential_file(path: os.PathLike[str] | str, token: str) -> None:
+    """Write ``token`` to a new file readable by this user only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token)
+
+
+def token_from_env() -> str | None:
+    """``NBCLUSTER_TOKEN`` when the user set it (the runtime's processes do not pass
+    it on: ``procutil.spawn`` leaves it out of their children's environment)."""
+    return os.environ.get(TOKEN_ENV) or None

@@ -15,7 +15,9 @@ Every node has its own node manager, object store and session directory, and the
 nodes talk as separate machines would: through their node managers' ports on
 127.0.0.1 (or the head's ``node_ip_address``). The head takes ``port`` (its GCS's,
 default any) and ``node_ip_address`` too, so nodes on other machines can join with
-``nbcluster start --address``. The nodes are children of this process and stop with it.
+``nbcluster start --address``; ``_tls=True`` gives the cluster TLS between its nodes
+(as a head on a network address has by default). The nodes are children of this
+process and stop with it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
+from nbcluster.runtime import tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
@@ -35,7 +38,9 @@ from nbcluster.runtime.transport import methods
 
 __all__ = ["Cluster", "ClusterNode"]
 
-_NODE_ARGS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config", "port", "node_ip_address")
+_NODE_ARGS = (
+    "num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config", "_tls", "port", "node_ip_address",
+)
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Cluster:
         if unknown:
             raise ValueError(f"unknown node arguments {unknown}; valid: {list(_NODE_ARGS)}")
         system_config = node_args.pop("_system_config", None)
+        use_tls = node_args.pop("_tls", False)
         port, host = node_args.pop("port", 0), node_args.pop("node_ip_address", None)
         spec = dict(num_cpus=1, num_gpus=0, resources=None, object_store_memory=None)
         spec.update(node_args)
@@ -115,13 +121,14 @@ class Cluster:
                 host=self._host,
                 node_port=0,
                 jobs_host=self._host,
+                tls_settings=tls.Settings() if use_tls else None,
             )
             node = self.head_node = ClusterNode(handle.node_id.hex(), True, handle)
             if wait:
                 self._wait_address(handle)
         else:
-            if system_config or port or host:
-                raise ValueError("_system_config, port and node_ip_address are set once, on the head node")
+            if system_config or port or host or use_tls:
+                raise ValueError("_system_config, _tls, port and node_ip_address are set once, on the head node")
             head = self.head_node._handle
             handle = start_worker_node(
                 gcs_address=self.address,

@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import queue
+import ssl
 import threading
 import time
 import types
@@ -36,7 +37,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterSystemError
-from nbcluster.runtime.credentials import TOKEN_ENV, given_token
+from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, given_token
+from nbcluster.runtime.tls import client_context
 
 __all__ = [
     "ADDRESS_ENV",
@@ -48,6 +50,7 @@ __all__ = [
     "JobStatus",
     "JobSubmissionClient",
     "JobType",
+    "ssl_context",
 ]
 
 DEFAULT_PORT = 8265
@@ -217,9 +220,10 @@ def _local_jobs_api() -> tuple[str, str]:
             "session names no jobs_address (a worker node's session, or a head without the jobs "
             f"server). Pass address='http://HOST:PORT' of the head's jobs API or set {ADDRESS_ENV}."
         )
-    host, _, port = jobs_address.rpartition(":")
+    scheme, _, hostport = jobs_address.rpartition("://")
+    host, _, port = hostport.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]"):  # served on every interface: reach it here
-        jobs_address = f"127.0.0.1:{port}"
+        jobs_address = f"{scheme or 'http'}://127.0.0.1:{port}"
     return _base_url(jobs_address), node.token
 
 
@@ -271,8 +275,22 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# No proxies either (the websocket follows none): the token goes to the cluster only.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+def ssl_context(base_url: str, token: str, verify: bool | str = True) -> ssl.SSLContext | None:
+    """The SSL context for the jobs API at ``base_url`` (None for http). An https API
+    is verified with the cluster's CA (known with its token), a
+    CA bundle the user names, the system's CAs, or — asked for — not at all. No
+    proxies either (the websocket follows none): the token goes to the cluster only."""
+    if not base_url.startswith("https://"):
+        return None
+    if verify is False:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    ca = ca_for(token)
+    return client_context(ca) if ca else ssl.create_default_context()
 
 
 def _server_message(raw: bytes, default: str) -> str:
@@ -372,9 +390,16 @@ class JobSubmissionClient:
     started on this machine (``"auto"`` always means that one). ``token``: else
     ``$NBCLUSTER_TOKEN``, else (inside a job) the job's driver credential, else the token
     of the cluster on this machine the address points at. ``timeout`` bounds each HTTP request, in seconds.
+
+    An ``https://`` jobs API (a head with TLS) is verified against that cluster's CA,
+    which came with its token file or session; ``verify`` as Ray's: a path to a CA
+    bundle instead, or False to not verify (an explicit choice; never a fallback).
     """
 
-    def __init__(self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0,
+        verify: bool | str = True,
+    ) -> None:
         if address is None:
             address = os.environ.get(ADDRESS_ENV) or "auto"
         local_token = ""
@@ -387,6 +412,11 @@ class JobSubmissionClient:
             raise _no_token_error(self._address)
         self._token = _check_token(token)
         self._timeout = float(timeout)
+        self._ssl = ssl_context(self._address, self._token, verify)
+        handlers: list[Any] = [urllib.request.ProxyHandler({}), _NoRedirect()]
+        if self._ssl is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self._ssl))
+        self._opener = urllib.request.build_opener(*handlers)
 
     @property
     def address(self) -> str:
@@ -423,7 +453,7 @@ class JobSubmissionClient:
         what = f"{method} {path}"
         request = urllib.request.Request(self._address + path, data=data, method=method, headers=headers)
         try:
-            with _OPENER.open(request, timeout=self._timeout) as response:
+            with self._opener.open(request, timeout=self._timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             with exc:
@@ -560,7 +590,7 @@ class JobSubmissionClient:
         path = self._job_path(job_id) + "/logs/tail"
         url = "ws" + self._address.removeprefix("http") + path
         request = HTTPRequest(url, headers=self._headers(), connect_timeout=self._timeout,
-                              request_timeout=self._timeout)
+                              request_timeout=self._timeout, ssl_options=self._ssl)
         try:
             conn = await websocket_connect(request, ping_interval=20, ping_timeout=20,
                                            max_message_size=_MAX_LOG_MESSAGE)

@@ -29,12 +29,12 @@ import psutil
 
 from nbcluster._version import __version__
 from nbcluster.exceptions import NbclusterError
-from nbcluster.runtime import cli_view, discovery
+from nbcluster.runtime import cli_view, discovery, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.credentials import TOKEN_ENV, token_from_env
+from nbcluster.runtime.credentials import TOKEN_ENV, token_from_env, trust
 from nbcluster.runtime.session import Session, store_dir, temp_root, write_json
 
 DEFAULT_JOBS_PORT = 8265
@@ -192,19 +192,48 @@ def _autoscaling(opts: argparse.Namespace) -> Any:
     return autoscaling
 
 
+def _tls_settings(opts: argparse.Namespace) -> tls.Settings:
+    try:
+        return tls.Settings(opts.tls_ca_file, opts.tls_cert_file, opts.tls_key_file)
+    except tls.TlsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _head_tls(opts: argparse.Namespace, autoscaling: Any, node_ip: str) -> tls.Settings | None:
+    """TLS for a new head: as asked (--tls/--no-tls, the YAML's ``tls:``), else on when
+    anything listens beyond loopback."""
+    settings = _tls_settings(opts)
+    wanted = opts.tls
+    if wanted is None and autoscaling is not None:
+        wanted = autoscaling.tls
+    if wanted is None:
+        hosts = [node_ip] + ([opts.dashboard_host] if opts.include_dashboard else [])
+        wanted = bool(opts.tls_ca_file) or not all(tls.is_loopback(h) for h in hosts)
+    if not wanted and opts.tls_ca_file:
+        raise CliError("--no-tls with --tls-ca-file: leave one out")
+    if not wanted and not tls.is_loopback(node_ip):
+        print(f"Warning: TLS is off (--no-tls) while the head listens on {node_ip}: the token and all data "
+              "cross the network in clear text.", file=sys.stderr)
+    return settings if wanted else None
+
+
 def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
     if opts.token_file:
         raise CliError("--token-file is for joining a cluster; a new head makes its own token")
     autoscaling = _autoscaling(opts) if opts.autoscaling_config else None
     node_ip = opts.node_ip_address or local_ip()
     spec = _spec(opts, node_ip, opts.node_manager_port)
-    handle, written, node = start_head(
-        num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
-        object_store_memory=spec.object_store_memory, config=config,
-        port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
-        autoscaling=autoscaling, jobs_host=opts.dashboard_host,
-        jobs_port=opts.dashboard_port if opts.include_dashboard else None,
-    )
+    try:
+        handle, written, node = start_head(
+            num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources,
+            object_store_memory=spec.object_store_memory, config=config,
+            port=opts.port, host=node_ip, node_port=opts.node_manager_port, object_port=opts.object_manager_port,
+            autoscaling=autoscaling, jobs_host=opts.dashboard_host,
+            jobs_port=opts.dashboard_port if opts.include_dashboard else None,
+            tls_settings=_head_tls(opts, autoscaling, node_ip),
+        )
+    except tls.TlsError as exc:
+        raise CliError(str(exc)) from None
     address = written["gcs_address"]
     jobs = written.get("jobs_address", "")
     if autoscaling is not None:
@@ -215,17 +244,23 @@ def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalC
         print(f"Autoscaler on ({autoscaling.provider.type} provider) for cluster {autoscaling.cluster_name}: "
               f"worker types {types}; idle nodes go after {autoscaling.idle_timeout_s:g} s.")
     session = handle.session
+    ca = session.read_ca()
+    secured = (f"TLS, CA fingerprint {tls.fingerprint(ca)}\n"
+               "               (the token file carries the CA: nodes and clients that use it pin it)"
+               if ca else "no TLS (this machine only)" if tls.is_loopback(node_ip) else "no TLS (--no-tls)")
+    env_line = "" if ca else (  # a TLS cluster's token file carries its CA too: copy the file
+        f"\n  or, with the token in the environment:\n  NBCLUSTER_TOKEN=$(cat /path/to/token) nbcluster start --address {address}"
+    )
     print(f"""Started the nbcluster head node at {address} (nbcluster {__version__}).
   node id:     {node.node_id}
   resources:   {_describe(node)}
   session dir: {session.dir} (logs in logs/)
   token file:  {session.token_file}
                Keep it private: the token lets anyone run code on this cluster.
+  security:    {secured}
 
 Join a worker node from another machine (copy the token file there first):
-  nbcluster start --address {address} --token-file /path/to/token
-  or, with the token in the environment:
-  NBCLUSTER_TOKEN=$(cat /path/to/token) nbcluster start --address {address}
+  nbcluster start --address {address} --token-file /path/to/token{env_line}
 
 Connect from Python or a notebook on this machine (or on any machine with a node):
   import nbcluster
@@ -235,7 +270,7 @@ Look at the cluster:  nbcluster status    nbcluster list nodes
 Stop it:             nbcluster stop""", flush=True)
     if jobs:
         print(f"""
-Jobs API at http://{jobs} (token required). Submit a batch job from this machine:
+Jobs API at {jobs if "://" in jobs else "http://" + jobs} (token required). Submit a batch job from this machine:
   nbcluster job submit --working-dir . -- python script.py""", flush=True)
     return handle, node
 
@@ -255,6 +290,7 @@ def start_head(
     node_port: int = 0,
     object_port: int = 0,
     jobs_host: str | None = None,
+    tls_settings: tls.Settings | None = None,
 ) -> tuple[LocalCluster, dict[str, Any], Any]:
     """Start a head that outlives this process, as ``nbcluster start --head`` does
     (sessions of their own, no lifeline, recorded in ``processes.json`` so that
@@ -273,6 +309,7 @@ def start_head(
         num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
         config=config, embedded=False, head_port=port, host=host, node_port=node_port, object_port=object_port,
         autoscaling=autoscaling, jobs_host=host if jobs_host is None else jobs_host, jobs_port=jobs_port,
+        tls_settings=tls_settings,
     )
     handle.forget()  # not this process's to stop at exit: processes.json names it
     name = autoscaling.cluster_name if autoscaling is not None else ""
@@ -316,16 +353,24 @@ def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[Loca
     if opts.address == "auto":
         raise CliError("--address must be HOST:PORT of the head, as printed by `nbcluster start --head`")
     token = _worker_token(opts)
+    settings = _tls_settings(opts)
+    try:
+        trust(token, settings.user_ca())  # the user's CA, when the token file did not carry one
+    except tls.TlsError as exc:
+        raise CliError(str(exc)) from None
     try:  # fail here, with the reason, rather than in a detached process's log
         discovery.call_gcs((opts.address, token), methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 10.0)
     except NbclusterError as exc:
         raise CliError(str(exc)) from None
     host = opts.address.rsplit(":", 1)[0].strip("[]")
     spec = _spec(opts, opts.node_ip_address or local_ip(towards=host), opts.node_manager_port)
-    handle = start_worker_node(
-        gcs_address=opts.address, token=token, spec=spec, config=config, embedded=False,
-        link_latest=discovery.find_local_node("auto") is None,
-    )
+    try:
+        handle = start_worker_node(
+            gcs_address=opts.address, token=token, spec=spec, config=config, embedded=False,
+            link_latest=discovery.find_local_node("auto") is None, tls_settings=settings,
+        )
+    except tls.TlsError as exc:
+        raise CliError(str(exc)) from None
     node = _wait_joined(handle, (opts.address, token), config.startup_timeout_s)
     _record(handle, "worker", opts.address)
     print(f"""Joined the nbcluster cluster at {opts.address} as node {node.node_id}.
@@ -574,6 +619,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"head: the Jobs API's port (default {DEFAULT_JOBS_PORT}; 0: any)")
     start.add_argument("--autoscaling-config", metavar="FILE",
                        help="head: run the autoscaler with this cluster YAML (Ray's format)")
+    tls_flag = start.add_mutually_exclusive_group()
+    tls_flag.add_argument("--tls", dest="tls", action="store_true", default=None,
+                          help="head: encrypt and authenticate every connection between machines (the default "
+                               "when the head or its Jobs API listens on an address other than loopback)")
+    tls_flag.add_argument("--no-tls", dest="tls", action="store_false",
+                          help="head: no TLS even on a network address (traffic and token in clear text)")
+    start.add_argument("--tls-ca-file", metavar="FILE",
+                       help="TLS with your own CA (PEM) instead of one the head makes; joining: the cluster's CA, "
+                            "when the token file does not carry it")
+    start.add_argument("--tls-cert-file", metavar="FILE", help="with --tls-ca-file: this node's certificate (PEM)")
+    start.add_argument("--tls-key-file", metavar="FILE", help="with --tls-cert-file: its private key (PEM)")
     start.set_defaults(func=cmd_start)
 
     up = commands.add_parser("up", help="start a cluster from a cluster YAML: the head here, with the autoscaler",

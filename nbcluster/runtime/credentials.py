@@ -31,6 +31,7 @@ import os
 import stat
 
 from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.tls import join_token_file, split_token_file
 
 #: An inherited pipe a child process reads its credential from (then closes).
 CREDENTIAL_FD_ENV = "NBCLUSTER_CREDENTIAL_FD"
@@ -129,26 +130,50 @@ def given_token() -> str | None:
     if token:
         return token
     path = os.environ.get(CREDENTIAL_FILE_ENV)
-    return read_credential_file(path) if path else None
-
-
-def read_credential_file(path: str) -> str:
-    """The credential in a job's credential file; ValueError saying what is wrong."""
+    if not path:
+        return None
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read the job's credential file {path} ({CREDENTIAL_FILE_ENV}): {exc.strerror}") from None
+        return read_token_file(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the job's credential file {path} ({CREDENTIAL_FILE_ENV}): {exc}") from None
+
+
+def write_token_file(path: os.PathLike[str] | str, token: str, ca_pem: bytes = b"") -> None:
+    """Write a token file (the token, then the CA of a TLS cluster), readable by this
+    user only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(join_token_file(token, ca_pem))
+
+
+# -- the cluster's CA, by token ----------------------------------------------------------
+#: The CA (PEM) of each TLS cluster this process holds a token of, under the token and
+#: its driver credential: a dial with a token uses TLS pinned to that cluster's CA.
+_CA_BY_TOKEN: dict[str, bytes] = {}
+
+
+def read_token_file(path: os.PathLike[str] | str) -> str:
+    """The token in a token file (a session's ``token``, or a copy of it). When the
+    cluster uses TLS the file also holds its CA certificate, which is remembered for
+    the token (:func:`ca_for`). OSError when unreadable; ValueError when empty."""
+    with open(path, "rb") as f:
+        token, ca_pem = split_token_file(f.read())
     if not token:
-        raise ValueError(f"the job's credential file {path} ({CREDENTIAL_FILE_ENV}) is empty")
+        raise ValueError(f"{path} holds no token; copy the head's `token` file")
+    trust(token, ca_pem)
     return token
 
 
-def write_credential_file(path: os.PathLike[str] | str, token: str) -> None:
-    """Write ``token`` to a new file readable by this user only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token)
+def trust(token: str, ca_pem: bytes) -> None:
+    """Dial the cluster of ``token`` (and of its driver credential) with TLS pinned to
+    ``ca_pem`` (nothing when b"")."""
+    if ca_pem:
+        _CA_BY_TOKEN[token] = _CA_BY_TOKEN[driver_token(token)] = ca_pem
+
+
+def ca_for(token: str) -> bytes:
+    """The CA to verify the servers of ``token``'s cluster with; b"": no TLS."""
+    return _CA_BY_TOKEN.get(token, b"")
 
 
 def token_from_env() -> str | None:

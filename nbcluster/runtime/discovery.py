@@ -11,13 +11,13 @@ import asyncio
 import concurrent.futures
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
 from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime import credentials
 from nbcluster.runtime.credentials import given_token
 from nbcluster.runtime.session import Session, latest_session, temp_root
 from nbcluster.runtime.transport import dial
@@ -92,15 +92,14 @@ def local_heads() -> list[LocalNode]:
 
 
 def read_token_file(path: str) -> str:
-    """The token in ``path`` (a copy of a head's ``token`` file); ValueError saying
-    what is wrong with it otherwise."""
+    """The token in ``path`` (a copy of a head's ``token`` file, which for a TLS cluster
+    also carries its CA); ValueError saying what is wrong with it otherwise."""
     try:
-        token = Path(path).read_text().strip()
+        return credentials.read_token_file(path)
     except OSError as exc:
         raise ValueError(f"cannot read --token-file {path}: {exc.strerror}") from None
-    if not token:
-        raise ValueError(f"--token-file {path} is empty; copy the head's `token` file")
-    return token
+    except ValueError:
+        raise ValueError(f"--token-file {path} is empty; copy the head's `token` file") from None
 
 
 def check_address(address: str) -> None:

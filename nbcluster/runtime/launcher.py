@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nbcluster.runtime import ids
+from nbcluster.runtime import ids, tls
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import ca_for
 from nbcluster.runtime.procutil import spawn, spawn_python, terminate, wait_exit
 from nbcluster.runtime.session import Session, new_session, remove_session, store_dir
 
@@ -162,13 +163,20 @@ def start_local_cluster(
     autoscaling: "AutoscalingConfig | None" = None,
     jobs_host: str = "127.0.0.1",
     jobs_port: int | None = 0,
+    tls_settings: tls.Settings | None = None,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
     ``node_port``: let other machines reach the node (a cluster of several nodes),
     and pull objects from it on ``object_port``. ``autoscaling``: run the autoscaler
-    on the head with this config (the head node is of its ``head_node_type``)."""
+    on the head with this config (the head node is of its ``head_node_type``).
+    ``tls_settings``: every listener that other machines reach uses TLS (``tls.py``)."""
     config = config or RuntimeConfig.load()
-    session, token = new_session()
+    ca_pem, identity, ca_key = b"", None, b""
+    if tls_settings is not None:  # before the session: a bad file leaves nothing behind
+        ca_pem, identity, ca_key = tls_settings.head(f"{host}:{head_port}", tls.node_hosts(host, jobs_host))
+    session, token = new_session(ca_pem=ca_pem)
+    if identity is not None:
+        session.write_identity(identity, ca_key)
     node_id = ids.random_id()
     gcs_endpoint = session.endpoint("gcs")
     env = {"NBCLUSTER_CONFIG": config.to_env()}
@@ -240,12 +248,23 @@ def start_worker_node(
     embedded: bool = True,
     link_latest: bool = True,
     command_prefix: Sequence[str] = (),
+    tls_settings: tls.Settings | None = None,
 ) -> LocalCluster:
     """Start a node manager that joins the cluster whose GCS is at ``gcs_address``,
     in a session directory of its own; return without waiting for it.
-    ``command_prefix`` runs it through another command (``ip netns exec NAME``)."""
+    ``command_prefix`` runs it through another command (``ip netns exec NAME``).
+
+    TLS follows the cluster: on when the cluster's CA is trusted for ``token`` (it came
+    in the token file, or ``credentials.trust``). The node gets its certificate from the
+    head unless ``tls_settings`` gives the user's certificate and key."""
     config = config or RuntimeConfig.load()
-    session, _ = new_session(token=token, link_latest=link_latest)
+    ca_pem = ca_for(token)
+    identity = (tls_settings or tls.Settings()).user_identity(ca_pem)
+    if identity is not None and not ca_pem:
+        raise tls.TlsError("--tls-cert-file needs the cluster's CA: a token file that carries it, or --tls-ca-file")
+    session, _ = new_session(token=token, link_latest=link_latest, ca_pem=ca_pem)
+    if identity is not None:
+        session.write_identity(identity)
     node_id = ids.random_id()
     env = {"NBCLUSTER_CONFIG": config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbcluster.runtime import tls
+from nbcluster.runtime.credentials import read_token_file, trust, write_token_file
+
 TEMP_DIR_ENV = "NBCLUSTER_TEMP_DIR"
 SHM_DIR_ENV = "NBCLUSTER_SHM_DIR"
 
@@ -68,7 +71,42 @@ class Session:
         return f"unix-abstract:nbcluster/{self.name}/{role}"
 
     def read_token(self) -> str:
-        return self.token_file.read_text().strip()
+        """The cluster token (and, for a TLS cluster, its CA is trusted for it)."""
+        return read_token_file(self.token_file)
+
+    def read_ca(self) -> bytes:
+        """The cluster's CA certificate (PEM) when it uses TLS, else b"" (``tls.py``)."""
+        return tls.split_token_file(self.token_file.read_bytes())[1]
+
+    @property
+    def tls_dir(self) -> Path:
+        """``ca.key`` (the head's CA key), ``cert.pem`` and ``key.pem`` (this machine's
+        certificate and key, when made at start or given by the user)."""
+        return self.dir / "tls"
+
+    def write_identity(self, identity: tls.Identity, ca_key: bytes = b"") -> None:
+        """Keep this machine's TLS certificate and key (and the CA's key, on the head)."""
+        self.tls_dir.mkdir(mode=0o700, exist_ok=True)
+        for name, data in (("cert.pem", identity.cert_pem), ("key.pem", identity.key_pem), ("ca.key", ca_key)):
+            if data:
+                fd = os.open(self.tls_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+
+    def read_identity(self) -> tls.Identity | None:
+        """This machine's TLS identity kept in the session, if any."""
+        ca = self.read_ca()
+        try:
+            return tls.Identity(ca, (self.tls_dir / "cert.pem").read_bytes(), (self.tls_dir / "key.pem").read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def read_ca_key(self) -> bytes:
+        """The CA's key (the head of a cluster that made its own CA), else b""."""
+        try:
+            return (self.tls_dir / "ca.key").read_bytes()
+        except FileNotFoundError:
+            return b""
 
     def read_address(self) -> dict:
         return json.loads(self.address_file.read_text())
@@ -108,9 +146,10 @@ def write_json(path: Path, info: dict) -> None:
     os.replace(tmp, path)
 
 
-def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Session, str]:
-    """Create a session directory with a (fresh) token; point session_latest at it
-    unless ``link_latest`` is False (a second node started on the same machine)."""
+def new_session(token: str | None = None, link_latest: bool = True, ca_pem: bytes = b"") -> tuple[Session, str]:
+    """Create a session directory with a (fresh) token, and the cluster's CA when it
+    uses TLS (both in the ``token`` file); point session_latest at it unless
+    ``link_latest`` is False (a second node started on the same machine)."""
     root = temp_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
     now = time.time()
@@ -124,9 +163,8 @@ def new_session(token: str | None = None, link_latest: bool = True) -> tuple[Ses
     session.logs.mkdir()
     session.spill.mkdir()
     token = token or secrets.token_hex(16)
-    fd = os.open(session.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+    write_token_file(session.token_file, token, ca_pem)
+    trust(token, ca_pem)
     if not link_latest:
         return session, token
     link = root / "session_latest"

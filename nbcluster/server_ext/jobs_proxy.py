@@ -24,6 +24,7 @@ from tornado import httpclient, web, websocket
 from tornado.iostream import StreamClosedError
 
 from nbcluster.exceptions import NbclusterError
+from nbcluster.job_submission import ssl_context
 from nbcluster.server_ext.handlers import NbclusterAPIHandler, domain_errors
 from nbcluster.server_ext.models import BadRequest
 from nbcluster.server_ext.sse import SseHandler
@@ -61,6 +62,7 @@ class JobsProxyHandler(NbclusterAPIHandler):
         request = httpclient.HTTPRequest(
             url, method=self.request.method or "GET", headers=headers, body=body,
             request_timeout=self.timeout_s, follow_redirects=False, allow_nonstandard_methods=True,
+            ssl_options=ssl_context(url, token),
         )
         try:
             response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
@@ -112,7 +114,7 @@ class JobLogTailHandler(SseHandler):
         base, token = await self.manager.jobs_endpoint(name)
         request = httpclient.HTTPRequest(
             "ws" + base.removeprefix("http") + f"/api/jobs/{job_id}/logs/tail",
-            headers={"Authorization": f"Bearer {token}"}, connect_timeout=10.0,
+            headers={"Authorization": f"Bearer {token}"}, connect_timeout=10.0, ssl_options=ssl_context(base, token),
         )
         try:
             conn = await websocket.websocket_connect(request)

@@ -553,7 +553,7 @@ class ClusterManager:
         return entry.record.address, entry.token, entry.gone
 
     async def jobs_endpoint(self, name: str) -> tuple[str, str]:
-        """(``http://host:port`` of the head's Jobs API, the token)."""
+        """(``http[s]://host:port`` of the head's Jobs API, the token)."""
         entry = self._ready(name, "use its jobs")
         if not entry.record.jobs_address:  # learn it (a head restarted with the API on)
             try:
@@ -566,7 +566,7 @@ class ClusterManager:
         if not jobs:
             raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
                                   "with the Jobs API to use jobs")
-        return f"http://{jobs}", entry.token
+        return jobs if "://" in jobs else f"http://{jobs}", entry.token
 
 
 def _retrieved(future: asyncio.Future) -> None:
@@ -596,4 +596,5 @@ def _jobs_address(jobs: str, gcs_address: str) -> str:
     port = jobs.rpartition(":")[2]
     if not port.isdigit():
         return ""
-    return f"{gcs_address.rpartition(':')[0]}:{port}"
+    scheme = "https://" if jobs.startswith("https://") else ""  # the head's TLS
+    return f"{scheme}{gcs_address.rpartition(':')[0]}:{port}"

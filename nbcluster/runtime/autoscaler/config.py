@@ -27,7 +27,7 @@ __all__ = ["AutoscalingConfig", "NodeTypeConfig", "ProviderConfig", "load_config
 
 _TOP_KEYS = tuple(
     "available_node_types cluster_name head_node_type idle_timeout_minutes max_workers provider "
-    "upscaling_speed".split()
+    "tls upscaling_speed".split()
 )
 #: Ray cluster-YAML keys accepted and ignored (they set up machines; nbcluster does not).
 _TOP_RAY_ONLY = tuple(
@@ -86,6 +86,9 @@ class AutoscalingConfig:
     head_node_type: str | None = None
     available_node_types: dict[str, NodeTypeConfig] = field(default_factory=dict)
     provider: ProviderConfig = field(default_factory=ProviderConfig)
+    #: TLS between machines (``tls.py``): true/false; None (not given): on when the head
+    #: listens beyond loopback.
+    tls: bool | None = None
     #: The file path, or ``"<dict>"``.
     source: str = field(default="<dict>", compare=False)
     #: Ray keys accepted but not used here, as dotted paths (for a log line).
@@ -123,6 +126,7 @@ class AutoscalingConfig:
                 for name, t in self.available_node_types.items()
             },
             "provider": {**copy.deepcopy(self.provider.options), "type": self.provider.type},
+            **({"tls": self.tls} if self.tls is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -285,6 +289,10 @@ class _Checker:
         speed = self.number(speed, ("upscaling_speed",), 0, True, "1.0")
         idle = data.get("idle_timeout_minutes", d.idle_timeout_minutes)
         idle = self.number(idle, ("idle_timeout_minutes",), 0, False, "5")
+        use_tls = data.get("tls")
+        if use_tls is not None and not isinstance(use_tls, bool):
+            self.fail(("tls",), f"must be true or false, got {_show(use_tls)}",
+                      "write tls: true (TLS between machines) or leave it out", at_value=True)
         tpath = ("available_node_types",)
         example = "{cpu_worker: {resources: {CPU: 1}, max_workers: 2}}"
         if "available_node_types" not in data:
@@ -312,7 +320,7 @@ class _Checker:
         return AutoscalingConfig(
             cluster_name=name, max_workers=max_workers, upscaling_speed=speed, idle_timeout_minutes=idle,
             head_node_type=head, available_node_types=types,
-            provider=self.provider(data.get("provider", _MISSING)),
+            provider=self.provider(data.get("provider", _MISSING)), tls=use_tls,
             source=self.source, ignored_keys=tuple(self.ignored),
         )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs.server import GcsServer
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
-from nbcluster.runtime.credentials import from_parent, token_from_env
+from nbcluster.runtime.credentials import from_parent, token_from_env, trust
 from nbcluster.runtime.session import Session
 
 logger = logging.getLogger("nbcluster.head")
@@ -25,6 +25,7 @@ logger = logging.getLogger("nbcluster.head")
 async def serve(opts: argparse.Namespace, token: str | None) -> None:
     session = Session(Path(opts.session_dir))
     token = token or token_from_env() or session.read_token()
+    trust(token, session.read_ca())  # TLS to the other machines of a TLS cluster
     autoscaling = None
     if opts.autoscaling_config:
         from nbcluster.runtime.autoscaler.config import AutoscalingConfig

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from nbcluster._version import __version__
-from nbcluster.runtime import ids
+from nbcluster.runtime import ids, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
 from nbcluster.runtime.gcs.pubsub import EventLog
@@ -145,6 +145,7 @@ class GcsServer:
         self._jobs_port = jobs_port
         self._http: Any = None
         self.jobs_address = ""
+        self.identity: tls.Identity | None = None
         self.autoscaler: Autoscaler | None = None
         if autoscaling is not None:
             from nbcluster.runtime.autoscaler.reconcile import Autoscaler
@@ -162,14 +163,19 @@ class GcsServer:
         await self._framed.start()
         from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
-        self._grpc = GrpcServer(self._host, self._port, self.token, {"Gcs": self}, dispatcher.served)
+        self.identity = self.session.read_identity()  # a TLS cluster's (tls.py)
+        self._grpc = GrpcServer(
+            self._host, self._port, self.token, {"Gcs": self}, dispatcher.served, identity=self.identity
+        )
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         if self._jobs_port is not None:
             from nbcluster.runtime.jobs.http import serve
 
             self._http, jobs_port = serve(self, self._jobs_host, self._jobs_port)
-            self.jobs_address = f"{self._jobs_host}:{jobs_port}"
+            # host:port, or an https:// URL when the cluster uses TLS.
+            scheme = "https://" if self.identity is not None else ""
+            self.jobs_address = f"{scheme}{self._jobs_host}:{jobs_port}"
         self.session.write_address(
             {
                 "gcs_address": self.address,
@@ -662,6 +668,23 @@ class GcsServer:
         if self.autoscaler is None:
             return gcs_pb2.GetAutoscalerStatusReply(enabled=False)
         return self.autoscaler.status()
+
+    def IssueCertificate(
+        self, request: gcs_pb2.IssueCertificateRequest, conn: Any
+    ) -> gcs_pb2.IssueCertificateReply:
+        ca_key = self.session.read_ca_key()
+        if self.identity is None or not ca_key:
+            reason = (
+                "this cluster does not use TLS" if self.identity is None
+                else "this cluster's CA is the user's (--tls-ca-file): start the node with its own "
+                "--tls-cert-file and --tls-key-file"
+            )
+            raise RemoteError(common_pb2.ERROR_CODE_UNAVAILABLE, f"cannot issue a certificate: {reason}")
+        try:
+            cert = tls.issue(self.identity.ca_pem, ca_key, request.csr_pem)
+        except tls.TlsError as exc:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from None
+        return gcs_pb2.IssueCertificateReply(cert_pem=cert, ca_pem=self.identity.ca_pem)
 
     def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:
         logger.info("shutdown requested: %s", request.reason)

@@ -259,7 +259,8 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
         websocket_ping_interval=10,
     )
     # Small bodies until the token is checked; the package route raises its own limit.
-    server = HTTPServer(app, max_body_size=MAX_BODY)
+    ssl_options = gcs.identity.server_context() if gcs.identity is not None else None  # a TLS cluster: HTTPS
+    server = HTTPServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options)
     sockets = bind_sockets(port, host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

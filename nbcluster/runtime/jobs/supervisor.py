@@ -30,7 +30,8 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.jobs import runtime_env
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import gcs_pb2
-from nbcluster.runtime.credentials import CREDENTIAL_FILE_ENV, driver_token, from_parent, write_credential_file
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.credentials import CREDENTIAL_FILE_ENV, driver_token, from_parent, write_token_file
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -90,7 +91,7 @@ class Supervisor:
         env.pop(JOB_ENV, None)
         env.update(env_spec.get("env_vars", {}))
         credential = Path(self.opts.session_dir) / f"job-{self.opts.job_name}.credential"
-        write_credential_file(credential, driver_token(self.token))
+        write_token_file(credential, driver_token(self.token), Session(Path(self.opts.session_dir)).read_ca())
         self.credential_file = credential
         env.update({
             ADDRESS_ENV: self.opts.gcs_address,

@@ -20,7 +20,7 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node.manager import NodeManager, NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
-from nbcluster.runtime.credentials import from_parent, token_from_env
+from nbcluster.runtime.credentials import from_parent, token_from_env, trust
 from nbcluster.runtime.session import Session
 
 logger = logging.getLogger("nbcluster.node")
@@ -29,6 +29,7 @@ logger = logging.getLogger("nbcluster.node")
 async def serve(opts: argparse.Namespace, token: str | None) -> None:
     session = Session(Path(opts.session_dir))
     token = token or token_from_env() or session.read_token()
+    trust(token, session.read_ca())  # TLS to the other machines of a TLS cluster
     options = NodeOptions(
         node_id=bytes.fromhex(opts.node_id),
         gcs_address=opts.gcs_address,

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from nbcluster.runtime import tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
@@ -152,6 +153,8 @@ class NodeManager(ObjectHandlers):
         self._grpc: Any = None
         self._transfer: TransferServer | None = None
         self.object_address = ""
+        #: This node's TLS certificate and key (a TLS cluster; tls.py), else None.
+        self.identity: tls.Identity | None = None
         self._relay: relay.LocalRelay | None = None
         self._peers: dict[str, Any] = {}
         self._pulls: dict[bytes, asyncio.Future] = {}
@@ -192,15 +195,6 @@ class NodeManager(ObjectHandlers):
         self.store = ObjectStore(
             store_dir(self.node_id), self.session.spill, capacity, self.config.object_store_full_timeout_s
         )
-        if opts.grpc_port is not None:
-            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
-
-            self._grpc = GrpcServer(opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self})
-            self.address = f"{opts.node_ip}:{await self._grpc.start()}"
-            self._relay = relay.LocalRelay(relay.socket_of(self.local_endpoint), self._token, self.peer)
-            await self._relay.start()
-            self._transfer = TransferServer(opts.node_ip, opts.object_port, self._token, self.store.fd, self.serve_pull)
-            self.object_address = f"{opts.node_ip}:{await self._transfer.start()}"
         self._gcs = GcsLink(
             opts.gcs_address,
             self._token,
@@ -209,6 +203,18 @@ class NodeManager(ObjectHandlers):
             self._on_view,
             waiting=lambda: any(not r.future.done() for r in self._queue),
         )
+        if opts.grpc_port is not None:
+            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
+
+            self.identity = await self._tls_identity()
+            self._grpc = GrpcServer(
+                opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self}, identity=self.identity
+            )
+            self.address = f"{opts.node_ip}:{await self._grpc.start()}"
+            self._relay = relay.LocalRelay(relay.socket_of(self.local_endpoint), self._token, self.peer)
+            await self._relay.start()
+            self._transfer = TransferServer(opts.node_ip, opts.object_port, self._token, self.store.fd, self.serve_pull)
+            self.object_address = f"{opts.node_ip}:{await self._transfer.start()}"
         self._on_view(await self._gcs.register())
         self.jobs = JobSupervisors(
             self.session, self._token, self.config.to_env(), self._gcs_route, self._hold, self._release_held,
@@ -238,6 +244,22 @@ class NodeManager(ObjectHandlers):
             "node=%s serving on %s %s resources=%s",
             self.node_id.hex(), self.local_endpoint, self.address, rs.to_float(self.total),
         )
+
+    async def _tls_identity(self) -> tls.Identity | None:
+        """This node's certificate in a TLS cluster: the one kept in its session (made
+        with the head's, or the user's), else one the head issues for its addresses."""
+        identity = self.session.read_identity()
+        ca = self.session.read_ca()
+        if identity is not None or not ca:
+            return identity
+        assert self._gcs is not None
+        csr, key = tls.make_csr(tls.node_hosts(self.options.node_ip))
+        reply = await self._gcs.call(
+            methods.Gcs.IssueCertificate, gcs_pb2.IssueCertificateRequest(csr_pem=csr),
+            timeout=self.config.startup_timeout_s,
+        )
+        logger.info("node=%s got its TLS certificate from the head", self.node_id.hex())
+        return tls.Identity(ca, reply.cert_pem, key)
 
     def _worker_args(self) -> list[str]:
         args = [

@@ -20,7 +20,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, Verifier
+from nbcluster.runtime import tls
+from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, Verifier, ca_for
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 from nbcluster.runtime.transport.methods import TABLE, Method, methods_of, permission_message
@@ -153,10 +154,12 @@ async def _abort(context: grpc.aio.ServicerContext, exc: RemoteError) -> None:
 
 
 class GrpcServer:
-    """Serves service implementations over gRPC on ``host:port`` (port 0: any)."""
+    """Serves service implementations over gRPC on ``host:port`` (port 0: any), with
+    TLS when given an ``identity`` (``tls.py``)."""
 
     def __init__(
-        self, host: str, port: int, token: str, services: dict[str, object], served: list[int] | None = None
+        self, host: str, port: int, token: str, services: dict[str, object], served: list[int] | None = None,
+        identity: tls.Identity | None = None,
     ) -> None:
         #: Calls received, by method index; share a Dispatcher's list to count both carriers.
         self.served = served if served is not None else [0] * len(TABLE)
@@ -164,6 +167,7 @@ class GrpcServer:
         self._port = port
         self._token = token
         self._services = services
+        self._identity = identity
         self._server: grpc.aio.Server | None = None
         self.port: int = 0
 
@@ -192,7 +196,11 @@ class GrpcServer:
             if handlers:
                 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
         try:
-            self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+            if self._identity is not None:
+                credentials = grpc.ssl_server_credentials([(self._identity.key_pem, self._identity.cert_pem)])
+                self.port = server.add_secure_port(f"{self._host}:{self._port}", credentials)
+            else:
+                self.port = server.add_insecure_port(f"{self._host}:{self._port}")
         except RuntimeError:  # grpc >= 1.60 raises where older versions returned 0
             self.port = 0
         if not self.port:
@@ -227,11 +235,19 @@ def _translate(exc: grpc.aio.AioRpcError) -> Exception:
 
 
 class GrpcChannel:
-    """A client of one gRPC server, with the call interface of a framed Connection."""
+    """A client of one gRPC server, with the call interface of a framed Connection.
+    TLS, pinned to the cluster's CA, when ``token`` is of a TLS cluster
+    (``credentials.ca_for``)."""
 
     def __init__(self, address: str, token: str) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        ca = ca_for(token)
+        self.tls = bool(ca)
+        if ca:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=_OPTIONS)
+        else:
+            self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
         self._metadata = ((TOKEN_METADATA, token),)
         self._stubs: dict[int, Any] = {}
         self.closed = False
@@ -288,7 +304,12 @@ class GrpcChannel:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except asyncio.TimeoutError as exc:
-            raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s") from exc
+            hint = (
+                "; a TLS handshake may have failed (a server of another cluster, or one without TLS)"
+                if self.tls
+                else "; if that cluster uses TLS, use its token file, which carries its CA"
+            )
+            raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s{hint}") from exc
 
     def on_close(self, callback: Callable[[Any], None]) -> None:  # pragma: no cover - no push
         pass

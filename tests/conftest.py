@@ -8,6 +8,7 @@ temporary root that must be empty when the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -170,19 +171,26 @@ def cluster() -> Iterator[Any]:
         nbcluster.shutdown()
 
 
-@pytest.fixture(scope="module")
-def head_and_worker() -> Iterator[Any]:
+@contextlib.contextmanager
+def two_nodes(**head_args: Any) -> Iterator[Any]:
     """A head (1 CPU) serving other machines, and a worker node (1 CPU, resource
     ``other``) joined to it (``cluster_utils.Cluster``); not connected."""
     from nbcluster.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG})
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_CONFIG, **head_args})
     try:
         c.add_node(num_cpus=1, resources={"other": 1})
         c.wait_for_nodes()
         yield c
     finally:
         c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def head_and_worker() -> Iterator[Any]:
+    """:func:`two_nodes`, for a module."""
+    with two_nodes() as c:
+        yield c
 
 
 @pytest.fixture

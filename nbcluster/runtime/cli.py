@@ -556,24 +556,35 @@ def cmd_status(opts: argparse.Namespace) -> int:
     from nbcluster.runtime import state
 
     address = _cluster_address(opts.address)
-    target = opts.address or "auto"
-    print(cli_view.status_text(address, state.list_nodes(address=target), autoscaler=state.get_autoscaler_state(address=target)))
+    target, token = opts.address or "auto", _token_file(opts)
+    print(cli_view.status_text(address, state.list_nodes(address=target, token=token),
+                               autoscaler=state.get_autoscaler_state(address=target, token=token)))
     return 0
+
+
+def _token_file(opts: argparse.Namespace) -> str | None:
+    """The token of ``--token-file`` (and, for a TLS cluster, its CA is trusted)."""
+    if not opts.token_file:
+        return None
+    try:
+        return discovery.read_token_file(opts.token_file)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_list(opts: argparse.Namespace) -> int:
     from nbcluster.runtime import state
 
-    address = opts.address or "auto"
+    address, token = opts.address or "auto", _token_file(opts)
     _cluster_address(opts.address)
     if opts.what == "nodes":
-        items: Sequence[Any] = state.list_nodes(address=address)
+        items: Sequence[Any] = state.list_nodes(address=address, token=token)
     elif opts.what == "actors":
-        items = state.list_actors(address=address, state=opts.state)
+        items = state.list_actors(address=address, state=opts.state, token=token)
     elif opts.what == "tasks":
-        items = state.list_tasks(address=address, limit=opts.limit)
+        items = state.list_tasks(address=address, limit=opts.limit, token=token)
     else:
-        items = state.list_jobs(address=address)
+        items = state.list_jobs(address=address, token=token)
     if opts.what != "actors" and opts.state:
         items = [i for i in items if getattr(i, "state", getattr(i, "status", "")) == opts.state]
     if opts.format == "json":
@@ -586,6 +597,9 @@ def cmd_list(opts: argparse.Namespace) -> int:
 
 
 # -- the parser -----------------------------------------------------------------------
+_TOKEN_FILE_HELP = (f"a copy of the head's token file, for a cluster not started on this machine (or set {TOKEN_ENV}; "
+                    "a TLS cluster's token file also carries its CA)")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nbcluster",
@@ -654,12 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="nodes, resources in use and pending demand")
     status.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")
+    status.add_argument("--token-file", help=_TOKEN_FILE_HELP)
     status.set_defaults(func=cmd_status)
 
     lister = commands.add_parser("list", help="list nodes, actors, tasks or jobs")
     lister.add_argument("what", choices=list(cli_view.ROWS), help="what to list")
     lister.add_argument("--format", choices=("table", "json"), default="table")
     lister.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")
+    lister.add_argument("--token-file", help=_TOKEN_FILE_HELP)
     lister.add_argument("--state", help="only entries in this state, e.g. ALIVE, DEAD, RUNNING, FAILED")
     lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
     lister.set_defaults(func=cmd_list)

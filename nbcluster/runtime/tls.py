@@ -219,9 +219,11 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, csr_pem: bytes) -> bytes:
     if not csr.is_signature_valid:
         raise TlsError("the certificate request's signature does not match its key")
     try:
-        names = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
-        raise TlsError("the certificate request names no host (subjectAltName)") from None
+        names = []
+    if not names:
+        raise TlsError("the certificate request names no host (subjectAltName)")
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -233,7 +235,7 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, csr_pem: bytes) -> bytes:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -96,7 +96,7 @@ def _app(api: FakeJobsApi) -> Any:
         def check_token(self: Any) -> bool:
             header = self.request.headers.get("Authorization")
             if header != f"Bearer {TOKEN}":
-                self.set_status(401 if header is None else 403)
+                self.set_status(401)
                 self.finish({"error": "missing token" if header is None else "wrong token"})
                 return False
             return True
@@ -377,7 +377,7 @@ def test_the_token_appears_in_no_message(api: FakeJobsApi):
 
 # -- HTTP error mapping ----------------------------------------------------------------------
 def test_missing_and_wrong_token_raise_authentication_error(api: FakeJobsApi):
-    with pytest.raises(AuthenticationError, match="403: wrong token"):
+    with pytest.raises(AuthenticationError, match="401: wrong token"):
         JobSubmissionClient(api.address, "wrong").get_job_info("x")
     import urllib.request  # without any Authorization header: the server's 401
 
@@ -530,7 +530,7 @@ def test_iter_job_logs_errors(client: JobSubmissionClient, api: FakeJobsApi):
     with pytest.raises(ValueError, match="no job 'ghost2': job ghost2 not found"):
         list(client.iter_job_logs("ghost2"))
     api.jobs["j"] = _job("j")
-    with pytest.raises(AuthenticationError, match="403"):
+    with pytest.raises(AuthenticationError, match="401"):
         list(JobSubmissionClient(api.address, "wrong").iter_job_logs("j"))
     assert _log_threads() == []
 

@@ -162,7 +162,7 @@ def test_another_user_is_dropped_before_a_byte_is_read(head, other_user: OtherUs
     framed = [n for n in names if not n.endswith("/relay")]
     assert all(mine[n]["answer"] > 0 for n in framed), mine
     log = "".join(p.read_text() for p in head.session.logs.glob("*.log"))
-    assert "refused a local connection" in log and "held by another user" in log
+    assert "refused a connection on the local socket" in log and "held by another user" in log
 
 
 def test_session_socket_names_are_not_guessable() -> None:

@@ -14,8 +14,11 @@
     GET    /api/jobs/{id}/artifacts/{name}  a file the job kept (a notebook job: executed.ipynb)
     WS     /api/jobs/{id}/logs/tail         the log from its start, then live; closed at the end
 
-Every request needs ``Authorization: Bearer <cluster token>``: 401 without one, 403
-with a wrong one, checked before anything else is read or done. Requests that change
+Every request needs ``Authorization: Bearer <credential>`` (the cluster token or a
+driver credential, ``credentials.py``): 401 without one or with a wrong one, checked
+when the headers arrive, before a body is read (bodies before that are capped at
+``MAX_BODY``; the package route streams its body after the check). Idle connections
+are closed after ``IDLE_TIMEOUT_S``. Requests that change
 something and carry a browser ``Origin`` of another site are refused (403). Errors
 are ``{"error": "message"}`` with 400 (bad input), 404, 409 (a submission_id that
 exists) or 413 (a package over the size cap). Served on 127.0.0.1 unless the head is
@@ -49,17 +52,19 @@ DEFAULT_PORT = 8265
 API_VERSION = "1"
 #: The largest request body read before a handler checked the token.
 MAX_BODY = 1 << 20
+#: A connection that sends no request for this long is closed.
+IDLE_TIMEOUT_S = 30.0
 
 
 def _authorize(handler: tornado.web.RequestHandler) -> None:
-    """401/403 unless the request carries the cluster's token."""
+    """401 unless the request carries a credential of this cluster."""
     gcs: GcsServer = handler.settings["gcs"]
     header = handler.request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="no token")
     if gcs.verifier.scope_of(token.strip()) is None:
-        raise tornado.web.HTTPError(403, reason="Forbidden", log_message="wrong token")
+        raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="wrong token")
 
 
 def _write_error(handler: tornado.web.RequestHandler, kwargs: dict[str, Any]) -> None:
@@ -260,7 +265,8 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
     )
     # Small bodies until the token is checked; the package route raises its own limit.
     ssl_options = gcs.identity.server_context() if gcs.identity is not None else None  # a TLS cluster: HTTPS
-    server = HTTPServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options)
+    server = HTTPServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options, idle_connection_timeout=IDLE_TIMEOUT_S,
+                        body_timeout=IDLE_TIMEOUT_S)
     sockets = bind_sockets(port, host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

@@ -213,7 +213,10 @@ class NodeManager(ObjectHandlers):
             self.address = f"{opts.node_ip}:{await self._grpc.start()}"
             self._relay = relay.LocalRelay(relay.socket_of(self.local_endpoint), self._token, self.peer)
             await self._relay.start()
-            self._transfer = TransferServer(opts.node_ip, opts.object_port, self._token, self.store.fd, self.serve_pull)
+            self._transfer = TransferServer(
+                opts.node_ip, opts.object_port, self._token, self.store.fd, self.store.view, self.serve_pull,
+                identity=self.identity,
+            )
             self.object_address = f"{opts.node_ip}:{await self._transfer.start()}"
         self._on_view(await self._gcs.register())
         self.jobs = JobSupervisors(

@@ -1,30 +1,44 @@
 """Moving objects between nodes: each node manager's object port (as Ray's object
 manager port).
 
-A puller connects, sends the cluster token and a ``PullObjectRequest`` (protobuf),
-and reads the object's size (8 bytes; -1: not here) and then its bytes. The sender
-``sendfile()``s them from its arena; the receiver ``recv_into()``s its own arena:
-no copy in user space, and only the sockets' buffers in flight. The token is
-checked before anything else is read, as on the other carriers.
+A puller connects, sends the credential and a ``PullObjectRequest`` (protobuf), and
+reads the object's size (8 bytes; -1: not here) and then its bytes. Without TLS the
+sender ``sendfile()``s them from its arena and the receiver ``recv_into()``s its own
+arena: no copy in user space, and only the sockets' buffers in flight. With TLS
+(``tls.py``) the same bytes go through an encrypted socket, sent from the arena's
+mapping.
+
+Work before authentication is bounded, so idle or slow connections cannot starve
+real transfers: the TLS handshake and the request header are read on the event loop
+(never on a thread) within ``PREAUTH_TIMEOUT_S``, into buffers of a fixed size; at
+most ``MAX_PREAUTH_PER_PEER`` unauthenticated connections per address and
+``MAX_PREAUTH_TOTAL`` in all are kept — a new one closes the oldest, so a puller that
+authenticates within milliseconds always gets through a flood. Only authenticated
+transfers take one of ``SEND_THREADS`` threads of the port's own.
 
 Why not the gRPC stream DESIGN.md names: measured here (2 cores, loopback), a gRPC
 Python stream of 4 MiB messages moves ~0.8 GB/s, the receiver busy in gRPC's reads
-and copies; BENCHMARKS.md asks for >= 1 GB/s. The blocking socket work runs in the
-default executor's threads; pinning and allocating stay on the node's event loop.
+and copies; the benchmark target is >= 1 GB/s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import hmac
 import logging
 import os
 import socket
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 
+from google.protobuf.message import DecodeError
+
+from nbcluster.runtime import tls
+from nbcluster.runtime.credentials import Verifier, ca_for
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +48,15 @@ _MAX_TOKEN = 1024
 _MAX_REQUEST = 64 * 1024
 #: A transfer that makes no progress this long fails (its node is gone or cut off).
 IO_TIMEOUT_S = 30.0
+#: The TLS handshake and the request header must arrive within this.
+PREAUTH_TIMEOUT_S = 5.0
+#: Unauthenticated connections kept per peer address and in all (the oldest goes).
+MAX_PREAUTH_PER_PEER = 8
+MAX_PREAUTH_TOTAL = 64
+#: Threads that send authenticated transfers.
+SEND_THREADS = 4
+#: A TLS send writes the arena's bytes in pieces of this size.
+_TLS_PIECE = 1 << 20
 
 #: (offset in the arena, size, release) of a pinned object, or None.
 Lookup = Callable[[nm_pb2.PullObjectRequest], Awaitable[tuple[int, int, Callable[[], None]] | None]]
@@ -59,19 +82,38 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+class _Refused(Exception):
+    """An unauthenticated connection is dropped (the reason is noted, not raised on)."""
+
+
 class TransferServer:
     """Serves this node's objects to other nodes on ``host:port``."""
 
-    def __init__(self, host: str, port: int, token: str, arena_fd: int, lookup: Lookup) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        arena_fd: int,
+        view: Callable[[int, int], memoryview],
+        lookup: Lookup,
+        identity: tls.Identity | None = None,
+    ) -> None:
         self._host = host
         self._port = port
-        self._token = token.encode()
+        self._verifier = Verifier(token)
         self._fd = arena_fd
+        self._view = view
         self._lookup = lookup
+        self._tls = identity.server_context() if identity is not None else None
         self._listener: socket.socket | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Unauthenticated connections, oldest first: socket -> (peer address, its task).
+        self._preauth: dict[socket.socket, tuple[str, asyncio.Task]] = {}
         self._serving: dict[socket.socket, asyncio.Task] = {}
+        self._senders = concurrent.futures.ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="nbcluster-transfer")
+        self.refusals = Refusals("object port", log=logger)
         self.port = 0
 
     async def start(self) -> int:
@@ -83,7 +125,7 @@ class TransferServer:
         except OSError as exc:
             listener.close()
             raise OSError(f"cannot listen on {self._host}:{self._port} for objects: {exc.strerror}") from None
-        listener.listen(64)
+        listener.listen(256)
         listener.setblocking(False)
         self._listener = listener
         self.port = listener.getsockname()[1]
@@ -102,53 +144,156 @@ class TransferServer:
                 conn.shutdown(socket.SHUT_RDWR)
         if self._serving:
             await asyncio.wait(list(self._serving.values()), timeout=5.0)
+        self._senders.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def unauthenticated(self) -> int:
+        """Connections that have not authenticated yet (introspection and tests)."""
+        return len(self._preauth)
 
     async def _accept_loop(self) -> None:
         assert self._loop is not None and self._listener is not None
         while True:
-            conn, _ = await self._loop.sock_accept(self._listener)
-            _blocking_with_timeouts(conn)
-            self._serving[conn] = self._loop.create_task(self._serve(conn))
+            conn, peer = await self._loop.sock_accept(self._listener)
+            conn.setblocking(False)
+            self._admit(conn, peer[0])
 
-    async def _serve(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket, peer: str) -> None:
+        """Keep at most the caps of unauthenticated connections: the oldest go first."""
+        mine = [c for c, (p, _) in self._preauth.items() if p == peer]
+        if len(mine) >= MAX_PREAUTH_PER_PEER:
+            self._evict(mine[0], "too many unauthenticated connections from one address")
+        if len(self._preauth) >= MAX_PREAUTH_TOTAL:
+            self._evict(next(iter(self._preauth)), "too many unauthenticated connections")
         assert self._loop is not None
+        task = self._loop.create_task(self._serve(conn, peer))
+        self._preauth[conn] = (peer, task)
+        self._serving[conn] = task
+
+    def _evict(self, conn: socket.socket, reason: str) -> None:
+        peer, task = self._preauth.pop(conn)
+        self.refusals.note(reason, peer)
+        task.cancel()
+
+    async def _serve(self, conn: socket.socket, peer: str) -> None:
+        held = [conn]  # the socket, or the TLS socket that took it over
         try:
-            request = await asyncio.to_thread(self._read_request, conn)
-            if request is None:
+            try:
+                request = await asyncio.wait_for(self._authenticate(held), PREAUTH_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                self.refusals.note(f"no TLS handshake and request within {PREAUTH_TIMEOUT_S:g} s", peer)
                 return
+            except _Refused as exc:
+                self.refusals.note(str(exc), peer)
+                return
+            except (OSError, ConnectionError) as exc:
+                self.refusals.note(f"closed before authenticating ({type(exc).__name__})", peer)
+                return
+            finally:
+                self._preauth.pop(conn, None)
+            sock = held[0]
             found = await self._lookup(request)
+            loop = asyncio.get_running_loop()
             if found is None:
-                await asyncio.to_thread(conn.sendall, _SIZE.pack(-1))
+                await loop.run_in_executor(self._senders, self._send_missing, sock)
                 return
             offset, size, release = found
             try:
-                await asyncio.to_thread(self._send, conn, offset, size)
+                await loop.run_in_executor(self._senders, self._send, sock, offset, size)
             finally:
                 release()
+        except asyncio.CancelledError:
+            pass
         except (OSError, ConnectionError) as exc:
-            logger.info("object transfer to a peer ended: %s", exc)
+            logger.info("object transfer to %s ended: %s", peer, exc)
         finally:
             self._serving.pop(conn, None)
-            conn.close()
+            self._preauth.pop(conn, None)
+            held[0].close()
 
-    def _read_request(self, conn: socket.socket) -> nm_pb2.PullObjectRequest | None:
-        token_len, request_len = _HEADER.unpack(_recv_exact(conn, _HEADER.size))
+    # -- before authentication: on the loop, non-blocking, bounded ------------------------
+    async def _authenticate(self, held: list[socket.socket]) -> nm_pb2.PullObjectRequest:
+        sock = held[0]
+        if self._tls is not None:
+            sock = held[0] = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            await self._handshake(sock)  # type: ignore[arg-type]
+        token_len, request_len = _HEADER.unpack(await self._recv(sock, _HEADER.size))
         if token_len > _MAX_TOKEN or request_len > _MAX_REQUEST:
-            logger.warning("refused an object request: malformed header")
-            return None
-        if not hmac.compare_digest(_recv_exact(conn, token_len), self._token):
-            logger.warning("refused an object request: bad or missing token")
-            return None
-        return nm_pb2.PullObjectRequest.FromString(_recv_exact(conn, request_len))
+            raise _Refused("malformed header")
+        if self._verifier.scope_of(await self._recv(sock, token_len)) is None:
+            raise _Refused("bad or missing token")
+        try:
+            return nm_pb2.PullObjectRequest.FromString(await self._recv(sock, request_len))
+        except DecodeError:
+            raise _Refused("malformed request") from None
 
-    def _send(self, conn: socket.socket, offset: int, size: int) -> None:
-        conn.sendall(_SIZE.pack(size))
+    async def _handshake(self, sock: ssl.SSLSocket) -> None:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                await self._ready(sock, write=False)
+            except ssl.SSLWantWriteError:
+                await self._ready(sock, write=True)
+            except ssl.SSLError as exc:
+                raise _Refused(f"TLS handshake failed ({exc.reason or exc})") from None
+
+    async def _recv(self, sock: socket.socket, n: int) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            try:
+                k = sock.recv_into(view[got:])
+            except (BlockingIOError, ssl.SSLWantReadError):
+                await self._ready(sock, write=False)
+                continue
+            if not k:
+                raise ConnectionError("the peer closed the connection")
+            got += k
+        return bytes(buf)
+
+    async def _ready(self, sock: socket.socket, write: bool) -> None:
+        assert self._loop is not None
+        loop, fd = self._loop, sock.fileno()
+        ready = loop.create_future()
+        add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+        add(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            remove(fd)
+
+    # -- after authentication: a sender thread ----------------------------------------------
+    def _send_missing(self, sock: socket.socket) -> None:
+        self._blocking(sock)
+        sock.sendall(_SIZE.pack(-1))
+
+    def _send(self, sock: socket.socket, offset: int, size: int) -> None:
+        self._blocking(sock)
+        sock.sendall(_SIZE.pack(size))
+        if isinstance(sock, ssl.SSLSocket):
+            view = self._view(offset, size)
+            try:
+                for start in range(0, size, _TLS_PIECE):
+                    sock.sendall(view[start : start + _TLS_PIECE])
+            finally:
+                view.release()
+            return
         sent = 0
         while sent < size:
-            n = os.sendfile(conn.fileno(), self._fd, offset + sent, size - sent)
+            n = os.sendfile(sock.fileno(), self._fd, offset + sent, size - sent)
             if n == 0:
                 raise ConnectionError("sendfile made no progress")
             sent += n
+
+    @staticmethod
+    def _blocking(sock: socket.socket) -> None:
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(IO_TIMEOUT_S)
+        else:
+            _blocking_with_timeouts(sock)
 
 
 async def pull(
@@ -158,7 +303,8 @@ async def pull(
     allocate: Callable[[int], Awaitable[memoryview]],
 ) -> bool:
     """Fetch an object from the node whose object port is ``address`` into the
-    memory ``allocate(size)`` returns. False if that node does not have it."""
+    memory ``allocate(size)`` returns. False if that node does not have it. With TLS
+    when ``token`` is of a TLS cluster (its CA pinned)."""
     host, _, port = address.rpartition(":")
     sock = await asyncio.to_thread(_request, host, int(port), token, request)
     try:
@@ -178,6 +324,9 @@ async def pull(
 def _request(host: str, port: int, token: str, request: nm_pb2.PullObjectRequest) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=IO_TIMEOUT_S)
     try:
+        ca = ca_for(token)
+        if ca:
+            sock = tls.client_context(ca).wrap_socket(sock, server_hostname=host)
         body = request.SerializeToString()
         raw_token = token.encode()
         sock.sendall(_HEADER.pack(len(raw_token), len(body)) + raw_token + body)
@@ -193,4 +342,3 @@ def _receive(sock: socket.socket, view: memoryview) -> None:
         if not got:
             raise ConnectionError(f"the sending node closed the connection with {len(view)} bytes to go")
         view = view[got:]
-

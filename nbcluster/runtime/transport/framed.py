@@ -34,6 +34,7 @@ from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport import peer
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError
 from nbcluster.runtime.transport.methods import PROTOCOL_DIGEST, TABLE, Method, methods_of, permission_message
+from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +102,13 @@ class Connection(asyncio.Protocol):
         server: bool,
         preamble: bytes = b"",
         verifier: Verifier | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._preamble = preamble
         self._token = token.encode()
         self._verifier = verifier or (Verifier(token) if server else None)
+        self._refusals = refusals or Refusals("local socket", log=logger)
         #: What the peer may call here: the scope of the credential it presented (server
         #: side); a server we dialed may call back only what a driver may.
         self.scope = SCOPE_DRIVER
@@ -139,7 +142,7 @@ class Connection(asyncio.Protocol):
             peer.check_transport(transport, self.endpoint or "the peer of a local connection")
         except PeerNotTrusted as exc:
             if self._server:
-                logger.warning("refused a local connection: %s", exc)
+                self._refusals.note(str(exc))
             elif not self.ready.done():
                 self.ready.set_exception(exc)  # open_unix awaits it
             self._abort(str(exc))
@@ -266,7 +269,7 @@ class Connection(asyncio.Protocol):
             self._abort(f"no HELLO within {HELLO_TIMEOUT:g} s")
 
     def _fail_handshake(self, message: str, code: int = Code.ERROR_CODE_UNAUTHENTICATED) -> None:
-        logger.warning("refused a connection: %s", message)
+        self._refusals.note(message)
         self._send(ERROR, 0, 0, common_pb2.RpcError(code=code, message=message).SerializeToString())
         self._flush()
         self._abort(message)
@@ -274,8 +277,8 @@ class Connection(asyncio.Protocol):
     def _on_call(self, kind: int, call_id: int, index: int, payload: bytes) -> None:
         handler = self._dispatcher.handlers[index] if index < len(TABLE) else None
         if handler is not None and handler.method.scope > self.scope:
-            logger.warning("refused %s: it needs the cluster token, the peer has a %s",
-                           handler.method.path, scope_name(self.scope))
+            self._refusals.note(f"{handler.method.path} needs the cluster token, the peer has a "
+                                f"{scope_name(self.scope)}")
             if kind == REQUEST:
                 self._send_error(call_id, Code.ERROR_CODE_PERMISSION_DENIED, permission_message(handler.method))
             return
@@ -528,6 +531,7 @@ class FramedServer:
         self.endpoint = endpoint
         self._token = token
         self._verifier = Verifier(token)
+        self.refusals = Refusals(f"local socket {endpoint}", log=logger)
         self._dispatcher = dispatcher
         self._local = local
         self._on_connection = on_connection
@@ -535,7 +539,8 @@ class FramedServer:
         self.connections: set[Connection] = set()
 
     def _factory(self) -> Connection:
-        conn = Connection(self._dispatcher, self._token, self._local, server=True, verifier=self._verifier)
+        conn = Connection(self._dispatcher, self._token, self._local, server=True, verifier=self._verifier,
+                          refusals=self.refusals)
         conn.endpoint = self.endpoint
         self.connections.add(conn)
         conn.on_close(self.connections.discard)

@@ -25,6 +25,7 @@ from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, Verifier,
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 from nbcluster.runtime.transport.methods import TABLE, Method, methods_of, permission_message
+from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ _OPTIONS = [
     ("grpc.max_send_message_length", _MAX_MESSAGE),
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
+]
+#: A server also drops connections that do not finish the TLS/HTTP2 handshake in time
+#: (idle connections), and keeps metadata small (it is read before the token check).
+_SERVER_OPTIONS = [
+    *_OPTIONS,
+    ("grpc.server_handshake_timeout_ms", 10_000),
+    ("grpc.max_metadata_size", 16 * 1024),
 ]
 
 Code = common_pb2.ErrorCode
@@ -74,19 +82,23 @@ def _presented(metadata: Any) -> bytes:
 
 
 def _denier(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    async def deny(_request: bytes, context: grpc.aio.ServicerContext) -> None:
+    async def deny(_requests: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)
 
-    # No request_deserializer: the payload stays raw bytes and is never parsed.
-    return grpc.unary_unary_rpc_method_handler(deny)
+    # A request-streaming handler that never reads: gRPC does not take the request in
+    # (a unary handler would read all of it — up to the message size limit — before
+    # refusing), so a refused call costs at most the HTTP/2 flow-control window.
+    # No request_deserializer either: nothing of it is ever parsed.
+    return grpc.stream_unary_rpc_method_handler(deny)
 
 
 class _TokenInterceptor(grpc.aio.ServerInterceptor):
     """UNAUTHENTICATED without a credential of this cluster; PERMISSION_DENIED for a
     driver credential calling a method that needs the cluster token."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, refusals: Refusals) -> None:
         self._verifier = verifier
+        self._refusals = refusals
         self._unauthenticated = _denier(
             grpc.StatusCode.UNAUTHENTICATED,
             "invalid or missing cluster token: pass the cluster's token "
@@ -101,11 +113,10 @@ class _TokenInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         scope = self._verifier.scope_of(_presented(details.invocation_metadata))
         if scope is None:
-            logger.warning("refused %s: bad or missing token", details.method)
+            self._refusals.note("bad or missing token")
             return self._unauthenticated
         if scope != SCOPE_CLUSTER and details.method in self._denied:
-            logger.warning("refused %s: it needs the cluster token, the caller has a driver credential",
-                           details.method)
+            self._refusals.note(f"{details.method} needs the cluster token, the caller has a driver credential")
             return self._denied[details.method]
         return await continuation(details)
 
@@ -169,11 +180,12 @@ class GrpcServer:
         self._services = services
         self._identity = identity
         self._server: grpc.aio.Server | None = None
+        self.refusals = Refusals("gRPC port", log=logger)
         self.port: int = 0
 
     async def start(self) -> int:
         verifier = Verifier(self._token)
-        server = grpc.aio.server(interceptors=[_TokenInterceptor(verifier)], options=_OPTIONS)
+        server = grpc.aio.server(interceptors=[_TokenInterceptor(verifier, self.refusals)], options=_SERVER_OPTIONS)
         for service, impl in self._services.items():
             handlers = {}
             full_name = ""

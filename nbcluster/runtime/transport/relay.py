@@ -27,6 +27,7 @@ from nbcluster.runtime.credentials import Verifier
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import framed, methods, peer
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted
+from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ class LocalRelay:
     def __init__(self, endpoint: str, token: str, channel: Callable[[str], Any]) -> None:
         self.endpoint = endpoint
         self._verifier = Verifier(token)
+        self.refusals = Refusals("relay socket", log=logger)
         self._channel = channel
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -250,7 +252,7 @@ class LocalRelay:
             peer.check_transport(writer.transport, "a client of the relay socket")
             await self._pipe(reader, writer)
         except PeerNotTrusted as exc:
-            logger.warning("refused a relay client: %s", exc)
+            self.refusals.note(str(exc))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         except Exception:  # noqa: BLE001
@@ -265,7 +267,7 @@ class LocalRelay:
             return
         preamble = nm_pb2.RelayPreamble.FromString(await reader.readexactly(size))
         if self._verifier.scope_of(preamble.token) is None:
-            logger.warning("refused a relay request: bad token")
+            self.refusals.note("bad or missing token")
             return
         import grpc.aio
 

@@ -18,7 +18,9 @@ Every request needs ``Authorization: Bearer <credential>`` (the cluster token or
 driver credential, ``credentials.py``): 401 without one or with a wrong one, checked
 when the headers arrive, before a body is read (bodies before that are capped at
 ``MAX_BODY``; the package route streams its body after the check). Idle connections
-are closed after ``IDLE_TIMEOUT_S``. Requests that change
+are closed after ``IDLE_TIMEOUT_S``, and at most ``MAX_PREAUTH_PER_PEER`` per address
+(``MAX_PREAUTH_TOTAL`` in all) are kept before one of their requests proved the token
+(``transport/preauth.py``). With a TLS cluster the API is HTTPS. Requests that change
 something and carry a browser ``Origin`` of another site are refused (403). Errors
 are ``{"error": "message"}`` with 400 (bad input), 404, 409 (a submission_id that
 exists) or 413 (a package over the size cap). Served on 127.0.0.1 unless the head is
@@ -42,6 +44,8 @@ from tornado.netutil import bind_sockets
 from nbcluster._version import __version__
 from nbcluster.runtime.jobs import packages
 from nbcluster.runtime.jobs.manager import JobError
+from nbcluster.runtime.transport.preauth import PreAuthGate
+from nbcluster.runtime.transport.refusals import Refusals
 
 if TYPE_CHECKING:
     from nbcluster.runtime.gcs.server import GcsServer
@@ -54,6 +58,9 @@ API_VERSION = "1"
 MAX_BODY = 1 << 20
 #: A connection that sends no request for this long is closed.
 IDLE_TIMEOUT_S = 30.0
+#: Connections kept before one of their requests proved the token (the oldest goes).
+MAX_PREAUTH_PER_PEER = 16
+MAX_PREAUTH_TOTAL = 64
 
 
 def _authorize(handler: tornado.web.RequestHandler) -> None:
@@ -88,6 +95,7 @@ class _Handler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         _authorize(self)
+        self.settings["gate"].authenticated(getattr(self.request.connection, "stream", None))
         if self.request.method in ("POST", "PUT", "DELETE", "PATCH"):
             origin = self.request.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != self.request.host:
@@ -247,6 +255,17 @@ class TailHandler(tornado.websocket.WebSocketHandler):
             task.cancel()
 
 
+class _GatedServer(HTTPServer):
+    """Counts every new connection as unauthenticated until a request of it passes the
+    token check (``transport/preauth.py``): a flood of idle connections stays bounded."""
+
+    def handle_stream(self, stream: Any, address: Any) -> Any:
+        gate: PreAuthGate = self.request_callback.settings["gate"]  # type: ignore[attr-defined]
+        peer = address[0] if isinstance(address, tuple) else ""
+        gate.admit(stream, peer, stream.close, stream.closed)
+        return super().handle_stream(stream, address)
+
+
 def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
     """Start serving on ``host:port`` (0: any free port); return the server and port."""
     app = tornado.web.Application(
@@ -262,11 +281,12 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
         ],
         gcs=gcs,
         websocket_ping_interval=10,
+        gate=PreAuthGate(MAX_PREAUTH_PER_PEER, MAX_PREAUTH_TOTAL, Refusals("jobs API", log=logger)),
     )
     # Small bodies until the token is checked; the package route raises its own limit.
     ssl_options = gcs.identity.server_context() if gcs.identity is not None else None  # a TLS cluster: HTTPS
-    server = HTTPServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options, idle_connection_timeout=IDLE_TIMEOUT_S,
-                        body_timeout=IDLE_TIMEOUT_S)
+    server = _GatedServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options, idle_connection_timeout=IDLE_TIMEOUT_S,
+                          body_timeout=IDLE_TIMEOUT_S)
     sockets = bind_sockets(port, host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

@@ -38,6 +38,7 @@ from google.protobuf.message import DecodeError
 from nbcluster.runtime import tls
 from nbcluster.runtime.credentials import Verifier, ca_for
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.transport.preauth import PreAuthGate
 from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,10 @@ class TransferServer:
         self._listener: socket.socket | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Unauthenticated connections, oldest first: socket -> (peer address, its task).
-        self._preauth: dict[socket.socket, tuple[str, asyncio.Task]] = {}
         self._serving: dict[socket.socket, asyncio.Task] = {}
         self._senders = concurrent.futures.ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="nbcluster-transfer")
         self.refusals = Refusals("object port", log=logger)
+        self._gate = PreAuthGate(MAX_PREAUTH_PER_PEER, MAX_PREAUTH_TOTAL, self.refusals)
         self.port = 0
 
     async def start(self) -> int:
@@ -149,31 +149,15 @@ class TransferServer:
     @property
     def unauthenticated(self) -> int:
         """Connections that have not authenticated yet (introspection and tests)."""
-        return len(self._preauth)
+        return len(self._gate)
 
     async def _accept_loop(self) -> None:
         assert self._loop is not None and self._listener is not None
         while True:
             conn, peer = await self._loop.sock_accept(self._listener)
             conn.setblocking(False)
-            self._admit(conn, peer[0])
-
-    def _admit(self, conn: socket.socket, peer: str) -> None:
-        """Keep at most the caps of unauthenticated connections: the oldest go first."""
-        mine = [c for c, (p, _) in self._preauth.items() if p == peer]
-        if len(mine) >= MAX_PREAUTH_PER_PEER:
-            self._evict(mine[0], "too many unauthenticated connections from one address")
-        if len(self._preauth) >= MAX_PREAUTH_TOTAL:
-            self._evict(next(iter(self._preauth)), "too many unauthenticated connections")
-        assert self._loop is not None
-        task = self._loop.create_task(self._serve(conn, peer))
-        self._preauth[conn] = (peer, task)
-        self._serving[conn] = task
-
-    def _evict(self, conn: socket.socket, reason: str) -> None:
-        peer, task = self._preauth.pop(conn)
-        self.refusals.note(reason, peer)
-        task.cancel()
+            task = self._serving[conn] = self._loop.create_task(self._serve(conn, peer[0]))
+            self._gate.admit(conn, peer[0], task.cancel)
 
     async def _serve(self, conn: socket.socket, peer: str) -> None:
         held = [conn]  # the socket, or the TLS socket that took it over
@@ -190,7 +174,7 @@ class TransferServer:
                 self.refusals.note(f"closed before authenticating ({type(exc).__name__})", peer)
                 return
             finally:
-                self._preauth.pop(conn, None)
+                self._gate.authenticated(conn)
             sock = held[0]
             found = await self._lookup(request)
             loop = asyncio.get_running_loop()
@@ -208,7 +192,7 @@ class TransferServer:
             logger.info("object transfer to %s ended: %s", peer, exc)
         finally:
             self._serving.pop(conn, None)
-            self._preauth.pop(conn, None)
+            self._gate.authenticated(conn)
             held[0].close()
 
     # -- before authentication: on the loop, non-blocking, bounded ------------------------

@@ -1,8 +1,9 @@
 """A packet sniffer on the test network's bridge (``tests/netns.py``), for proving what
 crosses the wire between hosts in clear text.
 
-It runs in the switch namespace with a raw ``AF_PACKET`` socket on ``br0`` (so it sees
-every frame between hosts, as a capture on a real switch port would), follows each
+It runs in the switch namespace with a raw ``AF_PACKET`` socket on the bridge's ports
+(so it sees every frame between hosts, as a capture on a real switch would; frames the
+bridge forwards do not pass through ``br0`` itself), follows each
 TCP flow's payload, and reports which of the secret byte strings it was given
 appeared in any flow, and how many payload bytes it saw in all. A needle split across
 two segments of a flow is still found (each flow keeps the tail of what it saw).
@@ -21,8 +22,7 @@ SCRIPT = r"""
 import json, select, socket, struct, sys, time
 needles = [bytes.fromhex(n) for n in json.loads(sys.stdin.readline())]
 keep = max(len(n) for n in needles) - 1
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
-sock.bind(("br0", 0))
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))  # every interface here
 sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE (root): no drops in a burst
 print("READY", flush=True)
 tails, seen, total, frames = {}, set(), 0, 0
@@ -33,7 +33,9 @@ while time.monotonic() < deadline:
         break  # the test closed our stdin: stop
     if sock not in ready:
         continue
-    frame = sock.recv(1 << 18)  # veth passes segments of up to 64 KiB (GSO) whole
+    frame, meta = sock.recvfrom(1 << 18)  # veth passes segments of up to 64 KiB (GSO) whole
+    if meta[2] != socket.PACKET_OUTGOING:
+        continue  # each frame once: as the bridge sends it out of a port
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
         continue  # not IPv4
     ihl = (frame[14] & 0x0F) * 4
@@ -88,14 +90,13 @@ class Sniffer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.close()  # ends its loop
         try:
-            out, _ = self._proc.communicate(timeout=60)
-        finally:
-            if self._proc.poll() is None:
-                self._proc.kill()
-                self._proc.wait(10)
+            out, _ = self._proc.communicate(timeout=60)  # closes its stdin: it reports and ends
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate()
+        if exc[0] is not None:
+            return  # the workload failed: that error, not ours
         report = json.loads(out.strip().splitlines()[-1])
         self.seen = {self._names[i] for i in report["seen"]}
         self.bytes = report["bytes"]

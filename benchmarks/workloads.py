@@ -63,6 +63,12 @@ W13 scale_up           an embedded cluster whose head has 0 CPUs, the autoscaler
                        no task lost, resources balanced).  nbcluster only: Ray's local
                        harness (``AutoscalingCluster``) runs ``ray stop --force``,
                        which would end every Ray process on the machine.
+T   tls_cost           the W12 cluster twice, without and with TLS between its nodes
+                       (nbcluster: ``Cluster(head_node_args={"_tls": True})``, its own CA;
+                       Ray: ``RAY_USE_TLS=1`` with a self-signed certificate made by
+                       ``openssl``): T12/T12tls the W12 transfer, GB/s; T14/T14tls 2000
+                       no-op tasks submitted from the driver (node A) to node B, then
+                       one ``get`` of all, tasks/s.
 F   idle               fresh subprocess per repeat: ``init`` + one no-op task, sleep 2 s,
                        then over ``psutil.Process().children(recursive=True)`` (the driver
                        excluded): F_processes, F_threads, F_rss (MiB, summed),
@@ -97,7 +103,9 @@ from types import SimpleNamespace
 RESULT_MARK = "NBBENCH_RESULT "
 MIB = 1 << 20
 GB = 1e9
-GROUPS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12", "W13", "F"]
+GROUPS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12", "W13", "T", "F"]
+#: T14: tasks sent from node A's driver to node B.
+CROSS_TASKS = 2000
 IN_CLUSTER = ["W1", "W2", "W3", "W4", "W5", "W6", "W8", "W9", "W10", "W11"]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pc = time.perf_counter
@@ -221,10 +229,10 @@ def kill_session(sid: int, grace: float = 0.0) -> int:
     return len(victims)
 
 
-def run_child(args, mode: str, timeout: float) -> dict:
+def run_child(args, mode: str, timeout: float, tls: bool = False) -> dict:
     """Run this script in a fresh process (own session) in ``--child mode``."""
     cmd = [sys.executable, os.path.abspath(__file__), "--backend", args.backend,
-           "--child", mode, "--repeats", str(args.repeats)]
+           "--child", mode, "--repeats", str(args.repeats)] + (["--tls"] if tls else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=os.getcwd())
     try:
@@ -592,14 +600,31 @@ def child_main(args) -> dict:
     raise SystemExit(f"unknown child mode {mode}")
 
 
+def ray_tls_env(directory: str) -> None:
+    """Ray's TLS between its processes: a self-signed certificate (also its CA) for
+    127.0.0.1, made with openssl, named in Ray's environment variables."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=ray",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    os.environ.update(RAY_USE_TLS="1", RAY_TLS_SERVER_CERT=cert, RAY_TLS_SERVER_KEY=key, RAY_TLS_CA_CERT=cert)
+
+
 def child_cross_node(args) -> dict:
+    import tempfile
+
     import numpy as np
 
+    if args.tls and args.backend == "ray":
+        ray_tls_env(tempfile.mkdtemp(prefix="raytls-"))
     rt = importlib.import_module(args.backend)
     Cluster = importlib.import_module(f"{args.backend}.cluster_utils").Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {"node_a": 1}, "object_store_memory": 1 << 30})
+    head = {"num_cpus": 1, "resources": {"node_a": 1}, "object_store_memory": 1 << 30}
+    if args.tls and args.backend == "nbcluster":
+        head["_tls"] = True
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     snap = []
     try:
         cluster.add_node(num_cpus=1, resources={"node_b": 1}, object_store_memory=1 << 30)
@@ -627,8 +652,21 @@ def child_cross_node(args) -> dict:
 
         once()
         vals = [n * 8 / GB / once() for _ in range(args.repeats)]
+
+        @rt.remote(resources={"node_b": 0.001})
+        def noop_b():
+            return 1
+
+        def tasks_b():
+            t = pc()
+            if sum(rt.get([noop_b.remote() for _ in range(CROSS_TASKS)])) != CROSS_TASKS:
+                raise AssertionError("bad cross-node results")
+            return CROSS_TASKS / (pc() - t)
+
+        tasks_b()
+        task_vals = [tasks_b() for _ in range(args.repeats)]
         snap = descendants()
-        return {"values": vals, "nbytes": n * 8, "descendants": snap}
+        return {"values": vals, "task_values": task_vals, "nbytes": n * 8, "descendants": snap}
     finally:
         rt.shutdown()
         cluster.shutdown()
@@ -714,6 +752,7 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out", help="write results here")
     ap.add_argument("--timeout", type=float, default=300.0, help="budget per workload, s")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.backend == "ray":
@@ -848,6 +887,18 @@ def main() -> int:
                                {"nbytes": r["nbytes"], "how": f"{args.backend}.cluster_utils.Cluster, 2 node managers",
                                 "leftover_killed": r["leftover_killed"]})}
         record("W12", w12)
+
+    if "T" in selected:
+        def tls_cost():
+            out = {}
+            for tls, suffix in ((False, ""), (True, "tls")):
+                r = run_child(args, "cross_node", min(args.timeout, 240), tls=tls)
+                how = {"tls": tls, "leftover_killed": r["leftover_killed"]}
+                out[f"T12{suffix}"] = row("cross_node" + (" TLS" if tls else ""), "GB/s", "higher", r["values"], how)
+                out[f"T14{suffix}"] = row("cross_node tasks" + (" TLS" if tls else ""), "tasks/s", "higher",
+                                          r["task_values"], how)
+            return out
+        record("T", tls_cost)
 
     if "W13" in selected:
         if args.backend != "nbcluster":

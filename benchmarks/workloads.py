@@ -602,11 +602,17 @@ def child_main(args) -> dict:
 
 def ray_tls_env(directory: str) -> None:
     """Ray's TLS between its processes: a self-signed certificate (also its CA) for
-    127.0.0.1, made with openssl, named in Ray's environment variables."""
+    this machine's addresses (Ray's nodes dial its network address), made with
+    openssl, named in Ray's environment variables."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("10.255.255.255", 9))  # no packet is sent
+        ip = probe.getsockname()[0]
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=ray",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                    "-addext", f"subjectAltName=IP:127.0.0.1,IP:{ip},DNS:localhost"],
                    check=True, capture_output=True, timeout=60)
     os.environ.update(RAY_USE_TLS="1", RAY_TLS_SERVER_CERT=cert, RAY_TLS_SERVER_KEY=key, RAY_TLS_CA_CERT=cert)
 
@@ -616,8 +622,9 @@ def child_cross_node(args) -> dict:
 
     import numpy as np
 
+    certs = tempfile.TemporaryDirectory(prefix="raytls-")
     if args.tls and args.backend == "ray":
-        ray_tls_env(tempfile.mkdtemp(prefix="raytls-"))
+        ray_tls_env(certs.name)
     rt = importlib.import_module(args.backend)
     Cluster = importlib.import_module(f"{args.backend}.cluster_utils").Cluster
 
@@ -670,6 +677,7 @@ def child_cross_node(args) -> dict:
     finally:
         rt.shutdown()
         cluster.shutdown()
+        certs.cleanup()
 
 
 def child_scale_up(args) -> dict:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
-from nbcluster.runtime import tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
@@ -121,7 +120,7 @@ class Cluster:
                 host=self._host,
                 node_port=0,
                 jobs_host=self._host,
-                tls_settings=tls.Settings() if use_tls else None,
+                tls_settings=True if use_tls else None,  # None: on when the head is not on loopback
             )
             node = self.head_node = ClusterNode(handle.node_id.hex(), True, handle)
             if wait:

@@ -26,7 +26,7 @@ from nbcluster.exceptions import (
     AuthenticationError,
     ClusterConnectionError,
 )
-from nbcluster.runtime import discovery, ids, tls
+from nbcluster.runtime import discovery, ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import autoscaler_events as autoscaler_printer, worker_state
 from nbcluster.runtime.jobs import runtime_env as runtime_env_setup
@@ -245,7 +245,7 @@ def init(
                 # Nodes the autoscaler adds spill work to and pull objects from the
                 # head node: it serves them on loopback (with TLS if the config says so).
                 node_port=0 if autoscaling is not None else None,
-                tls_settings=tls.Settings() if autoscaling is not None and autoscaling.tls else None,
+                tls_settings=autoscaling.tls if autoscaling is not None else None,
             )
             try:
                 _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint,

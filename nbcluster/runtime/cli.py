@@ -34,7 +34,7 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.credentials import TOKEN_ENV, token_from_env, trust
+from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, token_from_env, trust
 from nbcluster.runtime.session import Session, store_dir, temp_root, write_json
 
 DEFAULT_JOBS_PORT = 8265
@@ -199,22 +199,21 @@ def _tls_settings(opts: argparse.Namespace) -> tls.Settings:
         raise CliError(str(exc)) from None
 
 
-def _head_tls(opts: argparse.Namespace, autoscaling: Any, node_ip: str) -> tls.Settings | None:
-    """TLS for a new head: as asked (--tls/--no-tls, the YAML's ``tls:``), else on when
-    anything listens beyond loopback."""
+def _head_tls(opts: argparse.Namespace, autoscaling: Any, node_ip: str) -> tls.Settings | bool | None:
+    """TLS for a new head: as asked (--tls/--no-tls, the YAML's ``tls:``, the user's
+    files); None: the launcher's default (on beyond loopback)."""
     settings = _tls_settings(opts)
     wanted = opts.tls
     if wanted is None and autoscaling is not None:
         wanted = autoscaling.tls
-    if wanted is None:
-        hosts = [node_ip] + ([opts.dashboard_host] if opts.include_dashboard else [])
-        wanted = bool(opts.tls_ca_file) or not all(tls.is_loopback(h) for h in hosts)
-    if not wanted and opts.tls_ca_file:
+    if wanted is False and opts.tls_ca_file:
         raise CliError("--no-tls with --tls-ca-file: leave one out")
-    if not wanted and not tls.is_loopback(node_ip):
+    if wanted is False and not tls.is_loopback(node_ip):
         print(f"Warning: TLS is off (--no-tls) while the head listens on {node_ip}: the token and all data "
               "cross the network in clear text.", file=sys.stderr)
-    return settings if wanted else None
+    if opts.tls_ca_file or wanted:
+        return settings
+    return wanted
 
 
 def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
@@ -290,7 +289,7 @@ def start_head(
     node_port: int = 0,
     object_port: int = 0,
     jobs_host: str | None = None,
-    tls_settings: tls.Settings | None = None,
+    tls_settings: tls.Settings | bool | None = None,
 ) -> tuple[LocalCluster, dict[str, Any], Any]:
     """Start a head that outlives this process, as ``nbcluster start --head`` does
     (sessions of their own, no lifeline, recorded in ``processes.json`` so that
@@ -364,6 +363,9 @@ def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[Loca
         raise CliError(str(exc)) from None
     host = opts.address.rsplit(":", 1)[0].strip("[]")
     spec = _spec(opts, opts.node_ip_address or local_ip(towards=host), opts.node_manager_port)
+    if not ca_for(token) and not tls.is_loopback(spec.node_ip):
+        print(f"Warning: the cluster at {opts.address} uses no TLS, so this node serves {spec.node_ip} without it: "
+              "the token and all data cross the network in clear text.", file=sys.stderr)
     try:
         handle = start_worker_node(
             gcs_address=opts.address, token=token, spec=spec, config=config, embedded=False,

@@ -163,16 +163,22 @@ def start_local_cluster(
     autoscaling: "AutoscalingConfig | None" = None,
     jobs_host: str = "127.0.0.1",
     jobs_port: int | None = 0,
-    tls_settings: tls.Settings | None = None,
+    tls_settings: tls.Settings | bool | None = None,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
     ``node_port``: let other machines reach the node (a cluster of several nodes),
     and pull objects from it on ``object_port``. ``autoscaling``: run the autoscaler
     on the head with this config (the head node is of its ``head_node_type``).
-    ``tls_settings``: every listener that other machines reach uses TLS (``tls.py``)."""
+    ``tls_settings``: every listener that other machines reach uses TLS (``tls.py``):
+    True or settings (the user's files) turn it on, False off; None (the default) turns
+    it on when the head or its jobs API listens on an address other than loopback."""
     config = config or RuntimeConfig.load()
+    if tls_settings is None:
+        tls_settings = not (tls.is_loopback(host) and (jobs_port is None or tls.is_loopback(jobs_host)))
+    if tls_settings is True:
+        tls_settings = tls.Settings()
     ca_pem, identity, ca_key = b"", None, b""
-    if tls_settings is not None:  # before the session: a bad file leaves nothing behind
+    if tls_settings:  # before the session: a bad file leaves nothing behind
         ca_pem, identity, ca_key = tls_settings.head(f"{host}:{head_port}", tls.node_hosts(host, jobs_host))
     session, token = new_session(ca_pem=ca_pem)
     if identity is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "RuntimeEnvSetupError",
     "ClusterConnectionError",
     "AuthenticationError",
+    "PermissionDeniedError",
     "AlreadyInitializedError",
     "AutoscalerConfigError",
     "NbclusterSystemError",
@@ -196,6 +197,12 @@ class ClusterConnectionError(NbclusterError, ConnectionError):
 
 class AuthenticationError(ClusterConnectionError):
     """The cluster refused the token (missing or wrong)."""
+
+
+class PermissionDeniedError(NbclusterError, PermissionError):
+    """The credential is the cluster's but may not do this: a driver credential (what
+    jobs and workers hold) asked for something only the cluster token may do, such as
+    changing the autoscaler's bounds."""
 
 
 class AlreadyInitializedError(NbclusterError, RuntimeError, ValueError):

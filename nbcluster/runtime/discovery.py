@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, PermissionDeniedError
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime import credentials
 from nbcluster.runtime.credentials import given_token
@@ -148,12 +148,19 @@ def call_gcs(target: tuple[str, str], method: Any, request: Any, timeout: float 
         except ConnectionLost as exc:
             raise ClusterConnectionError(f"cannot reach the cluster's head at {endpoint}: {exc}") from None
         except RemoteError as exc:
-            if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
-                raise AuthenticationError(f"the cluster at {endpoint} refused the token: {exc.message}") from None
-            raise
+            raise refusal(exc, endpoint) from None
         finally:
             if conn is not None:
                 conn.close()
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, call()).result()
+
+
+def refusal(exc: RemoteError, endpoint: str) -> Exception:
+    """The public error for a refused credential (the RemoteError itself otherwise)."""
+    if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
+        return AuthenticationError(f"the cluster at {endpoint} refused the token: {exc.message}")
+    if exc.code == common_pb2.ERROR_CODE_PERMISSION_DENIED:
+        return PermissionDeniedError(exc.message)
+    return exc

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import RemoteError
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
 
@@ -202,7 +203,10 @@ def _gcs_call(method: Any, request: Any, address: str | None, token: str | None 
 
         async def call() -> Any:
             gcs = await core.gcs_connection()
-            return await gcs.call(method, request, timeout=30.0)
+            try:
+                return await gcs.call(method, request, timeout=30.0)
+            except RemoteError as exc:
+                raise discovery.refusal(exc, core.gcs_address) from None
 
         return core.run_sync(call())
     return discovery.call_gcs(discovery.gcs_target(address, token), method, request)

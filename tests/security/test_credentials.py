@@ -274,3 +274,26 @@ def test_credential_pipe_reaches_a_child_and_nothing_else() -> None:
     assert out["before"]["NBCLUSTER_CREDENTIAL_FD"].isdigit() and "NBCLUSTER_CREDENTIAL_FD" not in out["after"]
     assert "NBCLUSTER_TOKEN" not in out["before"]
     assert "s3cr3t" not in json.dumps(out["before"])
+
+
+def test_refusals_reach_the_user_as_one_actionable_error(cluster: Cluster, tmp_path: Path) -> None:
+    """A wrong token: AuthenticationError naming the token file; a driver credential
+    asking for an admin action: PermissionDeniedError saying what to use instead."""
+    from nbcluster.autoscaler import set_worker_bounds
+    from nbcluster.exceptions import AuthenticationError, PermissionDeniedError
+
+    token, driver = _secrets(cluster)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("0" * 32)
+    with pytest.raises(AuthenticationError, match="token file"):
+        nbcluster.init(address=cluster.address, token_file=wrong)
+    assert not nbcluster.is_initialized()
+    scoped = tmp_path / "driver"
+    scoped.write_text(driver)
+    nbcluster.init(address=cluster.address, token_file=scoped)
+    try:
+        assert nbcluster.get(nbcluster.put(5)) == 5  # a driver credential drives
+        with pytest.raises(PermissionDeniedError, match="needs the cluster token.*token file"):
+            set_worker_bounds(0, 1)
+    finally:
+        nbcluster.shutdown()

@@ -244,7 +244,10 @@ class Connection(asyncio.Protocol):
         assert self._verifier is not None
         scope = self._verifier.scope_of(payload[_TOKEN_LEN.size : _TOKEN_LEN.size + n])
         if scope is None:
-            self._fail_handshake("invalid or missing cluster token", Code.ERROR_CODE_UNAUTHENTICATED)
+            self._fail_handshake(
+                "invalid or missing cluster token: use the head's token file (--token-file, init(token_file=...))",
+                Code.ERROR_CODE_UNAUTHENTICATED,
+            )
             return
         self.scope = scope
         hello = common_pb2.Hello.FromString(payload[_TOKEN_LEN.size + n :])

@@ -94,5 +94,5 @@ def permission_message(method: Method) -> str:
     """Why a driver credential may not call ``method``."""
     return (
         f"{method.service}.{method.name} needs the cluster token; this caller has a driver credential, "
-        "which runs tasks, actors and jobs but does not administer the cluster"
+        "which runs tasks, actors and jobs but does not administer the cluster: use the head's token file"
     )

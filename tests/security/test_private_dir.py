@@ -1,6 +1,6 @@
-"""The one check every trusted path passes (``nbcluster.runtime.private_dir``),
-without clusters. Paths of another owner are made by ``chown`` to the second user
-(``other_user``)."""
+"""The one check every trusted path passes (``nbcluster.runtime.private_dir``), and
+how the session module picks and follows its roots, without clusters. Paths of
+another owner are made by ``chown`` to the second user (``other_user``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 
 from nbcluster.exceptions import InsecurePathError, NbclusterError
 from nbcluster.runtime import private_dir as pd
+from nbcluster.runtime import session as sess
 
 
 @pytest.fixture
@@ -206,3 +207,97 @@ def test_the_error_is_an_nbcluster_error_not_an_os_error_and_pickles():
     assert isinstance(exc, NbclusterError) and not isinstance(exc, OSError)
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is InsecurePathError and str(again) == str(exc) and again.uid == 1001
+
+
+# -- the roots ------------------------------------------------------------------------
+@pytest.fixture
+def no_root_env(monkeypatch) -> None:
+    for name in (sess.TEMP_DIR_ENV, sess.SHM_DIR_ENV, sess.XDG_RUNTIME_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_roots_default_to_per_user_paths(no_root_env):
+    uid = os.geteuid()
+    assert sess.temp_root() == Path(f"/tmp/nbcluster-{uid}")
+    assert sess.shm_root() == Path(f"/dev/shm/nbcluster-{uid}")
+    assert sess.store_dir(bytes(range(16))) == Path(f"/dev/shm/nbcluster-{uid}/nbcluster-0001020304050607")
+
+
+def test_xdg_runtime_dir_is_used_only_when_it_is_private(no_root_env, tmp_path, monkeypatch, other_user):
+    fallback = Path(f"/tmp/nbcluster-{os.geteuid()}")
+    xdg = made(tmp_path / "run-user", 0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+    assert sess.temp_root() == xdg / "nbcluster"
+    for bad in (made(tmp_path / "theirs", 0o700, other_user.uid), made(tmp_path / "open", 0o777),
+                tmp_path / "missing", "relative/dir", ""):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(bad))
+        assert sess.temp_root() == fallback, bad
+    (tmp_path / "link").symlink_to(xdg)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "link"))
+    assert sess.temp_root() == fallback
+    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(tmp_path / "override"))
+    assert sess.temp_root() == tmp_path / "override"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """A temp root of this test's (NBCLUSTER_TEMP_DIR), made by nbcluster."""
+    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(tmp_path / "root"))
+    return pd.make_private_dir(sess.temp_root(), sess.TEMP_FIX)
+
+
+def test_latest_session_follows_only_a_link_of_ours_to_a_name_in_the_root(root, other_user):
+    assert sess.latest_session() is None
+    mine = made(root / "session_1", 0o700)
+    (root / "session_latest").symlink_to("session_1")
+    assert sess.latest_session() == sess.Session(mine)
+
+    os.lchown(root / "session_latest", other_user.uid, -1)
+    with pytest.raises(InsecurePathError, match=f"session_latest: another user owns it .* {other_user.uid}"):
+        sess.latest_session()
+
+    for target in ("../elsewhere", str(mine), "session_1/../session_1", "..", "."):
+        (root / "session_latest").unlink()
+        (root / "session_latest").symlink_to(target)
+        with pytest.raises(InsecurePathError, match="not at a session directory's name"):
+            sess.latest_session()
+
+    made(root / "session_2", 0o700, other_user.uid)
+    (root / "session_latest").unlink()
+    (root / "session_latest").symlink_to("session_2")
+    with pytest.raises(InsecurePathError, match="session_2: another user owns it"):
+        sess.latest_session()
+
+    (root / "session_latest").unlink()
+    (root / "session_latest").symlink_to("session_gone")
+    assert sess.latest_session() is None  # a session that was removed
+
+
+def test_a_root_that_is_not_private_is_refused_loudly(tmp_path, monkeypatch, other_user):
+    theirs = made(tmp_path / "theirs", 0o755, other_user.uid)
+    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(theirs))
+    for call in (sess.latest_session, sess.sessions, sess.new_session):
+        with pytest.raises(InsecurePathError, match=f"{theirs}: another user owns it.*NBCLUSTER_TEMP_DIR"):
+            call()
+    assert list(theirs.iterdir()) == []
+
+
+def test_session_files_are_read_only_when_private(root, other_user):
+    session = sess.Session(made(root / "session_1", 0o700))
+    sess.write_json(session.address_file, {"role": "head"})
+    assert session.read_address() == {"role": "head"}
+    os.chmod(session.address_file, 0o666)
+    with pytest.raises(InsecurePathError, match="address.json: group or others can write it"):
+        session.read_address()
+    os.chmod(session.address_file, 0o600)
+    os.chmod(session.dir, 0o777)
+    with pytest.raises(InsecurePathError, match="session_1: group or others can write it"):
+        session.read_address()
+    os.chmod(session.dir, 0o700)
+    session.token_file.write_text("secret")
+    os.chown(session.token_file, other_user.uid, -1)
+    with pytest.raises(InsecurePathError, match="token: another user owns it"):
+        session.read_token()
+    with pytest.raises(InsecurePathError, match="gcs.db: another user owns it"):
+        made(session.gcs_db, 0o600, other_user.uid, directory=False)
+        session.private_file(session.gcs_db)

@@ -77,33 +77,43 @@ def _closed_to_others(path: str) -> bool:
     return not os.stat(path).st_mode & stat.S_IXOTH
 
 
-def mount_commands(targets: Iterable[str]) -> list[str]:
-    """Shell commands that make every directory in ``targets`` reachable by other
-    users in this mount namespace (see the module's docstring); none when they are."""
+def mount_commands(targets: Iterable[str], cover: dict[str, str] | None = None) -> list[str]:
+    """Shell commands that, in a mount namespace of their own, put a tmpfs over each
+    directory on the way to ``targets`` that other users cannot pass through, or that
+    ``cover`` names (with the tmpfs's mode), and bind each target back into it (see
+    the module's docstring); none when nothing is in the way."""
+    cover = cover or {}
+
+    def hidden_here(path: str) -> bool:
+        return path in cover or not cover and _closed_to_others(path)
+
     paths = sorted({os.path.realpath(t) for t in targets if os.path.isdir(t)}, key=_parts)
-    for path in paths:
-        if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
-            raise RuntimeError(f"{path} itself is not readable by other users; the harness can open the way "
-                               "to it but not change it (run the tests from a checkout others can read)")
-    closed = {p: [a for a in map(str, Path(p).parents) if _closed_to_others(a)] for p in paths}
+    closed = {p: [a for a in map(str, Path(p).parents) if hidden_here(a)] for p in paths}
     # A target below another one needs no mount of its own unless a closed directory lies between them.
     needed = [p for p in paths if closed[p] and not any(
         _under(p, other) and not any(_under(c, other) for c in closed[p]) for other in paths)]
-    hidden = sorted({c for p in needed for c in closed[p]}, key=_parts)
+    hidden = sorted({c for p in needed for c in closed[p]} | set(cover), key=_parts)
     if len(hidden) > 7:  # sh redirects descriptors 3 to 9 only
-        raise RuntimeError(f"too many directories closed to other users on the way: {hidden}")
+        raise RuntimeError(f"too many directories to open the way through: {hidden}")
     fds = {h: 3 + i for i, h in enumerate(hidden)}
     lines = [f"exec {fd}<{shlex.quote(h)}" for h, fd in fds.items()]  # the real directories, before any mount
     for path in sorted(set(hidden) | set(needed), key=_parts):
         lines.append(f"mkdir -p {shlex.quote(path)}")
         if path in fds:
-            lines.append(f"mount -t tmpfs -o mode=0755 nbc-other-user {shlex.quote(path)}")
+            lines.append(f"mount -t tmpfs -o mode={cover.get(path, '0755')} nbc-tests {shlex.quote(path)}")
         else:
             source = max((h for h in hidden if _under(path, h)), key=lambda h: len(_parts(h)))
             real = f"/proc/self/fd/{fds[source]}/{os.path.relpath(path, source)}"
             lines.append(f"mount --no-canonicalize --bind {shlex.quote(real)} {shlex.quote(path)}")
     lines += [f"exec {fd}<&-" for fd in fds.values()]
     return lines
+
+
+def _readable_by_others(paths: Iterable[str]) -> None:
+    for path in {os.path.realpath(p) for p in paths if os.path.isdir(p)}:
+        if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+            raise RuntimeError(f"{path} itself is not readable by other users; the harness can open the way "
+                               "to it but not change it (run the tests from a checkout others can read)")
 
 
 def _python_paths() -> list[str]:
@@ -123,6 +133,7 @@ class OtherUser:
         #: Its HOME and a place for files of its own (0700, its).
         self.home = Path(tempfile.mkdtemp(prefix=f"{name}-home-"))
         os.chown(self.home, self.uid, self.gid)
+        _readable_by_others(_python_paths())
         self._prelude = "\n".join(["set -e", *mount_commands(_python_paths()), f"umask {UMASK:03o}"])
         self.children: list[subprocess.Popen] = []
 
@@ -208,10 +219,11 @@ class OtherUser:
 
 def with_private_tmp(argv: Sequence[str]) -> list[str]:
     """``argv``, run as root in a mount namespace whose ``/tmp`` and ``/dev/shm`` are
-    fresh (tmpfs, 1777): the default roots (``/tmp/nbcluster-0``...) without touching
-    the host's. Commands of :class:`OtherUser` it starts see the same ones."""
-    script = "\n".join(["set -e", "mount -t tmpfs -o mode=1777 nbc-tmp /tmp",
-                         "mount -t tmpfs -o mode=1777 nbc-shm /dev/shm", 'exec "$@"'])
+    fresh (tmpfs, 1777; the interpreter and this checkout bound back if they live
+    there): the default roots (``/tmp/nbcluster-0``...) without touching the host's.
+    Commands of :class:`OtherUser` it starts see the same ones."""
+    mounts = mount_commands(_python_paths(), cover={"/tmp": "1777", "/dev/shm": "1777"})
+    script = "\n".join(["set -e", *mounts, 'exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, InsecurePathError
-from nbcluster.runtime.private_dir import warn_skipped
+from nbcluster.runtime.private_dir import read_private, warn_skipped
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.session import TOKEN_ENV, Session, latest_session, sessions, temp_root
 from nbcluster.runtime.transport import dial
@@ -102,11 +102,13 @@ def local_heads() -> list[LocalNode]:
     return [node for node in _live_nodes() if node.node_endpoint is None]
 
 
-def read_token_file(path: str) -> str:
+def read_token_file(path: str, private: bool = False) -> str:
     """The token in ``path`` (a copy of a head's ``token`` file); ValueError saying
-    what is wrong with it otherwise."""
+    what is wrong with it otherwise. ``private``: a file nbcluster itself wrote and
+    named (a session's token, the Jupyter server's copy), which must be this user's
+    alone (InsecurePathError otherwise); a file the user names may be anyone's."""
     try:
-        token = Path(path).read_text().strip()
+        token = (read_private(path, "Remove it") if private else Path(path).read_text()).strip()
     except OSError as exc:
         raise ValueError(f"cannot read --token-file {path}: {exc.strerror}") from None
     if not token:

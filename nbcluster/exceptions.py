@@ -7,6 +7,7 @@ a task's error is also an instance of the exception the task raised).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PermissionDeniedError",
     "AlreadyInitializedError",
     "AutoscalerConfigError",
+    "InsecurePathError",
     "NbclusterSystemError",
 ]
 
@@ -229,3 +231,50 @@ class AutoscalerConfigError(NbclusterError, ValueError):
 
     def __reduce__(self) -> Any:
         return (type(self), (str(self), self.key, self.line, self.source))
+
+
+class InsecurePathError(NbclusterError):
+    """A directory or file nbcluster would trust (a session, its token or address, the
+    object store's shared memory, the Jupyter server's list of clusters) is not this
+    user's alone: another user owns it, others may write it, or it is a symbolic link.
+    nbcluster refuses it rather than connect to whatever it names.
+
+    ``path`` is the refused path, ``problem`` what is wrong with it, ``uid`` and ``mode``
+    its owner and permission bits as found (None when they do not matter), ``fix`` what
+    the user can do. Not an ``OSError``: code that passes over unreadable files must not
+    pass over this silently.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], problem: str, uid: int | None = None, mode: int | None = None,
+        fix: str = "",
+    ) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.uid = uid
+        self.mode = mode
+        self.fix = fix
+        super().__init__(f"refusing to use {self.path}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """What is wrong, as found, and the fix (the message without the path)."""
+        found = []
+        if self.uid is not None:
+            found.append(f"owner uid {self.uid}{_user_name(self.uid)}")
+        if self.mode is not None:
+            found.append(f"mode {self.mode:04o}")
+        where = f" ({', '.join(found)})" if found else ""
+        return f"{self.problem}{where}. {self.fix}".rstrip()
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.path, self.problem, self.uid, self.mode, self.fix))
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return f" ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return ""

@@ -36,7 +36,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterSystemError
+from nbcluster.exceptions import (
+    AuthenticationError,
+    ClusterConnectionError,
+    InsecurePathError,
+    NbclusterSystemError,
+)
 from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, given_token
 from nbcluster.runtime.tls import client_context
 
@@ -231,16 +236,10 @@ def _local_token_for(base_url: str) -> str:
     """The token of a live head on this machine whose jobs API is ``base_url``, or ""."""
     import psutil
 
-    from nbcluster.runtime.session import Session, temp_root
+    from nbcluster.runtime.private_dir import warn_skipped
+    from nbcluster.runtime.session import sessions
 
-    try:
-        paths = sorted(temp_root().glob("session_*"), reverse=True)
-    except OSError:
-        return ""
-    for path in paths:
-        if path.is_symlink():
-            continue
-        session = Session(path)
+    for session in reversed(sessions()):
         try:
             info = session.read_address()
             jobs_address = info.get("jobs_address")
@@ -249,6 +248,8 @@ def _local_token_for(base_url: str) -> str:
                 return session.read_token()
         except (OSError, ValueError, TypeError, AttributeError):
             continue
+        except InsecurePathError as exc:
+            warn_skipped(exc)
     return ""
 
 

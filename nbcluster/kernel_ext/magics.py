@@ -49,13 +49,18 @@ def discovery_path() -> Path:
 
 def discovery_clusters() -> list[dict[str, Any]]:
     """``[{"name", "address", "token_file"}]`` from the server extension's file (none
-    when it does not exist or cannot be read)."""
+    when it does not exist or cannot be read); UsageError when it is not this user's
+    alone (another user's, or others can write it): its addresses are not trusted."""
     import json
 
+    from nbcluster.runtime.private_dir import read_private
+
     try:
-        data = json.loads(discovery_path().read_text())
+        data = json.loads(read_private(discovery_path(), "Remove it; the Jupyter server writes it again"))
     except (OSError, ValueError):
         return []
+    except nbcluster.exceptions.InsecurePathError as exc:
+        raise UsageError(f"%cluster: {exc}") from None
     clusters = data.get("clusters", []) if isinstance(data, dict) else []
     return [c for c in clusters if isinstance(c, dict) and isinstance(c.get("address"), str)]
 
@@ -221,10 +226,17 @@ class ClusterMagics(Magics):
         if nbcluster.is_initialized():
             raise UsageError("already connected; %cluster disconnect first")
         # In a job (a notebook run with %cluster submit --notebook) the job's cluster.
-        address, token_file = self._resolve(args.target)
-        token_file = args.token_file or token_file
+        address, listed_token_file = self._resolve(args.target)
+        token_file = args.token_file or listed_token_file
         if token_file and address is None:  # a job's notebook given a token file: the job's cluster
             address = os.environ.get("NBCLUSTER_ADDRESS")
+        if listed_token_file and not args.token_file:  # nbcluster wrote it: it must be this user's alone
+            from nbcluster.runtime.private_dir import FILE, check_private
+
+            try:
+                check_private(listed_token_file, FILE, "Remove it")
+            except nbcluster.exceptions.InsecurePathError as exc:
+                raise UsageError(str(exc)) from None
         try:
             # The token stays in the driver's memory: never in os.environ, which %env prints.
             nbcluster.init(address=address, namespace=args.namespace, token_file=token_file)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -28,14 +27,22 @@ from typing import Any
 import psutil
 
 from nbcluster._version import __version__
-from nbcluster.exceptions import NbclusterError
+from nbcluster.exceptions import InsecurePathError, NbclusterError
 from nbcluster.runtime import cli_view, discovery, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
+from nbcluster.runtime.private_dir import warn_skipped
 from nbcluster.runtime.procutil import terminate
 from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, token_from_env, trust
-from nbcluster.runtime.session import Session, store_dir, temp_root, write_json
+from nbcluster.runtime.session import (
+    LATEST,
+    Session,
+    remove_store,
+    sessions,
+    temp_root,
+    write_json,
+)
 
 DEFAULT_JOBS_PORT = 8265
 
@@ -410,8 +417,10 @@ def _block(handle: LocalCluster) -> int:
 
 # -- stop -----------------------------------------------------------------------------
 def _recorded(session_dir: Path) -> tuple[dict, list[psutil.Process]]:
+    """What ``processes.json`` records, and those of its processes that still run;
+    InsecurePathError when the session or the file is not this user's alone."""
     try:
-        info = json.loads((session_dir / PROCESSES_FILE).read_text())
+        info = json.loads(Session(session_dir).read_file(session_dir / PROCESSES_FILE))
     except (OSError, ValueError):
         return {}, []
     procs = []
@@ -430,14 +439,19 @@ def _started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:
     those whose processes are all gone (killed) are tidied: their shared memory
     freed, their record dropped."""
     found = {}
-    for path in sorted(temp_root().glob("session_*")):
-        if path.is_symlink() or not (path / PROCESSES_FILE).exists():
+    for path in (session.dir for session in sessions()):
+        if not (path / PROCESSES_FILE).exists():
             continue
-        info, procs = _recorded(path)
+        try:
+            info, procs = _recorded(path)
+            if not procs:
+                _clean_stores(Session(path), info)
+        except InsecurePathError as exc:  # not ours to stop, nor to tidy
+            warn_skipped(exc)
+            continue
         if procs:
             found[path] = (info, procs)
         else:
-            _clean_stores(Session(path), info)
             (path / PROCESSES_FILE).unlink(missing_ok=True)
     return found
 
@@ -481,7 +495,7 @@ def _stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: boo
     for path, (info, _) in found.items():
         _clean_stores(Session(path), info)
         (path / PROCESSES_FILE).unlink(missing_ok=True)
-        link = path.parent / "session_latest"
+        link = path.parent / LATEST
         if link.is_symlink() and os.readlink(link) == path.name:
             link.unlink(missing_ok=True)
     return len(victims), killed
@@ -502,7 +516,7 @@ def _clean_stores(session: Session, info: dict) -> None:
     """Shared memory of nodes that could not clean up (killed, or a rejoin's new id)."""
     node_ids = {info.get("node_id", "")} | session.node_ids()
     for node_id in filter(None, node_ids):
-        shutil.rmtree(store_dir(bytes.fromhex(node_id)), ignore_errors=True)
+        remove_store(bytes.fromhex(node_id))
 
 
 # -- up and down ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ import hmac
 import os
 import stat
 
+from nbcluster.runtime.private_dir import read_private, write_private
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.tls import join_token_file, split_token_file
 
@@ -141,9 +142,7 @@ def given_token() -> str | None:
 def write_token_file(path: os.PathLike[str] | str, token: str, ca_pem: bytes = b"") -> None:
     """Write a token file (the token, then the CA of a TLS cluster), readable by this
     user only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(join_token_file(token, ca_pem))
+    write_private(path, join_token_file(token, ca_pem).decode())
 
 
 # -- the cluster's CA, by token ----------------------------------------------------------
@@ -152,14 +151,25 @@ def write_token_file(path: os.PathLike[str] | str, token: str, ca_pem: bytes = b
 _CA_BY_TOKEN: dict[str, bytes] = {}
 
 
-def read_token_file(path: os.PathLike[str] | str) -> str:
+def read_token_file(path: os.PathLike[str] | str, private: bool = False) -> str:
     """The token in a token file (a session's ``token``, or a copy of it). When the
     cluster uses TLS the file also holds its CA certificate, which is remembered for
-    the token (:func:`ca_for`). OSError when unreadable; ValueError when empty."""
-    with open(path, "rb") as f:
-        token, ca_pem = split_token_file(f.read())
+    the token (:func:`ca_for`). ``private``: a file nbcluster wrote and named, which
+    must be this user's alone (InsecurePathError otherwise); a file the user names may
+    be anyone's. OSError when unreadable; ValueError when empty."""
+    if private:
+        data = read_private(path, "Remove it").encode()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    return parse_token_file(data, str(path))
+
+
+def parse_token_file(data: bytes, where: str) -> str:
+    """The token of a token file's bytes; its CA (if any) trusted for it."""
+    token, ca_pem = split_token_file(data)
     if not token:
-        raise ValueError(f"{path} holds no token; copy the head's `token` file")
+        raise ValueError(f"{where} holds no token; copy the head's `token` file")
     trust(token, ca_pem)
     return token
 
@@ -179,4 +189,4 @@ def ca_for(token: str) -> bytes:
 def token_from_env() -> str | None:
     """``NBCLUSTER_TOKEN`` when the user set it (the runtime's processes do not pass
     it on: ``procutil.spawn`` leaves it out of their children's environment)."""
-    return os.environ.get(TOKEN_ENV) or None
+    return os.environ.get(TOKEN_ENV, "").strip() or None

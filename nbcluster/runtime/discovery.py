@@ -2,7 +2,10 @@
 
 Drivers (``init(address=...)``) need a node of the cluster on this machine;
 tools (``nbcluster status``, ``nbcluster list``, ``cluster_utils``) only need the
-GCS and the token. Both look at the session directories under the temp root.
+GCS and the token. Both look at this user's session directories under the temp root
+(:mod:`nbcluster.runtime.session`), and read only what is this user's alone: the
+root and ``session_latest`` (what ``"auto"`` follows) must be, or the lookup fails
+with InsecurePathError; any other session that is not is passed over with a warning.
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ from typing import Any
 
 import psutil
 
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, PermissionDeniedError
-from nbcluster.runtime.protocol import common_pb2
+from nbcluster.exceptions import (
+    AuthenticationError,
+    ClusterConnectionError,
+    InsecurePathError,
+    PermissionDeniedError,
+)
 from nbcluster.runtime import credentials
 from nbcluster.runtime.credentials import given_token
-from nbcluster.runtime.session import Session, latest_session, temp_root
+from nbcluster.runtime.private_dir import warn_skipped
+from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.session import Session, latest_session, sessions, temp_root
 from nbcluster.runtime.transport import dial
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -39,6 +48,8 @@ class LocalNode:
 
 
 def _live_node(session: Session) -> LocalNode | None:
+    """The node whose session this is, if it still runs; InsecurePathError when a file
+    it reads is not this user's alone."""
     try:
         info = session.read_address()
     except (OSError, ValueError):
@@ -56,14 +67,15 @@ def _live_node(session: Session) -> LocalNode | None:
 def _read_token(session: Session) -> str:
     try:
         return session.read_token()
-    except OSError:
+    except (OSError, ValueError):
         return ""
 
 
 def find_local_node(address: str) -> LocalNode | None:
     """This machine's node of the cluster at ``address`` ("auto": the newest
     cluster started here that still runs); the head's session is preferred over a
-    worker's."""
+    worker's. InsecurePathError when the temp root, or for "auto" ``session_latest``
+    or the session it names, is not this user's alone."""
     if address == "auto":
         session = latest_session()
         node = _live_node(session) if session is not None else None
@@ -77,12 +89,16 @@ def find_local_node(address: str) -> LocalNode | None:
 
 
 def _live_nodes() -> Iterator[LocalNode]:
-    """This machine's live nodes (under this temp root), newest session first."""
-    for path in sorted(temp_root().glob("session_*"), reverse=True):
-        if not path.is_symlink():  # session_latest
-            node = _live_node(Session(path))
-            if node is not None:
-                yield node
+    """This machine's live nodes (under this temp root), newest session first; one
+    whose files are not this user's alone is skipped with a warning."""
+    for session in reversed(sessions()):
+        try:
+            node = _live_node(session)
+        except InsecurePathError as exc:
+            warn_skipped(exc)
+            continue
+        if node is not None:
+            yield node
 
 
 def local_heads() -> list[LocalNode]:
@@ -91,11 +107,14 @@ def local_heads() -> list[LocalNode]:
     return [node for node in _live_nodes() if node.node_endpoint is None]
 
 
-def read_token_file(path: str) -> str:
+def read_token_file(path: str, private: bool = False) -> str:
     """The token in ``path`` (a copy of a head's ``token`` file, which for a TLS cluster
-    also carries its CA); ValueError saying what is wrong with it otherwise."""
+    also carries its CA); ValueError saying what is wrong with it otherwise.
+    ``private``: a file nbcluster itself wrote and named (a session's token, the
+    Jupyter server's copy), which must be this user's alone (InsecurePathError
+    otherwise); a file the user names may be anyone's."""
     try:
-        return credentials.read_token_file(path)
+        return credentials.read_token_file(path, private=private)
     except OSError as exc:
         raise ValueError(f"cannot read --token-file {path}: {exc.strerror}") from None
     except ValueError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING
 from nbcluster.runtime import ids, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import ca_for
+from nbcluster.runtime.private_dir import write_private
 from nbcluster.runtime.procutil import spawn, spawn_python, terminate, wait_exit
-from nbcluster.runtime.session import Session, new_session, remove_session, store_dir
+from nbcluster.runtime.session import Session, new_session, remove_session, remove_store
 
 if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.config import AutoscalingConfig
@@ -83,7 +83,7 @@ class LocalCluster:
     def abandon(self) -> None:
         """Stop a node that failed to start; free its shared memory if it could not."""
         self.stop(5.0)
-        shutil.rmtree(store_dir(self.node_id), ignore_errors=True)
+        remove_store(self.node_id)
 
     def forget(self) -> None:
         """Stop tracking a detached cluster (``embedded=False``) as this process's own:
@@ -196,7 +196,7 @@ def start_local_cluster(
     node_type = ""
     if autoscaling is not None:
         path = session.dir / "autoscaling.json"
-        path.write_text(autoscaling.to_json())
+        write_private(path, autoscaling.to_json())
         head_args += ["--autoscaling-config", str(path)]
         node_type = autoscaling.head_node_type or ""
     spec = NodeSpec(

@@ -1,9 +1,18 @@
-"""The session directory: ``<root>/session_<timestamp>_<pid>/``.
+"""Session directories, in a root that is this user's alone.
 
-It holds the cluster token (mode 0600), ``address.json`` (how to reach the head),
-``logs/``, ``spill/`` and the GCS database. ``<root>/session_latest`` points at the
-newest session, which ``init(address="auto")`` attaches to. The root is
-``/tmp/nbcluster`` unless ``NBCLUSTER_TEMP_DIR`` names another.
+A session is ``<root>/session_<timestamp>_<pid>/``: the cluster token (0600),
+``address.json`` (how to reach the head), ``processes.json`` (what ``nbcluster start``
+started), ``logs/``, ``spill/`` and the GCS database. ``<root>/session_latest`` is a
+link to the newest session's name, which ``init(address="auto")`` attaches to.
+
+The root is per user: ``$XDG_RUNTIME_DIR/nbcluster`` when ``XDG_RUNTIME_DIR`` names a
+directory of this user's, else ``/tmp/nbcluster-<uid>``; ``NBCLUSTER_TEMP_DIR`` names
+another. Object stores live in shared memory under ``/dev/shm/nbcluster-<uid>/``
+(``NBCLUSTER_SHM_DIR`` names another). Both roots are made 0700 and, like every
+session directory, ``session_latest`` and every file read from a session, checked to
+be this user's alone before they are trusted (:mod:`nbcluster.runtime.private_dir`):
+another user's, or one others can write, is refused with
+:class:`~nbcluster.exceptions.InsecurePathError`, or skipped with a warning by a scan.
 """
 
 from __future__ import annotations
@@ -16,24 +25,68 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbcluster.exceptions import InsecurePathError
 from nbcluster.runtime import tls
-from nbcluster.runtime.credentials import read_token_file, trust, write_token_file
+from nbcluster.runtime.credentials import parse_token_file, trust, write_token_file
+from nbcluster.runtime.private_dir import (
+    DIRECTORY,
+    LINK,
+    check_private,
+    is_private,
+    make_private_dir,
+    private_dir,
+    private_entries,
+    read_private,
+    touch_private,
+    write_private,
+)
 
 TEMP_DIR_ENV = "NBCLUSTER_TEMP_DIR"
 SHM_DIR_ENV = "NBCLUSTER_SHM_DIR"
+XDG_RUNTIME_DIR_ENV = "XDG_RUNTIME_DIR"
+LATEST = "session_latest"
+#: What to do about a session path that is not private (ends InsecurePathError's message).
+TEMP_FIX = f"Remove it, or set {TEMP_DIR_ENV} to a directory of your own"
+SHM_FIX = f"Remove it, or set {SHM_DIR_ENV} to a directory of your own"
 
 
 def temp_root() -> Path:
-    return Path(os.environ.get(TEMP_DIR_ENV) or "/tmp/nbcluster")
+    """Where this user's sessions live (named only; :func:`private_temp_root` checks it)."""
+    override = os.environ.get(TEMP_DIR_ENV)
+    if override:
+        return Path(override)
+    xdg = os.environ.get(XDG_RUNTIME_DIR_ENV)
+    if xdg and os.path.isabs(xdg) and is_private(xdg):
+        return Path(xdg) / "nbcluster"
+    return Path("/tmp") / f"nbcluster-{os.geteuid()}"
+
+
+def private_temp_root() -> Path | None:
+    """The temp root, checked to be this user's alone; None when it does not exist.
+    InsecurePathError when it is not private."""
+    return private_dir(temp_root(), TEMP_FIX)
 
 
 def shm_root() -> Path:
-    return Path(os.environ.get(SHM_DIR_ENV) or "/dev/shm")
+    """Where this user's object stores live (named only; :func:`store_dir` makes and checks it)."""
+    return Path(os.environ.get(SHM_DIR_ENV) or f"/dev/shm/nbcluster-{os.geteuid()}")
 
 
-def store_dir(node_id: bytes) -> Path:
-    """The shared-memory directory of a node's object store."""
-    return shm_root() / f"nbcluster-{node_id.hex()[:16]}"
+def store_dir(node_id: bytes, create: bool = False) -> Path:
+    """The shared-memory directory of a node's object store. ``create``: make it (0700;
+    it must be new) in the checked shared-memory root, made first if need be."""
+    root = make_private_dir(shm_root(), SHM_FIX) if create else shm_root()
+    path = root / f"nbcluster-{node_id.hex()[:16]}"
+    if create:
+        path.mkdir(mode=0o700)
+    return path
+
+
+def remove_store(node_id: bytes) -> None:
+    """Free a node's shared memory, if its node could not (killed, or failed to start);
+    never in a shared-memory root that is not this user's alone."""
+    if is_private(shm_root()):
+        shutil.rmtree(store_dir(node_id), ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -70,13 +123,25 @@ class Session:
         runs as the same user (``transport/peer.py``)."""
         return f"unix-abstract:nbcluster/{self.name}/{role}"
 
+    def read_file(self, path: Path) -> str:
+        """The text of a file of this session, once the session directory and the file
+        are checked to be this user's alone (InsecurePathError otherwise)."""
+        check_private(self.dir, DIRECTORY, TEMP_FIX)
+        return read_private(path, TEMP_FIX)
+
+    def private_file(self, path: Path) -> Path:
+        """``path`` in this session, checked (and made 0600 if missing) for a program
+        that opens it by name (the GCS database)."""
+        check_private(self.dir, DIRECTORY, TEMP_FIX)
+        return touch_private(path, TEMP_FIX)
+
     def read_token(self) -> str:
         """The cluster token (and, for a TLS cluster, its CA is trusted for it)."""
-        return read_token_file(self.token_file)
+        return parse_token_file(self.read_file(self.token_file).encode(), str(self.token_file))
 
     def read_ca(self) -> bytes:
         """The cluster's CA certificate (PEM) when it uses TLS, else b"" (``tls.py``)."""
-        return tls.split_token_file(self.token_file.read_bytes())[1]
+        return tls.split_token_file(self.read_file(self.token_file).encode())[1]
 
     @property
     def tls_dir(self) -> Path:
@@ -89,27 +154,26 @@ class Session:
         self.tls_dir.mkdir(mode=0o700, exist_ok=True)
         for name, data in (("cert.pem", identity.cert_pem), ("key.pem", identity.key_pem), ("ca.key", ca_key)):
             if data:
-                fd = os.open(self.tls_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                write_private(self.tls_dir / name, data.decode())
 
     def read_identity(self) -> tls.Identity | None:
         """This machine's TLS identity kept in the session, if any."""
         ca = self.read_ca()
         try:
-            return tls.Identity(ca, (self.tls_dir / "cert.pem").read_bytes(), (self.tls_dir / "key.pem").read_bytes())
+            cert, key = (self.read_file(self.tls_dir / n).encode() for n in ("cert.pem", "key.pem"))
         except FileNotFoundError:
             return None
+        return tls.Identity(ca, cert, key)
 
     def read_ca_key(self) -> bytes:
         """The CA's key (the head of a cluster that made its own CA), else b""."""
         try:
-            return (self.tls_dir / "ca.key").read_bytes()
+            return self.read_file(self.tls_dir / "ca.key").encode()
         except FileNotFoundError:
             return b""
 
     def read_address(self) -> dict:
-        return json.loads(self.address_file.read_text())
+        return json.loads(self.read_file(self.address_file))
 
     def write_address(self, info: dict) -> None:
         write_json(self.address_file, info)
@@ -122,7 +186,8 @@ class Session:
     def record_rejoin(self, node_id: bytes) -> None:
         """Note the new id of a node that rejoins (its shared memory is named by it),
         before it makes its store, so whoever stops the session can free it."""
-        with open(self.rejoined_file, "a") as f:
+        fd = os.open(self.rejoined_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a") as f:
             f.write(node_id.hex() + "\n")
 
     def node_ids(self) -> set[str]:
@@ -133,25 +198,25 @@ class Session:
         except (OSError, ValueError):
             pass
         try:
-            ids.update(self.rejoined_file.read_text().split())
+            ids.update(self.read_file(self.rejoined_file).split())
         except OSError:
             pass
         return {i for i in ids if i}
 
 
 def write_json(path: Path, info: dict) -> None:
-    """Write ``info`` to ``path`` as JSON in one step: a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)
+    """Write ``info`` to ``path`` as JSON in one step (0600): a reader never sees half of it."""
+    write_private(path, json.dumps(info, indent=1))
 
 
 def new_session(token: str | None = None, link_latest: bool = True, ca_pem: bytes = b"") -> tuple[Session, str]:
     """Create a session directory with a (fresh) token, and the cluster's CA when it
     uses TLS (both in the ``token`` file); point session_latest at it unless
-    ``link_latest`` is False (a second node started on the same machine)."""
-    root = temp_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    ``link_latest`` is False (a second node started on the same machine). Both
+    roots, the sessions' and shared memory's (where the session's nodes put their
+    stores), are made or checked first: InsecurePathError when one is not private."""
+    make_private_dir(shm_root(), SHM_FIX)
+    root = make_private_dir(temp_root(), TEMP_FIX)
     now = time.time()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
     # The random tail makes the session's socket names (``endpoint``) unguessable, so
@@ -160,36 +225,60 @@ def new_session(token: str | None = None, link_latest: bool = True, ca_pem: byte
     path = root / base
     path.mkdir(mode=0o700)
     session = Session(path)
-    session.logs.mkdir()
-    session.spill.mkdir()
+    session.logs.mkdir(mode=0o700)
+    session.spill.mkdir(mode=0o700)
     token = token or secrets.token_hex(16)
     write_token_file(session.token_file, token, ca_pem)
     trust(token, ca_pem)
     if not link_latest:
         return session, token
-    link = root / "session_latest"
-    tmp_link = root / f".session_latest.{os.getpid()}"
+    link = root / LATEST
+    tmp_link = root / f".{LATEST}.{os.getpid()}"
     try:
         tmp_link.unlink(missing_ok=True)
         tmp_link.symlink_to(base)
-        os.replace(tmp_link, link)
+        os.replace(tmp_link, link)  # whatever was there: the root is ours
     except OSError:
         pass
     return session, token
 
 
 def latest_session() -> Session | None:
-    link = temp_root() / "session_latest"
-    try:
-        target = link.resolve(strict=True)
-    except OSError:
+    """The session ``session_latest`` names; None when there is none (or it is gone).
+    InsecurePathError when the root, the link or the session is not this user's
+    alone, or the link points anywhere but at a name in the root."""
+    root = private_temp_root()
+    if root is None:
         return None
-    return Session(target)
+    link = root / LATEST
+    try:
+        check_private(link, LINK, TEMP_FIX)
+        target = os.readlink(link)
+    except FileNotFoundError:
+        return None
+    if not target or "/" in target or target in (".", ".."):
+        raise InsecurePathError(link, f"it points at {target!r}, not at a session directory's name in {root}",
+                                fix=TEMP_FIX)
+    session = Session(root / target)
+    try:
+        check_private(session.dir, DIRECTORY, TEMP_FIX)
+    except FileNotFoundError:
+        return None
+    return session
+
+
+def sessions() -> list[Session]:
+    """This user's sessions in the temp root, oldest first. InsecurePathError when the
+    root is not private; an entry in it that is not is skipped with a warning."""
+    root = private_temp_root()
+    if root is None:
+        return []
+    return [Session(path) for path in private_entries(root, "session_*", TEMP_FIX, links=(LATEST,))]
 
 
 def remove_session(session: Session) -> None:
     """Delete a session directory and, if it pointed there, session_latest."""
-    link = session.dir.parent / "session_latest"
+    link = session.dir.parent / LATEST
     try:
         if link.is_symlink() and os.readlink(link) == session.name:
             link.unlink()

@@ -40,8 +40,8 @@ __all__ = ["Started", "check_spec", "is_running", "serving", "start", "startup_t
 #: Set to 1 to keep a deleted cluster's session directory (its logs).
 KEEP_SESSION_ENV = "NBCLUSTER_KEEP_SESSION"
 #: The helper's working directory: the one that holds this nbcluster package, so no
-#: other ``nbcluster`` directory where the server runs (say /tmp/nbcluster, the
-#: sessions' root) can shadow it.
+#: other ``nbcluster`` directory where the server runs (say ``$XDG_RUNTIME_DIR/nbcluster``,
+#: the sessions' root) can shadow it.
 _HELPER_CWD = str(Path(__file__).resolve().parents[2])
 
 

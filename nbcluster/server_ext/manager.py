@@ -44,8 +44,13 @@ from typing import Any, TypeVar
 
 from nbcluster import state
 from nbcluster.autoscaler import set_worker_bounds
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, NbclusterError
-from nbcluster.runtime.discovery import local_heads, read_token_file
+from nbcluster.exceptions import (
+    AuthenticationError,
+    ClusterConnectionError,
+    InsecurePathError,
+    NbclusterError,
+)
+from nbcluster.runtime.discovery import LocalNode, local_heads, read_token_file
 from nbcluster.runtime.transport.errors import TransportError
 from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
@@ -204,8 +209,11 @@ class ClusterManager:
 
         def check(record: ClusterRecord) -> tuple[ClusterRecord, str | None]:
             try:
-                token = read_token_file(record.token_file)
+                token = read_token_file(record.token_file, private=True)
             except ValueError:
+                token = None
+            except InsecurePathError as exc:
+                self.log.warning("nbcluster: not using the token of cluster %s: %s", record.name, exc)
                 token = None
             if record.origin == "created":
                 if token is not None and local.is_running(record.session_dir):
@@ -327,7 +335,7 @@ class ClusterManager:
             try:
                 started = await self._run(local.start, name, spec, host=self.host, system_config=self.system_config,
                                           on_session=announced)
-                token = await self._run(read_token_file, started.token_file)
+                token = await self._run(read_token_file, started.token_file, private=True)
             except asyncio.CancelledError:
                 # The server stops under it: the pool's thread goes on starting it, and once
                 # its session is known it stays saved as starting for the next server.
@@ -361,7 +369,7 @@ class ClusterManager:
         elif request.token is not None:
             token = request.token
         else:  # a cluster on this machine: its session holds the token
-            local = {head.gcs_address: head for head in await self._run(local_heads)}
+            local = {head.gcs_address: head for head in await self._local_heads()}
             if request.address not in local or not local[request.address].token:
                 raise BadRequest(f"token or token_file is required: {request.address} is not a cluster running "
                                  "on this machine (GET local lists those); give the head's `token` file", "token")
@@ -392,8 +400,16 @@ class ClusterManager:
         return [
             {"address": head.gcs_address, "session_dir": str(head.session.dir),
              "started": head.session.dir.stat().st_mtime}
-            for head in await self._run(local_heads) if head.gcs_address not in known
+            for head in await self._local_heads() if head.gcs_address not in known
         ]
+
+    async def _local_heads(self) -> list[LocalNode]:
+        """The heads running on this machine; ClusterConflict when this user's session
+        root is not this user's alone (the message names it and the fix)."""
+        try:
+            return await self._run(local_heads)
+        except InsecurePathError as exc:
+            raise ClusterConflict(str(exc)) from None
 
     async def delete(self, name: str) -> None:
         """Forget the cluster; one made here is stopped first (its processes are gone

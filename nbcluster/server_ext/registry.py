@@ -11,21 +11,25 @@
   file can name a token file for every cluster.
 
 Writes go to a temporary file created 0600 and renamed over the old one, so a reader
-never sees half a file and the contents are never readable by others, not even briefly.
+never sees half a file and the contents are never readable by others, not even briefly
+(:func:`nbcluster.runtime.private_dir.write_private`). Reads take only a file that is
+this user's alone (:func:`~nbcluster.runtime.private_dir.read_private`): one another
+user owns, or others can write, is ignored with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from nbcluster.exceptions import InsecurePathError
+from nbcluster.runtime.private_dir import read_private, write_private
 from nbcluster.server_ext.models import ClusterRecord
 
-__all__ = ["DISCOVERY_FILE", "REGISTRY_FILE", "TOKENS_DIR", "Registry", "write_private"]
+__all__ = ["DISCOVERY_FILE", "REGISTRY_FILE", "TOKENS_DIR", "Registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +37,6 @@ logger = logging.getLogger(__name__)
 DISCOVERY_FILE = "nbcluster-clusters.json"
 REGISTRY_FILE = "nbcluster-server-clusters.json"
 TOKENS_DIR = "nbcluster-tokens"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, mode 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an old temp file of the same name may have had another mode
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 class Registry:
@@ -62,11 +51,11 @@ class Registry:
     def load(self) -> list[ClusterRecord]:
         """The records saved last; none when the file is missing or unreadable."""
         try:
-            data = json.loads(self.records_path.read_text())
+            data = json.loads(read_private(self.records_path, "Remove it"))
             return [ClusterRecord.from_json(r) for r in data.get("clusters", [])]
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError, InsecurePathError) as exc:
             logger.warning("ignoring the unreadable cluster registry %s: %s", self.records_path, exc)
             return []
 

@@ -126,7 +126,7 @@ def _abstract_names(prefix: str) -> list[str]:
 
 def test_another_user_squatting_a_dead_gcs_name_gets_no_token(head, other_user: OtherUser) -> None:
     gcs_name = _name(head.gcs_endpoint)
-    squatter = other_user.popen_system_python(SQUATTER, gcs_name, "20", "4")
+    squatter = other_user.spawn_script(SQUATTER, gcs_name, "20", "4")
     try:
         gcs = psutil.Process(head.procs[0].pid)
         gcs.send_signal(signal.SIGKILL)  # the GCS dies; its node manager redials its name
@@ -137,7 +137,6 @@ def test_another_user_squatting_a_dead_gcs_name_gets_no_token(head, other_user: 
     finally:
         squatter.kill()
         squatter.wait(10)
-        squatter.stdout.close()
     assert result["connections"] >= 1, "the node manager never redialed: the test proves nothing"
     assert result["received"] == "", f"the squatter received {len(result['received']) // 2} bytes"
     log = next(head.session.logs.glob("node-*.log")).read_text()
@@ -155,7 +154,7 @@ def test_another_user_is_dropped_before_a_byte_is_read(head, other_user: OtherUs
     mine = json.loads(subprocess.run(
         ["/usr/bin/python3", "-I", "-c", PROBE, *names], capture_output=True, text=True, timeout=60, check=True,
     ).stdout)
-    theirs = json.loads(other_user.run_system_python(PROBE, *names).stdout)
+    theirs = json.loads(other_user.run_script(PROBE, *names).stdout)
     for name in names:
         assert theirs[name]["connected"], theirs[name]
         assert theirs[name]["answer"] == 0, (name, theirs[name])

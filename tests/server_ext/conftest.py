@@ -34,9 +34,9 @@ def running_sessions() -> list[Path]:
     """Session directories of this run with processes `nbcluster start` (or the
     server) recorded that still run."""
     from nbcluster.runtime.cli import session_running
-    from nbcluster.runtime.session import temp_root
+    from nbcluster.runtime.session import sessions
 
-    return [p for p in temp_root().glob("session_*") if not p.is_symlink() and session_running(p)]
+    return [s.dir for s in sessions() if session_running(s.dir)]
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,7 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
     if opts.autoscaling_config:
         from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 
-        autoscaling = AutoscalingConfig.from_json(Path(opts.autoscaling_config).read_text())
+        autoscaling = AutoscalingConfig.from_json(session.read_file(Path(opts.autoscaling_config)))
     server = GcsServer(
         session,
         token,
@@ -57,12 +57,10 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
 def _remove_session(server: GcsServer) -> None:
     """An embedded cluster leaves nothing behind: once this machine's node managers
     have exited, remove their shared-memory stores and the session directory."""
-    import shutil
-
     import psutil
 
     from nbcluster.runtime.procutil import wait_exit
-    from nbcluster.runtime.session import remove_session, store_dir
+    from nbcluster.runtime.session import remove_session, remove_store
 
     procs = []
     for node in server.local_nodes():
@@ -72,7 +70,7 @@ def _remove_session(server: GcsServer) -> None:
             pass
     wait_exit(procs, 10.0)
     for node in server.local_nodes():
-        shutil.rmtree(store_dir(node.node_id), ignore_errors=True)
+        remove_store(node.node_id)
     remove_session(server.session)
 
 

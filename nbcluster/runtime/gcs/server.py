@@ -154,7 +154,7 @@ class GcsServer:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        self._store = GcsStore(self.session.gcs_db)
+        self._store = GcsStore(self.session.private_file(self.session.gcs_db))
         self._recover()
         dispatcher = self._dispatcher = framed.Dispatcher()
         dispatcher.register("Gcs", self)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.jobs import runtime_env
+from nbcluster.runtime.private_dir import write_private
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.session import Session
@@ -120,7 +121,7 @@ class Supervisor:
         )
         logger.info("job=%s entrypoint pid=%d: %s", self.job.submission_id, self.proc.pid, self.job.entrypoint)
         if self.opts.pid_file:  # for the node manager, should this process die
-            Path(self.opts.pid_file).write_text(str(self.proc.pid))
+            write_private(self.opts.pid_file, str(self.proc.pid))
         await self.report(started=True, pid=self.proc.pid)
         pump = asyncio.ensure_future(self._pump())
         flusher = asyncio.ensure_future(self._flush_loop())

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbcluster.exceptions import InsecurePathError
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.private_dir import read_private, warn_skipped
 from nbcluster.runtime.procutil import spawn_python
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import Session
@@ -31,10 +33,14 @@ class _Supervisor:
     name: str
 
     def entrypoint_group(self) -> int | None:
-        """The entrypoint's process group (its pid), once the supervisor started it."""
+        """The entrypoint's process group (its pid), once the supervisor started it
+        (and only from a pid file that is this user's alone)."""
         try:
-            return int(self.pid_file.read_text())
+            return int(read_private(self.pid_file))
         except (OSError, ValueError):
+            return None
+        except InsecurePathError as exc:
+            warn_skipped(exc)
             return None
 
 

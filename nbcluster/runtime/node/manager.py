@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -73,12 +74,14 @@ class NodeOptions:
     instance_id: str = ""
 
 
-def default_object_store_memory() -> int:
+def default_object_store_memory(directory: Path) -> int:
+    """What a node's store may take: 30% of memory, at most 80% of what is free in the
+    shared memory that holds ``directory``."""
     import psutil
 
     total = psutil.virtual_memory().total
     try:
-        shm = os.statvfs(str(store_dir(b"\0").parent))
+        shm = os.statvfs(str(directory))
         shm_free = shm.f_bavail * shm.f_frsize
     except OSError:
         shm_free = total
@@ -181,7 +184,8 @@ class NodeManager(ObjectHandlers):
         import psutil
 
         opts = self.options
-        capacity = opts.object_store_memory or default_object_store_memory()
+        directory = store_dir(self.node_id, create=True)
+        capacity = opts.object_store_memory or default_object_store_memory(directory)
         memory = opts.memory or int(psutil.virtual_memory().available * 0.7)
         total: dict[str, float] = {"CPU": opts.num_cpus, "memory": memory, "object_store_memory": capacity}
         if opts.num_gpus:
@@ -193,7 +197,7 @@ class NodeManager(ObjectHandlers):
         self.total = rs.to_fixed(total)
         self.available = dict(self.total)
         self.store = ObjectStore(
-            store_dir(self.node_id), self.session.spill, capacity, self.config.object_store_full_timeout_s
+            directory, self.session.spill, capacity, self.config.object_store_full_timeout_s
         )
         self._gcs = GcsLink(
             opts.gcs_address,

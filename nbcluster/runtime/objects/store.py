@@ -1,9 +1,10 @@
 """A node's shared-memory object store (the node manager's side).
 
 All objects of a node live in one *arena*: a file of ``capacity`` bytes in the
-node's directory under ``/dev/shm``. Every process on the node maps the arena once
-and keeps the mapping, so memory that held an earlier object is already mapped and
-faulted in when the next object reuses it — writes and reads run at memory speed,
+node's directory under ``/dev/shm/nbcluster-<uid>/`` (made private to the user by
+:func:`~nbcluster.runtime.session.store_dir`). Every process on the node maps the
+arena once and keeps the mapping, so memory that held an earlier object is already
+mapped and faulted in when the next object reuses it — writes and reads run at memory speed,
 as with Ray's plasma store. Writers fill the block the store allocated for them;
 readers get read-only views into it.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the BENCHMARKS.md workloads on nbcluster and on Ray in the same run; print one table.
+"""Run the benchmark workloads (``workloads.py``; targets in ``README.md`` here) on nbcluster and on Ray in the same run; print one table.
 
     python benchmarks/microbench.py [--ray-python /opt/rayvenv/bin/python] [--only W1,W7,F]
                                     [--repeats 3] [--out-dir DIR]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Backend-neutral microbenchmark workloads (W1..W13, F idle) from BENCHMARKS.md.
+"""Backend-neutral microbenchmark workloads (W1..W13, T, F idle); their targets are in README.md here.
 
 Run with the interpreter that has the backend installed:
 

@@ -1,6 +1,6 @@
 """State machines as tables: each kind of thing has an enum of states, one dict of
 legal transitions, and one :class:`StateMachine` that checks every change and keeps a
-timestamped history (STYLE.md, point 3)."""
+timestamped history."""
 
 from __future__ import annotations
 

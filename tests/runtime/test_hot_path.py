@@ -1,4 +1,4 @@
-"""The hot path of DESIGN.md: no per-task hop through the head, leased workers
+"""The hot path (docs/architecture.md): no per-task hop through the head, leased workers
 reused for queued tasks of one shape, batched messages; and a blocked task gives its
 CPU back so nested tasks cannot deadlock a 1-CPU cluster."""
 

@@ -1,4 +1,4 @@
-"""Submitting tasks: the hot path of DESIGN.md.
+"""Submitting tasks: the hot path (docs/architecture.md, "The path of a task").
 
 A task goes from the caller's thread into a queue per resource shape. For each shape
 the submitter leases workers from its node manager and streams tasks straight to

@@ -16,7 +16,7 @@ most ``MAX_PREAUTH_PER_PEER`` unauthenticated connections per address and
 authenticates within milliseconds always gets through a flood. Only authenticated
 transfers take one of ``SEND_THREADS`` threads of the port's own.
 
-Why not the gRPC stream DESIGN.md names: measured here (2 cores, loopback), a gRPC
+Why not a gRPC stream (docs/architecture.md, "Departures"): measured here (2 cores, loopback), a gRPC
 Python stream of 4 MiB messages moves ~0.8 GB/s, the receiver busy in gRPC's reads
 and copies; the benchmark target is >= 1 GB/s.
 """

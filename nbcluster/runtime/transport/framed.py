@@ -1,6 +1,6 @@
 """The framed carrier: protobuf messages, length-prefixed, over a Unix socket.
 
-DESIGN.md allows this same-node fast path beside gRPC: the same messages (the one
+The same-machine carrier beside gRPC (docs/architecture.md): the same messages (the one
 schema of ``protocol/``), a different carrier. A gRPC message costs ~100 µs of Python
 CPU; a frame here costs a struct header and one ``write``. Frames written in one loop
 iteration leave in one system call.

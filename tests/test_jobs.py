@@ -394,6 +394,9 @@ def test_a_killed_supervisor_fails_its_job_and_ends_the_entrypoint(api: Api) -> 
     marker = f"nbc-orphan-{os.getpid()}-{time.monotonic_ns()}"
     job_id = api.submit(entrypoint=f"python -c 'import time; time.sleep(300)' {marker}")
     wait_for(lambda: marked(marker), timeout=30, message="the entrypoint running")
+    # RUNNING is reported once the supervisor has recorded the entrypoint's process group
+    # (its pid file): the node manager ends that group when the supervisor dies.
+    wait_for(lambda: api.job(job_id)["status"] == "RUNNING", timeout=30, message="the job reported running")
     supervisor = next(p for p in psutil.process_iter(["cmdline"])
                       if "nbcluster.runtime.jobs.supervisor" in " ".join(p.info["cmdline"] or ())
                       and job_id in " ".join(p.info["cmdline"] or ()))

@@ -26,7 +26,10 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.launcher import start_local_cluster
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.transport import methods
 
 from ..conftest import wait_for
 from .users import OtherUser
@@ -105,6 +108,11 @@ def head() -> Iterator:
     cluster = start_local_cluster(num_cpus=1, node_port=0)
     try:
         wait_for(lambda: cluster.session.address_file.exists(), timeout=30, message="the head to serve")
+        # Until its node has registered: a GCS killed before that fails the node's start,
+        # and the squatting test wants the node manager's redials of a running node.
+        target = (cluster.gcs_endpoint, cluster.token)
+        wait_for(lambda: call_gcs(target, methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest()).nodes,
+                 timeout=30, message="the head's node to join")
         yield cluster
     finally:
         cluster.stop()

@@ -86,6 +86,7 @@ class GcsLink:
     async def run(self) -> None:
         """Report until fenced (raises Fenced) or the head is gone for good (returns)."""
         unreachable_since: float | None = None
+        unreachable_kind: type | None = None  # each new kind of failure is logged once
         backoff = 0.1
         last_sent, sent_at = b"", 0.0
         while True:
@@ -125,6 +126,8 @@ class GcsLink:
                 now = time.monotonic()
                 if unreachable_since is None:
                     unreachable_since = now
+                if type(exc) is not unreachable_kind:  # e.g. reset, then its name held by another user
+                    unreachable_kind = type(exc)
                     logger.warning("the GCS is unreachable (%s); retrying", exc)
                 if now - unreachable_since > self._config.gcs_reconnect_timeout_s:
                     logger.error(
@@ -135,7 +138,7 @@ class GcsLink:
                 continue
             if unreachable_since is not None:
                 logger.info("the GCS is reachable again")
-                unreachable_since, backoff = None, 0.1
+                unreachable_since, unreachable_kind, backoff = None, None, 0.1
             self.launchable = list(reply.launchable)
             self._on_view(list(reply.nodes))
 

@@ -42,11 +42,11 @@ from nbcluster.exceptions import (
     InsecurePathError,
     NbclusterSystemError,
 )
-from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, given_token
+from nbcluster.runtime import envvars
+from nbcluster.runtime.credentials import ca_for, given_token
 from nbcluster.runtime.tls import client_context
 
 __all__ = [
-    "ADDRESS_ENV",
     "DEFAULT_PORT",
     "SUPPORTED_RUNTIME_ENV_KEYS",
     "JobDetails",
@@ -60,7 +60,6 @@ __all__ = [
 
 DEFAULT_PORT = 8265
 #: The jobs API (``http://HOST:PORT``) used when no address is given.
-ADDRESS_ENV = "NBCLUSTER_JOBS_ADDRESS"
 SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
 _MAX_LOG_MESSAGE = 64 * 1024 * 1024
@@ -213,7 +212,7 @@ def _local_jobs_api() -> tuple[str, str]:
     if node is None:
         raise ClusterConnectionError(
             f"{discovery.no_cluster_message()} For a remote cluster pass address='http://HOST:PORT' "
-            f"(the head's jobs API) or set {ADDRESS_ENV}."
+            f"(the head's jobs API) or set {envvars.JOBS_ADDRESS}."
         )
     try:
         jobs_address = node.session.read_address().get("jobs_address")
@@ -223,7 +222,7 @@ def _local_jobs_api() -> tuple[str, str]:
         raise ClusterConnectionError(
             f"the cluster at {node.gcs_address} (session {node.session.dir}) serves no jobs API: its "
             "session names no jobs_address (a worker node's session, or a head without the jobs "
-            f"server). Pass address='http://HOST:PORT' of the head's jobs API or set {ADDRESS_ENV}."
+            f"server). Pass address='http://HOST:PORT' of the head's jobs API or set {envvars.JOBS_ADDRESS}."
         )
     scheme, _, hostport = jobs_address.rpartition("://")
     host, _, port = hostport.rpartition(":")
@@ -264,7 +263,7 @@ def _check_token(token: str) -> str:
 def _no_token_error(base_url: str) -> AuthenticationError:
     return AuthenticationError(
         f"the jobs API at {base_url} needs the cluster's token: pass token=... (CLI: --token-file FILE "
-        f"with a copy of the head's `token` file) or set {TOKEN_ENV}."
+        f"with a copy of the head's `token` file) or set {envvars.TOKEN}."
     )
 
 
@@ -311,7 +310,7 @@ def _http_error(status: int, message: str, base_url: str, what: str, job_id: str
     if status in (401, 403):
         return AuthenticationError(
             f"the jobs API at {base_url} refused the token ({status}: {message}); pass the cluster's "
-            f"token (token=..., CLI --token-file FILE, or {TOKEN_ENV})"
+            f"token (token=..., CLI --token-file FILE, or {envvars.TOKEN})"
         )
     if status == 404 and job_id is not None:
         return ValueError(_no_job(job_id, message))
@@ -402,7 +401,7 @@ class JobSubmissionClient:
         verify: bool | str = True,
     ) -> None:
         if address is None:
-            address = os.environ.get(ADDRESS_ENV) or "auto"
+            address = os.environ.get(envvars.JOBS_ADDRESS) or "auto"
         local_token = ""
         if address == "auto":
             self._address, local_token = _local_jobs_api()

@@ -26,20 +26,21 @@ from nbcluster.exceptions import (
     AuthenticationError,
     ClusterConnectionError,
 )
-from nbcluster.runtime import discovery, ids
-from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.core import autoscaler_events as autoscaler_printer, worker_state
-from nbcluster.runtime.jobs import runtime_env as runtime_env_setup
-from nbcluster.runtime.jobs.supervisor import ADDRESS_ENV, JOB_ID_ENV
-from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
-from nbcluster.runtime.core.object_ref import ObjectRef
-from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
-from nbcluster.runtime.options import validate_resources, validate_task_options
-from nbcluster.runtime.protocol import common_pb2, gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime import discovery, envvars, ids
 from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.actor_options import validate_actor_options
-from nbcluster.runtime.remote_function import RemoteFunction
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.core import autoscaler_events as autoscaler_printer
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
+from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.credentials import given_token
+from nbcluster.runtime.jobs import runtime_env as runtime_env_setup
+from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
+from nbcluster.runtime.options import validate_resources, validate_task_options
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.remote_function import RemoteFunction
 from nbcluster.runtime.session import Session
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
@@ -185,9 +186,9 @@ def init(
     """
     global _cluster
     with _lock:
-        if address is None and os.environ.get(ADDRESS_ENV) and autoscaling_config is None:
+        if address is None and os.environ.get(envvars.ADDRESS) and autoscaling_config is None:
             # A submitted job's driver (its supervisor sets this), or the user's choice, as RAY_ADDRESS.
-            address = os.environ[ADDRESS_ENV]
+            address = os.environ[envvars.ADDRESS]
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
         if token_file is not None and address is None:
@@ -352,7 +353,7 @@ def _connect(
             core.address.node_id = core.node_id
             core.address_bytes = core.address.SerializeToString()
             core.refs.self_address = core.address_bytes
-        submitted = os.environ.get(JOB_ID_ENV, "")
+        submitted = os.environ.get(envvars.JOB_ID, "")
         reply = await gcs.call(
             methods.Gcs.RegisterJob,
             gcs_pb2.RegisterJobRequest(
@@ -369,7 +370,7 @@ def _connect(
         )
         core.job_id = reply.job_id
         await core.connect_node(nm_pb2.CLIENT_KIND_DRIVER)
-        if autoscaler_events and os.environ.get(autoscaler_printer.ENV_VAR, "1") not in ("0", "false", "False"):
+        if autoscaler_events and os.environ.get(envvars.AUTOSCALER_EVENTS, "1") not in ("0", "false", "False"):
             core.spawn(autoscaler_printer.print_events(gcs, started))
 
     core = CoreWorker(

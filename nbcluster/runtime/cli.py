@@ -28,13 +28,13 @@ import psutil
 
 from nbcluster._version import __version__
 from nbcluster.exceptions import InsecurePathError, NbclusterError
-from nbcluster.runtime import cli_view, discovery, tls
+from nbcluster.runtime import cli_view, discovery, envvars, tls
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import ca_for, token_from_env, trust
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
 from nbcluster.runtime.options import validate_resources
 from nbcluster.runtime.private_dir import warn_skipped
 from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.credentials import TOKEN_ENV, ca_for, token_from_env, trust
 from nbcluster.runtime.session import (
     LATEST,
     Session,
@@ -344,7 +344,7 @@ def _worker_token(opts: argparse.Namespace) -> str:
         return local.token  # the head runs on this machine
     raise CliError(
         f"joining {opts.address} needs the cluster's token: pass --token-file with a copy of the head's "
-        f"`token` file (its path was printed by `nbcluster start --head`), or set {TOKEN_ENV}."
+        f"`token` file (its path was printed by `nbcluster start --head`), or set {envvars.TOKEN}."
     )
 
 
@@ -613,7 +613,7 @@ def cmd_list(opts: argparse.Namespace) -> int:
 
 
 # -- the parser -----------------------------------------------------------------------
-_TOKEN_FILE_HELP = (f"a copy of the head's token file, for a cluster not started on this machine (or set {TOKEN_ENV}; "
+_TOKEN_FILE_HELP = (f"a copy of the head's token file, for a cluster not started on this machine (or set {envvars.TOKEN}; "
                     "a TLS cluster's token file also carries its CA)")
 
 def build_parser() -> argparse.ArgumentParser:
@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float, help="GPUs this node offers (default 0)")
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes of shared memory for objects")
-    start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {TOKEN_ENV})")
+    start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {envvars.TOKEN})")
     start.add_argument("--system-config", help="runtime settings as JSON (advanced, e.g. health-check periods)")
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
     start.add_argument("--include-dashboard", type=_boolean, default=True, metavar="true|false",

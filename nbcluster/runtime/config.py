@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-ENV_VAR = "NBCLUSTER_CONFIG"
+from nbcluster.runtime import envvars
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class RuntimeConfig:
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> "RuntimeConfig":
         values: dict[str, Any] = {}
-        raw = os.environ.get(ENV_VAR)
+        raw = os.environ.get(envvars.CONFIG)
         if raw:
             values.update(json.loads(raw))
         if overrides:

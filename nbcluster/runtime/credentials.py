@@ -30,20 +30,18 @@ import hmac
 import os
 import stat
 
+from nbcluster.runtime import envvars
 from nbcluster.runtime.private_dir import read_private, write_private
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.tls import join_token_file, split_token_file
 
 #: An inherited pipe a child process reads its credential from (then closes).
-CREDENTIAL_FD_ENV = "NBCLUSTER_CREDENTIAL_FD"
 #: A file (mode 0600) holding a job entrypoint's driver credential.
-CREDENTIAL_FILE_ENV = "NBCLUSTER_CREDENTIAL_FILE"
 #: The cluster token, when the user sets it (``nbcluster start --address`` on another
 #: machine, tools); never passed on to the runtime's child processes.
-TOKEN_ENV = "NBCLUSTER_TOKEN"
 
 #: Variables no runtime process passes on to the processes it starts.
-INHERITED_NEVER = frozenset({TOKEN_ENV, CREDENTIAL_FD_ENV, CREDENTIAL_FILE_ENV})
+INHERITED_NEVER = frozenset({envvars.TOKEN, envvars.CREDENTIAL_FD, envvars.CREDENTIAL_FILE})
 
 SCOPE_DRIVER = common_pb2.SCOPE_DRIVER
 SCOPE_CLUSTER = common_pb2.SCOPE_CLUSTER
@@ -101,13 +99,13 @@ def credential_pipe(token: str) -> tuple[dict[str, str], int]:
     finally:
         os.close(write)
     os.set_inheritable(read, True)
-    return {CREDENTIAL_FD_ENV: str(read)}, read
+    return {envvars.CREDENTIAL_FD: str(read)}, read
 
 
 def from_parent() -> str | None:
     """The credential the parent (a runtime process) passed through a pipe, or None.
     The pipe is read once and closed; its variable leaves the environment."""
-    fd = os.environ.pop(CREDENTIAL_FD_ENV, None)
+    fd = os.environ.pop(envvars.CREDENTIAL_FD, None)
     if fd is None:
         return None
     try:
@@ -130,13 +128,13 @@ def given_token() -> str | None:
     token = token_from_env()
     if token:
         return token
-    path = os.environ.get(CREDENTIAL_FILE_ENV)
+    path = os.environ.get(envvars.CREDENTIAL_FILE)
     if not path:
         return None
     try:
         return read_token_file(path)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the job's credential file {path} ({CREDENTIAL_FILE_ENV}): {exc}") from None
+        raise ValueError(f"cannot read the job's credential file {path} ({envvars.CREDENTIAL_FILE}): {exc}") from None
 
 
 def write_token_file(path: os.PathLike[str] | str, token: str, ca_pem: bytes = b"") -> None:
@@ -189,4 +187,4 @@ def ca_for(token: str) -> bytes:
 def token_from_env() -> str | None:
     """``NBCLUSTER_TOKEN`` when the user set it (the runtime's processes do not pass
     it on: ``procutil.spawn`` leaves it out of their children's environment)."""
-    return os.environ.get(TOKEN_ENV, "").strip() or None
+    return os.environ.get(envvars.TOKEN, "").strip() or None

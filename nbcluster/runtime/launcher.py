@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nbcluster.runtime import ids, tls
+from nbcluster.runtime import envvars, ids, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import ca_for
 from nbcluster.runtime.private_dir import write_private
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 
 #: Set to 1 to keep an embedded cluster's session directory (logs) after it stops.
-KEEP_SESSION_ENV = "NBCLUSTER_KEEP_SESSION"
 
 _LIVE: list["LocalCluster"] = []
 
@@ -64,7 +63,7 @@ class LocalCluster:
                     proc.terminate()
         if not wait_exit(self.procs, timeout):
             terminate(self.procs, 1.0)
-        if self.embedded and os.environ.get(KEEP_SESSION_ENV, "") in ("", "0"):
+        if self.embedded and os.environ.get(envvars.KEEP_SESSION, "") in ("", "0"):
             remove_session(self.session)
 
     def alive(self) -> bool:
@@ -145,7 +144,7 @@ def _lifeline(embedded: bool) -> tuple[int | None, int | None]:
 
 
 def _keep_session() -> bool:
-    return os.environ.get(KEEP_SESSION_ENV, "") not in ("", "0")
+    return os.environ.get(envvars.KEEP_SESSION, "") not in ("", "0")
 
 
 def start_local_cluster(
@@ -185,7 +184,7 @@ def start_local_cluster(
         session.write_identity(identity, ca_key)
     node_id = ids.random_id()
     gcs_endpoint = session.endpoint("gcs")
-    env = {"NBCLUSTER_CONFIG": config.to_env()}
+    env = {envvars.CONFIG: config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)
     life = ["--lifeline-fd", str(lifeline_r)] if lifeline_r is not None else []
     fds = (lifeline_r,) if lifeline_r is not None else ()
@@ -272,7 +271,7 @@ def start_worker_node(
     if identity is not None:
         session.write_identity(identity)
     node_id = ids.random_id()
-    env = {"NBCLUSTER_CONFIG": config.to_env()}
+    env = {envvars.CONFIG: config.to_env()}
     lifeline_r, lifeline_w = _lifeline(embedded)
     args = node_args(session, node_id, gcs_address, spec, head=False)
     if lifeline_r is not None:

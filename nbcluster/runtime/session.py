@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbcluster.exceptions import InsecurePathError
-from nbcluster.runtime import tls
+from nbcluster.runtime import envvars, tls
 from nbcluster.runtime.credentials import parse_token_file, trust, write_token_file
 from nbcluster.runtime.private_dir import (
     DIRECTORY,
@@ -41,21 +41,18 @@ from nbcluster.runtime.private_dir import (
     write_private,
 )
 
-TEMP_DIR_ENV = "NBCLUSTER_TEMP_DIR"
-SHM_DIR_ENV = "NBCLUSTER_SHM_DIR"
-XDG_RUNTIME_DIR_ENV = "XDG_RUNTIME_DIR"
 LATEST = "session_latest"
 #: What to do about a session path that is not private (ends InsecurePathError's message).
-TEMP_FIX = f"Remove it, or set {TEMP_DIR_ENV} to a directory of your own"
-SHM_FIX = f"Remove it, or set {SHM_DIR_ENV} to a directory of your own"
+TEMP_FIX = f"Remove it, or set {envvars.TEMP_DIR} to a directory of your own"
+SHM_FIX = f"Remove it, or set {envvars.SHM_DIR} to a directory of your own"
 
 
 def temp_root() -> Path:
     """Where this user's sessions live (named only; :func:`private_temp_root` checks it)."""
-    override = os.environ.get(TEMP_DIR_ENV)
+    override = os.environ.get(envvars.TEMP_DIR)
     if override:
         return Path(override)
-    xdg = os.environ.get(XDG_RUNTIME_DIR_ENV)
+    xdg = os.environ.get(envvars.XDG_RUNTIME_DIR)
     if xdg and os.path.isabs(xdg) and is_private(xdg):
         return Path(xdg) / "nbcluster"
     return Path("/tmp") / f"nbcluster-{os.geteuid()}"
@@ -69,7 +66,7 @@ def private_temp_root() -> Path | None:
 
 def shm_root() -> Path:
     """Where this user's object stores live (named only; :func:`store_dir` makes and checks it)."""
-    return Path(os.environ.get(SHM_DIR_ENV) or f"/dev/shm/nbcluster-{os.geteuid()}")
+    return Path(os.environ.get(envvars.SHM_DIR) or f"/dev/shm/nbcluster-{os.geteuid()}")
 
 
 def store_dir(node_id: bytes, create: bool = False) -> Path:

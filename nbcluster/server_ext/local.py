@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from nbcluster.exceptions import AutoscalerConfigError, NbclusterError
+from nbcluster.runtime import envvars
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, ClusterStartError
 
 __all__ = ["Started", "check_spec", "is_running", "serving", "start", "startup_timeout", "stop"]
 
 #: Set to 1 to keep a deleted cluster's session directory (its logs).
-KEEP_SESSION_ENV = "NBCLUSTER_KEEP_SESSION"
 #: The helper's working directory: the one that holds this nbcluster package, so no
 #: other ``nbcluster`` directory where the server runs (say ``$XDG_RUNTIME_DIR/nbcluster``,
 #: the sessions' root) can shadow it.
@@ -248,7 +248,7 @@ def stop(session_dir: str, grace_period: float = 10.0) -> None:
     if not session_dir:
         return
     stop_session(Path(session_dir), grace_period)
-    if os.environ.get(KEEP_SESSION_ENV, "") in ("", "0"):
+    if os.environ.get(envvars.KEEP_SESSION, "") in ("", "0"):
         remove_session(Session(Path(session_dir)))
         shutil.rmtree(session_dir, ignore_errors=True)
 

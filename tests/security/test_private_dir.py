@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbcluster.exceptions import InsecurePathError, NbclusterError
+from nbcluster.runtime import envvars
 from nbcluster.runtime import private_dir as pd
 from nbcluster.runtime import session as sess
 
@@ -212,7 +213,7 @@ def test_the_error_is_an_nbcluster_error_not_an_os_error_and_pickles():
 # -- the roots ------------------------------------------------------------------------
 @pytest.fixture
 def no_root_env(monkeypatch) -> None:
-    for name in (sess.TEMP_DIR_ENV, sess.SHM_DIR_ENV, sess.XDG_RUNTIME_DIR_ENV):
+    for name in (envvars.TEMP_DIR, envvars.SHM_DIR, envvars.XDG_RUNTIME_DIR):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -235,14 +236,14 @@ def test_xdg_runtime_dir_is_used_only_when_it_is_private(no_root_env, tmp_path, 
     (tmp_path / "link").symlink_to(xdg)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "link"))
     assert sess.temp_root() == fallback
-    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(tmp_path / "override"))
+    monkeypatch.setenv(envvars.TEMP_DIR, str(tmp_path / "override"))
     assert sess.temp_root() == tmp_path / "override"
 
 
 @pytest.fixture
 def root(tmp_path, monkeypatch) -> Path:
     """A temp root of this test's (NBCLUSTER_TEMP_DIR), made by nbcluster."""
-    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(tmp_path / "root"))
+    monkeypatch.setenv(envvars.TEMP_DIR, str(tmp_path / "root"))
     return pd.make_private_dir(sess.temp_root(), sess.TEMP_FIX)
 
 
@@ -275,7 +276,7 @@ def test_latest_session_follows_only_a_link_of_ours_to_a_name_in_the_root(root, 
 
 def test_a_root_that_is_not_private_is_refused_loudly(tmp_path, monkeypatch, other_user):
     theirs = made(tmp_path / "theirs", 0o755, other_user.uid)
-    monkeypatch.setenv(sess.TEMP_DIR_ENV, str(theirs))
+    monkeypatch.setenv(envvars.TEMP_DIR, str(theirs))
     for call in (sess.latest_session, sess.sessions, sess.new_session):
         with pytest.raises(InsecurePathError, match=f"{theirs}: another user owns it.*NBCLUSTER_TEMP_DIR"):
             call()

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import os
 
-from nbcluster.runtime import ids
+from nbcluster.runtime import envvars, ids
 from nbcluster.runtime.autoscaler.process_provider import ProcessNode, ProcessNodeProvider
 from nbcluster.runtime.autoscaler.providers import LaunchRequest, node_command
-from nbcluster.runtime.config import ENV_VAR as CONFIG_ENV
 from nbcluster.runtime.procutil import spawn
 
 
@@ -41,7 +40,7 @@ class LocalNodeProvider(ProcessNodeProvider):
                 argv,
                 log_dir=self.cluster.session_dir / "logs",
                 log_name=f"node-{node_id.hex()[:12]}",
-                env={CONFIG_ENV: self.cluster.config_env},
+                env={envvars.CONFIG: self.cluster.config_env},
                 pass_fds=(read,),
                 credential=self.cluster.token,
             )

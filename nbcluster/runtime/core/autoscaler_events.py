@@ -21,7 +21,6 @@ from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "NBCLUSTER_AUTOSCALER_EVENTS"
 
 
 def format_event(event: gcs_pb2.Event, since: float) -> str:

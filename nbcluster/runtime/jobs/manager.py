@@ -26,9 +26,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbcluster.runtime import envvars
 from nbcluster.runtime.jobs import packages
 from nbcluster.runtime.node import resources as rs
-from nbcluster.runtime.protocol import common_pb2, gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.states import JobStatus
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
@@ -39,9 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The KV namespace of runtime_env packages (gcs:// URIs).
-PACKAGES_NS = "packages"
 #: Files jobs keep on the head ("<job id hex>/<name>"), e.g. a notebook job's result.
-ARTIFACTS_NS = "job_artifacts"
 RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 #: The log tail sends what was written before it started in pieces this large.
 TAIL_PIECE = 256 * 1024
@@ -183,7 +183,7 @@ class JobManager:
 
     # -- packages --------------------------------------------------------------------------
     def has_package(self, name: str) -> bool:
-        return self.gcs.kv_get(PACKAGES_NS, name.encode()) is not None
+        return self.gcs.kv_get(envvars.KV_PACKAGES, name.encode()) is not None
 
     def put_package(self, name: str, data: bytes) -> str:
         uri = f"{packages.PROTOCOL}://{name}"
@@ -194,7 +194,7 @@ class JobManager:
             packages.check_archive(data)
         except packages.PackageError as exc:
             raise JobError(400, str(exc)) from None
-        self.gcs.kv_put(PACKAGES_NS, name.encode(), data)
+        self.gcs.kv_put(envvars.KV_PACKAGES, name.encode(), data)
         return uri
 
     # -- placing entrypoints -------------------------------------------------------------------
@@ -322,13 +322,13 @@ class JobManager:
         if self.gcs.job_status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
             raise JobError(400, f"job {job_id} has not finished; stop it first (POST /api/jobs/{job_id}/stop)")
         self.log_path(info).unlink(missing_ok=True)
-        self.gcs.kv_delete_prefix(ARTIFACTS_NS, f"{info.job_id.hex()}/".encode())
+        self.gcs.kv_delete_prefix(envvars.KV_JOB_ARTIFACTS, f"{info.job_id.hex()}/".encode())
         self.gcs.remove_job(info.job_id)
         return True
 
     def artifact(self, job_id: str, name: str) -> bytes:
         info = self.find(job_id)
-        data = self.gcs.kv_get(ARTIFACTS_NS, f"{info.job_id.hex()}/{name}".encode())
+        data = self.gcs.kv_get(envvars.KV_JOB_ARTIFACTS, f"{info.job_id.hex()}/{name}".encode())
         if data is None:
             raise JobError(404, f"job {job_id} kept no artifact {name!r}")
         return data

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbcluster.runtime import envvars
 from nbcluster.runtime.jobs import packages
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 
 #: Where a job's driver finds its runtime_env packages (set by its supervisor).
-ENV_VAR = "NBCLUSTER_RUNTIME_ENV"
-PACKAGES_NS = "packages"
 CACHE_DIR = "runtime_resources"
 
 
@@ -39,7 +38,7 @@ async def _ensure(gcs: Any, uri: str, cache: Path) -> Path:
     dest = cache / name.removesuffix(".zip")
     if dest.exists():
         return dest
-    reply = await gcs.call(methods.Gcs.KvGet, gcs_pb2.KvGetRequest(namespace=PACKAGES_NS, key=name.encode()))
+    reply = await gcs.call(methods.Gcs.KvGet, gcs_pb2.KvGetRequest(namespace=envvars.KV_PACKAGES, key=name.encode()))
     if not reply.found:
         raise packages.PackageError(f"package {uri} is not in the cluster's package store (was it deleted?)")
     if packages.package_uri(reply.value) != uri:
@@ -59,7 +58,7 @@ async def prepare(gcs: Any, session_dir: Path, working_dir_uri: str, py_modules_
 def from_env() -> tuple[str, list[str], dict[str, str]]:
     """The runtime_env a submitted job's driver was started with (its supervisor says):
     working_dir URI, py_modules URIs, env_vars (for the job's tasks and actors too)."""
-    raw = os.environ.get(ENV_VAR)
+    raw = os.environ.get(envvars.RUNTIME_ENV)
     if not raw:
         return "", [], {}
     data = json.loads(raw)

@@ -26,21 +26,19 @@ import os
 import signal
 from pathlib import Path
 
+from nbcluster.runtime import envvars
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import driver_token, from_parent, write_token_file
 from nbcluster.runtime.jobs import runtime_env
 from nbcluster.runtime.private_dir import write_private
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.session import Session
-from nbcluster.runtime.credentials import CREDENTIAL_FILE_ENV, driver_token, from_parent, write_token_file
 from nbcluster.runtime.transport import dial, methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger("nbcluster.job_supervisor")
 
-JOB_ENV = "NBCLUSTER_JOB"
-ADDRESS_ENV = "NBCLUSTER_ADDRESS"
-JOB_ID_ENV = "NBCLUSTER_JOB_ID"
 #: Output is sent to the head at most this often (and when 64 KiB gathered).
 FLUSH_S = 0.1
 CHUNK = 64 * 1024
@@ -89,17 +87,17 @@ class Supervisor:
             await self.report(exited=True, exit_code=-1, message=f"runtime_env setup failed: {exc}")
             return
         env = dict(os.environ)
-        env.pop(JOB_ENV, None)
+        env.pop(envvars.JOB, None)
         env.update(env_spec.get("env_vars", {}))
         credential = Path(self.opts.session_dir) / f"job-{self.opts.job_name}.credential"
         write_token_file(credential, driver_token(self.token), Session(Path(self.opts.session_dir)).read_ca())
         self.credential_file = credential
         env.update({
-            ADDRESS_ENV: self.opts.gcs_address,
-            CREDENTIAL_FILE_ENV: str(credential),
-            JOB_ID_ENV: self.job.job_id.hex(),
+            envvars.ADDRESS: self.opts.gcs_address,
+            envvars.CREDENTIAL_FILE: str(credential),
+            envvars.JOB_ID: self.job.job_id.hex(),
             "PYTHONUNBUFFERED": "1",
-            runtime_env.ENV_VAR: json.dumps({
+            envvars.RUNTIME_ENV: json.dumps({
                 "working_dir_uri": env_spec.get("working_dir", ""),
                 "py_modules_uris": env_spec.get("py_modules", []),
                 "env_vars": env_spec.get("env_vars", {}),
@@ -212,7 +210,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 async def serve(opts: argparse.Namespace, token: str) -> None:
-    job = gcs_pb2.JobInfo.FromString(base64.b64decode(os.environ[JOB_ENV]))
+    job = gcs_pb2.JobInfo.FromString(base64.b64decode(os.environ[envvars.JOB]))
     supervisor = Supervisor(opts, job, token, RuntimeConfig.load())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, supervisor.stop_requested.set)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbcluster.exceptions import InsecurePathError
+from nbcluster.runtime import envvars
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.private_dir import read_private, warn_skipped
 from nbcluster.runtime.procutil import spawn_python
-from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import Session
 
 logger = logging.getLogger(__name__)
@@ -88,8 +90,8 @@ class JobSupervisors:
                 log_dir=self._session.logs,
                 log_name=f"job-supervisor-{name}",
                 env={
-                    "NBCLUSTER_CONFIG": self._config_env,
-                    "NBCLUSTER_JOB": base64.b64encode(job.SerializeToString()).decode(),
+                    envvars.CONFIG: self._config_env,
+                    envvars.JOB: base64.b64encode(job.SerializeToString()).decode(),
                 },
                 pass_fds=(read,),
                 credential=self._token,

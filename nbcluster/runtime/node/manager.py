@@ -25,8 +25,9 @@ from typing import Any
 
 import psutil
 
-from nbcluster.runtime import tls
+from nbcluster.runtime import envvars, tls
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, driver_token
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.jobs import JobSupervisors
@@ -39,9 +40,10 @@ from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2,
     gcs_pb2,
+)
+from nbcluster.runtime.protocol import (
     node_manager_pb2 as nm_pb2,
 )
-from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, driver_token
 from nbcluster.runtime.session import Session, store_dir
 from nbcluster.runtime.states import WorkerState
 from nbcluster.runtime.transport import framed, is_framed, methods, relay
@@ -231,7 +233,7 @@ class NodeManager(ObjectHandlers):
             base_size=max(0, int(opts.num_cpus)),
             spawn_args=self._worker_args(),
             log_dir=self.session.logs,
-            env={"NBCLUSTER_CONFIG": self.config.to_env()},
+            env={envvars.CONFIG: self.config.to_env()},
             credential=driver_token(self._token),  # workers run user code: no cluster token
             idle_timeout=self.config.idle_worker_timeout_s,
             start_timeout=self.config.worker_start_timeout_s,

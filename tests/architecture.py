@@ -25,6 +25,13 @@ PACKAGE = ROOT / "nbcluster"
 INTEGRATIONS = ("nbcluster.kernel_ext", "nbcluster.server_ext", "nbcluster.widgets")
 #: The runtime's public interface for integrations: these modules, names in their ``__all__``.
 PUBLIC_RUNTIME = ("nbcluster.runtime",)
+#: Optional heavy dependencies (the Jupyter stack): a function-level import may defer a
+#: module that needs one, so ``import nbcluster`` stays light and Jupyter-free.
+HEAVY = ("IPython", "ipykernel", "ipywidgets", "jupyter_client", "jupyter_core", "jupyter_server", "nbclient",
+         "nbformat", "tornado", "traitlets")
+#: Hooks Jupyter looks up on the package root by name (``%load_ext nbcluster``, the
+#: server extension's entry points): they load an integration on demand.
+ENTRY_POINTS = ("nbcluster",)
 #: Limits for hand-written modules.
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
@@ -39,6 +46,10 @@ class Import:
     names: tuple[str, ...]
     line: int
     lazy: bool  # inside a function
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def generated(path: Path) -> bool:
@@ -98,20 +109,64 @@ def imports(name: str, path: Path) -> list[Import]:
     return out
 
 
+def targets(imp: Import, mods: dict[str, Path]) -> set[str]:
+    """The package modules one import runs (``from pkg import mod`` counts as ``pkg.mod``)."""
+    if imp.module not in mods:
+        return set()
+    found = {f"{imp.module}.{n}" for n in imp.names if f"{imp.module}.{n}" in mods}
+    if not imp.names or any(f"{imp.module}.{n}" not in mods for n in imp.names):
+        found.add(imp.module)
+    return found - {imp.importer}
+
+
 def edges(mods: dict[str, Path] | None = None) -> dict[str, set[str]]:
-    """Module → the package modules it imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    """Module → the package modules it imports. A Jupyter entry point's deferred import
+    of an integration is left out (see :data:`ENTRY_POINTS`)."""
     mods = mods or modules()
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         for imp in imports(name, path):
-            if imp.module not in mods:
-                continue
-            targets = {f"{imp.module}.{n}" for n in imp.names if f"{imp.module}.{n}" in mods}
-            rest = [n for n in imp.names if f"{imp.module}.{n}" not in mods]
-            if rest or not imp.names:
-                targets.add(imp.module)
-            graph[name] |= targets - {name}
+            found = targets(imp, mods)
+            if imp.lazy and name in ENTRY_POINTS:
+                found = {t for t in found if not t.startswith(INTEGRATIONS)}
+            graph[name] |= found
     return graph
+
+
+def heavy_modules(mods: dict[str, Path] | None = None) -> set[str]:
+    """Package modules that import (at module level, directly or through another package
+    module) one of :data:`HEAVY`."""
+    mods = mods or modules()
+    direct: dict[str, set[str]] = {}
+    heavy = set()
+    for name, path in mods.items():
+        eager = [i for i in imports(name, path) if not i.lazy]
+        if any(i.module.split(".")[0] in HEAVY for i in eager):
+            heavy.add(name)
+        direct[name] = set().union(*(targets(i, mods) for i in eager)) if eager else set()
+    changed = True
+    while changed:
+        changed = False
+        for name, deps in direct.items():
+            if name not in heavy and deps & heavy:
+                heavy.add(name)
+                changed = True
+    return heavy
+
+
+def needless_lazy_imports(mods: dict[str, Path] | None = None) -> list[str]:
+    """Function-level imports of package modules that load nothing heavy."""
+    mods = mods or modules()
+    heavy = heavy_modules(mods)
+    found = []
+    for name, path in mods.items():
+        for imp in imports(name, path):
+            light = targets(imp, mods) - heavy
+            if name in ENTRY_POINTS:
+                light = {t for t in light if not t.startswith(INTEGRATIONS)}
+            if imp.lazy and light:
+                found.append(f"{name}:{imp.line} imports {', '.join(sorted(light))}")
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -171,7 +226,7 @@ def private_uses(mods: dict[str, Path] | None = None) -> list[str]:
             continue
         tree = ast.parse(path.read_text(), str(path))
         for imp in imports(name, path):
-            where = f"{path.relative_to(ROOT)}:{imp.line}"
+            where = f"{_rel(path)}:{imp.line}"
             if imp.module.startswith(INTEGRATIONS) or not imp.module.startswith("nbcluster"):
                 continue
             if imp.module.startswith("nbcluster.runtime") and imp.module not in PUBLIC_RUNTIME:
@@ -181,7 +236,7 @@ def private_uses(mods: dict[str, Path] | None = None) -> list[str]:
                 if n.startswith("_") or (imp.module in PUBLIC_RUNTIME and n not in public[imp.module]):
                     found.append(f"{where} imports {imp.module}.{n}")
         found.extend(
-            f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}"
+            f"{_rel(path)}:{node.lineno} uses .{node.attr}"
             for node in ast.walk(tree)
             if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own
         )
@@ -229,7 +284,7 @@ class Size:
 
 def module_sizes(mods: dict[str, Path] | None = None) -> list[Size]:
     mods = mods or modules()
-    return sorted((Size(str(p.relative_to(ROOT)), len(p.read_text().splitlines())) for p in mods.values()),
+    return sorted((Size(str(_rel(p)), len(p.read_text().splitlines())) for p in mods.values()),
                   key=lambda s: -s.lines)
 
 
@@ -239,7 +294,7 @@ def function_sizes(mods: dict[str, Path] | None = None) -> list[Size]:
     for path in mods.values():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append(Size(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}",
+                out.append(Size(f"{_rel(path)}:{node.lineno} {node.name}",
                                 node.end_lineno - node.lineno + 1))  # type: ignore[operator]
     return sorted(out, key=lambda s: -s.lines)
 
@@ -252,7 +307,7 @@ def public_definitions(mods: dict[str, Path] | None = None) -> Iterator[tuple[st
         if any(part.startswith("_") for part in name.split(".")):
             continue
         tree = ast.parse(path.read_text())
-        rel = path.relative_to(ROOT)
+        rel = _rel(path)
         yield f"{rel} (module)", ast.get_docstring(tree) is not None
         for node in tree.body:
             yield from _documented(node, f"{rel}:")
@@ -285,6 +340,8 @@ def report() -> str:
     lines.extend(f"  {' <-> '.join(c)}" for c in found)
     lazy = lazy_imports(mods)
     lines.append(f"function-level imports of nbcluster modules: {len(lazy)}")
+    needless = needless_lazy_imports(mods)
+    lines.append(f"  of which load nothing heavy: {len(needless)}")
     big = [s for s in module_sizes(mods) if s.lines > MAX_MODULE_LINES]
     lines.append(f"modules over {MAX_MODULE_LINES} lines: {len(big)}")
     lines.extend(f"  {s.lines:5d} {s.where}" for s in big)

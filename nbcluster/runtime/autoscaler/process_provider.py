@@ -19,17 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbcluster.runtime.autoscaler.providers import LaunchError, LaunchRequest, NodeProvider, ProviderNode
+from nbcluster.runtime.autoscaler.providers import (
+    LaunchError,
+    LaunchFailed,
+    LaunchRequest,
+    NodeProvider,
+    ProviderNode,
+)
 from nbcluster.runtime.procutil import terminate
+
+__all__ = ["LaunchFailed", "ProcessNode", "ProcessNodeProvider", "TERMINATE_GRACE_S"]
 
 logger = logging.getLogger(__name__)
 
 #: A terminated node manager that has not exited after this long is killed.
 TERMINATE_GRACE_S = 10.0
-
-
-class LaunchFailed(Exception):
-    """``start_node`` cannot start this node; the message says why."""
 
 
 @dataclass(eq=False)

@@ -16,17 +16,17 @@ import collections
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.autoscaler import policy
 from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 from nbcluster.runtime.autoscaler.instances import COUNTED, PENDING, Instance, InstanceState
 from nbcluster.runtime.autoscaler.providers import ClusterContext, LaunchRequest, NodeProvider, load_provider
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.gcs.server import GcsServer
+from nbcluster.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,31 @@ class _Backoff:
         }
 
 
+class AutoscalerHost(Protocol):
+    """What the autoscaler uses of the GCS that hosts it (``gcs/server.py``)."""
+
+    config: RuntimeConfig
+    session: Session
+    token: str
+    #: The GCS's addresses for other machines and for this one (set once it serves).
+    address: str
+    local_endpoint: str
+    events: EventLog
+
+    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]: ...
+
+    def death_reason(self, node_id: bytes) -> str: ...
+
+    def report_age(self, node_id: bytes) -> float: ...
+
+    async def drain_node(self, node_id: bytes, reason: str) -> tuple[bool, str]: ...
+
+
 class Autoscaler:
-    def __init__(self, config: AutoscalingConfig, gcs: "GcsServer") -> None:
+    """Launches and removes nodes so the cluster fits its demand and bounds (see the
+    module docstring); ``wake()`` asks for a step soon."""
+
+    def __init__(self, config: AutoscalingConfig, gcs: AutoscalerHost) -> None:
         self.config = config
         self.gcs = gcs
         runtime = gcs.config

@@ -320,7 +320,7 @@ class ActorManager:
 
     async def _start(self, actor: _Actor) -> None:
         info = actor.info
-        job = self.gcs.job_info(info.job_id)
+        job = self.gcs.job_table.info(info.job_id)
         nm, reply = await self._lease(actor, job)
         actor.lease = (nm, reply.lease_id)
         conn = await self._connect(reply.worker)

@@ -15,6 +15,7 @@ from typing import Any
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ class HealthChecker:
                 await asyncio.gather(*(self._check(node) for node in due))
 
     async def _check(self, node: gcs_pb2.NodeInfo) -> None:
-        from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
-
         channel = self._channels.get(node.address)
         if channel is None:
             channel = self._channels[node.address] = GrpcChannel(node.address, self._token)

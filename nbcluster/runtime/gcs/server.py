@@ -15,42 +15,33 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbcluster._version import __version__
 from nbcluster.runtime import ids, tls
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
+from nbcluster.runtime.gcs.actors import ActorManager
+from nbcluster.runtime.gcs.health import HealthChecker
+from nbcluster.runtime.gcs.job_table import JobTable
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
+from nbcluster.runtime.gcs.tasks import TaskTable
+from nbcluster.runtime.jobs import http as jobs_http
+from nbcluster.runtime.jobs.manager import JobManager
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.session import Session
-from nbcluster.runtime.states import (
-    JOB_TRANSITIONS,
-    NODE_TRANSITIONS,
-    JobStatus,
-    NodeState,
-    StateMachine,
-)
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-from nbcluster.runtime.transport import framed, methods
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.states import NODE_TRANSITIONS, NodeState, StateMachine
+from nbcluster.runtime.transport import framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
-    from nbcluster.runtime.autoscaler.reconcile import Autoscaler
+from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
 logger = logging.getLogger(__name__)
 
 EventKind = gcs_pb2.EventKind
-_JOB_STATE_PB = {
-    JobStatus.PENDING: gcs_pb2.JOB_STATE_PENDING,
-    JobStatus.RUNNING: gcs_pb2.JOB_STATE_RUNNING,
-    JobStatus.SUCCEEDED: gcs_pb2.JOB_STATE_SUCCEEDED,
-    JobStatus.FAILED: gcs_pb2.JOB_STATE_FAILED,
-    JobStatus.STOPPED: gcs_pb2.JOB_STATE_STOPPED,
-}
-_JOB_STATE_FROM_PB = {v: k for k, v in _JOB_STATE_PB.items()}
 
 
 def format_resources(res: dict[str, float]) -> str:
@@ -76,14 +67,6 @@ class _Node:
         self.drain_reason = ""  # set when the autoscaler drained it
 
 
-class _Job:
-    __slots__ = ("info", "machine")
-
-    def __init__(self, info: gcs_pb2.JobInfo, status: JobStatus) -> None:
-        self.info = info
-        self.machine = StateMachine(JOB_TRANSITIONS, status)
-
-
 class GcsServer:
     """The head's control store. ``start()`` returns once both carriers listen."""
 
@@ -94,7 +77,7 @@ class GcsServer:
         config: RuntimeConfig,
         host: str = "127.0.0.1",
         port: int = 0,
-        autoscaling: "AutoscalingConfig | None" = None,
+        autoscaling: AutoscalingConfig | None = None,
         jobs_host: str = "127.0.0.1",
         jobs_port: int | None = 0,
     ) -> None:
@@ -111,7 +94,6 @@ class GcsServer:
         self.start_time = time.time()
         self.events = EventLog(config.event_retention)
         self._nodes: dict[bytes, _Node] = {}
-        self._jobs: dict[bytes, _Job] = {}
         self._store: GcsStore | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
@@ -120,12 +102,8 @@ class GcsServer:
         self.local_endpoint = session.endpoint("gcs")
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
-        from nbcluster.runtime.gcs.actors import ActorManager
-        from nbcluster.runtime.gcs.health import HealthChecker
-        from nbcluster.runtime.gcs.tasks import TaskTable
-
         self.tasks = TaskTable(config.task_table_size, self.events)
-
+        self.job_table = JobTable(self.events, self.tasks, self.stopped)
         self.actors = ActorManager(self)
         self.health = HealthChecker(
             config,
@@ -138,9 +116,7 @@ class GcsServer:
             ],
             self._mark_dead,
         )
-        from nbcluster.runtime.jobs.manager import JobManager
-
-        self.jobs = JobManager(self)
+        self.jobs = JobManager(self.job_table, self)
         self._jobs_host = jobs_host
         self._jobs_port = jobs_port
         self._http: Any = None
@@ -148,8 +124,6 @@ class GcsServer:
         self.identity: tls.Identity | None = None
         self.autoscaler: Autoscaler | None = None
         if autoscaling is not None:
-            from nbcluster.runtime.autoscaler.reconcile import Autoscaler
-
             self.autoscaler = Autoscaler(autoscaling, self)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -161,8 +135,6 @@ class GcsServer:
         local = common_pb2.Address(endpoint=self.local_endpoint)
         self._framed = framed.FramedServer(self.local_endpoint, self.token, dispatcher, local)
         await self._framed.start()
-        from nbcluster.runtime.transport.grpc_carrier import GrpcServer
-
         self.identity = self.session.read_identity()  # a TLS cluster's (tls.py)
         self._grpc = GrpcServer(
             self._host, self._port, self.token, {"Gcs": self}, dispatcher.served, identity=self.identity
@@ -170,9 +142,9 @@ class GcsServer:
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         if self._jobs_port is not None:
-            from nbcluster.runtime.jobs.http import serve
-
-            self._http, jobs_port = serve(self, self._jobs_host, self._jobs_port)
+            self._http, jobs_port = jobs_http.serve(
+                self.jobs, self.verifier, self.identity, self._jobs_host, self._jobs_port
+            )
             # host:port, or an https:// URL when the cluster uses TLS.
             scheme = "https://" if self.identity is not None else ""
             self.jobs_address = f"{scheme}{self._jobs_host}:{jobs_port}"
@@ -217,16 +189,7 @@ class GcsServer:
             if info.state != gcs_pb2.NODE_STATE_ALIVE:
                 node.machine.transition(NodeState.DEAD)
             self._nodes[info.node_id] = node
-        for info in self._store.jobs():
-            status = _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED)
-            if status in (JobStatus.PENDING, JobStatus.RUNNING):
-                # Its supervisor and driver reported to the head that is gone.
-                status = JobStatus.FAILED
-                info.state = _JOB_STATE_PB[status]
-                info.end_time = time.time()
-                info.message = "the head restarted while the job was running"
-                self._store.put_job(info)
-            self._jobs[info.job_id] = _Job(info, status)
+        self.job_table.recover(self._store)
 
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
@@ -288,9 +251,7 @@ class GcsServer:
         self.actors.node_died(node_id)
         self.jobs.node_died(node_id)
         self._wake_autoscaler()
-        for job in self._jobs.values():
-            if job.info.driver.node_id == node_id:
-                self._finish_job(job.info.job_id, JobStatus.FAILED, "its driver's node died")
+        self.job_table.driver_node_died(node_id)
 
     def _registered(self, node_id: bytes, secret: bytes) -> _Node:
         """The alive node ``node_id``, if ``secret`` is the one it registered with."""
@@ -366,6 +327,7 @@ class GcsServer:
         return time.monotonic() - node.reported if node is not None else 0.0
 
     def death_reason(self, node_id: bytes) -> str:
+        """Why the GCS declared ``node_id`` dead ("" if it did not, or knows no such node)."""
         node = self._nodes.get(node_id)
         return node.info.death_reason if node is not None else ""
 
@@ -388,6 +350,7 @@ class GcsServer:
         return reply.accepted, reply.busy
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """The rows of the nodes that are alive."""
         return self._alive_nodes()
 
     def route(self, node_id: bytes, endpoint: str) -> str:
@@ -396,15 +359,10 @@ class GcsServer:
         node = self._nodes.get(node_id)
         if node is None or not node.info.address or node.info.session_dir == str(self.session.dir):
             return endpoint
-        from nbcluster.runtime.transport import relay
-
         return relay.route(node.info.address, endpoint)
 
-    def job_info(self, job_id: bytes) -> gcs_pb2.JobInfo | None:
-        job = self._jobs.get(job_id)
-        return job.info if job is not None else None
-
     def store_actor(self, info: gcs_pb2.ActorInfo) -> None:
+        """Write an actor's row to the store (not once the GCS stopped)."""
         if self._store is not None and not self.stopped.is_set():
             self._store.put_actor(info)
 
@@ -421,118 +379,24 @@ class GcsServer:
 
     # -- jobs ---------------------------------------------------------------------
     def RegisterJob(self, request: gcs_pb2.RegisterJobRequest, conn: Any) -> gcs_pb2.RegisterJobReply:
-        assert self._store is not None
-        info = request.job
-        if info.job_id and info.job_id in self._jobs:
-            job = self._jobs[info.job_id]
-            if job.info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
-                # The entrypoint's driver connected: the job is its (one driver per job).
-                job.info.driver.CopyFrom(info.driver)
-                job.info.driver_pid = info.driver_pid
-                job.info.driver_hostname = info.driver_hostname
-                job.info.config.CopyFrom(info.config)
-                assert self._store is not None
-                self._store.put_job(job.info)
-        else:
-            info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
-            info.start_time = time.time()
-            info.type = info.type or gcs_pb2.JOB_TYPE_DRIVER
-            status = JobStatus.RUNNING if info.type == gcs_pb2.JOB_TYPE_DRIVER else JobStatus.PENDING
-            info.state = _JOB_STATE_PB[status]
-            job = _Job(info, status)
-            self._jobs[info.job_id] = job
-            self._store.put_job(info)
-            self._job_event(job)
-        if isinstance(conn, framed.Connection) and job.info.type == gcs_pb2.JOB_TYPE_DRIVER:
-            conn.on_close(
-                lambda _c, jid=job.info.job_id: self._finish_job(
-                    jid, JobStatus.FAILED, "the driver exited without calling shutdown()"
-                )
-            )
+        """A driver connected: its job (``job_table.py``)."""
+        info = self.job_table.register(request.job, conn)
         return gcs_pb2.RegisterJobReply(
-            job_id=job.info.job_id, session_dir=str(self.session.dir), head_node_id=self.head_node_id
-        )
-
-    def _finish_job(self, job_id: bytes, status: JobStatus, message: str) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.machine.is_terminal():
-            return
-        job.machine.transition(status)
-        job.info.state = _JOB_STATE_PB[status]
-        job.info.end_time = time.time()
-        job.info.message = message
-        if self._store is not None and not self.stopped.is_set():
-            self._store.put_job(job.info)
-        self.tasks.job_finished(job_id, f"its job ended ({message or status.value}) before it finished")
-        self._job_event(job)
-
-    def _job_event(self, job: _Job) -> None:
-        name = job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"
-        state = job.machine.state.value
-        detail = f": {job.info.message}" if job.info.message else ""
-        self.events.publish(
-            EventKind.EVENT_KIND_JOB_STATE,
-            f"Job {name} is {state}{detail}",
-            job_id=job.info.job_id,
-            data={
-                "state": state,
-                "type": gcs_pb2.JobType.Name(job.info.type),
-                "pid": job.info.driver_pid,
-                "submission_id": job.info.submission_id,
-                "entrypoint": job.info.entrypoint,
-                "metadata": dict(job.info.metadata),
-            },
+            job_id=info.job_id, session_dir=str(self.session.dir), head_node_id=self.head_node_id
         )
 
     def FinishJob(self, request: gcs_pb2.FinishJobRequest, conn: Any) -> common_pb2.Empty:
-        status = _JOB_STATE_FROM_PB.get(request.state, JobStatus.SUCCEEDED)
-        if request.job_id not in self._jobs:
-            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"no job {request.job_id.hex()}")
-        if self._jobs[request.job_id].info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
-            return common_pb2.Empty()  # a submitted job ends when its entrypoint exits
-        self._finish_job(request.job_id, status, request.message)
+        """A driver finished its job."""
+        self.job_table.finish_request(request)
         return common_pb2.Empty()
 
-    # -- the job table, for the job manager ------------------------------------------
-    def job_infos(self) -> list[gcs_pb2.JobInfo]:
-        return [j.info for j in self._jobs.values()]
-
-    def job_status(self, job_id: bytes) -> JobStatus:
-        return self._jobs[job_id].machine.state  # type: ignore[return-value]
-
-    def add_job(self, info: gcs_pb2.JobInfo) -> gcs_pb2.JobInfo:
-        assert self._store is not None
-        info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
-        info.start_time = time.time()
-        info.state = gcs_pb2.JOB_STATE_PENDING
-        job = self._jobs[info.job_id] = _Job(info, JobStatus.PENDING)
-        self._store.put_job(info)
-        self._job_event(job)
-        return info
-
-    def save_job(self, info: gcs_pb2.JobInfo) -> None:
-        if self._store is not None and not self.stopped.is_set():
-            self._store.put_job(info)
-
-    def set_job_status(self, job_id: bytes, status: JobStatus, message: str) -> None:
-        job = self._jobs[job_id]
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            self._finish_job(job_id, status, message)
-            return
-        if job.machine.state is status:
-            return
-        job.machine.transition(status)
-        job.info.state = _JOB_STATE_PB[status]
-        job.info.message = message
-        self.save_job(job.info)
-        self._job_event(job)
-
-    def remove_job(self, job_id: bytes) -> None:
-        self._jobs.pop(job_id, None)
-        if self._store is not None:
-            self._store.delete_job(job_id)
+    # -- for the job manager (jobs.manager.JobHost) -------------------------------------
+    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any:
+        """A connection to ``node``'s node manager."""
+        return await self.actors.node_connection(node)
 
     def job_progress(self, job_id: bytes) -> dict[str, int]:
+        """The task counts of ``job_id`` and its number of live actors."""
         progress = self.tasks.progress(job_id)
         progress["actors"] = sum(
             1 for a in self.actors.list() if a.job_id == job_id and a.state != gcs_pb2.ACTOR_STATE_DEAD
@@ -540,14 +404,17 @@ class GcsServer:
         return progress
 
     def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in ``namespace``, None if unset."""
         assert self._store is not None
         return self._store.kv_get(namespace, key)
 
     def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None:
+        """Delete the keys of ``namespace`` that start with ``prefix``."""
         assert self._store is not None
         self._store.kv_del(namespace, prefix, True)
 
     def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Set ``key`` in ``namespace`` to ``value`` (overwriting)."""
         assert self._store is not None
         self._store.kv_put(namespace, key, value, True)
 
@@ -555,12 +422,8 @@ class GcsServer:
         return self.jobs.report(request)
 
     def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
-        progress = []
-        for job_id in self._jobs:
-            counts = self.tasks.progress(job_id)
-            if counts["submitted"]:
-                progress.append(gcs_pb2.JobProgress(job_id=job_id, **counts))
-        return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()], progress=progress)
+        """Every job, with task counts."""
+        return self.job_table.all_jobs()
 
     # -- KV -----------------------------------------------------------------------
     def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:

@@ -12,7 +12,10 @@ import time
 from typing import Any
 
 from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.transport import framed
+from nbcluster.runtime.transport import relay as relays
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError, TransportError
+from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
 __all__ = ["dial", "is_framed", "ConnectionLost", "PeerNotTrusted", "RemoteError", "TransportError"]
 
@@ -36,20 +39,14 @@ async def dial(
 
     ``relay://`` routes reach a process on another machine: through ``relay`` (this
     machine's node manager relay socket) when given, else over gRPC directly."""
-    from nbcluster.runtime.transport import framed
-
     deadline = time.monotonic() + timeout
     if address.startswith("relay://"):
-        from nbcluster.runtime.transport import relay as relays
-
         dispatcher = dispatcher or framed.Dispatcher()
         local = local or common_pb2.Address()
         if relay:
             return await relays.connect_local(relay, address, token, dispatcher, local, timeout)
         return await relays.connect_grpc(address, token, dispatcher, local, timeout)
     if not is_framed(address):
-        from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
-
         channel = GrpcChannel(address, token)
         await channel.wait_ready(timeout)
         return channel

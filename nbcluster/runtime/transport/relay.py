@@ -27,6 +27,7 @@ from nbcluster.runtime.credentials import Verifier
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import framed, methods, peer
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted
+from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ async def connect_grpc(
     timeout: float,
     channel: Any = None,
 ) -> framed.Connection:
-    """Straight to the target's node manager over gRPC (this process has grpc)."""
-    from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
-
+    """Straight to the target's node manager over gRPC."""
     via, target = parse_route(address)
     owned = channel is None
     channel = channel or GrpcChannel(via, token)

@@ -15,7 +15,6 @@ from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.transport import framed
 from nbcluster.runtime.transport import relay as relays
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError, TransportError
-from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
 __all__ = ["dial", "is_framed", "ConnectionLost", "PeerNotTrusted", "RemoteError", "TransportError"]
 
@@ -47,6 +46,9 @@ async def dial(
             return await relays.connect_local(relay, address, token, dispatcher, local, timeout)
         return await relays.connect_grpc(address, token, dispatcher, local, timeout)
     if not is_framed(address):
+        # Lazy: grpc takes ~20 ms to import, and workers and local drivers never need it.
+        from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
+
         channel = GrpcChannel(address, token)
         await channel.wait_ready(timeout)
         return channel

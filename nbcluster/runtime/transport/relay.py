@@ -27,7 +27,6 @@ from nbcluster.runtime.credentials import Verifier
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import framed, methods, peer
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted
-from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 from nbcluster.runtime.transport.refusals import Refusals
 
 logger = logging.getLogger(__name__)
@@ -83,6 +82,9 @@ async def connect_grpc(
     channel: Any = None,
 ) -> framed.Connection:
     """Straight to the target's node manager over gRPC."""
+    # Lazy: grpc takes ~20 ms to import, and workers and local drivers never need it.
+    from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
+
     via, target = parse_route(address)
     owned = channel is None
     channel = channel or GrpcChannel(via, token)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from nbcluster.runtime.cli_view import table
+from nbcluster.runtime.discovery import read_token_file
 
 ENTRYPOINT_WIDTH = 50
 #: While ``job stop`` waits: say the job still runs this often (seconds).
@@ -23,9 +24,9 @@ STOP_REPORT_S = 5.0
 
 # -- helpers ----------------------------------------------------------------------------
 def _client(opts: argparse.Namespace) -> Any:
+    # Lazy (here and below): the job client's http/urllib modules take ~10 ms to import,
+    # which only the `job` commands need.
     from nbcluster.job_submission import JobSubmissionClient
-
-    from nbcluster.runtime.discovery import read_token_file
 
     token = read_token_file(opts.token_file) if opts.token_file else None
     return JobSubmissionClient(opts.address, token)

@@ -128,6 +128,8 @@ class GcsServer:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
+        """Open the store, recover its tables, serve both carriers (and the Jobs API), write
+        the session's ``address.json`` and start the health checks and the autoscaler."""
         self._store = GcsStore(self.session.private_file(self.session.gcs_db))
         self._recover()
         dispatcher = self._dispatcher = framed.Dispatcher()
@@ -165,6 +167,7 @@ class GcsServer:
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
 
     async def stop(self) -> None:
+        """Stop the autoscaler, the health checks, the Jobs API and both carriers; close the store."""
         if self.autoscaler is not None:
             await self.autoscaler.stop()
         self.health.stop()
@@ -193,6 +196,7 @@ class GcsServer:
 
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
+        """A node manager joins (see ``gcs.proto``); the reply is the cluster view."""
         info = request.node
         if not info.node_id or len(request.node_secret) < 16:
             raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id and a node_secret of 16 bytes are required")
@@ -270,6 +274,7 @@ class GcsServer:
         return node
 
     def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
+        """A node manager leaves: its node is dead."""
         self._registered(request.node_id, request.node_secret)
         self._mark_dead(request.node_id, request.reason or "it shut down")
         return common_pb2.Empty()
@@ -277,6 +282,7 @@ class GcsServer:
     def ReportNodeState(
         self, request: gcs_pb2.ReportNodeStateRequest, conn: Any
     ) -> gcs_pb2.ReportNodeStateReply:
+        """A node's periodic load report; the reply is the cluster view."""
         report = request.node
         node = self._registered(report.node_id, request.node_secret)
         node.last_seen = node.reported = time.monotonic()
@@ -375,6 +381,7 @@ class GcsServer:
         return [n.info for n in self._nodes.values() if n.info.hostname == host and n.info.pid]
 
     def GetAllNodes(self, request: gcs_pb2.GetAllNodesRequest, conn: Any) -> gcs_pb2.GetAllNodesReply:
+        """Every node, alive or dead."""
         return gcs_pb2.GetAllNodesReply(nodes=[n.info for n in self._nodes.values()])
 
     # -- jobs ---------------------------------------------------------------------
@@ -419,6 +426,7 @@ class GcsServer:
         self._store.kv_put(namespace, key, value, True)
 
     def ReportJob(self, request: gcs_pb2.ReportJobRequest, conn: Any) -> gcs_pb2.ReportJobReply:
+        """A job supervisor's report (``jobs/manager.py``)."""
         return self.jobs.report(request)
 
     def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
@@ -427,57 +435,70 @@ class GcsServer:
 
     # -- KV -----------------------------------------------------------------------
     def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:
+        """Set a key of the KV store."""
         assert self._store is not None
         added = self._store.kv_put(request.namespace, request.key, request.value, request.overwrite)
         return gcs_pb2.KvPutReply(added=added)
 
     def KvGet(self, request: gcs_pb2.KvGetRequest, conn: Any) -> gcs_pb2.KvGetReply:
+        """Read a key of the KV store."""
         assert self._store is not None
         value = self._store.kv_get(request.namespace, request.key)
         return gcs_pb2.KvGetReply(found=value is not None, value=value or b"")
 
     def KvDel(self, request: gcs_pb2.KvDelRequest, conn: Any) -> gcs_pb2.KvDelReply:
+        """Delete a key (or every key with a prefix) of the KV store."""
         assert self._store is not None
         return gcs_pb2.KvDelReply(deleted=self._store.kv_del(request.namespace, request.key, request.by_prefix))
 
     def KvKeys(self, request: gcs_pb2.KvKeysRequest, conn: Any) -> gcs_pb2.KvKeysReply:
+        """The keys of a namespace with a prefix."""
         assert self._store is not None
         return gcs_pb2.KvKeysReply(keys=self._store.kv_keys(request.namespace, request.prefix))
 
     # -- events -------------------------------------------------------------------
     def Publish(self, request: gcs_pb2.PublishRequest, conn: Any) -> common_pb2.Empty:
+        """Events from another process onto the event stream."""
         for event in request.events:
             self.events.append(event)
         return common_pb2.Empty()
 
     async def Watch(self, request: gcs_pb2.WatchRequest, conn: Any) -> AsyncIterator[gcs_pb2.Event]:
+        """The event stream, from a cursor, as it grows."""
         async for event in self.events.watch(request):
             yield event
 
     # -- actors -------------------------------------------------------------------
     async def CreateActor(self, request: gcs_pb2.CreateActorRequest, conn: Any) -> gcs_pb2.CreateActorReply:
+        """Register and place an actor (``actors.py``)."""
         return await self.actors.create(request)
 
     async def GetActorInfo(self, request: gcs_pb2.GetActorInfoRequest, conn: Any) -> gcs_pb2.GetActorInfoReply:
+        """An actor's row, by id or by name."""
         return await self.actors.get(request)
 
     async def KillActor(self, request: gcs_pb2.KillActorRequest, conn: Any) -> common_pb2.Empty:
+        """Kill an actor (and, if asked, do not restart it)."""
         await self.actors.kill(request)
         return common_pb2.Empty()
 
     def ListActors(self, request: gcs_pb2.ListActorsRequest, conn: Any) -> gcs_pb2.ListActorsReply:
+        """Every actor's row."""
         return gcs_pb2.ListActorsReply(actors=self.actors.list())
 
     def ReportActorExit(self, request: gcs_pb2.ReportActorExitRequest, conn: Any) -> common_pb2.Empty:
+        """An actor's worker says why it is exiting."""
         self.actors.report_exit(request)
         return common_pb2.Empty()
 
     # -- tasks --------------------------------------------------------------------
     def ReportTaskEvents(self, request: gcs_pb2.ReportTaskEventsRequest, conn: Any) -> common_pb2.Empty:
+        """Task state changes, for the task table."""
         self.tasks.report(request)
         return common_pb2.Empty()
 
     def ListTasks(self, request: gcs_pb2.ListTasksRequest, conn: Any) -> gcs_pb2.ListTasksReply:
+        """Rows of the task table."""
         return gcs_pb2.ListTasksReply(
             tasks=self.tasks.list(request.job_id, request.limit, request.task_ids), total=self.tasks.total
         )
@@ -486,6 +507,7 @@ class GcsServer:
     def GetClusterInfo(
         self, request: gcs_pb2.GetClusterInfoRequest, conn: Any
     ) -> gcs_pb2.GetClusterInfoReply:
+        """The session, version, addresses and call counts of this GCS."""
         return gcs_pb2.GetClusterInfoReply(
             session_dir=str(self.session.dir),
             version=__version__,
@@ -502,6 +524,7 @@ class GcsServer:
 
     # -- autoscaler -------------------------------------------------------------------
     def RequestResources(self, request: gcs_pb2.RequestResourcesRequest, conn: Any) -> common_pb2.Empty:
+        """``request_resources``: demand the autoscaler keeps room for."""
         if self.autoscaler is None:
             raise RemoteError(
                 common_pb2.ERROR_CODE_UNAVAILABLE,
@@ -514,6 +537,7 @@ class GcsServer:
     def SetWorkerBounds(
         self, request: gcs_pb2.SetWorkerBoundsRequest, conn: Any
     ) -> gcs_pb2.SetWorkerBoundsReply:
+        """Change a node type's min/max workers in the autoscaler."""
         if self.autoscaler is None:
             raise RemoteError(
                 common_pb2.ERROR_CODE_UNAVAILABLE,
@@ -528,6 +552,7 @@ class GcsServer:
     def GetAutoscalerStatus(
         self, request: gcs_pb2.GetAutoscalerStatusRequest, conn: Any
     ) -> gcs_pb2.GetAutoscalerStatusReply:
+        """The autoscaler's instances, plan and recent decisions."""
         if self.autoscaler is None:
             return gcs_pb2.GetAutoscalerStatusReply(enabled=False)
         return self.autoscaler.status()
@@ -535,6 +560,7 @@ class GcsServer:
     def IssueCertificate(
         self, request: gcs_pb2.IssueCertificateRequest, conn: Any
     ) -> gcs_pb2.IssueCertificateReply:
+        """Sign a joining node's certificate request with the cluster's CA (a TLS cluster)."""
         ca_key = self.session.read_ca_key()
         if self.identity is None or not ca_key:
             reason = (
@@ -550,6 +576,7 @@ class GcsServer:
         return gcs_pb2.IssueCertificateReply(cert_pem=cert, ca_pem=self.identity.ca_pem)
 
     def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:
+        """Stop the head soon after replying."""
         logger.info("shutdown requested: %s", request.reason)
         asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
         return common_pb2.Empty()

@@ -123,7 +123,9 @@ class _Handler(tornado.web.RequestHandler):
 
 
 class VersionHandler(_Handler):
+    """``GET /api/version``."""
     def get(self) -> None:
+        """The API and nbcluster versions."""
         self.send({"version": API_VERSION, "nbcluster_version": __version__})
 
 
@@ -133,6 +135,7 @@ class PackageHandler(_Handler):
     body is read, and an upload over the cap is refused as it crosses it."""
 
     def prepare(self) -> None:
+        """Check the token, then accept a body up to the package size cap."""
         super().prepare()
         self._data = bytearray()
         self._over = False
@@ -140,6 +143,7 @@ class PackageHandler(_Handler):
         self.request.connection.set_max_body_size(packages.DEFAULT_MAX_BYTES + (1 << 20))  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
+        """Buffer a piece of the body (dropped once over the cap: 413)."""
         if len(self._data) + len(chunk) > packages.DEFAULT_MAX_BYTES:
             self._over = True
             self._data.clear()
@@ -147,12 +151,14 @@ class PackageHandler(_Handler):
         self._data += chunk
 
     def get(self, protocol: str, name: str) -> None:
+        """200 when the package is stored, else 404."""
         if protocol != packages.PROTOCOL or not self.jobs.has_package(name):
             self.send({"error": f"no package {protocol}://{name}"}, 404)
             return
         self.send({"uri": f"{protocol}://{name}"})
 
     def put(self, protocol: str, name: str) -> None:
+        """Store the uploaded zip under its ``gcs://`` name."""
         if protocol != packages.PROTOCOL:
             self.send({"error": f"packages are stored under gcs://, not {protocol}://"}, 400)
             return
@@ -169,11 +175,14 @@ class PackageHandler(_Handler):
 
 
 class JobsHandler(_Handler):
+    """``/api/jobs/``: list and submit."""
     def get(self) -> None:
+        """Every job's details."""
         jobs = self.jobs
         self.send([jobs.details(info) for info in jobs.infos()])
 
     def post(self) -> None:
+        """Submit a job; its submission id."""
         try:
             info = self.jobs.submit(self.body())
         except JobError as exc:
@@ -183,13 +192,16 @@ class JobsHandler(_Handler):
 
 
 class JobHandler(_Handler):
+    """``/api/jobs/{id}``: one job."""
     def get(self, job_id: str) -> None:
+        """The job's details."""
         try:
             self.send(self.jobs.details(self.jobs.find(job_id)))
         except JobError as exc:
             self.fail(exc)
 
     def delete(self, job_id: str) -> None:
+        """Delete a finished job and its log."""
         try:
             self.send({"deleted": self.jobs.delete(job_id)})
         except JobError as exc:
@@ -197,7 +209,9 @@ class JobHandler(_Handler):
 
 
 class StopHandler(_Handler):
+    """``POST /api/jobs/{id}/stop``."""
     async def post(self, job_id: str) -> None:
+        """Stop the job; whether it was running."""
         try:
             self.send({"stopped": await self.jobs.stop(job_id)})
         except JobError as exc:
@@ -205,7 +219,9 @@ class StopHandler(_Handler):
 
 
 class LogsHandler(_Handler):
+    """``GET /api/jobs/{id}/logs``."""
     def get(self, job_id: str) -> None:
+        """The job's log so far."""
         try:
             self.send({"logs": self.jobs.logs(job_id)})
         except JobError as exc:
@@ -216,6 +232,7 @@ class ArtifactHandler(_Handler):
     """A file the job kept on the head (a notebook job's executed notebook)."""
 
     def get(self, job_id: str, name: str) -> None:
+        """A file the job kept, as bytes."""
         try:
             data = self.jobs.artifact(job_id, name)
         except JobError as exc:
@@ -226,13 +243,17 @@ class ArtifactHandler(_Handler):
 
 
 class TailHandler(tornado.websocket.WebSocketHandler):
+    """``WS /api/jobs/{id}/logs/tail``: the log from its start, then live."""
     def prepare(self) -> None:
+        """Check the token before the upgrade."""
         _authorize(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON, as the other routes."""
         _write_error(self, kwargs)
 
     def open(self, job_id: str) -> None:  # type: ignore[override]
+        """Start streaming the log to the socket."""
         # Stream from a task of its own: open() must return for the socket to read
         # the client's frames (pings), or a long tail would be dropped.
         self._task = asyncio.get_running_loop().create_task(self._stream(job_id))
@@ -250,6 +271,7 @@ class TailHandler(tornado.websocket.WebSocketHandler):
         self.close(1000, "the job ended")
 
     def on_close(self) -> None:
+        """The client went: stop streaming."""
         task = getattr(self, "_task", None)
         if task is not None:
             task.cancel()

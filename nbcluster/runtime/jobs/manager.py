@@ -77,17 +77,23 @@ class JobHost(Protocol):
     #: The GCS's address for other machines (supervisors report there).
     address: str
 
-    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]: ...
+    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """The rows of the alive nodes."""
 
-    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any: ...
+    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any:
+        """A connection to ``node``'s node manager."""
 
-    def job_progress(self, job_id: bytes) -> dict[str, int]: ...
+    def job_progress(self, job_id: bytes) -> dict[str, int]:
+        """Task and actor counts of ``job_id``."""
 
-    def kv_get(self, namespace: str, key: bytes) -> bytes | None: ...
+    def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        """A KV value, None if unset."""
 
-    def kv_put(self, namespace: str, key: bytes, value: bytes) -> None: ...
+    def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Set a KV value."""
 
-    def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None: ...
+    def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None:
+        """Delete the KV keys with a prefix."""
 
 
 class JobManager:
@@ -212,9 +218,12 @@ class JobManager:
 
     # -- packages --------------------------------------------------------------------------
     def has_package(self, name: str) -> bool:
+        """Whether the package ``name`` (a ``gcs://`` name) is stored."""
         return self.gcs.kv_get(envvars.KV_PACKAGES, name.encode()) is not None
 
     def put_package(self, name: str, data: bytes) -> str:
+        """Store a package zip under ``name``, which must be its content's; its URI.
+        JobError (400) when the name or the archive is wrong."""
         uri = f"{packages.PROTOCOL}://{name}"
         try:
             packages.parse_uri(uri)
@@ -280,6 +289,8 @@ class JobManager:
 
     # -- what supervisors report ------------------------------------------------------------------
     def report(self, request: gcs_pb2.ReportJobRequest) -> gcs_pb2.ReportJobReply:
+        """A supervisor's report: output appended to the log, start and exit recorded;
+        the reply tells it to stop when the job ended meanwhile."""
         info = self.table.info(request.job_id)
         if info is None:
             return gcs_pb2.ReportJobReply(stop=True)
@@ -311,12 +322,14 @@ class JobManager:
         return gcs_pb2.ReportJobReply(stop=stop)
 
     def end(self, job_id: bytes, status: JobStatus, message: str) -> None:
+        """End the job in ``status``; live log tails end too."""
         self.table.set_status(job_id, status, message)
         self._stop_requested.discard(job_id)
         for queue in self._tails.pop(job_id, ()):
             queue.put_nowait(None)
 
     def node_died(self, node_id: bytes) -> None:
+        """Submitted jobs whose supervisor ran on ``node_id`` end FAILED."""
         for info in self.table.infos():
             if info.supervisor_node_id == node_id and info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
                 if self.table.status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
@@ -324,6 +337,7 @@ class JobManager:
 
     # -- stop, delete, logs ----------------------------------------------------------------------
     async def stop(self, job_id: str) -> bool:
+        """Stop a job (its supervisor ends the entrypoint); False if it had ended."""
         info = self.find(job_id)
         status = self.table.status(info.job_id)
         if status.value in ("STOPPED", "FAILED", "SUCCEEDED"):
@@ -347,6 +361,7 @@ class JobManager:
         return True
 
     def delete(self, job_id: str) -> bool:
+        """Delete a finished job, its log and artifacts; JobError (400) while it runs."""
         info = self.find(job_id)
         if self.table.status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
             raise JobError(400, f"job {job_id} has not finished; stop it first (POST /api/jobs/{job_id}/stop)")
@@ -356,6 +371,7 @@ class JobManager:
         return True
 
     def artifact(self, job_id: str, name: str) -> bytes:
+        """A file the job kept (e.g. a notebook job's result); JobError (404) if none."""
         info = self.find(job_id)
         data = self.gcs.kv_get(envvars.KV_JOB_ARTIFACTS, f"{info.job_id.hex()}/{name}".encode())
         if data is None:
@@ -363,6 +379,7 @@ class JobManager:
         return data
 
     def logs(self, job_id: str) -> str:
+        """The job's log so far ("" before any output)."""
         info = self.find(job_id)
         try:
             return self.log_path(info).read_bytes().decode("utf-8", errors="replace")
@@ -399,6 +416,7 @@ class JobManager:
 
     # -- JSON for the REST API -----------------------------------------------------------------------
     def details(self, info: gcs_pb2.JobInfo) -> dict[str, Any]:
+        """The job as the Jobs API's JSON (Ray's JobDetails fields)."""
         submitted = info.type == gcs_pb2.JOB_TYPE_SUBMISSION
         needs = dict(info.entrypoint_resources.amounts)
         end = info.end_time

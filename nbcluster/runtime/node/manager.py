@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class NodeOptions:
+    """What a node manager is started with (``python -m nbcluster.runtime.node``)."""
     node_id: bytes
     gcs_address: str
     num_cpus: float
@@ -124,6 +125,7 @@ class _LeaseRequest:
 
 
 class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
+    """One node's resources, leases, workers and object store (see the module docstring)."""
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
         self.session = session
         self.config = config
@@ -172,6 +174,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
+        """Open the store, join the GCS, start the worker pool and serve."""
         opts = self.options
         directory = store_dir(self.node_id, create=True)
         capacity = opts.object_store_memory or default_object_store_memory(directory)
@@ -284,6 +287,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         return relay.route(head.address, self._gcs.cluster_info.local_endpoint)
 
     async def stop(self) -> None:
+        """Unregister, end workers and job supervisors, close the store and servers."""
         for task in self._tasks:
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
@@ -330,6 +334,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
 
     # -- jobs ---------------------------------------------------------------------
     def StartJob(self, request: nm_pb2.StartJobRequest, conn: Any) -> nm_pb2.StartJobReply:
+        """Start a job's supervisor here (refused while draining)."""
         assert self.jobs is not None
         if self.draining:
             return nm_pb2.StartJobReply(started=False, reason="this node is draining")
@@ -338,6 +343,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         return reply
 
     def StopJob(self, request: nm_pb2.StopJobRequest, conn: Any) -> common_pb2.Empty:
+        """Stop a job's supervisor here."""
         assert self.jobs is not None
         self.jobs.stop(request.job_id)
         return common_pb2.Empty()
@@ -364,6 +370,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         self._changed()
 
     def DrainNode(self, request: nm_pb2.DrainNodeRequest, conn: Any) -> nm_pb2.DrainNodeReply:
+        """Take no new work, if the node is idle; else say what keeps it busy."""
         busy = self.busy()
         if busy:
             return nm_pb2.DrainNodeReply(accepted=False, busy=busy)
@@ -405,6 +412,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
 
     # -- leases -------------------------------------------------------------------
     async def RequestWorkerLease(self, request: nm_pb2.LeaseRequest, conn: Any) -> nm_pb2.LeaseReply:
+        """Wait for a worker lease, a spillback to another node, or a rejection."""
         client = self._client(conn)
         pending = _LeaseRequest(request, client)
         if request.strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD:
@@ -559,12 +567,14 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         self._schedule()
 
     def ReturnWorker(self, request: nm_pb2.ReturnWorkerRequest, conn: Any) -> common_pb2.Empty:
+        """The lease holder is done with its worker."""
         lease = self._leases.get(request.lease_id)
         if lease is not None and lease.holder is self._client(conn):
             self._return(lease, request.worker_failed)
         return common_pb2.Empty()
 
     def CancelLease(self, request: nm_pb2.CancelLeaseRequest, conn: Any) -> common_pb2.Empty:
+        """Withdraw a queued lease request."""
         client = self._client(conn)
         for pending in self._queue:
             if pending.client is client and pending.request.request_id == request.request_id:
@@ -573,6 +583,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         return common_pb2.Empty()
 
     def NotifyBlocked(self, request: nm_pb2.BlockedNotice, conn: Any) -> common_pb2.Empty:
+        """A leased worker blocks in ``get`` (its CPU is lent out) or resumes."""
         worker = self._client(conn).worker
         lease = worker.lease if worker is not None else None
         if lease is None:
@@ -589,6 +600,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         return common_pb2.Empty()
 
     def ShutdownNode(self, request: nm_pb2.ShutdownNodeRequest, conn: Any) -> common_pb2.Empty:
+        """Stop the node manager soon after replying."""
         logger.info("shutdown requested: %s", request.reason)
         asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
         return common_pb2.Empty()

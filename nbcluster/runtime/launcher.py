@@ -39,6 +39,8 @@ def live_clusters() -> list["LocalCluster"]:
 
 @dataclass(eq=False)
 class LocalCluster:
+    """The processes of a node (and a head) started on this machine, and how to stop them."""
+
     session: Session
     token: str
     node_id: bytes
@@ -68,6 +70,7 @@ class LocalCluster:
             remove_session(self.session)
 
     def alive(self) -> bool:
+        """Whether all its processes still run."""
         return all(p.poll() is None for p in self.procs)
 
     def failure(self, default: str = "it exited without saying why") -> str:

@@ -89,6 +89,7 @@ def remove_store(node_id: bytes) -> None:
 @dataclass(frozen=True)
 class Session:
     """A session directory: logs, spill, token, address and the GCS database."""
+
     dir: Path
 
     @property

@@ -39,6 +39,7 @@ _QUIET = ("memory", "object_store_memory")
 
 
 def shape_of(amounts: Mapping[str, float]) -> Shape:
+    """A resource amount as a hashable, sorted shape (zeros and ``node:`` entries left out)."""
     return tuple(sorted((k, float(v)) for k, v in amounts.items() if v and not k.startswith("node:")))
 
 
@@ -84,6 +85,8 @@ class InstanceView:
 
 @dataclass(frozen=True)
 class PolicyInput:
+    """Everything the policy looks at: config, nodes, instances, demand, requests, backoffs."""
+
     config: AutoscalingConfig
     nodes: Sequence[NodeView]
     instances: Sequence[InstanceView]
@@ -96,6 +99,8 @@ class PolicyInput:
 
 @dataclass(frozen=True)
 class Launch:
+    """Launch ``count`` nodes of ``node_type``; ``message`` says why."""
+
     node_type: str
     count: int
     message: str
@@ -103,6 +108,8 @@ class Launch:
 
 @dataclass(frozen=True)
 class Removal:
+    """Remove an idle node; ``message`` says which and why."""
+
     node_id: bytes
     instance_id: str
     node_type: str
@@ -130,6 +137,8 @@ class Unmet:
 
 @dataclass(frozen=True)
 class Plan:
+    """What one step does: launches, removals, and the demand still unmet."""
+
     launches: tuple[Launch, ...] = ()
     removals: tuple[Removal, ...] = ()
     unmet: tuple[Unmet, ...] = ()

@@ -39,6 +39,7 @@ TERMINATE_GRACE_S = 10.0
 @dataclass(eq=False)
 class ProcessNode:
     """One node process a provider started, and what it needs to end it."""
+
     request: LaunchRequest
     proc: subprocess.Popen
     #: The write end of the node's lifeline (None: it has none, or it was closed).
@@ -55,6 +56,7 @@ class ProcessNode:
 class ProcessNodeProvider(NodeProvider):
     """A provider whose nodes are processes the head starts; subclasses give
     :meth:`start_node` (see the module docstring)."""
+
     #: ``node_config`` keys the provider understands; others are a launch error.
     NODE_CONFIG_KEYS = frozenset({"object_store_memory"})
 

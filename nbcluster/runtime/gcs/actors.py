@@ -43,6 +43,7 @@ GCS_WORKER_ID = b"\0" * 15 + b"\x01"
 
 class ActorState(enum.Enum):
     """An actor's state (the proto's ActorState values)."""
+
     PENDING = gcs_pb2.ACTOR_STATE_PENDING
     ALIVE = gcs_pb2.ACTOR_STATE_ALIVE
     RESTARTING = gcs_pb2.ACTOR_STATE_RESTARTING
@@ -113,6 +114,7 @@ class _ClientSide:
 
 class ActorManager:
     """The actor table: creation, placement, restarts, names, deaths."""
+
     def __init__(self, gcs: "GcsServer") -> None:
         self.gcs = gcs
         self.actors: dict[bytes, _Actor] = {}

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 
 class HealthChecker:
+    """Checks the nodes that are not watched through a local socket, and declares
+    dead those that fail too many checks in a row."""
+
     def __init__(
         self,
         config: RuntimeConfig,
@@ -37,9 +40,11 @@ class HealthChecker:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        """Start checking."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
+        """Stop checking and close the channels."""
         if self._task is not None:
             self._task.cancel()
         for channel in self._channels.values():

@@ -124,6 +124,7 @@ class _Handler(tornado.web.RequestHandler):
 
 class VersionHandler(_Handler):
     """``GET /api/version``."""
+
     def get(self) -> None:
         """The API and nbcluster versions."""
         self.send({"version": API_VERSION, "nbcluster_version": __version__})
@@ -176,6 +177,7 @@ class PackageHandler(_Handler):
 
 class JobsHandler(_Handler):
     """``/api/jobs/``: list and submit."""
+
     def get(self) -> None:
         """Every job's details."""
         jobs = self.jobs
@@ -193,6 +195,7 @@ class JobsHandler(_Handler):
 
 class JobHandler(_Handler):
     """``/api/jobs/{id}``: one job."""
+
     def get(self, job_id: str) -> None:
         """The job's details."""
         try:
@@ -210,6 +213,7 @@ class JobHandler(_Handler):
 
 class StopHandler(_Handler):
     """``POST /api/jobs/{id}/stop``."""
+
     async def post(self, job_id: str) -> None:
         """Stop the job; whether it was running."""
         try:
@@ -220,6 +224,7 @@ class StopHandler(_Handler):
 
 class LogsHandler(_Handler):
     """``GET /api/jobs/{id}/logs``."""
+
     def get(self, job_id: str) -> None:
         """The job's log so far."""
         try:
@@ -244,6 +249,7 @@ class ArtifactHandler(_Handler):
 
 class TailHandler(tornado.websocket.WebSocketHandler):
     """``WS /api/jobs/{id}/logs/tail``: the log from its start, then live."""
+
     def prepare(self) -> None:
         """Check the token before the upgrade."""
         _authorize(self)

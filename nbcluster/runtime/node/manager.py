@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class NodeOptions:
     """What a node manager is started with (``python -m nbcluster.runtime.node``)."""
+
     node_id: bytes
     gcs_address: str
     num_cpus: float
@@ -126,6 +127,7 @@ class _LeaseRequest:
 
 class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
     """One node's resources, leases, workers and object store (see the module docstring)."""
+
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
         self.session = session
         self.config = config

@@ -43,9 +43,11 @@ class ObjectHandlers:
         raise NotImplementedError
 
     def peer(self, address: str) -> Any:  # pragma: no cover - provided by NodeManager
+        """A channel to another node manager (``cluster_view.py``)."""
         raise NotImplementedError
 
     def node_object_address(self, node_id: bytes) -> str | None:  # pragma: no cover - provided by NodeManager
+        """A node's object port (``cluster_view.py``)."""
         raise NotImplementedError
 
     def _changed(self) -> None:  # pragma: no cover - provided by NodeManager

@@ -25,6 +25,7 @@ WORKER_MODULE = "nbcluster.runtime.core.worker_main"
 
 class Worker:
     """A worker process of this node and its state."""
+
     __slots__ = (
         "worker_id",
         "proc",
@@ -70,6 +71,7 @@ class Worker:
 
 class WorkerPool:
     """The node's worker processes: started ahead, leased, reused, retired when idle."""
+
     def __init__(
         self,
         *,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.node.manager import NodeManager, NodeOptions
+from nbcluster.runtime.node.manager import NodeManager
+from nbcluster.runtime.node.options import NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.credentials import from_parent, token_from_env, trust
 from nbcluster.runtime.session import Session, remove_session

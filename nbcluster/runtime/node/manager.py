@@ -14,17 +14,15 @@ and the GCS's health checks.
 This module holds the lifecycle, the lease queue and the job glue; its sibling
 modules the rest, mixed into :class:`NodeManager`: ``clients.py`` (registered
 processes), ``cluster_view.py`` (the other nodes), ``reports.py`` (the node's row
-for the GCS, stats) and ``objects.py`` (the object RPCs).
+for the GCS, stats) and ``objects.py`` (the object RPCs); ``options.py`` holds what
+it is started with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -38,6 +36,7 @@ from nbcluster.runtime.node.cluster_view import ClusterView
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.jobs import JobSupervisors
 from nbcluster.runtime.node.objects import ObjectHandlers
+from nbcluster.runtime.node.options import NodeOptions, default_object_store_memory, node_resources
 from nbcluster.runtime.node.reports import NodeReports
 from nbcluster.runtime.node.scheduling import Decision, Verdict, decide
 from nbcluster.runtime.node.transfer import TransferServer
@@ -59,40 +58,6 @@ from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NodeOptions:
-    """What a node manager is started with (``python -m nbcluster.runtime.node``)."""
-
-    node_id: bytes
-    gcs_address: str
-    num_cpus: float
-    num_gpus: float = 0
-    resources: dict[str, float] = field(default_factory=dict)
-    object_store_memory: int | None = None
-    memory: int | None = None
-    node_ip: str = "127.0.0.1"
-    #: gRPC port for other machines; None: serve only this machine (embedded).
-    grpc_port: int | None = None
-    #: The port other nodes pull objects from (with a gRPC port; 0: any).
-    object_port: int = 0
-    is_head: bool = False
-    node_type: str = ""
-    #: The autoscaler instance this node was launched as.
-    instance_id: str = ""
-
-
-def default_object_store_memory(directory: Path) -> int:
-    """What a node's store may take: 30% of memory, at most 80% of what is free in the
-    shared memory that holds ``directory``."""
-    total = psutil.virtual_memory().total
-    try:
-        shm = os.statvfs(str(directory))
-        shm_free = shm.f_bavail * shm.f_frsize
-    except OSError:
-        shm_free = total
-    return int(min(total * 0.3, shm_free * 0.8))
 
 
 class _Lease:
@@ -181,14 +146,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         directory = store_dir(self.node_id, create=True)
         capacity = opts.object_store_memory or default_object_store_memory(directory)
         memory = opts.memory or int(psutil.virtual_memory().available * 0.7)
-        total: dict[str, float] = {"CPU": opts.num_cpus, "memory": memory, "object_store_memory": capacity}
-        if opts.num_gpus:
-            total["GPU"] = opts.num_gpus
-        total[f"node:{opts.node_ip}"] = 1
-        if opts.is_head:
-            total["node:__internal_head__"] = 1
-        total.update(opts.resources)
-        self.total = rs.to_fixed(total)
+        self.total = rs.to_fixed(node_resources(opts, capacity, memory))
         self.available = dict(self.total)
         self.store = ObjectStore(
             directory, self.session.spill, capacity, self.config.object_store_full_timeout_s

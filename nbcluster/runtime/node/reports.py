@@ -17,7 +17,7 @@ from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 
 if TYPE_CHECKING:
     from nbcluster.runtime.node.jobs import JobSupervisors
-    from nbcluster.runtime.node.manager import NodeOptions
+    from nbcluster.runtime.node.options import NodeOptions
     from nbcluster.runtime.node.worker_pool import WorkerPool
     from nbcluster.runtime.objects.store import ObjectStore
     from nbcluster.runtime.session import Session

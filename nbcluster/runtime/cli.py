@@ -8,6 +8,10 @@ start records what it started in ``processes.json`` in its session directory, an
 ``nbcluster up cluster.yaml`` starts a head with the autoscaler (Ray's cluster YAML;
 the ``local`` provider adds node managers on this machine); ``nbcluster down
 cluster.yaml`` stops that cluster and the nodes its autoscaler added.
+
+Starting, recording and stopping such clusters is ``detached.py``'s (the Jupyter
+server extension uses it too); the ``job`` commands are in ``cli_jobs.py``, the text
+of ``status`` and ``list`` in ``cli_view.py``.
 """
 
 from __future__ import annotations
@@ -19,30 +23,35 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from nbcluster._version import __version__
-from nbcluster.exceptions import InsecurePathError, NbclusterError
-from nbcluster.runtime import cli_view, discovery, envvars, tls
+from nbcluster.exceptions import NbclusterError
+from nbcluster.runtime import cli_view, discovery, envvars, state, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import ca_for, token_from_env, trust
-from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
-from nbcluster.runtime.options import validate_resources
-from nbcluster.runtime.private_dir import warn_skipped
-from nbcluster.runtime.procutil import terminate
-from nbcluster.runtime.session import (
-    LATEST,
-    Session,
-    remove_store,
-    sessions,
-    temp_root,
-    write_json,
+from nbcluster.runtime.cli_jobs import add_job_commands
+from nbcluster.runtime.detached import (
+    CliError,
+    record,
+    session_running,
+    start_head,
+    started_sessions,
+    stop_found,
+    stop_session,
+    wait_joined,
 )
+from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_worker_node
+from nbcluster.runtime.options import validate_resources
+from nbcluster.runtime.protocol import gcs_pb2
+from nbcluster.runtime.session import temp_root
+from nbcluster.runtime.transport import methods
+
+__all__ = ["CliError", "build_parser", "main", "session_running", "start_head", "stop_session"]
 
 DEFAULT_JOBS_PORT = 8265
 
@@ -55,16 +64,9 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-#: In a session directory: the processes ``nbcluster start`` started there.
-PROCESSES_FILE = "processes.json"
 DEFAULT_PORT = 6380
 
 
-class CliError(Exception):
-    """A problem with what the user asked for: printed, exit status 1."""
-
-
-# -- start ----------------------------------------------------------------------------
 def local_ip(towards: str | None = None) -> str:
     """The address other machines reach this one at: the source address of a route
     towards ``towards`` (the head), else of any route, else the first address of an
@@ -117,45 +119,6 @@ def _config(opts: argparse.Namespace) -> RuntimeConfig:
         raise CliError(f"--system-config: {exc}") from None
 
 
-def _record(handle: LocalCluster, role: str, address: str, cluster_name: str = "") -> None:
-    procs = []
-    for proc in handle.procs:
-        try:
-            procs.append({"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()})
-        except psutil.NoSuchProcess:
-            pass
-    info = {"role": role, "address": address, "node_id": handle.node_id.hex(), "procs": procs,
-            "cluster_name": cluster_name}
-    write_json(handle.session.dir / PROCESSES_FILE, info)  # stop_session, session_running read it
-
-
-def _wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:
-    """The node's entry once the GCS lists it alive; CliError if a process exits."""
-    from nbcluster.runtime.protocol import gcs_pb2
-    from nbcluster.runtime.state import NodeState
-    from nbcluster.runtime.transport import methods
-
-    deadline = time.monotonic() + timeout
-    while True:
-        dead = [p for p in handle.procs if p.poll() is not None]
-        if dead:
-            why = f"{handle.failure()} (logs: {handle.session.logs})"
-            handle.abandon()
-            raise CliError(f"the node did not start: {why}")
-        if time.monotonic() > deadline:
-            handle.abandon()
-            raise CliError(f"the node did not join within {timeout:g} s; see the logs in {handle.session.logs}")
-        if handle.session.address_file.exists():  # the head writes it once it serves
-            try:
-                reply = discovery.call_gcs(target, methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 5.0)
-            except NbclusterError:
-                reply = None
-            for node in reply.nodes if reply is not None else ():
-                if node.node_id == handle.node_id and node.state == gcs_pb2.NODE_STATE_ALIVE:
-                    return NodeState.from_info(node)
-        time.sleep(0.1)
-
-
 def _describe(node: Any) -> str:
     parts = [f"{k} {v:g}" for k, v in sorted(node.resources_total.items())
              if k not in ("memory", "object_store_memory") and not k.startswith("node:")]
@@ -163,12 +126,13 @@ def _describe(node: Any) -> str:
 
 
 def cmd_start(opts: argparse.Namespace) -> int:
+    """``nbcluster start``: a head (``--head``) or a worker node (``--address``)."""
     if opts.head == bool(opts.address):
         raise CliError("give either --head (start a new cluster) or --address HOST:PORT (join one)")
     if opts.address and opts.autoscaling_config:
         raise CliError("--autoscaling-config is for the head (--head); worker nodes join without one")
     config = _config(opts)
-    _started_sessions()  # frees what nodes killed here earlier left behind
+    started_sessions()  # frees what nodes killed here earlier left behind
     if opts.head:
         handle, node = _start_head(opts, config)
     else:
@@ -178,13 +142,21 @@ def cmd_start(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(path: str) -> Any:
+    """The validated autoscaling config in the YAML file at ``path``."""
+    # Lazy: yaml and the config's schema take ~15 ms to import; most commands need neither.
+    from nbcluster.runtime.autoscaler.config import load_config
+
+    return load_config(path)
+
+
 def _autoscaling(opts: argparse.Namespace) -> Any:
     """The validated autoscaling config, with the head's resources from its
     head_node_type unless given on the command line."""
-    from nbcluster.runtime.autoscaler.config import load_config
+    # Lazy: the providers' entry points take ~10 ms to read; only a head with a config needs them.
     from nbcluster.runtime.autoscaler.providers import provider_class
 
-    autoscaling = load_config(opts.autoscaling_config)
+    autoscaling = _load_config(opts.autoscaling_config)
     provider_class(autoscaling.provider)  # an unknown provider fails here, not in the head's log
     head = dict(autoscaling.head_resources() or {})
     if head:
@@ -281,58 +253,6 @@ Jobs API at {jobs if "://" in jobs else "http://" + jobs} (token required). Subm
     return handle, node
 
 
-def start_head(
-    *,
-    num_cpus: float,
-    autoscaling: Any = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    jobs_port: int | None = 0,
-    config: RuntimeConfig | None = None,
-    on_started: Callable[[LocalCluster], None] | None = None,
-    num_gpus: float = 0,
-    resources: dict[str, float] | None = None,
-    object_store_memory: int | None = None,
-    node_port: int = 0,
-    object_port: int = 0,
-    jobs_host: str | None = None,
-    tls_settings: tls.Settings | bool | None = None,
-) -> tuple[LocalCluster, dict[str, Any], Any]:
-    """Start a head that outlives this process, as ``nbcluster start --head`` does
-    (sessions of their own, no lifeline, recorded in ``processes.json`` so that
-    ``nbcluster stop`` and :func:`stop_session` stop it), quietly; ``autoscaling``: a
-    validated :class:`~nbcluster.runtime.autoscaler.config.AutoscalingConfig`. Returns
-    once the head serves and its node has joined: (handle, the session's
-    ``address.json``, the node's NodeState). CliError (with the reason from its logs)
-    when it does not start; an interrupt (Ctrl-C) while it starts stops it too.
-
-    The processes are recorded as soon as they run, before they serve, so that
-    :func:`stop_session` finds them even if this process dies while they start; the
-    record gets the address once they serve. ``on_started(handle)`` is called then too
-    (the session directory is known): what it raises stops them, and is raised."""
-    config = config or RuntimeConfig.load()
-    handle = start_local_cluster(
-        num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
-        config=config, embedded=False, head_port=port, host=host, node_port=node_port, object_port=object_port,
-        autoscaling=autoscaling, jobs_host=host if jobs_host is None else jobs_host, jobs_port=jobs_port,
-        tls_settings=tls_settings,
-    )
-    handle.forget()  # not this process's to stop at exit: processes.json names it
-    name = autoscaling.cluster_name if autoscaling is not None else ""
-    _record(handle, "head", "", name)
-    try:
-        if on_started is not None:
-            on_started(handle)
-        node = _wait_joined(handle, (handle.gcs_endpoint, handle.token), config.startup_timeout_s)
-    except BaseException:
-        handle.abandon()  # stopped already when it did not join
-        (handle.session.dir / PROCESSES_FILE).unlink(missing_ok=True)
-        raise
-    written = handle.session.read_address()
-    _record(handle, "head", written["gcs_address"], name)
-    return handle, written, node
-
-
 def _worker_token(opts: argparse.Namespace) -> str:
     if opts.token_file:
         return discovery.read_token_file(opts.token_file)
@@ -349,9 +269,6 @@ def _worker_token(opts: argparse.Namespace) -> str:
 
 
 def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalCluster, Any]:
-    from nbcluster.runtime.protocol import gcs_pb2
-    from nbcluster.runtime.transport import methods
-
     try:
         discovery.check_address(opts.address)
     except ValueError:
@@ -380,8 +297,8 @@ def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[Loca
         )
     except tls.TlsError as exc:
         raise CliError(str(exc)) from None
-    node = _wait_joined(handle, (opts.address, token), config.startup_timeout_s)
-    _record(handle, "worker", opts.address)
+    node = wait_joined(handle, (opts.address, token), config.startup_timeout_s)
+    record(handle, "worker", opts.address)
     print(f"""Joined the nbcluster cluster at {opts.address} as node {node.node_id}.
   address:     {node.address}
   resources:   {_describe(node)}
@@ -415,94 +332,17 @@ def _block(handle: LocalCluster) -> int:
     return status
 
 
-# -- stop -----------------------------------------------------------------------------
-def _recorded(session_dir: Path) -> tuple[dict, list[psutil.Process]]:
-    """What ``processes.json`` records, and those of its processes that still run;
-    InsecurePathError when the session or the file is not this user's alone."""
-    try:
-        info = json.loads(Session(session_dir).read_file(session_dir / PROCESSES_FILE))
-    except (OSError, ValueError):
-        return {}, []
-    procs = []
-    for entry in info.get("procs", []):
-        try:
-            proc = psutil.Process(entry["pid"])
-            if abs(proc.create_time() - entry["create_time"]) < 0.01:  # not a reused pid
-                procs.append(proc)
-        except (psutil.NoSuchProcess, KeyError, TypeError):
-            pass
-    return info, procs
-
-
-def _started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:
-    """Sessions of nodes `nbcluster start` started here, with their live processes;
-    those whose processes are all gone (killed) are tidied: their shared memory
-    freed, their record dropped."""
-    found = {}
-    for path in (session.dir for session in sessions()):
-        if not (path / PROCESSES_FILE).exists():
-            continue
-        try:
-            info, procs = _recorded(path)
-            if not procs:
-                _clean_stores(Session(path), info)
-        except InsecurePathError as exc:  # not ours to stop, nor to tidy
-            warn_skipped(exc)
-            continue
-        if procs:
-            found[path] = (info, procs)
-        else:
-            (path / PROCESSES_FILE).unlink(missing_ok=True)
-    return found
-
-
 def cmd_stop(opts: argparse.Namespace) -> int:
-    found = _started_sessions()
+    """``nbcluster stop``: stop what ``nbcluster start`` started on this machine."""
+    found = started_sessions()
     if not found:
         print(f"No nbcluster processes started by `nbcluster start` are running on this machine (in {temp_root()}).")
         return 0
     return _stop(found, opts.force, opts.grace_period)
 
 
-def session_running(session_dir: Path) -> bool:
-    """Whether a process `nbcluster start` (or :func:`start_head`) recorded in
-    ``session_dir`` still runs."""
-    return bool(_recorded(Path(session_dir))[1])
-
-
-def stop_session(session_dir: Path, grace_period: float = 10.0) -> int:
-    """Stop the processes recorded in ``session_dir`` and their children (nodes its
-    autoscaler added), free their shared memory and drop the record, as ``nbcluster
-    stop`` does for one session; returns how many recorded processes were running.
-    They are gone when it returns (SIGKILL after ``grace_period``)."""
-    path = Path(session_dir)
-    info, procs = _recorded(path)
-    _stop_found({path: (info, procs)}, False, grace_period)
-    return len(procs)
-
-
-def _stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> tuple[int, int]:
-    """Stop them quietly; (processes asked to stop, processes killed)."""
-    victims = [proc for _, procs in found.values() for proc in procs]
-    children = []
-    for proc in victims:
-        try:
-            children.extend(proc.children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-    killed = terminate(victims, 0.0 if force else grace_period)
-    killed += terminate(children, 1.0)  # workers that outlived their node manager
-    for path, (info, _) in found.items():
-        _clean_stores(Session(path), info)
-        (path / PROCESSES_FILE).unlink(missing_ok=True)
-        link = path.parent / LATEST
-        if link.is_symlink() and os.readlink(link) == path.name:
-            link.unlink(missing_ok=True)
-    return len(victims), killed
-
-
 def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, grace_period: float) -> int:
-    count, killed = _stop_found(found, force, grace_period)
+    count, killed = stop_found(found, force, grace_period)
     stopped = list(found)
     forced = f" ({killed} killed after {grace_period:g} s)" if killed and not force else ""
     print(f"Stopped {count} nbcluster process{'es' if count != 1 else ''}{forced} "
@@ -512,22 +352,14 @@ def _stop(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool, gra
     return 0
 
 
-def _clean_stores(session: Session, info: dict) -> None:
-    """Shared memory of nodes that could not clean up (killed, or a rejoin's new id)."""
-    node_ids = {info.get("node_id", "")} | session.node_ids()
-    for node_id in filter(None, node_ids):
-        remove_store(bytes.fromhex(node_id))
-
-
 # -- up and down ----------------------------------------------------------------------
 def _running_cluster(name: str) -> dict[Path, tuple[dict, list[psutil.Process]]]:
-    return {p: v for p, v in _started_sessions().items() if v[0].get("cluster_name") == name}
+    return {p: v for p, v in started_sessions().items() if v[0].get("cluster_name") == name}
 
 
 def cmd_up(opts: argparse.Namespace) -> int:
-    from nbcluster.runtime.autoscaler.config import load_config
-
-    name = load_config(opts.config).cluster_name
+    """``nbcluster up``: start the head of a cluster YAML, with its autoscaler."""
+    name = _load_config(opts.config).cluster_name
     running = _running_cluster(name)
     if running:
         path, (info, _) = next(iter(running.items()))
@@ -548,9 +380,8 @@ def cmd_up(opts: argparse.Namespace) -> int:
 
 
 def cmd_down(opts: argparse.Namespace) -> int:
-    from nbcluster.runtime.autoscaler.config import load_config
-
-    name = load_config(opts.config).cluster_name
+    """``nbcluster down``: stop the cluster of a cluster YAML."""
+    name = _load_config(opts.config).cluster_name
     running = _running_cluster(name)
     if not running:
         print(f"Cluster {name} is not running on this machine.")
@@ -569,8 +400,7 @@ def _cluster_address(address: str | None) -> str:
 
 
 def cmd_status(opts: argparse.Namespace) -> int:
-    from nbcluster.runtime import state
-
+    """``nbcluster status``: nodes, resources and pending demand."""
     address = _cluster_address(opts.address)
     target, token = opts.address or "auto", _token_file(opts)
     print(cli_view.status_text(address, state.list_nodes(address=target, token=token),
@@ -589,8 +419,7 @@ def _token_file(opts: argparse.Namespace) -> str | None:
 
 
 def cmd_list(opts: argparse.Namespace) -> int:
-    from nbcluster.runtime import state
-
+    """``nbcluster list``: nodes, actors, tasks or jobs, as a table or JSON."""
     address, token = opts.address or "auto", _token_file(opts)
     _cluster_address(opts.address)
     if opts.what == "nodes":
@@ -616,14 +445,9 @@ def cmd_list(opts: argparse.Namespace) -> int:
 _TOKEN_FILE_HELP = (f"a copy of the head's token file, for a cluster not started on this machine (or set {envvars.TOKEN}; "
                     "a TLS cluster's token file also carries its CA)")
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nbcluster",
-        description="nbcluster: a Python cluster runtime in the Ray model, built for Jupyter.",
-    )
-    parser.add_argument("--version", action="version", version=f"nbcluster {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+def _add_start_command(commands: Any) -> None:
+    """``nbcluster start``: its flags."""
     start = commands.add_parser("start", help="start a head node, or join this machine to a cluster",
                                 description="Start a head node (--head) or a worker node that joins the cluster "
                                             "at --address. The node runs in the background unless --block.")
@@ -662,6 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--tls-key-file", metavar="FILE", help="with --tls-cert-file: its private key (PEM)")
     start.set_defaults(func=cmd_start)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``nbcluster`` command and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="nbcluster",
+        description="nbcluster: a Python cluster runtime in the Ray model, built for Jupyter.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbcluster {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_start_command(commands)
     up = commands.add_parser("up", help="start a cluster from a cluster YAML: the head here, with the autoscaler",
                              description="Start the head on this machine with the autoscaler of CONFIG "
                                          "(Ray's cluster YAML). Does nothing if that cluster is already up.")
@@ -696,13 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
     lister.set_defaults(func=cmd_list)
 
-    from nbcluster.runtime.cli_jobs import add_job_commands
-
     add_job_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``nbcluster`` command with ``argv``; its exit status."""
     parser = build_parser()
     opts = parser.parse_args(argv)
     if opts.command is None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from nbcluster.runtime.cli_view import table
+from nbcluster.runtime.discovery import read_token_file
 
 ENTRYPOINT_WIDTH = 50
 #: While ``job stop`` waits: say the job still runs this often (seconds).
@@ -23,9 +24,9 @@ STOP_REPORT_S = 5.0
 
 # -- helpers ----------------------------------------------------------------------------
 def _client(opts: argparse.Namespace) -> Any:
+    # Lazy (here and below): the job client's http/urllib modules take ~10 ms to import,
+    # which only the `job` commands need.
     from nbcluster.job_submission import JobSubmissionClient
-
-    from nbcluster.runtime.discovery import read_token_file
 
     token = read_token_file(opts.token_file) if opts.token_file else None
     return JobSubmissionClient(opts.address, token)
@@ -99,6 +100,7 @@ def _interrupted(job_id: str, opts: argparse.Namespace) -> int:
 
 # -- the subcommands --------------------------------------------------------------------
 def cmd_submit(opts: argparse.Namespace) -> int:
+    """``nbcluster job submit``: submit an entrypoint (and follow its logs unless --no-wait)."""
     words = list(opts.entrypoint)
     if words and words[0] == "--":
         words = words[1:]
@@ -143,6 +145,7 @@ def cmd_submit(opts: argparse.Namespace) -> int:
 
 
 def cmd_status(opts: argparse.Namespace) -> int:
+    """``nbcluster job status``: a job's status and message."""
     info = _client(opts).get_job_info(opts.job_id)
     print(f"Status for job '{opts.job_id}': {info.status}")
     if info.message:
@@ -155,6 +158,7 @@ def cmd_status(opts: argparse.Namespace) -> int:
 
 
 def cmd_logs(opts: argparse.Namespace) -> int:
+    """``nbcluster job logs``: a job's log (``--follow``: until it ends)."""
     client = _client(opts)
     if not opts.follow:
         _print_chunk(client.get_job_logs(opts.job_id))
@@ -167,6 +171,7 @@ def cmd_logs(opts: argparse.Namespace) -> int:
 
 
 def cmd_stop(opts: argparse.Namespace) -> int:
+    """``nbcluster job stop``: stop a job (and wait for it to end unless --no-wait)."""
     client = _client(opts)
     print(f"Attempting to stop job '{opts.job_id}'")
     if not client.stop_job(opts.job_id):
@@ -186,12 +191,14 @@ def cmd_stop(opts: argparse.Namespace) -> int:
 
 
 def cmd_delete(opts: argparse.Namespace) -> int:
+    """``nbcluster job delete``: delete a finished job."""
     _client(opts).delete_job(opts.job_id)
     print(f"Job '{opts.job_id}' deleted successfully")
     return 0
 
 
 def cmd_list(opts: argparse.Namespace) -> int:
+    """``nbcluster job list``: every job, as a table or JSON."""
     jobs = _client(opts).list_jobs()
     if opts.format == "json":
         print(json.dumps([job.to_json() for job in jobs], indent=1))

@@ -17,6 +17,7 @@ _SYSTEM_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 def human_bytes(n: float) -> str:
+    """``n`` bytes as B, KiB, MiB, GiB or TiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -64,6 +65,7 @@ def _duration(start: float, end: float) -> str:
 
 
 def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of ``nbcluster list nodes``."""
     headers = ["NODE_ID", "STATE", "ADDRESS", "CPU", "GPU", "OTHER RESOURCES", "MEMORY", "OBJECT STORE", "WORKERS"]
     rows = []
     for n in sorted(nodes, key=lambda n: (n.state != "ALIVE", not n.is_head, n.start_time)):
@@ -84,6 +86,7 @@ def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
 
 
 def actor_rows(actors: Sequence[ActorState]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of ``nbcluster list actors``."""
     headers = ["ACTOR_ID", "CLASS", "STATE", "NAME", "NODE", "PID", "RESTARTS", "DEATH CAUSE"]
     rows = [
         [a.actor_id, a.class_name, a.state, a.name or "-", a.node_id[:12] or "-", a.pid or "-",
@@ -94,6 +97,7 @@ def actor_rows(actors: Sequence[ActorState]) -> tuple[list[str], list[list[Any]]
 
 
 def task_rows(tasks: Sequence[TaskState]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of ``nbcluster list tasks``."""
     headers = ["TASK_ID", "NAME", "STATE", "NODE", "ATTEMPT", "DURATION", "ERROR"]
     rows = [
         [t.task_id, _clip(t.name, 40), t.state, t.node_id[:12] or "-", t.attempt,
@@ -104,6 +108,7 @@ def task_rows(tasks: Sequence[TaskState]) -> tuple[list[str], list[list[Any]]]:
 
 
 def job_rows(jobs: Sequence[JobState]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of ``nbcluster list jobs``."""
     headers = ["JOB_ID", "SUBMISSION_ID", "TYPE", "STATUS", "DRIVER_PID", "STARTED", "ENTRYPOINT"]
     rows = [[j.job_id, j.submission_id or "-", j.type, j.status, j.driver_pid or "-", _clock(j.start_time),
              _clip(j.entrypoint, 60)] for j in jobs]

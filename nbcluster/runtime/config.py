@@ -17,6 +17,9 @@ from nbcluster.runtime import envvars
 
 @dataclass(frozen=True)
 class RuntimeConfig:
+    """The runtime's settings (sizes, timeouts, periods); every process of a cluster
+    uses the head's (passed in the environment)."""
+
     #: Objects (and task arguments) whose serialized size is at most this travel
     #: inline in messages; larger ones go to the node's shared-memory store.
     inline_threshold: int = 100 * 1024
@@ -64,10 +67,13 @@ class RuntimeConfig:
         return json.dumps(dataclasses.asdict(self))
 
     def replace(self, **changes: Any) -> "RuntimeConfig":
+        """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> "RuntimeConfig":
+        """The settings from the environment (the head's), with ``overrides`` on top;
+        ValueError or TypeError for unknown names or wrong values."""
         values: dict[str, Any] = {}
         raw = os.environ.get(envvars.CONFIG)
         if raw:

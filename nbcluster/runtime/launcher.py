@@ -8,11 +8,12 @@ the node manager dials the GCS's framed endpoint, known before the GCS is up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ def live_clusters() -> list["LocalCluster"]:
 
 @dataclass(eq=False)
 class LocalCluster:
+    """The processes of a node (and a head) started on this machine, and how to stop them."""
+
     session: Session
     token: str
     node_id: bytes
@@ -67,6 +70,7 @@ class LocalCluster:
             remove_session(self.session)
 
     def alive(self) -> bool:
+        """Whether all its processes still run."""
         return all(p.poll() is None for p in self.procs)
 
     def failure(self, default: str = "it exited without saying why") -> str:
@@ -147,6 +151,50 @@ def _keep_session() -> bool:
     return os.environ.get(envvars.KEEP_SESSION, "") not in ("", "0")
 
 
+@contextlib.contextmanager
+def _spawning(
+    session: Session, procs: list[subprocess.Popen], lifeline: tuple[int | None, int | None]
+) -> Iterator[None]:
+    """Around starting a cluster's processes: if it fails, end those in ``procs``,
+    close the lifeline and remove the session; in any case close this process's copy
+    of the lifeline's read end (the children hold theirs)."""
+    lifeline_r, lifeline_w = lifeline
+    try:
+        yield
+    except BaseException:
+        terminate(procs, 1.0)
+        if lifeline_w is not None:
+            os.close(lifeline_w)
+        remove_session(session)
+        raise
+    finally:
+        if lifeline_r is not None:
+            os.close(lifeline_r)
+
+
+def _autoscaling_args(session: Session, autoscaling: "AutoscalingConfig | None") -> list[str]:
+    """The head's arguments for ``autoscaling`` (written to the session as JSON)."""
+    if autoscaling is None:
+        return []
+    path = session.dir / "autoscaling.json"
+    write_private(path, autoscaling.to_json())
+    return ["--autoscaling-config", str(path)]
+
+
+def _head_tls(
+    tls_settings: tls.Settings | bool | None, host: str, head_port: int, jobs_host: str, jobs_port: int | None
+) -> tuple[bytes, tls.Identity | None, bytes]:
+    """The head's (CA, identity, CA key) for ``tls_settings`` (see start_local_cluster),
+    all empty without TLS."""
+    if tls_settings is None:
+        tls_settings = not (tls.is_loopback(host) and (jobs_port is None or tls.is_loopback(jobs_host)))
+    if tls_settings is True:
+        tls_settings = tls.Settings()
+    if not tls_settings:
+        return b"", None, b""
+    return tls_settings.head(f"{host}:{head_port}", tls.node_hosts(host, jobs_host))
+
+
 def start_local_cluster(
     *,
     num_cpus: float,
@@ -172,13 +220,8 @@ def start_local_cluster(
     True or settings (the user's files) turn it on, False off; None (the default) turns
     it on when the head or its jobs API listens on an address other than loopback."""
     config = config or RuntimeConfig.load()
-    if tls_settings is None:
-        tls_settings = not (tls.is_loopback(host) and (jobs_port is None or tls.is_loopback(jobs_host)))
-    if tls_settings is True:
-        tls_settings = tls.Settings()
-    ca_pem, identity, ca_key = b"", None, b""
-    if tls_settings:  # before the session: a bad file leaves nothing behind
-        ca_pem, identity, ca_key = tls_settings.head(f"{host}:{head_port}", tls.node_hosts(host, jobs_host))
+    # Before the session: a bad file leaves nothing behind.
+    ca_pem, identity, ca_key = _head_tls(tls_settings, host, head_port, jobs_host, jobs_port)
     session, token = new_session(ca_pem=ca_pem)
     if identity is not None:
         session.write_identity(identity, ca_key)
@@ -192,18 +235,14 @@ def start_local_cluster(
                  "--jobs-host", jobs_host, "--jobs-port", str(-1 if jobs_port is None else jobs_port)]
     if embedded and not _keep_session():
         head_args.append("--remove-session-on-exit")
-    node_type = ""
-    if autoscaling is not None:
-        path = session.dir / "autoscaling.json"
-        write_private(path, autoscaling.to_json())
-        head_args += ["--autoscaling-config", str(path)]
-        node_type = autoscaling.head_node_type or ""
+    head_args += _autoscaling_args(session, autoscaling)
+    node_type = (autoscaling.head_node_type or "") if autoscaling is not None else ""
     spec = NodeSpec(
         num_cpus, num_gpus, resources or {}, object_store_memory, host, node_port, object_port, node_type=node_type
     )
     head_node_args = [*node_args(session, node_id, gcs_endpoint, spec, head=True), *life]
-    procs = []
-    try:
+    procs: list[subprocess.Popen] = []
+    with _spawning(session, procs, (lifeline_r, lifeline_w)):
         procs.append(
             spawn_python(
                 "nbcluster.runtime.gcs", head_args, log_dir=session.logs, log_name="gcs", env=env, pass_fds=fds,
@@ -221,15 +260,6 @@ def start_local_cluster(
                 credential=token,
             )
         )
-    except BaseException:
-        terminate(procs, 1.0)
-        if lifeline_w is not None:
-            os.close(lifeline_w)
-        remove_session(session)
-        raise
-    finally:
-        if lifeline_r is not None:
-            os.close(lifeline_r)
     if lifeline_w is not None:
         os.set_inheritable(lifeline_w, False)
     return LocalCluster(
@@ -278,7 +308,7 @@ def start_worker_node(
         args += ["--lifeline-fd", str(lifeline_r)]
     if embedded and not _keep_session():
         args.append("--remove-session-on-exit")
-    try:
+    with _spawning(session, [], (lifeline_r, lifeline_w)):
         proc = spawn(
             [*command_prefix, sys.executable, "-m", "nbcluster.runtime.node", *args],
             log_dir=session.logs,
@@ -287,14 +317,6 @@ def start_worker_node(
             pass_fds=(lifeline_r,) if lifeline_r is not None else (),
             credential=token,
         )
-    except BaseException:
-        if lifeline_w is not None:
-            os.close(lifeline_w)
-        remove_session(session)
-        raise
-    finally:
-        if lifeline_r is not None:
-            os.close(lifeline_r)
     node_endpoint = session.endpoint(f"node-{node_id.hex()[:12]}")
     session.write_address(
         {

@@ -88,30 +88,38 @@ def remove_store(node_id: bytes) -> None:
 
 @dataclass(frozen=True)
 class Session:
+    """A session directory: logs, spill, token, address and the GCS database."""
+
     dir: Path
 
     @property
     def name(self) -> str:
+        """The directory's name."""
         return self.dir.name
 
     @property
     def logs(self) -> Path:
+        """The processes' log directory."""
         return self.dir / "logs"
 
     @property
     def spill(self) -> Path:
+        """Where objects are spilled."""
         return self.dir / "spill"
 
     @property
     def token_file(self) -> Path:
+        """The cluster token's file."""
         return self.dir / "token"
 
     @property
     def address_file(self) -> Path:
+        """``address.json``: where the head serves."""
         return self.dir / "address.json"
 
     @property
     def gcs_db(self) -> Path:
+        """The GCS's SQLite database."""
         return self.dir / "gcs.db"
 
     def endpoint(self, role: str) -> str:
@@ -170,9 +178,11 @@ class Session:
             return b""
 
     def read_address(self) -> dict:
+        """The contents of ``address.json``."""
         return json.loads(self.read_file(self.address_file))
 
     def write_address(self, info: dict) -> None:
+        """Write ``address.json``."""
         write_json(self.address_file, info)
 
     @property

@@ -96,6 +96,7 @@ class AutoscalingConfig:
 
     @property
     def idle_timeout_s(self) -> float:
+        """``idle_timeout_minutes`` in seconds."""
         return self.idle_timeout_minutes * 60.0
 
     @property

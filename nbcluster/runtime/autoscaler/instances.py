@@ -22,6 +22,8 @@ from nbcluster.runtime.states import StateMachine
 
 
 class InstanceState(enum.Enum):
+    """Where an instance is in its life (the table in the module docstring)."""
+
     REQUESTED = "requested"
     LAUNCHING = "launching"
     RUNNING = "running"
@@ -64,9 +66,11 @@ class Instance:
 
     @property
     def state(self) -> InstanceState:
+        """The instance's state."""
         return self.machine.state
 
     def to(self, state: InstanceState, reason: str = "") -> None:
+        """Move to ``state`` (as its state table allows), noting ``reason``."""
         self.machine.transition(state)
         if reason:
             self.reason = reason

@@ -39,6 +39,7 @@ _QUIET = ("memory", "object_store_memory")
 
 
 def shape_of(amounts: Mapping[str, float]) -> Shape:
+    """A resource amount as a hashable, sorted shape (zeros and ``node:`` entries left out)."""
     return tuple(sorted((k, float(v)) for k, v in amounts.items() if v and not k.startswith("node:")))
 
 
@@ -84,6 +85,8 @@ class InstanceView:
 
 @dataclass(frozen=True)
 class PolicyInput:
+    """Everything the policy looks at: config, nodes, instances, demand, requests, backoffs."""
+
     config: AutoscalingConfig
     nodes: Sequence[NodeView]
     instances: Sequence[InstanceView]
@@ -96,6 +99,8 @@ class PolicyInput:
 
 @dataclass(frozen=True)
 class Launch:
+    """Launch ``count`` nodes of ``node_type``; ``message`` says why."""
+
     node_type: str
     count: int
     message: str
@@ -103,6 +108,8 @@ class Launch:
 
 @dataclass(frozen=True)
 class Removal:
+    """Remove an idle node; ``message`` says which and why."""
+
     node_id: bytes
     instance_id: str
     node_type: str
@@ -130,6 +137,8 @@ class Unmet:
 
 @dataclass(frozen=True)
 class Plan:
+    """What one step does: launches, removals, and the demand still unmet."""
+
     launches: tuple[Launch, ...] = ()
     removals: tuple[Removal, ...] = ()
     unmet: tuple[Unmet, ...] = ()
@@ -212,120 +221,158 @@ def _why_infeasible(config: AutoscalingConfig, nodes: Sequence[NodeView], demand
 
 # -- the plan ---------------------------------------------------------------------
 def plan(inp: PolicyInput) -> Plan:
-    config = inp.config
-    types = config.worker_types
-    counted = Counter(i.node_type for i in inp.instances)
-    workers = len(inp.instances)
-    pending = sum(1 for i in inp.instances if i.pending)
-    alive = len(inp.nodes)
-    room_pending = max(1, math.floor(config.upscaling_speed * max(alive, 1))) - pending
-    launches: Counter[str] = Counter()
-    reasons: dict[str, list[Demand]] = {}
-    min_launch: Counter[str] = Counter()
+    """What to do now for ``inp``: the nodes to launch (min_workers first, then
+    ``request_resources``, then queued tasks and actors), the idle nodes to remove, and
+    why each demand is still unmet. Pure: the same input gives the same plan."""
+    return _Planner(inp).run()
 
-    def headroom(name: str) -> tuple[str, str] | None:
+
+_ON_THE_WAY = "waiting for nodes being launched"
+#: How unmet demand is listed: the worst first.
+_STATUS_ORDER = {INFEASIBLE: 0, CAPPED: 1, WAITING_FOR_LAUNCH: 2, WAITING: 3}
+
+
+class _Planner:
+    """One ``plan`` step's working state: the launches chosen so far and why, and the
+    demand left waiting (with its status and reason)."""
+
+    def __init__(self, inp: PolicyInput) -> None:
+        self.inp = inp
+        self.config = inp.config
+        self.types = inp.config.worker_types
+        self.counted = Counter(i.node_type for i in inp.instances)
+        self.workers = len(inp.instances)
+        pending = sum(1 for i in inp.instances if i.pending)
+        self.room_pending = max(1, math.floor(self.config.upscaling_speed * max(len(inp.nodes), 1))) - pending
+        self.launches: Counter[str] = Counter()
+        self.reasons: dict[str, list[Demand]] = {}
+        self.min_launch: Counter[str] = Counter()
+        self.waiting: Counter[tuple[Demand, str, str]] = Counter()  # (demand, status, reason)
+
+    def run(self) -> Plan:
+        self._min_workers()
+        # Bins: nodes on their way (and the min_workers ones) at their full size.
+        types = self.types
+        pending_bins = [
+            _Bin(_offer(types[i.node_type]), i.node_type) for i in self.inp.instances if i.pending and i.node_type in types
+        ]
+        pending_bins += [_Bin(_offer(types[name]), name) for name, n in self.min_launch.items() for _ in range(n)]
+        queued, requested = self._feasible()
+        pending_bins += self._place_requests(requested, pending_bins)
+        self._place_queued(queued, pending_bins)
+        return Plan(self._launch_list(), _removals(self.inp), self._unmet())
+
+    def _headroom(self, name: str) -> tuple[str, str] | None:
         """None when one more node of ``name`` may be launched now; else (status, why not)."""
-        if counted[name] + launches[name] >= types[name].max_workers:
+        types, launches = self.types, self.launches
+        if self.counted[name] + launches[name] >= types[name].max_workers:
             return CAPPED, f"{name} is at max_workers={types[name].max_workers}"
-        if workers + sum(launches.values()) >= config.max_workers:
-            return CAPPED, f"the cluster is at max_workers={config.max_workers}"
-        if name in inp.backing_off:
-            return WAITING_FOR_LAUNCH, inp.backing_off[name]
+        if self.workers + sum(launches.values()) >= self.config.max_workers:
+            return CAPPED, f"the cluster is at max_workers={self.config.max_workers}"
+        if name in self.inp.backing_off:
+            return WAITING_FOR_LAUNCH, self.inp.backing_off[name]
         return None
 
-    # 1. min_workers (not limited by upscaling_speed: these are the floor).
-    for name, node_type in sorted(types.items()):
-        while counted[name] + launches[name] < node_type.min_workers and headroom(name) is None:
-            launches[name] += 1
-            min_launch[name] += 1
+    def _min_workers(self) -> None:
+        """1. min_workers (not limited by upscaling_speed: these are the floor)."""
+        for name, node_type in sorted(self.types.items()):
+            while self.counted[name] + self.launches[name] < node_type.min_workers and self._headroom(name) is None:
+                self.launches[name] += 1
+                self.min_launch[name] += 1
 
-    # 2. Bins: nodes on their way (and the min_workers ones) at their full size.
-    pending_bins = [_Bin(_offer(types[i.node_type]), i.node_type) for i in inp.instances if i.pending and i.node_type in types]
-    pending_bins += [_Bin(_offer(types[name]), name) for name, n in min_launch.items() for _ in range(n)]
-    waiting: Counter[tuple[Demand, str, str]] = Counter()  # (demand, status, reason)
-    on_the_way = "waiting for nodes being launched"
+    def _feasible(self) -> tuple[list[Demand], list[Demand]]:
+        """The demand some node type or node could hold, as (queued, requested); the
+        rest waits as INFEASIBLE with why."""
+        feasible: list[Demand] = []
+        for demand in list(self.inp.demand) + [Demand(s, "request") for s in self.inp.requested]:
+            why = _why_infeasible(self.config, self.inp.nodes, demand)
+            if why is None:
+                feasible.append(demand)
+            else:
+                self.waiting[(demand, INFEASIBLE, f"Cannot schedule {describe(demand.shape)}: {why}")] += 1
+        return [d for d in feasible if d.kind != "request"], [d for d in feasible if d.kind == "request"]
 
-    feasible: list[Demand] = []
-    for demand in list(inp.demand) + [Demand(s, "request") for s in inp.requested]:
-        why = _why_infeasible(config, inp.nodes, demand)
-        if why is None:
-            feasible.append(demand)
-        else:
-            waiting[(demand, INFEASIBLE, f"Cannot schedule {describe(demand.shape)}: {why}")] += 1
-    queued = [d for d in feasible if d.kind != "request"]
-    requested = [d for d in feasible if d.kind == "request"]
+    def _place_requests(self, requested: list[Demand], pending_bins: list[_Bin]) -> list[_Bin]:
+        """3. request_resources: against the total resources of every node (busy or
+        not) and of nodes on their way; what is left opens nodes, not held back by
+        upscaling_speed (as Ray). Returns those nodes, full size (they are on their way)."""
+        request_new: list[_Bin] = []
+        totals = [_Bin(n.total, n.node_type) for n in self.inp.nodes if not n.draining]
+        for demand in _pack(requested, totals + [_Bin(_free(b), b.node_type) for b in pending_bins]):
+            self._launch_for(demand, request_new, limited=False)
+        return [_Bin(_offer(self.types[b.node_type]), b.node_type) for b in request_new]
 
-    def launch_for(demand: Demand, new_bins: list[_Bin], limited: bool) -> None:
+    def _place_queued(self, queued: list[Demand], pending_bins: list[_Bin]) -> None:
+        """4. Queued tasks and actors: free resources of alive nodes, then nodes on
+        their way, then new nodes."""
+        live_bins = [_Bin(n.available, n.node_type) for n in self.inp.nodes if not n.draining]
+        not_free = _pack(queued, live_bins)
+        for demand, n in (Counter(queued) - Counter(not_free)).items():
+            self.waiting[(demand, WAITING, "fits free resources of a node; about to be placed")] += n
+        left = _pack(not_free, pending_bins)
+        for demand, n in (Counter(not_free) - Counter(left)).items():
+            self.waiting[(demand, WAITING_FOR_LAUNCH, _ON_THE_WAY)] += n
+        queued_new: list[_Bin] = []
+        for demand in sorted(left, key=_size, reverse=True):
+            self._launch_for(demand, queued_new, limited=True)
+
+    def _launch_for(self, demand: Demand, new_bins: list[_Bin], limited: bool) -> None:
         """Put ``demand`` on a node opened this step, opening one if allowed."""
         need = rs.to_fixed(dict(demand.shape))
         placed = next((b for b in new_bins if b.take(need)), None)
         if placed is not None:
-            reasons[placed.node_type].append(demand)
-            waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += 1
+            self.reasons[placed.node_type].append(demand)
+            self.waiting[(demand, WAITING_FOR_LAUNCH, _ON_THE_WAY)] += 1
             return
-        candidates = sorted((t for t in types.values() if _type_fits(t, demand)), key=_type_size)
-        blocked = None if candidates else (WAITING, "only existing nodes can hold it; waiting for one to free up")
-        chosen = None
-        for node_type in candidates:
-            why = headroom(node_type.name)
-            if why is None:
-                chosen = node_type
-                break
-            blocked = blocked or why
-        if chosen is not None and limited and sum(1 for b in new_bins if b.limited) >= room_pending:
+        chosen, blocked = self._choose_type(demand)
+        if chosen is not None and limited and sum(1 for b in new_bins if b.limited) >= self.room_pending:
             chosen, blocked = None, (WAITING_FOR_LAUNCH, "more nodes follow as those on their way register "
                                                          "(upscaling_speed)")
         if chosen is None:
             assert blocked is not None
-            status, why_not = blocked
-            waiting[(demand, status, f"Not adding nodes: {why_not}" if status == CAPPED else why_not)] += 1
-            if status == CAPPED:
-                # The sentence of a launch names all the demand it was for, also what a cap left out.
-                opened = [t for t in launches if launches[t] and _type_fits(types[t], demand)]
-                if opened:
-                    reasons.setdefault(opened[0], []).append(demand)
+            self._blocked(demand, *blocked)
             return
-        launches[chosen.name] += 1
+        self.launches[chosen.name] += 1
         bin_ = _Bin(_offer(chosen), chosen.name)
         bin_.limited = limited
         bin_.take(need)
         new_bins.append(bin_)
-        reasons.setdefault(chosen.name, []).append(demand)
-        waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += 1
+        self.reasons.setdefault(chosen.name, []).append(demand)
+        self.waiting[(demand, WAITING_FOR_LAUNCH, _ON_THE_WAY)] += 1
 
-    # 3. request_resources: against the total resources of every node (busy or not)
-    # and of nodes on their way; what is left opens nodes, not held back by
-    # upscaling_speed (as Ray). Those nodes then count as on their way, full size.
-    request_new: list[_Bin] = []
-    totals = [_Bin(n.total, n.node_type) for n in inp.nodes if not n.draining]
-    for demand in _pack(requested, totals + [_Bin(_free(b), b.node_type) for b in pending_bins]):
-        launch_for(demand, request_new, limited=False)
-    pending_bins += [_Bin(_offer(types[b.node_type]), b.node_type) for b in request_new]
+    def _choose_type(self, demand: Demand) -> tuple[NodeTypeConfig | None, tuple[str, str] | None]:
+        """The smallest type that holds ``demand`` and may be launched now; else None
+        and (status, why not)."""
+        candidates = sorted((t for t in self.types.values() if _type_fits(t, demand)), key=_type_size)
+        blocked = None if candidates else (WAITING, "only existing nodes can hold it; waiting for one to free up")
+        for node_type in candidates:
+            why = self._headroom(node_type.name)
+            if why is None:
+                return node_type, None
+            blocked = blocked or why
+        return None, blocked
 
-    # 4. Queued tasks and actors: free resources of alive nodes, then nodes on their
-    # way, then new nodes.
-    live_bins = [_Bin(n.available, n.node_type) for n in inp.nodes if not n.draining]
-    not_free = _pack(queued, live_bins)
-    for demand, n in (Counter(queued) - Counter(not_free)).items():
-        waiting[(demand, WAITING, "fits free resources of a node; about to be placed")] += n
-    left = _pack(not_free, pending_bins)
-    for demand, n in (Counter(not_free) - Counter(left)).items():
-        waiting[(demand, WAITING_FOR_LAUNCH, on_the_way)] += n
-    queued_new: list[_Bin] = []
-    for demand in sorted(left, key=_size, reverse=True):
-        launch_for(demand, queued_new, limited=True)
+    def _blocked(self, demand: Demand, status: str, why_not: str) -> None:
+        self.waiting[(demand, status, f"Not adding nodes: {why_not}" if status == CAPPED else why_not)] += 1
+        if status == CAPPED:
+            # The sentence of a launch names all the demand it was for, also what a cap left out.
+            opened = [t for t in self.launches if self.launches[t] and _type_fits(self.types[t], demand)]
+            if opened:
+                self.reasons.setdefault(opened[0], []).append(demand)
 
-    unmet: list[Unmet] = []
-    order = {INFEASIBLE: 0, CAPPED: 1, WAITING_FOR_LAUNCH: 2, WAITING: 3}
-    for (demand, status, reason), count in sorted(waiting.items(), key=lambda kv: (order[kv[0][1]], kv[0][0].shape)):
-        unmet.append(Unmet(demand, count, status, reason))
+    def _unmet(self) -> tuple[Unmet, ...]:
+        ordered = sorted(self.waiting.items(), key=lambda kv: (_STATUS_ORDER[kv[0][1]], kv[0][0].shape))
+        return tuple(Unmet(demand, count, status, reason) for (demand, status, reason), count in ordered)
 
-    launch_list = tuple(
-        Launch(name, count, _launch_sentence(name, count, min_launch[name], reasons.get(name, []), types[name]))
-        for name, count in sorted(launches.items())
-        if count
-    )
-    return Plan(launch_list, _removals(inp), tuple(unmet))
+    def _launch_list(self) -> tuple[Launch, ...]:
+        return tuple(
+            Launch(
+                name, count,
+                _launch_sentence(name, count, self.min_launch[name], self.reasons.get(name, []), self.types[name]),
+            )
+            for name, count in sorted(self.launches.items())
+            if count
+        )
 
 
 def _launch_sentence(name: str, count: int, for_min: int, demands: list[Demand], node_type: NodeTypeConfig) -> str:

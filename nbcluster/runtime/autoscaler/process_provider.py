@@ -19,8 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbcluster.runtime.autoscaler.providers import LaunchError, LaunchRequest, NodeProvider, ProviderNode
+from nbcluster.runtime.autoscaler.providers import (
+    LaunchError,
+    LaunchFailed,
+    LaunchRequest,
+    NodeProvider,
+    ProviderNode,
+)
 from nbcluster.runtime.procutil import terminate
+
+__all__ = ["LaunchFailed", "ProcessNode", "ProcessNodeProvider", "TERMINATE_GRACE_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +36,10 @@ logger = logging.getLogger(__name__)
 TERMINATE_GRACE_S = 10.0
 
 
-class LaunchFailed(Exception):
-    """``start_node`` cannot start this node; the message says why."""
-
-
 @dataclass(eq=False)
 class ProcessNode:
+    """One node process a provider started, and what it needs to end it."""
+
     request: LaunchRequest
     proc: subprocess.Popen
     #: The write end of the node's lifeline (None: it has none, or it was closed).
@@ -48,6 +54,9 @@ class ProcessNode:
 
 
 class ProcessNodeProvider(NodeProvider):
+    """A provider whose nodes are processes the head starts; subclasses give
+    :meth:`start_node` (see the module docstring)."""
+
     #: ``node_config`` keys the provider understands; others are a launch error.
     NODE_CONFIG_KEYS = frozenset({"object_store_memory"})
 
@@ -65,6 +74,7 @@ class ProcessNodeProvider(NodeProvider):
         raise NotImplementedError
 
     def launch(self, request: LaunchRequest) -> None:
+        """Start the node in the background; idempotent by request id."""
         with self._lock:
             if request.request_id in self._seen or self._closed:
                 return
@@ -89,6 +99,7 @@ class ProcessNodeProvider(NodeProvider):
                         node.where, node.proc.pid)
 
     def terminate(self, instance_id: str) -> None:
+        """Close the node's lifeline and SIGTERM it (SIGKILL after a grace period)."""
         with self._lock:
             node = self.nodes.get(instance_id)
             if node is None or node.terminated_at is not None:
@@ -98,16 +109,19 @@ class ProcessNodeProvider(NodeProvider):
             logger.info("terminating instance=%s pid=%d", instance_id, node.proc.pid)
 
     def non_terminated(self) -> list[ProviderNode]:
+        """The nodes started and not terminated whose process still runs."""
         with self._lock:
             return [ProviderNode(i, n.request.node_type) for i, n in self._reap().items()]
 
     def poll_errors(self) -> list[LaunchError]:
+        """Launch failures and nodes that exited by themselves, each once."""
         with self._lock:
             self._reap()  # notice processes that ended by themselves
             errors, self._errors = self._errors, []
             return errors
 
     def close(self) -> None:
+        """End every node (SIGKILL after the grace period) and launch no more."""
         with self._lock:
             self._closed = True
             nodes = list(self.nodes.values())

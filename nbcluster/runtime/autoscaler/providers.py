@@ -31,6 +31,8 @@ from typing import Any
 
 from nbcluster.exceptions import AutoscalerConfigError
 from nbcluster.runtime.autoscaler.config import ProviderConfig
+from nbcluster.runtime.launcher import NodeSpec, node_args
+from nbcluster.runtime.session import Session
 
 ENTRY_POINT_GROUP = "nbcluster.node_providers"
 
@@ -50,8 +52,14 @@ class ClusterContext:
     node_ip: str = "127.0.0.1"
 
 
+class LaunchFailed(Exception):
+    """A provider cannot start this node; the message says why."""
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
+    """What the autoscaler asks a provider to launch: one node of ``node_type``."""
+
     #: The idempotency key; also the instance id of the node launched.
     request_id: str
     node_type: str
@@ -61,12 +69,16 @@ class LaunchRequest:
 
 @dataclass(frozen=True)
 class ProviderNode:
+    """An instance a provider launched and has not seen end."""
+
     instance_id: str
     node_type: str
 
 
 @dataclass(frozen=True)
 class LaunchError:
+    """A failed launch (or a node that ended by itself), reported once by ``poll_errors``."""
+
     request_id: str
     node_type: str
     message: str
@@ -80,16 +92,20 @@ class NodeProvider(abc.ABC):
         self.cluster = cluster
 
     @abc.abstractmethod
-    def launch(self, request: LaunchRequest) -> None: ...
+    def launch(self, request: LaunchRequest) -> None:
+        """Start launching the node ``request`` asks for; idempotent by its request id."""
 
     @abc.abstractmethod
-    def terminate(self, instance_id: str) -> None: ...
+    def terminate(self, instance_id: str) -> None:
+        """End the instance; idempotent, an unknown instance is not an error."""
 
     @abc.abstractmethod
-    def non_terminated(self) -> list[ProviderNode]: ...
+    def non_terminated(self) -> list[ProviderNode]:
+        """The instances that exist (launched, not yet ended)."""
 
     @abc.abstractmethod
-    def poll_errors(self) -> list[LaunchError]: ...
+    def poll_errors(self) -> list[LaunchError]:
+        """Launch failures (and nodes that died by themselves) since the last call, each once."""
 
     def close(self) -> None:
         """The head is stopping: end every node this provider started."""
@@ -109,16 +125,11 @@ def node_command(
 ) -> list[str]:
     """``python -m nbcluster.runtime.node ...`` for the node ``request`` asks for.
     The token goes in the environment (``NBCLUSTER_TOKEN``), never on this line."""
-    from nbcluster.runtime.launcher import NodeSpec, node_args
-    from nbcluster.runtime.session import Session
-
     resources = dict(request.resources)
     num_cpus = resources.pop("CPU", 0)
     num_gpus = resources.pop("GPU", 0)
     store = request.node_config.get("object_store_memory")
     if store is not None and (isinstance(store, bool) or not isinstance(store, int) or store <= 0):
-        from nbcluster.runtime.autoscaler.process_provider import LaunchFailed
-
         raise LaunchFailed(
             f"node_config.object_store_memory of {request.node_type} must be a whole number of bytes > 0, "
             f"got {store!r}"

@@ -16,17 +16,17 @@ import collections
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.autoscaler import policy
 from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 from nbcluster.runtime.autoscaler.instances import COUNTED, PENDING, Instance, InstanceState
 from nbcluster.runtime.autoscaler.providers import ClusterContext, LaunchRequest, NodeProvider, load_provider
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.gcs.server import GcsServer
+from nbcluster.runtime.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,35 @@ class _Backoff:
         }
 
 
+class AutoscalerHost(Protocol):
+    """What the autoscaler uses of the GCS that hosts it (``gcs/server.py``)."""
+
+    config: RuntimeConfig
+    session: Session
+    token: str
+    #: The GCS's addresses for other machines and for this one (set once it serves).
+    address: str
+    local_endpoint: str
+    events: EventLog
+
+    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """The rows of the alive nodes."""
+
+    def death_reason(self, node_id: bytes) -> str:
+        """Why a node was declared dead ("" if it was not)."""
+
+    def report_age(self, node_id: bytes) -> float:
+        """Seconds since the node's last load report."""
+
+    async def drain_node(self, node_id: bytes, reason: str) -> tuple[bool, str]:
+        """Ask a node to take no new work; (accepted, why not)."""
+
+
 class Autoscaler:
-    def __init__(self, config: AutoscalingConfig, gcs: "GcsServer") -> None:
+    """Launches and removes nodes so the cluster fits its demand and bounds (see the
+    module docstring); ``wake()`` asks for a step soon."""
+
+    def __init__(self, config: AutoscalingConfig, gcs: AutoscalerHost) -> None:
         self.config = config
         self.gcs = gcs
         runtime = gcs.config
@@ -84,6 +111,7 @@ class Autoscaler:
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
+        """Load the provider for this cluster and start the reconcile loop."""
         gcs = self.gcs
         cluster = ClusterContext(
             gcs_address=gcs.address,
@@ -105,6 +133,7 @@ class Autoscaler:
         )
 
     async def stop(self) -> None:
+        """Stop the loop; the provider ends the nodes it started."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -116,6 +145,7 @@ class Autoscaler:
             await asyncio.to_thread(self.provider.close)
 
     def wake(self) -> None:
+        """Something changed: take a step soon."""
         self._wake.set()
 
     async def _run(self) -> None:
@@ -133,6 +163,7 @@ class Autoscaler:
 
     # -- inputs from the cluster ------------------------------------------------------
     def request_resources(self, bundles: list[dict[str, float]]) -> None:
+        """Keep room for ``bundles`` (replacing the previous request)."""
         self._requested = [policy.shape_of(b) for b in bundles if any(b.values())]
         self._publish(
             f"Resources requested: {', '.join(policy.describe(s) for s in self._requested) or 'none'}",
@@ -175,6 +206,7 @@ class Autoscaler:
 
     # -- the step -------------------------------------------------------------------
     async def reconcile(self) -> None:
+        """One step: record what changed, ask the policy, launch and remove nodes."""
         await self._observe()
         plan = policy.plan(self._input())
         self._last_plan = plan
@@ -353,6 +385,7 @@ class Autoscaler:
 
     # -- status -------------------------------------------------------------------
     def status(self) -> gcs_pb2.GetAutoscalerStatusReply:
+        """Instances per type, the last plan's unmet demand and recent decisions."""
         config = self.config
         counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for inst in self.instances.values():

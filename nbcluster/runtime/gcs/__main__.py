@@ -13,23 +13,25 @@ import logging
 import signal
 from pathlib import Path
 
+import psutil
+
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.gcs.server import GcsServer
-from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.credentials import from_parent, token_from_env, trust
-from nbcluster.runtime.session import Session
+from nbcluster.runtime.gcs.server import GcsServer
+from nbcluster.runtime.procutil import configure_logging, run_service, wait_exit, watch_lifeline
+from nbcluster.runtime.session import Session, remove_session, remove_store
 
 logger = logging.getLogger("nbcluster.head")
 
 
 async def serve(opts: argparse.Namespace, token: str | None) -> None:
+    """Serve the GCS of ``opts.session_dir`` until asked to stop, then stop it."""
     session = Session(Path(opts.session_dir))
     token = token or token_from_env() or session.read_token()
     trust(token, session.read_ca())  # TLS to the other machines of a TLS cluster
     autoscaling = None
     if opts.autoscaling_config:
-        from nbcluster.runtime.autoscaler.config import AutoscalingConfig
-
         autoscaling = AutoscalingConfig.from_json(session.read_file(Path(opts.autoscaling_config)))
     server = GcsServer(
         session,
@@ -57,11 +59,6 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
 def _remove_session(server: GcsServer) -> None:
     """An embedded cluster leaves nothing behind: once this machine's node managers
     have exited, remove their shared-memory stores and the session directory."""
-    import psutil
-
-    from nbcluster.runtime.procutil import wait_exit
-    from nbcluster.runtime.session import remove_session, remove_store
-
     procs = []
     for node in server.local_nodes():
         try:
@@ -75,6 +72,7 @@ def _remove_session(server: GcsServer) -> None:
 
 
 def main() -> None:
+    """The head's entry point: parse the command line, serve, exit."""
     parser = argparse.ArgumentParser(prog="nbcluster-head")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--host", default="127.0.0.1")

@@ -42,6 +42,8 @@ GCS_WORKER_ID = b"\0" * 15 + b"\x01"
 
 
 class ActorState(enum.Enum):
+    """An actor's state (the proto's ActorState values)."""
+
     PENDING = gcs_pb2.ACTOR_STATE_PENDING
     ALIVE = gcs_pb2.ACTOR_STATE_ALIVE
     RESTARTING = gcs_pb2.ACTOR_STATE_RESTARTING
@@ -111,6 +113,8 @@ class _ClientSide:
 
 
 class ActorManager:
+    """The actor table: creation, placement, restarts, names, deaths."""
+
     def __init__(self, gcs: "GcsServer") -> None:
         self.gcs = gcs
         self.actors: dict[bytes, _Actor] = {}
@@ -129,6 +133,7 @@ class ActorManager:
         self.address = common_pb2.Address(worker_id=GCS_WORKER_ID, endpoint=gcs.local_endpoint)
 
     def stop(self) -> None:
+        """Cancel pending work and close the connections to node managers."""
         for task in list(self._tasks):
             task.cancel()
         for conn in list(self._conns.values()):
@@ -220,6 +225,7 @@ class ActorManager:
 
     # -- RPCs -------------------------------------------------------------------------
     async def create(self, request: gcs_pb2.CreateActorRequest) -> gcs_pb2.CreateActorReply:
+        """Register an actor and place it (``CreateActor``)."""
         info = request.actor
         known = self.actors.get(info.actor_id)
         if known is not None:
@@ -254,6 +260,7 @@ class ActorManager:
         return gcs_pb2.CreateActorReply(actor=self.public(info))
 
     async def get(self, request: gcs_pb2.GetActorInfoRequest) -> gcs_pb2.GetActorInfoReply:
+        """An actor's row by id or name; with ``wait``, once it changed past ``after_version``."""
         actor_id = request.actor_id
         if not actor_id and request.name:
             actor_id = self.names.get((request.namespace, request.name), b"")
@@ -280,12 +287,14 @@ class ActorManager:
             logger.warning("actor=%s did not end within 10 s of being killed", request.actor_id.hex())
 
     def report_exit(self, request: gcs_pb2.ReportActorExitRequest) -> None:
+        """Record why an actor's worker is exiting."""
         actor = self.actors.get(request.actor_id)
         if actor is not None:
             actor.end_reason = request.reason or "it exited by calling exit_actor()"
             actor.no_restart = True
 
     def list(self) -> list[gcs_pb2.ActorInfo]:
+        """Every actor's row."""
         return [self.public(a.info) for a in self.actors.values()]
 
     # -- placing and restarting ---------------------------------------------------------
@@ -320,7 +329,7 @@ class ActorManager:
 
     async def _start(self, actor: _Actor) -> None:
         info = actor.info
-        job = self.gcs.job_info(info.job_id)
+        job = self.gcs.job_table.info(info.job_id)
         nm, reply = await self._lease(actor, job)
         actor.lease = (nm, reply.lease_id)
         conn = await self._connect(reply.worker)

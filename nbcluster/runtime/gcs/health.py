@@ -15,11 +15,15 @@ from typing import Any
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
 logger = logging.getLogger(__name__)
 
 
 class HealthChecker:
+    """Checks the nodes that are not watched through a local socket, and declares
+    dead those that fail too many checks in a row."""
+
     def __init__(
         self,
         config: RuntimeConfig,
@@ -36,9 +40,11 @@ class HealthChecker:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        """Start checking."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
+        """Stop checking and close the channels."""
         if self._task is not None:
             self._task.cancel()
         for channel in self._channels.values():
@@ -59,8 +65,6 @@ class HealthChecker:
                 await asyncio.gather(*(self._check(node) for node in due))
 
     async def _check(self, node: gcs_pb2.NodeInfo) -> None:
-        from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
-
         channel = self._channels.get(node.address)
         if channel is None:
             channel = self._channels[node.address] = GrpcChannel(node.address, self._token)

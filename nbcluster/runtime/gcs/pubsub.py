@@ -18,7 +18,7 @@ _WATCHER_QUEUE = 10000
 
 
 class WatcherFellBehind(Exception):
-    pass
+    """A watcher read too slowly and was dropped; it may watch again from its cursor."""
 
 
 class EventLog:
@@ -39,6 +39,7 @@ class EventLog:
         data: dict[str, Any] | None = None,
         source: str = "gcs",
     ) -> gcs_pb2.Event:
+        """Append a new event of ``kind``; returns it."""
         event = gcs_pb2.Event(
             kind=kind,
             time=time.time(),
@@ -51,6 +52,7 @@ class EventLog:
         return self.append(event)
 
     def append(self, event: gcs_pb2.Event) -> gcs_pb2.Event:
+        """Number ``event`` (and time it if it has no time), keep it, fan it out; returns it."""
         self._seq += 1
         event.seq = self._seq
         if not event.time:
@@ -67,6 +69,8 @@ class EventLog:
         return event
 
     async def watch(self, request: gcs_pb2.WatchRequest) -> AsyncIterator[gcs_pb2.Event]:
+        """The events ``request`` asks for: replayed after its cursor if asked, then live
+        until the log closes (WatcherFellBehind if the reader falls too far behind)."""
         kinds = set(request.kinds)
         queue: asyncio.Queue = asyncio.Queue()
         self._watchers.add(queue)
@@ -87,6 +91,7 @@ class EventLog:
             self._watchers.discard(queue)
 
     def close(self) -> None:
+        """End every watch."""
         for queue in list(self._watchers):
             queue.put_nowait(None)
         self._watchers.clear()

@@ -15,42 +15,33 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbcluster._version import __version__
 from nbcluster.runtime import ids, tls
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
+from nbcluster.runtime.gcs.actors import ActorManager
+from nbcluster.runtime.gcs.health import HealthChecker
+from nbcluster.runtime.gcs.job_table import JobTable
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
+from nbcluster.runtime.gcs.tasks import TaskTable
+from nbcluster.runtime.jobs import http as jobs_http
+from nbcluster.runtime.jobs.manager import JobManager
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.session import Session
-from nbcluster.runtime.states import (
-    JOB_TRANSITIONS,
-    NODE_TRANSITIONS,
-    JobStatus,
-    NodeState,
-    StateMachine,
-)
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-from nbcluster.runtime.transport import framed, methods
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.states import NODE_TRANSITIONS, NodeState, StateMachine
+from nbcluster.runtime.transport import framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
-    from nbcluster.runtime.autoscaler.reconcile import Autoscaler
+from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
 logger = logging.getLogger(__name__)
 
 EventKind = gcs_pb2.EventKind
-_JOB_STATE_PB = {
-    JobStatus.PENDING: gcs_pb2.JOB_STATE_PENDING,
-    JobStatus.RUNNING: gcs_pb2.JOB_STATE_RUNNING,
-    JobStatus.SUCCEEDED: gcs_pb2.JOB_STATE_SUCCEEDED,
-    JobStatus.FAILED: gcs_pb2.JOB_STATE_FAILED,
-    JobStatus.STOPPED: gcs_pb2.JOB_STATE_STOPPED,
-}
-_JOB_STATE_FROM_PB = {v: k for k, v in _JOB_STATE_PB.items()}
 
 
 def format_resources(res: dict[str, float]) -> str:
@@ -76,14 +67,6 @@ class _Node:
         self.drain_reason = ""  # set when the autoscaler drained it
 
 
-class _Job:
-    __slots__ = ("info", "machine")
-
-    def __init__(self, info: gcs_pb2.JobInfo, status: JobStatus) -> None:
-        self.info = info
-        self.machine = StateMachine(JOB_TRANSITIONS, status)
-
-
 class GcsServer:
     """The head's control store. ``start()`` returns once both carriers listen."""
 
@@ -94,7 +77,7 @@ class GcsServer:
         config: RuntimeConfig,
         host: str = "127.0.0.1",
         port: int = 0,
-        autoscaling: "AutoscalingConfig | None" = None,
+        autoscaling: AutoscalingConfig | None = None,
         jobs_host: str = "127.0.0.1",
         jobs_port: int | None = 0,
     ) -> None:
@@ -111,7 +94,6 @@ class GcsServer:
         self.start_time = time.time()
         self.events = EventLog(config.event_retention)
         self._nodes: dict[bytes, _Node] = {}
-        self._jobs: dict[bytes, _Job] = {}
         self._store: GcsStore | None = None
         self._framed: framed.FramedServer | None = None
         self._grpc: Any = None
@@ -120,12 +102,8 @@ class GcsServer:
         self.local_endpoint = session.endpoint("gcs")
         self.stopped = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
-        from nbcluster.runtime.gcs.actors import ActorManager
-        from nbcluster.runtime.gcs.health import HealthChecker
-        from nbcluster.runtime.gcs.tasks import TaskTable
-
         self.tasks = TaskTable(config.task_table_size, self.events)
-
+        self.job_table = JobTable(self.events, self.tasks, self.stopped)
         self.actors = ActorManager(self)
         self.health = HealthChecker(
             config,
@@ -138,9 +116,7 @@ class GcsServer:
             ],
             self._mark_dead,
         )
-        from nbcluster.runtime.jobs.manager import JobManager
-
-        self.jobs = JobManager(self)
+        self.jobs = JobManager(self.job_table, self)
         self._jobs_host = jobs_host
         self._jobs_port = jobs_port
         self._http: Any = None
@@ -148,12 +124,12 @@ class GcsServer:
         self.identity: tls.Identity | None = None
         self.autoscaler: Autoscaler | None = None
         if autoscaling is not None:
-            from nbcluster.runtime.autoscaler.reconcile import Autoscaler
-
             self.autoscaler = Autoscaler(autoscaling, self)
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
+        """Open the store, recover its tables, serve both carriers (and the Jobs API), write
+        the session's ``address.json`` and start the health checks and the autoscaler."""
         self._store = GcsStore(self.session.private_file(self.session.gcs_db))
         self._recover()
         dispatcher = self._dispatcher = framed.Dispatcher()
@@ -161,8 +137,6 @@ class GcsServer:
         local = common_pb2.Address(endpoint=self.local_endpoint)
         self._framed = framed.FramedServer(self.local_endpoint, self.token, dispatcher, local)
         await self._framed.start()
-        from nbcluster.runtime.transport.grpc_carrier import GrpcServer
-
         self.identity = self.session.read_identity()  # a TLS cluster's (tls.py)
         self._grpc = GrpcServer(
             self._host, self._port, self.token, {"Gcs": self}, dispatcher.served, identity=self.identity
@@ -170,9 +144,9 @@ class GcsServer:
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         if self._jobs_port is not None:
-            from nbcluster.runtime.jobs.http import serve
-
-            self._http, jobs_port = serve(self, self._jobs_host, self._jobs_port)
+            self._http, jobs_port = jobs_http.serve(
+                self.jobs, self.verifier, self.identity, self._jobs_host, self._jobs_port
+            )
             # host:port, or an https:// URL when the cluster uses TLS.
             scheme = "https://" if self.identity is not None else ""
             self.jobs_address = f"{scheme}{self._jobs_host}:{jobs_port}"
@@ -193,6 +167,7 @@ class GcsServer:
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
 
     async def stop(self) -> None:
+        """Stop the autoscaler, the health checks, the Jobs API and both carriers; close the store."""
         if self.autoscaler is not None:
             await self.autoscaler.stop()
         self.health.stop()
@@ -217,19 +192,11 @@ class GcsServer:
             if info.state != gcs_pb2.NODE_STATE_ALIVE:
                 node.machine.transition(NodeState.DEAD)
             self._nodes[info.node_id] = node
-        for info in self._store.jobs():
-            status = _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED)
-            if status in (JobStatus.PENDING, JobStatus.RUNNING):
-                # Its supervisor and driver reported to the head that is gone.
-                status = JobStatus.FAILED
-                info.state = _JOB_STATE_PB[status]
-                info.end_time = time.time()
-                info.message = "the head restarted while the job was running"
-                self._store.put_job(info)
-            self._jobs[info.job_id] = _Job(info, status)
+        self.job_table.recover(self._store)
 
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
+        """A node manager joins (see ``gcs.proto``); the reply is the cluster view."""
         info = request.node
         if not info.node_id or len(request.node_secret) < 16:
             raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id and a node_secret of 16 bytes are required")
@@ -288,9 +255,7 @@ class GcsServer:
         self.actors.node_died(node_id)
         self.jobs.node_died(node_id)
         self._wake_autoscaler()
-        for job in self._jobs.values():
-            if job.info.driver.node_id == node_id:
-                self._finish_job(job.info.job_id, JobStatus.FAILED, "its driver's node died")
+        self.job_table.driver_node_died(node_id)
 
     def _registered(self, node_id: bytes, secret: bytes) -> _Node:
         """The alive node ``node_id``, if ``secret`` is the one it registered with."""
@@ -309,6 +274,7 @@ class GcsServer:
         return node
 
     def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
+        """A node manager leaves: its node is dead."""
         self._registered(request.node_id, request.node_secret)
         self._mark_dead(request.node_id, request.reason or "it shut down")
         return common_pb2.Empty()
@@ -316,6 +282,7 @@ class GcsServer:
     def ReportNodeState(
         self, request: gcs_pb2.ReportNodeStateRequest, conn: Any
     ) -> gcs_pb2.ReportNodeStateReply:
+        """A node's periodic load report; the reply is the cluster view."""
         report = request.node
         node = self._registered(report.node_id, request.node_secret)
         node.last_seen = node.reported = time.monotonic()
@@ -366,6 +333,7 @@ class GcsServer:
         return time.monotonic() - node.reported if node is not None else 0.0
 
     def death_reason(self, node_id: bytes) -> str:
+        """Why the GCS declared ``node_id`` dead ("" if it did not, or knows no such node)."""
         node = self._nodes.get(node_id)
         return node.info.death_reason if node is not None else ""
 
@@ -388,6 +356,7 @@ class GcsServer:
         return reply.accepted, reply.busy
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """The rows of the nodes that are alive."""
         return self._alive_nodes()
 
     def route(self, node_id: bytes, endpoint: str) -> str:
@@ -396,15 +365,10 @@ class GcsServer:
         node = self._nodes.get(node_id)
         if node is None or not node.info.address or node.info.session_dir == str(self.session.dir):
             return endpoint
-        from nbcluster.runtime.transport import relay
-
         return relay.route(node.info.address, endpoint)
 
-    def job_info(self, job_id: bytes) -> gcs_pb2.JobInfo | None:
-        job = self._jobs.get(job_id)
-        return job.info if job is not None else None
-
     def store_actor(self, info: gcs_pb2.ActorInfo) -> None:
+        """Write an actor's row to the store (not once the GCS stopped)."""
         if self._store is not None and not self.stopped.is_set():
             self._store.put_actor(info)
 
@@ -417,122 +381,29 @@ class GcsServer:
         return [n.info for n in self._nodes.values() if n.info.hostname == host and n.info.pid]
 
     def GetAllNodes(self, request: gcs_pb2.GetAllNodesRequest, conn: Any) -> gcs_pb2.GetAllNodesReply:
+        """Every node, alive or dead."""
         return gcs_pb2.GetAllNodesReply(nodes=[n.info for n in self._nodes.values()])
 
     # -- jobs ---------------------------------------------------------------------
     def RegisterJob(self, request: gcs_pb2.RegisterJobRequest, conn: Any) -> gcs_pb2.RegisterJobReply:
-        assert self._store is not None
-        info = request.job
-        if info.job_id and info.job_id in self._jobs:
-            job = self._jobs[info.job_id]
-            if job.info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
-                # The entrypoint's driver connected: the job is its (one driver per job).
-                job.info.driver.CopyFrom(info.driver)
-                job.info.driver_pid = info.driver_pid
-                job.info.driver_hostname = info.driver_hostname
-                job.info.config.CopyFrom(info.config)
-                assert self._store is not None
-                self._store.put_job(job.info)
-        else:
-            info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
-            info.start_time = time.time()
-            info.type = info.type or gcs_pb2.JOB_TYPE_DRIVER
-            status = JobStatus.RUNNING if info.type == gcs_pb2.JOB_TYPE_DRIVER else JobStatus.PENDING
-            info.state = _JOB_STATE_PB[status]
-            job = _Job(info, status)
-            self._jobs[info.job_id] = job
-            self._store.put_job(info)
-            self._job_event(job)
-        if isinstance(conn, framed.Connection) and job.info.type == gcs_pb2.JOB_TYPE_DRIVER:
-            conn.on_close(
-                lambda _c, jid=job.info.job_id: self._finish_job(
-                    jid, JobStatus.FAILED, "the driver exited without calling shutdown()"
-                )
-            )
+        """A driver connected: its job (``job_table.py``)."""
+        info = self.job_table.register(request.job, conn)
         return gcs_pb2.RegisterJobReply(
-            job_id=job.info.job_id, session_dir=str(self.session.dir), head_node_id=self.head_node_id
-        )
-
-    def _finish_job(self, job_id: bytes, status: JobStatus, message: str) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.machine.is_terminal():
-            return
-        job.machine.transition(status)
-        job.info.state = _JOB_STATE_PB[status]
-        job.info.end_time = time.time()
-        job.info.message = message
-        if self._store is not None and not self.stopped.is_set():
-            self._store.put_job(job.info)
-        self.tasks.job_finished(job_id, f"its job ended ({message or status.value}) before it finished")
-        self._job_event(job)
-
-    def _job_event(self, job: _Job) -> None:
-        name = job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"
-        state = job.machine.state.value
-        detail = f": {job.info.message}" if job.info.message else ""
-        self.events.publish(
-            EventKind.EVENT_KIND_JOB_STATE,
-            f"Job {name} is {state}{detail}",
-            job_id=job.info.job_id,
-            data={
-                "state": state,
-                "type": gcs_pb2.JobType.Name(job.info.type),
-                "pid": job.info.driver_pid,
-                "submission_id": job.info.submission_id,
-                "entrypoint": job.info.entrypoint,
-                "metadata": dict(job.info.metadata),
-            },
+            job_id=info.job_id, session_dir=str(self.session.dir), head_node_id=self.head_node_id
         )
 
     def FinishJob(self, request: gcs_pb2.FinishJobRequest, conn: Any) -> common_pb2.Empty:
-        status = _JOB_STATE_FROM_PB.get(request.state, JobStatus.SUCCEEDED)
-        if request.job_id not in self._jobs:
-            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"no job {request.job_id.hex()}")
-        if self._jobs[request.job_id].info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
-            return common_pb2.Empty()  # a submitted job ends when its entrypoint exits
-        self._finish_job(request.job_id, status, request.message)
+        """A driver finished its job."""
+        self.job_table.finish_request(request)
         return common_pb2.Empty()
 
-    # -- the job table, for the job manager ------------------------------------------
-    def job_infos(self) -> list[gcs_pb2.JobInfo]:
-        return [j.info for j in self._jobs.values()]
-
-    def job_status(self, job_id: bytes) -> JobStatus:
-        return self._jobs[job_id].machine.state  # type: ignore[return-value]
-
-    def add_job(self, info: gcs_pb2.JobInfo) -> gcs_pb2.JobInfo:
-        assert self._store is not None
-        info.job_id = ids.job_id_from_int(self._store.next_counter("job"))
-        info.start_time = time.time()
-        info.state = gcs_pb2.JOB_STATE_PENDING
-        job = self._jobs[info.job_id] = _Job(info, JobStatus.PENDING)
-        self._store.put_job(info)
-        self._job_event(job)
-        return info
-
-    def save_job(self, info: gcs_pb2.JobInfo) -> None:
-        if self._store is not None and not self.stopped.is_set():
-            self._store.put_job(info)
-
-    def set_job_status(self, job_id: bytes, status: JobStatus, message: str) -> None:
-        job = self._jobs[job_id]
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            self._finish_job(job_id, status, message)
-            return
-        if job.machine.state is status:
-            return
-        job.machine.transition(status)
-        job.info.state = _JOB_STATE_PB[status]
-        job.info.message = message
-        self.save_job(job.info)
-        self._job_event(job)
-
-    def remove_job(self, job_id: bytes) -> None:
-        self._jobs.pop(job_id, None)
-        if self._store is not None:
-            self._store.delete_job(job_id)
+    # -- for the job manager (jobs.manager.JobHost) -------------------------------------
+    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any:
+        """A connection to ``node``'s node manager."""
+        return await self.actors.node_connection(node)
 
     def job_progress(self, job_id: bytes) -> dict[str, int]:
+        """The task counts of ``job_id`` and its number of live actors."""
         progress = self.tasks.progress(job_id)
         progress["actors"] = sum(
             1 for a in self.actors.list() if a.job_id == job_id and a.state != gcs_pb2.ACTOR_STATE_DEAD
@@ -540,81 +411,94 @@ class GcsServer:
         return progress
 
     def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in ``namespace``, None if unset."""
         assert self._store is not None
         return self._store.kv_get(namespace, key)
 
     def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None:
+        """Delete the keys of ``namespace`` that start with ``prefix``."""
         assert self._store is not None
         self._store.kv_del(namespace, prefix, True)
 
     def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Set ``key`` in ``namespace`` to ``value`` (overwriting)."""
         assert self._store is not None
         self._store.kv_put(namespace, key, value, True)
 
     def ReportJob(self, request: gcs_pb2.ReportJobRequest, conn: Any) -> gcs_pb2.ReportJobReply:
+        """A job supervisor's report (``jobs/manager.py``)."""
         return self.jobs.report(request)
 
     def GetAllJobs(self, request: gcs_pb2.GetAllJobsRequest, conn: Any) -> gcs_pb2.GetAllJobsReply:
-        progress = []
-        for job_id in self._jobs:
-            counts = self.tasks.progress(job_id)
-            if counts["submitted"]:
-                progress.append(gcs_pb2.JobProgress(job_id=job_id, **counts))
-        return gcs_pb2.GetAllJobsReply(jobs=[j.info for j in self._jobs.values()], progress=progress)
+        """Every job, with task counts."""
+        return self.job_table.all_jobs()
 
     # -- KV -----------------------------------------------------------------------
     def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:
+        """Set a key of the KV store."""
         assert self._store is not None
         added = self._store.kv_put(request.namespace, request.key, request.value, request.overwrite)
         return gcs_pb2.KvPutReply(added=added)
 
     def KvGet(self, request: gcs_pb2.KvGetRequest, conn: Any) -> gcs_pb2.KvGetReply:
+        """Read a key of the KV store."""
         assert self._store is not None
         value = self._store.kv_get(request.namespace, request.key)
         return gcs_pb2.KvGetReply(found=value is not None, value=value or b"")
 
     def KvDel(self, request: gcs_pb2.KvDelRequest, conn: Any) -> gcs_pb2.KvDelReply:
+        """Delete a key (or every key with a prefix) of the KV store."""
         assert self._store is not None
         return gcs_pb2.KvDelReply(deleted=self._store.kv_del(request.namespace, request.key, request.by_prefix))
 
     def KvKeys(self, request: gcs_pb2.KvKeysRequest, conn: Any) -> gcs_pb2.KvKeysReply:
+        """The keys of a namespace with a prefix."""
         assert self._store is not None
         return gcs_pb2.KvKeysReply(keys=self._store.kv_keys(request.namespace, request.prefix))
 
     # -- events -------------------------------------------------------------------
     def Publish(self, request: gcs_pb2.PublishRequest, conn: Any) -> common_pb2.Empty:
+        """Events from another process onto the event stream."""
         for event in request.events:
             self.events.append(event)
         return common_pb2.Empty()
 
     async def Watch(self, request: gcs_pb2.WatchRequest, conn: Any) -> AsyncIterator[gcs_pb2.Event]:
+        """The event stream, from a cursor, as it grows."""
         async for event in self.events.watch(request):
             yield event
 
     # -- actors -------------------------------------------------------------------
     async def CreateActor(self, request: gcs_pb2.CreateActorRequest, conn: Any) -> gcs_pb2.CreateActorReply:
+        """Register and place an actor (``actors.py``)."""
         return await self.actors.create(request)
 
     async def GetActorInfo(self, request: gcs_pb2.GetActorInfoRequest, conn: Any) -> gcs_pb2.GetActorInfoReply:
+        """An actor's row, by id or by name."""
         return await self.actors.get(request)
 
     async def KillActor(self, request: gcs_pb2.KillActorRequest, conn: Any) -> common_pb2.Empty:
+        """Kill an actor (and, if asked, do not restart it)."""
         await self.actors.kill(request)
         return common_pb2.Empty()
 
     def ListActors(self, request: gcs_pb2.ListActorsRequest, conn: Any) -> gcs_pb2.ListActorsReply:
+        """Every actor's row."""
         return gcs_pb2.ListActorsReply(actors=self.actors.list())
 
     def ReportActorExit(self, request: gcs_pb2.ReportActorExitRequest, conn: Any) -> common_pb2.Empty:
+        """An actor's worker says why it is exiting."""
         self.actors.report_exit(request)
         return common_pb2.Empty()
 
     # -- tasks --------------------------------------------------------------------
     def ReportTaskEvents(self, request: gcs_pb2.ReportTaskEventsRequest, conn: Any) -> common_pb2.Empty:
+        """Task state changes, for the task table."""
         self.tasks.report(request)
         return common_pb2.Empty()
 
     def ListTasks(self, request: gcs_pb2.ListTasksRequest, conn: Any) -> gcs_pb2.ListTasksReply:
+        """Rows of the task table."""
         return gcs_pb2.ListTasksReply(
             tasks=self.tasks.list(request.job_id, request.limit, request.task_ids), total=self.tasks.total
         )
@@ -623,6 +507,7 @@ class GcsServer:
     def GetClusterInfo(
         self, request: gcs_pb2.GetClusterInfoRequest, conn: Any
     ) -> gcs_pb2.GetClusterInfoReply:
+        """The session, version, addresses and call counts of this GCS."""
         return gcs_pb2.GetClusterInfoReply(
             session_dir=str(self.session.dir),
             version=__version__,
@@ -639,6 +524,7 @@ class GcsServer:
 
     # -- autoscaler -------------------------------------------------------------------
     def RequestResources(self, request: gcs_pb2.RequestResourcesRequest, conn: Any) -> common_pb2.Empty:
+        """``request_resources``: demand the autoscaler keeps room for."""
         if self.autoscaler is None:
             raise RemoteError(
                 common_pb2.ERROR_CODE_UNAVAILABLE,
@@ -651,6 +537,7 @@ class GcsServer:
     def SetWorkerBounds(
         self, request: gcs_pb2.SetWorkerBoundsRequest, conn: Any
     ) -> gcs_pb2.SetWorkerBoundsReply:
+        """Change a node type's min/max workers in the autoscaler."""
         if self.autoscaler is None:
             raise RemoteError(
                 common_pb2.ERROR_CODE_UNAVAILABLE,
@@ -665,6 +552,7 @@ class GcsServer:
     def GetAutoscalerStatus(
         self, request: gcs_pb2.GetAutoscalerStatusRequest, conn: Any
     ) -> gcs_pb2.GetAutoscalerStatusReply:
+        """The autoscaler's instances, plan and recent decisions."""
         if self.autoscaler is None:
             return gcs_pb2.GetAutoscalerStatusReply(enabled=False)
         return self.autoscaler.status()
@@ -672,6 +560,7 @@ class GcsServer:
     def IssueCertificate(
         self, request: gcs_pb2.IssueCertificateRequest, conn: Any
     ) -> gcs_pb2.IssueCertificateReply:
+        """Sign a joining node's certificate request with the cluster's CA (a TLS cluster)."""
         ca_key = self.session.read_ca_key()
         if self.identity is None or not ca_key:
             reason = (
@@ -687,6 +576,7 @@ class GcsServer:
         return gcs_pb2.IssueCertificateReply(cert_pem=cert, ca_pem=self.identity.ca_pem)
 
     def Shutdown(self, request: gcs_pb2.ShutdownRequest, conn: Any) -> common_pb2.Empty:
+        """Stop the head soon after replying."""
         logger.info("shutdown requested: %s", request.reason)
         asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
         return common_pb2.Empty()

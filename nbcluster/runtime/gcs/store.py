@@ -28,36 +28,45 @@ class GcsStore:
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        """Close the database."""
         self._db.close()
 
     # nodes and jobs
     def put_node(self, node: gcs_pb2.NodeInfo) -> None:
+        """Write a node's row."""
         self._db.execute(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (node.node_id, node.SerializeToString())
         )
 
     def nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """Every stored node row."""
         return [gcs_pb2.NodeInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM nodes")]
 
     def put_job(self, job: gcs_pb2.JobInfo) -> None:
+        """Write a job's row."""
         self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job.job_id, job.SerializeToString()))
 
     def delete_job(self, job_id: bytes) -> None:
+        """Delete a job's row."""
         self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
     def jobs(self) -> list[gcs_pb2.JobInfo]:
+        """Every stored job row."""
         return [gcs_pb2.JobInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM jobs")]
 
     def put_actor(self, actor: gcs_pb2.ActorInfo) -> None:
+        """Write an actor's row."""
         self._db.execute(
             "INSERT OR REPLACE INTO actors VALUES (?, ?)", (actor.actor_id, actor.SerializeToString())
         )
 
     def actors(self) -> list[gcs_pb2.ActorInfo]:
+        """Every stored actor row."""
         return [gcs_pb2.ActorInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM actors")]
 
     # counters
     def next_counter(self, name: str) -> int:
+        """Increment the counter ``name`` (from 1) and return its new value."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
         value = int(row[0]) + 1 if row else 1
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
@@ -65,6 +74,8 @@ class GcsStore:
 
     # KV
     def kv_put(self, ns: str, key: bytes, value: bytes, overwrite: bool) -> bool:
+        """Set ``key`` in namespace ``ns``; False (and nothing written) when it exists and
+        ``overwrite`` is false."""
         exists = self.kv_get(ns, key) is not None
         if exists and not overwrite:
             return False
@@ -72,10 +83,12 @@ class GcsStore:
         return not exists
 
     def kv_get(self, ns: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in ``ns``, None if unset."""
         row = self._db.execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
         return row[0] if row else None
 
     def kv_del(self, ns: str, key: bytes, by_prefix: bool) -> int:
+        """Delete ``key`` (or, ``by_prefix``, every key starting with it); how many went."""
         if by_prefix:
             keys = self.kv_keys(ns, key)
             self._db.executemany("DELETE FROM kv WHERE ns = ? AND key = ?", [(ns, k) for k in keys])
@@ -83,5 +96,6 @@ class GcsStore:
         return self._db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key)).rowcount
 
     def kv_keys(self, ns: str, prefix: bytes) -> list[bytes]:
+        """The keys of ``ns`` that start with ``prefix``."""
         rows = self._db.execute("SELECT key FROM kv WHERE ns = ?", (ns,))
         return [bytes(r[0]) for r in rows if bytes(r[0]).startswith(prefix)]

@@ -23,6 +23,8 @@ _TERMINAL = ("FINISHED", "FAILED", "CANCELLED")
 
 
 class TaskTable:
+    """The newest ``size`` tasks' records from task events, with per-job progress."""
+
     def __init__(self, size: int, events: "EventLog") -> None:
         self._size = size
         self._events = events
@@ -38,6 +40,7 @@ class TaskTable:
         self.dropped = 0
 
     def report(self, request: gcs_pb2.ReportTaskEventsRequest) -> None:
+        """Apply a batch of task events."""
         self.dropped += request.dropped
         for event in request.events:
             record = self._records.get(event.task_id)
@@ -136,11 +139,13 @@ class TaskTable:
         }
 
     def close(self) -> None:
+        """Stop the pending progress events."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def list(self, job_id: bytes = b"", limit: int = 0, task_ids: Sequence[bytes] = ()) -> list[gcs_pb2.TaskRecord]:
+        """Task records: those of ``task_ids``, else the newest ``limit`` (of ``job_id``)."""
         if task_ids:
             found = (self._records.get(t) for t in dict.fromkeys(task_ids))
             records = [r for r in found if r is not None and (not job_id or r.job_id == job_id)]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -42,13 +42,12 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from nbcluster._version import __version__
+from nbcluster.runtime import tls
+from nbcluster.runtime.credentials import Verifier
 from nbcluster.runtime.jobs import packages
-from nbcluster.runtime.jobs.manager import JobError
+from nbcluster.runtime.jobs.manager import JobError, JobManager
 from nbcluster.runtime.transport.preauth import PreAuthGate
 from nbcluster.runtime.transport.refusals import Refusals
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.gcs.server import GcsServer
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +64,12 @@ MAX_PREAUTH_TOTAL = 64
 
 def _authorize(handler: tornado.web.RequestHandler) -> None:
     """401 unless the request carries a credential of this cluster."""
-    gcs: GcsServer = handler.settings["gcs"]
+    verifier: Verifier = handler.settings["verifier"]
     header = handler.request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="no token")
-    if gcs.verifier.scope_of(token.strip()) is None:
+    if verifier.scope_of(token.strip()) is None:
         raise tornado.web.HTTPError(401, reason="Unauthorized", log_message="wrong token")
 
 
@@ -90,8 +89,9 @@ def _write_error(handler: tornado.web.RequestHandler, kwargs: dict[str, Any]) ->
 
 class _Handler(tornado.web.RequestHandler):
     @property
-    def gcs(self) -> "GcsServer":
-        return self.settings["gcs"]
+    def jobs(self) -> JobManager:
+        """The job manager this API serves."""
+        return self.settings["jobs"]
 
     def prepare(self) -> None:
         _authorize(self)
@@ -123,7 +123,10 @@ class _Handler(tornado.web.RequestHandler):
 
 
 class VersionHandler(_Handler):
+    """``GET /api/version``."""
+
     def get(self) -> None:
+        """The API and nbcluster versions."""
         self.send({"version": API_VERSION, "nbcluster_version": __version__})
 
 
@@ -133,6 +136,7 @@ class PackageHandler(_Handler):
     body is read, and an upload over the cap is refused as it crosses it."""
 
     def prepare(self) -> None:
+        """Check the token, then accept a body up to the package size cap."""
         super().prepare()
         self._data = bytearray()
         self._over = False
@@ -140,6 +144,7 @@ class PackageHandler(_Handler):
         self.request.connection.set_max_body_size(packages.DEFAULT_MAX_BYTES + (1 << 20))  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
+        """Buffer a piece of the body (dropped once over the cap: 413)."""
         if len(self._data) + len(chunk) > packages.DEFAULT_MAX_BYTES:
             self._over = True
             self._data.clear()
@@ -147,12 +152,14 @@ class PackageHandler(_Handler):
         self._data += chunk
 
     def get(self, protocol: str, name: str) -> None:
-        if protocol != packages.PROTOCOL or not self.gcs.jobs.has_package(name):
+        """200 when the package is stored, else 404."""
+        if protocol != packages.PROTOCOL or not self.jobs.has_package(name):
             self.send({"error": f"no package {protocol}://{name}"}, 404)
             return
         self.send({"uri": f"{protocol}://{name}"})
 
     def put(self, protocol: str, name: str) -> None:
+        """Store the uploaded zip under its ``gcs://`` name."""
         if protocol != packages.PROTOCOL:
             self.send({"error": f"packages are stored under gcs://, not {protocol}://"}, 400)
             return
@@ -161,7 +168,7 @@ class PackageHandler(_Handler):
             self.send({"error": f"the package is larger than {cap} MiB; exclude large files from it"}, 413)
             return
         try:
-            uri = self.gcs.jobs.put_package(name, bytes(self._data))
+            uri = self.jobs.put_package(name, bytes(self._data))
         except JobError as exc:
             self.fail(exc)
             return
@@ -169,13 +176,17 @@ class PackageHandler(_Handler):
 
 
 class JobsHandler(_Handler):
+    """``/api/jobs/``: list and submit."""
+
     def get(self) -> None:
-        jobs = self.gcs.jobs
-        self.send([jobs.details(info) for info in self.gcs.job_infos()])
+        """Every job's details."""
+        jobs = self.jobs
+        self.send([jobs.details(info) for info in jobs.infos()])
 
     def post(self) -> None:
+        """Submit a job; its submission id."""
         try:
-            info = self.gcs.jobs.submit(self.body())
+            info = self.jobs.submit(self.body())
         except JobError as exc:
             self.fail(exc)
             return
@@ -183,31 +194,41 @@ class JobsHandler(_Handler):
 
 
 class JobHandler(_Handler):
+    """``/api/jobs/{id}``: one job."""
+
     def get(self, job_id: str) -> None:
+        """The job's details."""
         try:
-            self.send(self.gcs.jobs.details(self.gcs.jobs.find(job_id)))
+            self.send(self.jobs.details(self.jobs.find(job_id)))
         except JobError as exc:
             self.fail(exc)
 
     def delete(self, job_id: str) -> None:
+        """Delete a finished job and its log."""
         try:
-            self.send({"deleted": self.gcs.jobs.delete(job_id)})
+            self.send({"deleted": self.jobs.delete(job_id)})
         except JobError as exc:
             self.fail(exc)
 
 
 class StopHandler(_Handler):
+    """``POST /api/jobs/{id}/stop``."""
+
     async def post(self, job_id: str) -> None:
+        """Stop the job; whether it was running."""
         try:
-            self.send({"stopped": await self.gcs.jobs.stop(job_id)})
+            self.send({"stopped": await self.jobs.stop(job_id)})
         except JobError as exc:
             self.fail(exc)
 
 
 class LogsHandler(_Handler):
+    """``GET /api/jobs/{id}/logs``."""
+
     def get(self, job_id: str) -> None:
+        """The job's log so far."""
         try:
-            self.send({"logs": self.gcs.jobs.logs(job_id)})
+            self.send({"logs": self.jobs.logs(job_id)})
         except JobError as exc:
             self.fail(exc)
 
@@ -216,8 +237,9 @@ class ArtifactHandler(_Handler):
     """A file the job kept on the head (a notebook job's executed notebook)."""
 
     def get(self, job_id: str, name: str) -> None:
+        """A file the job kept, as bytes."""
         try:
-            data = self.gcs.jobs.artifact(job_id, name)
+            data = self.jobs.artifact(job_id, name)
         except JobError as exc:
             self.fail(exc)
             return
@@ -226,21 +248,26 @@ class ArtifactHandler(_Handler):
 
 
 class TailHandler(tornado.websocket.WebSocketHandler):
+    """``WS /api/jobs/{id}/logs/tail``: the log from its start, then live."""
+
     def prepare(self) -> None:
+        """Check the token before the upgrade."""
         _authorize(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON, as the other routes."""
         _write_error(self, kwargs)
 
     def open(self, job_id: str) -> None:  # type: ignore[override]
+        """Start streaming the log to the socket."""
         # Stream from a task of its own: open() must return for the socket to read
         # the client's frames (pings), or a long tail would be dropped.
         self._task = asyncio.get_running_loop().create_task(self._stream(job_id))
 
     async def _stream(self, job_id: str) -> None:
-        gcs: GcsServer = self.settings["gcs"]
+        jobs: JobManager = self.settings["jobs"]
         try:
-            async for chunk in gcs.jobs.tail(job_id):
+            async for chunk in jobs.tail(job_id):
                 await self.write_message(chunk)
         except JobError as exc:
             self.close(4004, str(exc)[:120])
@@ -250,6 +277,7 @@ class TailHandler(tornado.websocket.WebSocketHandler):
         self.close(1000, "the job ended")
 
     def on_close(self) -> None:
+        """The client went: stop streaming."""
         task = getattr(self, "_task", None)
         if task is not None:
             task.cancel()
@@ -266,8 +294,12 @@ class _GatedServer(HTTPServer):
         return super().handle_stream(stream, address)
 
 
-def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
-    """Start serving on ``host:port`` (0: any free port); return the server and port."""
+def serve(
+    jobs: JobManager, verifier: Verifier, identity: tls.Identity | None, host: str, port: int
+) -> tuple[HTTPServer, int]:
+    """Start serving ``jobs`` on ``host:port`` (0: any free port), to the holders of a
+    credential ``verifier`` accepts, over HTTPS with ``identity`` (a TLS cluster's);
+    return the server and port."""
     app = tornado.web.Application(
         [
             (r"/api/version", VersionHandler),
@@ -279,12 +311,13 @@ def serve(gcs: "GcsServer", host: str, port: int) -> tuple[HTTPServer, int]:
             (r"/api/jobs/([^/]+)/artifacts/([^/]+)", ArtifactHandler),
             (r"/api/jobs/([^/]+)/?", JobHandler),
         ],
-        gcs=gcs,
+        jobs=jobs,
+        verifier=verifier,
         websocket_ping_interval=10,
         gate=PreAuthGate(MAX_PREAUTH_PER_PEER, MAX_PREAUTH_TOTAL, Refusals("jobs API", log=logger)),
     )
     # Small bodies until the token is checked; the package route raises its own limit.
-    ssl_options = gcs.identity.server_context() if gcs.identity is not None else None  # a TLS cluster: HTTPS
+    ssl_options = identity.server_context() if identity is not None else None  # a TLS cluster: HTTPS
     server = _GatedServer(app, max_body_size=MAX_BODY, ssl_options=ssl_options, idle_connection_timeout=IDLE_TIMEOUT_S,
                           body_timeout=IDLE_TIMEOUT_S)
     sockets = bind_sockets(port, host)

@@ -24,19 +24,18 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nbcluster.runtime import envvars
+from nbcluster.runtime.gcs.job_table import JobTable
 from nbcluster.runtime.jobs import packages
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.session import Session
 from nbcluster.runtime.states import JobStatus
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.gcs.server import GcsServer
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +70,38 @@ def _number(value: Any, name: str, whole: bool = False) -> float | None:
     return float(value)
 
 
+class JobHost(Protocol):
+    """What the job manager uses of the GCS that hosts it (``gcs/server.py``)."""
+
+    session: Session
+    #: The GCS's address for other machines (supervisors report there).
+    address: str
+
+    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
+        """The rows of the alive nodes."""
+
+    async def node_connection(self, node: gcs_pb2.NodeInfo) -> Any:
+        """A connection to ``node``'s node manager."""
+
+    def job_progress(self, job_id: bytes) -> dict[str, int]:
+        """Task and actor counts of ``job_id``."""
+
+    def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        """A KV value, None if unset."""
+
+    def kv_put(self, namespace: str, key: bytes, value: bytes) -> None:
+        """Set a KV value."""
+
+    def kv_delete_prefix(self, namespace: str, prefix: bytes) -> None:
+        """Delete the KV keys with a prefix."""
+
+
 class JobManager:
-    def __init__(self, gcs: "GcsServer") -> None:
+    """Submitted jobs from submission to end (see the module docstring): the rows are
+    ``table``'s, nodes, connections and the KV ``gcs``'s."""
+
+    def __init__(self, table: JobTable, gcs: JobHost) -> None:
+        self.table = table
         self.gcs = gcs
         self._tails: dict[bytes, set[asyncio.Queue]] = {}
         self._placing = False
@@ -80,18 +109,24 @@ class JobManager:
 
     # -- paths and lookups -------------------------------------------------------------
     def log_path(self, info: gcs_pb2.JobInfo) -> Path:
+        """Where the output of job ``info`` goes, in the head's session directory."""
         name = info.submission_id or info.job_id.hex()
         return self.gcs.session.logs / f"job-{name}.log"
 
     def find(self, job_id: str) -> gcs_pb2.JobInfo:
         """A job by submission id, or by job id (hex) for drivers."""
-        for info in self.gcs.job_infos():
+        for info in self.table.infos():
             if info.submission_id == job_id or (info.job_id.hex() == job_id):
                 return info
         raise JobError(404, f"no job {job_id!r}; `nbcluster job list` shows the jobs")
 
     # -- submit --------------------------------------------------------------------------
+    def infos(self) -> list[gcs_pb2.JobInfo]:
+        """Every job's row (drivers' and submitted ones)."""
+        return self.table.infos()
+
     def submit(self, body: Any) -> gcs_pb2.JobInfo:
+        """Add a job from a ``POST /api/jobs/`` body and place it; JobError when the body is wrong."""
         if not isinstance(body, dict):
             raise JobError(400, "the request body must be a JSON object with an 'entrypoint'")
         known = {
@@ -107,7 +142,7 @@ class JobManager:
         submission_id = body.get("submission_id") or body.get("job_id") or f"nbcsubmit_{secrets.token_hex(8)}"
         if not isinstance(submission_id, str) or not _SUBMISSION_ID.match(submission_id):
             raise JobError(400, f"submission_id must be 1-128 letters, digits, '_', '.' or '-', got {submission_id!r}")
-        for info in self.gcs.job_infos():
+        for info in self.table.infos():
             if info.submission_id == submission_id:
                 raise JobError(409, f"a job with submission_id {submission_id!r} exists already ({info.entrypoint!r})")
         metadata = body.get("metadata") or {}
@@ -139,7 +174,7 @@ class JobManager:
             runtime_env_json=json.dumps(runtime_env, sort_keys=True),
             entrypoint_resources=common_pb2.ResourceSet(amounts=needs),
         )
-        job = self.gcs.add_job(info)
+        job = self.table.add(info)
         self.log_path(job).touch()
         self.place()
         return job
@@ -183,9 +218,12 @@ class JobManager:
 
     # -- packages --------------------------------------------------------------------------
     def has_package(self, name: str) -> bool:
+        """Whether the package ``name`` (a ``gcs://`` name) is stored."""
         return self.gcs.kv_get(envvars.KV_PACKAGES, name.encode()) is not None
 
     def put_package(self, name: str, data: bytes) -> str:
+        """Store a package zip under ``name``, which must be its content's; its URI.
+        JobError (400) when the name or the archive is wrong."""
         uri = f"{packages.PROTOCOL}://{name}"
         try:
             packages.parse_uri(uri)
@@ -203,7 +241,7 @@ class JobManager:
         if self._placing:
             return
         pending = [
-            j for j in self.gcs.job_infos()
+            j for j in self.table.infos()
             if j.type == gcs_pb2.JOB_TYPE_SUBMISSION and j.state == gcs_pb2.JOB_STATE_PENDING and not j.supervisor_node_id
         ]
         if pending:
@@ -213,7 +251,7 @@ class JobManager:
 
     async def _place(self, pending: list[gcs_pb2.JobInfo]) -> None:
         for info in pending:
-            if self.gcs.job_status(info.job_id) is not JobStatus.PENDING:
+            if self.table.status(info.job_id) is not JobStatus.PENDING:
                 continue  # stopped meanwhile
             try:
                 await self._place_one(info)
@@ -234,7 +272,7 @@ class JobManager:
         node = nodes[0]
         info.supervisor_node_id = node.node_id
         try:
-            conn = await self.gcs.actors.node_connection(node)
+            conn = await self.gcs.node_connection(node)
             reply = await conn.call(
                 methods.NodeManager.StartJob,
                 nm_pb2.StartJobRequest(job=info, gcs_address=self.gcs.address),
@@ -244,14 +282,16 @@ class JobManager:
             reply = nm_pb2.StartJobReply(started=False, reason=f"node {node.node_id.hex()[:8]} unreachable ({exc})")
         if not reply.started:
             logger.info("job=%s not started on node=%s: %s", info.submission_id, node.node_id.hex(), reply.reason)
-            if self.gcs.job_status(info.job_id) is JobStatus.PENDING:
+            if self.table.status(info.job_id) is JobStatus.PENDING:
                 info.supervisor_node_id = b""
             return
-        self.gcs.save_job(info)
+        self.table.save(info)
 
     # -- what supervisors report ------------------------------------------------------------------
     def report(self, request: gcs_pb2.ReportJobRequest) -> gcs_pb2.ReportJobReply:
-        info = self.gcs.job_info(request.job_id)
+        """A supervisor's report: output appended to the log, start and exit recorded;
+        the reply tells it to stop when the job ended meanwhile."""
+        info = self.table.info(request.job_id)
         if info is None:
             return gcs_pb2.ReportJobReply(stop=True)
         if request.logs:
@@ -259,10 +299,10 @@ class JobManager:
                 log.write(request.logs)
             for queue in self._tails.get(info.job_id, ()):
                 queue.put_nowait(request.logs)
-        status = self.gcs.job_status(info.job_id)
+        status = self.table.status(info.job_id)
         if request.started and status is JobStatus.PENDING:
             info.supervisor_pid = request.pid
-            self.gcs.set_job_status(info.job_id, JobStatus.RUNNING, "")
+            self.table.set_status(info.job_id, JobStatus.RUNNING, "")
         if request.exited:
             info.has_exit_code = not request.message
             info.exit_code = request.exit_code
@@ -278,25 +318,28 @@ class JobManager:
                 end, message = JobStatus.FAILED, f"the entrypoint exited with code {request.exit_code}"
             self.end(info.job_id, end, message)
             self.place()  # its resources are free again
-        stop = self.gcs.job_status(info.job_id).value in ("STOPPED", "FAILED", "SUCCEEDED") and not request.exited
+        stop = self.table.status(info.job_id).value in ("STOPPED", "FAILED", "SUCCEEDED") and not request.exited
         return gcs_pb2.ReportJobReply(stop=stop)
 
     def end(self, job_id: bytes, status: JobStatus, message: str) -> None:
-        self.gcs.set_job_status(job_id, status, message)
+        """End the job in ``status``; live log tails end too."""
+        self.table.set_status(job_id, status, message)
         self._stop_requested.discard(job_id)
         for queue in self._tails.pop(job_id, ()):
             queue.put_nowait(None)
 
     def node_died(self, node_id: bytes) -> None:
-        for info in self.gcs.job_infos():
+        """Submitted jobs whose supervisor ran on ``node_id`` end FAILED."""
+        for info in self.table.infos():
             if info.supervisor_node_id == node_id and info.type == gcs_pb2.JOB_TYPE_SUBMISSION:
-                if self.gcs.job_status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
+                if self.table.status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
                     self.end(info.job_id, JobStatus.FAILED, f"the node running it ({node_id.hex()[:8]}) died")
 
     # -- stop, delete, logs ----------------------------------------------------------------------
     async def stop(self, job_id: str) -> bool:
+        """Stop a job (its supervisor ends the entrypoint); False if it had ended."""
         info = self.find(job_id)
-        status = self.gcs.job_status(info.job_id)
+        status = self.table.status(info.job_id)
         if status.value in ("STOPPED", "FAILED", "SUCCEEDED"):
             return False
         if info.type != gcs_pb2.JOB_TYPE_SUBMISSION:
@@ -311,22 +354,24 @@ class JobManager:
             self.end(info.job_id, JobStatus.STOPPED, "stopped (its node is gone)")
             return True
         try:
-            conn = await self.gcs.actors.node_connection(node)
+            conn = await self.gcs.node_connection(node)
             await conn.call(methods.NodeManager.StopJob, nm_pb2.StopJobRequest(job_id=info.job_id), timeout=10.0)
         except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
             self.end(info.job_id, JobStatus.STOPPED, f"stopped (its node did not answer: {exc})")
         return True
 
     def delete(self, job_id: str) -> bool:
+        """Delete a finished job, its log and artifacts; JobError (400) while it runs."""
         info = self.find(job_id)
-        if self.gcs.job_status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
+        if self.table.status(info.job_id).value not in ("STOPPED", "FAILED", "SUCCEEDED"):
             raise JobError(400, f"job {job_id} has not finished; stop it first (POST /api/jobs/{job_id}/stop)")
         self.log_path(info).unlink(missing_ok=True)
         self.gcs.kv_delete_prefix(envvars.KV_JOB_ARTIFACTS, f"{info.job_id.hex()}/".encode())
-        self.gcs.remove_job(info.job_id)
+        self.table.remove(info.job_id)
         return True
 
     def artifact(self, job_id: str, name: str) -> bytes:
+        """A file the job kept (e.g. a notebook job's result); JobError (404) if none."""
         info = self.find(job_id)
         data = self.gcs.kv_get(envvars.KV_JOB_ARTIFACTS, f"{info.job_id.hex()}/{name}".encode())
         if data is None:
@@ -334,6 +379,7 @@ class JobManager:
         return data
 
     def logs(self, job_id: str) -> str:
+        """The job's log so far ("" before any output)."""
         info = self.find(job_id)
         try:
             return self.log_path(info).read_bytes().decode("utf-8", errors="replace")
@@ -345,7 +391,7 @@ class JobManager:
         chunks until the job ends; characters split between chunks stay whole."""
         info = self.find(job_id)
         queue: asyncio.Queue = asyncio.Queue()
-        terminal = self.gcs.job_status(info.job_id).value in ("STOPPED", "FAILED", "SUCCEEDED")
+        terminal = self.table.status(info.job_id).value in ("STOPPED", "FAILED", "SUCCEEDED")
         if not terminal:
             self._tails.setdefault(info.job_id, set()).add(queue)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -370,6 +416,7 @@ class JobManager:
 
     # -- JSON for the REST API -----------------------------------------------------------------------
     def details(self, info: gcs_pb2.JobInfo) -> dict[str, Any]:
+        """The job as the Jobs API's JSON (Ray's JobDetails fields)."""
         submitted = info.type == gcs_pb2.JOB_TYPE_SUBMISSION
         needs = dict(info.entrypoint_resources.amounts)
         end = info.end_time
@@ -377,7 +424,7 @@ class JobManager:
             "type": "SUBMISSION" if submitted else "DRIVER",
             "job_id": info.job_id.hex(),
             "submission_id": info.submission_id or None,
-            "status": self.gcs.job_status(info.job_id).value,
+            "status": self.table.status(info.job_id).value,
             "entrypoint": info.entrypoint,
             "message": info.message,
             "error_type": None,

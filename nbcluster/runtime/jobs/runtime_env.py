@@ -25,11 +25,14 @@ CACHE_DIR = "runtime_resources"
 
 @dataclass(frozen=True)
 class Prepared:
+    """A job's runtime_env unpacked on this node: its working directory and modules."""
+
     working_dir: Path | None = None
     py_modules: list[Path] = field(default_factory=list)
 
     @property
     def sys_path(self) -> list[str]:
+        """The paths to put first on ``sys.path``."""
         return [str(p) for p in ([self.working_dir] if self.working_dir else []) + self.py_modules]
 
 

@@ -45,6 +45,8 @@ CHUNK = 64 * 1024
 
 
 class Supervisor:
+    """Runs one job's entrypoint as a process group and reports it to the GCS."""
+
     def __init__(self, opts: argparse.Namespace, job: gcs_pb2.JobInfo, token: str, config: RuntimeConfig) -> None:
         self.opts = opts
         self.job = job
@@ -75,6 +77,7 @@ class Supervisor:
         return reply
 
     async def run(self) -> None:
+        """Prepare the runtime_env, run the entrypoint, report its output and exit."""
         self.gcs = await dial(self.opts.gcs_route, self.token, timeout=self.config.startup_timeout_s)
         self.gcs.on_close(self._gcs_lost)  # type: ignore[attr-defined]
         env_spec = json.loads(self.job.runtime_env_json or "{}")
@@ -210,6 +213,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 async def serve(opts: argparse.Namespace, token: str) -> None:
+    """Supervise the job in the environment until it ends or is stopped."""
     job = gcs_pb2.JobInfo.FromString(base64.b64decode(os.environ[envvars.JOB]))
     supervisor = Supervisor(opts, job, token, RuntimeConfig.load())
     loop = asyncio.get_running_loop()
@@ -228,6 +232,7 @@ async def serve(opts: argparse.Namespace, token: str) -> None:
 
 
 def main() -> None:
+    """The supervisor's entry point (``python -m nbcluster.runtime.jobs.supervisor``)."""
     parser = argparse.ArgumentParser(prog="nbcluster-job-supervisor")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--gcs-route", required=True, help="how this process reaches the GCS")

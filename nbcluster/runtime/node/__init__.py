@@ -1,0 +1,1 @@
+"""The node manager: one per node, ``manager.py`` and its parts."""

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.node.manager import NodeManager, NodeOptions
+from nbcluster.runtime.node.manager import NodeManager
+from nbcluster.runtime.node.options import NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.credentials import from_parent, token_from_env, trust
-from nbcluster.runtime.session import Session
+from nbcluster.runtime.session import Session, remove_session
 
 logger = logging.getLogger("nbcluster.node")
 
@@ -118,8 +119,6 @@ def main() -> None:
     configure_logging(Path(opts.session_dir) / "logs" / f"node-{opts.node_id[:12]}.log")
     run_service(serve(opts, from_parent()), "node")  # the pipe is read before the loop opens fds
     if opts.remove_session_on_exit:  # a node of its own session (a worker node) leaves nothing
-        from nbcluster.runtime.session import remove_session
-
         remove_session(Session(Path(opts.session_dir)))
 
 

@@ -34,6 +34,9 @@ class Fenced(Exception):
 
 
 class GcsLink:
+    """The node manager's connection to the GCS: registration, load reports, the
+    cluster view, redialing when the connection breaks."""
+
     def __init__(
         self,
         address: str,
@@ -66,6 +69,7 @@ class GcsLink:
         return self._conn
 
     async def call(self, method: Any, request: Any, timeout: float | None = 10.0) -> Any:
+        """Call the GCS (dialing it if needed)."""
         conn = await self._connection()
         try:
             return await conn.call(method, request, timeout=timeout)
@@ -76,6 +80,7 @@ class GcsLink:
             raise
 
     async def register(self) -> list[gcs_pb2.NodeInfo]:
+        """Register the node; the cluster view."""
         reply = await self.call(
             methods.Gcs.RegisterNode, gcs_pb2.RegisterNodeRequest(node=self._node_info(), node_secret=self._secret), timeout=30.0
         )
@@ -160,6 +165,7 @@ class GcsLink:
             backoff = min(backoff * 2, 2.0)
 
     async def unregister(self, reason: str) -> None:
+        """Tell the GCS the node is leaving (best effort)."""
         try:
             conn = self._conn
             if conn is not None and not conn.closed:
@@ -172,6 +178,7 @@ class GcsLink:
             pass
 
     def close(self) -> None:
+        """Close the connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -47,6 +47,9 @@ class _Supervisor:
 
 
 class JobSupervisors:
+    """The job supervisors this node runs: started with their entrypoint's resources
+    held, stopped, reaped."""
+
     def __init__(
         self,
         session: Session,
@@ -67,6 +70,7 @@ class JobSupervisors:
         self.running: dict[bytes, _Supervisor] = {}
 
     def start(self, request: nm_pb2.StartJobRequest) -> nm_pb2.StartJobReply:
+        """Start a supervisor for ``request.job`` if its resources are free here."""
         job = request.job
         if job.job_id in self.running:
             return nm_pb2.StartJobReply(started=True)
@@ -131,6 +135,7 @@ class JobSupervisors:
                 asyncio.get_running_loop().create_task(self._report(request))
 
     def stop(self, job_id: bytes) -> None:
+        """Ask a job's supervisor to stop its entrypoint (SIGTERM)."""
         supervisor = self.running.get(job_id)
         if supervisor is not None and supervisor.proc.poll() is None:
             supervisor.proc.send_signal(signal.SIGTERM)

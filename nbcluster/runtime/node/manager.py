@@ -10,32 +10,39 @@ In a cluster of several nodes a request that fits better elsewhere is answered w
 *spillback* (see scheduling); the node manager is also its machine's one door for
 other machines: it relays framed connections to its processes, serves object pulls
 and the GCS's health checks.
+
+This module holds the lifecycle, the lease queue and the job glue; its sibling
+modules the rest, mixed into :class:`NodeManager`: ``clients.py`` (registered
+processes), ``cluster_view.py`` (the other nodes), ``reports.py`` (the node's row
+for the GCS, stats) and ``objects.py`` (the object RPCs); ``options.py`` holds what
+it is started with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from nbcluster.runtime import envvars, tls
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.credentials import SCOPE_CLUSTER, SCOPE_DRIVER, driver_token
+from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.node.clients import Client, ClientHandlers
+from nbcluster.runtime.node.cluster_view import ClusterView
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.jobs import JobSupervisors
 from nbcluster.runtime.node.objects import ObjectHandlers
+from nbcluster.runtime.node.options import NodeOptions, default_object_store_memory, node_resources
+from nbcluster.runtime.node.reports import NodeReports
 from nbcluster.runtime.node.scheduling import Decision, Verdict, decide
 from nbcluster.runtime.node.transfer import TransferServer
 from nbcluster.runtime.node.worker_pool import Worker, WorkerPool
 from nbcluster.runtime.objects.store import ObjectStore
+from nbcluster.runtime.procutil import wait_exit
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2,
@@ -48,66 +55,15 @@ from nbcluster.runtime.session import Session, store_dir
 from nbcluster.runtime.states import WorkerState
 from nbcluster.runtime.transport import framed, is_framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
 logger = logging.getLogger(__name__)
-
-
-#: How long a spill counts against the target's free resources in this node's view.
-SPILL_RESERVATION_S = 1.0
-
-
-@dataclass(frozen=True)
-class NodeOptions:
-    node_id: bytes
-    gcs_address: str
-    num_cpus: float
-    num_gpus: float = 0
-    resources: dict[str, float] = field(default_factory=dict)
-    object_store_memory: int | None = None
-    memory: int | None = None
-    node_ip: str = "127.0.0.1"
-    #: gRPC port for other machines; None: serve only this machine (embedded).
-    grpc_port: int | None = None
-    #: The port other nodes pull objects from (with a gRPC port; 0: any).
-    object_port: int = 0
-    is_head: bool = False
-    node_type: str = ""
-    #: The autoscaler instance this node was launched as.
-    instance_id: str = ""
-
-
-def default_object_store_memory(directory: Path) -> int:
-    """What a node's store may take: 30% of memory, at most 80% of what is free in the
-    shared memory that holds ``directory``."""
-    import psutil
-
-    total = psutil.virtual_memory().total
-    try:
-        shm = os.statvfs(str(directory))
-        shm_free = shm.f_bavail * shm.f_frsize
-    except OSError:
-        shm_free = total
-    return int(min(total * 0.3, shm_free * 0.8))
-
-
-class _Client:
-    __slots__ = ("kind", "worker_id", "pid", "job_id", "conn", "leases", "pins", "worker")
-
-    def __init__(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> None:
-        self.kind = request.kind
-        self.worker_id = request.address.worker_id
-        self.pid = request.pid
-        self.job_id = request.job_id
-        self.conn = conn
-        self.leases: set[int] = set()
-        self.pins: dict[bytes, int] = {}
-        self.worker: Worker | None = None
 
 
 class _Lease:
     __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released")
 
-    def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: _Client) -> None:
+    def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: Client) -> None:
         self.lease_id = lease_id
         self.worker = worker
         self.shape = shape
@@ -118,7 +74,7 @@ class _Lease:
 class _LeaseRequest:
     __slots__ = ("request", "shape", "placement", "client", "future", "warned", "spread_turn", "view_asked")
 
-    def __init__(self, request: nm_pb2.LeaseRequest, client: _Client) -> None:
+    def __init__(self, request: nm_pb2.LeaseRequest, client: Client) -> None:
         self.request = request
         self.shape = rs.to_fixed(request.resources.amounts)
         # What must be free to grant it; only `shape` is held.
@@ -134,7 +90,9 @@ class _LeaseRequest:
         self.view_asked: int | None = None
 
 
-class NodeManager(ObjectHandlers):
+class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
+    """One node's resources, leases, workers and object store (see the module docstring)."""
+
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
         self.session = session
         self.config = config
@@ -149,7 +107,7 @@ class NodeManager(ObjectHandlers):
         self._leases: dict[int, _Lease] = {}
         self._next_lease = 0
         self._queue: list[_LeaseRequest] = []
-        self._clients: dict[bytes, _Client] = {}
+        self._clients: dict[bytes, Client] = {}
         self._cluster: list[gcs_pb2.NodeInfo] = []
         self._spread_turn = 0
         self._view_version = 0
@@ -183,20 +141,12 @@ class NodeManager(ObjectHandlers):
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        import psutil
-
+        """Open the store, join the GCS, start the worker pool and serve."""
         opts = self.options
         directory = store_dir(self.node_id, create=True)
         capacity = opts.object_store_memory or default_object_store_memory(directory)
         memory = opts.memory or int(psutil.virtual_memory().available * 0.7)
-        total: dict[str, float] = {"CPU": opts.num_cpus, "memory": memory, "object_store_memory": capacity}
-        if opts.num_gpus:
-            total["GPU"] = opts.num_gpus
-        total[f"node:{opts.node_ip}"] = 1
-        if opts.is_head:
-            total["node:__internal_head__"] = 1
-        total.update(opts.resources)
-        self.total = rs.to_fixed(total)
+        self.total = rs.to_fixed(node_resources(opts, capacity, memory))
         self.available = dict(self.total)
         self.store = ObjectStore(
             directory, self.session.spill, capacity, self.config.object_store_full_timeout_s
@@ -210,8 +160,6 @@ class NodeManager(ObjectHandlers):
             waiting=lambda: any(not r.future.done() for r in self._queue),
         )
         if opts.grpc_port is not None:
-            from nbcluster.runtime.transport.grpc_carrier import GrpcServer
-
             self.identity = await self._tls_identity()
             self._grpc = GrpcServer(
                 opts.node_ip, opts.grpc_port, self._token, {"NodeManager": self}, identity=self.identity
@@ -299,8 +247,7 @@ class NodeManager(ObjectHandlers):
         return relay.route(head.address, self._gcs.cluster_info.local_endpoint)
 
     async def stop(self) -> None:
-        from nbcluster.runtime.procutil import wait_exit
-
+        """Unregister, end workers and job supervisors, close the store and servers."""
         for task in self._tasks:
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
@@ -336,69 +283,6 @@ class NodeManager(ObjectHandlers):
         if self._gcs is not None:
             self._gcs.dirty.set()
 
-    def busy(self) -> str:
-        """Why the node is not idle ("" when it is): leases (tasks, actors), queued
-        requests, objects being read or sent, objects made here still referenced."""
-        assert self.store is not None
-        why = []
-        if self._leases:
-            why.append(f"{len(self._leases)} leased workers")
-        if self.jobs is not None and self.jobs.running:
-            why.append(f"{len(self.jobs.running)} job entrypoints")
-        queued = sum(1 for r in self._queue if not r.future.done())
-        if queued:
-            why.append(f"{queued} queued requests")
-        pinned = self.store.pinned_count()
-        if pinned:
-            why.append(f"{pinned} objects in use")
-        held = self.store.primary_count()
-        if held:
-            # Removing the node would lose them (or make their tasks run again).
-            why.append(f"{held} objects still referenced")
-        return ", ".join(why)
-
-    def _node_info(self) -> gcs_pb2.NodeInfo:
-        assert self.store is not None
-        running = sum(1 for lease in self._leases.values() if not lease.cpu_released)
-        now = time.monotonic()
-        if self.busy():
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = now
-        queued = [r for r in self._queue if not r.future.done()]
-        memory = psutil.virtual_memory()
-        return gcs_pb2.NodeInfo(
-            node_id=self.node_id,
-            address=self.address,
-            local_endpoint=self.local_endpoint,
-            hostname=socket.gethostname(),
-            node_ip=self.options.node_ip,
-            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
-            available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
-            is_head=self.options.is_head,
-            start_time=self.start_time,
-            node_type=self.options.node_type,
-            object_store_used=self.store.used,
-            object_store_capacity=self.store.capacity,
-            num_workers=len(self.pool.workers) if self.pool is not None else 0,
-            tasks_running=running,
-            pending_demand=[
-                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in queued if not r.request.for_actor
-            ],
-            pending_actor_demand=[
-                common_pb2.ResourceSet(amounts=rs.to_float(r.placement)) for r in queued if r.request.for_actor
-            ],
-            session_dir=str(self.session.dir),
-            pid=os.getpid(),
-            object_address=self.object_address,
-            idle=self._idle_since is not None,
-            idle_for_s=now - self._idle_since if self._idle_since is not None else 0.0,
-            draining=self.draining,
-            instance_id=self.options.instance_id,
-            memory_used=memory.total - memory.available,
-            memory_total=memory.total,
-        )
-
     async def _report_loop(self) -> None:
         assert self._gcs is not None
         try:
@@ -408,97 +292,9 @@ class NodeManager(ObjectHandlers):
             self.fenced = True
         self.shutdown_requested.set()
 
-    # -- the cluster ----------------------------------------------------------------
-    def _on_view(self, nodes: list[gcs_pb2.NodeInfo]) -> None:
-        """A fresh cluster view: tell local processes of nodes that are gone, and
-        look again at requests that may fit elsewhere now."""
-        before = {n.node_id for n in self._cluster}
-        self._cluster = nodes
-        self._view_version += 1
-        gone = before - {n.node_id for n in nodes} - {self.node_id}
-        for node_id in gone:
-            notice = core_worker_pb2.NodeDiedNotice(node_id=node_id, reason="the GCS declared it dead")
-            for client in list(self._clients.values()):
-                if client.kind != nm_pb2.CLIENT_KIND_GCS and not client.conn.closed:
-                    client.conn.notify(methods.CoreWorker.NodeDied, notice)
-        if self.pool is not None:
-            self._schedule()
-
-    def _refresh_view(self) -> None:
-        """Fetch the cluster view now (not waiting for the next heartbeat)."""
-
-        async def refresh() -> None:
-            assert self._gcs is not None
-            try:
-                reply = await self._gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
-            except (ConnectionLost, RemoteError, asyncio.TimeoutError):
-                return
-            self._on_view([n for n in reply.nodes if n.state == gcs_pb2.NODE_STATE_ALIVE])
-
-        task = asyncio.get_running_loop().create_task(refresh())
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
-
-    def _others(self) -> list[gcs_pb2.NodeInfo]:
-        """Nodes work may go to: alive, reachable, not draining; their free resources
-        less what was spilled to them since the view came."""
-        out = []
-        for node in self._cluster:
-            if node.node_id == self.node_id or not node.address or node.draining:
-                continue
-            spilled = self._recent_spills(node.node_id)
-            if spilled:
-                free = rs.to_fixed(node.available.amounts)
-                for amounts in spilled:
-                    rs.subtract(free, amounts)
-                node = gcs_pb2.NodeInfo(node_id=node.node_id, address=node.address, total=node.total)
-                node.available.amounts.update(rs.to_float({k: max(0, v) for k, v in free.items()}))
-            out.append(node)
-        return out
-
-    def _recent_spills(self, node_id: bytes) -> list[rs.Fixed]:
-        """Spills to ``node_id`` its reports may not include yet."""
-        entries = self._spilled.get(node_id)
-        if not entries:
-            return []
-        horizon = time.monotonic() - SPILL_RESERVATION_S
-        entries[:] = [e for e in entries if e[0] > horizon]
-        return [amounts for _, amounts in entries]
-
-    def node_address(self, node_id: bytes) -> str | None:
-        for node in self._cluster:
-            if node.node_id == node_id and node.address:
-                return node.address
-        return None
-
-    def node_object_address(self, node_id: bytes) -> str | None:
-        for node in self._cluster:
-            if node.node_id == node_id and node.object_address:
-                return node.object_address
-        return None
-
-    def peer(self, address: str) -> Any:
-        """A gRPC channel to another node manager (relays, object pulls)."""
-        channel = self._peers.get(address)
-        if channel is None or channel.closed:
-            from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
-
-            channel = self._peers[address] = GrpcChannel(address, self._token)
-        return channel
-
-    def GetClusterView(self, request: nm_pb2.GetClusterViewRequest, conn: Any) -> nm_pb2.GetClusterViewReply:
-        return nm_pb2.GetClusterViewReply(nodes=self._cluster)
-
-    async def Relay(self, requests: Any, ctx: Any) -> Any:
-        async for chunk in relay.serve(requests, ctx):
-            yield chunk
-
-    def CheckHealth(self, request: nm_pb2.CheckHealthRequest, conn: Any) -> nm_pb2.CheckHealthReply:
-        if request.node_id and request.node_id != self.node_id:
-            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"this is node {self.node_id.hex()}")
-        return nm_pb2.CheckHealthReply()
-
+    # -- jobs ---------------------------------------------------------------------
     def StartJob(self, request: nm_pb2.StartJobRequest, conn: Any) -> nm_pb2.StartJobReply:
+        """Start a job's supervisor here (refused while draining)."""
         assert self.jobs is not None
         if self.draining:
             return nm_pb2.StartJobReply(started=False, reason="this node is draining")
@@ -507,6 +303,7 @@ class NodeManager(ObjectHandlers):
         return reply
 
     def StopJob(self, request: nm_pb2.StopJobRequest, conn: Any) -> common_pb2.Empty:
+        """Stop a job's supervisor here."""
         assert self.jobs is not None
         self.jobs.stop(request.job_id)
         return common_pb2.Empty()
@@ -533,6 +330,7 @@ class NodeManager(ObjectHandlers):
         self._changed()
 
     def DrainNode(self, request: nm_pb2.DrainNodeRequest, conn: Any) -> nm_pb2.DrainNodeReply:
+        """Take no new work, if the node is idle; else say what keeps it busy."""
         busy = self.busy()
         if busy:
             return nm_pb2.DrainNodeReply(accepted=False, busy=busy)
@@ -572,67 +370,9 @@ class NodeManager(ObjectHandlers):
             worker.idle_since = time.monotonic()  # ask again after another idle period
         self._schedule()
 
-    # -- clients ------------------------------------------------------------------
-    def RegisterClient(self, request: nm_pb2.RegisterClientRequest, conn: Any) -> nm_pb2.RegisterClientReply:
-        assert self.pool is not None and self.store is not None
-        if request.kind == nm_pb2.CLIENT_KIND_GCS and getattr(conn, "scope", SCOPE_DRIVER) != SCOPE_CLUSTER:
-            raise RemoteError(common_pb2.ERROR_CODE_PERMISSION_DENIED, "only the head registers as the GCS")
-        client = _Client(request, conn)
-        conn.state["client"] = client
-        self._clients[client.worker_id] = client
-        conn.on_close(lambda _c: self._on_client_closed(client))
-        if request.kind == nm_pb2.CLIENT_KIND_WORKER:
-            worker = self.pool.registered(client.worker_id, conn, request.address.endpoint)
-            if worker is None:
-                raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, "unknown worker id")
-            client.worker = worker
-            self._schedule()
-        return nm_pb2.RegisterClientReply(
-            node_id=self.node_id,
-            arena_path=str(self.store.arena_path),
-            arena_size=self.store.capacity,
-            session_dir=str(self.session.dir),
-            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
-            relay_endpoint=self._relay.endpoint if self._relay is not None else "",
-        )
-
-    def _client(self, conn: Any) -> _Client:
-        client = conn.state.get("client")
-        if client is None:
-            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "call RegisterClient first")
-        return client
-
-    def _on_client_closed(self, client: _Client) -> None:
-        assert self.pool is not None and self.store is not None
-        self._clients.pop(client.worker_id, None)
-        for request in self._queue:
-            if request.client is client and not request.future.done():
-                request.future.cancel()
-        for lease_id in list(client.leases):
-            lease = self._leases.get(lease_id)
-            if lease is not None:
-                # The holder is gone: whatever the worker runs for it is orphaned.
-                self.pool.kill(lease.worker, "its lease holder disconnected")
-        self.store.release_all(client.pins)
-        self.store.free_owner(client.worker_id)
-        if client.worker is not None:
-            self.pool.dead(client.worker, "disconnected")
-        elif client.kind == nm_pb2.CLIENT_KIND_DRIVER and client.job_id:
-            # Idle workers of the job go; leased ones end with their lease holders
-            # (detached actors, leased by the GCS, outlive the driver).
-            self.pool.kill_idle_of_job(client.job_id, "its driver exited")
-        self._schedule()
-
-    def _on_worker_dead(self, worker: Worker, reason: str) -> None:
-        assert self.store is not None
-        lease = worker.lease
-        if lease is not None:
-            self._end_lease(lease)
-        self.store.free_owner(worker.worker_id)
-        self._changed()
-
     # -- leases -------------------------------------------------------------------
     async def RequestWorkerLease(self, request: nm_pb2.LeaseRequest, conn: Any) -> nm_pb2.LeaseReply:
+        """Wait for a worker lease, a spillback to another node, or a rejection."""
         client = self._client(conn)
         pending = _LeaseRequest(request, client)
         if request.strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD:
@@ -787,12 +527,14 @@ class NodeManager(ObjectHandlers):
         self._schedule()
 
     def ReturnWorker(self, request: nm_pb2.ReturnWorkerRequest, conn: Any) -> common_pb2.Empty:
+        """The lease holder is done with its worker."""
         lease = self._leases.get(request.lease_id)
         if lease is not None and lease.holder is self._client(conn):
             self._return(lease, request.worker_failed)
         return common_pb2.Empty()
 
     def CancelLease(self, request: nm_pb2.CancelLeaseRequest, conn: Any) -> common_pb2.Empty:
+        """Withdraw a queued lease request."""
         client = self._client(conn)
         for pending in self._queue:
             if pending.client is client and pending.request.request_id == request.request_id:
@@ -801,6 +543,7 @@ class NodeManager(ObjectHandlers):
         return common_pb2.Empty()
 
     def NotifyBlocked(self, request: nm_pb2.BlockedNotice, conn: Any) -> common_pb2.Empty:
+        """A leased worker blocks in ``get`` (its CPU is lent out) or resumes."""
         worker = self._client(conn).worker
         lease = worker.lease if worker is not None else None
         if lease is None:
@@ -816,42 +559,8 @@ class NodeManager(ObjectHandlers):
             self._changed()
         return common_pb2.Empty()
 
-    # -- introspection ------------------------------------------------------------
-    def GetNodeStats(self, request: nm_pb2.GetNodeStatsRequest, conn: Any) -> nm_pb2.GetNodeStatsReply:
-        assert self.store is not None and self.pool is not None
-        return nm_pb2.GetNodeStatsReply(
-            node_id=self.node_id,
-            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
-            available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
-            store_used=self.store.used,
-            store_capacity=self.store.capacity,
-            num_objects=len(self.store.entries),
-            num_spilled=sum(1 for e in self.store.entries.values() if e.state.name == "SPILLED"),
-            spilled_bytes=self.store.spilled_bytes(),
-            num_pinned=self.store.num_pinned(),
-            workers=[
-                nm_pb2.WorkerStats(
-                    worker_id=w.worker_id,
-                    pid=w.pid,
-                    state=w.state.value,
-                    job_id=w.job_id,
-                    lease_id=w.lease.lease_id if w.lease else 0,
-                )
-                for w in self.pool.workers.values()
-            ],
-            pending_leases=sum(1 for r in self._queue if not r.future.done()),
-            restored_total=self.store.restored_total,
-            spilled_total=self.store.spilled_total,
-            leases_granted=self._next_lease,
-            objects=[
-                nm_pb2.StoredObject(object_id=e.object_id, size=e.size, state=e.state.value, pins=e.pins)
-                for e in self.store.entries.values()
-            ]
-            if request.include_objects
-            else [],
-        )
-
     def ShutdownNode(self, request: nm_pb2.ShutdownNodeRequest, conn: Any) -> common_pb2.Empty:
+        """Stop the node manager soon after replying."""
         logger.info("shutdown requested: %s", request.reason)
         asyncio.get_running_loop().call_later(0.01, self.shutdown_requested.set)
         return common_pb2.Empty()

@@ -43,15 +43,18 @@ class ObjectHandlers:
         raise NotImplementedError
 
     def peer(self, address: str) -> Any:  # pragma: no cover - provided by NodeManager
+        """A channel to another node manager (``cluster_view.py``)."""
         raise NotImplementedError
 
     def node_object_address(self, node_id: bytes) -> str | None:  # pragma: no cover - provided by NodeManager
+        """A node's object port (``cluster_view.py``)."""
         raise NotImplementedError
 
     def _changed(self) -> None:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
 
     async def CreateObject(self, request: nm_pb2.CreateObjectRequest, conn: Any) -> nm_pb2.CreateObjectReply:
+        """Allocate an object in the arena; its offset."""
         assert self.store is not None
         try:
             offset = await self.store.create(request.object_id, request.size, request.owner.worker_id)
@@ -61,11 +64,13 @@ class ObjectHandlers:
         return nm_pb2.CreateObjectReply(offset=offset)
 
     def SealObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        """Mark objects complete: readers may have them."""
         assert self.store is not None
         self.store.seal(request.object_ids)
         return common_pb2.Empty()
 
     async def GetObjects(self, request: nm_pb2.GetObjectsRequest, conn: Any) -> nm_pb2.GetObjectsReply:
+        """Pin objects for the caller, pulling them from other nodes if needed."""
         assert self.store is not None
         client = self._client(conn)
         hints = list(request.node_hints)
@@ -143,11 +148,13 @@ class ObjectHandlers:
         return found[0], found[1], lambda: loop.call_soon_threadsafe(store.release_all, pins)
 
     def ReleaseObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        """Unpin objects the caller read."""
         assert self.store is not None
         self.store.release(request.object_ids, self._client(conn).pins)
         return common_pb2.Empty()
 
     def FreeObjects(self, request: nm_pb2.ObjectIds, conn: Any) -> common_pb2.Empty:
+        """Delete objects (and the copies other nodes pulled)."""
         assert self.store is not None
         self.store.free(request.object_ids)
         # Copies other nodes pulled go with the original.

@@ -24,6 +24,8 @@ from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 
 
 class Verdict(enum.Enum):
+    """What to do with a lease request."""
+
     GRANT = "GRANT"  # here, now
     WAIT = "WAIT"  # here, when resources free up
     SPILL = "SPILL"  # ask ``node`` instead
@@ -33,6 +35,8 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class Decision:
+    """A verdict, with the node to spill to or the reason of a rejection."""
+
     verdict: Verdict
     node: gcs_pb2.NodeInfo | None = None
     reason: str = ""

@@ -117,6 +117,7 @@ class TransferServer:
         self.port = 0
 
     async def start(self) -> int:
+        """Listen; returns the port."""
         self._loop = asyncio.get_running_loop()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -133,6 +134,7 @@ class TransferServer:
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and end the transfers in flight."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

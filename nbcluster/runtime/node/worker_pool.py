@@ -24,6 +24,8 @@ WORKER_MODULE = "nbcluster.runtime.core.worker_main"
 
 
 class Worker:
+    """A worker process of this node and its state."""
+
     __slots__ = (
         "worker_id",
         "proc",
@@ -55,10 +57,12 @@ class Worker:
 
     @property
     def state(self) -> WorkerState:
+        """The worker's state."""
         return self.machine.state
 
     @property
     def pid(self) -> int:
+        """The worker's process id."""
         return self.proc.pid
 
     def __repr__(self) -> str:
@@ -66,6 +70,8 @@ class Worker:
 
 
 class WorkerPool:
+    """The node's worker processes: started ahead, leased, reused, retired when idle."""
+
     def __init__(
         self,
         *,
@@ -92,6 +98,7 @@ class WorkerPool:
 
     # -- starting -----------------------------------------------------------------
     def start_worker(self) -> Worker:
+        """Spawn a worker process (STARTING until it registers)."""
         worker_id = ids.random_id()
         name = f"worker-{worker_id.hex()[:12]}"
         proc = spawn_python(
@@ -108,6 +115,7 @@ class WorkerPool:
         return worker
 
     def registered(self, worker_id: bytes, conn: object, endpoint: str) -> Worker | None:
+        """A worker connected: IDLE now; None if it is unknown or not starting."""
         worker = self.workers.get(worker_id)
         if worker is None or worker.state is not WorkerState.STARTING:
             return None
@@ -119,9 +127,11 @@ class WorkerPool:
         return worker
 
     def starting(self) -> int:
+        """How many workers are starting."""
         return sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING)
 
     def idle(self) -> list[Worker]:
+        """The idle workers (not being retired)."""
         return [w for w in self.workers.values() if w.state is WorkerState.IDLE and not w.retiring]
 
     def pop_idle(self, job_id: bytes, env_hash: str, fresh: bool = False) -> Worker | None:
@@ -151,6 +161,7 @@ class WorkerPool:
 
     # -- ending -------------------------------------------------------------------
     def kill(self, worker: Worker, reason: str) -> None:
+        """Kill a worker's process; it is dead."""
         if worker.state is WorkerState.DEAD:
             return
         logger.info("killing %r: %s", worker, reason)
@@ -161,6 +172,7 @@ class WorkerPool:
         self.dead(worker, reason)
 
     def dead(self, worker: Worker, reason: str) -> None:
+        """Record a worker as dead (its process or connection went)."""
         if worker.state is WorkerState.DEAD:
             return
         was_starting = worker.state is WorkerState.STARTING
@@ -199,11 +211,13 @@ class WorkerPool:
         return retire
 
     def kill_idle_of_job(self, job_id: bytes, reason: str) -> None:
+        """Kill the idle workers of ``job_id``."""
         for worker in list(self.workers.values()):
             if worker.job_id == job_id and worker.state is WorkerState.IDLE:
                 self.kill(worker, reason)
 
     def shutdown(self) -> list[subprocess.Popen]:
+        """SIGTERM every worker and forget them; their processes, to wait for."""
         procs = []
         for worker in list(self.workers.values()):
             procs.append(worker.proc)

@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.transport import framed
+from nbcluster.runtime.transport import relay as relays
 from nbcluster.runtime.transport.errors import ConnectionLost, PeerNotTrusted, RemoteError, TransportError
 
 __all__ = ["dial", "is_framed", "ConnectionLost", "PeerNotTrusted", "RemoteError", "TransportError"]
@@ -36,18 +38,15 @@ async def dial(
 
     ``relay://`` routes reach a process on another machine: through ``relay`` (this
     machine's node manager relay socket) when given, else over gRPC directly."""
-    from nbcluster.runtime.transport import framed
-
     deadline = time.monotonic() + timeout
     if address.startswith("relay://"):
-        from nbcluster.runtime.transport import relay as relays
-
         dispatcher = dispatcher or framed.Dispatcher()
         local = local or common_pb2.Address()
         if relay:
             return await relays.connect_local(relay, address, token, dispatcher, local, timeout)
         return await relays.connect_grpc(address, token, dispatcher, local, timeout)
     if not is_framed(address):
+        # Lazy: grpc takes ~20 ms to import, and workers and local drivers never need it.
         from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
         channel = GrpcChannel(address, token)

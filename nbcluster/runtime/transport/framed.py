@@ -137,6 +137,7 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Check the peer is this user's process, then start reading."""
         self._transport = transport  # type: ignore[assignment]
         try:  # another user's process: before a byte is read or sent (peer.py)
             peer.check_transport(transport, self.endpoint or "the peer of a local connection")
@@ -157,6 +158,7 @@ class Connection(asyncio.Protocol):
             self._send(HELLO, 0, 0, body)
 
     def data_received(self, data: bytes) -> None:
+        """Handle the complete frames in the buffer."""
         buf = self._buf
         buf += data
         pos = 0
@@ -185,6 +187,7 @@ class Connection(asyncio.Protocol):
                 del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The socket closed: fail the calls in flight, run the close callbacks."""
         self._closed(self.close_reason or (str(exc) if exc else "connection closed"))
 
     # -- frames -----------------------------------------------------------------
@@ -436,6 +439,7 @@ class Connection(asyncio.Protocol):
             self._on_close.append(callback)
 
     def close(self) -> None:
+        """Flush and close the connection."""
         if self._transport is not None and not self.closed:
             self._flush()
             self._transport.close()
@@ -554,10 +558,12 @@ class FramedServer:
         return conn
 
     async def start(self) -> None:
+        """Listen on the endpoint."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(self._factory, parse_endpoint(self.endpoint))
 
     async def stop(self) -> None:
+        """Stop listening and close every connection."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):

@@ -76,6 +76,7 @@ class CallContext:
         self.scope = verifier.scope_of(_presented(context.invocation_metadata())) or SCOPE_DRIVER
 
     def on_close(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(self)`` when the call ends."""
         self.context.add_done_callback(lambda _ctx: callback(self))
 
 
@@ -189,6 +190,7 @@ class GrpcServer:
         self.port: int = 0
 
     async def start(self) -> int:
+        """Serve; returns the port."""
         verifier = Verifier(self._token)
         server = grpc.aio.server(interceptors=[_TokenInterceptor(verifier, self.refusals)], options=_SERVER_OPTIONS)
         for service, impl in self._services.items():
@@ -230,6 +232,7 @@ class GrpcServer:
         return self.port
 
     async def stop(self, grace: float | None = 0.2) -> None:
+        """Stop serving, letting calls end within ``grace`` seconds."""
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -284,6 +287,8 @@ class GrpcChannel:
         return stub
 
     async def call(self, method: Method, request: Any, timeout: float | None = None) -> Any:
+        """Call ``method``; its reply. asyncio.TimeoutError past ``timeout``; RemoteError or
+        ConnectionLost for other failures."""
         try:
             return await self._stub(method)(request, metadata=self._metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -292,13 +297,16 @@ class GrpcChannel:
             raise _translate(exc) from exc
 
     def call_future(self, method: Method, request: Any) -> asyncio.Future:
+        """Call ``method`` in the background; a future of its reply."""
         return asyncio.ensure_future(self.call(method, request))
 
     def notify(self, method: Method, request: Any) -> None:
+        """Call ``method`` and ignore the reply."""
         fut = self.call_future(method, request)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def stream(self, method: Method, request: Any) -> AsyncIterator[Any]:
+        """The replies of a server-streaming ``method``."""
         call = self._stub(method)(request, metadata=self._metadata)
         try:
             async for item in call:
@@ -318,6 +326,7 @@ class GrpcChannel:
         return stub(metadata=self._metadata)
 
     async def wait_ready(self, timeout: float) -> None:
+        """Wait until the channel connects (ConnectionLost after ``timeout``)."""
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except asyncio.TimeoutError as exc:
@@ -329,9 +338,11 @@ class GrpcChannel:
             raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s{hint}") from exc
 
     def on_close(self, callback: Callable[[Any], None]) -> None:  # pragma: no cover - no push
+        """No-op: a gRPC channel has no close notification."""
         pass
 
     def close(self) -> None:
+        """Close the channel."""
         if not self.closed:
             self.closed = True
             asyncio.ensure_future(self._channel.close())

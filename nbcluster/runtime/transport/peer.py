@@ -27,6 +27,7 @@ def peer_credentials(sock: Any) -> tuple[int, int, int]:
 
 
 def is_unix(sock: Any) -> bool:
+    """Whether ``sock`` is a Unix socket."""
     return sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
 
 

@@ -16,6 +16,9 @@ from nbcluster.runtime.transport.refusals import Refusals
 
 
 class PreAuthGate:
+    """Bounds the connections that have not yet proven the token: at most
+    ``per_peer`` per address and ``total`` in all, the oldest closed first."""
+
     def __init__(self, per_peer: int, total: int, refusals: Refusals) -> None:
         self.per_peer = per_peer
         self.total = total

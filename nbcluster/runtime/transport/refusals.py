@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 
 
 class Refusals:
+    """One listener's refused connections: the first of each reason logged, the
+    rest summed up every ``interval`` seconds (see the module docstring)."""
+
     def __init__(self, listener: str, interval: float = 10.0, log: logging.Logger = logger) -> None:
         self.listener = listener
         self.interval = interval

@@ -39,10 +39,12 @@ ALLOWED_TARGET = "unix-abstract:nbcluster/"
 
 
 def route(node_address: str, endpoint: str) -> str:
+    """The relay route to ``endpoint`` on the node whose node manager is at ``node_address``."""
     return f"{PREFIX}{node_address}#{endpoint}"
 
 
 def parse_route(address: str) -> tuple[str, str]:
+    """(node manager address, endpoint) of a relay route; ValueError if it is not one."""
     via, _, target = address[len(PREFIX) :].partition("#")
     if not via or not target:
         raise ValueError(f"not a relay route: {address!r}")
@@ -81,7 +83,8 @@ async def connect_grpc(
     timeout: float,
     channel: Any = None,
 ) -> framed.Connection:
-    """Straight to the target's node manager over gRPC (this process has grpc)."""
+    """Straight to the target's node manager over gRPC."""
+    # Lazy: grpc takes ~20 ms to import, and workers and local drivers never need it.
     from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
     via, target = parse_route(address)
@@ -236,9 +239,11 @@ class LocalRelay:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        """Listen on the relay socket."""
         self._server = await asyncio.start_unix_server(self._accept, framed.parse_endpoint(self.endpoint))
 
     async def stop(self) -> None:
+        """Stop listening and end the relayed connections."""
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):

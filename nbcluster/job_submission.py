@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8265
-#: The jobs API (``http://HOST:PORT``) used when no address is given.
 SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
 _MAX_LOG_MESSAGE = 64 * 1024 * 1024
@@ -338,7 +337,7 @@ def _local_path(value: Any, key: str) -> str | None:
         if not text.startswith("gcs://"):
             raise ValueError(f"runtime_env {key}: {text!r} is not supported; give a local path or a gcs:// "
                              "URI from an earlier upload")
-        from nbcluster.runtime.jobs.packages import parse_uri
+        from nbcluster.runtime.runtime_env.packages import parse_uri
 
         parse_uri(text)
         return None
@@ -496,7 +495,7 @@ class JobSubmissionClient:
 
     def _upload(self, path: str, include_parent: bool) -> str:
         """Zip a local directory (or .py file), upload it unless stored; its gcs:// URI."""
-        from nbcluster.runtime.jobs.packages import package_uri, parse_uri, zip_directory
+        from nbcluster.runtime.runtime_env.packages import package_uri, parse_uri, zip_directory
 
         data = zip_directory(path, include_parent=include_parent)
         uri = package_uri(data)

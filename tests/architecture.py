@@ -25,10 +25,11 @@ PACKAGE = ROOT / "nbcluster"
 INTEGRATIONS = ("nbcluster.kernel_ext", "nbcluster.server_ext", "nbcluster.widgets")
 #: The runtime's public interface for integrations: these modules, names in their ``__all__``.
 PUBLIC_RUNTIME = ("nbcluster.runtime",)
-#: Optional heavy dependencies (the Jupyter stack): a function-level import may defer a
-#: module that needs one, so ``import nbcluster`` stays light and Jupyter-free.
+#: Heavy dependencies: the Jupyter stack (optional: ``import nbcluster`` stays Jupyter-free),
+#: and grpc and yaml, which a worker or a local driver never needs (tens of ms at every
+#: process start). A function-level import may defer a module that needs one of them.
 HEAVY = ("IPython", "ipykernel", "ipywidgets", "jupyter_client", "jupyter_core", "jupyter_server", "nbclient",
-         "nbformat", "tornado", "traitlets")
+         "nbformat", "tornado", "traitlets", "grpc", "yaml")
 #: Hooks Jupyter looks up on the package root by name (``%load_ext nbcluster``, the
 #: server extension's entry points): they load an integration on demand.
 ENTRY_POINTS = ("nbcluster",)

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from nbcluster.cluster_utils import Cluster
-from nbcluster.runtime.jobs import packages
+from nbcluster.runtime.runtime_env import packages
 
 from .conftest import FAST_CONFIG, wait_for
 

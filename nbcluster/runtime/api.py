@@ -35,7 +35,7 @@ from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.credentials import given_token
-from nbcluster.runtime.jobs import runtime_env as runtime_env_setup
+from nbcluster.runtime.runtime_env import setup as runtime_env_setup
 from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
 from nbcluster.runtime.options import validate_resources, validate_task_options
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
@@ -113,7 +113,7 @@ def _validate_runtime_env(runtime_env: dict | None) -> dict:
         raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
     out: dict[str, Any] = {"env_vars": dict(env_vars)}
     # Local directories (or gcs:// URIs) zipped here and shipped to every worker.
-    from nbcluster.runtime.jobs import packages
+    from nbcluster.runtime.runtime_env import packages
 
     def package(path: Any, key: str, include_parent: bool) -> tuple[str, bytes | None]:
         if isinstance(path, str) and path.startswith(f"{packages.PROTOCOL}://"):
@@ -298,7 +298,8 @@ def _connect(
 ) -> None:
     global _gcs
     started = time.time()
-    working_dir_uri, py_modules_uris, job_env_vars = runtime_env_setup.from_env()
+    job_env = runtime_env_setup.from_env()
+    working_dir_uri, py_modules_uris, job_env_vars = job_env.working_dir or "", list(job_env.py_modules), dict(job_env.env_vars)
     env_vars = {**job_env_vars, **runtime_env.get("env_vars", {})}
     uploads = [p for p in [runtime_env.get("working_dir")] + list(runtime_env.get("py_modules", [])) if p]
     if runtime_env.get("working_dir"):

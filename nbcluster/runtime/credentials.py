@@ -35,11 +35,6 @@ from nbcluster.runtime.private_dir import read_private, write_private
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.tls import join_token_file, split_token_file
 
-#: An inherited pipe a child process reads its credential from (then closes).
-#: A file (mode 0600) holding a job entrypoint's driver credential.
-#: The cluster token, when the user sets it (``nbcluster start --address`` on another
-#: machine, tools); never passed on to the runtime's child processes.
-
 #: Variables no runtime process passes on to the processes it starts.
 INHERITED_NEVER = frozenset({envvars.TOKEN, envvars.CREDENTIAL_FD, envvars.CREDENTIAL_FILE})
 

@@ -27,8 +27,6 @@ from nbcluster.runtime.session import Session, new_session, remove_session, remo
 if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 
-#: Set to 1 to keep an embedded cluster's session directory (logs) after it stops.
-
 _LIVE: list["LocalCluster"] = []
 
 

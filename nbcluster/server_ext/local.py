@@ -38,7 +38,6 @@ from nbcluster.server_ext.models import BadRequest, ClusterSpec, ClusterStartErr
 
 __all__ = ["Started", "check_spec", "is_running", "serving", "start", "startup_timeout", "stop"]
 
-#: Set to 1 to keep a deleted cluster's session directory (its logs).
 #: The helper's working directory: the one that holds this nbcluster package, so no
 #: other ``nbcluster`` directory where the server runs (say ``$XDG_RUNTIME_DIR/nbcluster``,
 #: the sessions' root) can shadow it.

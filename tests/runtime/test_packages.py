@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nbcluster.exceptions import NbclusterError
-from nbcluster.runtime.jobs.packages import (
+from nbcluster.runtime.runtime_env.packages import (
     PREFIX,
     PackageError,
     check_archive,

@@ -32,6 +32,7 @@ from nbcluster.runtime.core.output import OutputForwarder
 from nbcluster.runtime.core.tasks import ArgRef
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
+from nbcluster.runtime.runtime_env import RuntimeEnv, setup as runtime_env
 from nbcluster.runtime.transport import methods
 
 if TYPE_CHECKING:
@@ -181,13 +182,12 @@ class Executor:
     def _setup_packages(self, config: common_pb2.JobConfig) -> None:
         """The job's runtime_env packages, unpacked on this node: working_dir as cwd and
         first on sys.path, then the py_modules. A failure fails the job's tasks here."""
-        from nbcluster.runtime.jobs import runtime_env
-
         core = self.core
+        env = RuntimeEnv(working_dir=config.working_dir_uri or None, py_modules=tuple(config.py_modules_uris))
 
         async def prepare() -> runtime_env.Prepared:
             gcs = await core.gcs_connection()
-            return await runtime_env.prepare(gcs, core.session.dir, config.working_dir_uri, config.py_modules_uris)
+            return await runtime_env.prepare(gcs, core.session.dir, env)
 
         try:
             prepared = core.run_sync(prepare(), timeout=300)

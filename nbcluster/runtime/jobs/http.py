@@ -44,7 +44,7 @@ from tornado.netutil import bind_sockets
 from nbcluster._version import __version__
 from nbcluster.runtime import tls
 from nbcluster.runtime.credentials import Verifier
-from nbcluster.runtime.jobs import packages
+from nbcluster.runtime.runtime_env import packages
 from nbcluster.runtime.jobs.manager import JobError, JobManager
 from nbcluster.runtime.transport.preauth import PreAuthGate
 from nbcluster.runtime.transport.refusals import Refusals

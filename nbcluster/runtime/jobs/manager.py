@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 import logging
 import math
 import re
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 
 from nbcluster.runtime import envvars
 from nbcluster.runtime.gcs.job_table import JobTable
-from nbcluster.runtime.jobs import packages
+from nbcluster.runtime.runtime_env import RuntimeEnv, packages
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
@@ -39,9 +38,6 @@ from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 logger = logging.getLogger(__name__)
 
-#: The KV namespace of runtime_env packages (gcs:// URIs).
-#: Files jobs keep on the head ("<job id hex>/<name>"), e.g. a notebook job's result.
-RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
 #: The log tail sends what was written before it started in pieces this large.
 TAIL_PIECE = 256 * 1024
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -171,7 +167,7 @@ class JobManager:
             entrypoint=entrypoint,
             submission_id=submission_id,
             metadata=metadata,
-            runtime_env_json=json.dumps(runtime_env, sort_keys=True),
+            runtime_env_json=runtime_env.to_json(),
             entrypoint_resources=common_pb2.ResourceSet(amounts=needs),
         )
         job = self.table.add(info)
@@ -179,41 +175,17 @@ class JobManager:
         self.place()
         return job
 
-    def _runtime_env(self, raw: Any) -> dict[str, Any]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            raise JobError(400, "runtime_env must be a JSON object")
-        unknown = sorted(set(raw) - set(RUNTIME_ENV_KEYS))
-        if unknown:
-            raise JobError(400, f"runtime_env keys {unknown} are not supported; supported: {list(RUNTIME_ENV_KEYS)}")
-        env: dict[str, Any] = {}
-        env_vars = raw.get("env_vars") or {}
-        if not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
-            raise JobError(400, "runtime_env.env_vars must map strings to strings")
-        if env_vars:
-            env["env_vars"] = env_vars
-        uris = []
-        if raw.get("working_dir") is not None:
-            env["working_dir"] = raw["working_dir"]
-            uris.append(("working_dir", raw["working_dir"]))
-        modules = raw.get("py_modules") or []
-        if not isinstance(modules, list):
-            raise JobError(400, "runtime_env.py_modules must be a list of package URIs")
-        if modules:
-            env["py_modules"] = modules
-            uris += [("py_modules", m) for m in modules]
-        for key, uri in uris:
-            try:
-                if not isinstance(uri, str):
-                    raise packages.PackageError(f"expected a gcs:// URI, got {uri!r}")
-                _, name = packages.parse_uri(uri)
-            except packages.PackageError as exc:
-                raise JobError(
-                    400, f"runtime_env.{key}: {exc} (the client uploads local directories and passes their gcs:// URI)"
-                ) from None
+    def _runtime_env(self, raw: Any) -> RuntimeEnv:
+        """The submitted runtime_env, validated (URIs only: the client uploads local
+        directories first) and its packages present in the store."""
+        try:
+            env = RuntimeEnv.parse(raw, local_paths=False)
+        except (TypeError, ValueError) as exc:
+            raise JobError(400, str(exc)) from None
+        for uri in env.uris:
+            _, name = packages.parse_uri(uri)
             if not self.has_package(name):
-                raise JobError(400, f"runtime_env.{key}: package {uri} was not uploaded (PUT /api/packages/gcs/{name})")
+                raise JobError(400, f"runtime_env: package {uri} was not uploaded (PUT /api/packages/gcs/{name})")
         return env
 
     # -- packages --------------------------------------------------------------------------
@@ -431,7 +403,7 @@ class JobManager:
             "start_time": int(info.start_time * 1000) if info.start_time else None,
             "end_time": int(end * 1000) if end else None,
             "metadata": dict(info.metadata),
-            "runtime_env": json.loads(info.runtime_env_json) if info.runtime_env_json else {},
+            "runtime_env": RuntimeEnv.from_json(info.runtime_env_json).to_dict(),
             "driver_exit_code": info.exit_code if info.has_exit_code else None,
             "driver_node_id": (info.supervisor_node_id or info.driver.node_id).hex() or None,
             "driver_pid": info.supervisor_pid or info.driver_pid or None,

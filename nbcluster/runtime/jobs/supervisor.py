@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import logging
 import os
 import signal
@@ -29,7 +28,7 @@ from pathlib import Path
 from nbcluster.runtime import envvars
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import driver_token, from_parent, write_token_file
-from nbcluster.runtime.jobs import runtime_env
+from nbcluster.runtime.runtime_env import RuntimeEnv, setup as runtime_env
 from nbcluster.runtime.private_dir import write_private
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import gcs_pb2
@@ -80,18 +79,16 @@ class Supervisor:
         """Prepare the runtime_env, run the entrypoint, report its output and exit."""
         self.gcs = await dial(self.opts.gcs_route, self.token, timeout=self.config.startup_timeout_s)
         self.gcs.on_close(self._gcs_lost)  # type: ignore[attr-defined]
-        env_spec = json.loads(self.job.runtime_env_json or "{}")
+        env_spec = RuntimeEnv.from_json(self.job.runtime_env_json)
         try:
-            prepared = await runtime_env.prepare(
-                self.gcs, Path(self.opts.session_dir), env_spec.get("working_dir", ""), env_spec.get("py_modules", [])
-            )
+            prepared = await runtime_env.prepare(self.gcs, Path(self.opts.session_dir), env_spec)
         except (OSError, ValueError, ConnectionLost, RemoteError) as exc:
             logger.exception("runtime_env setup failed")
             await self.report(exited=True, exit_code=-1, message=f"runtime_env setup failed: {exc}")
             return
         env = dict(os.environ)
         env.pop(envvars.JOB, None)
-        env.update(env_spec.get("env_vars", {}))
+        env.update(env_spec.env_vars)
         credential = Path(self.opts.session_dir) / f"job-{self.opts.job_name}.credential"
         write_token_file(credential, driver_token(self.token), Session(Path(self.opts.session_dir)).read_ca())
         self.credential_file = credential
@@ -100,11 +97,7 @@ class Supervisor:
             envvars.CREDENTIAL_FILE: str(credential),
             envvars.JOB_ID: self.job.job_id.hex(),
             "PYTHONUNBUFFERED": "1",
-            envvars.RUNTIME_ENV: json.dumps({
-                "working_dir_uri": env_spec.get("working_dir", ""),
-                "py_modules_uris": env_spec.get("py_modules", []),
-                "env_vars": env_spec.get("env_vars", {}),
-            }),
+            envvars.RUNTIME_ENV: env_spec.to_json(),
         })
         if prepared.sys_path:
             env["PYTHONPATH"] = os.pathsep.join(prepared.sys_path + [p for p in [env.get("PYTHONPATH")] if p])

@@ -1,4 +1,4 @@
-"""Setting up a job's runtime_env packages in a process: fetch each ``gcs://`` package
+"""Setting up a job's runtime environment's packages in a process: fetch each ``gcs://`` package
 from the GCS's package store once per node, unpack it into the node's session
 (``runtime_resources/<name>/``, shared by the node's processes), and say where it is.
 The working_dir is a job process's cwd and first on its ``sys.path``; py_modules
@@ -7,15 +7,14 @@ directories follow it on ``sys.path``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nbcluster.runtime import envvars
-from nbcluster.runtime.jobs import packages
+from nbcluster.runtime.runtime_env import packages
+from nbcluster.runtime.runtime_env.spec import RuntimeEnv
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 
@@ -50,19 +49,15 @@ async def _ensure(gcs: Any, uri: str, cache: Path) -> Path:
     return await asyncio.to_thread(packages.unpack, reply.value, dest)
 
 
-async def prepare(gcs: Any, session_dir: Path, working_dir_uri: str, py_modules_uris: Sequence[str]) -> Prepared:
-    """Unpack the packages on this node (once) and return where they are."""
+async def prepare(gcs: Any, session_dir: Path, env: RuntimeEnv) -> Prepared:
+    """Unpack ``env``'s packages (URIs) on this node (once) and return where they are."""
     cache = session_dir / CACHE_DIR
-    working_dir = await _ensure(gcs, working_dir_uri, cache) if working_dir_uri else None
-    modules = [await _ensure(gcs, uri, cache) for uri in py_modules_uris]
+    working_dir = await _ensure(gcs, env.working_dir, cache) if env.working_dir else None
+    modules = [await _ensure(gcs, uri, cache) for uri in env.py_modules]
     return Prepared(working_dir, modules)
 
 
-def from_env() -> tuple[str, list[str], dict[str, str]]:
-    """The runtime_env a submitted job's driver was started with (its supervisor says):
-    working_dir URI, py_modules URIs, env_vars (for the job's tasks and actors too)."""
-    raw = os.environ.get(envvars.RUNTIME_ENV)
-    if not raw:
-        return "", [], {}
-    data = json.loads(raw)
-    return data.get("working_dir_uri", ""), list(data.get("py_modules_uris", [])), dict(data.get("env_vars", {}))
+def from_env() -> RuntimeEnv:
+    """The runtime environment a submitted job's driver was started with (its
+    supervisor sets it; for the job's tasks and actors too)."""
+    return RuntimeEnv.from_json(os.environ.get(envvars.RUNTIME_ENV))

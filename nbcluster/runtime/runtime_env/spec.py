@@ -1,0 +1,173 @@
+"""The runtime environment value: what a job's processes run in.
+
+:class:`RuntimeEnv` holds the keys nbcluster supports of Ray's ``runtime_env`` — a
+working directory, extra Python modules, environment variables. It is validated once,
+where it enters (``init()``, ``JobSubmissionClient.submit_job``, the jobs API), and
+carried as is: local paths become ``gcs://`` package URIs when they are packed
+(:meth:`RuntimeEnv.packed`), and a cluster-side value holds URIs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from nbcluster.runtime.runtime_env import packages
+
+#: The ``runtime_env`` keys nbcluster supports (Ray's names).
+SUPPORTED_KEYS = ("working_dir", "py_modules", "env_vars")
+_HINT = "install other dependencies on the cluster's nodes"
+
+
+@dataclass(frozen=True)
+class RuntimeEnv:
+    """A validated runtime environment (build it with :meth:`parse`).
+
+    ``working_dir`` and each of ``py_modules`` is a local path (on the machine that
+    submits, before :meth:`packed`) or a ``gcs://`` package URI; ``env_vars`` are set in
+    every process of the job."""
+
+    working_dir: str | None = None
+    py_modules: tuple[str, ...] = ()
+    env_vars: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | RuntimeEnv | None, *, local_paths: bool = True) -> RuntimeEnv:
+        """Validate a user's ``runtime_env`` dict. ``local_paths``: entries may be local
+        paths (a directory for ``working_dir``; a package directory, a ``.py`` file or a
+        module object for ``py_modules``) besides ``gcs://`` URIs; otherwise URIs only
+        (the cluster's side). Raises ``TypeError``/``ValueError`` naming the key."""
+        if isinstance(raw, RuntimeEnv):
+            return raw
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"runtime_env must be a dict, not {type(raw).__name__}")
+        unknown = [key for key in raw if key not in SUPPORTED_KEYS]
+        if unknown:
+            raise ValueError(f"runtime_env key {unknown[0]!r} is not supported; nbcluster supports "
+                             f"{', '.join(SUPPORTED_KEYS)} ({_HINT})")
+        env_vars = raw.get("env_vars") or {}
+        if not isinstance(env_vars, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+            raise TypeError("runtime_env env_vars must be a dict of str to str")
+        modules = raw.get("py_modules") or []
+        if isinstance(modules, (str, bytes, os.PathLike)) or not isinstance(modules, (list, tuple)):
+            raise TypeError("runtime_env py_modules must be a list of paths, modules or gcs:// URIs")
+        working_dir = raw.get("working_dir")
+        return cls(
+            working_dir=_entry(working_dir, "working_dir", local_paths) if working_dir is not None else None,
+            py_modules=tuple(_entry(m, "py_modules", local_paths) for m in modules),
+            env_vars=types.MappingProxyType(dict(env_vars)),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.working_dir or self.py_modules or self.env_vars)
+
+    @property
+    def uris(self) -> list[str]:
+        """The package URIs it names (working_dir first)."""
+        entries = [self.working_dir, *self.py_modules] if self.working_dir else list(self.py_modules)
+        return [e for e in entries if is_uri(e)]
+
+    def packed(self, store: Callable[[str, bytes], None]) -> RuntimeEnv:
+        """This environment with each local path zipped into a package: ``store(uri,
+        data)`` is called for each (the caller uploads it its way) and the URI takes the
+        path's place. Zipping the same content gives the same URI."""
+
+        def pack(entry: str, include_parent: bool) -> str:
+            if is_uri(entry):
+                return entry
+            data = packages.zip_directory(entry, include_parent=include_parent)
+            uri = packages.package_uri(data)
+            store(uri, data)
+            return uri
+
+        return replace(
+            self,
+            working_dir=pack(self.working_dir, False) if self.working_dir else None,
+            py_modules=tuple(pack(m, True) for m in self.py_modules),
+        )
+
+    def merged(self, override: RuntimeEnv) -> RuntimeEnv:
+        """``override`` on top of this environment (a job's driver's ``init(runtime_env=)``
+        over the job's): its working_dir wins, py_modules add up, env_vars merge."""
+        return RuntimeEnv(
+            working_dir=override.working_dir or self.working_dir,
+            py_modules=self.py_modules + override.py_modules,
+            env_vars=types.MappingProxyType({**self.env_vars, **override.env_vars}),
+        )
+
+    @property
+    def hash(self) -> str:
+        """A short digest of the environment ("" for none): workers are reused only
+        within one environment."""
+        if not self:
+            return ""
+        key = {"env_vars": dict(self.env_vars), "working_dir": self.working_dir or "", "py_modules": list(self.py_modules)}
+        return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text: how job records and a job's processes carry it."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RuntimeEnv:
+        """The value :meth:`to_json` wrote (validated when it entered; not again)."""
+        data = json.loads(text) if text else {}
+        return cls(
+            working_dir=data.get("working_dir") or None,
+            py_modules=tuple(data.get("py_modules", ())),
+            env_vars=types.MappingProxyType(dict(data.get("env_vars", {}))),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (keys with a value only), as the jobs API and job records hold it."""
+        out: dict[str, Any] = {}
+        if self.working_dir:
+            out["working_dir"] = self.working_dir
+        if self.py_modules:
+            out["py_modules"] = list(self.py_modules)
+        if self.env_vars:
+            out["env_vars"] = dict(self.env_vars)
+        return out
+
+
+def is_uri(entry: str) -> bool:
+    """Whether a ``working_dir``/``py_modules`` entry is a package URI (not a local path)."""
+    return entry.startswith(f"{packages.PROTOCOL}://")
+
+
+def _entry(value: Any, key: str, local_paths: bool) -> str:
+    """One ``working_dir``/``py_modules`` entry, checked: a ``gcs://`` URI as is, or (when
+    ``local_paths``) a local path that exists as the key needs."""
+    if isinstance(value, types.ModuleType) and key == "py_modules" and local_paths:
+        file = getattr(value, "__file__", None)
+        if not file:
+            raise ValueError(f"runtime_env py_modules: module {value.__name__!r} has no file to upload")
+        return os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
+    if not isinstance(value, (str, os.PathLike)):
+        kinds = "paths or gcs:// URIs" if local_paths else "gcs:// URIs"
+        raise TypeError(f"runtime_env {key} entries must be {kinds}, got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"runtime_env {key} entries must be text paths, got bytes")
+    if "://" in text:
+        if not is_uri(text):
+            raise ValueError(f"runtime_env {key}: {text!r} is not supported; give a local path or a gcs:// "
+                             "URI from an earlier upload")
+        packages.parse_uri(text)
+        return text
+    if not local_paths:
+        raise ValueError(f"runtime_env {key}: expected a gcs:// URI, got {text!r} (the client uploads local "
+                         "directories and passes their gcs:// URI)")
+    if key == "working_dir" and not os.path.isdir(text):
+        raise ValueError(f"runtime_env working_dir {text!r} is not a directory")
+    if key == "py_modules" and not (os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".py"))):
+        raise ValueError(f"runtime_env py_modules entry {text!r} is not a package directory or a .py file")
+    return text

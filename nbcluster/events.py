@@ -26,9 +26,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
-from nbcluster.runtime import api
-from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime import discovery
+from nbcluster.runtime.driver_core import core_worker
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
@@ -97,7 +96,7 @@ def subscribe(
     (on the runtime's thread) if the stream ends by itself — the head went away —
     not after ``close()`` or the driver's shutdown."""
     request = _request(kinds, replay)
-    core = api._core()
+    core = core_worker()
     sub = Subscription(core)
 
     async def pump() -> None:
@@ -142,19 +141,9 @@ async def watch(
     iterator (``aclose()``, or cancelling its consumer) closes the connection. It ends
     when the head goes away. ``ClusterConnectionError``/``AuthenticationError`` when
     the head cannot be reached or refuses ``token``."""
-    from nbcluster.runtime import discovery
-    from nbcluster.runtime.transport import dial
-
     request = _request(kinds, replay)
     endpoint, token = discovery.gcs_target(address, token)
-    try:
-        conn = await dial(endpoint, token, timeout=timeout)
-    except ConnectionLost as exc:
-        raise ClusterConnectionError(f"cannot reach the cluster's head at {address}: {exc}") from None
-    except RemoteError as exc:
-        if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
-            raise AuthenticationError(f"the cluster at {address} refused the token: {exc.message}") from None
-        raise ClusterConnectionError(f"the cluster at {address} refused the connection: {exc.message}") from None
+    conn = await discovery.connect_gcs(endpoint, token, timeout=timeout)
     try:
         async for event in conn.stream(methods.Gcs.Watch, request):
             yield ClusterEvent.from_proto(event)

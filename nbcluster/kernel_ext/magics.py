@@ -18,6 +18,7 @@ and cancels the tasks that cell submitted (``%config ClusterMagics.cancel_on_int
 from __future__ import annotations
 
 import html
+import json
 import os
 import shlex
 import sys
@@ -33,8 +34,13 @@ from traitlets import Bool
 
 import nbcluster
 import nbcluster.driver as driver
+from nbcluster.autoscaler import set_worker_bounds
+from nbcluster.cluster_utils import Cluster
 from nbcluster.exceptions import ClusterConnectionError
+from nbcluster.job_submission import JobSubmissionClient
+from nbcluster.kernel_ext.remote_cell import run_remote_cell
 from nbcluster.kernel_ext.routing import CellRouter
+from nbcluster.runtime import FILE, check_private, envvars, read_private
 from nbcluster.state import get_autoscaler_state, list_nodes
 
 #: The clusters the Jupyter server extension knows, for kernels (written by it, mode 0600).
@@ -51,10 +57,6 @@ def discovery_clusters() -> list[dict[str, Any]]:
     """``[{"name", "address", "token_file"}]`` from the server extension's file (none
     when it does not exist or cannot be read); UsageError when it is not this user's
     alone (another user's, or others can write it): its addresses are not trusted."""
-    import json
-
-    from nbcluster.runtime.private_dir import read_private
-
     try:
         data = json.loads(read_private(discovery_path(), "Remove it; the Jupyter server writes it again"))
     except (OSError, ValueError):
@@ -229,10 +231,8 @@ class ClusterMagics(Magics):
         address, listed_token_file = self._resolve(args.target)
         token_file = args.token_file or listed_token_file
         if token_file and address is None:  # a job's notebook given a token file: the job's cluster
-            address = os.environ.get("NBCLUSTER_ADDRESS")
+            address = os.environ.get(envvars.ADDRESS)
         if listed_token_file and not args.token_file:  # nbcluster wrote it: it must be this user's alone
-            from nbcluster.runtime.private_dir import FILE, check_private
-
             try:
                 check_private(listed_token_file, FILE, "Remove it")
             except nbcluster.exceptions.InsecurePathError as exc:
@@ -255,7 +255,7 @@ class ClusterMagics(Magics):
         only cluster, else the one started on this machine ("auto")."""
         listed = discovery_clusters()
         if target is None:
-            if os.environ.get("NBCLUSTER_ADDRESS"):  # a job's notebook: the job's cluster
+            if os.environ.get(envvars.ADDRESS):  # a job's notebook: the job's cluster
                 return None, None
             if len(listed) == 1:
                 return listed[0]["address"], listed[0].get("token_file")
@@ -308,8 +308,6 @@ class ClusterMagics(Magics):
             }
             nbcluster.init(num_cpus=args.num_cpus, autoscaling_config=config)
         elif args.workers or args.port is not None:
-            from nbcluster.cluster_utils import Cluster
-
             head: dict[str, Any] = {"num_cpus": args.num_cpus or os.cpu_count()}
             if args.port is not None:
                 head.update(port=args.port, node_ip_address=args.host or "127.0.0.1")
@@ -322,7 +320,7 @@ class ClusterMagics(Magics):
             self.owned.wait_for_nodes()
             nbcluster.init(address=self.owned.address)
             if args.port is not None:
-                token_file = self.owned.head_node._handle.session.token_file
+                token_file = self.owned.token_file
                 print(f"Nodes join from a terminal with:\n  nbcluster start --address {self.owned.address} "
                       f"--token-file {token_file}")
         else:
@@ -394,8 +392,6 @@ class ClusterMagics(Magics):
         self._set_bounds(args.minimum, args.maximum, args.node_type)
 
     def _set_bounds(self, low: int, high: int, node_type: str | None) -> None:
-        from nbcluster.autoscaler import set_worker_bounds
-
         try:
             name = set_worker_bounds(low, high, node_type=node_type)
         except (ValueError, nbcluster.exceptions.NbclusterError) as exc:
@@ -404,8 +400,6 @@ class ClusterMagics(Magics):
 
     # -- jobs --------------------------------------------------------------------------
     def _client(self) -> Any:
-        from nbcluster.job_submission import JobSubmissionClient
-
         self._require()
         return JobSubmissionClient()
 
@@ -492,8 +486,6 @@ class ClusterMagics(Magics):
         [--resources JSON] [--retries K] [-o NAME]. Names it reads are shipped by value;
         its output appears here; its last expression is the cell's value (-o NAME stores
         the ObjectRef instead of waiting)."""
-        from nbcluster.kernel_ext.remote_cell import run_remote_cell
-
         return run_remote_cell(self.shell, line, cell)
 
     # -- views -------------------------------------------------------------------------

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from nbcluster.runtime import discovery
+from nbcluster.runtime.driver_core import connected_core
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import RemoteError
+from nbcluster.runtime.transport.errors import TransportError
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
 
@@ -192,21 +194,25 @@ class JobState(_Snapshot):
         )
 
 
-def _gcs_call(method: Any, request: Any, address: str | None, token: str | None = None) -> Any:
-    """Through this driver's GCS connection when connected and no other cluster is
-    named; otherwise on a connection of its own (tools such as the CLI), with
-    ``token`` when given (else the local session's or ``NBCLUSTER_TOKEN``)."""
-    from nbcluster.runtime import api, discovery
+def gcs_call(method: Any, request: Any, address: str | None = None, token: str | None = None) -> Any:
+    """One request to a cluster's GCS; returns its reply.
 
-    if address is None and token is None and api.is_initialized():
-        core = api._core()
+    Through this driver's GCS connection when connected and no other cluster is
+    named; otherwise on a connection of its own (tools such as the CLI, the Jupyter
+    server), with ``token`` when given (else the local session's or
+    ``NBCLUSTER_TOKEN``). Transport failures arrive as :mod:`nbcluster.exceptions`:
+    ClusterConnectionError (unreachable, or the connection dropped),
+    AuthenticationError / PermissionDeniedError (a refused credential), NbclusterError
+    (any other error the head answered, with its message)."""
+    core = connected_core() if address is None and token is None else None
+    if core is not None:
 
         async def call() -> Any:
-            gcs = await core.gcs_connection()
             try:
+                gcs = await core.gcs_connection()
                 return await gcs.call(method, request, timeout=30.0)
-            except RemoteError as exc:
-                raise discovery.refusal(exc, core.gcs_address) from None
+            except TransportError as exc:
+                raise discovery.public_error(exc, core.gcs_address) from None
 
         return core.run_sync(call())
     return discovery.call_gcs(discovery.gcs_target(address, token), method, request)
@@ -218,13 +224,13 @@ def list_nodes(*, address: str | None = None, token: str | None = None) -> list[
     ``address``: another cluster than this driver's ("auto": the newest on this
     machine, "host:port"); needed when this process is not connected. ``token``:
     that cluster's token (default: its local session's, or ``NBCLUSTER_TOKEN``)."""
-    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address, token)
     return [NodeState.from_info(n) for n in reply.nodes]
 
 
 def list_jobs(*, address: str | None = None, token: str | None = None) -> list[JobState]:
     """Every job (driver or submitted) the cluster has known."""
-    reply = _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
     progress = {p.job_id: p for p in reply.progress}
     return [JobState.from_info(j, progress.get(j.job_id)) for j in reply.jobs]
 
@@ -239,7 +245,7 @@ def list_tasks(
     request = gcs_pb2.ListTasksRequest(
         job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit, task_ids=[bytes.fromhex(t) for t in task_ids]
     )
-    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address, token).tasks]
+    return [TaskState.from_record(r) for r in gcs_call(methods.Gcs.ListTasks, request, address, token).tasks]
 
 
 def list_actors(
@@ -249,7 +255,7 @@ def list_actors(
     """Every actor the cluster has known (dead ones included), optionally filtered."""
     if state is not None and state not in ACTOR_STATES:
         raise ValueError(f"state must be one of {ACTOR_STATES}, got {state!r}")
-    reply = _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address, token)
+    reply = gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address, token)
     actors = [ActorState.from_info(i) for i in reply.actors]
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)
@@ -345,7 +351,7 @@ class AutoscalerState(_Snapshot):
 def get_autoscaler_state(*, address: str | None = None, token: str | None = None) -> AutoscalerState:
     """The autoscaler's view: node types with counts, waiting demand and why, and its
     recent decisions (``enabled=False`` when the cluster has no autoscaler)."""
-    reply = _gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address, token)
     return AutoscalerState.from_reply(reply)
 
 
@@ -364,7 +370,7 @@ class HeadState(_Snapshot):
 
 def get_head_state(*, address: str | None = None, token: str | None = None) -> HeadState:
     """The head's own record (also a cheap check that ``address`` and ``token`` work)."""
-    r = _gcs_call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest(), address, token)
+    r = gcs_call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest(), address, token)
     return HeadState(r.gcs_address, r.session_dir, r.version, r.start_time, r.head_pid, r.jobs_address)
 
 

@@ -50,8 +50,7 @@ from nbcluster.exceptions import (
     InsecurePathError,
     NbclusterError,
 )
-from nbcluster.runtime.discovery import LocalNode, local_heads, read_token_file
-from nbcluster.runtime.transport.errors import TransportError
+from nbcluster.runtime import LocalNode, local_heads, read_token_file
 from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
     BadRequest,
@@ -485,7 +484,7 @@ class ClusterManager:
                 self._run(state.get_autoscaler_state, **kwargs),
                 self._run(state.list_jobs, **kwargs),
             )
-        except (NbclusterError, TransportError) as exc:
+        except NbclusterError as exc:
             self._observed(entry, False, str(exc))
             return cluster_json(record, UNREACHABLE)
         self._observed(entry, True)
@@ -554,7 +553,7 @@ class ClusterManager:
             await asyncio.wait_for(asyncio.shield(entry.ping), self.ping_timeout_s)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             why = f"its head did not answer within {self.ping_timeout_s:g} s"
-        except (NbclusterError, TransportError) as exc:
+        except NbclusterError as exc:
             why = str(exc)
         else:
             self._observed(entry, True)

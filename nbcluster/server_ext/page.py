@@ -33,7 +33,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import AuthenticatedFileHandler, JupyterHandler
 from tornado import web
 
-from nbcluster._version import __version__
+from nbcluster import __version__
 from nbcluster.server_ext.handlers import AUTH_RESOURCE
 
 __all__ = ["AUTH_RESOURCE", "STATIC_DIR", "PageHandler", "StaticHandler", "page_handlers"]

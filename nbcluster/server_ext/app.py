@@ -19,6 +19,7 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validat
 from nbcluster.server_ext.handlers import api_handlers
 from nbcluster.server_ext.manager import ClusterManager
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, parse_create
+from nbcluster.server_ext.page import page_handlers
 
 __all__ = ["NbclusterApp"]
 
@@ -97,8 +98,6 @@ class NbclusterApp(ExtensionApp):
                       len(self.manager.names()), self.manager.registry.discovery_path)
 
     def initialize_handlers(self) -> None:
-        from nbcluster.server_ext.page import page_handlers
-
         self.handlers.extend(api_handlers())
         self.handlers.extend(page_handlers())
 

@@ -25,7 +25,7 @@ from tornado.iostream import StreamClosedError
 
 from nbcluster import events
 from nbcluster.exceptions import NbclusterError
-from nbcluster.server_ext.handlers import domain_errors
+from nbcluster.server_ext.base import domain_errors
 from nbcluster.server_ext.sse import SseHandler
 
 __all__ = ["ClusterListEventsHandler", "EventsHandler"]

@@ -34,7 +34,7 @@ from jupyter_server.base.handlers import AuthenticatedFileHandler, JupyterHandle
 from tornado import web
 
 from nbcluster import __version__
-from nbcluster.server_ext.handlers import AUTH_RESOURCE
+from nbcluster.server_ext.base import AUTH_RESOURCE
 
 __all__ = ["AUTH_RESOURCE", "STATIC_DIR", "PageHandler", "StaticHandler", "page_handlers"]
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from nbcluster.server_ext.handlers import NbclusterAPIHandler
+from nbcluster.server_ext.base import NbclusterAPIHandler
 
 __all__ = ["SseHandler"]
 

@@ -24,7 +24,7 @@ from tornado import httpclient, web, websocket
 from tornado.iostream import StreamClosedError
 
 from nbcluster.exceptions import NbclusterError
-from nbcluster.job_submission import ssl_context
+from nbcluster.job_api import ssl_context
 from nbcluster.server_ext.base import NbclusterAPIHandler, domain_errors
 from nbcluster.server_ext.models import BadRequest
 from nbcluster.server_ext.sse import SseHandler

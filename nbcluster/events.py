@@ -41,6 +41,9 @@ KINDS = ("NODE_ADDED", "NODE_DEAD", "NODE_STATE", "JOB_STATE", "ACTOR_STATE", "A
 
 @dataclass(frozen=True)
 class ClusterEvent:
+    """One event of the cluster: its number (``seq``, in the head's order), ``kind`` (one
+    of :data:`KINDS`), when, a message, and the node, job and details it is about."""
+
     seq: int
     kind: str
     time: float
@@ -52,6 +55,7 @@ class ClusterEvent:
 
     @classmethod
     def from_proto(cls, e: gcs_pb2.Event) -> "ClusterEvent":
+        """The event a GCS ``Event`` message carries."""
         return cls(
             seq=e.seq,
             kind=gcs_pb2.EventKind.Name(e.kind).removeprefix("EVENT_KIND_"),
@@ -79,6 +83,8 @@ class Subscription:
         return self._task is not None and not self._task.done() and not self._core.closed
 
     def close(self) -> None:
+        """End the stream (an event already on its way may still reach the callback).
+        Closing twice is fine."""
         self.closed = True
         if self._task is not None and not self._task.done():
             self._core.loop.call_soon_threadsafe(self._task.cancel)

@@ -98,10 +98,12 @@ class JobProgress:
     actors: int = 0
 
     def to_json(self) -> dict[str, int]:
+        """The counts as a JSON object."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "JobProgress":
+        """The counts of a JSON object (missing ones are 0)."""
         data = data or {}
         return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
 
@@ -135,6 +137,7 @@ class JobDetails:
     progress: JobProgress = field(default_factory=JobProgress)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as the REST API sends it (enums as their names)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["type"] = self.type.value
         out["status"] = self.status.value
@@ -399,15 +402,18 @@ class JobSubmissionClient:
         return bool(self._request("DELETE", self._job_path(job_id), job_id=job_id).get("deleted"))
 
     def get_job_info(self, job_id: str) -> JobDetails:
+        """The job's record; ValueError when the cluster knows no such job."""
         return self._details(self._request("GET", self._job_path(job_id), job_id=job_id))
 
     def list_jobs(self) -> list[JobDetails]:
+        """Every job the cluster knows, submitted jobs and drivers."""
         answer = self._request("GET", "/api/jobs/")
         if not isinstance(answer, list):
             raise NbclusterSystemError(f"the jobs API at {self._address} sent no job list")
         return [self._details(item) for item in answer]
 
     def get_job_status(self, job_id: str) -> JobStatus:
+        """The job's status now."""
         return self.get_job_info(job_id).status
 
     def get_job_logs(self, job_id: str) -> str:

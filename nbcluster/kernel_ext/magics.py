@@ -48,6 +48,8 @@ DISCOVERY_FILE = "nbcluster-clusters.json"
 
 
 def discovery_path() -> Path:
+    """Where the Jupyter server extension writes the clusters it knows (in Jupyter's
+    runtime directory)."""
     from jupyter_core.paths import jupyter_runtime_dir
 
     return Path(jupyter_runtime_dir()) / DISCOVERY_FILE
@@ -160,6 +162,10 @@ def _parse(name: str, rest: str) -> Any:
 
 @magics_class
 class ClusterMagics(Magics):
+    """The ``%cluster`` line magic and the ``%%remote`` cell magic; remote output goes
+    under the cell that caused it (:class:`CellRouter`), and an interrupted cell's
+    tasks are cancelled (``cancel_on_interrupt``)."""
+
     cancel_on_interrupt = Bool(
         True, help="When a cell is interrupted, cancel the tasks and actor calls it submitted."
     ).tag(config=True)
@@ -173,6 +179,7 @@ class ClusterMagics(Magics):
         shell.events.register("post_run_cell", self._post_run_cell)
 
     def close(self) -> None:
+        """Stop following the shell's cell events."""
         self.shell.events.unregister("pre_run_cell", self.router.pre_run_cell)
         self.shell.events.unregister("post_run_cell", self._post_run_cell)
 

@@ -123,11 +123,14 @@ def read_token_file(path: str, private: bool = False) -> str:
 
 
 def check_address(address: str) -> None:
+    """ValueError unless ``address`` is "auto" or host:port."""
     if address != "auto" and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
         raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
 
 
 def no_cluster_message() -> str:
+    """The message for "no cluster runs on this machine", saying where it looked and how to
+    start one."""
     return (
         f"No running nbcluster cluster found on this machine (looked in {temp_root()}). "
         "Start one with `nbcluster start --head` (or nbcluster.init() in another process), or pass its address."

@@ -35,6 +35,9 @@ class _Snapshot:
 
 @dataclass(frozen=True)
 class ActorState(_Snapshot):
+    """An actor as the cluster knows it: its class, state (PENDING, ALIVE, RESTARTING,
+    DEAD), name, where it runs, restarts and why it died."""
+
     actor_id: str
     class_name: str
     state: str
@@ -52,6 +55,7 @@ class ActorState(_Snapshot):
 
     @classmethod
     def from_info(cls, info: gcs_pb2.ActorInfo) -> "ActorState":
+        """The snapshot of a GCS ``ActorInfo``."""
         return cls(
             actor_id=info.actor_id.hex(),
             class_name=info.class_name,
@@ -72,6 +76,9 @@ class ActorState(_Snapshot):
 
 @dataclass(frozen=True)
 class TaskState(_Snapshot):
+    """A task (or actor call) as its owner last reported it: its state, node, attempt,
+    times and error."""
+
     task_id: str
     job_id: str
     name: str
@@ -86,6 +93,7 @@ class TaskState(_Snapshot):
 
     @classmethod
     def from_record(cls, r: gcs_pb2.TaskRecord) -> "TaskState":
+        """The snapshot of a GCS ``TaskRecord``."""
         return cls(
             task_id=r.task_id.hex(),
             job_id=r.job_id.hex(),
@@ -103,6 +111,9 @@ class TaskState(_Snapshot):
 
 @dataclass(frozen=True)
 class NodeState(_Snapshot):
+    """A node: its state (ALIVE, DEAD), addresses, resources in total and available, object
+    store, workers, load and memory."""
+
     node_id: str
     state: str
     address: str
@@ -131,6 +142,7 @@ class NodeState(_Snapshot):
 
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
+        """The snapshot of a GCS ``NodeInfo``."""
         return cls(
             node_id=n.node_id.hex(),
             state=gcs_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_"),
@@ -159,6 +171,9 @@ class NodeState(_Snapshot):
 
 @dataclass(frozen=True)
 class JobState(_Snapshot):
+    """A job, a driver or one submitted with the Jobs API: its status, entrypoint, times
+    and task counts."""
+
     job_id: str
     type: str
     status: str
@@ -177,6 +192,7 @@ class JobState(_Snapshot):
 
     @classmethod
     def from_info(cls, j: gcs_pb2.JobInfo, progress: gcs_pb2.JobProgress | None = None) -> "JobState":
+        """The snapshot of a GCS ``JobInfo``, with the job's task counts when given."""
         counts = {k: getattr(progress, k) for k in ("submitted", "running", "finished", "failed")} if progress else {}
         return cls(
             job_id=j.job_id.hex(),
@@ -263,6 +279,7 @@ def list_actors(
 
 
 def get_actor_state(actor_id: str) -> ActorState | None:
+    """The actor with id ``actor_id`` (hex), or None when the cluster does not know it."""
     for actor in list_actors():
         if actor.actor_id == actor_id:
             return actor
@@ -271,6 +288,9 @@ def get_actor_state(actor_id: str) -> ActorState | None:
 
 @dataclass(frozen=True)
 class NodeTypeState(_Snapshot):
+    """A node type of the autoscaler: its resources, how many nodes run, start and stop,
+    and its bounds."""
+
     name: str
     resources: dict[str, float]
     running: int
@@ -296,12 +316,16 @@ class DemandState(_Snapshot):
 
 @dataclass(frozen=True)
 class AutoscalerEvent(_Snapshot):
+    """One decision of the autoscaler, as it logged it."""
+
     time: float
     message: str
 
 
 @dataclass(frozen=True)
 class AutoscalerState(_Snapshot):
+    """What :func:`get_autoscaler_state` returns (see there)."""
+
     enabled: bool
     cluster_name: str = ""
     max_workers: int = 0
@@ -314,6 +338,7 @@ class AutoscalerState(_Snapshot):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AutoscalerState":
+        """The state from its :meth:`to_json` form, nested records included."""
         data = dict(data)
         data["node_types"] = [NodeTypeState(**t) for t in data.get("node_types", [])]
         data["demand"] = [DemandState(**d) for d in data.get("demand", [])]
@@ -322,6 +347,7 @@ class AutoscalerState(_Snapshot):
 
     @classmethod
     def from_reply(cls, r: gcs_pb2.GetAutoscalerStatusReply) -> "AutoscalerState":
+        """The state of a GCS ``GetAutoscalerStatusReply``."""
         return cls(
             enabled=r.enabled,
             cluster_name=r.cluster_name,

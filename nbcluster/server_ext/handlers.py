@@ -30,12 +30,14 @@ class ClustersHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self) -> None:
+        """Every cluster the server knows, as Cluster JSON."""
         self.reply({"clusters": await self.manager.list_clusters()})
 
     @web.authenticated
     @authorized
     @domain_errors
     async def post(self) -> None:
+        """Create a cluster (201 with its Cluster JSON and Location) once its head serves."""
         cluster = await self.manager.create(self.json_body(required=False))
         self.set_header("Location", self.request.path.rstrip("/") + "/" + cluster["name"])
         self.reply(cluster, 201)
@@ -48,6 +50,7 @@ class AttachHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def post(self) -> None:
+        """Attach a running cluster (201 with its Cluster JSON)."""
         self.reply(await self.manager.attach(self.json_body()), 201)
 
 
@@ -58,6 +61,7 @@ class LocalHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self) -> None:
+        """The clusters running on this machine that the server does not know yet."""
         self.reply({"clusters": await self.manager.local()})
 
 
@@ -68,12 +72,14 @@ class ClusterHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The cluster's Cluster JSON."""
         self.reply(await self.manager.get(name))
 
     @web.authenticated
     @authorized
     @domain_errors
     async def patch(self, name: str) -> None:
+        """Scale the cluster (``{"workers": n}`` or ``{"adapt": ...}``); its Cluster JSON."""
         self.manager.require(name)  # 404 before a bad body's 400
         self.reply(await self.manager.scale(name, self.json_body()))
 
@@ -81,6 +87,7 @@ class ClusterHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def delete(self, name: str) -> None:
+        """Stop a cluster made here, or forget an attached one (204)."""
         await self.manager.delete(name)
         self.set_status(204)
         self.finish()
@@ -93,6 +100,7 @@ class NodesHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The cluster's nodes (``{"nodes": [...]}``)."""
         self.reply({"nodes": await self.manager.nodes(name)})
 
 
@@ -103,6 +111,7 @@ class AutoscalerHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The autoscaler's state (``{"enabled": false}`` when it has none)."""
         self.reply(await self.manager.autoscaler(name))
 
 

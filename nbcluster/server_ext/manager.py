@@ -187,6 +187,7 @@ class ClusterManager:
         return name
 
     def names(self) -> list[str]:
+        """The names of the clusters the server knows."""
         return list(self._entries)
 
     def require(self, name: str) -> None:
@@ -307,6 +308,10 @@ class ClusterManager:
 
     # -- create, attach, delete -------------------------------------------------------
     async def create(self, body: Any) -> dict[str, Any]:
+        """Start a cluster as the create request ``body`` asks; its Cluster JSON once its
+        head serves. BadRequest for a bad body, ClusterConflict for a name in
+        use or a server that is stopping, ClusterStartError when it does not
+        start."""
         if self.closing.is_set():  # what shutdown() stops is chosen already
             raise ClusterConflict("the Jupyter server is stopping: create the cluster once it runs again")
         name, spec = parse_create(body, self.defaults)
@@ -351,6 +356,9 @@ class ClusterManager:
         self._save()
 
     async def attach(self, body: Any) -> dict[str, Any]:
+        """Attach the running cluster the attach request ``body`` names (its address and
+        token, token file, or none for a cluster on this machine); its Cluster
+        JSON. BadRequest when it cannot be reached or refuses the token."""
         request = parse_attach(body)
         name = self._reserve(request.name)
         if request.token_file is not None:
@@ -444,6 +452,8 @@ class ClusterManager:
 
     # -- scale --------------------------------------------------------------------------
     async def scale(self, name: str, body: Any) -> dict[str, Any]:
+        """Set the cluster's worker bounds from the scale request ``body``; its Cluster
+        JSON. ClusterConflict when it is starting, stopping or unreachable."""
         bounds = parse_scale(body)
         entry = await self._live(name, "scale it")
         async with entry.lock:
@@ -484,13 +494,17 @@ class ClusterManager:
         return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir)
 
     async def get(self, name: str) -> dict[str, Any]:
+        """The cluster's Cluster JSON, after a look at it (its status follows what that
+        found)."""
         return await self._view(self._entry(name))
 
     async def list_clusters(self) -> list[dict[str, Any]]:
+        """The Cluster JSON of every cluster the server knows."""
         entries = list(self._entries.values())
         return list(await asyncio.gather(*(self._view(e) for e in entries)))
 
     async def nodes(self, name: str) -> list[dict[str, Any]]:
+        """The cluster's nodes as JSON; ClusterConflict when it cannot be reached."""
         entry = await self._live(name, "ask for its nodes")
         try:
             nodes = await self._run(state.list_nodes, address=entry.record.address, token=entry.token)
@@ -499,6 +513,8 @@ class ClusterManager:
         return [n.to_json() for n in nodes]
 
     async def autoscaler(self, name: str) -> dict[str, Any]:
+        """The cluster's autoscaler state as JSON (``{"enabled": False}`` when it has
+        none); ClusterConflict when it cannot be reached."""
         entry = await self._live(name, "ask for its autoscaler")
         try:
             status = await self._run(state.get_autoscaler_state, address=entry.record.address, token=entry.token)

@@ -121,6 +121,7 @@ class JobWidget(StaticReprMixin, widgets.VBox):
 
     @property
     def tail_running(self) -> bool:
+        """Whether the widget still follows the job's log."""
         return self._tail.alive
 
     # -- actions and view ------------------------------------------------------------

@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbcluster.exceptions import NbclusterError
 from nbcluster.runtime import discovery
 from nbcluster.runtime.driver_core import core_worker
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 __all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe", "watch"]
 
@@ -108,13 +108,13 @@ def subscribe(
     async def pump() -> None:
         reason = "the head ended the stream"
         try:
-            gcs = await core.gcs_connection()
-            async for event in gcs.stream(methods.Gcs.Watch, request):
+            async for event in discovery.stream_gcs(core.gcs_connection, methods.Gcs.Watch, request,
+                                                    core.gcs_address):
                 try:
                     callback(ClusterEvent.from_proto(event))
                 except Exception:  # noqa: BLE001 - a view's bug must not end the stream
                     logger.exception("an event subscriber failed")
-        except (ConnectionLost, RemoteError) as exc:
+        except NbclusterError as exc:
             logger.info("event stream ended: %s", exc)
             reason = str(exc) or type(exc).__name__
         if on_end is not None and not (sub.closed or core.closed or core.disconnecting):
@@ -150,10 +150,14 @@ async def watch(
     request = _request(kinds, replay)
     endpoint, token = discovery.gcs_target(address, token)
     conn = await discovery.connect_gcs(endpoint, token, timeout=timeout)
+
+    async def opened() -> Any:
+        return conn
+
     try:
-        async for event in conn.stream(methods.Gcs.Watch, request):
+        async for event in discovery.stream_gcs(opened, methods.Gcs.Watch, request, address):
             yield ClusterEvent.from_proto(event)
-    except (ConnectionLost, RemoteError) as exc:
+    except NbclusterError as exc:
         logger.info("event stream of %s ended: %s", address, exc)
     finally:
         conn.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +187,20 @@ async def connect_gcs(endpoint: str, token: str, timeout: float = 10.0) -> Any:
         raise refusal(exc, endpoint) or ClusterConnectionError(
             f"the cluster at {endpoint} refused the connection: {exc.message}"
         ) from None
+    except TransportError as exc:
+        raise public_error(exc, endpoint) from None
+
+
+async def stream_gcs(
+    connect: Callable[[], Awaitable[Any]], method: Any, request: Any, endpoint: str
+) -> AsyncIterator[Any]:
+    """The replies of a streaming GCS ``method`` on the connection ``connect()``
+    returns, as they come; a transport failure, also while connecting, raises as
+    :func:`public_error` maps it (``endpoint`` names the cluster in its message)."""
+    try:
+        conn = await connect()
+        async for reply in conn.stream(method, request):
+            yield reply
     except TransportError as exc:
         raise public_error(exc, endpoint) from None
 

@@ -72,6 +72,7 @@ def load_ipython_extension(ip: object) -> None:
 
 
 def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext nbcluster``: remove the magics and their cell hooks."""
     from nbcluster.kernel_ext import unload_ipython_extension as unload
 
     unload(ip)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from nbcluster.exceptions import NbclusterError
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.state import AutoscalerState, _gcs_call, get_autoscaler_state
+from nbcluster.runtime.state import AutoscalerState, gcs_call, get_autoscaler_state
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import RemoteError
 
 __all__ = ["AutoscalerState", "get_autoscaler_state", "request_resources", "set_worker_bounds"]
 
@@ -48,14 +46,11 @@ def request_resources(
     ``bundles``, whatever runs now: nodes are added until the cluster's total
     resources could hold them all, and nodes they need are not removed as idle.
     Each call replaces the previous request; ``request_resources(num_cpus=0)``
-    withdraws it."""
+    withdraws it. NbclusterError with the head's reason when it refuses the request."""
     request = gcs_pb2.RequestResourcesRequest(
         bundles=[common_pb2.ResourceSet(amounts=b) for b in _bundles(num_cpus, bundles)]
     )
-    try:
-        _gcs_call(methods.Gcs.RequestResources, request, address)
-    except RemoteError as exc:
-        raise NbclusterError(exc.message) from None
+    gcs_call(methods.Gcs.RequestResources, request, address)
 
 
 def set_worker_bounds(
@@ -77,7 +72,4 @@ def set_worker_bounds(
     if min_workers > max_workers:
         raise ValueError(f"min_workers ({min_workers}) must not be above max_workers ({max_workers})")
     request = gcs_pb2.SetWorkerBoundsRequest(node_type=node_type or "", min_workers=min_workers, max_workers=max_workers)
-    try:
-        return _gcs_call(methods.Gcs.SetWorkerBounds, request, address, token).node_type
-    except RemoteError as exc:
-        raise NbclusterError(exc.message) from None
+    return gcs_call(methods.Gcs.SetWorkerBounds, request, address, token).node_type

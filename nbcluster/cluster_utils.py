@@ -22,12 +22,17 @@ process and stop with it.
 
 from __future__ import annotations
 
+import atexit
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import psutil
+
 from nbcluster.exceptions import ClusterConnectionError
+from nbcluster.runtime.api import init
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.launcher import LocalCluster, NodeSpec, start_local_cluster, start_worker_node
@@ -57,13 +62,26 @@ class ClusterNode:
 
     @property
     def session_dir(self) -> str:
+        """The node's session directory (its logs are under ``logs/``)."""
         return str(self._handle.session.dir)
 
+    @property
+    def token_file(self) -> Path:
+        """The file holding the cluster's token (with its CA, for a TLS cluster): what
+        ``nbcluster start --address ... --token-file`` takes."""
+        return self._handle.session.token_file
+
     def alive(self) -> bool:
+        """Whether the node manager's process still runs."""
         return self._handle.procs[-1].poll() is None
 
 
 class Cluster:
+    """Nodes on this machine that form one cluster: a head (``add_node()`` first, or
+    ``initialize_head=True``), then workers that join it. ``connect``: also
+    ``nbcluster.init()`` this process to it; ``shutdown_at_exit``: stop it when the
+    interpreter exits."""
+
     def __init__(
         self,
         initialize_head: bool = False,
@@ -78,12 +96,8 @@ class Cluster:
         if initialize_head:
             self.add_node(**(head_node_args or {}))
             if connect:
-                import nbcluster
-
-                nbcluster.init(address=self.address)
+                init(address=self.address)
         if shutdown_at_exit:
-            import atexit
-
             atexit.register(self.shutdown)
 
     @property
@@ -94,7 +108,16 @@ class Cluster:
         return self.head_node._handle.session.read_address()["gcs_address"]
 
     @property
+    def token_file(self) -> Path:
+        """The head's token file, for nodes that join from elsewhere
+        (``nbcluster start --address ADDRESS --token-file FILE``)."""
+        if self.head_node is None:
+            raise ClusterConnectionError("the cluster has no head node yet: add_node() first")
+        return self.head_node.token_file
+
+    @property
     def list_all_nodes(self) -> list[ClusterNode]:
+        """The head (when there is one) and the worker nodes, in the order added."""
         return ([self.head_node] if self.head_node else []) + self.worker_nodes
 
     def add_node(self, wait: bool = True, **node_args: Any) -> ClusterNode:
@@ -153,8 +176,6 @@ class Cluster:
         if allow_graceful:
             node._handle.stop()
         else:
-            import psutil
-
             try:
                 victims = [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
             except psutil.NoSuchProcess:
@@ -210,6 +231,7 @@ class Cluster:
         return list(reply.nodes)
 
     def shutdown(self) -> None:
+        """Stop every node, the workers first."""
         for node in list(self.worker_nodes):
             self.remove_node(node)
         if self.head_node is not None:

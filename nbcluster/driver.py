@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbcluster.runtime import api
-from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.core_worker import print_log_batch
+from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.driver_core import connected_core, core_worker
 
 __all__ = [
-    "RemoteOutput", "cancel_context", "on_disconnect", "set_output_handler", "set_submission_context",
-    "set_submit_hook", "submission_context",
+    "RemoteOutput", "cancel_context", "connection", "on_disconnect", "set_output_handler",
+    "set_submission_context", "set_submit_hook", "submission_context",
 ]
 
 #: ``on_disconnect(callback)``: call ``callback()`` whenever this process's driver is
@@ -55,11 +56,20 @@ class RemoteOutput:
 
 def set_submission_context(context: str) -> None:
     """Tag what this driver submits from now on with ``context``."""
-    api._core().task_context = context
+    core_worker().task_context = context
 
 
 def submission_context() -> str:
-    return api._core().task_context
+    """The submission context this driver tags its submissions with now ("" when none)."""
+    return core_worker().task_context
+
+
+def connection() -> object | None:
+    """An opaque value naming this process's current connection to a cluster; None
+    when not connected. It changes when the driver reconnects (``shutdown()`` then
+    ``init()``), whose new connection has none of the hooks and handlers set on the
+    old one: compare it to tell whether yours are still in place."""
+    return connected_core()
 
 
 def set_submit_hook(hook: Callable[[str, list[ObjectRef]], None] | None) -> None:
@@ -67,13 +77,13 @@ def set_submit_hook(hook: Callable[[str, list[ObjectRef]], None] | None) -> None
     actor call this driver submits itself (not what its tasks submit), with the
     submission context and the call's refs; ``None`` removes it. Keep it cheap: it runs
     on every submission. An exception in it is logged, never raised."""
-    api._core().submit_hook = hook
+    core_worker().submit_hook = hook
 
 
 def set_output_handler(handler: Callable[[RemoteOutput], None] | None) -> None:
     """Send remote output to ``handler`` (called on the runtime's thread; keep it short)
     instead of this process's stdout/stderr; ``None`` restores that."""
-    core = api._core()
+    core = core_worker()
     if handler is None:
         core.log_sink = print_log_batch
         return
@@ -99,7 +109,7 @@ def set_output_handler(handler: Callable[[RemoteOutput], None] | None) -> None:
 def cancel_context(context: str, *, force: bool = False) -> int:
     """Cancel the unfinished tasks and actor calls this driver submitted with
     ``context`` (with their children); returns how many were asked to stop."""
-    core = api._core()
+    core = core_worker()
 
     def collect() -> list[tuple[bytes, bool]]:
         found = []

@@ -26,12 +26,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbcluster.exceptions import AuthenticationError, ClusterConnectionError
-from nbcluster.runtime import api
-from nbcluster.runtime.protocol import common_pb2
+from nbcluster.exceptions import NbclusterError
+from nbcluster.runtime import discovery
+from nbcluster.runtime.driver_core import core_worker
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 __all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe", "watch"]
 
@@ -42,6 +41,9 @@ KINDS = ("NODE_ADDED", "NODE_DEAD", "NODE_STATE", "JOB_STATE", "ACTOR_STATE", "A
 
 @dataclass(frozen=True)
 class ClusterEvent:
+    """One event of the cluster: its number (``seq``, in the head's order), ``kind`` (one
+    of :data:`KINDS`), when, a message, and the node, job and details it is about."""
+
     seq: int
     kind: str
     time: float
@@ -53,6 +55,7 @@ class ClusterEvent:
 
     @classmethod
     def from_proto(cls, e: gcs_pb2.Event) -> "ClusterEvent":
+        """The event a GCS ``Event`` message carries."""
         return cls(
             seq=e.seq,
             kind=gcs_pb2.EventKind.Name(e.kind).removeprefix("EVENT_KIND_"),
@@ -80,6 +83,8 @@ class Subscription:
         return self._task is not None and not self._task.done() and not self._core.closed
 
     def close(self) -> None:
+        """End the stream (an event already on its way may still reach the callback).
+        Closing twice is fine."""
         self.closed = True
         if self._task is not None and not self._task.done():
             self._core.loop.call_soon_threadsafe(self._task.cancel)
@@ -97,19 +102,19 @@ def subscribe(
     (on the runtime's thread) if the stream ends by itself — the head went away —
     not after ``close()`` or the driver's shutdown."""
     request = _request(kinds, replay)
-    core = api._core()
+    core = core_worker()
     sub = Subscription(core)
 
     async def pump() -> None:
         reason = "the head ended the stream"
         try:
-            gcs = await core.gcs_connection()
-            async for event in gcs.stream(methods.Gcs.Watch, request):
+            async for event in discovery.stream_gcs(core.gcs_connection, methods.Gcs.Watch, request,
+                                                    core.gcs_address):
                 try:
                     callback(ClusterEvent.from_proto(event))
                 except Exception:  # noqa: BLE001 - a view's bug must not end the stream
                     logger.exception("an event subscriber failed")
-        except (ConnectionLost, RemoteError) as exc:
+        except NbclusterError as exc:
             logger.info("event stream ended: %s", exc)
             reason = str(exc) or type(exc).__name__
         if on_end is not None and not (sub.closed or core.closed or core.disconnecting):
@@ -142,23 +147,17 @@ async def watch(
     iterator (``aclose()``, or cancelling its consumer) closes the connection. It ends
     when the head goes away. ``ClusterConnectionError``/``AuthenticationError`` when
     the head cannot be reached or refuses ``token``."""
-    from nbcluster.runtime import discovery
-    from nbcluster.runtime.transport import dial
-
     request = _request(kinds, replay)
     endpoint, token = discovery.gcs_target(address, token)
+    conn = await discovery.connect_gcs(endpoint, token, timeout=timeout)
+
+    async def opened() -> Any:
+        return conn
+
     try:
-        conn = await dial(endpoint, token, timeout=timeout)
-    except ConnectionLost as exc:
-        raise ClusterConnectionError(f"cannot reach the cluster's head at {address}: {exc}") from None
-    except RemoteError as exc:
-        if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
-            raise AuthenticationError(f"the cluster at {address} refused the token: {exc.message}") from None
-        raise ClusterConnectionError(f"the cluster at {address} refused the connection: {exc.message}") from None
-    try:
-        async for event in conn.stream(methods.Gcs.Watch, request):
+        async for event in discovery.stream_gcs(opened, methods.Gcs.Watch, request, address):
             yield ClusterEvent.from_proto(event)
-    except (ConnectionLost, RemoteError) as exc:
+    except NbclusterError as exc:
         logger.info("event stream of %s ended: %s", address, exc)
     finally:
         conn.close()

@@ -14,7 +14,8 @@ The client speaks HTTP with ``urllib`` (so it works inside a running event loop)
 follows logs over a websocket with tornado, imported only when logs are tailed. Local
 ``working_dir`` and ``py_modules`` are zipped and uploaded once, as content-addressed
 ``gcs://`` packages. The token is sent in the ``Authorization`` header only; it is never
-printed, logged or put in an error message.
+printed, logged or put in an error message. Finding the API and mapping its errors is
+:mod:`nbcluster.job_api`; the thread behind ``iter_job_logs`` is :mod:`nbcluster.log_pump`.
 """
 
 from __future__ import annotations
@@ -25,26 +26,38 @@ import http.client
 import json
 import os
 import queue
-import ssl
-import threading
 import time
 import types
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nbcluster.exceptions import (
-    AuthenticationError,
     ClusterConnectionError,
-    InsecurePathError,
     NbclusterSystemError,
 )
+from nbcluster.job_api import (
+    DEFAULT_PORT,
+    NoRedirect,
+    check_close,
+    check_token,
+    drain,
+    http_error,
+    jobs_url,
+    local_jobs_api,
+    local_token_for,
+    no_token_error,
+    server_message,
+    ssl_context,
+)
+from nbcluster.log_pump import LogPump
 from nbcluster.runtime import envvars
-from nbcluster.runtime.credentials import ca_for, given_token
-from nbcluster.runtime.tls import client_context
+from nbcluster.runtime.credentials import given_token
+from nbcluster.runtime.runtime_env.packages import package_uri, parse_uri, zip_directory
+from nbcluster.runtime.states import JobStatus
 
 __all__ = [
     "DEFAULT_PORT",
@@ -55,33 +68,15 @@ __all__ = [
     "JobStatus",
     "JobSubmissionClient",
     "JobType",
+    "LogPump",
     "ssl_context",
 ]
 
-DEFAULT_PORT = 8265
 SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
 _MAX_LOG_MESSAGE = 64 * 1024 * 1024
 
 
 # -- the schema -------------------------------------------------------------------------
-class JobStatus(str, enum.Enum):
-    """The state of a job (Ray's names)."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def is_terminal(self) -> bool:
-        """Whether the job has ended (it will not change state again)."""
-        return self in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
-
-
 class JobType(str, enum.Enum):
     """A job submitted through this API, or a driver that connected on its own."""
 
@@ -103,10 +98,12 @@ class JobProgress:
     actors: int = 0
 
     def to_json(self) -> dict[str, int]:
+        """The counts as a JSON object."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "JobProgress":
+        """The counts of a JSON object (missing ones are 0)."""
         data = data or {}
         return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
 
@@ -140,6 +137,7 @@ class JobDetails:
     progress: JobProgress = field(default_factory=JobProgress)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as the REST API sends it (enums as their names)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["type"] = self.type.value
         out["status"] = self.status.value
@@ -169,159 +167,6 @@ class JobDetails:
 JobInfo = JobDetails
 
 
-# -- finding the jobs API ---------------------------------------------------------------
-def _base_url(address: str) -> str:
-    """``http://host:port[/prefix]`` of an address given as ``host:port`` or a URL."""
-    text = address.strip()
-    if "://" not in text:
-        text = "http://" + text
-    bad = ValueError(f"the jobs API address must be 'http://HOST:PORT' or 'HOST:PORT', got {address!r}")
-    parts = urllib.parse.urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise bad
-    if parts.username or parts.password:
-        raise ValueError("put no credentials in the address; pass the token with token= or NBCLUSTER_TOKEN")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}:{port or DEFAULT_PORT}{parts.path.rstrip('/')}"
-
-
-def _host_port(base_url: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(base_url if "://" in base_url else "http://" + base_url)
-    return (parts.hostname or "").lower(), parts.port or DEFAULT_PORT
-
-
-def _same_endpoint(a: str, b: str) -> bool:
-    (host_a, port_a), (host_b, port_b) = _host_port(a), _host_port(b)
-    if port_a != port_b:
-        return False
-    loop_a = host_a in _LOOPBACK or host_a.startswith("127.")
-    loop_b = host_b in _LOOPBACK or host_b.startswith("127.")
-    return host_a == host_b or (loop_a and loop_b)
-
-
-def _local_jobs_api() -> tuple[str, str]:
-    """(base URL, token) of the jobs API of the newest cluster running on this machine."""
-    from nbcluster.runtime import discovery
-
-    node = discovery.find_local_node("auto")
-    if node is None:
-        raise ClusterConnectionError(
-            f"{discovery.no_cluster_message()} For a remote cluster pass address='http://HOST:PORT' "
-            f"(the head's jobs API) or set {envvars.JOBS_ADDRESS}."
-        )
-    try:
-        jobs_address = node.session.read_address().get("jobs_address")
-    except (OSError, ValueError):
-        jobs_address = None
-    if not jobs_address:
-        raise ClusterConnectionError(
-            f"the cluster at {node.gcs_address} (session {node.session.dir}) serves no jobs API: its "
-            "session names no jobs_address (a worker node's session, or a head without the jobs "
-            f"server). Pass address='http://HOST:PORT' of the head's jobs API or set {envvars.JOBS_ADDRESS}."
-        )
-    scheme, _, hostport = jobs_address.rpartition("://")
-    host, _, port = hostport.rpartition(":")
-    if host in ("0.0.0.0", "::", "[::]"):  # served on every interface: reach it here
-        jobs_address = f"{scheme or 'http'}://127.0.0.1:{port}"
-    return _base_url(jobs_address), node.token
-
-
-def _local_token_for(base_url: str) -> str:
-    """The token of a live head on this machine whose jobs API is ``base_url``, or ""."""
-    import psutil
-
-    from nbcluster.runtime.private_dir import warn_skipped
-    from nbcluster.runtime.session import sessions
-
-    for session in reversed(sessions()):
-        try:
-            info = session.read_address()
-            jobs_address = info.get("jobs_address")
-            if jobs_address and _same_endpoint(jobs_address, base_url) and psutil.pid_exists(
-                    int(info.get("head_pid", -1))):
-                return session.read_token()
-        except (OSError, ValueError, TypeError, AttributeError):
-            continue
-        except InsecurePathError as exc:
-            warn_skipped(exc)
-    return ""
-
-
-def _check_token(token: str) -> str:
-    token = token.strip()
-    # Checked here: http.client would put a bad header value (the token) in its error.
-    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        raise ValueError("the cluster token holds whitespace or control characters; check the token file")
-    return token
-
-
-def _no_token_error(base_url: str) -> AuthenticationError:
-    return AuthenticationError(
-        f"the jobs API at {base_url} needs the cluster's token: pass token=... (CLI: --token-file FILE "
-        f"with a copy of the head's `token` file) or set {envvars.TOKEN}."
-    )
-
-
-# -- HTTP -------------------------------------------------------------------------------
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the Authorization header elsewhere: refuse it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def ssl_context(base_url: str, token: str, verify: bool | str = True) -> ssl.SSLContext | None:
-    """The SSL context for the jobs API at ``base_url`` (None for http). An https API
-    is verified with the cluster's CA (known with its token), a
-    CA bundle the user names, the system's CAs, or — asked for — not at all. No
-    proxies either (the websocket follows none): the token goes to the cluster only."""
-    if not base_url.startswith("https://"):
-        return None
-    if verify is False:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    ca = ca_for(token)
-    return client_context(ca) if ca else ssl.create_default_context()
-
-
-def _server_message(raw: bytes, default: str) -> str:
-    try:
-        message = json.loads(raw).get("error")
-    except (ValueError, AttributeError):
-        message = raw.decode("utf-8", "replace").strip()[:300]
-    return str(message or default)
-
-
-def _no_job(job_id: str, message: str) -> str:
-    text = message if message.startswith("no job") else f"no job {job_id!r}: {message}"
-    return text if "job list" in text else f"{text} (`nbcluster job list` shows the jobs)"
-
-
-def _http_error(status: int, message: str, base_url: str, what: str, job_id: str | None) -> Exception:
-    if status in (401, 403):
-        return AuthenticationError(
-            f"the jobs API at {base_url} refused the token ({status}: {message}); pass the cluster's "
-            f"token (token=..., CLI --token-file FILE, or {envvars.TOKEN})"
-        )
-    if status == 404 and job_id is not None:
-        return ValueError(_no_job(job_id, message))
-    if status == 404:
-        return ValueError(f"{what}: not found ({message}); is {base_url} an nbcluster jobs API?")
-    if status >= 500 or 300 <= status < 400:
-        return NbclusterSystemError(
-            f"the jobs API at {base_url} failed on {what} ({status}: {message}); the head's log has details"
-        )
-    return ValueError(message)
-
-
 # -- runtime_env ------------------------------------------------------------------------
 def _local_path(value: Any, key: str) -> str | None:
     """A local path to upload, or None for a value that is a ``gcs://`` URI already."""
@@ -337,8 +182,6 @@ def _local_path(value: Any, key: str) -> str | None:
         if not text.startswith("gcs://"):
             raise ValueError(f"runtime_env {key}: {text!r} is not supported; give a local path or a gcs:// "
                              "URI from an earlier upload")
-        from nbcluster.runtime.runtime_env.packages import parse_uri
-
         parse_uri(text)
         return None
     if key == "working_dir" and not os.path.isdir(text):
@@ -403,16 +246,16 @@ class JobSubmissionClient:
             address = os.environ.get(envvars.JOBS_ADDRESS) or "auto"
         local_token = ""
         if address == "auto":
-            self._address, local_token = _local_jobs_api()
+            self._address, local_token = local_jobs_api()
         else:
-            self._address = _base_url(address)
-        token = token or given_token() or local_token or _local_token_for(self._address)
+            self._address = jobs_url(address)
+        token = token or given_token() or local_token or local_token_for(self._address)
         if not token or not token.strip():
-            raise _no_token_error(self._address)
-        self._token = _check_token(token)
+            raise no_token_error(self._address)
+        self._token = check_token(token)
         self._timeout = float(timeout)
         self._ssl = ssl_context(self._address, self._token, verify)
-        handlers: list[Any] = [urllib.request.ProxyHandler({}), _NoRedirect()]
+        handlers: list[Any] = [urllib.request.ProxyHandler({}), NoRedirect()]
         if self._ssl is not None:
             handlers.append(urllib.request.HTTPSHandler(context=self._ssl))
         self._opener = urllib.request.build_opener(*handlers)
@@ -462,7 +305,7 @@ class JobSubmissionClient:
                     raw = b""
             if exc.code == 404 and missing_ok:
                 return None
-            raise _http_error(exc.code, _server_message(raw, exc.reason), self._address, what, job_id) from exc
+            raise http_error(exc.code, server_message(raw, exc.reason), self._address, what, job_id) from exc
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ClusterConnectionError(
@@ -495,8 +338,6 @@ class JobSubmissionClient:
 
     def _upload(self, path: str, include_parent: bool) -> str:
         """Zip a local directory (or .py file), upload it unless stored; its gcs:// URI."""
-        from nbcluster.runtime.runtime_env.packages import package_uri, parse_uri, zip_directory
-
         data = zip_directory(path, include_parent=include_parent)
         uri = package_uri(data)
         package = "/api/packages/gcs/" + urllib.parse.quote(parse_uri(uri)[1], safe="")
@@ -561,15 +402,18 @@ class JobSubmissionClient:
         return bool(self._request("DELETE", self._job_path(job_id), job_id=job_id).get("deleted"))
 
     def get_job_info(self, job_id: str) -> JobDetails:
+        """The job's record; ValueError when the cluster knows no such job."""
         return self._details(self._request("GET", self._job_path(job_id), job_id=job_id))
 
     def list_jobs(self) -> list[JobDetails]:
+        """Every job the cluster knows, submitted jobs and drivers."""
         answer = self._request("GET", "/api/jobs/")
         if not isinstance(answer, list):
             raise NbclusterSystemError(f"the jobs API at {self._address} sent no job list")
         return [self._details(item) for item in answer]
 
     def get_job_status(self, job_id: str) -> JobStatus:
+        """The job's status now."""
         return self.get_job_info(job_id).status
 
     def get_job_logs(self, job_id: str) -> str:
@@ -597,8 +441,8 @@ class JobSubmissionClient:
             if exc.code == 599:  # tornado's code for a timeout or a dropped connection
                 raise ClusterConnectionError(f"cannot reach the jobs API at {self._address}: {exc}") from exc
             body = exc.response.body if exc.response is not None and exc.response.body else b""
-            message = _server_message(body, exc.message or "")
-            raise _http_error(exc.code, message, self._address, f"GET {path}", job_id) from exc
+            message = server_message(body, exc.message or "")
+            raise http_error(exc.code, message, self._address, f"GET {path}", job_id) from exc
         except OSError as exc:
             raise ClusterConnectionError(f"cannot reach the jobs API at {self._address}: {exc}") from exc
         ended = False
@@ -607,14 +451,14 @@ class JobSubmissionClient:
                 message = await conn.read_message()
                 if message is None:  # the server closed: the job ended, all was sent
                     ended = True
-                    _check_close(conn.close_code, conn.close_reason, self._address, job_id)
+                    check_close(conn.close_code, conn.close_reason, self._address, job_id)
                     return
                 yield message if isinstance(message, str) else message.decode("utf-8", "replace")
         finally:
             conn.close()
             if not ended:  # the closing handshake, so the socket is closed before the loop is
                 try:
-                    await asyncio.wait_for(_drain(conn), 2.0)
+                    await asyncio.wait_for(drain(conn), 2.0)
                 except (asyncio.TimeoutError, OSError):
                     stream = getattr(getattr(conn, "protocol", None), "stream", None)
                     if stream is not None:  # no answer to the close: drop the socket now
@@ -667,91 +511,3 @@ class JobSubmissionClient:
                 raise TimeoutError(f"job {job_id!r} is still {status} after {timeout} s")
             pause = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
             time.sleep(pause)
-
-
-def _check_close(code: int | None, reason: str | None, base_url: str, job_id: str) -> None:
-    """Raise for a websocket the server closed with an error code (4004: no such job)."""
-    if code is None or code in (1000, 1001):
-        return
-    reason = reason or f"closed with code {code}"
-    if code == 4004:
-        raise ValueError(_no_job(job_id, reason))
-    if code in (4001, 4003):
-        raise AuthenticationError(f"the jobs API at {base_url} refused the token: {reason}")
-    if 4000 <= code < 5000:
-        raise ValueError(reason)
-    raise NbclusterSystemError(f"the jobs API at {base_url} broke off the log of job {job_id!r}: {reason}")
-
-
-async def _drain(conn: Any) -> None:
-    while await conn.read_message() is not None:
-        pass
-
-
-class LogPump:
-    """Runs an async iterator on a thread with its own event loop, handing its items
-    over ``queue`` as ``("chunk", item)``, then ``("end", None)`` or ``("error", exc)``
-    — or to ``sink(kind, item)`` on that thread when one is given. ``stop()`` cancels it
-    and joins the thread; it may be called at any time, twice."""
-
-    def __init__(
-        self,
-        source: Callable[[], AsyncIterator[str]],
-        name: str,
-        sink: Callable[[str, Any], None] | None = None,
-    ) -> None:
-        self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._put = sink or (lambda kind, item: self.queue.put((kind, item)))
-        self._source = source
-        self._lock = threading.Lock()
-        self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            if self._loop is not None and self._task is not None:
-                self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread.ident is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            with self._lock:
-                if self._stopping:
-                    return
-                self._loop = loop
-                self._task = loop.create_task(self._pump())
-            try:
-                loop.run_until_complete(self._task)
-            except asyncio.CancelledError:
-                pass
-        finally:
-            with self._lock:
-                self._loop = None
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-    async def _pump(self) -> None:
-        source = self._source()
-        try:
-            async for item in source:
-                self._put("chunk", item)
-        except Exception as exc:  # handed to the consumer, which raises it
-            self._put("error", exc)
-        else:
-            self._put("end", None)
-        finally:
-            await source.aclose()  # type: ignore[attr-defined]

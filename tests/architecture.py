@@ -50,6 +50,7 @@ class Import:
 
 
 def _rel(path: Path) -> str:
+    """``path`` relative to the repository (as it is when outside it)."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
@@ -217,30 +218,57 @@ def lazy_imports(mods: dict[str, Path] | None = None) -> list[Import]:
 def private_uses(mods: dict[str, Path] | None = None) -> list[str]:
     """Where an integration uses the runtime other than through its public interface:
     a module of ``nbcluster.runtime`` other than the package itself, a name outside its
-    ``__all__``, or any ``_private`` name of an ``nbcluster`` module outside the integrations."""
+    ``__all__``, or any ``_private`` name of an ``nbcluster`` module outside the integrations;
+    and where a facade (a top-level ``nbcluster`` module) uses a ``_private`` name of the
+    runtime."""
     mods = mods or modules()
     public = _public_names()
     own = _own_private_names([p for n, p in mods.items() if n.startswith(INTEGRATIONS)])
     found = []
     for name, path in mods.items():
-        if not name.startswith(INTEGRATIONS):
+        if name.startswith(INTEGRATIONS):
+            found.extend(_integration_uses(name, path, public, own))
+        elif name.count(".") == 1 and name.startswith("nbcluster.") and not name.startswith("nbcluster.runtime"):
+            found.extend(_facade_uses(name, path))
+    return found
+
+
+def _integration_uses(name: str, path: Path, public: dict[str, set[str]], own: set[str]) -> list[str]:
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    for imp in imports(name, path):
+        where = f"{_rel(path)}:{imp.line}"
+        if imp.module.startswith(INTEGRATIONS) or not imp.module.startswith("nbcluster"):
             continue
-        tree = ast.parse(path.read_text(), str(path))
-        for imp in imports(name, path):
-            where = f"{_rel(path)}:{imp.line}"
-            if imp.module.startswith(INTEGRATIONS) or not imp.module.startswith("nbcluster"):
-                continue
-            if imp.module.startswith("nbcluster.runtime") and imp.module not in PUBLIC_RUNTIME:
-                found.append(f"{where} imports {imp.module}")
-                continue
-            for n in imp.names:
-                if n.startswith("_") or (imp.module in PUBLIC_RUNTIME and n not in public[imp.module]):
-                    found.append(f"{where} imports {imp.module}.{n}")
-        found.extend(
-            f"{_rel(path)}:{node.lineno} uses .{node.attr}"
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own
-        )
+        if imp.module.startswith("nbcluster.runtime") and imp.module not in PUBLIC_RUNTIME:
+            found.append(f"{where} imports {imp.module}")
+            continue
+        for n in imp.names:
+            if _private(n) or (imp.module in PUBLIC_RUNTIME and n not in public[imp.module]):
+                found.append(f"{where} imports {imp.module}.{n}")
+    found.extend(
+        f"{_rel(path)}:{node.lineno} uses .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own
+    )
+    return found
+
+
+def _facade_uses(name: str, path: Path) -> list[str]:
+    """A facade's imports of ``_private`` runtime names, and its uses of ``._private``
+    attributes it does not define itself."""
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    own = _own_private_names([path])
+    for imp in imports(name, path):
+        if imp.module.startswith("nbcluster.runtime"):
+            found.extend(f"{_rel(path)}:{imp.line} imports {imp.module}.{n}"
+                         for n in imp.names if _private(n))
+    found.extend(
+        f"{_rel(path)}:{node.lineno} uses .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own
+    )
     return found
 
 
@@ -259,6 +287,8 @@ def _own_private_names(paths: Iterable[Path]) -> set[str]:
                 own.add(node.name)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
                 own.add(node.attr)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)  # a dataclass's field
     return {n for n in own if _private(n)}
 
 

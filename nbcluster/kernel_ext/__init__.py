@@ -19,6 +19,8 @@ def _subcommand_help(lines: list[str]) -> list[str]:
 
 
 def load_ipython_extension(ip: Any) -> None:
+    """Register the ``%cluster`` and ``%%remote`` magics in the shell ``ip`` (once per
+    shell)."""
     from nbcluster.kernel_ext.magics import ClusterMagics
 
     if id(ip) in _MAGICS:
@@ -30,6 +32,7 @@ def load_ipython_extension(ip: Any) -> None:
 
 
 def unload_ipython_extension(ip: Any) -> None:
+    """Remove what :func:`load_ipython_extension` added to ``ip``."""
     magics = _MAGICS.pop(id(ip), None)
     if magics is not None:
         magics.close()

@@ -18,6 +18,7 @@ and cancels the tasks that cell submitted (``%config ClusterMagics.cancel_on_int
 from __future__ import annotations
 
 import html
+import json
 import os
 import shlex
 import sys
@@ -33,8 +34,13 @@ from traitlets import Bool
 
 import nbcluster
 import nbcluster.driver as driver
+from nbcluster.autoscaler import set_worker_bounds
+from nbcluster.cluster_utils import Cluster
 from nbcluster.exceptions import ClusterConnectionError
+from nbcluster.job_submission import JobSubmissionClient
+from nbcluster.kernel_ext.remote_cell import run_remote_cell
 from nbcluster.kernel_ext.routing import CellRouter
+from nbcluster.runtime import FILE, check_private, envvars, read_private
 from nbcluster.state import get_autoscaler_state, list_nodes
 
 #: The clusters the Jupyter server extension knows, for kernels (written by it, mode 0600).
@@ -42,6 +48,8 @@ DISCOVERY_FILE = "nbcluster-clusters.json"
 
 
 def discovery_path() -> Path:
+    """Where the Jupyter server extension writes the clusters it knows (in Jupyter's
+    runtime directory)."""
     from jupyter_core.paths import jupyter_runtime_dir
 
     return Path(jupyter_runtime_dir()) / DISCOVERY_FILE
@@ -51,10 +59,6 @@ def discovery_clusters() -> list[dict[str, Any]]:
     """``[{"name", "address", "token_file"}]`` from the server extension's file (none
     when it does not exist or cannot be read); UsageError when it is not this user's
     alone (another user's, or others can write it): its addresses are not trusted."""
-    import json
-
-    from nbcluster.runtime.private_dir import read_private
-
     try:
         data = json.loads(read_private(discovery_path(), "Remove it; the Jupyter server writes it again"))
     except (OSError, ValueError):
@@ -158,6 +162,10 @@ def _parse(name: str, rest: str) -> Any:
 
 @magics_class
 class ClusterMagics(Magics):
+    """The ``%cluster`` line magic and the ``%%remote`` cell magic; remote output goes
+    under the cell that caused it (:class:`CellRouter`), and an interrupted cell's
+    tasks are cancelled (``cancel_on_interrupt``)."""
+
     cancel_on_interrupt = Bool(
         True, help="When a cell is interrupted, cancel the tasks and actor calls it submitted."
     ).tag(config=True)
@@ -171,6 +179,7 @@ class ClusterMagics(Magics):
         shell.events.register("post_run_cell", self._post_run_cell)
 
     def close(self) -> None:
+        """Stop following the shell's cell events."""
         self.shell.events.unregister("pre_run_cell", self.router.pre_run_cell)
         self.shell.events.unregister("post_run_cell", self._post_run_cell)
 
@@ -229,10 +238,8 @@ class ClusterMagics(Magics):
         address, listed_token_file = self._resolve(args.target)
         token_file = args.token_file or listed_token_file
         if token_file and address is None:  # a job's notebook given a token file: the job's cluster
-            address = os.environ.get("NBCLUSTER_ADDRESS")
+            address = os.environ.get(envvars.ADDRESS)
         if listed_token_file and not args.token_file:  # nbcluster wrote it: it must be this user's alone
-            from nbcluster.runtime.private_dir import FILE, check_private
-
             try:
                 check_private(listed_token_file, FILE, "Remove it")
             except nbcluster.exceptions.InsecurePathError as exc:
@@ -255,7 +262,7 @@ class ClusterMagics(Magics):
         only cluster, else the one started on this machine ("auto")."""
         listed = discovery_clusters()
         if target is None:
-            if os.environ.get("NBCLUSTER_ADDRESS"):  # a job's notebook: the job's cluster
+            if os.environ.get(envvars.ADDRESS):  # a job's notebook: the job's cluster
                 return None, None
             if len(listed) == 1:
                 return listed[0]["address"], listed[0].get("token_file")
@@ -308,8 +315,6 @@ class ClusterMagics(Magics):
             }
             nbcluster.init(num_cpus=args.num_cpus, autoscaling_config=config)
         elif args.workers or args.port is not None:
-            from nbcluster.cluster_utils import Cluster
-
             head: dict[str, Any] = {"num_cpus": args.num_cpus or os.cpu_count()}
             if args.port is not None:
                 head.update(port=args.port, node_ip_address=args.host or "127.0.0.1")
@@ -322,7 +327,7 @@ class ClusterMagics(Magics):
             self.owned.wait_for_nodes()
             nbcluster.init(address=self.owned.address)
             if args.port is not None:
-                token_file = self.owned.head_node._handle.session.token_file
+                token_file = self.owned.token_file
                 print(f"Nodes join from a terminal with:\n  nbcluster start --address {self.owned.address} "
                       f"--token-file {token_file}")
         else:
@@ -394,8 +399,6 @@ class ClusterMagics(Magics):
         self._set_bounds(args.minimum, args.maximum, args.node_type)
 
     def _set_bounds(self, low: int, high: int, node_type: str | None) -> None:
-        from nbcluster.autoscaler import set_worker_bounds
-
         try:
             name = set_worker_bounds(low, high, node_type=node_type)
         except (ValueError, nbcluster.exceptions.NbclusterError) as exc:
@@ -404,8 +407,6 @@ class ClusterMagics(Magics):
 
     # -- jobs --------------------------------------------------------------------------
     def _client(self) -> Any:
-        from nbcluster.job_submission import JobSubmissionClient
-
         self._require()
         return JobSubmissionClient()
 
@@ -492,8 +493,6 @@ class ClusterMagics(Magics):
         [--resources JSON] [--retries K] [-o NAME]. Names it reads are shipped by value;
         its output appears here; its last expression is the cell's value (-o NAME stores
         the ObjectRef instead of waiting)."""
-        from nbcluster.kernel_ext.remote_cell import run_remote_cell
-
         return run_remote_cell(self.shell, line, cell)
 
     # -- views -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any
 
+import nbcluster
 import nbcluster.driver as driver
 
 #: Cells remembered for late output (the most recent).
@@ -21,6 +22,9 @@ REMEMBERED_CELLS = 2000
 
 
 class CellRouter:
+    """Tags what each cell submits with the cell's request id and sends remote output back
+    under that cell (see the module docstring)."""
+
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.kernel = getattr(shell, "kernel", None)
@@ -30,6 +34,8 @@ class CellRouter:
 
     # -- IPython events --------------------------------------------------------------
     def pre_run_cell(self, info: Any = None) -> None:
+        """IPython's ``pre_run_cell`` event: remember the cell's request and make it the
+        submission context."""
         parent = self._parent()
         msg_id = parent.get("header", {}).get("msg_id", "") if parent else ""
         self.current = msg_id
@@ -60,6 +66,8 @@ class CellRouter:
         driver.set_submission_context(self.current)
 
     def handle(self, out: driver.RemoteOutput) -> None:
+        """Show a piece of remote output under the cell that submitted the work, or on the
+        kernel's stdout/stderr when that cell is unknown."""
         text = "".join(out.prefix + line + "\n" for line in out.text.splitlines())
         with self._lock:
             parent = self._parents.get(out.context)
@@ -79,6 +87,4 @@ class CellRouter:
 
 
 def _connected() -> bool:
-    import nbcluster
-
     return nbcluster.is_initialized()

@@ -12,30 +12,16 @@ that raises ends the job FAILED (exit code 1), after the artifact is kept.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-ARTIFACTS_NS = "job_artifacts"
+from nbcluster.runtime import keep_job_artifact
+
 ARTIFACT = "executed.ipynb"
 
 
-def keep_artifact(data: bytes) -> None:
-    """Store ``data`` on the head as this job's executed notebook."""
-    from nbcluster.runtime import discovery
-    from nbcluster.runtime.credentials import given_token
-    from nbcluster.runtime.jobs.supervisor import ADDRESS_ENV, JOB_ID_ENV
-    from nbcluster.runtime.protocol import gcs_pb2
-    from nbcluster.runtime.transport import methods
-
-    job_id = os.environ[JOB_ID_ENV]
-    request = gcs_pb2.KvPutRequest(
-        namespace=ARTIFACTS_NS, key=f"{job_id}/{ARTIFACT}".encode(), value=data, overwrite=True
-    )
-    discovery.call_gcs(discovery.gcs_target(os.environ[ADDRESS_ENV], given_token()), methods.Gcs.KvPut, request)
-
-
 def main() -> int:
+    """Run the notebook named on the command line; 0 when every cell ran, 1 when one raised."""
     parser = argparse.ArgumentParser(prog="python -m nbcluster.kernel_ext.run_notebook")
     parser.add_argument("notebook", help="the .ipynb to run, relative to the working directory")
     parser.add_argument("--timeout", type=float, default=None, help="seconds a cell may take (default: no limit)")
@@ -55,7 +41,7 @@ def main() -> int:
         failed = exc
     executed = path.with_name(path.stem + ".executed.ipynb")
     nbformat.write(notebook, executed)
-    keep_artifact(executed.read_bytes())
+    keep_job_artifact(ARTIFACT, executed.read_bytes())
     for cell in notebook.cells:  # the outputs in the job's log too
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":

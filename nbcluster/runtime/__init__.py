@@ -1,0 +1,59 @@
+"""The runtime, and the interface the Jupyter integrations use.
+
+The notebook side — :mod:`nbcluster.kernel_ext` (the magics), :mod:`nbcluster.server_ext`
+(the Jupyter server's clusters and REST API) and :mod:`nbcluster.widgets` — uses the
+runtime only through the names below (this package's ``__all__``) and the public
+facades (:mod:`nbcluster`, :mod:`nbcluster.driver`, :mod:`nbcluster.events`,
+:mod:`nbcluster.state`, :mod:`nbcluster.autoscaler`, :mod:`nbcluster.cluster_utils`,
+:mod:`nbcluster.job_submission`, :mod:`nbcluster.exceptions`); ``tests/test_layers.py``
+fails when an integration reaches past them. Everything else under
+``nbcluster.runtime`` may change without notice.
+
+- Clusters on this machine: :func:`start_head` starts a head as ``nbcluster start
+  --head`` does (:class:`CliError` when it does not start), :func:`stop_session` stops
+  the processes a session directory records, :func:`session_running` says whether any
+  still runs, :func:`remove_session` removes a stopped one; :class:`Session` reads a
+  session directory (its address and token files).
+- Finding clusters: :func:`local_heads` lists the heads running here as
+  :class:`LocalNode` records; :func:`read_token_file` reads a head's ``token`` file.
+- Configuration: :class:`RuntimeConfig` (the runtime's settings);
+  :func:`load_config` checks an autoscaling config into an :class:`AutoscalingConfig`
+  and :func:`provider_class` finds its node provider (both raise
+  ``AutoscalerConfigError``); :mod:`envvars` names the environment variables.
+- Private files (this user's alone): :func:`read_private`, :func:`write_private`,
+  :func:`check_private` (with the kind :data:`FILE`).
+- Jobs: :func:`keep_job_artifact` keeps a file on the head as the running job's
+  artifact.
+"""
+
+from nbcluster.runtime import envvars
+from nbcluster.runtime.autoscaler.config import AutoscalingConfig, load_config
+from nbcluster.runtime.autoscaler.providers import provider_class
+from nbcluster.runtime.cli import CliError, session_running, start_head, stop_session
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.discovery import LocalNode, local_heads, read_token_file
+from nbcluster.runtime.job_artifacts import keep_job_artifact
+from nbcluster.runtime.private_dir import FILE, check_private, read_private, write_private
+from nbcluster.runtime.session import Session, remove_session
+
+__all__ = [
+    "FILE",
+    "AutoscalingConfig",
+    "CliError",
+    "LocalNode",
+    "RuntimeConfig",
+    "Session",
+    "check_private",
+    "envvars",
+    "keep_job_artifact",
+    "load_config",
+    "local_heads",
+    "provider_class",
+    "read_private",
+    "read_token_file",
+    "remove_session",
+    "session_running",
+    "start_head",
+    "stop_session",
+    "write_private",
+]

@@ -54,10 +54,13 @@ def driver_token(token: str) -> str:
 
 
 def is_driver_token(token: str) -> bool:
+    """Whether ``token`` is a driver credential (derived from the cluster token), not the
+    cluster token itself."""
     return token.startswith(_DRIVER_PREFIX)
 
 
 def scope_name(scope: int) -> str:
+    """The name of a credential scope in messages: "cluster token" or "driver credential"."""
     return "cluster token" if scope == SCOPE_CLUSTER else "driver credential"
 
 

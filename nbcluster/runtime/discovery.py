@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from nbcluster.exceptions import (
     AuthenticationError,
     ClusterConnectionError,
     InsecurePathError,
+    NbclusterError,
     PermissionDeniedError,
 )
 from nbcluster.runtime import credentials
@@ -30,7 +31,7 @@ from nbcluster.runtime.private_dir import warn_skipped
 from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.session import Session, latest_session, sessions, temp_root
 from nbcluster.runtime.transport import dial
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.errors import RemoteError, TransportError
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,14 @@ def read_token_file(path: str, private: bool = False) -> str:
 
 
 def check_address(address: str) -> None:
+    """ValueError unless ``address`` is "auto" or host:port."""
     if address != "auto" and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
         raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
 
 
 def no_cluster_message() -> str:
+    """The message for "no cluster runs on this machine", saying where it looked and how to
+    start one."""
     return (
         f"No running nbcluster cluster found on this machine (looked in {temp_root()}). "
         "Start one with `nbcluster start --head` (or nbcluster.init() in another process), or pass its address."
@@ -156,30 +160,66 @@ def gcs_target(address: str | None, token: str | None = None) -> tuple[str, str]
 
 def call_gcs(target: tuple[str, str], method: Any, request: Any, timeout: float = 30.0) -> Any:
     """One request to the GCS at ``target`` (from :func:`gcs_target`) on a
-    connection of its own, from any thread, also inside a running event loop."""
+    connection of its own, from any thread, also inside a running event loop.
+    Transport failures are raised as :func:`public_error` maps them."""
     endpoint, token = target
 
     async def call() -> Any:
-        conn = None
+        conn = await connect_gcs(endpoint, token, timeout=min(timeout, 10.0))
         try:
-            conn = await dial(endpoint, token, timeout=min(timeout, 10.0))
             return await conn.call(method, request, timeout=timeout)
-        except ConnectionLost as exc:
-            raise ClusterConnectionError(f"cannot reach the cluster's head at {endpoint}: {exc}") from None
-        except RemoteError as exc:
-            raise refusal(exc, endpoint) from None
+        except TransportError as exc:
+            raise public_error(exc, endpoint) from None
         finally:
-            if conn is not None:
-                conn.close()
+            conn.close()
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, call()).result()
 
 
-def refusal(exc: RemoteError, endpoint: str) -> Exception:
-    """The public error for a refused credential (the RemoteError itself otherwise)."""
+async def connect_gcs(endpoint: str, token: str, timeout: float = 10.0) -> Any:
+    """A connection of its own to the GCS at ``endpoint`` (a local socket or
+    host:port), on the running loop; the caller closes it. A failure to connect
+    raises ClusterConnectionError, or AuthenticationError when the token is refused."""
+    try:
+        return await dial(endpoint, token, timeout=timeout)
+    except RemoteError as exc:
+        raise refusal(exc, endpoint) or ClusterConnectionError(
+            f"the cluster at {endpoint} refused the connection: {exc.message}"
+        ) from None
+    except TransportError as exc:
+        raise public_error(exc, endpoint) from None
+
+
+async def stream_gcs(
+    connect: Callable[[], Awaitable[Any]], method: Any, request: Any, endpoint: str
+) -> AsyncIterator[Any]:
+    """The replies of a streaming GCS ``method`` on the connection ``connect()``
+    returns, as they come; a transport failure, also while connecting, raises as
+    :func:`public_error` maps it (``endpoint`` names the cluster in its message)."""
+    try:
+        conn = await connect()
+        async for reply in conn.stream(method, request):
+            yield reply
+    except TransportError as exc:
+        raise public_error(exc, endpoint) from None
+
+
+def public_error(exc: TransportError, endpoint: str) -> NbclusterError:
+    """The public exception for a transport failure talking to the cluster at
+    ``endpoint``: AuthenticationError or PermissionDeniedError for a refused
+    credential, NbclusterError with the head's message for any other error it
+    answered, ClusterConnectionError when it could not be reached or the
+    connection dropped."""
+    if isinstance(exc, RemoteError):
+        return refusal(exc, endpoint) or NbclusterError(exc.message)
+    return ClusterConnectionError(f"cannot reach the cluster's head at {endpoint}: {exc}")
+
+
+def refusal(exc: RemoteError, endpoint: str) -> NbclusterError | None:
+    """The public error for a refused credential; None for any other error."""
     if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
         return AuthenticationError(f"the cluster at {endpoint} refused the token: {exc.message}")
     if exc.code == common_pb2.ERROR_CODE_PERMISSION_DENIED:
         return PermissionDeniedError(exc.message)
-    return exc
+    return None

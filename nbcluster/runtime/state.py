@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from nbcluster.runtime import discovery
+from nbcluster.runtime.driver_core import connected_core
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import RemoteError
+from nbcluster.runtime.transport.errors import TransportError
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
 
@@ -33,6 +35,9 @@ class _Snapshot:
 
 @dataclass(frozen=True)
 class ActorState(_Snapshot):
+    """An actor as the cluster knows it: its class, state (PENDING, ALIVE, RESTARTING,
+    DEAD), name, where it runs, restarts and why it died."""
+
     actor_id: str
     class_name: str
     state: str
@@ -50,6 +55,7 @@ class ActorState(_Snapshot):
 
     @classmethod
     def from_info(cls, info: gcs_pb2.ActorInfo) -> "ActorState":
+        """The snapshot of a GCS ``ActorInfo``."""
         return cls(
             actor_id=info.actor_id.hex(),
             class_name=info.class_name,
@@ -70,6 +76,9 @@ class ActorState(_Snapshot):
 
 @dataclass(frozen=True)
 class TaskState(_Snapshot):
+    """A task (or actor call) as its owner last reported it: its state, node, attempt,
+    times and error."""
+
     task_id: str
     job_id: str
     name: str
@@ -84,6 +93,7 @@ class TaskState(_Snapshot):
 
     @classmethod
     def from_record(cls, r: gcs_pb2.TaskRecord) -> "TaskState":
+        """The snapshot of a GCS ``TaskRecord``."""
         return cls(
             task_id=r.task_id.hex(),
             job_id=r.job_id.hex(),
@@ -101,6 +111,9 @@ class TaskState(_Snapshot):
 
 @dataclass(frozen=True)
 class NodeState(_Snapshot):
+    """A node: its state (ALIVE, DEAD), addresses, resources in total and available, object
+    store, workers, load and memory."""
+
     node_id: str
     state: str
     address: str
@@ -129,6 +142,7 @@ class NodeState(_Snapshot):
 
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
+        """The snapshot of a GCS ``NodeInfo``."""
         return cls(
             node_id=n.node_id.hex(),
             state=gcs_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_"),
@@ -157,6 +171,9 @@ class NodeState(_Snapshot):
 
 @dataclass(frozen=True)
 class JobState(_Snapshot):
+    """A job, a driver or one submitted with the Jobs API: its status, entrypoint, times
+    and task counts."""
+
     job_id: str
     type: str
     status: str
@@ -175,6 +192,7 @@ class JobState(_Snapshot):
 
     @classmethod
     def from_info(cls, j: gcs_pb2.JobInfo, progress: gcs_pb2.JobProgress | None = None) -> "JobState":
+        """The snapshot of a GCS ``JobInfo``, with the job's task counts when given."""
         counts = {k: getattr(progress, k) for k in ("submitted", "running", "finished", "failed")} if progress else {}
         return cls(
             job_id=j.job_id.hex(),
@@ -192,21 +210,25 @@ class JobState(_Snapshot):
         )
 
 
-def _gcs_call(method: Any, request: Any, address: str | None, token: str | None = None) -> Any:
-    """Through this driver's GCS connection when connected and no other cluster is
-    named; otherwise on a connection of its own (tools such as the CLI), with
-    ``token`` when given (else the local session's or ``NBCLUSTER_TOKEN``)."""
-    from nbcluster.runtime import api, discovery
+def gcs_call(method: Any, request: Any, address: str | None = None, token: str | None = None) -> Any:
+    """One request to a cluster's GCS; returns its reply.
 
-    if address is None and token is None and api.is_initialized():
-        core = api._core()
+    Through this driver's GCS connection when connected and no other cluster is
+    named; otherwise on a connection of its own (tools such as the CLI, the Jupyter
+    server), with ``token`` when given (else the local session's or
+    ``NBCLUSTER_TOKEN``). Transport failures arrive as :mod:`nbcluster.exceptions`:
+    ClusterConnectionError (unreachable, or the connection dropped),
+    AuthenticationError / PermissionDeniedError (a refused credential), NbclusterError
+    (any other error the head answered, with its message)."""
+    core = connected_core() if address is None and token is None else None
+    if core is not None:
 
         async def call() -> Any:
-            gcs = await core.gcs_connection()
             try:
+                gcs = await core.gcs_connection()
                 return await gcs.call(method, request, timeout=30.0)
-            except RemoteError as exc:
-                raise discovery.refusal(exc, core.gcs_address) from None
+            except TransportError as exc:
+                raise discovery.public_error(exc, core.gcs_address) from None
 
         return core.run_sync(call())
     return discovery.call_gcs(discovery.gcs_target(address, token), method, request)
@@ -218,13 +240,13 @@ def list_nodes(*, address: str | None = None, token: str | None = None) -> list[
     ``address``: another cluster than this driver's ("auto": the newest on this
     machine, "host:port"); needed when this process is not connected. ``token``:
     that cluster's token (default: its local session's, or ``NBCLUSTER_TOKEN``)."""
-    reply = _gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), address, token)
     return [NodeState.from_info(n) for n in reply.nodes]
 
 
 def list_jobs(*, address: str | None = None, token: str | None = None) -> list[JobState]:
     """Every job (driver or submitted) the cluster has known."""
-    reply = _gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
     progress = {p.job_id: p for p in reply.progress}
     return [JobState.from_info(j, progress.get(j.job_id)) for j in reply.jobs]
 
@@ -239,7 +261,7 @@ def list_tasks(
     request = gcs_pb2.ListTasksRequest(
         job_id=bytes.fromhex(job_id) if job_id else b"", limit=limit, task_ids=[bytes.fromhex(t) for t in task_ids]
     )
-    return [TaskState.from_record(r) for r in _gcs_call(methods.Gcs.ListTasks, request, address, token).tasks]
+    return [TaskState.from_record(r) for r in gcs_call(methods.Gcs.ListTasks, request, address, token).tasks]
 
 
 def list_actors(
@@ -249,7 +271,7 @@ def list_actors(
     """Every actor the cluster has known (dead ones included), optionally filtered."""
     if state is not None and state not in ACTOR_STATES:
         raise ValueError(f"state must be one of {ACTOR_STATES}, got {state!r}")
-    reply = _gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address, token)
+    reply = gcs_call(methods.Gcs.ListActors, gcs_pb2.ListActorsRequest(), address, token)
     actors = [ActorState.from_info(i) for i in reply.actors]
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)
@@ -257,6 +279,7 @@ def list_actors(
 
 
 def get_actor_state(actor_id: str) -> ActorState | None:
+    """The actor with id ``actor_id`` (hex), or None when the cluster does not know it."""
     for actor in list_actors():
         if actor.actor_id == actor_id:
             return actor
@@ -265,6 +288,9 @@ def get_actor_state(actor_id: str) -> ActorState | None:
 
 @dataclass(frozen=True)
 class NodeTypeState(_Snapshot):
+    """A node type of the autoscaler: its resources, how many nodes run, start and stop,
+    and its bounds."""
+
     name: str
     resources: dict[str, float]
     running: int
@@ -290,12 +316,16 @@ class DemandState(_Snapshot):
 
 @dataclass(frozen=True)
 class AutoscalerEvent(_Snapshot):
+    """One decision of the autoscaler, as it logged it."""
+
     time: float
     message: str
 
 
 @dataclass(frozen=True)
 class AutoscalerState(_Snapshot):
+    """What :func:`get_autoscaler_state` returns (see there)."""
+
     enabled: bool
     cluster_name: str = ""
     max_workers: int = 0
@@ -308,6 +338,7 @@ class AutoscalerState(_Snapshot):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AutoscalerState":
+        """The state from its :meth:`to_json` form, nested records included."""
         data = dict(data)
         data["node_types"] = [NodeTypeState(**t) for t in data.get("node_types", [])]
         data["demand"] = [DemandState(**d) for d in data.get("demand", [])]
@@ -316,6 +347,7 @@ class AutoscalerState(_Snapshot):
 
     @classmethod
     def from_reply(cls, r: gcs_pb2.GetAutoscalerStatusReply) -> "AutoscalerState":
+        """The state of a GCS ``GetAutoscalerStatusReply``."""
         return cls(
             enabled=r.enabled,
             cluster_name=r.cluster_name,
@@ -345,7 +377,7 @@ class AutoscalerState(_Snapshot):
 def get_autoscaler_state(*, address: str | None = None, token: str | None = None) -> AutoscalerState:
     """The autoscaler's view: node types with counts, waiting demand and why, and its
     recent decisions (``enabled=False`` when the cluster has no autoscaler)."""
-    reply = _gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address, token)
+    reply = gcs_call(methods.Gcs.GetAutoscalerStatus, gcs_pb2.GetAutoscalerStatusRequest(), address, token)
     return AutoscalerState.from_reply(reply)
 
 
@@ -364,7 +396,7 @@ class HeadState(_Snapshot):
 
 def get_head_state(*, address: str | None = None, token: str | None = None) -> HeadState:
     """The head's own record (also a cheap check that ``address`` and ``token`` work)."""
-    r = _gcs_call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest(), address, token)
+    r = gcs_call(methods.Gcs.GetClusterInfo, gcs_pb2.GetClusterInfoRequest(), address, token)
     return HeadState(r.gcs_address, r.session_dir, r.version, r.start_time, r.head_pid, r.jobs_address)
 
 

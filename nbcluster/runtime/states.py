@@ -51,12 +51,22 @@ NODE_TRANSITIONS = {
 }
 
 
-class JobStatus(enum.Enum):
+class JobStatus(str, enum.Enum):
+    """The state of a job (Ray's names and order); public as
+    ``nbcluster.job_submission.JobStatus``."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-    STOPPED = "STOPPED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def is_terminal(self) -> bool:
+        """Whether the job has ended (it will not change state again)."""
+        return self in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 JOB_TRANSITIONS = {

@@ -288,6 +288,7 @@ def node_hosts(*addresses: str) -> list[str]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address; "" counts) is this machine's loopback."""
     if host in ("localhost", ""):
         return True
     try:
@@ -306,4 +307,6 @@ def split_token_file(text: bytes) -> tuple[str, bytes]:
 
 
 def join_token_file(token: str, ca_pem: bytes) -> bytes:
+    """A token file's contents: the token on the first line, then the cluster's CA (PEM)
+    when it has one."""
     return token.encode() + b"\n" + (ca_pem if ca_pem else b"")

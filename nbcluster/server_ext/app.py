@@ -19,6 +19,7 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validat
 from nbcluster.server_ext.handlers import api_handlers
 from nbcluster.server_ext.manager import ClusterManager
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, parse_create
+from nbcluster.server_ext.page import page_handlers
 
 __all__ = ["NbclusterApp"]
 
@@ -76,6 +77,8 @@ class NbclusterApp(ExtensionApp):
         return proposal["value"]
 
     def default_spec(self) -> ClusterSpec:
+        """The cluster spec a create request's missing fields come from (the app's
+        traitlets); TraitError when they make no valid cluster."""
         spec = ClusterSpec(num_cpus=None, workers=self.workers, worker_cpus=self.worker_cpus,
                            idle_timeout_s=self.idle_timeout)
         body: dict[str, Any] = {"workers": self.workers, "worker_cpus": self.worker_cpus}
@@ -87,6 +90,8 @@ class NbclusterApp(ExtensionApp):
             raise TraitError(f"NbclusterApp: the default cluster spec is invalid: {exc}") from None
 
     def initialize_settings(self) -> None:
+        """Make the :class:`ClusterManager` and re-attach the clusters the registry lists
+        (blocking, before the server serves)."""
         runtime_dir = Path(self.serverapp.runtime_dir)  # type: ignore[union-attr]
         self.manager = ClusterManager(runtime_dir, defaults=self.default_spec(), host=self.cluster_host,
                                       system_config=self.system_config,
@@ -97,8 +102,7 @@ class NbclusterApp(ExtensionApp):
                       len(self.manager.names()), self.manager.registry.discovery_path)
 
     def initialize_handlers(self) -> None:
-        from nbcluster.server_ext.page import page_handlers
-
+        """Add the REST API's and the page's routes."""
         self.handlers.extend(api_handlers())
         self.handlers.extend(page_handlers())
 
@@ -108,4 +112,6 @@ class NbclusterApp(ExtensionApp):
         await self.manager.start_configured(list(self.start_clusters))
 
     async def stop_extension(self) -> None:
+        """The server stops: end the event streams and stop the clusters made here unless
+        ``stop_clusters_on_shutdown`` is off."""
         await self.manager.shutdown(stop_created=self.stop_clusters_on_shutdown)

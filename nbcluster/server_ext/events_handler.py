@@ -25,7 +25,7 @@ from tornado.iostream import StreamClosedError
 
 from nbcluster import events
 from nbcluster.exceptions import NbclusterError
-from nbcluster.server_ext.handlers import domain_errors
+from nbcluster.server_ext.base import domain_errors
 from nbcluster.server_ext.sse import SseHandler
 
 __all__ = ["ClusterListEventsHandler", "EventsHandler"]
@@ -41,6 +41,7 @@ class EventsHandler(SseHandler):
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """Stream the cluster's events (``?replay=1``: the head's kept events first)."""
         replay = self.get_argument("replay", "0").lower() in ("1", "true", "yes")
         address, token, gone = self.manager.connection(name)
         snapshot = await self.manager.get(name)
@@ -83,6 +84,7 @@ class ClusterListEventsHandler(SseHandler):
     @authorized
     @domain_errors
     async def get(self) -> None:
+        """Stream the list of clusters: once now, then after each change."""
         async def items() -> AsyncIterator[tuple[str, Any]]:
             async for _ in self.manager.changes():
                 yield "clusters", {"clusters": await self.manager.list_clusters()}

@@ -1,6 +1,8 @@
 """The REST API under ``{base_url}nbcluster/api/`` (``openapi.yaml`` describes it).
 
-Thin handlers over :class:`~nbcluster.server_ext.manager.ClusterManager`: every one
+Thin handlers over :class:`~nbcluster.server_ext.manager.ClusterManager` (their base
+class is in :mod:`nbcluster.server_ext.base`; the event streams and the jobs proxy
+have modules of their own); every one
 behind Jupyter's authentication (``@web.authenticated``) and authorization
 (``@authorized``, resource ``nbcluster``); mutations need Jupyter's XSRF token or a
 token header, which ``JupyterHandler`` checks. Domain errors become 400/404/409 with
@@ -9,82 +11,17 @@ token header, which ``JupyterHandler`` checks. Domain errors become 400/404/409 
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
-from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from nbcluster.server_ext.manager import ClusterManager
-from nbcluster.server_ext.models import (
-    NAME_PATTERN,
-    BadRequest,
-    ClusterConflict,
-    ClusterStartError,
-    UnknownCluster,
-)
+from nbcluster.server_ext.base import API_PREFIX, NbclusterAPIHandler, domain_errors
+from nbcluster.server_ext.events_handler import ClusterListEventsHandler, EventsHandler
+from nbcluster.server_ext.jobs_proxy import JobLogTailHandler, JobsProxyHandler
+from nbcluster.server_ext.models import NAME_PATTERN
 
-__all__ = ["API_PREFIX", "AUTH_RESOURCE", "NbclusterAPIHandler", "api_handlers", "domain_errors"]
-
-#: Routes, relative to the server's base URL.
-API_PREFIX = "/nbcluster/api"
-#: The authorization resource of every handler (the page's too).
-AUTH_RESOURCE = "nbcluster"
-
-_STATUS = ((BadRequest, 400), (UnknownCluster, 404), (ClusterConflict, 409), (ClusterStartError, 500))
-
-
-class NbclusterAPIHandler(ExtensionHandlerMixin, APIHandler):
-    """Base of the API's handlers: the manager, JSON bodies, domain errors."""
-
-    auth_resource = AUTH_RESOURCE
-
-    @property
-    def manager(self) -> ClusterManager:
-        return self.extensionapp.manager  # type: ignore[no-any-return]
-
-    def json_body(self, required: bool = True) -> Any:
-        """The request's JSON body; BadRequest when it is not JSON."""
-        raw = self.request.body
-        if not raw:
-            if required:
-                raise BadRequest("the request needs a JSON body")
-            return {}
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-    def fail(self, status: int, message: str) -> None:
-        self.set_status(status)
-        self.log.info("nbcluster API %s %s: %d %s", self.request.method, self.request.path, status, message)
-        self.finish(json.dumps({"message": message}))
-
-    def reply(self, body: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(body))
-
-
-_Method = Callable[..., Awaitable[None]]
-
-
-def domain_errors(method: _Method) -> _Method:
-    """Answer the manager's domain errors with their status and message."""
-
-    @functools.wraps(method)
-    async def wrapper(self: NbclusterAPIHandler, *args: Any, **kwargs: Any) -> None:
-        try:
-            await method(self, *args, **kwargs)
-        except (BadRequest, UnknownCluster, ClusterConflict, ClusterStartError) as exc:
-            status = next(code for cls, code in _STATUS if isinstance(exc, cls))
-            self.fail(status, str(exc))
-
-    return wrapper
-
+__all__ = ["api_handlers"]
 
 class ClustersHandler(NbclusterAPIHandler):
     """``clusters``: list, create."""
@@ -93,12 +30,14 @@ class ClustersHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self) -> None:
+        """Every cluster the server knows, as Cluster JSON."""
         self.reply({"clusters": await self.manager.list_clusters()})
 
     @web.authenticated
     @authorized
     @domain_errors
     async def post(self) -> None:
+        """Create a cluster (201 with its Cluster JSON and Location) once its head serves."""
         cluster = await self.manager.create(self.json_body(required=False))
         self.set_header("Location", self.request.path.rstrip("/") + "/" + cluster["name"])
         self.reply(cluster, 201)
@@ -111,6 +50,7 @@ class AttachHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def post(self) -> None:
+        """Attach a running cluster (201 with its Cluster JSON)."""
         self.reply(await self.manager.attach(self.json_body()), 201)
 
 
@@ -121,6 +61,7 @@ class LocalHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self) -> None:
+        """The clusters running on this machine that the server does not know yet."""
         self.reply({"clusters": await self.manager.local()})
 
 
@@ -131,12 +72,14 @@ class ClusterHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The cluster's Cluster JSON."""
         self.reply(await self.manager.get(name))
 
     @web.authenticated
     @authorized
     @domain_errors
     async def patch(self, name: str) -> None:
+        """Scale the cluster (``{"workers": n}`` or ``{"adapt": ...}``); its Cluster JSON."""
         self.manager.require(name)  # 404 before a bad body's 400
         self.reply(await self.manager.scale(name, self.json_body()))
 
@@ -144,32 +87,36 @@ class ClusterHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def delete(self, name: str) -> None:
+        """Stop a cluster made here, or forget an attached one (204)."""
         await self.manager.delete(name)
         self.set_status(204)
         self.finish()
 
 
 class NodesHandler(NbclusterAPIHandler):
+    """``clusters/{name}/nodes``: the cluster's nodes."""
+
     @web.authenticated
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The cluster's nodes (``{"nodes": [...]}``)."""
         self.reply({"nodes": await self.manager.nodes(name)})
 
 
 class AutoscalerHandler(NbclusterAPIHandler):
+    """``clusters/{name}/autoscaler``: the autoscaler's state."""
+
     @web.authenticated
     @authorized
     @domain_errors
     async def get(self, name: str) -> None:
+        """The autoscaler's state (``{"enabled": false}`` when it has none)."""
         self.reply(await self.manager.autoscaler(name))
 
 
 def api_handlers() -> list[tuple[str, type[Any]]]:
     """The API's routes, relative to the server root."""
-    from nbcluster.server_ext.events_handler import ClusterListEventsHandler, EventsHandler
-    from nbcluster.server_ext.jobs_proxy import JobLogTailHandler, JobsProxyHandler
-
     name = f"(?P<name>{NAME_PATTERN})"
     return [
         (rf"{API_PREFIX}/clusters/?", ClustersHandler),

@@ -24,8 +24,8 @@ from tornado import httpclient, web, websocket
 from tornado.iostream import StreamClosedError
 
 from nbcluster.exceptions import NbclusterError
-from nbcluster.job_submission import ssl_context
-from nbcluster.server_ext.handlers import NbclusterAPIHandler, domain_errors
+from nbcluster.job_api import ssl_context
+from nbcluster.server_ext.base import NbclusterAPIHandler, domain_errors
 from nbcluster.server_ext.models import BadRequest
 from nbcluster.server_ext.sse import SseHandler
 
@@ -89,18 +89,21 @@ class JobsProxyHandler(NbclusterAPIHandler):
     @authorized
     @domain_errors
     async def get(self, name: str, rest: str) -> None:
+        """Forward the request to the cluster's Jobs API."""
         await self._forward(name, rest)
 
     @web.authenticated
     @authorized
     @domain_errors
     async def post(self, name: str, rest: str) -> None:
+        """Forward the request to the cluster's Jobs API."""
         await self._forward(name, rest)
 
     @web.authenticated
     @authorized
     @domain_errors
     async def delete(self, name: str, rest: str) -> None:
+        """Forward the request to the cluster's Jobs API."""
         await self._forward(name, rest)
 
 
@@ -111,6 +114,8 @@ class JobLogTailHandler(SseHandler):
     @authorized
     @domain_errors
     async def get(self, name: str, job_id: str) -> None:
+        """Stream the job's log from the head's websocket as ``log`` events until the job
+        ends."""
         base, token = await self.manager.jobs_endpoint(name)
         request = httpclient.HTTPRequest(
             "ws" + base.removeprefix("http") + f"/api/jobs/{job_id}/logs/tail",

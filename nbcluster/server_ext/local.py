@@ -1,7 +1,7 @@
 """Clusters the server makes: detached heads on this machine, with the autoscaler.
 
 A cluster is started as ``nbcluster start --head --autoscaling-config F`` starts one
-(:func:`nbcluster.runtime.cli.start_head`), by a short-lived helper process (this
+(:func:`nbcluster.runtime.start_head`), by a short-lived helper process (this
 module run as ``python -m``) that exits once the head serves: the head and its node are
 then nobody's children — not the server's, so nothing that ends the server's process
 tree ends them — in sessions of their own with no lifeline, and they outlive kernels and
@@ -33,7 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from nbcluster.exceptions import AutoscalerConfigError, NbclusterError
-from nbcluster.runtime import envvars
+from nbcluster.runtime import (
+    AutoscalingConfig,
+    CliError,
+    RuntimeConfig,
+    Session,
+    envvars,
+    load_config,
+    provider_class,
+    remove_session,
+    session_running,
+    start_head,
+    stop_session,
+)
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, ClusterStartError
 
 __all__ = ["Started", "check_spec", "is_running", "serving", "start", "startup_timeout", "stop"]
@@ -46,6 +58,9 @@ _HELPER_CWD = str(Path(__file__).resolve().parents[2])
 
 @dataclass(frozen=True)
 class Started:
+    """Where a cluster the server started serves: its session directory, GCS and Jobs
+    API addresses, and its token file."""
+
     session_dir: str
     address: str
     jobs_address: str
@@ -55,9 +70,6 @@ class Started:
 def check_spec(name: str, spec: ClusterSpec) -> Any:
     """The validated :class:`AutoscalingConfig` of ``spec``; BadRequest with the
     config checker's message (key, what is wrong, how to fix it) otherwise."""
-    from nbcluster.runtime.autoscaler.config import load_config
-    from nbcluster.runtime.autoscaler.providers import provider_class
-
     field = "autoscaling_config" if spec.autoscaling_config is not None else "workers"
     try:
         config = load_config(spec.autoscaling(name))
@@ -78,8 +90,6 @@ def start(name: str, spec: ClusterSpec, *, host: str = "127.0.0.1", system_confi
     dies while they start. The helper waits for it to return; if it raises (or the
     caller is gone) the helper stops them. A start that fails after that stops the
     processes too; the session directory stays for its logs."""
-    from nbcluster.runtime.config import RuntimeConfig
-
     autoscaling = check_spec(name, spec)
     try:
         config = RuntimeConfig.load(dict(system_config) if system_config else None)
@@ -153,8 +163,6 @@ def _tell(helper: subprocess.Popen, line: str) -> None:
 def _give_up(helper: subprocess.Popen, session_dir: str) -> None:
     """A start that failed: stop the helper and whatever it started (the session
     directory stays, for its logs)."""
-    from nbcluster.runtime.cli import stop_session
-
     helper.kill()
     helper.wait()
     if session_dir:
@@ -171,11 +179,6 @@ def _detached_main() -> int:
     ``{"session": ...}`` as soon as its processes run and wait for ``ok`` on stdin
     (anything else: stop them); then print ``{"started": Started}`` once it serves (or
     ``{"error": ...}``) and exit."""
-    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
-    from nbcluster.runtime.cli import CliError, start_head
-    from nbcluster.runtime.config import RuntimeConfig
-    from nbcluster.runtime.session import remove_session
-
     request = json.loads(sys.stdin.readline())
 
     def announce(handle: Any) -> None:
@@ -210,8 +213,6 @@ def _detached_main() -> int:
 
 def startup_timeout(system_config: dict[str, Any] | None = None) -> float:
     """Seconds a cluster's head has to serve (the runtime's ``startup_timeout_s``)."""
-    from nbcluster.runtime.config import RuntimeConfig
-
     try:
         return RuntimeConfig.load(dict(system_config) if system_config else None).startup_timeout_s
     except (TypeError, ValueError):
@@ -221,8 +222,6 @@ def startup_timeout(system_config: dict[str, Any] | None = None) -> float:
 def serving(session_dir: str) -> Started | None:
     """Where a cluster whose start was announced serves, read from its session once
     its head wrote its address there; None before (or when that is unreadable)."""
-    from nbcluster.runtime.session import Session
-
     session = Session(Path(session_dir))
     try:
         written = session.read_address()
@@ -232,8 +231,7 @@ def serving(session_dir: str) -> Started | None:
 
 
 def is_running(session_dir: str) -> bool:
-    from nbcluster.runtime.cli import session_running
-
+    """Whether any process the cluster's session records still runs."""
     return bool(session_dir) and session_running(Path(session_dir))
 
 
@@ -241,9 +239,6 @@ def stop(session_dir: str, grace_period: float = 10.0) -> None:
     """Stop the cluster's processes (its head, node and the nodes its autoscaler
     added); they are gone when this returns. The session directory goes too unless
     ``NBCLUSTER_KEEP_SESSION=1``."""
-    from nbcluster.runtime.cli import stop_session
-    from nbcluster.runtime.session import Session, remove_session
-
     if not session_dir:
         return
     stop_session(Path(session_dir), grace_period)

@@ -35,10 +35,9 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,8 +49,7 @@ from nbcluster.exceptions import (
     InsecurePathError,
     NbclusterError,
 )
-from nbcluster.runtime.discovery import LocalNode, local_heads, read_token_file
-from nbcluster.runtime.transport.errors import TransportError
+from nbcluster.runtime import LocalNode, local_heads, read_token_file
 from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
     BadRequest,
@@ -64,28 +62,22 @@ from nbcluster.server_ext.models import (
     parse_create,
     parse_scale,
 )
+from nbcluster.server_ext.entries import (
+    RUNNING,
+    STARTING,
+    STOPPING,
+    UNREACHABLE,
+    ClusterEntry,
+    reachable_jobs_address,
+    listening,
+    retrieved,
+)
 from nbcluster.server_ext.registry import Registry
 
 __all__ = ["ClusterManager"]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-STARTING, RUNNING, UNREACHABLE, STOPPING = "starting", "running", "unreachable", "stopping"
-
-
-@dataclass(eq=False)
-class _Entry:
-    record: ClusterRecord
-    token: str
-    status: str = RUNNING
-    #: Held while the cluster starts, scales or stops: one change at a time.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Set when the server forgets the cluster (deleted, or the server stops).
-    gone: asyncio.Event = field(default_factory=asyncio.Event)
-    #: The :meth:`ClusterManager.ping` in flight (callers share it).
-    ping: asyncio.Future | None = None
-
 
 class ClusterManager:
     """Create, attach, scale and delete clusters; describe them as Cluster JSON."""
@@ -113,7 +105,7 @@ class ClusterManager:
         self.host = host
         self.system_config = dict(system_config or {})
         self.log = log or logger
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, ClusterEntry] = {}
         #: Bumped whenever the list changes (a cluster added or removed, a status).
         self.version = 0
         self._changed = asyncio.Event()
@@ -121,13 +113,13 @@ class ClusterManager:
         self.closing = asyncio.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="nbcluster-ext")
         #: Clusters :meth:`load` found starting, for :meth:`resume`.
-        self._resumable: list[_Entry] = []
+        self._resumable: list[ClusterEntry] = []
 
     # -- helpers ----------------------------------------------------------------------
     async def _run(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> ClusterEntry:
         entry = self._entries.get(name)
         if entry is None:
             known = ", ".join(sorted(self._entries)) or "none"
@@ -161,7 +153,7 @@ class ClusterManager:
         self.registry.save((replace(e.record, starting=e.status == STARTING) for e in saved),
                            discoverable=[e.record.name for e in saved if e.status not in (STARTING, UNREACHABLE)])
 
-    def _observed(self, entry: _Entry, reachable: bool, why: str = "") -> None:
+    def _observed(self, entry: ClusterEntry, reachable: bool, why: str = "") -> None:
         """Record what a look at the cluster found (running <-> unreachable)."""
         if entry.status not in (RUNNING, UNREACHABLE) or self._entries.get(entry.record.name) is not entry:
             return
@@ -176,13 +168,13 @@ class ClusterManager:
                              entry.record.name, entry.record.address, why or "its head does not answer")
         self._save()
 
-    async def _reachable(self, entry: _Entry) -> bool:
+    async def _reachable(self, entry: ClusterEntry) -> bool:
         """A quick check (no GCS call): a created cluster's processes run, an attached
         one's head accepts connections."""
         record = entry.record
         if record.origin == "created":
             return await self._run(local.is_running, record.session_dir)
-        return await self._run(_listening, record.address)
+        return await self._run(listening, record.address)
 
     def _reserve(self, name: str | None) -> str:
         if name is None:
@@ -195,6 +187,7 @@ class ClusterManager:
         return name
 
     def names(self) -> list[str]:
+        """The names of the clusters the server knows."""
         return list(self._entries)
 
     def require(self, name: str) -> None:
@@ -220,7 +213,7 @@ class ClusterManager:
                     return record, token
                 local.stop(record.session_dir, 5.0)  # what is left of it
                 return record, None
-            if token is not None and _listening(record.address):
+            if token is not None and listening(record.address):
                 try:
                     state.get_head_state(address=record.address, token=token)
                     return record, token
@@ -240,11 +233,11 @@ class ClusterManager:
                 elif record.starting:  # the last server stopped while it started: see resume()
                     self.log.info("nbcluster: cluster %s (session %s) was starting; waiting for it to serve",
                                   record.name, record.session_dir)
-                    entry = self._entries[record.name] = _Entry(record, token, STARTING)
+                    entry = self._entries[record.name] = ClusterEntry(record, token, STARTING)
                     self._resumable.append(entry)
                 else:
                     self.log.info("nbcluster: re-attached cluster %s at %s", record.name, record.address)
-                    self._entries[record.name] = _Entry(record, token)
+                    self._entries[record.name] = ClusterEntry(record, token)
         self._save()
 
     async def resume(self) -> None:
@@ -259,7 +252,7 @@ class ClusterManager:
                 self.log.error("nbcluster: settling cluster %s (session %s) failed: %s", entry.record.name,
                                entry.record.session_dir, result, exc_info=result)
 
-    async def _resume(self, entry: _Entry) -> None:
+    async def _resume(self, entry: ClusterEntry) -> None:
         name, session_dir = entry.record.name, entry.record.session_dir
         deadline = time.monotonic() + local.startup_timeout(self.system_config)
 
@@ -315,13 +308,17 @@ class ClusterManager:
 
     # -- create, attach, delete -------------------------------------------------------
     async def create(self, body: Any) -> dict[str, Any]:
+        """Start a cluster as the create request ``body`` asks; its Cluster JSON once its
+        head serves. BadRequest for a bad body, ClusterConflict for a name in
+        use or a server that is stopping, ClusterStartError when it does not
+        start."""
         if self.closing.is_set():  # what shutdown() stops is chosen already
             raise ClusterConflict("the Jupyter server is stopping: create the cluster once it runs again")
         name, spec = parse_create(body, self.defaults)
         name = self._reserve(name)
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
-        entry = self._entries[name] = _Entry(record, "", STARTING)
+        entry = self._entries[name] = ClusterEntry(record, "", STARTING)
         self._touch()  # listed as starting
         loop = asyncio.get_running_loop()
 
@@ -352,13 +349,16 @@ class ClusterManager:
         self.log.info("nbcluster: created cluster %s at %s (session %s)", name, started.address, started.session_dir)
         return await self._view(entry)
 
-    async def _announced(self, entry: _Entry, session_dir: str, token_file: str) -> None:
+    async def _announced(self, entry: ClusterEntry, session_dir: str, token_file: str) -> None:
         if self._entries.get(entry.record.name) is not entry:  # cannot happen while it starts: stop it then
             raise ClusterConflict(f"cluster {entry.record.name} was forgotten while it started")
         entry.record = replace(entry.record, session_dir=session_dir, token_file=token_file)
         self._save()
 
     async def attach(self, body: Any) -> dict[str, Any]:
+        """Attach the running cluster the attach request ``body`` names (its address and
+        token, token file, or none for a cluster on this machine); its Cluster
+        JSON. BadRequest when it cannot be reached or refuses the token."""
         request = parse_attach(body)
         name = self._reserve(request.name)
         if request.token_file is not None:
@@ -374,7 +374,7 @@ class ClusterManager:
                 raise BadRequest(f"token or token_file is required: {request.address} is not a cluster running "
                                  "on this machine (GET local lists those); give the head's `token` file", "token")
             token = local[request.address].token
-        if not await self._run(_listening, request.address):
+        if not await self._run(listening, request.address):
             raise BadRequest(f"cannot reach a cluster at {request.address}: nothing accepts connections there "
                              "(is the head running, and is that its host:port?)", "address")
         try:
@@ -387,8 +387,8 @@ class ClusterManager:
         # A copy of our own (0600), whatever the mode of the user's file: kernels read it.
         token_file = str(self.registry.store_token(name, token))
         record = ClusterRecord(name, request.address, token_file, "attached", {}, created=time.time(),
-                               jobs_address=_jobs_address(head.jobs_address, request.address))
-        entry = self._entries[name] = _Entry(record, token)
+                               jobs_address=reachable_jobs_address(head.jobs_address, request.address))
+        entry = self._entries[name] = ClusterEntry(record, token)
         self._save()
         self.log.info("nbcluster: attached cluster %s at %s", name, request.address)
         return await self._view(entry)
@@ -452,6 +452,8 @@ class ClusterManager:
 
     # -- scale --------------------------------------------------------------------------
     async def scale(self, name: str, body: Any) -> dict[str, Any]:
+        """Set the cluster's worker bounds from the scale request ``body``; its Cluster
+        JSON. ClusterConflict when it is starting, stopping or unreachable."""
         bounds = parse_scale(body)
         entry = await self._live(name, "scale it")
         async with entry.lock:
@@ -466,7 +468,7 @@ class ClusterManager:
         return await self._view(entry)
 
     # -- views ----------------------------------------------------------------------------
-    async def _view(self, entry: _Entry) -> dict[str, Any]:
+    async def _view(self, entry: ClusterEntry) -> dict[str, Any]:
         record = entry.record
         if entry.status in (STARTING, STOPPING):
             return cluster_json(record, entry.status)
@@ -485,20 +487,24 @@ class ClusterManager:
                 self._run(state.get_autoscaler_state, **kwargs),
                 self._run(state.list_jobs, **kwargs),
             )
-        except (NbclusterError, TransportError) as exc:
+        except NbclusterError as exc:
             self._observed(entry, False, str(exc))
             return cluster_json(record, UNREACHABLE)
         self._observed(entry, True)
         return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir)
 
     async def get(self, name: str) -> dict[str, Any]:
+        """The cluster's Cluster JSON, after a look at it (its status follows what that
+        found)."""
         return await self._view(self._entry(name))
 
     async def list_clusters(self) -> list[dict[str, Any]]:
+        """The Cluster JSON of every cluster the server knows."""
         entries = list(self._entries.values())
         return list(await asyncio.gather(*(self._view(e) for e in entries)))
 
     async def nodes(self, name: str) -> list[dict[str, Any]]:
+        """The cluster's nodes as JSON; ClusterConflict when it cannot be reached."""
         entry = await self._live(name, "ask for its nodes")
         try:
             nodes = await self._run(state.list_nodes, address=entry.record.address, token=entry.token)
@@ -507,6 +513,8 @@ class ClusterManager:
         return [n.to_json() for n in nodes]
 
     async def autoscaler(self, name: str) -> dict[str, Any]:
+        """The cluster's autoscaler state as JSON (``{"enabled": False}`` when it has
+        none); ClusterConflict when it cannot be reached."""
         entry = await self._live(name, "ask for its autoscaler")
         try:
             status = await self._run(state.get_autoscaler_state, address=entry.record.address, token=entry.token)
@@ -514,7 +522,7 @@ class ClusterManager:
             raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
         return status.to_json() if status.enabled else {"enabled": False}
 
-    def _ready(self, name: str, what: str = "use it") -> _Entry:
+    def _ready(self, name: str, what: str = "use it") -> ClusterEntry:
         entry = self._entry(name)
         if entry.status == STARTING:
             raise ClusterConflict(f"cluster {name} is still starting; {what} once its status is running")
@@ -522,7 +530,7 @@ class ClusterManager:
             raise ClusterConflict(f"cluster {name} is being deleted")
         return entry
 
-    async def _live(self, name: str, what: str) -> _Entry:
+    async def _live(self, name: str, what: str) -> ClusterEntry:
         """The entry of a cluster that is neither starting nor gone: 409 at once when
         its head is gone (a GCS call would retry for its whole timeout first)."""
         entry = self._ready(name, what)
@@ -549,12 +557,12 @@ class ClusterManager:
         if entry.ping is None or entry.ping.done():
             entry.ping = asyncio.get_running_loop().run_in_executor(
                 self._pool, functools.partial(state.get_head_state, address=entry.record.address, token=entry.token))
-            entry.ping.add_done_callback(_retrieved)
+            entry.ping.add_done_callback(retrieved)
         try:
             await asyncio.wait_for(asyncio.shield(entry.ping), self.ping_timeout_s)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             why = f"its head did not answer within {self.ping_timeout_s:g} s"
-        except (NbclusterError, TransportError) as exc:
+        except NbclusterError as exc:
             why = str(exc)
         else:
             self._observed(entry, True)
@@ -576,41 +584,10 @@ class ClusterManager:
                 head = await self._run(state.get_head_state, address=entry.record.address, token=entry.token)
             except NbclusterError as exc:
                 raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
-            entry.record = replace(entry.record, jobs_address=_jobs_address(head.jobs_address, entry.record.address))
+            entry.record = replace(entry.record, jobs_address=reachable_jobs_address(head.jobs_address, entry.record.address))
             self._save()
-        jobs = _jobs_address(entry.record.jobs_address, entry.record.address)
+        jobs = reachable_jobs_address(entry.record.jobs_address, entry.record.address)
         if not jobs:
             raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
                                   "with the Jobs API to use jobs")
         return jobs if "://" in jobs else f"http://{jobs}", entry.token
-
-
-def _retrieved(future: asyncio.Future) -> None:
-    """A ping's outcome is read by whoever waited for it; nobody may have (all timed out)."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _listening(address: str, timeout: float = 2.0) -> bool:
-    """Whether something accepts connections at host:port (a quick check before a GCS
-    call, which would keep retrying a refused connection for its whole timeout)."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def _jobs_address(jobs: str, gcs_address: str) -> str:
-    """The Jobs API as reachable from here: the port the head reports, on the host we
-    reach the head's GCS at. The head's own idea of its host is not used: a wildcard or
-    127.0.0.1 means nothing from this machine, and the proxy (which adds the cluster
-    token) must only ever talk to that cluster's head, whatever an attached head says."""
-    if not jobs:
-        return ""
-    port = jobs.rpartition(":")[2]
-    if not port.isdigit():
-        return ""
-    scheme = "https://" if jobs.startswith("https://") else ""  # the head's TLS
-    return f"{scheme}{gcs_address.rpartition(':')[0]}:{port}"

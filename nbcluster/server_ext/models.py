@@ -81,6 +81,7 @@ class ClusterSpec:
     idle_timeout_s: float = 15.0
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as saved in the registry and shown in Cluster JSON."""
         out: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.autoscaling_config is not None:
             out["autoscaling_config"] = self.autoscaling_config
@@ -93,6 +94,7 @@ class ClusterSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ClusterSpec":
+        """The spec of its :meth:`to_json` form."""
         adapt = data.get("adapt")
         return cls(
             num_cpus=data.get("num_cpus"),
@@ -122,6 +124,9 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class AttachRequest:
+    """A parsed attach request: the name to give the cluster, its address, and its token or
+    token file (neither: a cluster on this machine)."""
+
     name: str
     address: str
     token: str | None = None
@@ -153,10 +158,12 @@ class ClusterRecord:
     starting: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The record as the registry saves it."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ClusterRecord":
+        """The record of its :meth:`to_json` form (unknown keys ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -175,6 +182,8 @@ def _known(body: Mapping[str, Any], allowed: Sequence[str]) -> None:
 
 
 def check_name(name: Any, field_name: str = "name") -> str:
+    """``name`` when it is a valid cluster name; BadRequest naming ``field_name``
+    otherwise."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise BadRequest(
             f"{field_name} must be 1-64 characters of letters, digits, '_', '.' or '-', starting with a letter "
@@ -240,6 +249,8 @@ def parse_create(body: Any, defaults: ClusterSpec) -> tuple[str | None, ClusterS
 
 
 def parse_attach(body: Any) -> AttachRequest:
+    """The :class:`AttachRequest` of an attach request's body; BadRequest saying what is
+    wrong."""
     body = _object(body)
     _known(body, ("name", "address", "token", "token_file"))
     if "name" not in body:
@@ -261,6 +272,8 @@ def parse_attach(body: Any) -> AttachRequest:
 
 
 def parse_scale(body: Any) -> Scale:
+    """The worker bounds of a scale request's body (``workers`` n: n..n; ``adapt``:
+    minimum..maximum); BadRequest saying what is wrong."""
     body = _object(body)
     _known(body, ("workers", "adapt"))
     if len(body) != 1:

@@ -33,8 +33,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import AuthenticatedFileHandler, JupyterHandler
 from tornado import web
 
-from nbcluster._version import __version__
-from nbcluster.server_ext.handlers import AUTH_RESOURCE
+from nbcluster import __version__
+from nbcluster.server_ext.base import AUTH_RESOURCE
 
 __all__ = ["AUTH_RESOURCE", "STATIC_DIR", "PageHandler", "StaticHandler", "page_handlers"]
 
@@ -75,6 +75,7 @@ class PageHandler(JupyterHandler):
 
     @property
     def content_security_policy(self) -> str:
+        """Jupyter's policy narrowed for the page (unless the user configured one)."""
         if "Content-Security-Policy" in self.settings.get("headers", {}):
             return super().content_security_policy  # the user's own policy wins
         return f"{super().content_security_policy}; {_CSP}"
@@ -82,6 +83,7 @@ class PageHandler(JupyterHandler):
     @web.authenticated
     @authorized
     def get(self) -> None:
+        """The page (redirects to the address with a trailing slash first)."""
         if not self.request.path.endswith("/"):
             # The page resolves its URLs against its own address: it must end in "/".
             # A relative Location keeps working behind a proxy that changes the prefix.
@@ -100,19 +102,23 @@ class StaticHandler(AuthenticatedFileHandler):
     auth_resource = AUTH_RESOURCE
 
     def initialize(self, path: str = str(STATIC_DIR), default_filename: str | None = None) -> None:  # type: ignore[override]
+        """Serve the page's static directory."""
         super().initialize(path=path, default_filename=default_filename)
 
     @property
     def content_security_policy(self) -> str:
+        """Jupyter's policy narrowed for the page's files."""
         return f"{JupyterHandler.content_security_policy.fget(self)}; {_CSP}"  # type: ignore[attr-defined]
 
     def get_content_type(self) -> str:
+        """The file's type by its suffix (fixed for the page's own kinds of file)."""
         assert self.absolute_path is not None
         fixed = _CONTENT_TYPES.get(Path(self.absolute_path).suffix)
         guessed, _ = mimetypes.guess_type(self.absolute_path)
         return fixed or guessed or "application/octet-stream"
 
     def compute_etag(self) -> str | None:
+        """The ETag: a hash of the file's content (None for a file too large to hash inline)."""
         # A hash of the content, computed per request (the files are small): an edit or a
         # new release changes it whatever the files' times say, and no stale hash is kept.
         # (Jupyter's AuthenticatedFileHandler sends none; tornado's caches it per process.)
@@ -123,14 +129,16 @@ class StaticHandler(AuthenticatedFileHandler):
             return None
 
     def get_cache_time(self, path: str, modified: datetime.datetime | None, mime_type: str) -> int:
+        """0: every file is revalidated."""
         return 0  # never tornado's ten years for a ?v= URL: every file is revalidated
 
     def set_headers(self) -> None:
-        # tornado's headers without AuthenticatedFileHandler's, which adds a second
-        # Cache-Control to the one set_extra_headers sets.
+        """tornado's static-file headers, without AuthenticatedFileHandler's (which add a
+        second Cache-Control to the one :meth:`set_extra_headers` sets)."""
         web.StaticFileHandler.set_headers(self)
 
     def set_extra_headers(self, path: str) -> None:
+        """``Cache-Control: no-cache``."""
         # The modules' URLs carry no version (see the module docstring): the browser asks
         # every time, and an unchanged file is a 304 (If-None-Match against the ETag).
         self.set_header("Cache-Control", "no-cache")

@@ -12,8 +12,8 @@
 
 Writes go to a temporary file created 0600 and renamed over the old one, so a reader
 never sees half a file and the contents are never readable by others, not even briefly
-(:func:`nbcluster.runtime.private_dir.write_private`). Reads take only a file that is
-this user's alone (:func:`~nbcluster.runtime.private_dir.read_private`): one another
+(:func:`nbcluster.runtime.write_private`). Reads take only a file that is
+this user's alone (:func:`~nbcluster.runtime.read_private`): one another
 user owns, or others can write, is ignored with a warning.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbcluster.exceptions import InsecurePathError
-from nbcluster.runtime.private_dir import read_private, write_private
+from nbcluster.runtime import read_private, write_private
 from nbcluster.server_ext.models import ClusterRecord
 
 __all__ = ["DISCOVERY_FILE", "REGISTRY_FILE", "TOKENS_DIR", "Registry"]

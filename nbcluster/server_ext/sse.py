@@ -15,28 +15,35 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from nbcluster.server_ext.handlers import NbclusterAPIHandler
+from nbcluster.server_ext.base import NbclusterAPIHandler
 
 __all__ = ["SseHandler"]
 
 
 class SseHandler(NbclusterAPIHandler):
+    """Base of the handlers that answer with a server-sent event stream (see the module
+    docstring)."""
+
     keepalive_s = 15.0
     _track_activity = False  # a page left open is not activity
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
+        """Set up the handler; it notices when the client leaves."""
         super().initialize(*args, **kwargs)
         self._left = asyncio.Event()
 
     def on_connection_close(self) -> None:
+        """The client left: end the stream."""
         self._left.set()
 
     def start_stream(self) -> None:
+        """Send the headers of an event stream (not cached, not buffered by proxies)."""
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # proxies: do not buffer the stream
 
     def send_event(self, kind: str, data: Any) -> None:
+        """Write one ``event: kind`` record with ``data`` as JSON (sent at the next flush)."""
         self.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n")
 
     async def relay(self, source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event | None = None,

@@ -37,7 +37,7 @@ class _AutoProgress:
         self._refs: list[Any] = []  # the cell's refs until it crosses min_tasks
         self._count = 0
         self._view: ProgressWidget | None = None
-        self._hooked: object | None = None  # the runtime core the hook is set on
+        self._hooked: object | None = None  # the driver connection the hook is set on
         self._making: int | None = None  # the cell whose view is being made (outside the lock)
         self._cell = 0  # which cell submissions count towards (bumped at each seal)
 
@@ -60,14 +60,10 @@ class _AutoProgress:
 
     def _install(self) -> None:
         """Set the hook on the current driver (again after a reconnect)."""
-        if not nbcluster.is_initialized():
-            return
-        from nbcluster.runtime import api
-
-        core = api._core()
-        if self._hooked is not core:
+        connection = nbcluster.driver.connection()
+        if connection is not None and self._hooked is not connection:
             nbcluster.driver.set_submit_hook(self._on_submit)
-            self._hooked = core
+            self._hooked = connection
 
     def _pre_run_cell(self, *args: Any) -> None:
         self._seal()

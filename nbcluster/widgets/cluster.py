@@ -17,6 +17,7 @@ import ipywidgets as widgets
 
 import nbcluster
 import nbcluster.state
+from nbcluster.autoscaler import set_worker_bounds
 from nbcluster.events import ClusterEvent
 from nbcluster.state import AutoscalerState, JobState, NodeState
 
@@ -268,8 +269,6 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
 
     def adapt(self, minimum: int, maximum: int, node_type: str | None = None) -> None:
         """What the Adapt button does: keep ``minimum``..``maximum`` nodes of the type."""
-        from nbcluster.autoscaler import set_worker_bounds
-
         try:
             name = set_worker_bounds(minimum, maximum, node_type=node_type or self._type.value or None)
             self.adapt_message = f"{name}: {minimum} to {maximum} nodes"

@@ -17,7 +17,8 @@ import ipywidgets as widgets
 
 import nbcluster
 from nbcluster.events import ClusterEvent
-from nbcluster.job_submission import JobDetails, JobStatus, JobSubmissionClient, LogPump
+from nbcluster.job_submission import JobDetails, JobStatus, JobSubmissionClient
+from nbcluster.log_pump import LogPump
 
 from ._display import StaticReprMixin, bar_html, esc
 from ._feed import feed
@@ -120,6 +121,7 @@ class JobWidget(StaticReprMixin, widgets.VBox):
 
     @property
     def tail_running(self) -> bool:
+        """Whether the widget still follows the job's log."""
         return self._tail.alive
 
     # -- actions and view ------------------------------------------------------------

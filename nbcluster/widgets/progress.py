@@ -109,6 +109,7 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
     # -- state -----------------------------------------------------------------------
     @property
     def by_refs(self) -> bool:
+        """Whether it follows the tasks behind given refs (not a whole job)."""
         return not self.job_id
 
     def add_refs(self, refs: Iterable[Any]) -> None:
@@ -309,11 +310,9 @@ class ProgressWidget(StaticReprMixin, widgets.VBox):
 
 
 def _task_ids(refs: Iterable[Any]) -> list[str]:
-    from nbcluster import ObjectRef
-
     out = []
     for ref in refs:
-        if not isinstance(ref, ObjectRef):
+        if not isinstance(ref, nbcluster.ObjectRef):
             raise TypeError(f"progress() follows ObjectRefs (what .remote() returns), not {type(ref).__name__}")
         if ref.binary()[16:20] != _PUT_INDEX:  # a put's object has no task to follow
             out.append(ref.task_id())
@@ -324,12 +323,10 @@ def progress(what: Any = None) -> ProgressWidget:
     """A live view of tasks per function: of a job (its hex id; default: this driver's
     job), or of the tasks behind an ``ObjectRef`` or a list of them (``put`` objects have
     no task and are left out)."""
-    from nbcluster import ObjectRef
-
     if what is None or isinstance(what, (str, bytes, bytearray)):
         return ProgressWidget(what)
     try:
-        refs = [what] if isinstance(what, ObjectRef) else list(what)
+        refs = [what] if isinstance(what, nbcluster.ObjectRef) else list(what)
     except TypeError:
         raise TypeError(f"progress() takes a job id, an ObjectRef or a list of them, not {type(what).__name__}") from None
     return ProgressWidget(refs=refs)

@@ -83,7 +83,7 @@ def test_physical_memory_counts_each_machine_once() -> None:
 
 
 def test_jobs_proxy_talks_only_to_the_clusters_head() -> None:
-    from nbcluster.server_ext.manager import _jobs_address
+    from nbcluster.server_ext.entries import reachable_jobs_address as _jobs_address
 
     assert _jobs_address("0.0.0.0:8265", "10.0.0.5:6380") == "10.0.0.5:8265"
     assert _jobs_address("127.0.0.1:8265", "10.0.0.5:6380") == "10.0.0.5:8265"  # the head's own loopback

@@ -5,8 +5,8 @@ The notebook side — :mod:`nbcluster.kernel_ext` (the magics), :mod:`nbcluster.
 runtime only through the names below (this package's ``__all__``) and the public
 facades (:mod:`nbcluster`, :mod:`nbcluster.driver`, :mod:`nbcluster.events`,
 :mod:`nbcluster.state`, :mod:`nbcluster.autoscaler`, :mod:`nbcluster.cluster_utils`,
-:mod:`nbcluster.job_submission`, :mod:`nbcluster.exceptions`); ``tests/test_layers.py``
-fails when an integration reaches past them. Everything else under
+:mod:`nbcluster.job_submission`, :mod:`nbcluster.exceptions`);
+``tests/test_architecture_layers.py`` fails when an integration reaches past them. Everything else under
 ``nbcluster.runtime`` may change without notice.
 
 - Clusters on this machine: :func:`start_head` starts a head as ``nbcluster start
@@ -24,17 +24,47 @@ fails when an integration reaches past them. Everything else under
   :func:`check_private` (with the kind :data:`FILE`).
 - Jobs: :func:`keep_job_artifact` keeps a file on the head as the running job's
   artifact.
+
+Every process of the runtime imports this package, so the names that load more (YAML,
+the autoscaler's providers, the launcher) are imported on first use.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from nbcluster.runtime import envvars
-from nbcluster.runtime.autoscaler.config import AutoscalingConfig, load_config
-from nbcluster.runtime.autoscaler.providers import provider_class
-from nbcluster.runtime.cli import CliError, session_running, start_head, stop_session
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.discovery import LocalNode, local_heads, read_token_file
-from nbcluster.runtime.job_artifacts import keep_job_artifact
 from nbcluster.runtime.private_dir import FILE, check_private, read_private, write_private
 from nbcluster.runtime.session import Session, remove_session
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.autoscaler.config import AutoscalingConfig, load_config
+    from nbcluster.runtime.autoscaler.providers import provider_class
+    from nbcluster.runtime.detached import CliError, session_running, start_head, stop_session
+    from nbcluster.runtime.job_artifacts import keep_job_artifact
+
+#: Where the names imported on first use live.
+_ON_FIRST_USE = {
+    "AutoscalingConfig": "nbcluster.runtime.autoscaler.config",
+    "load_config": "nbcluster.runtime.autoscaler.config",
+    "provider_class": "nbcluster.runtime.autoscaler.providers",
+    "CliError": "nbcluster.runtime.detached",
+    "session_running": "nbcluster.runtime.detached",
+    "start_head": "nbcluster.runtime.detached",
+    "stop_session": "nbcluster.runtime.detached",
+    "keep_job_artifact": "nbcluster.runtime.job_artifacts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import one of :data:`_ON_FIRST_USE`'s names when it is first used."""
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbcluster.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "FILE",

@@ -15,10 +15,13 @@ from typing import Any
 
 from nbcluster.runtime.actor_options import actor_shape, validate_actor_options, validate_method_options
 from nbcluster.runtime.options import placement
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.actor_host import ActorExit
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.submission import submit_actor_task
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
 
@@ -90,9 +93,7 @@ class ActorClass:
         return self._info
 
     def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
-        from nbcluster.runtime import api
-
-        core = api._core()
+        core = worker_state.require()
         held, needed = actor_shape(options)
         is_async = self._is_async
         concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
@@ -210,19 +211,14 @@ class ActorMethod:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from nbcluster.runtime import api
-
         handle = self._handle
         options = TaskOptions({}, self._num_returns, handle._max_task_retries, False, b"", self._task_name)
-        return api.submit_actor_task(handle, self._name, options, args, kwargs)
+        return submit_actor_task(handle, self._name, options, args, kwargs)
 
 
 def exit_actor() -> None:
     """End the current actor on purpose (from one of its methods): it is not
     restarted, and calls queued for it fail with ActorDiedError."""
-    from nbcluster.runtime.core import worker_state
-    from nbcluster.runtime.core.actor_host import ActorExit
-
     core = worker_state.current
     if core is None or core.executor is None or core.executor.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor's method")

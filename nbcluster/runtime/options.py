@@ -11,6 +11,8 @@ from typing import Any
 
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
@@ -73,8 +75,6 @@ def validate_task_options(options: Mapping[str, Any], where: str = "@nbcluster.r
 
 
 def validate_strategy(value: Any) -> Any:
-    from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     if value is None or value in ("DEFAULT", "SPREAD") or isinstance(value, NodeAffinitySchedulingStrategy):
         return value
     raise ValueError(
@@ -85,8 +85,6 @@ def validate_strategy(value: Any) -> Any:
 
 def placement(value: Any) -> Placement | None:
     """The wire form of a validated scheduling strategy (None: the default)."""
-    from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-
     if value is None or value == "DEFAULT":
         return None
     if value == "SPREAD":

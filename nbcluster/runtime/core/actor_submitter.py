@@ -20,6 +20,7 @@ from nbcluster.exceptions import ActorDiedError, TaskCancelledError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, SubmitterBase, Task, TaskOptions, fill_spec
+from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2, gcs_pb2
 from nbcluster.runtime.states import TaskState
 from nbcluster.runtime.transport import methods
@@ -40,9 +41,10 @@ def handle_object_id(actor_id: bytes) -> bytes:
 
 
 def serialize_none() -> bytes:
-    from nbcluster.runtime.objects.serialization import serialize
-
+    """The serialized ``None`` that an actor's handle object holds."""
     return serialize(None).to_bytes()
+
+
 _ALIVE = gcs_pb2.ACTOR_STATE_ALIVE
 
 
@@ -97,7 +99,7 @@ class ActorSubmitter(SubmitterBase):
             task.held.append(handle_ref._id)
         refs = self.make_returns(task)
         self._new.append(task)
-        core._wake()
+        core.wake()
         return refs
 
     def create(

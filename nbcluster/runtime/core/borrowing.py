@@ -107,7 +107,7 @@ class Borrowing:
             held.discard(oid)
             entry = core.refs.remove_borrower(oid, borrower.worker_id)
             if entry is not None:
-                core._on_freed(oid, entry)
+                core.on_freed(oid, entry)
         core.flush_frees()
 
     def _track(self, oid: bytes, borrower: common_pb2.Address) -> None:
@@ -128,5 +128,5 @@ class Borrowing:
         for oid in self._borrowers.pop(worker_id, ()):
             entry = core.refs.remove_borrower(oid, worker_id)
             if entry is not None:
-                core._on_freed(oid, entry)
+                core.on_freed(oid, entry)
         core.flush_frees()

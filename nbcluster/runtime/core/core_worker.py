@@ -15,6 +15,7 @@ import collections
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -32,7 +33,10 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.actor_submitter import ActorSubmitter
+from nbcluster.runtime.core.borrowing import Borrowing
 from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.payloads import error_payload
 from nbcluster.runtime.core.references import Entry, ReferenceTable
 from nbcluster.runtime.objects import shm
 from nbcluster.runtime.objects.serialization import SerializedObject, deserialize, serialize
@@ -41,6 +45,8 @@ from nbcluster.runtime.protocol import (
     core_worker_pb2 as cw_pb2,
     node_manager_pb2 as nm_pb2,
 )
+from nbcluster.runtime.core.submitter import TaskSubmitter
+from nbcluster.runtime.core.task_events import TaskEvents
 from nbcluster.runtime.session import Session
 from nbcluster.runtime.transport import dial, framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
@@ -49,12 +55,6 @@ logger = logging.getLogger(__name__)
 
 DRIVER = "driver"
 WORKER = "worker"
-
-
-def error_payload(object_id: bytes, exc: BaseException) -> common_pb2.ObjectPayload:
-    """A payload whose ``get`` raises ``exc``."""
-    data = serialize(exc, error=True).to_bytes()
-    return common_pb2.ObjectPayload(object_id=object_id, data=data, size=len(data), is_error=True)
 
 
 class CoreWorker:
@@ -94,7 +94,7 @@ class CoreWorker:
         self.address = common_pb2.Address(node_id=node_id, worker_id=worker_id, endpoint=self.endpoint)
         self.address_bytes = self.address.SerializeToString()
         self.ids = ids.IdGenerator()
-        self.refs = ReferenceTable(self.address_bytes, self._wake)
+        self.refs = ReferenceTable(self.address_bytes, self.wake)
         self.loop = asyncio.new_event_loop()
         self.closed = False
         #: Set when the driver starts to disconnect (connections closing are expected).
@@ -128,12 +128,6 @@ class CoreWorker:
         self._tasks: set[asyncio.Task] = set()
         #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
         self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
-        from nbcluster.runtime.core.actor_submitter import ActorSubmitter
-        from nbcluster.runtime.core.borrowing import Borrowing
-        from nbcluster.runtime.core.submitter import TaskSubmitter
-
-        from nbcluster.runtime.core.task_events import TaskEvents
-
         self.task_events = TaskEvents(self)
         self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
@@ -361,7 +355,7 @@ class CoreWorker:
         return common_pb2.Empty()
 
     # -- wake-ups: releases, pins, seals, new tasks ---------------------------------
-    def _wake(self) -> None:
+    def wake(self) -> None:
         if not self._wake_scheduled and not self.closed:
             self._wake_scheduled = True
             try:
@@ -379,12 +373,12 @@ class CoreWorker:
     def process_releases(self) -> None:
         while self.refs.pending_decrements():
             for oid, entry in self.refs.drain():
-                self._on_freed(oid, entry)
+                self.on_freed(oid, entry)
         self.flush_frees()
         if self.borrowing.removes:
             self.borrowing.flush()
 
-    def _on_freed(self, oid: bytes, entry: Entry) -> None:
+    def on_freed(self, oid: bytes, entry: Entry) -> None:
         if entry.owned:
             if oid in self.actor_submitter.handles:
                 self.actor_submitter.handle_freed(oid)
@@ -463,7 +457,7 @@ class CoreWorker:
             raise
         self.arena.write(reply.offset, obj)
         self._seals.append(object_id)
-        self._wake()
+        self.wake()
         return common_pb2.ObjectPayload(
             object_id=object_id, node_id=self.node_id, size=obj.total_size, is_error=obj.is_error
         )
@@ -598,12 +592,12 @@ class CoreWorker:
         of them (a task that failed after storing some of its returns)."""
         if oids:
             self._frees.extend((self.node_id, oid) for oid in oids)
-            self._wake()
+            self.wake()
 
     def _unpin(self, oid: bytes) -> None:
         if not self.closed:
             self._releases.append(oid)
-            self._wake()
+            self.wake()
 
     async def _get_objects(self, oids: list[bytes], hints: list[bytes]) -> nm_pb2.GetObjectsReply:
         assert self.nm is not None
@@ -639,9 +633,9 @@ class CoreWorker:
 
     def _start_fetches(self, oids: list[bytes]) -> None:
         for oid in oids:
-            self.spawn(self._fetch(oid))
+            self.spawn(self.fetch_status(oid))
 
-    async def _fetch(self, oid: bytes) -> None:
+    async def fetch_status(self, oid: bytes) -> None:
         entry = self.refs.get(oid)
         if entry is None:
             return
@@ -798,7 +792,7 @@ class CoreWorker:
                 entry.callbacks.append(resolve)
                 if not entry.owned and not entry.fetching:
                     entry.fetching = True
-                    self.spawn(self._fetch(oid))
+                    self.spawn(self.fetch_status(oid))
 
         self.call_soon(register)
         return result
@@ -854,8 +848,6 @@ class CoreWorker:
 
 def print_log_batch(batch: cw_pb2.LogBatch) -> None:
     """The default sink: ``(name pid=N) line`` to this process's stdout/stderr."""
-    import sys
-
     ip = f", ip={batch.node_ip}" if batch.node_ip and batch.node_ip not in ("127.0.0.1", "") else ""
     prefix = f"({batch.source} pid={batch.pid}{ip}) "
     out = [line for line in batch.lines if not line.is_stderr]

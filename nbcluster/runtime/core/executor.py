@@ -29,7 +29,9 @@ from nbcluster.exceptions import NbclusterSystemError, RuntimeEnvSetupError, Tas
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.output import OutputForwarder
+from nbcluster.runtime.core.payloads import error_payload
 from nbcluster.runtime.core.tasks import ArgRef
+from nbcluster.runtime.jobs import runtime_env
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.transport import methods
@@ -181,8 +183,6 @@ class Executor:
     def _setup_packages(self, config: common_pb2.JobConfig) -> None:
         """The job's runtime_env packages, unpacked on this node: working_dir as cwd and
         first on sys.path, then the py_modules. A failure fails the job's tasks here."""
-        from nbcluster.runtime.jobs import runtime_env
-
         core = self.core
 
         async def prepare() -> runtime_env.Prepared:
@@ -384,8 +384,6 @@ class Executor:
         return payloads, contained
 
     def _error_returns(self, spec: common_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
-        from nbcluster.runtime.core.core_worker import error_payload
-
         try:
             template = error_payload(b"", err)
         except Exception:  # noqa: BLE001 - the cause itself cannot be pickled

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
+from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.objects.serialization import record_ref
 
 
@@ -65,8 +66,6 @@ class ObjectRef:
 
 
 def _require_core(ref: ObjectRef) -> Any:
-    from nbcluster.runtime.core import worker_state
-
     core = ref._core or worker_state.current
     if core is None or core.closed:
         raise RuntimeError(f"{ref!r} belongs to a runtime that has shut down; call nbcluster.init()")
@@ -74,8 +73,6 @@ def _require_core(ref: ObjectRef) -> Any:
 
 
 def _rebuild_ref(object_id: bytes, owner: bytes) -> ObjectRef:
-    from nbcluster.runtime.core import worker_state
-
     core = worker_state.current
     ref = ObjectRef(object_id, owner, core)
     if core is not None:

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nbcluster.runtime.core.payloads import freed_payload
 from nbcluster.runtime.protocol import common_pb2
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class ReferenceTable:
             entry = Entry(owned=owned, owner=owner)
             if owned:
                 # Our own object, already freed: getting it raises ObjectFreedError.
-                entry.payload = _freed_payload(object_id)
+                entry.payload = freed_payload(object_id)
             elif registered:
                 entry.registered = True
             else:
@@ -203,14 +204,3 @@ class ReferenceTable:
     def pending_decrements(self) -> bool:
         return bool(self._decrements)
 
-
-def _freed_payload(object_id: bytes) -> common_pb2.ObjectPayload:
-    from nbcluster.exceptions import ObjectFreedError
-    from nbcluster.runtime.objects.serialization import serialize
-
-    err = ObjectFreedError(
-        object_id.hex(),
-        f"Object {object_id.hex()} was freed: no reference to it remained. Keep the ObjectRef "
-        "alive for as long as you need the value.",
-    )
-    return common_pb2.ObjectPayload(object_id=object_id, data=serialize(err, error=True).to_bytes(), is_error=True)

@@ -103,7 +103,7 @@ class TaskSubmitter(SubmitterBase):
         self.prepare_args(task, args, kwargs)
         refs = self.make_returns(task)
         self._new.append(task)
-        core._wake()
+        core.wake()
         return refs
 
     # -- the loop: resolving arguments, queueing ------------------------------------

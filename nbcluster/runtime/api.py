@@ -179,7 +179,7 @@ def wait(
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
     core = _core()
-    oids = [core._check_ref(r) for r in refs]
+    oids = [core.check_ref(r) for r in refs]
     if len(set(oids)) != len(oids):
         raise ValueError("wait() requires a list of unique ObjectRefs")
     ready_flags = core.wait_payloads(oids, num_returns, timeout)

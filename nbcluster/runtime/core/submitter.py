@@ -259,10 +259,10 @@ class TaskSubmitter(SubmitterBase):
             if shape.queue:  # the node manager points at another node
                 self._request_lease(shape, reply.spillback.node_id, no_spill=True)
             return
-        if reply.rejected:
-            if reply.reason == "cancelled":  # cancelled while the queue was empty; tasks may have arrived since
-                self._dispatch(shape)
-            elif "NodeAffinitySchedulingStrategy" in reply.reason:
+        if reply.rejection != nm_pb2.LEASE_REJECTION_UNSPECIFIED:
+            if reply.rejection == nm_pb2.LEASE_REJECTION_CANCELLED:
+                self._dispatch(shape)  # cancelled while the queue was empty; tasks may have arrived since
+            elif reply.rejection == nm_pb2.LEASE_REJECTION_UNSCHEDULABLE:
                 self._fail_queue(shape, TaskUnschedulableError(f"Cannot run {shape.description}: {reply.reason}"))
             else:
                 self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: {reply.reason}"))

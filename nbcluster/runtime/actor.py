@@ -13,8 +13,8 @@ import inspect
 import threading
 from typing import Any
 
-from nbcluster.runtime.actor_options import actor_shape, validate_actor_options, validate_method_options
-from nbcluster.runtime.options import placement
+from nbcluster.runtime.actor_options import actor_shape
+from nbcluster.runtime.options import placement, validate_actor_options, validate_method_options
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_host import ActorExit
 from nbcluster.runtime.core.object_ref import ObjectRef

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from nbcluster.runtime.actor import ActorClass, ActorHandle
-from nbcluster.runtime.actor_options import validate_actor_options
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
@@ -27,7 +26,7 @@ from nbcluster.runtime.driver_init import (
     on_disconnect,
     shutdown,
 )
-from nbcluster.runtime.options import validate_task_options
+from nbcluster.runtime.options import validate_actor_options, validate_task_options
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.remote_function import RemoteFunction
 from nbcluster.runtime.submission import submit_actor_task, submit_task

@@ -77,9 +77,11 @@ class ActorClass:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
+        """Start an actor of this class (its constructor gets ``args``); returns its handle."""
         return self._create(self._options, args, kwargs)
 
     def options(self, **options: Any) -> "_ActorClassOptions":
+        """A view of this class with these options for the next ``.remote()`` (the class is unchanged)."""
         merged = {**self._options, **validate_actor_options(options, where=f"{self._cls.__name__}.options()")}
         return _ActorClassOptions(self, merged)
 
@@ -190,6 +192,8 @@ class ActorHandle:
 
 
 class ActorMethod:
+    """A method of an actor, reached through its handle: call ``.remote(...)``."""
+
     __slots__ = ("_handle", "_name", "_num_returns", "_task_name")
 
     def __init__(self, handle: ActorHandle, name: str, num_returns: int, task_name: str) -> None:
@@ -205,12 +209,14 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> "ActorMethod":
+        """This method with other options (``num_returns``, ``name``) for the next call."""
         opts = validate_method_options(options, where=f"{self._name}.options()")
         return ActorMethod(
             self._handle, self._name, opts.get("num_returns", self._num_returns), opts.get("name", self._task_name)
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method on the actor; returns an ObjectRef (or several, by ``num_returns``)."""
         handle = self._handle
         options = TaskOptions({}, self._num_returns, handle._max_task_retries, False, b"", self._task_name)
         return submit_actor_task(handle, self._name, options, args, kwargs)

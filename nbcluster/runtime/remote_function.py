@@ -44,6 +44,7 @@ class RemoteFunction:
         return self._info
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function as a task; returns an ObjectRef (or several, by ``num_returns``)."""
         return submit_task(self, self._task_options, args, kwargs)
 
     def options(self, **options: Any) -> "_OptionsView":

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 class Borrowing:
+    """This process's side of the borrower protocol, as a borrower and as an owner."""
+
     def __init__(self, core: "CoreWorker") -> None:
         self.core = core
         #: Released borrowed references, by owner, not yet reported.
@@ -35,6 +37,7 @@ class Borrowing:
 
     # -- as a borrower --------------------------------------------------------------
     def queue_remove(self, owner: bytes, oid: bytes) -> None:
+        """A borrowed reference to ``oid`` went: tell its owner at the next flush."""
         self.removes.setdefault(owner, []).append(oid)
 
     def flush(self) -> asyncio.Task:
@@ -46,6 +49,7 @@ class Borrowing:
         return task
 
     def flushing(self) -> bool:
+        """A flush is under way."""
         return self._flush is not None and not self._flush.done()
 
     async def _flush_all(self) -> None:
@@ -97,6 +101,7 @@ class Borrowing:
 
     # -- as an owner ----------------------------------------------------------------
     def on_update(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> None:
+        """As an owner: a borrower added or removed references to objects owned here."""
         core = self.core
         borrower = request.on_behalf_of if request.HasField("on_behalf_of") else conn.peer
         for oid in request.add:

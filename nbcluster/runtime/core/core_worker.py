@@ -186,6 +186,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread (from any thread)."""
         self.loop.call_soon_threadsafe(fn, *args)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
@@ -237,6 +238,7 @@ class CoreWorker(PeerConnections, ObjectValues):
 
     # -- wake-ups: releases, pins, seals, new tasks ---------------------------------
     def wake(self) -> None:
+        """Have the loop thread process releases, seals and new submissions (from any thread)."""
         if not self._wake_scheduled and not self.closed:
             self._wake_scheduled = True
             try:
@@ -252,6 +254,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         self._flush_object_notices()
 
     def process_releases(self) -> None:
+        """Loop thread: apply released references, freeing what is no longer referenced."""
         while self.refs.pending_decrements():
             for oid, entry in self.refs.drain():
                 self.on_freed(oid, entry)
@@ -260,6 +263,7 @@ class CoreWorker(PeerConnections, ObjectValues):
             self.borrowing.flush()
 
     def on_freed(self, oid: bytes, entry: Entry) -> None:
+        """An object's last reference here went: free its stored value (owned) or tell its owner (borrowed)."""
         if entry.owned:
             if oid in self.actor_submitter.handles:
                 self.actor_submitter.handle_freed(oid)
@@ -274,6 +278,7 @@ class CoreWorker(PeerConnections, ObjectValues):
             self.borrowing.queue_remove(entry.owner, oid)
 
     def flush_frees(self) -> None:
+        """Send the pending frees of stored objects to their node managers."""
         if self._frees:
             self._flush_object_notices()
 
@@ -302,11 +307,13 @@ class CoreWorker(PeerConnections, ObjectValues):
                     self.spawn(self._notify_node(node_id, methods.NodeManager.FreeObjects, request))
 
     def UpdateBorrowers(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> common_pb2.Empty:
+        """A borrower's added and removed references to objects owned here."""
         self.borrowing.on_update(request, conn)
         return common_pb2.Empty()
 
     # -- CoreWorker service: results, logs, warnings ----------------------------------
     def ReportTaskResults(self, request: cw_pb2.TaskResultsNotice, conn: Any) -> common_pb2.Empty:
+        """Results of tasks or actor calls this process submitted."""
         if "actor_queue" in conn.state:
             self.actor_submitter.on_results(request.results, conn)
         else:
@@ -314,6 +321,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         return common_pb2.Empty()
 
     def PublishLogs(self, request: cw_pb2.LogBatch, conn: Any) -> common_pb2.Empty:
+        """Output lines of remote tasks: to the log sink."""
         try:
             self.log_sink(request)
         except Exception:  # noqa: BLE001
@@ -321,18 +329,21 @@ class CoreWorker(PeerConnections, ObjectValues):
         return common_pb2.Empty()
 
     def LeaseWarning(self, request: cw_pb2.LeaseWarningNotice, conn: Any) -> common_pb2.Empty:
+        """A node manager's warning about a lease (an unschedulable task): logged once."""
         if request.message not in self._warned:
             self._warned.add(request.message)
             logging.getLogger("nbcluster").warning(request.message)
         return common_pb2.Empty()
 
     def PushTasks(self, request: cw_pb2.PushTasksRequest, conn: Any) -> common_pb2.Empty:
+        """Tasks to run here (workers only)."""
         if self.executor is None:
             raise RemoteError(common_pb2.ERROR_CODE_UNIMPLEMENTED, "a driver does not run tasks")
         self.executor.push(request, conn)
         return common_pb2.Empty()
 
     def CancelTask(self, request: cw_pb2.CancelTaskRequest, conn: Any) -> cw_pb2.CancelTaskReply:
+        """Cancel a task running or queued here (and, recursively, what it submitted)."""
         found = False
         if self.executor is not None:
             found = self.executor.cancel(request.task_id, request.force)
@@ -342,6 +353,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         return cw_pb2.CancelTaskReply(found=found)
 
     def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> cw_pb2.ExitReply:
+        """The node manager asks this worker to exit; an idle one that owns nothing accepts."""
         if not request.force:
             self.process_releases()
             busy = self.executor is not None and (self.executor.in_task() or not self.executor.idle())

@@ -16,6 +16,8 @@ from nbcluster.runtime.objects.serialization import record_ref
 
 
 class ObjectRef:
+    """A reference to a value in the cluster (Ray's ObjectRef): get it with ``nbcluster.get``."""
+
     __slots__ = ("_id", "_owner", "_core", "__weakref__")
 
     def __init__(self, object_id: bytes, owner: bytes, core: Any) -> None:
@@ -46,9 +48,11 @@ class ObjectRef:
         return f"ObjectRef({self._id.hex()})"
 
     def hex(self) -> str:
+        """The object's id, hex."""
         return self._id.hex()
 
     def binary(self) -> bytes:
+        """The object's id, bytes."""
         return self._id
 
     def task_id(self) -> str:

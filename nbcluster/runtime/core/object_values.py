@@ -64,6 +64,7 @@ class ObjectValues:
         )
 
     def put(self, value: Any) -> ObjectRef:
+        """Store ``value``; returns an ObjectRef owned by this process. TypeError for an ObjectRef."""
         if isinstance(value, ObjectRef):
             raise TypeError(
                 "put() of an ObjectRef is not allowed: the ref already names a stored value. "
@@ -155,6 +156,7 @@ class ObjectValues:
         self.spawn(tell())
 
     def AddObjectLocation(self, request: cw_pb2.ObjectLocationsRequest, conn: Any) -> common_pb2.Empty:
+        """Another node now has a copy of an object owned here."""
         entry = self.refs.get(request.object_id)
         if entry is not None and entry.owned:
             entry.add_location(request.node_id)
@@ -212,6 +214,7 @@ class ObjectValues:
             raise
 
     def check_ref(self, ref: Any) -> bytes:
+        """The id of ``ref``; TypeError if it is not an ObjectRef."""
         if not isinstance(ref, ObjectRef):
             raise TypeError(
                 f"get() and wait() take ObjectRefs (or lists of them), not {type(ref).__name__}: "
@@ -235,6 +238,7 @@ class ObjectValues:
             self.spawn(self.fetch_status(oid))
 
     async def fetch_status(self, oid: bytes) -> None:
+        """Ask a borrowed object's owner for its value (or the error that stands for it)."""
         entry = self.refs.get(oid)
         if entry is None:
             return
@@ -259,6 +263,7 @@ class ObjectValues:
         self.refs.notify_ready()
 
     async def GetObjectStatus(self, request: cw_pb2.GetObjectStatusRequest, conn: Any) -> cw_pb2.GetObjectStatusReply:
+        """An object owned here: its payload, once it has one."""
         oid = request.object_id
         entry = self.refs.get(oid)
         if entry is None or not entry.owned:
@@ -321,6 +326,7 @@ class ObjectValues:
                 unblock()
 
     def get(self, refs: Sequence[Any], timeout: float | None) -> list[Any]:
+        """The values of ``refs`` (blocking); GetTimeoutError after ``timeout`` seconds."""
         oids = [self.check_ref(r) for r in refs]
         deadline = None if timeout is None else time.monotonic() + timeout
         entries = self.refs.entries

@@ -36,6 +36,7 @@ class PeerConnections:
         self._addresses: dict[bytes, common_pb2.Address] = {}
 
     def parse_address(self, raw: bytes) -> common_pb2.Address:
+        """An Address from its serialized form (cached)."""
         addr = self._addresses.get(raw)
         if addr is None:
             addr = common_pb2.Address.FromString(raw)
@@ -60,6 +61,7 @@ class PeerConnections:
         self.submitter.connection_lost(conn)
 
     def connection_nowait(self, endpoint: str) -> framed.Connection | None:
+        """The open connection to ``endpoint``, or None."""
         conn = self._conns.get(endpoint)
         return conn if conn is not None and not conn.closed else None
 

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 class Entry:
+    """What this process knows of one object: its counts, owner, value, borrowers."""
+
     __slots__ = (
         "local",
         "owned",
@@ -56,16 +58,20 @@ class Entry:
         self.locations: set[bytes] | None = None  # nodes with a copy besides the first
 
     def add_location(self, node_id: bytes) -> None:
+        """Another node has a copy."""
         if self.locations is None:
             self.locations = set()
         self.locations.add(node_id)
 
     @property
     def freeable(self) -> bool:
+        """No reference remains here or in borrowers, and the value (if owned) has arrived."""
         return self.local <= 0 and not self.borrowers and (self.payload is not None or not self.owned)
 
 
 class ReferenceTable:
+    """This process's objects, owned and borrowed, and their reference counts."""
+
     def __init__(self, self_address: bytes, wake: Callable[[], None]) -> None:
         self.self_address = self_address
         self.lock = threading.Lock()
@@ -80,6 +86,7 @@ class ReferenceTable:
 
     # -- any thread ---------------------------------------------------------------
     def add_owned(self, object_id: bytes, payload: common_pb2.ObjectPayload | None = None, task: Any = None) -> Entry:
+        """Record an object this process owns, with one reference; returns its entry."""
         entry = Entry(owned=True)
         entry.payload = payload
         entry.task = task
@@ -110,6 +117,7 @@ class ReferenceTable:
             self.entries[object_id] = entry
 
     def incref(self, object_id: bytes) -> None:
+        """One more reference to a known object (any thread)."""
         with self.lock:
             entry = self.entries.get(object_id)
             if entry is not None:
@@ -122,6 +130,7 @@ class ReferenceTable:
             self._wake()
 
     def get(self, object_id: bytes) -> Entry | None:
+        """The entry of an object, or None."""
         return self.entries.get(object_id)
 
     # -- loop thread --------------------------------------------------------------
@@ -174,6 +183,7 @@ class ReferenceTable:
         return None
 
     def add_borrower(self, object_id: bytes, borrower: bytes) -> bool:
+        """Record a borrower of an object owned here; False if it is not owned here."""
         with self.lock:
             entry = self.entries.get(object_id)
             if entry is None or not entry.owned:
@@ -184,6 +194,7 @@ class ReferenceTable:
             return True
 
     def notify_ready(self) -> None:
+        """Wake the threads waiting for values."""
         with self.ready:
             self.version += 1
             self.ready.notify_all()
@@ -202,5 +213,6 @@ class ReferenceTable:
         return out
 
     def pending_decrements(self) -> bool:
+        """Released references wait to be applied."""
         return bool(self._decrements)
 

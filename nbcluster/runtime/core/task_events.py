@@ -25,6 +25,8 @@ _LIMIT = 100_000
 
 
 class TaskEvents:
+    """The buffer of task state changes, flushed to the GCS."""
+
     def __init__(self, core: "CoreWorker") -> None:
         self.core = core
         self._events: list[tuple] = []
@@ -32,6 +34,7 @@ class TaskEvents:
         self._task: asyncio.Task | None = None
 
     def record(self, task: Any, state: str, node_id: bytes = b"", error: str = "") -> None:
+        """Record that ``task`` entered ``state`` (loop thread)."""
         if len(self._events) >= _LIMIT:
             self._dropped += 1
             return
@@ -79,5 +82,6 @@ class TaskEvents:
 
 
 def first_line(text: str) -> str:
+    """The last non-empty line of an error text (at most 200 characters)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else "")[:200]

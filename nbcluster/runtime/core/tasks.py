@@ -61,10 +61,13 @@ class Placement:
 
     @property
     def key(self) -> tuple:
+        """The placement as a hashable key."""
         return (self.strategy, self.node_id, self.soft)
 
 
 class TaskOptions:
+    """The options of one task or actor call as the runtime uses them."""
+
     __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name", "placement")
 
     def __init__(
@@ -87,6 +90,8 @@ class TaskOptions:
 
 
 class Task:
+    """A task or actor call on the submitting side, from submission to its result."""
+
     __slots__ = (
         "task_id",
         "fn",
@@ -187,6 +192,7 @@ class SubmitterBase:
         task.top_refs = [ref._id for ref in top]
 
     def make_returns(self, task: Task) -> list[ObjectRef]:
+        """Make the task's return refs (owned here)."""
         core = self.core
         refs = []
         for index in range(1, task.options.num_returns + 1):
@@ -287,6 +293,7 @@ class SubmitterBase:
         return bool(self._tasks)
 
     def children_of(self, parent: bytes) -> list[Task]:
+        """The tasks in flight that task ``parent`` submitted."""
         return [t for tid in self._children.get(parent, ()) if (t := self._tasks.get(tid)) is not None]
 
 

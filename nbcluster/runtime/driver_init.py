@@ -86,6 +86,7 @@ class ClusterInfo:
 
     @property
     def address_info(self) -> dict[str, str]:
+        """The address, session directory and node id as a dict (Ray's ``address_info``)."""
         return {"address": self.address, "session_dir": self.session_dir, "node_id": self.node_id}
 
     def __getitem__(self, key: str) -> str:  # Ray's RayContext allows ctx["address"]
@@ -93,6 +94,7 @@ class ClusterInfo:
 
 
 def is_initialized() -> bool:
+    """This process is connected to a cluster (``init()`` ran, ``shutdown()`` did not)."""
     core = worker_state.current
     return core is not None and not core.closed
 
@@ -211,30 +213,41 @@ def init(
         config = RuntimeConfig.load(_system_config)
         job = _JobSetup(config, namespace, env, log_to_driver, autoscaler_events)
         if address is None:
-            cluster = start_local_cluster(
-                num_cpus=os.cpu_count() or 1 if num_cpus is None else num_cpus,
-                num_gpus=num_gpus or 0,
-                resources=resources,
-                object_store_memory=object_store_memory,
-                config=config,
-                autoscaling=autoscaling,
-                # Nodes the autoscaler adds spill work to and pull objects from the
-                # head node: it serves them on loopback (with TLS if the config says so).
-                node_port=0 if autoscaling is not None else None,
-                tls_settings=autoscaling.tls if autoscaling is not None else None,
-            )
-            try:
-                _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint,
-                         cluster.node_id, job)
-            except BaseException:
-                cluster.stop()
-                raise
-            _cluster = cluster
+            _cluster = _start_embedded(num_cpus, num_gpus, resources, object_store_memory, autoscaling, job)
         else:
             session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
             _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
         atexit.register(_shutdown_at_exit)
         return _info()
+
+
+def _start_embedded(
+    num_cpus: float | None,
+    num_gpus: float | None,
+    resources: dict[str, float],
+    object_store_memory: int | None,
+    autoscaling: Any,
+    job: "_JobSetup",
+) -> LocalCluster:
+    """Start an embedded cluster (children of this process) and connect to it."""
+    cluster = start_local_cluster(
+        num_cpus=os.cpu_count() or 1 if num_cpus is None else num_cpus,
+        num_gpus=num_gpus or 0,
+        resources=resources,
+        object_store_memory=object_store_memory,
+        config=job.config,
+        autoscaling=autoscaling,
+        # Nodes the autoscaler adds spill work to and pull objects from the
+        # head node: it serves them on loopback (with TLS if the config says so).
+        node_port=0 if autoscaling is not None else None,
+        tls_settings=autoscaling.tls if autoscaling is not None else None,
+    )
+    try:
+        _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint, cluster.node_id, job)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 def _read_token(address: Any, token_file: Any) -> str | None:

@@ -11,23 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
+from nbcluster.runtime.core.references import Entry, ReferenceTable
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
-if TYPE_CHECKING:
-    from nbcluster.runtime.core.core_worker import CoreWorker
-
 logger = logging.getLogger(__name__)
+
+
+class _Host(Protocol):
+    """What the borrower protocol needs of the core worker."""
+
+    refs: ReferenceTable
+    address_bytes: bytes
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    def parse_address(self, raw: bytes) -> common_pb2.Address: ...
+
+    def connection_nowait(self, endpoint: str) -> Any: ...
+
+    async def connect_to(self, address: common_pb2.Address) -> Any: ...
+
+    def on_freed(self, oid: bytes, entry: Entry) -> None: ...
+
+    def flush_frees(self) -> None: ...
 
 
 class Borrowing:
     """This process's side of the borrower protocol, as a borrower and as an owner."""
 
-    def __init__(self, core: "CoreWorker") -> None:
+    def __init__(self, core: _Host) -> None:
         self.core = core
         #: Released borrowed references, by owner, not yet reported.
         self.removes: dict[bytes, list[bytes]] = {}

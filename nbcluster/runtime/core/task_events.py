@@ -10,24 +10,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
+from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.core.core_worker import CoreWorker
 
 logger = logging.getLogger(__name__)
 
 _LIMIT = 100_000
 
 
+class _Host(Protocol):
+    """What task events need of the core worker."""
+
+    config: RuntimeConfig
+    job_id: bytes
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    async def gcs_connection(self) -> Any: ...
+
+
 class TaskEvents:
     """The buffer of task state changes, flushed to the GCS."""
 
-    def __init__(self, core: "CoreWorker") -> None:
+    def __init__(self, core: _Host) -> None:
         self.core = core
         self._events: list[tuple] = []
         self._dropped = 0

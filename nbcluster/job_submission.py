@@ -27,7 +27,6 @@ import json
 import os
 import queue
 import time
-import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,7 +55,8 @@ from nbcluster.job_api import (
 from nbcluster.log_pump import LogPump
 from nbcluster.runtime import envvars
 from nbcluster.runtime.credentials import given_token
-from nbcluster.runtime.runtime_env.packages import package_uri, parse_uri, zip_directory
+from nbcluster.runtime.runtime_env import SUPPORTED_KEYS, RuntimeEnv
+from nbcluster.runtime.runtime_env.packages import parse_uri
 from nbcluster.runtime.states import JobStatus
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
     "ssl_context",
 ]
 
-SUPPORTED_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "env_vars")
+SUPPORTED_RUNTIME_ENV_KEYS = SUPPORTED_KEYS
 _MAX_LOG_MESSAGE = 64 * 1024 * 1024
 
 
@@ -165,62 +165,6 @@ class JobDetails:
 
 #: Ray's older name.
 JobInfo = JobDetails
-
-
-# -- runtime_env ------------------------------------------------------------------------
-def _local_path(value: Any, key: str) -> str | None:
-    """A local path to upload, or None for a value that is a ``gcs://`` URI already."""
-    if isinstance(value, types.ModuleType) and key == "py_modules":
-        file = getattr(value, "__file__", None)
-        if not file:
-            raise ValueError(f"runtime_env py_modules: module {value.__name__!r} has no file to upload")
-        return os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"runtime_env {key} entries must be paths or gcs:// URIs, got {type(value).__name__}")
-    text = os.fspath(value)
-    if isinstance(text, str) and "://" in text:
-        if not text.startswith("gcs://"):
-            raise ValueError(f"runtime_env {key}: {text!r} is not supported; give a local path or a gcs:// "
-                             "URI from an earlier upload")
-        parse_uri(text)
-        return None
-    if key == "working_dir" and not os.path.isdir(text):
-        raise ValueError(f"runtime_env working_dir {text!r} is not a directory")
-    if key == "py_modules" and not (os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".py"))):
-        raise ValueError(f"runtime_env py_modules entry {text!r} is not a package directory or a .py file")
-    return str(text)
-
-
-def _check_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate a runtime_env before anything is uploaded: only ``working_dir``,
-    ``py_modules`` and ``env_vars``, each of the right type, local paths existing."""
-    if runtime_env is None:
-        return None
-    if not isinstance(runtime_env, Mapping):
-        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
-    for key in runtime_env:
-        if key not in SUPPORTED_RUNTIME_ENV_KEYS:
-            raise ValueError(
-                f"runtime_env key {key!r} is not supported; nbcluster jobs support "
-                f"{', '.join(SUPPORTED_RUNTIME_ENV_KEYS)} (install other dependencies on the cluster's nodes)"
-            )
-    env = {k: v for k, v in runtime_env.items() if v is not None}
-    if "working_dir" in env:
-        _local_path(env["working_dir"], "working_dir")
-    if "py_modules" in env:
-        if isinstance(env["py_modules"], (str, bytes, os.PathLike)) or not isinstance(env["py_modules"],
-                                                                                     (list, tuple)):
-            raise TypeError("runtime_env py_modules must be a list of paths, modules or gcs:// URIs")
-        env["py_modules"] = list(env["py_modules"])
-        for module in env["py_modules"]:
-            _local_path(module, "py_modules")
-    if "env_vars" in env:
-        env_vars = env["env_vars"]
-        if not isinstance(env_vars, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
-            raise TypeError("runtime_env env_vars must be a dict of str to str")
-        env["env_vars"] = dict(env_vars)
-    return env
 
 
 # -- the client -------------------------------------------------------------------------
@@ -336,14 +280,11 @@ class JobSubmissionClient:
         except ValueError as exc:
             raise NbclusterSystemError(f"the jobs API at {self._address} sent a bad job record: {exc}") from exc
 
-    def _upload(self, path: str, include_parent: bool) -> str:
-        """Zip a local directory (or .py file), upload it unless stored; its gcs:// URI."""
-        data = zip_directory(path, include_parent=include_parent)
-        uri = package_uri(data)
+    def _upload(self, uri: str, data: bytes) -> None:
+        """Upload a package (a zipped local directory or .py file) unless it is stored."""
         package = "/api/packages/gcs/" + urllib.parse.quote(parse_uri(uri)[1], safe="")
         if self._request("GET", package, missing_ok=True, decode=False) is None:
             self._request("PUT", package, body=data)
-        return uri
 
     # -- Ray's API ----------------------------------------------------------------------
     def get_version(self) -> str:
@@ -374,13 +315,8 @@ class JobSubmissionClient:
         if metadata is not None and not (isinstance(metadata, Mapping) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
             raise TypeError("metadata must be a dict of str to str")
-        env = _check_runtime_env(runtime_env)
-        if env is not None:
-            if "working_dir" in env and (path := _local_path(env["working_dir"], "working_dir")):
-                env["working_dir"] = self._upload(path, include_parent=False)
-            for i, module in enumerate(env.get("py_modules", ())):
-                if path := _local_path(module, "py_modules"):
-                    env["py_modules"][i] = self._upload(path, include_parent=True)
+        # Checked whole before anything is uploaded; local paths then zipped and uploaded.
+        env = RuntimeEnv.parse(runtime_env).packed(self._upload).to_dict() if runtime_env is not None else None
         answer = self._request("POST", "/api/jobs/", body={
             "entrypoint": entrypoint,
             "submission_id": submission_id,

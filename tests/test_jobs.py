@@ -374,7 +374,7 @@ def test_a_driver_ships_its_working_dir_with_init(tmp_path: Path) -> None:
         import nbcluster
         nbcluster.init(num_cpus=1, runtime_env={"working_dir": "/does/not/exist"})
     """, check=False)
-    assert bad.returncode != 0 and "must be an existing local path or a gcs:// URI" in bad.stderr
+    assert bad.returncode != 0 and "runtime_env working_dir '/does/not/exist' is not a directory" in bad.stderr
 
 
 def test_env_vars_reach_the_jobs_tasks_and_bad_numbers_are_refused(api: Api) -> None:

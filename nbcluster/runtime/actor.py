@@ -13,12 +13,15 @@ import inspect
 import threading
 from typing import Any
 
-from nbcluster.runtime.actor_options import actor_shape, validate_actor_options, validate_method_options
-from nbcluster.runtime.options import placement
+from nbcluster.runtime.actor_options import actor_shape
+from nbcluster.runtime.options import placement, validate_actor_options, validate_method_options
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.actor_host import ActorExit
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.submission import submit_actor_task
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
 
@@ -74,9 +77,11 @@ class ActorClass:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
+        """Start an actor of this class (its constructor gets ``args``); returns its handle."""
         return self._create(self._options, args, kwargs)
 
     def options(self, **options: Any) -> "_ActorClassOptions":
+        """A view of this class with these options for the next ``.remote()`` (the class is unchanged)."""
         merged = {**self._options, **validate_actor_options(options, where=f"{self._cls.__name__}.options()")}
         return _ActorClassOptions(self, merged)
 
@@ -90,9 +95,7 @@ class ActorClass:
         return self._info
 
     def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
-        from nbcluster.runtime import api
-
-        core = api._core()
+        core = worker_state.require()
         held, needed = actor_shape(options)
         is_async = self._is_async
         concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
@@ -189,6 +192,8 @@ class ActorHandle:
 
 
 class ActorMethod:
+    """A method of an actor, reached through its handle: call ``.remote(...)``."""
+
     __slots__ = ("_handle", "_name", "_num_returns", "_task_name")
 
     def __init__(self, handle: ActorHandle, name: str, num_returns: int, task_name: str) -> None:
@@ -204,25 +209,22 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> "ActorMethod":
+        """This method with other options (``num_returns``, ``name``) for the next call."""
         opts = validate_method_options(options, where=f"{self._name}.options()")
         return ActorMethod(
             self._handle, self._name, opts.get("num_returns", self._num_returns), opts.get("name", self._task_name)
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from nbcluster.runtime import api
-
+        """Call the method on the actor; returns an ObjectRef (or several, by ``num_returns``)."""
         handle = self._handle
         options = TaskOptions({}, self._num_returns, handle._max_task_retries, False, b"", self._task_name)
-        return api.submit_actor_task(handle, self._name, options, args, kwargs)
+        return submit_actor_task(handle, self._name, options, args, kwargs)
 
 
 def exit_actor() -> None:
     """End the current actor on purpose (from one of its methods): it is not
     restarted, and calls queued for it fail with ActorDiedError."""
-    from nbcluster.runtime.core import worker_state
-    from nbcluster.runtime.core.actor_host import ActorExit
-
     core = worker_state.current
     if core is None or core.executor is None or core.executor.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor's method")

@@ -19,12 +19,15 @@ class RuntimeContext:
     actor_id: str | None = None
 
     def get_job_id(self) -> str:
+        """The current job's id (hex)."""
         return self.job_id
 
     def get_node_id(self) -> str:
+        """The id of the node this code runs on (hex)."""
         return self.node_id
 
     def get_worker_id(self) -> str:
+        """The id of this process's worker (hex)."""
         return self.worker_id
 
     def get_task_id(self) -> str | None:
@@ -36,6 +39,7 @@ class RuntimeContext:
         return self.actor_id
 
     def get(self) -> dict:
+        """The context as a dict (job_id, node_id, task_id, actor_id, namespace)."""
         return {
             "job_id": self.job_id,
             "node_id": self.node_id,
@@ -46,6 +50,7 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
+    """Who and where the calling code is. Raises RuntimeError before ``init()``."""
     core = worker_state.current
     if core is None:
         raise RuntimeError("nbcluster is not initialized: call nbcluster.init() first")

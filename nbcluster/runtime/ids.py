@@ -31,20 +31,24 @@ class IdGenerator:
         self._lock = threading.Lock()
 
     def next(self) -> bytes:
+        """A new id, unique in this process and across processes (random prefix, counter)."""
         with self._lock:
             n = next(self._counter)
         return self._prefix + n.to_bytes(8, "little")
 
 
 def object_id(task_id: bytes, index: int) -> bytes:
+    """The id of a task's ``index``-th return (0: its arguments, or a put)."""
     return task_id + _INDEX.pack(index)
 
 
 def job_id_from_int(n: int) -> bytes:
+    """A job id from its number."""
     return n.to_bytes(4, "little")
 
 
 def job_id_to_int(job_id: bytes) -> int:
+    """A job id's number (0 for none)."""
     return int.from_bytes(job_id, "little") if job_id else 0
 
 

@@ -1,4 +1,5 @@
-"""Validation of ``@remote(...)`` / ``.options(...)`` arguments, with Ray's names.
+"""Validation of ``@remote(...)`` / ``.options(...)`` arguments of remote functions,
+actors and actor methods, with Ray's names: one validator, a table of checks per kind.
 
 Every error names the option, what was wrong, and what to pass instead.
 """
@@ -6,11 +7,13 @@ Every error names the option, what was wrong, and what to pass instead.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
@@ -28,6 +31,7 @@ _RESERVED_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
 
 
 def number(name: str, value: Any, *, minimum: float = 0) -> float:
+    """``value`` as a float >= ``minimum``; TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
     if value < minimum:
@@ -36,6 +40,7 @@ def number(name: str, value: Any, *, minimum: float = 0) -> float:
 
 
 def integer(name: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})")
     if value < minimum:
@@ -43,38 +48,122 @@ def integer(name: str, value: Any, *, minimum: int) -> int:
     return int(value)
 
 
-def validate_task_options(options: Mapping[str, Any], where: str = "@nbcluster.remote") -> dict[str, Any]:
-    """Check option names and values; return them normalized."""
-    unknown = sorted(set(options) - set(TASK_DEFAULTS))
+#: How one option's value is checked: (option name, value) -> the normalized value.
+Check = Callable[[str, Any], Any]
+
+
+def _number(name: str, value: Any) -> float:
+    return number(name, value)
+
+
+def _optional_number(name: str, value: Any) -> float | None:
+    return None if value is None else number(name, value)
+
+
+def _int_from(minimum: int) -> Check:
+    return lambda name, value: integer(name, value, minimum=minimum)
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
+def _actor_name(name: str, value: Any) -> str | None:
+    if value == "":
+        raise ValueError("name must not be empty (leave it out for an unnamed actor)")
+    return _optional_str(name, value)
+
+
+def _method_name(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("name must be a str")
+    return value
+
+
+def _lifetime(name: str, value: Any) -> str | None:
+    if value not in (None, "detached", "non_detached"):
+        raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {value!r}")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+#: Options that tasks and actors share, with the same checks.
+_SHARED: dict[str, Check] = {
+    "num_cpus": _number,
+    "num_gpus": _number,
+    "memory": _number,
+    "resources": lambda _name, value: validate_resources(value),
+    "scheduling_strategy": lambda _name, value: validate_strategy(value),
+}
+#: ``@remote`` on a function, ``f.options(...)`` (defaults: TASK_DEFAULTS).
+TASK_OPTIONS: dict[str, Check] = {
+    **_SHARED,
+    "num_returns": _int_from(0),
+    "max_retries": _int_from(-1),
+    "retry_exceptions": lambda _name, value: _retry_exceptions(value),
+    "name": _str,
+}
+#: ``@remote`` on a class, ``Cls.options(...)``. Without num_cpus (None) an actor
+#: holds no CPU while it lives (see actor_options.actor_shape).
+ACTOR_OPTIONS: dict[str, Check] = {
+    **_SHARED,
+    "num_cpus": _optional_number,
+    "max_restarts": _int_from(-1),
+    "max_task_retries": _int_from(-1),
+    "max_concurrency": _int_from(1),
+    "name": _actor_name,
+    "namespace": _optional_str,
+    "lifetime": _lifetime,
+    "get_if_exists": _bool,
+}
+#: ``handle.method.options(...)``.
+METHOD_OPTIONS: dict[str, Check] = {"num_returns": _int_from(0), "name": _method_name}
+
+
+def validate_options(options: Mapping[str, Any], table: Mapping[str, Check], where: str, what: str) -> dict[str, Any]:
+    """Check option names against ``table`` (``what`` names its kind in the error)
+    and each value with its check; return them normalized. Raises ValueError or
+    TypeError naming the option and what to pass instead."""
+    unknown = sorted(set(options) - set(table))
     if unknown:
         raise ValueError(
             f"{where} got unknown option(s) {', '.join(map(repr, unknown))}; valid options for "
-            f"remote functions are: {', '.join(sorted(TASK_DEFAULTS))}"
+            f"{what} are: {', '.join(sorted(table))}"
         )
-    out: dict[str, Any] = {}
-    for name, value in options.items():
-        if name in ("num_cpus", "num_gpus", "memory"):
-            out[name] = number(name, value)
-        elif name == "resources":
-            out[name] = validate_resources(value)
-        elif name == "num_returns":
-            out[name] = integer(name, value, minimum=0)
-        elif name == "max_retries":
-            out[name] = integer(name, value, minimum=-1)
-        elif name == "retry_exceptions":
-            out[name] = _retry_exceptions(value)
-        elif name == "name":
-            if not isinstance(value, str):
-                raise TypeError(f"name must be a str, not {type(value).__name__}")
-            out[name] = value
-        elif name == "scheduling_strategy":
-            out[name] = validate_strategy(value)
+    return {name: table[name](name, value) for name, value in options.items()}
+
+
+def validate_task_options(options: Mapping[str, Any], where: str = "@nbcluster.remote") -> dict[str, Any]:
+    """A remote function's options, checked and normalized."""
+    return validate_options(options, TASK_OPTIONS, where, "remote functions")
+
+
+def validate_actor_options(options: Mapping[str, Any], where: str = "@nbcluster.remote") -> dict[str, Any]:
+    """An actor class's options, checked and normalized."""
+    out = validate_options(options, ACTOR_OPTIONS, where, "actors")
+    if out.get("get_if_exists") and not out.get("name"):
+        raise ValueError("get_if_exists=True needs a name: it finds an existing actor by its name")
     return out
 
 
-def validate_strategy(value: Any) -> Any:
-    from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+def validate_method_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """An actor method's options (``num_returns``, ``name``), checked."""
+    return validate_options(options, METHOD_OPTIONS, where, "actor methods")
 
+
+def validate_strategy(value: Any) -> Any:
+    """A scheduling strategy: None, "DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy."""
     if value is None or value in ("DEFAULT", "SPREAD") or isinstance(value, NodeAffinitySchedulingStrategy):
         return value
     raise ValueError(
@@ -85,8 +174,6 @@ def validate_strategy(value: Any) -> Any:
 
 def placement(value: Any) -> Placement | None:
     """The wire form of a validated scheduling strategy (None: the default)."""
-    from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-
     if value is None or value == "DEFAULT":
         return None
     if value == "SPREAD":
@@ -95,6 +182,8 @@ def placement(value: Any) -> Placement | None:
 
 
 def validate_resources(value: Any) -> dict[str, float]:
+    """Custom resources: a dict of name -> amount >= 0 (CPU, GPU and memory have
+    their own arguments)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):

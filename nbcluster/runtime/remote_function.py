@@ -11,6 +11,7 @@ from typing import Any
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.core.tasks import FunctionInfo
 from nbcluster.runtime.options import task_options, validate_task_options
+from nbcluster.runtime.submission import submit_task
 
 
 class RemoteFunction:
@@ -43,9 +44,8 @@ class RemoteFunction:
         return self._info
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from nbcluster.runtime import api
-
-        return api.submit_task(self, self._task_options, args, kwargs)
+        """Run the function as a task; returns an ObjectRef (or several, by ``num_returns``)."""
+        return submit_task(self, self._task_options, args, kwargs)
 
     def options(self, **options: Any) -> "_OptionsView":
         """These options for the next ``.remote()`` call (the function is unchanged)."""
@@ -67,6 +67,4 @@ class _OptionsView:
         self._task_options = options
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from nbcluster.runtime import api
-
-        return api.submit_task(self._remote_function, self._task_options, args, kwargs)
+        return submit_task(self._remote_function, self._task_options, args, kwargs)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 
 class InvalidTransition(RuntimeError):
-    pass
+    """A state machine was asked for a transition its table does not allow."""
 
 
 class StateMachine:
@@ -24,12 +24,14 @@ class StateMachine:
         self.history: list[tuple[enum.Enum, float]] = [(initial, time.time())]
 
     def transition(self, new: enum.Enum) -> None:
+        """Move to ``new``; raises InvalidTransition if the table does not allow it."""
         if new not in self._table[self.state]:
             raise InvalidTransition(f"{self.state.name} -> {new.name} is not allowed")
         self.state = new
         self.history.append((new, time.time()))
 
     def is_terminal(self) -> bool:
+        """No transition leads out of the current state."""
         return not self._table[self.state]
 
     def entered(self, state: enum.Enum) -> float | None:
@@ -41,6 +43,8 @@ class StateMachine:
 
 
 class NodeState(enum.Enum):
+    """A node's life as the GCS sees it."""
+
     ALIVE = "ALIVE"
     DEAD = "DEAD"
 
@@ -79,6 +83,8 @@ JOB_TRANSITIONS = {
 
 
 class WorkerState(enum.Enum):
+    """A worker process's life as its node manager sees it."""
+
     STARTING = "STARTING"
     IDLE = "IDLE"
     LEASED = "LEASED"
@@ -94,6 +100,8 @@ WORKER_TRANSITIONS = {
 
 
 class TaskState(enum.Enum):
+    """A task's life as its owner sees it."""
+
     WAITING_FOR_ARGS = "WAITING_FOR_ARGS"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"  # pushed to a leased worker

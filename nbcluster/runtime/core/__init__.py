@@ -1,0 +1,2 @@
+"""The core worker: the runtime inside every driver and worker process."""
+

@@ -38,6 +38,9 @@ class ActorExit(BaseException):
 
 
 class ActorHost:
+    """The actor a worker hosts: its instance, and how its calls run (in order, on a
+    thread pool, or on an event loop)."""
+
     def __init__(self, executor: "Executor", spec: common_pb2.TaskSpec, instance: Any, creator: Any) -> None:
         self.executor = executor
         self.actor_id = spec.actor_id
@@ -66,6 +69,7 @@ class ActorHost:
         loop.run_forever()
 
     def method(self, name: str) -> Any:
+        """The instance's method ``name``; AttributeError naming the class if it has none."""
         try:
             return getattr(self.instance, name)
         except AttributeError:
@@ -125,6 +129,7 @@ class ActorHost:
         return True
 
     def running(self, task_id: bytes) -> bool:
+        """The call ``task_id`` is running now."""
         return task_id in self._running
 
     def exit(self, reason: str) -> None:
@@ -151,6 +156,7 @@ class ActorHost:
 
 
 def is_async_class(cls: type) -> bool:
+    """The class has a coroutine (or async generator) method, so its actor runs an event loop."""
     return any(
         inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
         for _, member in inspect.getmembers(cls, predicate=inspect.isfunction)

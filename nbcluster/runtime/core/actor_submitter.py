@@ -20,6 +20,7 @@ from nbcluster.exceptions import ActorDiedError, TaskCancelledError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, SubmitterBase, Task, TaskOptions, fill_spec
+from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2, gcs_pb2
 from nbcluster.runtime.states import TaskState
 from nbcluster.runtime.transport import methods
@@ -40,9 +41,10 @@ def handle_object_id(actor_id: bytes) -> bytes:
 
 
 def serialize_none() -> bytes:
-    from nbcluster.runtime.objects.serialization import serialize
-
+    """The serialized ``None`` that an actor's handle object holds."""
     return serialize(None).to_bytes()
+
+
 _ALIVE = gcs_pb2.ACTOR_STATE_ALIVE
 
 
@@ -65,6 +67,8 @@ class ActorQueue:
 
 
 class ActorSubmitter(SubmitterBase):
+    """Submits this process's actor calls and actor creations (one ActorQueue per actor)."""
+
     def __init__(self, core: "CoreWorker") -> None:
         super().__init__(core)
         self._new: collections.deque[Task] = collections.deque()
@@ -85,6 +89,7 @@ class ActorSubmitter(SubmitterBase):
         parent: bytes = b"",
         context: str = "",
     ) -> list[ObjectRef]:
+        """Queue a call of ``method`` on the actor (caller's thread); returns its refs."""
         core = self.core
         task = Task(core.ids.next(), FunctionInfo(b"", f"{class_name}.{method}", b""), options)
         task.method = method
@@ -97,7 +102,7 @@ class ActorSubmitter(SubmitterBase):
             task.held.append(handle_ref._id)
         refs = self.make_returns(task)
         self._new.append(task)
-        core._wake()
+        core.wake()
         return refs
 
     def create(
@@ -208,12 +213,14 @@ class ActorSubmitter(SubmitterBase):
 
     # -- loop thread ------------------------------------------------------------------------
     def queue_of(self, actor_id: bytes, class_name: str = "") -> ActorQueue:
+        """This process's queue of calls to an actor (made on first use)."""
         queue = self._actors.get(actor_id)
         if queue is None:
             queue = self._actors[actor_id] = ActorQueue(actor_id, class_name)
         return queue
 
     def drain_new(self) -> None:
+        """Loop thread: take the calls submitted since the last wake-up into their queues."""
         new = self._new
         touched: set[ActorQueue] = set()
         while new:
@@ -362,6 +369,7 @@ class ActorSubmitter(SubmitterBase):
 
     # -- results -------------------------------------------------------------------------------
     def on_results(self, results: Iterable[cw_pb2.TaskResult], conn: Any) -> None:
+        """Results of actor calls, from the actor's worker."""
         queue: ActorQueue | None = conn.state.get("actor_queue")
         for result in results:
             task = self._tasks.get(result.task_id)
@@ -403,9 +411,11 @@ class ActorSubmitter(SubmitterBase):
         return True
 
     def cancel_children(self, parent: bytes) -> None:
+        """Cancel the actor calls that task ``parent`` submitted."""
         for task in self.children_of(parent):
             if task.return_ids:
                 self.cancel(task.return_ids[0], recursive=True)
 
     def busy(self) -> bool:
+        """Actor calls submitted here are still in flight."""
         return super().busy() or bool(self._new)

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def format_event(event: gcs_pb2.Event, since: float) -> str:
+    """An autoscaler event as the line printed for it (time since ``since``)."""
     return f"(autoscaler +{max(0.0, event.time - since):.0f}s) {event.message}"
 
 

@@ -11,21 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
+from nbcluster.runtime.core.references import Entry, ReferenceTable
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
-if TYPE_CHECKING:
-    from nbcluster.runtime.core.core_worker import CoreWorker
-
 logger = logging.getLogger(__name__)
 
 
+class _Host(Protocol):
+    """What the borrower protocol needs of the core worker."""
+
+    refs: ReferenceTable
+    address_bytes: bytes
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    def parse_address(self, raw: bytes) -> common_pb2.Address: ...
+
+    def connection_nowait(self, endpoint: str) -> Any: ...
+
+    async def connect_to(self, address: common_pb2.Address) -> Any: ...
+
+    def on_freed(self, oid: bytes, entry: Entry) -> None: ...
+
+    def flush_frees(self) -> None: ...
+
+
 class Borrowing:
-    def __init__(self, core: "CoreWorker") -> None:
+    """This process's side of the borrower protocol, as a borrower and as an owner."""
+
+    def __init__(self, core: _Host) -> None:
         self.core = core
         #: Released borrowed references, by owner, not yet reported.
         self.removes: dict[bytes, list[bytes]] = {}
@@ -35,6 +54,7 @@ class Borrowing:
 
     # -- as a borrower --------------------------------------------------------------
     def queue_remove(self, owner: bytes, oid: bytes) -> None:
+        """A borrowed reference to ``oid`` went: tell its owner at the next flush."""
         self.removes.setdefault(owner, []).append(oid)
 
     def flush(self) -> asyncio.Task:
@@ -46,6 +66,7 @@ class Borrowing:
         return task
 
     def flushing(self) -> bool:
+        """A flush is under way."""
         return self._flush is not None and not self._flush.done()
 
     async def _flush_all(self) -> None:
@@ -97,6 +118,7 @@ class Borrowing:
 
     # -- as an owner ----------------------------------------------------------------
     def on_update(self, request: cw_pb2.UpdateBorrowersRequest, conn: Any) -> None:
+        """As an owner: a borrower added or removed references to objects owned here."""
         core = self.core
         borrower = request.on_behalf_of if request.HasField("on_behalf_of") else conn.peer
         for oid in request.add:
@@ -107,7 +129,7 @@ class Borrowing:
             held.discard(oid)
             entry = core.refs.remove_borrower(oid, borrower.worker_id)
             if entry is not None:
-                core._on_freed(oid, entry)
+                core.on_freed(oid, entry)
         core.flush_frees()
 
     def _track(self, oid: bytes, borrower: common_pb2.Address) -> None:
@@ -128,5 +150,5 @@ class Borrowing:
         for oid in self._borrowers.pop(worker_id, ()):
             entry = core.refs.remove_borrower(oid, worker_id)
             if entry is not None:
-                core._on_freed(oid, entry)
+                core.on_freed(oid, entry)
         core.flush_frees()

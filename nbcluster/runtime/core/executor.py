@@ -29,6 +29,7 @@ from nbcluster.exceptions import NbclusterSystemError, RuntimeEnvSetupError, Tas
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.output import OutputForwarder
+from nbcluster.runtime.core.payloads import error_payload
 from nbcluster.runtime.core.tasks import ArgRef
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
@@ -55,6 +56,8 @@ Outcome = tuple[int, list[common_pb2.ObjectPayload], bool, list[tuple[bytes, byt
 
 
 class Executor:
+    """Runs the tasks and actor calls pushed to this worker, and sends their results back."""
+
     def __init__(self, core: "CoreWorker") -> None:
         self.core = core
         #: Set when the job's runtime_env could not be set up here: its tasks fail with it.
@@ -83,9 +86,11 @@ class Executor:
 
     @property
     def current_task_id(self) -> bytes | None:
+        """The id of the task the calling thread (or coroutine) runs; None outside tasks."""
         return _CURRENT_TASK.get()
 
     def in_task(self) -> bool:
+        """The calling thread (or coroutine) runs a task."""
         return _CURRENT_TASK.get() is not None
 
     def idle(self) -> bool:
@@ -100,6 +105,7 @@ class Executor:
 
     # -- loop thread: incoming work ---------------------------------------------------
     def push(self, request: cw_pb2.PushTasksRequest, conn: Any) -> None:
+        """Loop thread: queue pushed tasks (an actor's calls may go to its host directly)."""
         if request.HasField("job_config"):
             self._queue.put(("job", request, conn))
         for spec in request.tasks:
@@ -115,6 +121,7 @@ class Executor:
             self._queue.put(("task", spec, conn))
 
     def cancel(self, task_id: bytes, force: bool) -> bool:
+        """Cancel a queued or running task (``force``: exit the worker); False if it cannot be."""
         actor = self.actor
         if actor is not None and actor.running(task_id):
             return actor.cancel(task_id)
@@ -133,6 +140,7 @@ class Executor:
         return True
 
     def take_cancelled(self, task_id: bytes) -> bool:
+        """True once if ``task_id`` was cancelled before it started."""
         if task_id in self._cancelled:
             self._cancelled.discard(task_id)
             return True
@@ -140,6 +148,7 @@ class Executor:
 
     # -- main thread ------------------------------------------------------------------------
     def run(self) -> None:
+        """Main thread: run queued tasks one at a time, forever."""
         while True:
             kind, item, conn = self._queue.get()
             if kind == "job":
@@ -203,15 +212,18 @@ class Executor:
 
     # -- running a task (main thread, or an actor's pool thread) -------------------------
     def enter_task(self, spec: common_pb2.TaskSpec) -> contextvars.Token:
+        """Mark the calling context as running ``spec``; returns the token for leave_task."""
         if self.actor is None:
             self.output.source = spec.function.name.rsplit(".", 1)[-1]
         self.output.context = spec.context
         return _CURRENT_TASK.set(spec.task_id)
 
     def leave_task(self, token: contextvars.Token) -> None:
+        """Undo enter_task."""
         _CURRENT_TASK.reset(token)
 
     def run_task(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
+        """Run one task or actor call and send its result."""
         if self.take_cancelled(spec.task_id):
             self.report_cancelled(spec, conn)
             return
@@ -384,8 +396,6 @@ class Executor:
         return payloads, contained
 
     def _error_returns(self, spec: common_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
-        from nbcluster.runtime.core.core_worker import error_payload
-
         try:
             template = error_payload(b"", err)
         except Exception:  # noqa: BLE001 - the cause itself cannot be pickled
@@ -401,6 +411,7 @@ class Executor:
         return out
 
     def report_cancelled(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
+        """Send a cancelled result for a task that did not run."""
         returns = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
         self.finish(spec, conn, _CANCELLED, returns, False, [], "cancelled", duration=0.0)
 
@@ -416,6 +427,7 @@ class Executor:
         *,
         duration: float,
     ) -> None:
+        """Send a task's result to its caller once its output is out and nested refs registered."""
         self.output.end_task()
         result = cw_pb2.TaskResult(
             task_id=spec.task_id,

@@ -11,10 +11,13 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
+from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.objects.serialization import record_ref
 
 
 class ObjectRef:
+    """A reference to a value in the cluster (Ray's ObjectRef): get it with ``nbcluster.get``."""
+
     __slots__ = ("_id", "_owner", "_core", "__weakref__")
 
     def __init__(self, object_id: bytes, owner: bytes, core: Any) -> None:
@@ -45,9 +48,11 @@ class ObjectRef:
         return f"ObjectRef({self._id.hex()})"
 
     def hex(self) -> str:
+        """The object's id, hex."""
         return self._id.hex()
 
     def binary(self) -> bytes:
+        """The object's id, bytes."""
         return self._id
 
     def task_id(self) -> str:
@@ -65,8 +70,6 @@ class ObjectRef:
 
 
 def _require_core(ref: ObjectRef) -> Any:
-    from nbcluster.runtime.core import worker_state
-
     core = ref._core or worker_state.current
     if core is None or core.closed:
         raise RuntimeError(f"{ref!r} belongs to a runtime that has shut down; call nbcluster.init()")
@@ -74,8 +77,6 @@ def _require_core(ref: ObjectRef) -> Any:
 
 
 def _rebuild_ref(object_id: bytes, owner: bytes) -> ObjectRef:
-    from nbcluster.runtime.core import worker_state
-
     core = worker_state.current
     ref = ObjectRef(object_id, owner, core)
     if core is not None:

@@ -70,6 +70,8 @@ class _Stream:
 
 
 class OutputForwarder:
+    """Captures a worker's stdout and stderr and sends task output to the job's driver."""
+
     def __init__(self, core: "CoreWorker", active: Callable[[], bool]) -> None:
         self.core = core
         self.active = active
@@ -82,6 +84,7 @@ class OutputForwarder:
         self._streams: list[_Stream] = []
 
     def install(self) -> None:
+        """Replace sys.stdout and sys.stderr with forwarding streams."""
         out, err = _Stream(self, sys.stdout, False), _Stream(self, sys.stderr, True)
         self._streams = [out, err]
         sys.stdout = out  # type: ignore[assignment]
@@ -93,6 +96,7 @@ class OutputForwarder:
             stream.end_task()
 
     def add(self, lines: list[str], is_stderr: bool) -> None:
+        """Lines written by the running task: queued to send (any thread)."""
         with self._lock:
             for line in lines:
                 self._lines.append((self.source, self.context, is_stderr, line))

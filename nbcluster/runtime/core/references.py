@@ -21,12 +21,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nbcluster.runtime.core.payloads import freed_payload
 from nbcluster.runtime.protocol import common_pb2
 
 logger = logging.getLogger(__name__)
 
 
 class Entry:
+    """What this process knows of one object: its counts, owner, value, borrowers."""
+
     __slots__ = (
         "local",
         "owned",
@@ -55,16 +58,20 @@ class Entry:
         self.locations: set[bytes] | None = None  # nodes with a copy besides the first
 
     def add_location(self, node_id: bytes) -> None:
+        """Another node has a copy."""
         if self.locations is None:
             self.locations = set()
         self.locations.add(node_id)
 
     @property
     def freeable(self) -> bool:
+        """No reference remains here or in borrowers, and the value (if owned) has arrived."""
         return self.local <= 0 and not self.borrowers and (self.payload is not None or not self.owned)
 
 
 class ReferenceTable:
+    """This process's objects, owned and borrowed, and their reference counts."""
+
     def __init__(self, self_address: bytes, wake: Callable[[], None]) -> None:
         self.self_address = self_address
         self.lock = threading.Lock()
@@ -79,6 +86,7 @@ class ReferenceTable:
 
     # -- any thread ---------------------------------------------------------------
     def add_owned(self, object_id: bytes, payload: common_pb2.ObjectPayload | None = None, task: Any = None) -> Entry:
+        """Record an object this process owns, with one reference; returns its entry."""
         entry = Entry(owned=True)
         entry.payload = payload
         entry.task = task
@@ -101,7 +109,7 @@ class ReferenceTable:
             entry = Entry(owned=owned, owner=owner)
             if owned:
                 # Our own object, already freed: getting it raises ObjectFreedError.
-                entry.payload = _freed_payload(object_id)
+                entry.payload = freed_payload(object_id)
             elif registered:
                 entry.registered = True
             else:
@@ -109,6 +117,7 @@ class ReferenceTable:
             self.entries[object_id] = entry
 
     def incref(self, object_id: bytes) -> None:
+        """One more reference to a known object (any thread)."""
         with self.lock:
             entry = self.entries.get(object_id)
             if entry is not None:
@@ -121,6 +130,7 @@ class ReferenceTable:
             self._wake()
 
     def get(self, object_id: bytes) -> Entry | None:
+        """The entry of an object, or None."""
         return self.entries.get(object_id)
 
     # -- loop thread --------------------------------------------------------------
@@ -173,6 +183,7 @@ class ReferenceTable:
         return None
 
     def add_borrower(self, object_id: bytes, borrower: bytes) -> bool:
+        """Record a borrower of an object owned here; False if it is not owned here."""
         with self.lock:
             entry = self.entries.get(object_id)
             if entry is None or not entry.owned:
@@ -183,6 +194,7 @@ class ReferenceTable:
             return True
 
     def notify_ready(self) -> None:
+        """Wake the threads waiting for values."""
         with self.ready:
             self.version += 1
             self.ready.notify_all()
@@ -201,16 +213,6 @@ class ReferenceTable:
         return out
 
     def pending_decrements(self) -> bool:
+        """Released references wait to be applied."""
         return bool(self._decrements)
 
-
-def _freed_payload(object_id: bytes) -> common_pb2.ObjectPayload:
-    from nbcluster.exceptions import ObjectFreedError
-    from nbcluster.runtime.objects.serialization import serialize
-
-    err = ObjectFreedError(
-        object_id.hex(),
-        f"Object {object_id.hex()} was freed: no reference to it remained. Keep the ObjectRef "
-        "alive for as long as you need the value.",
-    )
-    return common_pb2.ObjectPayload(object_id=object_id, data=serialize(err, error=True).to_bytes(), is_error=True)

@@ -61,10 +61,13 @@ class ShapeQueue:
 
     @property
     def spread(self) -> bool:
+        """Tasks of this queue are spread over the nodes (SPREAD)."""
         return self.placement is not None and self.placement.strategy == nm_pb2.SCHEDULING_STRATEGY_SPREAD
 
 
 class LeasedWorker:
+    """A worker leased for a ShapeQueue, and the tasks pushed to it."""
+
     __slots__ = ("lease_id", "address", "conn", "nm", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns")
 
     def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, nm: Any, shape: ShapeQueue) -> None:
@@ -84,6 +87,8 @@ class LeasedWorker:
 
 
 class TaskSubmitter(SubmitterBase):
+    """Submits this process's normal tasks: leases workers per resource shape and pushes tasks to them."""
+
     def __init__(self, core: "CoreWorker") -> None:
         super().__init__(core)
         self._new: collections.deque[Task] = collections.deque()
@@ -96,6 +101,7 @@ class TaskSubmitter(SubmitterBase):
 
     # -- submitting (caller's thread) ----------------------------------------------
     def submit(self, fn: FunctionInfo, args: tuple, kwargs: dict, options: TaskOptions, parent: bytes = b"", context: str = "") -> list[ObjectRef]:
+        """Queue a task (caller's thread); returns its refs."""
         core = self.core
         task = Task(core.ids.next(), fn, options)
         task.parent = parent
@@ -103,11 +109,12 @@ class TaskSubmitter(SubmitterBase):
         self.prepare_args(task, args, kwargs)
         refs = self.make_returns(task)
         self._new.append(task)
-        core._wake()
+        core.wake()
         return refs
 
     # -- the loop: resolving arguments, queueing ------------------------------------
     def drain_new(self) -> None:
+        """Loop thread: take the tasks submitted since the last wake-up into their queues."""
         new = self._new
         touched: set[ShapeQueue] = set()
         while new:
@@ -259,10 +266,10 @@ class TaskSubmitter(SubmitterBase):
             if shape.queue:  # the node manager points at another node
                 self._request_lease(shape, reply.spillback.node_id, no_spill=True)
             return
-        if reply.rejected:
-            if reply.reason == "cancelled":  # cancelled while the queue was empty; tasks may have arrived since
-                self._dispatch(shape)
-            elif "NodeAffinitySchedulingStrategy" in reply.reason:
+        if reply.rejection != nm_pb2.LEASE_REJECTION_UNSPECIFIED:
+            if reply.rejection == nm_pb2.LEASE_REJECTION_CANCELLED:
+                self._dispatch(shape)  # cancelled while the queue was empty; tasks may have arrived since
+            elif reply.rejection == nm_pb2.LEASE_REJECTION_UNSCHEDULABLE:
                 self._fail_queue(shape, TaskUnschedulableError(f"Cannot run {shape.description}: {reply.reason}"))
             else:
                 self._fail_queue(shape, NbclusterSystemError(f"Cannot run {shape.description}: {reply.reason}"))
@@ -343,6 +350,7 @@ class TaskSubmitter(SubmitterBase):
 
     # -- results ------------------------------------------------------------------------
     def on_results(self, results: Iterable[cw_pb2.TaskResult], conn: Any) -> None:
+        """Results of tasks, from the worker that ran them."""
         lw: LeasedWorker | None = conn.state.get("leased")
         touched = False
         for result in results:
@@ -402,6 +410,7 @@ class TaskSubmitter(SubmitterBase):
         self.core.refs.notify_ready()
 
     def connection_lost(self, conn: Any) -> None:
+        """A leased worker's connection closed: retry or fail its tasks."""
         lw: LeasedWorker | None = conn.state.get("leased")
         if lw is None:
             return
@@ -450,11 +459,13 @@ class TaskSubmitter(SubmitterBase):
         self.core.refs.notify_ready()
 
     def cancel_children(self, parent: bytes, force: bool) -> None:
+        """Cancel the tasks that task ``parent`` submitted."""
         for task in self.children_of(parent):
             if task.return_ids:
                 self.cancel(task.return_ids[0], force, recursive=True)
 
     def busy(self) -> bool:
+        """Tasks submitted here are still in flight."""
         return super().busy() or bool(self._new)
 
     # -- lineage ------------------------------------------------------------------------
@@ -507,6 +518,7 @@ class TaskSubmitter(SubmitterBase):
         return True
 
     def stop(self) -> None:
+        """Stop leasing: drop the leased workers (at shutdown)."""
         self.stopped = True
         for shape in self._shapes.values():
             for lw in list(shape.workers):

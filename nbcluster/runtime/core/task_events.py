@@ -10,28 +10,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
+from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
-
-if TYPE_CHECKING:
-    from nbcluster.runtime.core.core_worker import CoreWorker
 
 logger = logging.getLogger(__name__)
 
 _LIMIT = 100_000
 
 
+class _Host(Protocol):
+    """What task events need of the core worker."""
+
+    config: RuntimeConfig
+    job_id: bytes
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    async def gcs_connection(self) -> Any: ...
+
+
 class TaskEvents:
-    def __init__(self, core: "CoreWorker") -> None:
+    """The buffer of task state changes, flushed to the GCS."""
+
+    def __init__(self, core: _Host) -> None:
         self.core = core
         self._events: list[tuple] = []
         self._dropped = 0
         self._task: asyncio.Task | None = None
 
     def record(self, task: Any, state: str, node_id: bytes = b"", error: str = "") -> None:
+        """Record that ``task`` entered ``state`` (loop thread)."""
         if len(self._events) >= _LIMIT:
             self._dropped += 1
             return
@@ -79,5 +92,6 @@ class TaskEvents:
 
 
 def first_line(text: str) -> str:
+    """The last non-empty line of an error text (at most 200 characters)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else "")[:200]

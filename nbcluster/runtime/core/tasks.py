@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from nbcluster.exceptions import ObjectLostError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.payloads import error_payload
 from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.core.task_events import first_line
@@ -60,10 +61,13 @@ class Placement:
 
     @property
     def key(self) -> tuple:
+        """The placement as a hashable key."""
         return (self.strategy, self.node_id, self.soft)
 
 
 class TaskOptions:
+    """The options of one task or actor call as the runtime uses them."""
+
     __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name", "placement")
 
     def __init__(
@@ -86,6 +90,8 @@ class TaskOptions:
 
 
 class Task:
+    """A task or actor call on the submitting side, from submission to its result."""
+
     __slots__ = (
         "task_id",
         "fn",
@@ -186,6 +192,7 @@ class SubmitterBase:
         task.top_refs = [ref._id for ref in top]
 
     def make_returns(self, task: Task) -> list[ObjectRef]:
+        """Make the task's return refs (owned here)."""
         core = self.core
         refs = []
         for index in range(1, task.options.num_returns + 1):
@@ -212,8 +219,6 @@ class SubmitterBase:
         for i, oid in enumerate(task.top_refs):
             entry = refs.get(oid)
             if entry is None:
-                from nbcluster.runtime.core.core_worker import error_payload
-
                 task.resolved[i] = error_payload(oid, ObjectLostError(oid.hex()))
             elif entry.payload is not None:
                 task.resolved[i] = entry.payload
@@ -224,7 +229,7 @@ class SubmitterBase:
                 entry.callbacks.append(lambda _oid, payload, t=task, i=i: self._resolved(t, i, payload))
                 if not entry.owned and not entry.fetching:
                     entry.fetching = True
-                    self.core.spawn(self.core._fetch(oid))
+                    self.core.spawn(self.core.fetch_status(oid))
         if task.waiting == 0:
             self._ready(task)
 
@@ -261,11 +266,9 @@ class SubmitterBase:
         if entry is not None:
             entry.task = None
             if entry.freeable:
-                self.core._on_freed(oid, entry)
+                self.core.on_freed(oid, entry)
 
     def _fail(self, task: Task, exc: BaseException, state: TaskState = TaskState.FAILED) -> None:
-        from nbcluster.runtime.core.core_worker import error_payload
-
         task.machine.transition(state)
         self.core.task_events.record(task, state.value, error=first_line(str(exc)))
         for oid in task.return_ids:
@@ -290,6 +293,7 @@ class SubmitterBase:
         return bool(self._tasks)
 
     def children_of(self, parent: bytes) -> list[Task]:
+        """The tasks in flight that task ``parent`` submitted."""
         return [t for tid in self._children.get(parent, ()) if (t := self._tasks.get(tid)) is not None]
 
 

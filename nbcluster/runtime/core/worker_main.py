@@ -40,6 +40,7 @@ def _credential() -> str:
 
 
 def main() -> None:
+    """A worker process: connect to its node manager, then run the tasks pushed to it."""
     parser = argparse.ArgumentParser(prog="nbcluster-worker")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--node-id", required=True)

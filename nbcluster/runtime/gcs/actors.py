@@ -399,7 +399,7 @@ class ActorManager:
             if reply.HasField("spillback"):
                 node, no_spill = reply.spillback, True
                 continue
-            if reply.rejected:
+            if reply.rejection != nm_pb2.LEASE_REJECTION_UNSPECIFIED:
                 raise _ActorFailed(f"no worker could be started for it: {reply.reason}")
             return nm, reply
 
@@ -457,7 +457,7 @@ class ActorManager:
         if fut.cancelled() or fut.exception() is not None:
             return
         reply = fut.result()
-        if not reply.rejected and not nm.closed:
+        if reply.rejection == nm_pb2.LEASE_REJECTION_UNSPECIFIED and not nm.closed:
             nm.notify(methods.NodeManager.ReturnWorker, nm_pb2.ReturnWorkerRequest(lease_id=reply.lease_id))
 
     def _release_lease(self, actor: _Actor, failed: bool) -> None:

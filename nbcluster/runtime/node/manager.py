@@ -464,7 +464,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
                 if self._view_version <= pending.view_asked:
                     continue  # not refreshed yet
                 self._queue.remove(pending)
-                pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason=decision.reason))
+                pending.future.set_result(nm_pb2.LeaseReply(rejection=decision.rejection, reason=decision.reason))
                 continue
             if decision.verdict is Verdict.INFEASIBLE:
                 self._warn_infeasible(pending)
@@ -500,7 +500,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         assert self.pool is not None
         for pending in self._queue:
             if not pending.future.done():
-                pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason=reason))
+                pending.future.set_result(nm_pb2.LeaseReply(rejection=nm_pb2.LEASE_REJECTION_NODE_FAILED, reason=reason))
         self._queue.clear()
         self.pool.startup_failures = 0
 
@@ -539,7 +539,9 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         for pending in self._queue:
             if pending.client is client and pending.request.request_id == request.request_id:
                 if not pending.future.done():
-                    pending.future.set_result(nm_pb2.LeaseReply(rejected=True, reason="cancelled"))
+                    pending.future.set_result(
+                        nm_pb2.LeaseReply(rejection=nm_pb2.LEASE_REJECTION_CANCELLED, reason="cancelled")
+                    )
         return common_pb2.Empty()
 
     def NotifyBlocked(self, request: nm_pb2.BlockedNotice, conn: Any) -> common_pb2.Empty:

@@ -30,7 +30,7 @@ class Verdict(enum.Enum):
     WAIT = "WAIT"  # here, when resources free up
     SPILL = "SPILL"  # ask ``node`` instead
     INFEASIBLE = "INFEASIBLE"  # no node can ever fit it: wait, and warn
-    REJECT = "REJECT"  # cannot be served at all (``reason``)
+    REJECT = "REJECT"  # cannot be served at all (``rejection``, ``reason``)
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Decision:
     verdict: Verdict
     node: gcs_pb2.NodeInfo | None = None
     reason: str = ""
+    #: REJECT: why, as the LeaseReply's code (nm_pb2.LeaseRejection).
+    rejection: int = nm_pb2.LEASE_REJECTION_UNSPECIFIED
 
 
 def _fits_total(node: gcs_pb2.NodeInfo, need: rs.Fixed) -> bool:
@@ -77,6 +79,7 @@ def decide(
             if not request.affinity_soft:
                 return Decision(
                     Verdict.REJECT,
+                    rejection=nm_pb2.LEASE_REJECTION_UNSCHEDULABLE,
                     reason=f"NodeAffinitySchedulingStrategy(soft=False) names node {target.hex()}, which is not alive",
                 )
         # soft affinity that cannot be honoured: as DEFAULT

@@ -1,0 +1,2 @@
+"""Objects: serialization, the shared-memory arena, its allocator, and a node's object store."""
+

@@ -13,10 +13,13 @@ PAGE = 4096
 
 
 def round_up(size: int, align: int = PAGE) -> int:
+    """``size`` rounded up to a multiple of ``align`` (at least ``align``)."""
     return max(align, (size + align - 1) // align * align)
 
 
 class Allocator:
+    """Best-fit allocation of page-aligned blocks in the arena, merging free neighbours."""
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity - capacity % PAGE
         self._starts: list[int] = [0]  # free blocks, sorted by offset
@@ -47,6 +50,7 @@ class Allocator:
         return best
 
     def free(self, offset: int, size: int) -> None:
+        """Give back the block at ``offset``."""
         size = round_up(size)
         index = bisect.bisect_left(self._starts, offset)
         self.free_bytes += size
@@ -64,4 +68,5 @@ class Allocator:
         self._sizes[offset] = size
 
     def largest_free(self) -> int:
+        """The size of the largest free block."""
         return max(self._sizes.values(), default=0)

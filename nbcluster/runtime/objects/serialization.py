@@ -136,6 +136,7 @@ class SerializedObject:
 
     @property
     def is_error(self) -> bool:
+        """The value is an error that ``get`` raises."""
         return bool(self.flags & FLAG_ERROR)
 
     def _header(self) -> bytes:
@@ -151,6 +152,7 @@ class SerializedObject:
         return bytes(out)
 
     def write_into(self, target: memoryview) -> None:
+        """Write the object's bytes into ``target`` (``total_size`` bytes)."""
         header = self._header()
         target[: len(header)] = header
         start = len(header)
@@ -191,6 +193,7 @@ def serialize(value: Any, *, error: bool = False) -> SerializedObject:
 
 
 def header_flags(data: Any) -> int:
+    """The flags of serialized data; ValueError if it is not a serialized object."""
     magic, flags, _, _ = _HEAD.unpack_from(data, 0)
     if magic != MAGIC:
         raise ValueError("not a serialized nbcluster object")

@@ -27,6 +27,8 @@ def _size_class(size: int) -> int:
 
 
 class Arena:
+    """This node's shared-memory arena, mapped into the process."""
+
     def __init__(self, path: str, size: int) -> None:
         fd = os.open(path, os.O_RDWR)
         try:
@@ -37,6 +39,7 @@ class Arena:
         self._view = memoryview(self._map)
 
     def write(self, offset: int, obj: SerializedObject) -> None:
+        """Write a serialized object at ``offset``."""
         obj.write_into(self._view[offset : offset + obj.total_size])
 
     def view(self, offset: int, size: int, on_release: Callable[[], None]) -> memoryview:
@@ -48,5 +51,6 @@ class Arena:
         return memoryview(block).cast("B")[:size].toreadonly()
 
     def contains(self, address: int) -> bool:
+        """``address`` lies inside the arena's mapping."""
         base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
         return base <= address < base + self.size

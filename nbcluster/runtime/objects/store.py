@@ -41,6 +41,8 @@ ARENA_NAME = "arena"
 
 
 class ObjectState(enum.Enum):
+    """A stored object's state: being written, sealed, spilled to disk, or moving."""
+
     CREATING = "CREATING"
     SEALED = "SEALED"
     SPILLING = "SPILLING"
@@ -49,6 +51,8 @@ class ObjectState(enum.Enum):
 
 
 class StoreEntry:
+    """One object in the node's store."""
+
     __slots__ = (
         "object_id",
         "size",
@@ -78,10 +82,13 @@ class StoreEntry:
 
     @property
     def resident(self) -> bool:
+        """The object's bytes are in the arena."""
         return self.state in (ObjectState.CREATING, ObjectState.SEALED, ObjectState.SPILLING, ObjectState.RESTORING)
 
 
 class ObjectStore:
+    """A node's object store: the arena, its objects, their pins, spilling and restoring."""
+
     def __init__(self, directory: Path, spill_dir: Path, capacity: int, full_timeout: float) -> None:
         self.dir = directory
         self.spill_dir = spill_dir
@@ -174,6 +181,7 @@ class ObjectStore:
                 pass
 
     def seal(self, object_ids: Iterable[bytes]) -> None:
+        """Writers finished these objects: readers may map them."""
         for oid in object_ids:
             entry = self.entries.get(oid)
             if entry is not None and entry.state is ObjectState.CREATING:
@@ -314,6 +322,7 @@ class ObjectStore:
         pins[entry.object_id] = pins.get(entry.object_id, 0) + 1
 
     def release(self, object_ids: Iterable[bytes], pins: dict[bytes, int]) -> None:
+        """A client drops one pin on each object; an object freed and unpinned is deleted."""
         for oid in object_ids:
             count = pins.get(oid, 0)
             if not count:
@@ -337,6 +346,7 @@ class ObjectStore:
 
     # -- freeing ------------------------------------------------------------------
     def free(self, object_ids: Iterable[bytes]) -> None:
+        """Owners let go of these objects: deleted now, or when their last pin goes."""
         for oid in object_ids:
             entry = self.entries.get(oid)
             if entry is None:
@@ -360,9 +370,11 @@ class ObjectStore:
 
     # -- introspection --------------------------------------------------------------
     def num_pinned(self) -> int:
+        """How many objects are pinned."""
         return sum(1 for e in self.entries.values() if e.pins)
 
     def spilled_bytes(self) -> int:
+        """Bytes of objects spilled to disk."""
         return sum(e.size for e in self.entries.values() if e.state is ObjectState.SPILLED)
 
     def close(self) -> None:

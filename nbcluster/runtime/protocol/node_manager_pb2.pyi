@@ -23,6 +23,13 @@ class SchedulingStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCHEDULING_STRATEGY_DEFAULT: _ClassVar[SchedulingStrategy]
     SCHEDULING_STRATEGY_SPREAD: _ClassVar[SchedulingStrategy]
     SCHEDULING_STRATEGY_NODE_AFFINITY: _ClassVar[SchedulingStrategy]
+
+class LeaseRejection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LEASE_REJECTION_UNSPECIFIED: _ClassVar[LeaseRejection]
+    LEASE_REJECTION_NODE_FAILED: _ClassVar[LeaseRejection]
+    LEASE_REJECTION_CANCELLED: _ClassVar[LeaseRejection]
+    LEASE_REJECTION_UNSCHEDULABLE: _ClassVar[LeaseRejection]
 CLIENT_KIND_UNSPECIFIED: ClientKind
 CLIENT_KIND_WORKER: ClientKind
 CLIENT_KIND_DRIVER: ClientKind
@@ -32,6 +39,10 @@ SCHEDULING_STRATEGY_UNSPECIFIED: SchedulingStrategy
 SCHEDULING_STRATEGY_DEFAULT: SchedulingStrategy
 SCHEDULING_STRATEGY_SPREAD: SchedulingStrategy
 SCHEDULING_STRATEGY_NODE_AFFINITY: SchedulingStrategy
+LEASE_REJECTION_UNSPECIFIED: LeaseRejection
+LEASE_REJECTION_NODE_FAILED: LeaseRejection
+LEASE_REJECTION_CANCELLED: LeaseRejection
+LEASE_REJECTION_UNSCHEDULABLE: LeaseRejection
 
 class RegisterClientRequest(_message.Message):
     __slots__ = ("kind", "address", "pid", "job_id")
@@ -88,18 +99,18 @@ class LeaseRequest(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("lease_id", "worker", "rejected", "reason", "spillback")
+    __slots__ = ("lease_id", "worker", "rejection", "reason", "spillback")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
-    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SPILLBACK_FIELD_NUMBER: _ClassVar[int]
     lease_id: int
     worker: _common_pb2.Address
-    rejected: bool
+    rejection: LeaseRejection
     reason: str
     spillback: _gcs_pb2.NodeInfo
-    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejected: _Optional[bool] = ..., reason: _Optional[str] = ..., spillback: _Optional[_Union[_gcs_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejection: _Optional[_Union[LeaseRejection, str]] = ..., reason: _Optional[str] = ..., spillback: _Optional[_Union[_gcs_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
 
 class ReturnWorkerRequest(_message.Message):
     __slots__ = ("lease_id", "worker_failed")

@@ -1,0 +1,479 @@
+"""Connecting this process to a cluster as a driver: ``init()`` and ``shutdown()``.
+
+``init()`` either starts an embedded cluster (a head and one node manager, children
+of this process) or finds a running one, then connects: it dials the head, uploads
+the job's runtime_env packages, registers the job and the driver's node manager
+client. ``nbcluster.runtime.api`` re-exports these names.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nbcluster.exceptions import (
+    AlreadyInitializedError,
+    AuthenticationError,
+    ClusterConnectionError,
+)
+from nbcluster.runtime import discovery, envvars, ids
+from nbcluster.runtime.autoscaler.config import load_config
+from nbcluster.runtime.autoscaler.providers import provider_class
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.core import autoscaler_events as autoscaler_printer
+from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
+from nbcluster.runtime.credentials import given_token
+from nbcluster.runtime.runtime_env import RuntimeEnv, packages
+from nbcluster.runtime.runtime_env import setup as runtime_env_setup
+from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
+from nbcluster.runtime.options import validate_resources
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.session import Session
+from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+logger = logging.getLogger("nbcluster")
+
+
+_lock = threading.RLock()
+_cluster: LocalCluster | None = None
+_gcs: Any = None
+#: Called (no arguments, on the thread that calls shutdown) before a driver disconnects.
+_disconnect_callbacks: list[Callable[[], None]] = []
+
+
+def on_disconnect(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback()`` whenever this process's driver is about to disconnect by
+    ``shutdown()`` (while it can still reach the cluster; not at interpreter exit);
+    returns a function that removes it. Registering the same callback twice registers
+    it once."""
+    with _lock:
+        if callback not in _disconnect_callbacks:
+            _disconnect_callbacks.append(callback)
+
+    def remove() -> None:
+        with _lock:
+            if callback in _disconnect_callbacks:
+                _disconnect_callbacks.remove(callback)
+
+    return remove
+
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``init()`` returns: where the cluster is and who this driver is."""
+
+    address: str
+    session_dir: str
+    node_id: str
+    job_id: str
+    embedded: bool
+
+    @property
+    def address_info(self) -> dict[str, str]:
+        """The address, session directory and node id as a dict (Ray's ``address_info``)."""
+        return {"address": self.address, "session_dir": self.session_dir, "node_id": self.node_id}
+
+    def __getitem__(self, key: str) -> str:  # Ray's RayContext allows ctx["address"]
+        return self.address_info[key]
+
+
+def is_initialized() -> bool:
+    """This process is connected to a cluster (``init()`` ran, ``shutdown()`` did not)."""
+    core = worker_state.current
+    return core is not None and not core.closed
+
+
+def driver_metadata() -> dict[str, str]:
+    """What a driver tells about itself in its job's metadata: in a Jupyter kernel its
+    ``kernel_id`` (from the connection file ipykernel was started with) and the
+    ``notebook_path`` the Jupyter server gave it (``JPY_SESSION_NAME``) — so the server
+    extension can list a cluster's notebooks. Read from the process, no imports."""
+    out = {}
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        path = arg[4:] if arg.startswith("--f=") else argv[i + 1] if arg in ("-f", "--f") and i + 1 < len(argv) else ""
+        match = re.fullmatch(r"kernel-(.+)\.json", os.path.basename(path))
+        if match:
+            out["kernel_id"] = match.group(1)
+    if os.environ.get("JPY_SESSION_NAME") and "kernel_id" in out:
+        out["notebook_path"] = os.environ["JPY_SESSION_NAME"]
+    return out
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    namespace: str | None = None,
+    runtime_env: dict | None = None,
+    ignore_reinit_error: bool = False,
+    log_to_driver: bool = True,
+    autoscaling_config: "dict[str, Any] | str | os.PathLike[str] | None" = None,
+    autoscaler_events: bool = True,
+    token_file: "str | os.PathLike[str] | None" = None,
+    _system_config: dict[str, Any] | None = None,
+) -> ClusterInfo:
+    """Connect this process to a cluster as a driver.
+
+    With no ``address``, start an embedded cluster (a head and one node manager,
+    children of this process that exit when it does). ``address="auto"`` attaches
+    to the cluster most recently started on this machine; ``"host:port"`` to the
+    head at that address.
+
+    ``token_file``: a copy of the head's ``token`` file, for a cluster started by
+    someone else or elsewhere (default: ``NBCLUSTER_TOKEN``, inside a job the job's
+    credential, else the session of that cluster on this machine). The token is kept
+    in this process's memory only, never in its environment.
+
+    ``autoscaling_config`` (a dict or the path of a YAML file in Ray's cluster-config
+    shape) runs the autoscaler on the embedded head: nodes of its
+    ``available_node_types`` are added for work that does not fit and removed when
+    idle. The head node gets ``head_node_type``'s resources unless ``num_cpus`` etc.
+    are given. ``autoscaler_events=False`` stops printing its decisions here.
+    """
+    global _cluster
+    with _lock:
+        if address is None and os.environ.get(envvars.ADDRESS) and autoscaling_config is None:
+            # A submitted job's driver (its supervisor sets this), or the user's choice, as RAY_ADDRESS.
+            address = os.environ[envvars.ADDRESS]
+        token = _read_token(address, token_file)
+        if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
+            raise ValueError(
+                "num_cpus, num_gpus, resources and object_store_memory describe a new cluster; "
+                "they cannot be given when connecting to an existing one (address=...)."
+            )
+        # Validated, and local directories zipped, before anything starts.
+        uploads: dict[str, bytes] = {}
+        env = RuntimeEnv.parse(runtime_env).packed(uploads.__setitem__)
+        resources = validate_resources(resources)
+        autoscaling = None
+        if autoscaling_config is not None:
+            autoscaling = _load_autoscaling(autoscaling_config, address)
+            num_cpus, num_gpus, resources = _head_resources(autoscaling, num_cpus, num_gpus, resources)
+        _check_shape(num_cpus, num_gpus, object_store_memory)
+        if is_initialized():
+            if ignore_reinit_error:
+                return _info()
+            raise AlreadyInitializedError(
+                "nbcluster.init() was called twice: this process is already connected to a cluster. "
+                "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
+            )
+        config = RuntimeConfig.load(_system_config)
+        job = _JobSetup(config, namespace, env, uploads, log_to_driver, autoscaler_events)
+        if address is None:
+            _cluster = _start_embedded(num_cpus, num_gpus, resources, object_store_memory, autoscaling, job)
+        else:
+            session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
+            _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
+        atexit.register(_shutdown_at_exit)
+        return _info()
+
+
+def _start_embedded(
+    num_cpus: float | None,
+    num_gpus: float | None,
+    resources: dict[str, float],
+    object_store_memory: int | None,
+    autoscaling: Any,
+    job: "_JobSetup",
+) -> LocalCluster:
+    """Start an embedded cluster (children of this process) and connect to it."""
+    cluster = start_local_cluster(
+        num_cpus=os.cpu_count() or 1 if num_cpus is None else num_cpus,
+        num_gpus=num_gpus or 0,
+        resources=resources,
+        object_store_memory=object_store_memory,
+        config=job.config,
+        autoscaling=autoscaling,
+        # Nodes the autoscaler adds spill work to and pull objects from the
+        # head node: it serves them on loopback (with TLS if the config says so).
+        node_port=0 if autoscaling is not None else None,
+        tls_settings=autoscaling.tls if autoscaling is not None else None,
+    )
+    try:
+        _connect(cluster.session, cluster.token, cluster.gcs_endpoint, cluster.node_endpoint, cluster.node_id, job)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _read_token(address: Any, token_file: Any) -> str | None:
+    """Check ``address``'s type; the token in ``token_file`` (None: not given)."""
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"address must be None, 'auto' or 'host:port', not {type(address).__name__}")
+    if token_file is not None and address is None:
+        raise ValueError("token_file is for connecting to a running cluster: pass its address too")
+    return discovery.read_token_file(os.fspath(token_file)) if token_file is not None else None
+
+
+def _load_autoscaling(autoscaling_config: Any, address: str | None) -> Any:
+    """The autoscaler's config (for a new, embedded cluster only)."""
+    if address is not None:
+        raise ValueError(
+            "autoscaling_config starts a new cluster; it cannot be given with address=... "
+            "(start that cluster with nbcluster start --head --autoscaling-config FILE)"
+        )
+    autoscaling = load_config(autoscaling_config)
+    provider_class(autoscaling.provider)  # an unknown provider fails here, not in the head's log
+    return autoscaling
+
+
+def _head_resources(
+    autoscaling: Any, num_cpus: float | None, num_gpus: float | None, resources: dict[str, float]
+) -> tuple[float | None, float | None, dict[str, float]]:
+    """The head node's resources: its node type's, unless given to ``init``."""
+    head = autoscaling.head_resources()
+    if head is None:
+        return num_cpus, num_gpus, resources
+    head = dict(head)
+    num_cpus = head.pop("CPU", 0) if num_cpus is None else num_cpus
+    num_gpus = head.pop("GPU", 0) if num_gpus is None else num_gpus
+    head.pop("CPU", None)
+    head.pop("GPU", None)
+    return num_cpus, num_gpus, {**head, **(resources or {})}
+
+
+def _check_shape(num_cpus: Any, num_gpus: Any, object_store_memory: Any) -> None:
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or num_cpus < 0):
+        raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0):
+        raise ValueError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
+    if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
+        raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
+
+
+def _find_cluster(address: str, token: str | None) -> tuple[Session, str, str, str | None]:
+    """The session of this machine's node of the cluster at ``address`` ("auto": the
+    newest), with the token, how to reach the GCS, and the node's endpoint (None:
+    look it up in the GCS)."""
+    discovery.check_address(address)
+    node = discovery.find_local_node(address)
+    if node is not None:
+        return node.session, node.token, node.gcs_endpoint, node.node_endpoint
+    if address == "auto":
+        raise ClusterConnectionError(discovery.no_cluster_message())
+    if not (token or given_token()):
+        raise AuthenticationError(
+            f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
+            "(the `token` file in the cluster's session directory)."
+        )
+    raise ClusterConnectionError(
+        f"No node of the cluster at {address} runs on this machine; start one with "
+        f"`nbcluster start --address {address}` and connect from here again."
+    )
+
+
+@dataclass(frozen=True)
+class _JobSetup:
+    """What ``init`` sets the driver's job up with."""
+
+    config: RuntimeConfig
+    namespace: str | None
+    runtime_env: RuntimeEnv  # packed: URIs only
+    uploads: dict[str, bytes]  # the packages it names that were made here, by URI
+    log_to_driver: bool
+    autoscaler_events: bool
+
+
+def _job_config(job: _JobSetup) -> common_pb2.JobConfig:
+    """The job's config: the runtime_env merged with a submitted job's, this
+    process's sys.path and cwd, the namespace."""
+    env = runtime_env_setup.from_env().merged(job.runtime_env)
+    cwd = os.getcwd()
+    sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
+    return common_pb2.JobConfig(
+        sys_path=sys_path,
+        cwd=cwd,
+        env_vars=dict(env.env_vars),
+        namespace=job.namespace if job.namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
+        log_to_driver=job.log_to_driver,
+        runtime_env_hash=env.hash,
+        working_dir_uri=env.working_dir or "",
+        py_modules_uris=list(env.py_modules),
+    )
+
+
+async def _dial_gcs(gcs_endpoint: str, token: str, config: RuntimeConfig) -> Any:
+    try:
+        return await dial(gcs_endpoint, token, timeout=config.startup_timeout_s)
+    except RemoteError as exc:
+        raise AuthenticationError(f"the cluster refused the connection: {exc.message}") from None
+    except ConnectionLost as exc:
+        raise ClusterConnectionError(f"cannot reach the cluster's head at {gcs_endpoint}: {exc}") from None
+
+
+async def _upload_packages(gcs: Any, uploads: dict[str, bytes]) -> None:
+    """The runtime_env's packages made here, stored in the GCS once by content."""
+    for uri, data in uploads.items():
+        _, name = packages.parse_uri(uri)
+        await gcs.call(methods.Gcs.KvPut, gcs_pb2.KvPutRequest(namespace=envvars.KV_PACKAGES, key=name.encode(),
+                                                               value=data))
+
+
+def _set_node(core: CoreWorker, node_id: bytes) -> None:
+    core.node_id = node_id
+    core.address.node_id = node_id
+    core.address_bytes = core.address.SerializeToString()
+    core.refs.self_address = core.address_bytes
+
+
+async def _attach_local_node(core: CoreWorker, gcs: Any, session: Session) -> None:
+    """Find this machine's node of the cluster in the GCS (the head's, first)."""
+    nodes = (await gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())).nodes
+    local = [n for n in nodes if n.state == gcs_pb2.NODE_STATE_ALIVE and n.local_endpoint and n.session_dir == str(session.dir)]
+    if not local:
+        raise ClusterConnectionError("the cluster has no node on this machine to attach to")
+    local.sort(key=lambda n: not n.is_head)
+    core.node_endpoint = local[0].local_endpoint
+    _set_node(core, local[0].node_id)
+
+
+async def _register_job(gcs: Any, core: CoreWorker, job_config: common_pb2.JobConfig) -> bytes:
+    """Register the driver's job (a submitted job's id, if this driver is one); its id."""
+    submitted = os.environ.get(envvars.JOB_ID, "")
+    reply = await gcs.call(
+        methods.Gcs.RegisterJob,
+        gcs_pb2.RegisterJobRequest(
+            job=gcs_pb2.JobInfo(
+                job_id=bytes.fromhex(submitted) if submitted else b"",
+                type=gcs_pb2.JOB_TYPE_DRIVER,
+                driver=core.address,
+                driver_pid=os.getpid(),
+                entrypoint=" ".join(sys.argv) or sys.executable,
+                config=job_config,
+                metadata=driver_metadata(),
+            )
+        ),
+    )
+    return reply.job_id
+
+
+def _connect(
+    session: Session,
+    token: str,
+    gcs_endpoint: str,
+    node_endpoint: str | None,
+    node_id: bytes | None,
+    job: _JobSetup,
+) -> None:
+    global _gcs
+    started = time.time()
+    job_config = _job_config(job)
+    holder: dict[str, Any] = {}
+
+    async def setup() -> None:
+        gcs = holder["gcs"] = await _dial_gcs(gcs_endpoint, token, job.config)
+        await _upload_packages(gcs, job.uploads)
+        if node_endpoint is not None and node_id is None:  # a worker node's session
+            _set_node(core, bytes.fromhex(session.read_address()["node_id"]))
+        if node_endpoint is None:
+            await _attach_local_node(core, gcs, session)
+        core.job_id = await _register_job(gcs, core, job_config)
+        await core.connect_node(nm_pb2.CLIENT_KIND_DRIVER)
+        if job.autoscaler_events and os.environ.get(envvars.AUTOSCALER_EVENTS, "1") not in ("0", "false", "False"):
+            core.spawn(autoscaler_printer.print_events(gcs, started))
+
+    core = CoreWorker(
+        mode=DRIVER,
+        session_dir=session.dir,
+        token=token,
+        node_id=node_id or b"",
+        node_endpoint=node_endpoint or "",
+        node_ip="127.0.0.1",
+        worker_id=ids.random_id(),
+        config=job.config,
+    )
+    core.job_config = job_config
+    core.namespace = job_config.namespace
+    core.driver_address = core.address
+    try:
+        core.start(setup)
+    except BaseException:
+        core.shutdown()
+        if "gcs" in holder:
+            holder["gcs"].close()
+        raise
+    core.driver_address = core.address
+    core.gcs = holder["gcs"]
+    _gcs = holder["gcs"]
+    worker_state.current = core
+
+
+def _info() -> ClusterInfo:
+    core = worker_state.current
+    assert core is not None
+    return ClusterInfo(
+        address=core.session.read_address().get("gcs_address", "") if core.session.address_file.exists() else "",
+        session_dir=str(core.session.dir),
+        node_id=core.node_id.hex(),
+        job_id=core.job_id.hex(),
+        embedded=_cluster is not None,
+    )
+
+
+def shutdown() -> None:
+    """Disconnect; if this driver started an embedded cluster, stop it."""
+    _shutdown(callbacks=True)
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit: without the disconnect callbacks (the views they freeze
+    belong to a kernel that is going away: nothing would show them)."""
+    _shutdown(callbacks=False)
+
+
+def _shutdown(callbacks: bool) -> None:
+    global _cluster, _gcs
+    core = worker_state.current
+    if callbacks and core is not None and core.mode == DRIVER and not core.closed:
+        # Outside the lock: a callback may wait for a thread that is using the driver.
+        with _lock:
+            registered = list(_disconnect_callbacks)
+        for callback in registered:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one callback's bug must not keep the driver connected
+                logger.exception("a disconnect callback failed")
+    with _lock:
+        core = worker_state.current
+        if core is not None and core.mode == DRIVER:
+            core.disconnecting = True
+            if not core.closed and _gcs is not None:
+                try:
+                    # The tasks' last states before the job's end, for `nbcluster list tasks`.
+                    core.run_sync(core.task_events.flush(wait=True), timeout=2.0)
+                    core.run_sync(
+                        _gcs.call(
+                            methods.Gcs.FinishJob,
+                            gcs_pb2.FinishJobRequest(job_id=core.job_id, state=gcs_pb2.JOB_STATE_SUCCEEDED),
+                            timeout=2.0,
+                        ),
+                        timeout=3.0,
+                    )
+                except Exception:  # noqa: BLE001 - the head may already be gone
+                    pass
+            if _gcs is not None and not core.closed:
+                core.call_soon(_gcs.close)
+            core.shutdown()
+            worker_state.current = None
+        _gcs = None
+        if _cluster is not None:
+            cluster, _cluster = _cluster, None
+            cluster.stop()

@@ -14,8 +14,10 @@ import sys
 import time
 from typing import Any
 
+from nbcluster.job_submission import JobSubmissionClient
 from nbcluster.runtime.cli_view import table
 from nbcluster.runtime.discovery import read_token_file
+from nbcluster.runtime.states import JobStatus
 
 ENTRYPOINT_WIDTH = 50
 #: While ``job stop`` waits: say the job still runs this often (seconds).
@@ -24,10 +26,6 @@ STOP_REPORT_S = 5.0
 
 # -- helpers ----------------------------------------------------------------------------
 def _client(opts: argparse.Namespace) -> Any:
-    # Lazy (here and below): the job client's http/urllib modules take ~10 ms to import,
-    # which only the `job` commands need.
-    from nbcluster.job_submission import JobSubmissionClient
-
     token = read_token_file(opts.token_file) if opts.token_file else None
     return JobSubmissionClient(opts.address, token)
 
@@ -80,8 +78,6 @@ def _follow(client: Any, job_id: str) -> bool:
 
 def _final_report(info: Any) -> int:
     """Print how the job ended; the exit status for it (0 for SUCCEEDED)."""
-    from nbcluster.job_submission import JobStatus
-
     name = info.submission_id or info.job_id
     if info.status == JobStatus.SUCCEEDED:
         print(f"Job '{name}' succeeded")

@@ -36,6 +36,9 @@ class CliError(Exception):
 
 # -- start ----------------------------------------------------------------------------
 def record(handle: LocalCluster, role: str, address: str, cluster_name: str = "") -> None:
+    """Write the session's ``processes.json``: the role, address and node of a cluster
+    started to outlive its starter, and its processes (pid and start time, so a later
+    ``stop`` never signals a process that reused a pid)."""
     procs = []
     for proc in handle.procs:
         try:

@@ -22,16 +22,13 @@ from nbcluster.exceptions import (
     AuthenticationError,
     ClusterConnectionError,
     InsecurePathError,
-    NbclusterError,
-    PermissionDeniedError,
 )
 from nbcluster.runtime import credentials
 from nbcluster.runtime.credentials import given_token
 from nbcluster.runtime.private_dir import warn_skipped
-from nbcluster.runtime.protocol import common_pb2
 from nbcluster.runtime.session import Session, latest_session, sessions, temp_root
 from nbcluster.runtime.transport import dial
-from nbcluster.runtime.transport.errors import RemoteError, TransportError
+from nbcluster.runtime.transport.errors import TransportError, public_error
 
 
 @dataclass(frozen=True)
@@ -183,12 +180,8 @@ async def connect_gcs(endpoint: str, token: str, timeout: float = 10.0) -> Any:
     raises ClusterConnectionError, or AuthenticationError when the token is refused."""
     try:
         return await dial(endpoint, token, timeout=timeout)
-    except RemoteError as exc:
-        raise refusal(exc, endpoint) or ClusterConnectionError(
-            f"the cluster at {endpoint} refused the connection: {exc.message}"
-        ) from None
     except TransportError as exc:
-        raise public_error(exc, endpoint) from None
+        raise public_error(exc, endpoint, connecting=True) from None
 
 
 async def stream_gcs(
@@ -203,23 +196,3 @@ async def stream_gcs(
             yield reply
     except TransportError as exc:
         raise public_error(exc, endpoint) from None
-
-
-def public_error(exc: TransportError, endpoint: str) -> NbclusterError:
-    """The public exception for a transport failure talking to the cluster at
-    ``endpoint``: AuthenticationError or PermissionDeniedError for a refused
-    credential, NbclusterError with the head's message for any other error it
-    answered, ClusterConnectionError when it could not be reached or the
-    connection dropped."""
-    if isinstance(exc, RemoteError):
-        return refusal(exc, endpoint) or NbclusterError(exc.message)
-    return ClusterConnectionError(f"cannot reach the cluster's head at {endpoint}: {exc}")
-
-
-def refusal(exc: RemoteError, endpoint: str) -> NbclusterError | None:
-    """The public error for a refused credential; None for any other error."""
-    if exc.code == common_pb2.ERROR_CODE_UNAUTHENTICATED:
-        return AuthenticationError(f"the cluster at {endpoint} refused the token: {exc.message}")
-    if exc.code == common_pb2.ERROR_CODE_PERMISSION_DENIED:
-        return PermissionDeniedError(exc.message)
-    return None

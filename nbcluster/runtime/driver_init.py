@@ -41,7 +41,7 @@ from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import Session
 from nbcluster.runtime.transport import dial, methods
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.errors import TransportError, public_error
 
 logger = logging.getLogger("nbcluster")
 
@@ -313,10 +313,8 @@ def _job_config(job: _JobSetup) -> common_pb2.JobConfig:
 async def _dial_gcs(gcs_endpoint: str, token: str, config: RuntimeConfig) -> Any:
     try:
         return await dial(gcs_endpoint, token, timeout=config.startup_timeout_s)
-    except RemoteError as exc:
-        raise AuthenticationError(f"the cluster refused the connection: {exc.message}") from None
-    except ConnectionLost as exc:
-        raise ClusterConnectionError(f"cannot reach the cluster's head at {gcs_endpoint}: {exc}") from None
+    except TransportError as exc:
+        raise public_error(exc, gcs_endpoint, connecting=True) from None
 
 
 async def _upload_packages(gcs: Any, uploads: dict[str, bytes]) -> None:

@@ -23,7 +23,7 @@ def keep_job_artifact(name: str, data: bytes) -> None:
     """Store ``data`` on the head as the running job's artifact ``name``, replacing
     one of that name. Call it from a job's entrypoint: the job's id and cluster come
     from its environment (KeyError outside a job). Failures to reach the head raise
-    as :func:`nbcluster.runtime.discovery.public_error` maps them."""
+    as :func:`nbcluster.runtime.transport.errors.public_error` maps them."""
     job_id = os.environ[envvars.JOB_ID]
     request = gcs_pb2.KvPutRequest(
         namespace=envvars.KV_JOB_ARTIFACTS, key=f"{job_id}/{name}".encode(), value=data, overwrite=True

@@ -15,7 +15,7 @@ from nbcluster.runtime import discovery
 from nbcluster.runtime.driver_core import connected_core
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import TransportError
+from nbcluster.runtime.transport.errors import TransportError, public_error
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
 
@@ -228,7 +228,7 @@ def gcs_call(method: Any, request: Any, address: str | None = None, token: str |
                 gcs = await core.gcs_connection()
                 return await gcs.call(method, request, timeout=30.0)
             except TransportError as exc:
-                raise discovery.public_error(exc, core.gcs_address) from None
+                raise public_error(exc, core.gcs_address) from None
 
         return core.run_sync(call())
     return discovery.call_gcs(discovery.gcs_target(address, token), method, request)

@@ -24,7 +24,7 @@ from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2, gcs_pb2
 from nbcluster.runtime.states import TaskState
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError, domain_error
 
 if TYPE_CHECKING:
     from nbcluster.runtime.core.core_worker import CoreWorker
@@ -175,9 +175,7 @@ class ActorSubmitter(SubmitterBase):
                 methods.Gcs.CreateActor, gcs_pb2.CreateActorRequest(actor=info, get_if_exists=get_if_exists)
             )
         except RemoteError as exc:
-            if exc.code == common_pb2.ERROR_CODE_ALREADY_EXISTS:
-                raise ValueError(exc.message) from None
-            raise
+            raise domain_error(exc) or exc from None
 
     def borrow_handle(self, info: gcs_pb2.ActorInfo) -> ObjectRef | None:
         """A reference to another process's actor handle object (non-detached actors

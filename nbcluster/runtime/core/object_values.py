@@ -17,7 +17,6 @@ from typing import Any
 from nbcluster.exceptions import (
     GetTimeoutError,
     ObjectLostError,
-    ObjectStoreFullError,
     OwnerDiedError,
     TaskError,
 )
@@ -31,7 +30,7 @@ from nbcluster.runtime.protocol import (
     node_manager_pb2 as nm_pb2,
 )
 from nbcluster.runtime.transport import methods
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError, domain_error
 
 
 class ObjectValues:
@@ -53,9 +52,7 @@ class ObjectValues:
                 )
             )
         except RemoteError as exc:
-            if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
-                raise ObjectStoreFullError(exc.message) from None
-            raise
+            raise domain_error(exc) or exc from None
         self.arena.write(reply.offset, obj)
         self._seals.append(object_id)
         self.wake()
@@ -209,9 +206,7 @@ class ObjectValues:
                 methods.NodeManager.GetObjects, nm_pb2.GetObjectsRequest(object_ids=oids, node_hints=hints)
             )
         except RemoteError as exc:
-            if exc.code == common_pb2.ERROR_CODE_OBJECT_STORE_FULL:
-                raise ObjectStoreFullError(exc.message) from None
-            raise
+            raise domain_error(exc) or exc from None
 
     def check_ref(self, ref: Any) -> bytes:
         """The id of ``ref``; TypeError if it is not an ObjectRef."""

@@ -26,8 +26,6 @@ from nbcluster.exceptions import (
     ClusterConnectionError,
 )
 from nbcluster.runtime import discovery, envvars, ids
-from nbcluster.runtime.autoscaler.config import load_config
-from nbcluster.runtime.autoscaler.providers import provider_class
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import autoscaler_events as autoscaler_printer
 from nbcluster.runtime.core import worker_state
@@ -230,6 +228,11 @@ def _load_autoscaling(autoscaling_config: Any, address: str | None) -> Any:
             "autoscaling_config starts a new cluster; it cannot be given with address=... "
             "(start that cluster with nbcluster start --head --autoscaling-config FILE)"
         )
+    # Here, not at the top: YAML and the providers' entry points cost every driver and
+    # worker ~30 ms to import, and only a driver that starts an autoscaler needs them.
+    from nbcluster.runtime.autoscaler.config import load_config
+    from nbcluster.runtime.autoscaler.providers import provider_class
+
     autoscaling = load_config(autoscaling_config)
     provider_class(autoscaling.provider)  # an unknown provider fails here, not in the head's log
     return autoscaling

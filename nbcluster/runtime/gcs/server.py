@@ -15,12 +15,10 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbcluster._version import __version__
 from nbcluster.runtime import ids, tls
-from nbcluster.runtime.autoscaler.config import AutoscalingConfig
-from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
 from nbcluster.runtime.gcs.actors import ActorManager
@@ -29,7 +27,6 @@ from nbcluster.runtime.gcs.job_table import JobTable
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.gcs.tasks import TaskTable
-from nbcluster.runtime.jobs import http as jobs_http
 from nbcluster.runtime.jobs.manager import JobManager
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
@@ -38,6 +35,10 @@ from nbcluster.runtime.states import NODE_TRANSITIONS, NodeState, StateMachine
 from nbcluster.runtime.transport import framed, methods, relay
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 from nbcluster.runtime.transport.grpc_carrier import GrpcServer
+
+if TYPE_CHECKING:
+    from nbcluster.runtime.autoscaler.config import AutoscalingConfig
+    from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class GcsServer:
         self.identity: tls.Identity | None = None
         self.autoscaler: Autoscaler | None = None
         if autoscaling is not None:
+            # Loaded only for a cluster that autoscales (the providers and YAML cost every
+            # head ~40 ms at start, on the path of init()).
+            from nbcluster.runtime.autoscaler.reconcile import Autoscaler
+
             self.autoscaler = Autoscaler(autoscaling, self)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -144,6 +149,9 @@ class GcsServer:
         port = await self._grpc.start()
         self.address = f"{self._host}:{port}"
         if self._jobs_port is not None:
+            # Loaded only for a head that serves the Jobs API (tornado: ~25 ms at start).
+            from nbcluster.runtime.jobs import http as jobs_http
+
             self._http, jobs_port = jobs_http.serve(
                 self.jobs, self.verifier, self.identity, self._jobs_host, self._jobs_port
             )

@@ -13,11 +13,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.driver_init import (
+    autostart_refusal,
     ClusterInfo,
     driver_metadata,
     init,
@@ -58,7 +60,15 @@ logger = logging.getLogger("nbcluster")
 
 
 def _start_embedded() -> None:
-    logger.info("nbcluster was not initialized: starting an embedded cluster (nbcluster.init())")
+    """What a call before ``init()`` does (as Ray): start an embedded cluster and say so
+    in one line — unless this process asked for another cluster, which raises instead."""
+    refusal = autostart_refusal()
+    if refusal is not None:
+        raise ClusterConnectionError(
+            f"nbcluster is not connected: {refusal}. Connect again (nbcluster.init(address=...) or "
+            "%cluster connect), or call nbcluster.init() to start a cluster on this machine on purpose."
+        )
+    logger.warning("nbcluster was not initialized: starting an embedded cluster (nbcluster.init())")
     init()
 
 

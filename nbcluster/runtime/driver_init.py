@@ -46,6 +46,9 @@ logger = logging.getLogger("nbcluster")
 
 _lock = threading.RLock()
 _cluster: LocalCluster | None = None
+#: What this process asked for last when that was another cluster than an embedded one
+#: (:func:`autostart_refusal`).
+_asked_for: str | None = None
 _gcs: Any = None
 #: Called (no arguments, on the thread that calls shutdown) before a driver disconnects.
 _disconnect_callbacks: list[Callable[[], None]] = []
@@ -145,42 +148,62 @@ def init(
     idle. The head node gets ``head_node_type``'s resources unless ``num_cpus`` etc.
     are given. ``autoscaler_events=False`` stops printing its decisions here.
     """
-    global _cluster
+    global _cluster, _asked_for
     with _lock:
         if address is None and os.environ.get(envvars.ADDRESS) and autoscaling_config is None:
             # A submitted job's driver (its supervisor sets this), or the user's choice, as RAY_ADDRESS.
             address = os.environ[envvars.ADDRESS]
-        token = _read_token(address, token_file)
-        if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
-            raise ValueError(
-                "num_cpus, num_gpus, resources and object_store_memory describe a new cluster; "
-                "they cannot be given when connecting to an existing one (address=...)."
-            )
-        # Validated, and local directories zipped, before anything starts.
-        uploads: dict[str, bytes] = {}
-        env = RuntimeEnv.parse(runtime_env).packed(uploads.__setitem__)
-        resources = validate_resources(resources)
-        autoscaling = None
-        if autoscaling_config is not None:
-            autoscaling = _load_autoscaling(autoscaling_config, address)
-            num_cpus, num_gpus, resources = _head_resources(autoscaling, num_cpus, num_gpus, resources)
-        _check_shape(num_cpus, num_gpus, object_store_memory)
-        if is_initialized():
-            if ignore_reinit_error:
-                return _info()
-            raise AlreadyInitializedError(
-                "nbcluster.init() was called twice: this process is already connected to a cluster. "
-                "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
-            )
-        config = RuntimeConfig.load(_system_config)
-        job = _JobSetup(config, namespace, env, uploads, log_to_driver, autoscaler_events)
-        if address is None:
-            _cluster = _start_embedded(num_cpus, num_gpus, resources, object_store_memory, autoscaling, job)
-        else:
-            session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
-            _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
+        try:
+            token = _read_token(address, token_file)
+            if address is not None and any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
+                raise ValueError(
+                    "num_cpus, num_gpus, resources and object_store_memory describe a new cluster; "
+                    "they cannot be given when connecting to an existing one (address=...)."
+                )
+            # Validated, and local directories zipped, before anything starts.
+            uploads: dict[str, bytes] = {}
+            env = RuntimeEnv.parse(runtime_env).packed(uploads.__setitem__)
+            resources = validate_resources(resources)
+            autoscaling = None
+            if autoscaling_config is not None:
+                autoscaling = _load_autoscaling(autoscaling_config, address)
+                num_cpus, num_gpus, resources = _head_resources(autoscaling, num_cpus, num_gpus, resources)
+            _check_shape(num_cpus, num_gpus, object_store_memory)
+            if is_initialized():
+                if ignore_reinit_error:
+                    return _info()
+                raise AlreadyInitializedError(
+                    "nbcluster.init() was called twice: this process is already connected to a cluster. "
+                    "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
+                )
+            config = RuntimeConfig.load(_system_config)
+            job = _JobSetup(config, namespace, env, uploads, log_to_driver, autoscaler_events)
+            if address is None:
+                _cluster = _start_embedded(num_cpus, num_gpus, resources, object_store_memory, autoscaling, job)
+            else:
+                session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
+                _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
+        except Exception as exc:
+            if isinstance(address, str) and not is_initialized():  # a connect that failed
+                _asked_for = f"connecting to the cluster at {address} failed ({_first_line(exc)})"
+            raise
+        # What this process asked for last (autostart_refusal): a local cluster, or another.
+        _asked_for = None if address is None else f"this process was connected to the cluster at {address}"
         atexit.register(_shutdown_at_exit)
         return _info()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def autostart_refusal() -> str | None:
+    """Why a call before ``init()`` must not start a local cluster on its own: this
+    process asked for another cluster — its connect failed, or it was connected and is
+    no longer — so a local cluster would run the user's work where they do not expect
+    it. None for a process that never asked for a cluster (Ray's auto-start applies)."""
+    return _asked_for
 
 
 def _start_embedded(

@@ -127,6 +127,22 @@ def test_connect_attaches_to_a_running_cluster_and_disconnect_leaves_it_running(
         cluster.shutdown()
 
 
+def test_after_a_failed_connect_remote_work_is_refused_not_run_locally(kernel: Kernel, tmp_path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t" * 32 + "\n")
+    token_file.chmod(0o600)
+    cell = kernel.execute(f"%load_ext nbcluster\n%cluster connect 127.0.0.1:9 --token-file {token_file}")
+    assert "UsageError: %cluster connect:" in kernel.text(cell) and "127.0.0.1:9" in kernel.text(cell)
+    cell = kernel.execute(
+        "import nbcluster\n@nbcluster.remote\ndef f():\n    return 1\nnbcluster.get(f.remote())"
+    )
+    error = kernel.error(cell)
+    assert error["ename"] == "ClusterConnectionError", error
+    assert "connecting to the cluster at 127.0.0.1:9 failed" in error["evalue"]
+    cell = kernel.execute("print(nbcluster.is_initialized())")
+    assert kernel.text(cell) == "False\n"  # no local cluster was started behind the user's back
+
+
 def test_cell_code_ships_by_value_and_unpicklable_names_are_named(kernel: Kernel) -> None:
     started(kernel)
     cell = kernel.execute(

@@ -169,8 +169,6 @@ def test_init_twice(start_cluster):
 def test_calls_before_init_start_an_embedded_cluster():
     proc = run_python(
         """
-        import logging
-        logging.basicConfig(level=logging.INFO)
         import nbcluster
 
         @nbcluster.remote
@@ -181,7 +179,73 @@ def test_calls_before_init_start_an_embedded_cluster():
         """
     )
     assert "RESULT 42 True" in proc.stdout
-    assert "starting an embedded cluster" in proc.stderr
+    # Said in one line, without any logging set up.
+    assert [line for line in proc.stderr.splitlines() if "nbcluster" in line] == [
+        "nbcluster was not initialized: starting an embedded cluster (nbcluster.init())"
+    ]
+
+
+def test_after_a_failed_connect_calls_never_start_a_local_cluster():
+    proc = run_python(
+        """
+        import os, nbcluster
+        from nbcluster.runtime.session import sessions
+
+        @nbcluster.remote
+        def f():
+            return 1
+
+        before = len(sessions())
+        try:
+            nbcluster.init(address="127.0.0.1:9")  # nothing listens there
+        except nbcluster.exceptions.ClusterConnectionError as exc:
+            print("CONNECT FAILED", type(exc).__name__)
+        for call in (lambda: f.remote(), lambda: nbcluster.put(1)):
+            try:
+                call()
+                print("STARTED A LOCAL CLUSTER")
+            except nbcluster.exceptions.ClusterConnectionError as exc:
+                print("REFUSED", exc)
+        print("INITIALIZED", nbcluster.is_initialized(), "NEW SESSIONS", len(sessions()) - before)
+        """,
+        env={"NBCLUSTER_TOKEN": "t" * 32},
+    )
+    assert "CONNECT FAILED ClusterConnectionError" in proc.stdout
+    assert "STARTED A LOCAL CLUSTER" not in proc.stdout
+    refusals = [line for line in proc.stdout.splitlines() if line.startswith("REFUSED")]
+    assert len(refusals) == 2 and all(
+        "not connected: connecting to the cluster at 127.0.0.1:9 failed" in r and "nbcluster.init()" in r
+        for r in refusals
+    ), proc.stdout
+    assert "INITIALIZED False NEW SESSIONS 0" in proc.stdout
+
+
+def test_after_a_connected_cluster_is_left_calls_never_start_a_local_one(start_cluster):
+    info = start_cluster(num_cpus=1)
+    proc = run_python(
+        f"""
+        import nbcluster
+
+        @nbcluster.remote
+        def f():
+            return 1
+
+        nbcluster.init(address={info.address!r})
+        print("RESULT", nbcluster.get(f.remote()))
+        nbcluster.shutdown()
+        try:
+            f.remote()
+            print("STARTED A LOCAL CLUSTER")
+        except nbcluster.exceptions.ClusterConnectionError as exc:
+            print("REFUSED", exc)
+        nbcluster.init(num_cpus=1)  # asked for on purpose: allowed
+        nbcluster.shutdown()
+        print("AGAIN", nbcluster.get(f.remote()))  # the last ask was a local cluster
+        """
+    )
+    assert "RESULT 1" in proc.stdout and "STARTED A LOCAL CLUSTER" not in proc.stdout
+    assert f"REFUSED nbcluster is not connected: this process was connected to the cluster at {info.address}" in proc.stdout
+    assert "AGAIN 1" in proc.stdout
 
 
 def test_works_inside_a_running_event_loop():

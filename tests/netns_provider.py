@@ -59,6 +59,8 @@ def _hosts(options: dict[str, Any]) -> dict[str, Host]:
 
 
 class NetnsNodeProvider(ProcessNodeProvider):
+    options = frozenset({"hosts"})
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hosts = _hosts(self.config.options)

@@ -194,6 +194,12 @@ def test_bad_configs_are_refused_before_anything_starts():
         nbcluster.init(autoscaling_config=config(worker={"max_worker": 1}))
     with pytest.raises(ValueError, match="cannot be given with address"):
         nbcluster.init(address="auto", autoscaling_config=config())
+    # Provider keys the provider does not read are named, never passed over in silence.
+    with pytest.raises(AutoscalerConfigError, match=r"provider\.head_ip: .*needs an SSH node provider"):
+        nbcluster.init(autoscaling_config=config(provider={"type": "local", "head_ip": "192.0.2.1",
+                                                           "worker_ips": ["192.0.2.2"]}))
+    with pytest.raises(AutoscalerConfigError, match=r"provider\.regoin: unknown key for node provider 'local'"):
+        nbcluster.init(autoscaling_config=config(provider={"type": "local", "regoin": "x"}))
     assert not nbcluster.is_initialized()
 
 

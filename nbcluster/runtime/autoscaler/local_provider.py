@@ -24,6 +24,8 @@ from nbcluster.runtime.procutil import spawn
 class LocalNodeProvider(ProcessNodeProvider):
     """Nodes as node manager processes on the head's machine (see the module docstring)."""
 
+    options = frozenset()  # every node starts here: no machines, no options
+
     def start_node(self, request: LaunchRequest) -> ProcessNode:
         """Start a node manager process for ``request``, holding its lifeline."""
         node_id = ids.random_id()

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nbcluster.exceptions import AutoscalerConfigError
 from nbcluster.runtime.autoscaler.config import ProviderConfig
@@ -86,6 +86,11 @@ class LaunchError:
 
 class NodeProvider(abc.ABC):
     """Launches and terminates the nodes of one cluster (see the module docstring)."""
+
+    #: The ``provider:`` keys this provider reads, besides ``type`` (and ``module`` for an
+    #: external one): any other key is an error that names it. None: the provider checks
+    #: its options itself.
+    options: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: ProviderConfig, cluster: ClusterContext) -> None:
         self.config = config
@@ -177,7 +182,7 @@ def provider_class(config: ProviderConfig) -> type:
             raise AutoscalerConfigError(
                 "provider.module: 'type: external' needs 'module: package.module.Class'", key="provider.module"
             )
-        return _load_class(module, "provider.module")
+        return _checked(_load_class(module, "provider.module"), config)
     # The built-in provider is also declared in pyproject.toml; this covers a source
     # tree used without installing.
     found = {"local": "nbcluster.runtime.autoscaler.local_provider:LocalNodeProvider"}
@@ -187,4 +192,31 @@ def provider_class(config: ProviderConfig) -> type:
         raise AutoscalerConfigError(
             f"provider.type: no node provider named {config.type!r}; installed: {known}", key="provider.type"
         )
-    return _load_class(found[config.type], "provider.type")
+    return _checked(_load_class(found[config.type], "provider.type"), config)
+
+
+#: Ray's on-prem keys: machines to start nodes on over SSH.
+_ON_PREM = ("head_ip", "worker_ips")
+
+
+def _checked(cls: type, config: ProviderConfig) -> type:
+    """``cls`` once ``config``'s keys are ones it reads (see :attr:`NodeProvider.options`)."""
+    known = cls.options  # type: ignore[attr-defined]
+    if known is None:
+        return cls
+    extra = sorted(set(config.options) - set(known) - ({"module"} if config.type == "external" else set()))
+    if not extra:
+        return cls
+    key = extra[0]
+    if key in _ON_PREM:
+        raise AutoscalerConfigError(
+            f"provider.{key}: starting nodes on other machines (Ray's on-prem {', '.join(_ON_PREM)}) needs an "
+            f"SSH node provider, which nbcluster does not have yet; node provider {config.type!r} starts every "
+            "node on the head's machine. Remove the key, or start nodes there with `nbcluster start --address`.",
+            key=f"provider.{key}",
+        )
+    takes = f"it takes {', '.join(sorted(known))}" if known else "it takes no other keys"
+    raise AutoscalerConfigError(
+        f"provider.{key}: unknown key for node provider {config.type!r} ({takes}); remove it",
+        key=f"provider.{key}",
+    )

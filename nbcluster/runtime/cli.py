@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -247,9 +248,14 @@ Connect from Python or a notebook on this machine (or on any machine with a node
 Look at the cluster:  nbcluster status    nbcluster list nodes
 Stop it:             nbcluster stop""", flush=True)
     if jobs:
+        url = jobs if "://" in jobs else "http://" + jobs
+        remote = "" if tls.is_loopback(urllib.parse.urlsplit(url).hostname or "") else (
+            f"\nor from another machine (with a copy of the token file):\n"
+            f"  nbcluster job submit --address {url} --token-file /path/to/token --working-dir . -- python script.py"
+        )
         print(f"""
-Jobs API at {jobs if "://" in jobs else "http://" + jobs} (token required). Submit a batch job from this machine:
-  nbcluster job submit --working-dir . -- python script.py""", flush=True)
+Jobs API at {url} (token required). Submit a batch job from this machine:
+  nbcluster job submit --working-dir . -- python script.py{remote}""", flush=True)
     return handle, node
 
 
@@ -467,8 +473,9 @@ def _add_start_command(commands: Any) -> None:
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
     start.add_argument("--include-dashboard", type=_boolean, default=True, metavar="true|false",
                        help="head: serve the Jobs REST API (default true)")
-    start.add_argument("--dashboard-host", default="127.0.0.1",
-                       help="head: the address the Jobs API listens on (default 127.0.0.1: this machine only)")
+    start.add_argument("--dashboard-host",
+                       help="head: the address the Jobs API listens on (default: the head's address, so other "
+                            "machines can submit jobs with the token; 127.0.0.1: this machine only)")
     start.add_argument("--dashboard-port", type=int, default=DEFAULT_JOBS_PORT,
                        help=f"head: the Jobs API's port (default {DEFAULT_JOBS_PORT}; 0: any)")
     start.add_argument("--autoscaling-config", metavar="FILE",

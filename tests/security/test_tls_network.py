@@ -3,7 +3,7 @@
 A sniffer on the test network's bridge (``tests/sniffer.py``) watches a cluster of a
 head host and a worker host while a driver sends a task argument and an object across
 and gets a result back, and a job is submitted from the worker host to the head's jobs
-API. Without TLS (``--no-tls``: the control that shows the sniffer sees what crosses)
+API (served on the head's address by default). Without TLS (``--no-tls``: the control that shows the sniffer sees what crosses)
 the token and the payloads are on the wire; with TLS (the default on a network
 address) none of them is, although as many bytes crossed. A node whose token file
 carries another CA is refused, and one with no CA at all is told to use the token file.
@@ -81,7 +81,8 @@ def cluster(hosts: Hosts, *head_flags: str) -> Iterator[Net]:
     worker = Machine("worker", netns=hosts.hosts["worker"][0])
     try:
         head_ip, worker_ip = hosts.hosts["head"][1], hosts.hosts["worker"][1]
-        address = head.start_head("--port", "6391", "--node-ip-address", head_ip, "--dashboard-host", head_ip,
+        # No --dashboard-host: a head on a network address serves its Jobs API there too.
+        address = head.start_head("--port", "6391", "--node-ip-address", head_ip,
                                   "--dashboard-port", str(JOBS_PORT), "--num-cpus", "1", *head_flags)
         copy = worker.root / "token-copy"  # what a user copies to the other machine
         shutil.copy(head.token_file(), copy)

@@ -87,15 +87,18 @@ kills (by pid) any that outlive a grace period, recording that in ``_meta``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from types import SimpleNamespace
@@ -618,8 +621,6 @@ def ray_tls_env(directory: str) -> None:
 
 
 def child_cross_node(args) -> dict:
-    import tempfile
-
     import numpy as np
 
     certs = tempfile.TemporaryDirectory(prefix="raytls-")
@@ -765,6 +766,9 @@ def main() -> int:
 
     if args.backend == "ray":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
+        if not args.child:  # Ray keeps its session directories: give them a root of this run's, removed at exit
+            os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="raybench-")
+            atexit.register(shutil.rmtree, os.environ["RAY_TMPDIR"], True)
     else:
         # benchmarks/ is sys.path[0]; make the repo's package importable, here and in
         # any worker processes the runtime starts.

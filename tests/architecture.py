@@ -135,6 +135,34 @@ def edges(mods: dict[str, Path] | None = None) -> dict[str, set[str]]:
     return graph
 
 
+#: The runtime's layers, lowest first: a module may import its own layer and those below.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("nbcluster.runtime.protocol",),
+    ("nbcluster.runtime.transport",),
+    ("nbcluster.runtime.objects", "nbcluster.runtime.core"),
+    ("nbcluster.runtime.node", "nbcluster.runtime.gcs"),
+    ("nbcluster.runtime.driver_init", "nbcluster.runtime.submission", "nbcluster.runtime.api"),
+)
+
+
+def layer(module: str) -> int | None:
+    """The index in :data:`LAYERS` of ``module``'s layer (None: not in one)."""
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a layer of :data:`LAYERS` into a higher one."""
+    found = []
+    for importer, deps in sorted(graph.items()):
+        low = layer(importer)
+        found.extend(f"{importer} imports {dep}" for dep in sorted(deps)
+                     if low is not None and (layer(dep) or -1) > low)
+    return found
+
+
 def heavy_modules(mods: dict[str, Path] | None = None) -> set[str]:
     """Package modules that import (at module level, directly or through another package
     module) one of :data:`HEAVY`."""

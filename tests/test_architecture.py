@@ -1,5 +1,6 @@
 """The package's shape stays as docs/architecture.md describes it: its modules import
-each other in one direction (no cycle, also none hidden by a function-level import),
+each other in one direction (no cycle, also none hidden by a function-level import;
+the runtime's layers only downward),
 function-level imports only defer a heavy optional dependency, no hand-written module
 or function outgrows what a newcomer can read, and every public name is documented.
 
@@ -37,6 +38,23 @@ def test_a_cycle_hidden_in_a_function_is_found(tmp_path: Path) -> None:
         "runtime/c.py": "from nbcluster.runtime import a\n",
     })
     assert arch.cycles(arch.edges(mods)) == [["nbcluster.runtime.a", "nbcluster.runtime.b"]]
+
+
+def test_the_runtimes_layers_point_one_way() -> None:
+    found = arch.upward_imports(arch.edges())
+    assert found == [], "imports into a higher layer (see LAYERS):\n" + "\n".join(found)
+
+
+def test_an_upward_import_is_found(tmp_path: Path) -> None:
+    mods = _package(tmp_path, {
+        "__init__.py": "",
+        "runtime/__init__.py": "",
+        "runtime/transport/__init__.py": "from nbcluster.runtime.protocol import wire\n",
+        "runtime/protocol/__init__.py": "",
+        "runtime/protocol/wire.py": "def f():\n    from nbcluster.runtime import transport\n",
+    })
+    assert arch.upward_imports(arch.edges(mods)) == [
+        "nbcluster.runtime.protocol.wire imports nbcluster.runtime.transport"]
 
 
 def test_an_import_for_type_checking_only_is_no_edge(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 
 __all__ = [
     "NbclusterError",
+    "RayError",
+    "RayTaskError",
+    "RayActorError",
     "TaskError",
     "WorkerCrashedError",
     "TaskCancelledError",
@@ -181,7 +184,12 @@ class ObjectStoreFullError(NbclusterError):
     """The shared-memory store cannot make room for an object."""
 
 
-class ActorDiedError(NbclusterError):
+class RayActorError(NbclusterError):
+    """A call could not run on its actor (Ray's name): :class:`ActorDiedError` says it
+    died and will not restart."""
+
+
+class ActorDiedError(RayActorError):
     """The actor is dead and will not restart."""
 
 
@@ -278,3 +286,9 @@ def _user_name(uid: int) -> str:
         return f" ({pwd.getpwuid(uid).pw_name})"
     except KeyError:
         return ""
+
+
+#: Ray's names for the same errors, so a program written for Ray (``import nbcluster as
+#: ray``) catches what it expects: ``except ray.exceptions.RayTaskError``.
+RayError = NbclusterError
+RayTaskError = TaskError

@@ -25,9 +25,10 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
 
 def test_nothing_points_outside_the_repository():
     found = []
-    files = [ROOT / "README.md", ROOT / "mkdocs.yml"]
+    files = [ROOT / "README.md", ROOT / "mkdocs.yml", ROOT / "pyproject.toml"]
+    suffixes = (".py", ".md", ".js", ".css", ".yaml", ".json", ".ipynb", ".proto")
     for folder in ("nbcluster", "tests", "benchmarks", "docs", "examples", "scripts"):
-        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".js", ".yaml", ".ipynb")]
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in suffixes]
     for path in files:
         if path == ROOT / "tests" / "test_docs.py":
             continue

@@ -17,6 +17,7 @@ another user's, or one others can write, is refused with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -64,26 +65,44 @@ def private_temp_root() -> Path | None:
     return private_dir(temp_root(), TEMP_FIX)
 
 
+def _default_shm_root() -> Path:
+    return Path(f"/dev/shm/nbcluster-{os.geteuid()}")
+
+
 def shm_root() -> Path:
     """Where this user's object stores live (named only; :func:`store_dir` makes and checks it)."""
-    return Path(os.environ.get(envvars.SHM_DIR) or f"/dev/shm/nbcluster-{os.geteuid()}")
+    return Path(os.environ.get(envvars.SHM_DIR) or _default_shm_root())
 
 
 def store_dir(node_id: bytes, create: bool = False) -> Path:
     """The shared-memory directory of a node's object store. ``create``: make it (0700;
     it must be new) in the checked shared-memory root, made first if need be."""
-    root = make_private_dir(shm_root(), SHM_FIX) if create else shm_root()
-    path = root / f"nbcluster-{node_id.hex()[:16]}"
+    path = shm_root() / f"nbcluster-{node_id.hex()[:16]}"
     if create:
-        path.mkdir(mode=0o700)
+        try:
+            make_private_dir(shm_root(), SHM_FIX)
+            path.mkdir(mode=0o700)
+        except FileNotFoundError:  # the root was removed as the last store left it: make it again
+            make_private_dir(shm_root(), SHM_FIX)
+            path.mkdir(mode=0o700)
     return path
+
+
+def drop_store_dir(path: Path) -> None:
+    """Remove a node's store directory, and the default shared-memory root with it once
+    no store is left there, so a stopped cluster leaves nothing in ``/dev/shm`` (a root
+    the user named with ``NBCLUSTER_SHM_DIR`` stays)."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.parent == _default_shm_root() and not os.environ.get(envvars.SHM_DIR):
+        with contextlib.suppress(OSError):  # another store is still in it, or it is gone
+            path.parent.rmdir()
 
 
 def remove_store(node_id: bytes) -> None:
     """Free a node's shared memory, if its node could not (killed, or failed to start);
     never in a shared-memory root that is not this user's alone."""
     if is_private(shm_root()):
-        shutil.rmtree(store_dir(node_id), ignore_errors=True)
+        drop_store_dir(store_dir(node_id))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import errno
 import logging
 import mmap
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 from nbcluster.exceptions import ObjectStoreFullError
 from nbcluster.runtime import ids
 from nbcluster.runtime.objects.allocator import Allocator, round_up
+from nbcluster.runtime.session import drop_store_dir
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ class ObjectStore:
             with contextlib.suppress(BufferError):  # a transfer still holds a view: let it go with the process
                 self._map.close()
         os.close(self._fd)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        drop_store_dir(self.dir)
 
 
 def _copy(src: int, src_offset: int, dst: int, dst_offset: int, size: int) -> None:

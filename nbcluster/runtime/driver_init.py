@@ -93,8 +93,7 @@ class ClusterInfo:
 
 def is_initialized() -> bool:
     """This process is connected to a cluster (``init()`` ran, ``shutdown()`` did not)."""
-    core = worker_state.current
-    return core is not None and not core.closed
+    return worker_state.connected() is not None
 
 
 def driver_metadata() -> dict[str, str]:

@@ -23,11 +23,17 @@ def set_starter(starter: Callable[[], None]) -> None:
     _starter = starter
 
 
+def connected() -> Any:
+    """The running CoreWorker, or None when this process is not connected (never starts one)."""
+    core = current
+    return core if core is not None and not core.closed else None
+
+
 def require() -> Any:
     """The running CoreWorker; when there is none, run the starter first (an
     embedded cluster). Raises RuntimeError when no starter is registered."""
-    core = current
-    if core is None or core.closed:
+    core = connected()
+    if core is None:
         if _starter is None:
             raise RuntimeError("nbcluster is not initialized: call nbcluster.init() first")
         _starter()

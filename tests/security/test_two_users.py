@@ -346,7 +346,9 @@ def test_two_users_each_run_and_find_their_own_cluster(other_user, start_cluster
     finally:
         _, err = theirs.communicate(timeout=60)  # their stdin closes: they stop their cluster
     assert theirs.returncode == 0, err
-    wait_for(lambda: not any(other_user.shm_root.iterdir()), message="their store freed")
+    # Their store freed (and their default root with it, once no store is left there).
+    wait_for(lambda: not other_user.shm_root.exists() or not any(other_user.shm_root.iterdir()),
+             message="their store freed")
 
 
 # -- (f) XDG_RUNTIME_DIR ------------------------------------------------------------------

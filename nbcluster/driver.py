@@ -109,27 +109,6 @@ def set_output_handler(handler: Callable[[RemoteOutput], None] | None) -> None:
 def cancel_context(context: str, *, force: bool = False) -> int:
     """Cancel the unfinished tasks and actor calls this driver submitted with
     ``context`` (with their children); returns how many were asked to stop."""
-    core = core_worker()
-
-    def collect() -> list[tuple[bytes, bool]]:
-        found = []
-        for object_id, entry in list(core.refs.entries.items()):
-            task = getattr(entry, "task", None)
-            if task is None or not getattr(entry, "owned", False) or task.context != context:
-                continue
-            if task.machine.is_terminal() or object_id != task.return_ids[0]:
-                continue
-            found.append((object_id, bool(task.method)))
-        return found
-
-    targets = core.run_sync(_on_loop(collect))
-    for object_id, is_actor_call in targets:
-        if is_actor_call:
-            core.call_soon(core.actor_submitter.cancel, object_id, True)
-        else:
-            core.call_soon(core.submitter.cancel, object_id, force, True)
-    return len(targets)
+    return core_worker().cancel_context(context, force)
 
 
-async def _on_loop(fn: Callable[[], list[tuple[bytes, bool]]]) -> list[tuple[bytes, bool]]:
-    return fn()

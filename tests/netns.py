@@ -103,3 +103,18 @@ class Hosts:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.switch], capture_output=True)
         self.hosts.clear()
+
+
+def close_machines(machines: dict, order: tuple[str, ...], hosts: "Hosts") -> None:
+    """Close each machine in ``order`` (worker hosts first: they leave the cluster
+    cleanly), then the namespaces; fail with every problem after closing them all."""
+    problems = []
+    for name in order:
+        if name in machines:
+            try:
+                machines[name].close()
+            except BaseException as exc:  # noqa: BLE001 - close every host, then report
+                problems.append(f"{name}: {exc}")
+    hosts.close()
+    if problems:
+        pytest.fail("; ".join(problems))

@@ -23,7 +23,7 @@ import pytest
 
 from .cli_tools import Machine
 from .conftest import wait_for
-from .netns import Hosts, require_netns
+from .netns import Hosts, close_machines, require_netns
 
 HEALTH = {
     "heartbeat_interval_s": 0.2,
@@ -139,16 +139,7 @@ def net() -> Iterator[Net]:
         assert sorted(net.alive()) == ["h1", "h2", "head"]
         yield net
     finally:
-        problems = []
-        for name in ("h2", "h1", "head"):  # workers first: they leave the cluster cleanly
-            if name in machines:
-                try:
-                    machines[name].close()
-                except BaseException as exc:  # noqa: BLE001 - close every host, then report
-                    problems.append(f"{name}: {exc}")
-        hosts.close()
-        if problems:
-            pytest.fail("; ".join(problems))
+        close_machines(machines, ("h2", "h1", "head"), hosts)
 
 
 @pytest.fixture

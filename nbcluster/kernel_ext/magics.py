@@ -246,13 +246,17 @@ class ClusterMagics(Magics):
                 raise UsageError(str(exc)) from None
         try:
             # The token stays in the driver's memory: never in os.environ, which %env prints.
-            nbcluster.init(address=address, namespace=args.namespace, token_file=token_file)
+            info = nbcluster.init(address=address, namespace=args.namespace, token_file=token_file)
         except (nbcluster.exceptions.NbclusterError, ValueError, TypeError) as exc:
             raise UsageError(f"%cluster connect: {exc}") from None
         self.router.install()
         if args.wait_nodes:
             self._wait_nodes(args.wait_nodes, args.timeout)
-        self._show()
+        if info.client_mode:
+            mode = f"client mode: no node of the cluster runs here; the head ({info.address}) runs this driver's work"
+        else:
+            mode = "through this machine's node of the cluster"
+        self._show(mode)
         return None
 
     @staticmethod
@@ -500,15 +504,16 @@ class ClusterMagics(Magics):
         if not nbcluster.is_initialized():
             raise UsageError("not connected; %cluster connect or %cluster start first")
 
-    def _show(self) -> None:
-        """A line of text, then the live cluster view (nodes, autoscaler, jobs)."""
+    def _show(self, mode: str = "") -> None:
+        """A line of text (how this kernel is connected: ``mode``), then the live
+        cluster view (nodes, autoscaler, jobs)."""
         from nbcluster.widgets import ClusterWidget
 
         nodes = [n for n in list_nodes() if n.state == "ALIVE"]
         total = nbcluster.cluster_resources()
         free = nbcluster.available_resources()
         ctx = nbcluster.get_runtime_context()
-        lines = [f"Connected to a cluster of {len(nodes)} node(s) as job {ctx.get_job_id()}"]
+        lines = [f"Connected to a cluster of {len(nodes)} node(s) as job {ctx.get_job_id()}" + (f" ({mode})" if mode else "")]
         for key in ("CPU", "GPU"):
             if total.get(key):
                 lines.append(f"  {key}: {total[key] - free.get(key, 0):g} used of {total[key]:g}")

@@ -21,12 +21,12 @@ from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.driver_init import (
     autostart_refusal,
     ClusterInfo,
-    driver_metadata,
     init,
     is_initialized,
     on_disconnect,
     shutdown,
 )
+from nbcluster.runtime.job_setup import driver_metadata
 from nbcluster.runtime.options import validate_actor_options, validate_task_options
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.remote_function import RemoteFunction
@@ -204,20 +204,7 @@ def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> No
     ``get`` then raises TaskCancelledError."""
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, not {type(ref).__name__}")
-    core = _core()
-    entry = core.refs.get(ref._id)
-    if entry is None or not entry.owned:
-        raise ValueError(
-            f"cancel() needs the ObjectRef returned by .remote() in this process; {ref!r} is not a "
-            "task owned here."
-        )
-    task = entry.task
-    if task is not None and task.method:  # an actor call
-        if force:
-            raise ValueError("force=True is not supported for actor calls; use nbcluster.kill(actor) instead")
-        core.call_soon(core.actor_submitter.cancel, ref._id, recursive)
-        return
-    core.call_soon(core.submitter.cancel, ref._id, force, recursive)
+    _core().cancel(ref._id, force, recursive)
 
 
 # -- the cluster --------------------------------------------------------------------------

@@ -230,6 +230,12 @@ def _start_head(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[LocalC
     env_line = "" if ca else (  # a TLS cluster's token file carries its CA too: copy the file
         f"\n  or, with the token in the environment:\n  NBCLUSTER_TOKEN=$(cat /path/to/token) nbcluster start --address {address}"
     )
+    client_lines = "" if tls.is_loopback(node_ip) else (
+        "\n\nConnect from a notebook or script on any other machine, with no node there (client mode;\n"
+        "copy the token file there first):\n"
+        f'  nbcluster.init(address="{address}", token_file="/path/to/token")\n'
+        f"  %load_ext nbcluster   then   %cluster connect {address} --token-file /path/to/token"
+    )
     print(f"""Started the nbcluster head node at {address} (nbcluster {__version__}).
   node id:     {node.node_id}
   resources:   {_describe(node)}
@@ -243,7 +249,7 @@ Join a worker node from another machine (copy the token file there first):
 
 Connect from Python or a notebook on this machine (or on any machine with a node):
   import nbcluster
-  nbcluster.init(address="auto")
+  nbcluster.init(address="auto"){client_lines}
 
 Look at the cluster:  nbcluster status    nbcluster list nodes
 Stop it:             nbcluster stop""", flush=True)

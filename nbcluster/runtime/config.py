@@ -51,6 +51,9 @@ class RuntimeConfig:
     startup_timeout_s: float = 30.0
     #: A worker node's node manager retries an unreachable head this long, then exits.
     gcs_reconnect_timeout_s: float = 60.0
+    #: Client mode: a client whose connection drops may come back within this long and
+    #: find its session (its proxy keeps its objects meanwhile, as Ray Client's grace).
+    client_reconnect_grace_s: float = 30.0
     #: Owners report task state changes to the GCS this often (0: never).
     task_events_interval_s: float = 1.0
     #: Task records the GCS keeps for listing (the most recent).

@@ -185,4 +185,7 @@ def ca_for(token: str) -> bytes:
 def token_from_env() -> str | None:
     """``NBCLUSTER_TOKEN`` when the user set it (the runtime's processes do not pass
     it on: ``procutil.spawn`` leaves it out of their children's environment)."""
-    return os.environ.get(envvars.TOKEN, "").strip() or None
+    raw = os.environ.get(envvars.TOKEN, "").strip()
+    # A token file's contents (with a TLS cluster's CA after the token), as
+    # NBCLUSTER_TOKEN=$(cat token) gives it: the token, its CA trusted.
+    return parse_token_file(raw.encode(), envvars.TOKEN) if raw else None

@@ -9,13 +9,11 @@ client. ``nbcluster.runtime.api`` re-exports these names.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import logging
 import os
-import re
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,20 +24,27 @@ from nbcluster.exceptions import (
     ClusterConnectionError,
 )
 from nbcluster.runtime import discovery, envvars, ids
+from nbcluster.runtime.client.connect import connect_client
+from nbcluster.runtime.job_setup import (
+    JobRegistration,
+    JobSetup,
+    dial_gcs,
+    job_config,
+    this_driver,
+    upload_packages,
+)
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import autoscaler_events as autoscaler_printer
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import DRIVER, CoreWorker
 from nbcluster.runtime.credentials import given_token
-from nbcluster.runtime.runtime_env import RuntimeEnv, packages
-from nbcluster.runtime.runtime_env import setup as runtime_env_setup
+from nbcluster.runtime.runtime_env import RuntimeEnv
 from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
 from nbcluster.runtime.options import validate_resources
-from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import Session
-from nbcluster.runtime.transport import dial, methods
-from nbcluster.runtime.transport.errors import TransportError, public_error
+from nbcluster.runtime.transport import methods
 
 logger = logging.getLogger("nbcluster")
 
@@ -81,6 +86,8 @@ class ClusterInfo:
     node_id: str
     job_id: str
     embedded: bool
+    #: Connected in client mode: through a proxy on the head, with no node here.
+    client_mode: bool = False
 
     @property
     def address_info(self) -> dict[str, str]:
@@ -94,23 +101,6 @@ class ClusterInfo:
 def is_initialized() -> bool:
     """This process is connected to a cluster (``init()`` ran, ``shutdown()`` did not)."""
     return worker_state.connected() is not None
-
-
-def driver_metadata() -> dict[str, str]:
-    """What a driver tells about itself in its job's metadata: in a Jupyter kernel its
-    ``kernel_id`` (from the connection file ipykernel was started with) and the
-    ``notebook_path`` the Jupyter server gave it (``JPY_SESSION_NAME``) — so the server
-    extension can list a cluster's notebooks. Read from the process, no imports."""
-    out = {}
-    argv = sys.argv
-    for i, arg in enumerate(argv):
-        path = arg[4:] if arg.startswith("--f=") else argv[i + 1] if arg in ("-f", "--f") and i + 1 < len(argv) else ""
-        match = re.fullmatch(r"kernel-(.+)\.json", os.path.basename(path))
-        if match:
-            out["kernel_id"] = match.group(1)
-    if os.environ.get("JPY_SESSION_NAME") and "kernel_id" in out:
-        out["notebook_path"] = os.environ["JPY_SESSION_NAME"]
-    return out
 
 
 def init(
@@ -176,12 +166,11 @@ def init(
                     "Call nbcluster.shutdown() first, or pass ignore_reinit_error=True."
                 )
             config = RuntimeConfig.load(_system_config)
-            job = _JobSetup(config, namespace, env, uploads, log_to_driver, autoscaler_events)
+            job = JobSetup(config, namespace, env, uploads, log_to_driver, autoscaler_events)
             if address is None:
                 _cluster = _start_embedded(num_cpus, num_gpus, resources, object_store_memory, autoscaling, job)
             else:
-                session, found_token, gcs_address, node_endpoint = _find_cluster(address, token)
-                _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
+                _connect_to(address, token, job)
         except Exception as exc:
             if isinstance(address, str) and not is_initialized():  # a connect that failed
                 _asked_for = f"connecting to the cluster at {address} failed ({_first_line(exc)})"
@@ -190,6 +179,25 @@ def init(
         _asked_for = None if address is None else f"this process was connected to the cluster at {address}"
         atexit.register(_shutdown_at_exit)
         return _info()
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _connect_to(address: str, token: str | None, job: JobSetup) -> None:
+    """Connect to the cluster at ``address``: through its node on this machine, else
+    (or for an ``nbcluster://`` address) in client mode."""
+    found = _find_cluster(address, token)
+    if found is None:
+        connect_client(address.removeprefix(CLIENT_SCHEME), token or given_token() or "", job)
+    else:
+        session, found_token, gcs_address, node_endpoint = found
+        _connect(session, token or found_token, gcs_address, node_endpoint, None, job)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -211,7 +219,7 @@ def _start_embedded(
     resources: dict[str, float],
     object_store_memory: int | None,
     autoscaling: Any,
-    job: "_JobSetup",
+    job: "JobSetup",
 ) -> LocalCluster:
     """Start an embedded cluster (children of this process) and connect to it."""
     cluster = start_local_cluster(
@@ -284,70 +292,36 @@ def _check_shape(num_cpus: Any, num_gpus: Any, object_store_memory: Any) -> None
         raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
 
 
-def _find_cluster(address: str, token: str | None) -> tuple[Session, str, str, str | None]:
+#: An address in this scheme connects in client mode even where a node of the cluster runs.
+CLIENT_SCHEME = "nbcluster://"
+
+
+def _find_cluster(address: str, token: str | None) -> tuple[Session, str, str, str | None] | None:
     """The session of this machine's node of the cluster at ``address`` ("auto": the
     newest), with the token, how to reach the GCS, and the node's endpoint (None:
-    look it up in the GCS)."""
+    look it up in the GCS). None: the cluster has no node here (or the address asks
+    for client mode): connect as a client."""
+    client = address.startswith(CLIENT_SCHEME)
+    address = address.removeprefix(CLIENT_SCHEME)
     discovery.check_address(address)
-    node = discovery.find_local_node(address)
+    if client and address == "auto":
+        raise ValueError(f"{CLIENT_SCHEME} takes the head's host:port, not 'auto'")
+    node = None if client else discovery.find_local_node(address)
     if node is not None:
         return node.session, node.token, node.gcs_endpoint, node.node_endpoint
     if address == "auto":
         raise ClusterConnectionError(discovery.no_cluster_message())
+    if not client and _is_loopback(address):  # names this machine: its node must run here
+        raise ClusterConnectionError(
+            f"No node of the cluster at {address} runs on this machine; start one with "
+            f"`nbcluster start --address {address}`, or connect in client mode with {CLIENT_SCHEME}{address}."
+        )
     if not (token or given_token()):
         raise AuthenticationError(
-            f"Connecting to {address} needs the cluster's token: set NBCLUSTER_TOKEN "
-            "(the `token` file in the cluster's session directory)."
+            f"Connecting to {address} needs the cluster's token: pass token_file= (a copy of the head's "
+            "`token` file) or set NBCLUSTER_TOKEN."
         )
-    raise ClusterConnectionError(
-        f"No node of the cluster at {address} runs on this machine; start one with "
-        f"`nbcluster start --address {address}` and connect from here again."
-    )
-
-
-@dataclass(frozen=True)
-class _JobSetup:
-    """What ``init`` sets the driver's job up with."""
-
-    config: RuntimeConfig
-    namespace: str | None
-    runtime_env: RuntimeEnv  # packed: URIs only
-    uploads: dict[str, bytes]  # the packages it names that were made here, by URI
-    log_to_driver: bool
-    autoscaler_events: bool
-
-
-def _job_config(job: _JobSetup) -> common_pb2.JobConfig:
-    """The job's config: the runtime_env merged with a submitted job's, this
-    process's sys.path and cwd, the namespace."""
-    env = runtime_env_setup.from_env().merged(job.runtime_env)
-    cwd = os.getcwd()
-    sys_path = [cwd if p == "" else p for p in sys.path if p == "" or os.path.isdir(p)]
-    return common_pb2.JobConfig(
-        sys_path=sys_path,
-        cwd=cwd,
-        env_vars=dict(env.env_vars),
-        namespace=job.namespace if job.namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
-        log_to_driver=job.log_to_driver,
-        runtime_env_hash=env.hash,
-        working_dir_uri=env.working_dir or "",
-        py_modules_uris=list(env.py_modules),
-    )
-
-
-async def _dial_gcs(gcs_endpoint: str, token: str, config: RuntimeConfig) -> Any:
-    try:
-        return await dial(gcs_endpoint, token, timeout=config.startup_timeout_s)
-    except TransportError as exc:
-        raise public_error(exc, gcs_endpoint, connecting=True) from None
-
-
-async def _upload_packages(gcs: Any, uploads: dict[str, bytes]) -> None:
-    """The runtime_env's packages made here, stored in the GCS once by content."""
-    for uri, data in uploads.items():
-        _, name = packages.parse_uri(uri)
-        await gcs.call(methods.Gcs.KvPut, gcs_pb2.KvPutRequest(namespace=envvars.KV_PACKAGES, key=name.encode(),
-                                                               value=data))
+    return None
 
 
 def _set_node(core: CoreWorker, node_id: bytes) -> None:
@@ -368,7 +342,7 @@ async def _attach_local_node(core: CoreWorker, gcs: Any, session: Session) -> No
     _set_node(core, local[0].node_id)
 
 
-async def _register_job(gcs: Any, core: CoreWorker, job_config: common_pb2.JobConfig) -> bytes:
+async def _register_job(gcs: Any, core: CoreWorker, job: JobRegistration) -> bytes:
     """Register the driver's job (a submitted job's id, if this driver is one); its id."""
     submitted = os.environ.get(envvars.JOB_ID, "")
     reply = await gcs.call(
@@ -379,9 +353,9 @@ async def _register_job(gcs: Any, core: CoreWorker, job_config: common_pb2.JobCo
                 type=gcs_pb2.JOB_TYPE_DRIVER,
                 driver=core.address,
                 driver_pid=os.getpid(),
-                entrypoint=" ".join(sys.argv) or sys.executable,
-                config=job_config,
-                metadata=driver_metadata(),
+                entrypoint=job.entrypoint,
+                config=job.config,
+                metadata=job.metadata,
             )
         ),
     )
@@ -394,21 +368,27 @@ def _connect(
     gcs_endpoint: str,
     node_endpoint: str | None,
     node_id: bytes | None,
-    job: _JobSetup,
-) -> None:
+    job: JobSetup,
+    registration: JobRegistration | None = None,
+    worker_id: bytes | None = None,
+    prepare: Callable[[CoreWorker], None] | None = None,
+) -> CoreWorker:
+    """Connect this process as a driver (its job registered with ``registration``, by
+    default this process's own) and make it the process's runtime. ``prepare(core)``
+    runs before the driver's endpoint starts serving (to register more services)."""
     global _gcs
     started = time.time()
-    job_config = _job_config(job)
+    registration = registration or this_driver(job_config(job))
     holder: dict[str, Any] = {}
 
     async def setup() -> None:
-        gcs = holder["gcs"] = await _dial_gcs(gcs_endpoint, token, job.config)
-        await _upload_packages(gcs, job.uploads)
+        gcs = holder["gcs"] = await dial_gcs(gcs_endpoint, token, job.config)
+        await upload_packages(gcs, job.uploads)
         if node_endpoint is not None and node_id is None:  # a worker node's session
             _set_node(core, bytes.fromhex(session.read_address()["node_id"]))
         if node_endpoint is None:
             await _attach_local_node(core, gcs, session)
-        core.job_id = await _register_job(gcs, core, job_config)
+        core.job_id = await _register_job(gcs, core, registration)
         await core.connect_node(nm_pb2.CLIENT_KIND_DRIVER)
         if job.autoscaler_events and os.environ.get(envvars.AUTOSCALER_EVENTS, "1") not in ("0", "false", "False"):
             core.spawn(autoscaler_printer.print_events(gcs, started))
@@ -420,12 +400,14 @@ def _connect(
         node_id=node_id or b"",
         node_endpoint=node_endpoint or "",
         node_ip="127.0.0.1",
-        worker_id=ids.random_id(),
+        worker_id=worker_id or ids.random_id(),
         config=job.config,
     )
-    core.job_config = job_config
-    core.namespace = job_config.namespace
+    core.job_config = registration.config
+    core.namespace = registration.config.namespace
     core.driver_address = core.address
+    if prepare is not None:
+        prepare(core)
     try:
         core.start(setup)
     except BaseException:
@@ -437,11 +419,36 @@ def _connect(
     core.gcs = holder["gcs"]
     _gcs = holder["gcs"]
     worker_state.current = core
+    return core
+
+
+def connect_on_behalf(
+    session: Session,
+    token: str,
+    gcs_endpoint: str,
+    node_endpoint: str,
+    node_id: bytes,
+    worker_id: bytes,
+    config: RuntimeConfig,
+    registration: JobRegistration,
+    prepare: Callable[[CoreWorker], None],
+) -> CoreWorker:
+    """Connect this process as the driver of another process's job (a client-mode
+    proxy, ``runtime/client/proxy.py``): registered with ``registration``, on the node
+    at ``node_endpoint``, serving what ``prepare(core)`` registers at its endpoint."""
+    job = JobSetup(config, registration.config.namespace, RuntimeEnv.parse(None), {}, True, False)
+    with _lock:
+        core = _connect(session, token, gcs_endpoint, node_endpoint, node_id, job, registration, worker_id, prepare)
+        atexit.register(_shutdown_at_exit)
+    return core
 
 
 def _info() -> ClusterInfo:
     core = worker_state.current
     assert core is not None
+    if core.session is None:  # client mode: no session on this machine
+        return ClusterInfo(address=core.cluster_address, session_dir="", node_id=core.node_id.hex(),
+                           job_id=core.job_id.hex(), embedded=False, client_mode=True)
     return ClusterInfo(
         address=core.session.read_address().get("gcs_address", "") if core.session.address_file.exists() else "",
         session_dir=str(core.session.dir),
@@ -478,7 +485,7 @@ def _shutdown(callbacks: bool) -> None:
         core = worker_state.current
         if core is not None and core.mode == DRIVER:
             core.disconnecting = True
-            if not core.closed and _gcs is not None:
+            if not core.closed and _gcs is not None and core.gcs is _gcs:  # a client's proxy ends its job
                 try:
                     # The tasks' last states before the job's end, for `nbcluster list tasks`.
                     core.run_sync(core.task_events.flush(wait=True), timeout=2.0)

@@ -39,6 +39,8 @@ JOB_ID = "NBCLUSTER_JOB_ID"
 JOB = "NBCLUSTER_JOB"
 #: A job's runtime environment as its entrypoint's driver applies it (JSON).
 RUNTIME_ENV = "NBCLUSTER_RUNTIME_ENV"
+#: The job a client-mode proxy registers for its client (a serialized ``ClientJob``).
+CLIENT_JOB = "NBCLUSTER_CLIENT_JOB"
 
 # --- namespaces of the GCS key-value store ------------------------------------
 #: Working-directory and module packages (``gcs://`` URIs of runtime environments).

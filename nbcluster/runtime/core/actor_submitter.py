@@ -48,6 +48,26 @@ def serialize_none() -> bytes:
 _ALIVE = gcs_pb2.ACTOR_STATE_ALIVE
 
 
+def actor_call(
+    task_id: bytes, actor_id: bytes, class_name: str, method: str, options: TaskOptions, parent: bytes, context: str
+) -> Task:
+    """A call of an actor's method, its arguments not yet set."""
+    task = Task(task_id, FunctionInfo(b"", f"{class_name}.{method}", b""), options)
+    task.method = method
+    task.parent = parent
+    task.context = context
+    task.actor = actor_id
+    return task
+
+
+def creation_task(cls: FunctionInfo, info: gcs_pb2.ActorInfo) -> Task:
+    """An actor's constructor call, its arguments not yet set."""
+    task = Task(info.actor_id, FunctionInfo(cls.function_id, cls.name, cls.pickled), TaskOptions({}, 0, 0, False, b"", ""))
+    task.method = "__init__"
+    task.actor = info
+    return task
+
+
 class ActorQueue:
     """This process's view of one actor, and its calls to it."""
 
@@ -90,16 +110,18 @@ class ActorSubmitter(SubmitterBase):
         context: str = "",
     ) -> list[ObjectRef]:
         """Queue a call of ``method`` on the actor (caller's thread); returns its refs."""
-        core = self.core
-        task = Task(core.ids.next(), FunctionInfo(b"", f"{class_name}.{method}", b""), options)
-        task.method = method
-        task.parent = parent
-        task.context = context
-        task.actor = actor_id
+        task = actor_call(self.core.ids.next(), actor_id, class_name, method, options, parent, context)
         self.prepare_args(task, args, kwargs)
-        if handle_ref is not None:  # the actor lives at least until this call is done
-            core.refs.incref(handle_ref._id)
-            task.held.append(handle_ref._id)
+        return self.queue(task, handle_ref._id if handle_ref is not None else b"")
+
+    def queue(self, task: Task, handle_id: bytes = b"") -> list[ObjectRef]:
+        """Queue an actor call whose arguments are set (any thread); returns its refs.
+        ``handle_id``: the handle object the caller holds (the actor lives at least
+        until this call is done)."""
+        core = self.core
+        if handle_id:
+            core.refs.incref(handle_id)
+            task.held.append(handle_id)
         refs = self.make_returns(task)
         self._new.append(task)
         core.wake()
@@ -114,11 +136,14 @@ class ActorSubmitter(SubmitterBase):
         Returns at once: when a constructor argument is a ref still being computed,
         the actor is registered now (its name reserved) and its constructor call
         follows once the arguments are ready."""
-        core = self.core
-        task = Task(info.actor_id, FunctionInfo(cls.function_id, cls.name, cls.pickled), TaskOptions({}, 0, 0, False, b"", ""))
-        task.method = "__init__"
-        task.actor = info
+        task = creation_task(cls, info)
         self.prepare_args(task, args, kwargs)
+        return self.create_prepared(task, get_if_exists)
+
+    def create_prepared(self, task: Task, get_if_exists: bool) -> tuple[gcs_pb2.ActorInfo, ObjectRef | None]:
+        """``create`` for a constructor call whose arguments are set (not on the loop thread)."""
+        core = self.core
+        info: gcs_pb2.ActorInfo = task.actor
         entries = core.refs.entries
         ready = all((e := entries.get(oid)) is not None and e.payload is not None for oid in task.top_refs)
         try:

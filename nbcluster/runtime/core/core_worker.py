@@ -15,7 +15,6 @@ import collections
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_submitter import ActorSubmitter
 from nbcluster.runtime.core.borrowing import Borrowing
+from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_values import ObjectValues
 from nbcluster.runtime.core.peers import PeerConnections
 from nbcluster.runtime.core.references import Entry, ReferenceTable
@@ -47,7 +47,34 @@ DRIVER = "driver"
 WORKER = "worker"
 
 
-class CoreWorker(PeerConnections, ObjectValues):
+class DriverSinks:
+    """Where a driver shows what reaches it: remote output and lease warnings (the
+    ``PublishLogs`` and ``LeaseWarning`` methods of the CoreWorker service)."""
+
+    def __init__(self) -> None:
+        #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
+        self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
+        #: Shows a node manager's warning about a lease (once per message).
+        self.warning_sink: Callable[[str], None] = logging.getLogger("nbcluster").warning
+        self._warned: set[str] = set()
+
+    def PublishLogs(self, request: cw_pb2.LogBatch, conn: Any) -> common_pb2.Empty:
+        """Output lines of remote tasks: to the log sink."""
+        try:
+            self.log_sink(request)
+        except Exception:  # noqa: BLE001
+            logger.exception("printing remote output failed")
+        return common_pb2.Empty()
+
+    def LeaseWarning(self, request: cw_pb2.LeaseWarningNotice, conn: Any) -> common_pb2.Empty:
+        """A node manager's warning about a lease (an unschedulable task): logged once."""
+        if request.message not in self._warned:
+            self._warned.add(request.message)
+            self.warning_sink(request.message)
+        return common_pb2.Empty()
+
+
+class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
     """This process's runtime: its loop thread, connections, reference table, task
     and actor submitters, (in workers) executor, and the ``CoreWorker`` service.
 
@@ -89,7 +116,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         self.address_bytes = self.address.SerializeToString()
         self.ids = ids.IdGenerator()
         self.refs = ReferenceTable(self.address_bytes, self.wake)
-        self.loop = asyncio.new_event_loop()
+        LoopThread.__init__(self)
         self.closed = False
         #: Set when the driver starts to disconnect (connections closing are expected).
         self.disconnecting = False
@@ -106,7 +133,6 @@ class CoreWorker(PeerConnections, ObjectValues):
         self.task_context = ""
         #: Called as hook(context, refs) after each task or actor call the driver submits (nbcluster.driver).
         self.submit_hook: Any = None
-        self._thread: threading.Thread | None = None
         self._server: framed.FramedServer | None = None
         self.dispatcher = framed.Dispatcher()
         self.dispatcher.register("CoreWorker", self)
@@ -116,10 +142,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         self._seals: collections.deque[bytes] = collections.deque()
         #: (node id, object id) of stored objects to free (from any thread).
         self._frees: collections.deque[tuple[bytes, bytes]] = collections.deque()
-        self._warned: set[str] = set()
-        self._tasks: set[asyncio.Task] = set()
-        #: Prints log lines of remote tasks (drivers); the kernel extension replaces it.
-        self.log_sink: Callable[[cw_pb2.LogBatch], None] = print_log_batch
+        DriverSinks.__init__(self)
         self.task_events = TaskEvents(self)
         self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
@@ -129,16 +152,7 @@ class CoreWorker(PeerConnections, ObjectValues):
     # -- thread and loop ----------------------------------------------------------
     def start(self, setup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         """Start the loop thread, connect to the node manager, then run ``setup``."""
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.call_soon(ready.set)
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="nbcluster-core", daemon=True)
-        self._thread.start()
-        ready.wait()
+        self.start_loop()
         self.run_sync(self._start(setup))
 
     async def _start(self, setup: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
@@ -179,28 +193,6 @@ class CoreWorker(PeerConnections, ObjectValues):
         if not self.closed:
             logger.error("lost the connection to the node manager: %s", conn.close_reason)
 
-    def run_sync(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
-        """Run a coroutine on the loop from another thread and wait for it."""
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("run_sync called on the runtime's own loop thread")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop thread (from any thread)."""
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
-        """Start a coroutine owned by this core worker (cancelled at shutdown)."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("background task failed", exc_info=task.exception())
-
     def shutdown(self) -> None:
         """Close every connection and stop the loop thread (idempotent)."""
         if self.closed or self._thread is None:
@@ -211,10 +203,7 @@ class CoreWorker(PeerConnections, ObjectValues):
             self.run_sync(self._stop(), timeout=5.0)
         except Exception:  # noqa: BLE001
             logger.exception("core worker stop failed")
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5.0)
-        if not self.loop.is_running():
-            self.loop.close()
+        self.stop_loop()
         if worker_state.current is self:
             worker_state.current = None
 
@@ -224,11 +213,7 @@ class CoreWorker(PeerConnections, ObjectValues):
         except (asyncio.TimeoutError, OSError):
             pass
         self.submitter.stop()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:  # let them unwind (close what they opened) while the loop still runs
-            await asyncio.wait(tasks, timeout=2.0)
+        await self.cancel_spawned()  # while the loop still runs
         if self._server is not None:
             await self._server.stop()
         for conn in list(self._conns.values()):
@@ -320,27 +305,52 @@ class CoreWorker(PeerConnections, ObjectValues):
             self.submitter.on_results(request.results, conn)
         return common_pb2.Empty()
 
-    def PublishLogs(self, request: cw_pb2.LogBatch, conn: Any) -> common_pb2.Empty:
-        """Output lines of remote tasks: to the log sink."""
-        try:
-            self.log_sink(request)
-        except Exception:  # noqa: BLE001
-            logger.exception("printing remote output failed")
-        return common_pb2.Empty()
-
-    def LeaseWarning(self, request: cw_pb2.LeaseWarningNotice, conn: Any) -> common_pb2.Empty:
-        """A node manager's warning about a lease (an unschedulable task): logged once."""
-        if request.message not in self._warned:
-            self._warned.add(request.message)
-            logging.getLogger("nbcluster").warning(request.message)
-        return common_pb2.Empty()
-
     def PushTasks(self, request: cw_pb2.PushTasksRequest, conn: Any) -> common_pb2.Empty:
         """Tasks to run here (workers only)."""
         if self.executor is None:
             raise RemoteError(common_pb2.ERROR_CODE_UNIMPLEMENTED, "a driver does not run tasks")
         self.executor.push(request, conn)
         return common_pb2.Empty()
+
+    def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
+        """Cancel the task that returns ``oid`` (any thread); ValueError when it is not
+        a task submitted by this process, or ``force`` for an actor call."""
+        entry = self.refs.get(oid)
+        if entry is None or not entry.owned:
+            raise ValueError(
+                f"cancel() needs the ObjectRef returned by .remote() in this process; ObjectRef({oid.hex()}) "
+                "is not a task owned here."
+            )
+        task = entry.task
+        if task is not None and task.method:  # an actor call
+            if force:
+                raise ValueError("force=True is not supported for actor calls; use nbcluster.kill(actor) instead")
+            self.call_soon(self.actor_submitter.cancel, oid, recursive)
+            return
+        self.call_soon(self.submitter.cancel, oid, force, recursive)
+
+    def cancel_context(self, context: str, force: bool) -> int:
+        """Cancel the unfinished tasks and actor calls this process submitted with
+        ``context`` (and their children; any thread); how many were asked to stop."""
+
+        async def collect() -> list[tuple[bytes, bool]]:
+            found = []
+            for object_id, entry in list(self.refs.entries.items()):
+                task = entry.task
+                if task is None or not entry.owned or task.context != context:
+                    continue
+                if task.machine.is_terminal() or object_id != task.return_ids[0]:
+                    continue
+                found.append((object_id, bool(task.method)))
+            return found
+
+        found = self.run_sync(collect())
+        for object_id, is_actor_call in found:
+            if is_actor_call:
+                self.call_soon(self.actor_submitter.cancel, object_id, True)
+            else:
+                self.call_soon(self.submitter.cancel, object_id, force, True)
+        return len(found)
 
     def CancelTask(self, request: cw_pb2.CancelTaskRequest, conn: Any) -> cw_pb2.CancelTaskReply:
         """Cancel a task running or queued here (and, recursively, what it submitted)."""

@@ -33,6 +33,34 @@ from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError, domain_error
 
 
+def value_or_raise(value: Any, is_error: bool) -> Any:
+    """A deserialized value, or (a stored error) raised as ``get`` raises it: a task's
+    error as an instance of its cause's class too."""
+    if is_error:
+        if isinstance(value, TaskError):
+            raise value.as_instanceof_cause()
+        raise value
+    return value
+
+
+def ref_id(ref: Any) -> bytes:
+    """The id of ``ref``; TypeError if it is not an ObjectRef."""
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(
+            f"get() and wait() take ObjectRefs (or lists of them), not {type(ref).__name__}: "
+            f"{ref!r:.80}. Pass what .remote() or put() returned."
+        )
+    return ref._id
+
+
+def timeout_error(timeout: float | None, waiting: int, total: int) -> GetTimeoutError:
+    """What ``get`` raises when ``waiting`` of ``total`` objects are not ready in time."""
+    return GetTimeoutError(
+        f"get() timed out after {timeout} s: {waiting} of {total} objects not ready. "
+        "Raise the timeout, or use wait() to take the ready ones."
+    )
+
+
 class ObjectValues:
     """Putting, storing, reading and waiting for the values of objects."""
 
@@ -43,22 +71,29 @@ class ObjectValues:
             return common_pb2.ObjectPayload(
                 object_id=object_id, data=obj.to_bytes(), size=obj.total_size, is_error=obj.is_error
             )
-        assert self.nm is not None and self.arena is not None
+        assert self.arena is not None
+        offset = self.run_sync(self.create_stored(object_id, obj.total_size, owner))
+        self.arena.write(offset, obj)
+        return self.seal(object_id, obj.total_size, obj.is_error)
+
+    async def create_stored(self, object_id: bytes, size: int, owner: common_pb2.Address | None = None) -> int:
+        """Loop thread: make room for an object of ``size`` bytes in this node's store,
+        to be written in pieces (``arena.write_at``) and then ``seal``ed; its offset."""
+        assert self.nm is not None
         try:
-            reply = self.run_sync(
-                self.nm.call(
-                    methods.NodeManager.CreateObject,
-                    nm_pb2.CreateObjectRequest(object_id=object_id, size=obj.total_size, owner=owner or self.address),
-                )
+            reply = await self.nm.call(
+                methods.NodeManager.CreateObject,
+                nm_pb2.CreateObjectRequest(object_id=object_id, size=size, owner=owner or self.address),
             )
         except RemoteError as exc:
             raise domain_error(exc) or exc from None
-        self.arena.write(reply.offset, obj)
+        return reply.offset
+
+    def seal(self, object_id: bytes, size: int, is_error: bool = False) -> common_pb2.ObjectPayload:
+        """An object written after ``create_stored`` is complete: its payload."""
         self._seals.append(object_id)
         self.wake()
-        return common_pb2.ObjectPayload(
-            object_id=object_id, node_id=self.node_id, size=obj.total_size, is_error=obj.is_error
-        )
+        return common_pb2.ObjectPayload(object_id=object_id, node_id=self.node_id, size=size, is_error=is_error)
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value``; returns an ObjectRef owned by this process. TypeError for an ObjectRef."""
@@ -93,23 +128,24 @@ class ObjectValues:
                 value = deserialize(payload.data, copy_buffers=True)
             else:
                 value = deserialize(views[payload.object_id], copy_buffers=False)
-            if payload.is_error:
-                if isinstance(value, TaskError):
-                    raise value.as_instanceof_cause()
-                raise value
-            values.append(value)
+            values.append(value_or_raise(value, payload.is_error))
         return values
 
     def _pin_views(self, payloads: Sequence[common_pb2.ObjectPayload]) -> dict[bytes, memoryview]:
         """Pin objects in this node's arena (restoring spilled ones, pulling remote
         ones) and map them."""
+        return self.run_sync(self.pin_views(payloads))
+
+    async def pin_views(self, payloads: Sequence[common_pb2.ObjectPayload]) -> dict[bytes, memoryview]:
+        """``_pin_views`` on the loop: each view keeps its object pinned while it lives;
+        ObjectLostError when one is gone."""
         assert self.arena is not None
         oids = [p.object_id for p in payloads]
         for payload in payloads:
             if payload.node_id in self.dead_nodes:
                 raise self._lost_error(payload.object_id, payload.node_id)
         hints = [p.node_id if p.node_id != self.node_id else b"" for p in payloads]
-        reply = self.run_sync(self._get_objects(oids, hints))
+        reply = await self._get_objects(oids, hints)
         views = {}
         lost = []
         for payload, offset, size, missing in zip(payloads, reply.offsets, reply.sizes, reply.missing):
@@ -210,12 +246,7 @@ class ObjectValues:
 
     def check_ref(self, ref: Any) -> bytes:
         """The id of ``ref``; TypeError if it is not an ObjectRef."""
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(
-                f"get() and wait() take ObjectRefs (or lists of them), not {type(ref).__name__}: "
-                f"{ref!r:.80}. Pass what .remote() or put() returned."
-            )
-        return ref._id
+        return ref_id(ref)
 
     def _fetch_missing(self, oids: Sequence[bytes]) -> None:
         """Ask owners for the status of borrowed objects not yet known here."""
@@ -329,11 +360,7 @@ class ObjectValues:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = self.wait_payloads(oids, len(oids), remaining)
             if not all(ready):
-                waiting = sum(1 for r in ready if not r)
-                raise GetTimeoutError(
-                    f"get() timed out after {timeout} s: {waiting} of {len(oids)} objects not ready. "
-                    "Raise the timeout, or use wait() to take the ready ones."
-                )
+                raise timeout_error(timeout, sum(1 for r in ready if not r), len(oids))
             payloads = [entries[oid].payload for oid in oids]
             try:
                 return self.read_many(payloads)
@@ -381,19 +408,26 @@ class ObjectValues:
                 threading.Thread(target=read, daemon=True).start()
 
         def register() -> None:
-            entry = self.refs.get(oid)
-            if entry is None:
+            if not self.when_ready(oid, resolve):
                 result.set_exception(ObjectLostError(oid.hex(), f"Object {oid.hex()} is unknown here."))
-            elif entry.payload is not None:
-                resolve(oid, entry.payload)
-            else:
-                if entry.callbacks is None:
-                    entry.callbacks = []
-                entry.callbacks.append(resolve)
-                if not entry.owned and not entry.fetching:
-                    entry.fetching = True
-                    self.spawn(self.fetch_status(oid))
 
         self.call_soon(register)
         return result
+
+    def when_ready(self, oid: bytes, callback: Callable[[bytes, common_pb2.ObjectPayload], None]) -> bool:
+        """Loop thread: call ``callback(oid, payload)`` once the object has a value (now,
+        if it has one), asking a borrowed object's owner; False if it is unknown here."""
+        entry = self.refs.get(oid)
+        if entry is None:
+            return False
+        if entry.payload is not None:
+            callback(oid, entry.payload)
+            return True
+        if entry.callbacks is None:
+            entry.callbacks = []
+        entry.callbacks.append(callback)
+        if not entry.owned and not entry.fetching:
+            entry.fetching = True
+            self.spawn(self.fetch_status(oid))
+        return True
 

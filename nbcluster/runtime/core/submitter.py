@@ -102,14 +102,17 @@ class TaskSubmitter(SubmitterBase):
     # -- submitting (caller's thread) ----------------------------------------------
     def submit(self, fn: FunctionInfo, args: tuple, kwargs: dict, options: TaskOptions, parent: bytes = b"", context: str = "") -> list[ObjectRef]:
         """Queue a task (caller's thread); returns its refs."""
-        core = self.core
-        task = Task(core.ids.next(), fn, options)
+        task = Task(self.core.ids.next(), fn, options)
         task.parent = parent
         task.context = context
         self.prepare_args(task, args, kwargs)
+        return self.queue(task)
+
+    def queue(self, task: Task) -> list[ObjectRef]:
+        """Queue a task whose arguments are set (any thread); returns its refs."""
         refs = self.make_returns(task)
         self._new.append(task)
-        core.wake()
+        self.core.wake()
         return refs
 
     # -- the loop: resolving arguments, queueing ------------------------------------

@@ -13,7 +13,7 @@ from nbcluster.exceptions import ObjectLostError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.payloads import error_payload
-from nbcluster.runtime.objects.serialization import serialize
+from nbcluster.runtime.objects.serialization import SerializedObject, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.core.task_events import first_line
 from nbcluster.runtime.states import TASK_TRANSITIONS, StateMachine, TaskState
@@ -158,38 +158,43 @@ class SubmitterBase:
         """Serialize the arguments (large ones into the object store) and hold every
         reference they contain until the task is done."""
         core = self.core
-        if not args and not kwargs:
-            if self._empty_args is None:
-                data = serialize(((), {})).to_bytes()
-                self._empty_args = common_pb2.ObjectPayload(data=data, size=len(data))
-            task.args = self._empty_args
+        packed = pack_args(task.fn.name, args, kwargs)
+        if packed is None:
+            task.args = self.empty_args()
             return
-        top: list[ObjectRef] = []
-
-        def swap(value: Any) -> Any:
-            if type(value) is ObjectRef:
-                top.append(value)
-                return ArgRef(len(top) - 1)
-            return value
-
-        packed = (tuple(swap(a) for a in args), {k: swap(v) for k, v in kwargs.items()})
-        try:
-            obj = serialize(packed)
-        except Exception as exc:
-            raise TypeError(describe_unpicklable(task.fn.name, args, kwargs, exc)) from exc
-        held = [ref._id for ref in top] + [ref._id for ref in obj.contained]
-        if obj.total_size > self.config.inline_threshold:
+        if packed.obj.total_size > self.config.inline_threshold:
             args_id = ids.object_id(task.task_id, 0)
-            task.args = core.store(args_id, obj)
-            core.refs.add_owned(args_id, task.args)  # held by this task, freed at its end
+            payload = core.store(args_id, packed.obj)
+            core.refs.add_owned(args_id, payload)  # held by this task, freed at its end
         else:
-            task.args = common_pb2.ObjectPayload(data=obj.to_bytes(), size=obj.total_size)
+            payload = common_pb2.ObjectPayload(data=packed.obj.to_bytes(), size=packed.obj.total_size)
+        self.set_args(task, payload, packed.top, packed.contained)
+
+    def empty_args(self) -> common_pb2.ObjectPayload:
+        """The packed arguments of a call with none."""
+        if self._empty_args is None:
+            data = serialize(((), {})).to_bytes()
+            self._empty_args = common_pb2.ObjectPayload(data=data, size=len(data))
+        return self._empty_args
+
+    def set_args(self, task: Task, payload: common_pb2.ObjectPayload, top: list[bytes], contained: list[bytes]) -> None:
+        """Give ``task`` its packed arguments (inline, or an object owned here that the
+        task then holds) and hold the references they name until it is done."""
+        held = [*top, *contained]
         for oid in held:
-            core.refs.incref(oid)
-        if not task.args.HasField("data"):
-            held.append(task.args.object_id)
+            self.core.refs.incref(oid)
+        if not payload.HasField("data"):
+            held.append(payload.object_id)
+        task.args = payload
         task.held = held
-        task.top_refs = [ref._id for ref in top]
+        task.top_refs = list(top)
+
+    def refuse(self, task: Task, exc: BaseException) -> list[ObjectRef]:
+        """A task that cannot be submitted (any thread): its returns hold ``exc``."""
+        task.args = self.empty_args()
+        refs = self.make_returns(task)
+        self.core.call_soon(self._fail, task, exc)
+        return refs
 
     def make_returns(self, task: Task) -> list[ObjectRef]:
         """Make the task's return refs (owned here)."""
@@ -295,6 +300,40 @@ class SubmitterBase:
     def children_of(self, parent: bytes) -> list[Task]:
         """The tasks in flight that task ``parent`` submitted."""
         return [t for tid in self._children.get(parent, ()) if (t := self._tasks.get(tid)) is not None]
+
+
+class PackedArgs:
+    """A call's arguments serialized, top-level refs swapped for placeholders."""
+
+    __slots__ = ("obj", "top", "contained")
+
+    def __init__(self, obj: SerializedObject, top: list[bytes], contained: list[bytes]) -> None:
+        self.obj = obj
+        #: Ids of the top-level ref arguments (resolved to values before the call runs).
+        self.top = top
+        #: Ids of refs nested inside the arguments (passed as refs).
+        self.contained = contained
+
+
+def pack_args(fn_name: str, args: tuple, kwargs: dict) -> PackedArgs | None:
+    """Serialize a call's arguments (None: there are none); TypeError naming the
+    argument that cannot be pickled."""
+    if not args and not kwargs:
+        return None
+    top: list[ObjectRef] = []
+
+    def swap(value: Any) -> Any:
+        if type(value) is ObjectRef:
+            top.append(value)
+            return ArgRef(len(top) - 1)
+        return value
+
+    packed = (tuple(swap(a) for a in args), {k: swap(v) for k, v in kwargs.items()})
+    try:
+        obj = serialize(packed)
+    except Exception as exc:
+        raise TypeError(describe_unpicklable(fn_name, args, kwargs, exc)) from exc
+    return PackedArgs(obj, [ref._id for ref in top], [ref._id for ref in obj.contained])
 
 
 def fill_spec(spec: common_pb2.TaskSpec, task: Task, core: "CoreWorker") -> None:

@@ -48,6 +48,7 @@ class ClientHandlers:
     _queue: list[Any]
     _leases: dict[int, Any]
     _relay: Any
+    client_sessions: Any
 
     def _schedule(self) -> None:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
@@ -73,6 +74,8 @@ class ClientHandlers:
                 raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, "unknown worker id")
             client.worker = worker
             self._schedule()
+        elif request.kind == nm_pb2.CLIENT_KIND_DRIVER and self.client_sessions is not None:
+            self.client_sessions.registered(client.worker_id)
         return nm_pb2.RegisterClientReply(
             node_id=self.node_id,
             arena_path=str(self.store.arena_path),

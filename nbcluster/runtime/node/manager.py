@@ -34,6 +34,7 @@ from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.clients import Client, ClientHandlers
 from nbcluster.runtime.node.cluster_view import ClusterView
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.client_sessions import ClientSessions
 from nbcluster.runtime.node.jobs import JobSupervisors
 from nbcluster.runtime.node.objects import ObjectHandlers
 from nbcluster.runtime.node.options import NodeOptions, default_object_store_memory, node_resources
@@ -129,6 +130,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         self.store: ObjectStore | None = None
         self.pool: WorkerPool | None = None
         self.jobs: JobSupervisors | None = None
+        self.client_sessions: ClientSessions | None = None
         self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
         #: Since when (monotonic) the node has been idle; None while busy.
         self._idle_since: float | None = time.monotonic()
@@ -176,6 +178,10 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         self.jobs = JobSupervisors(
             self.session, self._token, self.config.to_env(), self._gcs_route, self._hold, self._release_held,
             self._report_job,
+        )
+        self.client_sessions = ClientSessions(
+            self.session, self._token, self.config.to_env(), self.node_id, self.local_endpoint,
+            self.config.startup_timeout_s,
         )
         self.pool = WorkerPool(
             base_size=max(0, int(opts.num_cpus)),
@@ -252,6 +258,7 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
             task.cancel()
         procs = self.pool.shutdown() if self.pool else []
         supervisors = self.jobs.shutdown() if self.jobs is not None else []
+        procs += self.client_sessions.shutdown() if self.client_sessions is not None else []
         if self._gcs is not None:
             if not self.fenced:
                 await self._gcs.unregister("it shut down")
@@ -292,7 +299,14 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
             self.fenced = True
         self.shutdown_requested.set()
 
-    # -- jobs ---------------------------------------------------------------------
+    # -- jobs and client sessions ----------------------------------------------------
+    async def StartClientSession(
+        self, request: nm_pb2.StartClientSessionRequest, conn: Any
+    ) -> nm_pb2.StartClientSessionReply:
+        """Client mode: start a proxy driver here for a client with no node of its own."""
+        assert self.client_sessions is not None
+        return await self.client_sessions.start(request, self._gcs_route())
+
     def StartJob(self, request: nm_pb2.StartJobRequest, conn: Any) -> nm_pb2.StartJobReply:
         """Start a job's supervisor here (refused while draining)."""
         assert self.jobs is not None
@@ -348,6 +362,8 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
                 await self._retire(worker)
             if self.jobs is not None:
                 self.jobs.reap()
+            if self.client_sessions is not None:
+                self.client_sessions.reap()
             self.pool.ensure(0)
             if self.pool.startup_failures >= 3:
                 self._fail_queue(

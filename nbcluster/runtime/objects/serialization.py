@@ -21,6 +21,7 @@ import pickle
 import struct
 import threading
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
@@ -159,6 +160,14 @@ class SerializedObject:
         target[start : start + len(self.pickled)] = self.pickled
         for buf, off in zip(self.buffers, self._offsets):
             target[off : off + buf.nbytes] = buf
+
+    def pieces(self, size: int) -> Iterator[tuple[int, memoryview]]:
+        """The object's bytes as (offset, piece) of at most ``size`` bytes, in order,
+        without joining them (alignment padding is left out: it is never read)."""
+        head = memoryview(self._header() + self.pickled)
+        for start, data in ((0, head), *zip(self._offsets, (memoryview(b).cast("B") for b in self.buffers))):
+            for at in range(0, len(data), size):
+                yield start + at, data[at : at + size]
 
     def write_fd(self, fd: int) -> None:
         """Write into a file (a new shared-memory object) with pwrite: the kernel

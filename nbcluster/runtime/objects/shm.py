@@ -42,6 +42,10 @@ class Arena:
         """Write a serialized object at ``offset``."""
         obj.write_into(self._view[offset : offset + obj.total_size])
 
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        """Write raw bytes at ``offset`` (a part of an object being stored in pieces)."""
+        self._view[offset : offset + len(data)] = data
+
     def view(self, offset: int, size: int, on_release: Callable[[], None]) -> memoryview:
         """A read-only view of ``size`` bytes at ``offset``; ``on_release()`` runs once
         the view and everything made from it are gone."""

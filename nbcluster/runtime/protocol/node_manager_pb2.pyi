@@ -325,3 +325,34 @@ class DrainNodeReply(_message.Message):
     accepted: bool
     busy: str
     def __init__(self, accepted: _Optional[bool] = ..., busy: _Optional[str] = ...) -> None: ...
+
+class ClientJob(_message.Message):
+    __slots__ = ("config", "metadata", "entrypoint", "reconnect_grace_s")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    RECONNECT_GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    config: _common_pb2.JobConfig
+    metadata: _containers.ScalarMap[str, str]
+    entrypoint: str
+    reconnect_grace_s: float
+    def __init__(self, config: _Optional[_Union[_common_pb2.JobConfig, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., entrypoint: _Optional[str] = ..., reconnect_grace_s: _Optional[float] = ...) -> None: ...
+
+class StartClientSessionRequest(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: ClientJob
+    def __init__(self, job: _Optional[_Union[ClientJob, _Mapping]] = ...) -> None: ...
+
+class StartClientSessionReply(_message.Message):
+    __slots__ = ("endpoint",)
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    def __init__(self, endpoint: _Optional[str] = ...) -> None: ...

@@ -16,13 +16,14 @@ from typing import Any
 from google.protobuf import message_factory
 
 from nbcluster.runtime.protocol import (
+    client_pb2,
     common_pb2,
     core_worker_pb2,
     gcs_pb2,
     node_manager_pb2,
 )
 
-_FILES = (common_pb2, gcs_pb2, node_manager_pb2, core_worker_pb2)
+_FILES = (common_pb2, gcs_pb2, node_manager_pb2, core_worker_pb2, client_pb2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ TABLE, _SERVICES, PROTOCOL_DIGEST = _build()
 Gcs: Any = _SERVICES["Gcs"]
 NodeManager: Any = _SERVICES["NodeManager"]
 CoreWorker: Any = _SERVICES["CoreWorker"]
+ClientProxy: Any = _SERVICES["ClientProxy"]
 
 
 def methods_of(service: str) -> list[Method]:

@@ -1,0 +1,126 @@
+"""Client mode on one machine (``nbcluster://`` forces it where a node runs): what
+the cross-machine tests (test_client_mode.py) do not show — errors and nested refs
+through the proxy, futures and ``await``, the connection made again within the
+grace with the session kept, and the errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from .cli_tools import Machine
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[tuple[Machine, str]]:
+    machine = Machine("client-local")
+    try:
+        address = machine.start_head("--port", "0", "--num-cpus", "2", "--node-ip-address", "127.0.0.1")
+        yield machine, address
+    finally:
+        machine.close()
+
+
+def drive(head: tuple[Machine, str], code: str) -> dict:
+    machine, address = head
+    preamble = f"""
+import asyncio, json, os, time
+import nbcluster
+info = nbcluster.init(address="nbcluster://{address}", token_file={str(machine.token_file())!r})
+assert info.client_mode, info
+"""
+    out = machine.python(preamble + textwrap.dedent(code), timeout=120).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_errors_nested_refs_futures_and_timeouts(head: tuple[Machine, str]) -> None:
+    out = drive(head, """
+        @nbcluster.remote
+        def fail(): raise ValueError("bad value in a task")
+        try:
+            nbcluster.get(fail.remote())
+            caught = None
+        except ValueError as exc:
+            caught = [type(exc).__name__, isinstance(exc, nbcluster.exceptions.RayTaskError), "bad value" in str(exc)]
+        @nbcluster.remote
+        def wrap(n): return [nbcluster.put(list(range(n)))]
+        outer = wrap.remote(5)
+        inner = nbcluster.get(outer)[0]
+        del outer  # the inner ref stays valid: the proxy holds it for this client
+        time.sleep(0.5)
+        nested = nbcluster.get(inner)
+        async def main():
+            @nbcluster.remote
+            def square(x): return x * x
+            return await square.remote(7)
+        awaited = asyncio.run(main())
+        @nbcluster.remote
+        def slow(): time.sleep(30)
+        pending = slow.remote()
+        try:
+            nbcluster.get(pending, timeout=0.3)
+            timed_out = False
+        except nbcluster.exceptions.GetTimeoutError:
+            timed_out = True
+        ready, rest = nbcluster.wait([pending], timeout=0.2)
+        nbcluster.cancel(pending)
+        future = nbcluster.put("via a future").future().result(timeout=10)
+        try:
+            nbcluster.put(inner)
+            put_ref = None
+        except TypeError as exc:
+            put_ref = str(exc)
+        print(json.dumps({"caught": caught, "nested": nested, "awaited": awaited, "timed_out": timed_out,
+                          "ready": len(ready), "rest": len(rest), "future": future, "put_ref": put_ref}))
+    """)
+    assert out["caught"] == ["TaskError(ValueError)", True, True], out  # as a local driver raises it
+    assert out["nested"] == [0, 1, 2, 3, 4] and out["awaited"] == 49 and out["future"] == "via a future"
+    assert out["timed_out"] and out["ready"] == 0 and out["rest"] == 1
+    assert "put() of an ObjectRef is not allowed" in out["put_ref"]
+
+
+def test_a_dropped_connection_is_made_again_and_the_session_kept(head: tuple[Machine, str]) -> None:
+    out = drive(head, """
+        from nbcluster.runtime.core import worker_state
+        @nbcluster.remote
+        def double(x): return 2 * x
+        kept = nbcluster.put("kept across the reconnect")
+        before = nbcluster.get(double.remote(1))
+        core = worker_state.current
+        first = core.link.conn
+        core.call_soon(first.close)  # the connection drops (as a network blip would)
+        deadline = time.time() + 20
+        while (core.link.conn is first or core.link.conn is None) and time.time() < deadline:
+            time.sleep(0.05)
+        after = nbcluster.get([double.remote(2), kept])
+        print(json.dumps({"before": before, "after": after, "new_connection": core.link.conn is not first,
+                          "endpoint_same": core.link.endpoint}))
+    """)
+    assert out["new_connection"] and out["before"] == 2
+    assert out["after"] == [4, "kept across the reconnect"]
+
+
+def test_bad_addresses_are_clear_errors(head: tuple[Machine, str]) -> None:
+    machine, address = head
+    out = machine.python(textwrap.dedent(f"""
+        import json, nbcluster
+        errors = {{}}
+        for name, kwargs in {{
+            "auto": dict(address="nbcluster://auto"),
+            "loopback": dict(address="127.0.0.1:1"),
+            "no_token": dict(address="nbcluster://{address}"),
+        }}.items():
+            try:
+                nbcluster.init(**kwargs)
+                errors[name] = None
+            except Exception as exc:
+                errors[name] = [type(exc).__name__, str(exc)]
+        print(json.dumps(errors))
+    """), env={"NBCLUSTER_TEMP_DIR": str(machine.root / "empty")}).stdout
+    errors = json.loads(out.strip().splitlines()[-1])
+    assert errors["auto"][0] == "ValueError" and "host:port" in errors["auto"][1]
+    assert errors["loopback"][0] == "ClusterConnectionError" and "nbcluster://127.0.0.1:1" in errors["loopback"][1]
+    assert errors["no_token"][0] == "AuthenticationError" and "token" in errors["no_token"][1]

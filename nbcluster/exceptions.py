@@ -15,6 +15,7 @@ __all__ = [
     "RayError",
     "RayTaskError",
     "RayActorError",
+    "RaySystemError",
     "TaskError",
     "WorkerCrashedError",
     "TaskCancelledError",
@@ -23,10 +24,17 @@ __all__ = [
     "ObjectLostError",
     "OwnerDiedError",
     "ObjectFreedError",
+    "ObjectFetchTimedOutError",
+    "ObjectReconstructionFailedError",
     "ObjectStoreFullError",
+    "OutOfMemoryError",
     "ActorDiedError",
+    "ActorUnavailableError",
+    "PendingCallsLimitExceeded",
     "NodeDiedError",
+    "LocalRayletDiedError",
     "RuntimeEnvSetupError",
+    "CrossLanguageError",
     "ClusterConnectionError",
     "AuthenticationError",
     "PermissionDeniedError",
@@ -180,8 +188,26 @@ class ObjectFreedError(ObjectLostError):
     """The object was freed because no reference to it remained."""
 
 
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Fetching an object from another node took too long (Ray's name). Not raised
+    yet: a pull from a node that stops answering ends as :class:`ObjectLostError` when
+    that node is declared dead."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """An object's only copy was lost and running its task again failed or was not
+    allowed (Ray's name). Not raised yet: such an object raises
+    :class:`ObjectLostError`, whose message says it cannot be rebuilt."""
+
+
 class ObjectStoreFullError(NbclusterError):
     """The shared-memory store cannot make room for an object."""
+
+
+class OutOfMemoryError(NbclusterError):
+    """A node ran low on memory and killed the task's worker to free some (Ray's
+    name). Raised once nodes watch their memory (the memory monitor); until then a
+    worker the kernel's OOM killer ends raises :class:`WorkerCrashedError`."""
 
 
 class RayActorError(NbclusterError):
@@ -193,8 +219,33 @@ class ActorDiedError(RayActorError):
     """The actor is dead and will not restart."""
 
 
+class ActorUnavailableError(RayActorError):
+    """The actor is alive but cannot be reached for now, e.g. while it restarts
+    (Ray's name); the call may succeed if sent again. Not raised yet: calls made
+    while an actor restarts wait for it."""
+
+
+class PendingCallsLimitExceeded(NbclusterError):
+    """A caller has more calls queued for an actor than its ``max_pending_calls``
+    allows (Ray's name). Not raised yet: that actor option is not supported, so
+    calls queue without a limit."""
+
+
 class NodeDiedError(NbclusterError):
-    """A node of the cluster died."""
+    """A node of the cluster died (Ray's name). Not raised yet: work that was
+    running on a dead node is retried, or fails with :class:`WorkerCrashedError`,
+    :class:`ActorDiedError` or :class:`ObjectLostError`."""
+
+
+class LocalRayletDiedError(NbclusterError):
+    """This process's node manager died (Ray's name for the raylet). Not raised
+    yet: a process that loses its node manager raises
+    :class:`ClusterConnectionError`."""
+
+
+class CrossLanguageError(NbclusterError):
+    """A call across languages failed (Ray's name). Never raised: nbcluster runs
+    Python only."""
 
 
 class RuntimeEnvSetupError(NbclusterError):
@@ -292,3 +343,4 @@ def _user_name(uid: int) -> str:
 #: ray``) catches what it expects: ``except ray.exceptions.RayTaskError``.
 RayError = NbclusterError
 RayTaskError = TaskError
+RaySystemError = NbclusterSystemError

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,18 +118,20 @@ def net() -> Iterator[Net]:
     head: Machine | None = None
     daemons: dict[str, Sshd] = {}
     try:
-        head_ns, _ = hosts.add("A")
+        head_ns, head_ip = hosts.add("A")
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         head = Machine("head", netns=head_ns, env={"PYTHONPATH": pythonpath})
         keys = SshKeys(tmp)
-        roots = {}
-        for name in WORKERS:
-            netns, ip = hosts.add(name)
-            roots[name] = tmp / f"root-{name}"
-            roots[name].mkdir(mode=0o700)
-            env = {"PYTHONPATH": pythonpath, "NBCLUSTER_TEMP_DIR": str(roots[name]),
-                   "NBCLUSTER_SHM_DIR": os.environ["NBCLUSTER_SHM_DIR"]}
+        shm = os.environ["NBCLUSTER_SHM_DIR"]
+        roots = {"A": head.root}
+        for name in ("A", *WORKERS):  # A's sshd: a head started over SSH uses the head's temp root
+            netns, ip = (head_ns, head_ip) if name == "A" else hosts.add(name)
+            roots.setdefault(name, tmp / f"root-{name}").mkdir(mode=0o700, exist_ok=True)
+            (tmp / f"home-{name}").mkdir(mode=0o700)
+            env = {"PYTHONPATH": pythonpath, "NBCLUSTER_TEMP_DIR": str(roots[name]), "NBCLUSTER_SHM_DIR": shm,
+                   "HOME": str(tmp / f"home-{name}")}
             daemons[name] = start_sshd(name, netns, ip, tmp, keys, env)
+        hosts.add("B")  # a laptop: runs nbcluster commands, no node
         known_hosts = tmp / "known_hosts"
         known_hosts.write_text("".join(d.known_hosts_line() + "\n" for d in daemons.values()))
         yield Net(hosts, head, "", daemons, keys, known_hosts, tmp, roots)
@@ -254,3 +257,46 @@ def test_attach_execs_ssh_to_the_head_with_the_checked_host_key(net: Net) -> Non
     assert file == "ssh" and argv[-1] == f"root@{net.ip('A')}", argv
     assert argv.count("StrictHostKeyChecking=yes") == 1
     assert f"UserKnownHostsFile={net.known_hosts}" in argv and str(net.keys.private_key) in argv
+
+
+def test_up_from_another_machine_starts_the_head_over_ssh(net: Net) -> None:
+    """`nbcluster up` on B (no node there): the head starts on A over SSH with the YAML and
+    key copied there; a script submitted from B runs a task on a worker machine; `down`
+    from B leaves nothing on A, C or D."""
+    laptop = Machine("laptop", netns=net.hosts.hosts["B"][0], env={"PYTHONPATH": net.head.env["PYTHONPATH"]})
+    try:
+        path = net.write(net.config(), "remote.yaml")
+        out = laptop.run("up", str(path), "--port", str(PORT), "--system-config", json.dumps(SYSTEM)).stdout
+        assert f"head node at {net.ip('A')}:{PORT}" in out and "Worker machines" in out, out
+        copied = net.tmp / "home-A" / ".nbcluster" / "clusters" / "ssh-test"
+        assert oct(copied.stat().st_mode & 0o777) == "0o700"
+        assert (copied / "ssh_private_key").read_bytes() == net.keys.private_key.read_bytes()
+        assert (net.head.root / "head-setup-ran").exists()
+        assert not list(laptop.root.iterdir()) and not laptop.processes()  # nothing runs on B
+
+        script = net.tmp / "remote_job.py"
+        script.write_text(textwrap.dedent("""
+            import socket
+            import nbcluster
+            nbcluster.init(address="auto")
+
+            @nbcluster.remote(num_cpus=1)
+            def where():
+                return nbcluster.get_runtime_context().get_node_id()
+
+            node = nbcluster.get(where.remote(), timeout=120)
+            print("ran on", [n["NodeManagerAddress"] for n in nbcluster.nodes() if n["NodeID"] == node][0])
+        """))
+        ran = laptop.run("submit", str(path), str(script), timeout=180).stdout
+        assert any(f"ran on {net.ip(w)}" in ran for w in WORKERS), ran
+        status = laptop.run("exec", str(path), f"{sys.executable} -m nbcluster.runtime.cli status").stdout
+        assert f"Cluster at {net.ip('A')}:{PORT}" in status, status
+
+        down = laptop.run("down", str(path)).stdout
+        assert "Stopped" in down, down
+        for host in ("A", *WORKERS):
+            assert not net.nbcluster_procs(host), host
+        for name in WORKERS:
+            assert not list(net.roots[name].glob("session_*")), name
+    finally:
+        laptop.close()

@@ -528,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--node-ip-address", help="the address other machines reach the head at (default: detected)")
     up.add_argument("--system-config", help="runtime settings as JSON (advanced)")
     up.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the cluster")
+    up.add_argument("--setup-done", action="store_true", help=argparse.SUPPRESS)  # an `up` over SSH ran them
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the cluster of a cluster YAML (head and added nodes)")

@@ -82,16 +82,18 @@ def up(opts: argparse.Namespace, config: Any, start_here: Callable[[str], int]) 
     if config.ignored_keys:
         print(f"Note: keys not used by nbcluster: {', '.join(config.ignored_keys)}", file=sys.stderr)
     commands = (*settings.setup_commands, *settings.head_setup_commands)
-    if is_this_machine(settings.head_ip):
+    if not is_this_machine(settings.head_ip):
+        code = _ssh(_up_remote, opts, config, settings, commands)  # the head's `up` says the rest
+        if code == 0:
+            print(f"\nFrom this machine:  nbcluster exec {opts.config} 'nbcluster status'    "
+                  f"nbcluster attach {opts.config}    nbcluster down {opts.config}")
+        return code
+    if not getattr(opts, "setup_done", False):
         _run_local(commands, "setup command")
-        code = start_here(settings.head_ip)
-    else:
-        code = _ssh(_up_remote, opts, config, settings, commands)
+    code = start_here(settings.head_ip)
     if code == 0:
         workers = ", ".join(settings.worker_ips) or "none"
         print(f"Worker machines (one node each, started over SSH as demand needs them): {workers}")
-        print(f"Run on the head:     nbcluster exec {opts.config} 'nbcluster status'\n"
-              f"Log in to the head:  nbcluster attach {opts.config}")
     return code
 
 
@@ -103,7 +105,7 @@ async def _up_remote(opts: Any, config: Any, settings: Any, commands: Sequence[s
         for command in commands:
             await run_checked(conn, command, host, "setup command")
         remote_yaml = await _copy_config(conn, config, settings, host)
-        args = ["up", remote_yaml, "--port", str(opts.port)]
+        args = ["up", remote_yaml, "--port", str(opts.port), "--setup-done"]
         if opts.system_config:
             args += ["--system-config", opts.system_config]
         return await _stream(conn, settings.python_argv("nbcluster.runtime.cli", *args))

@@ -18,7 +18,6 @@ import os
 import shlex
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -182,11 +181,3 @@ def is_this_machine(host: str) -> bool:
     mine = {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs}
     return any(ipaddress.ip_address(a).is_loopback or a in mine for a in addresses)
 
-
-def key_file(path: str | None) -> Path | None:
-    """The private key file, checked to exist (SshError naming it otherwise)."""
-    if path is None:
-        return None
-    if not os.path.isfile(path):
-        raise SshError(f"auth.ssh_private_key: {path} does not exist")
-    return Path(path)

@@ -7,7 +7,9 @@ start records what it started in ``processes.json`` in its session directory, an
 
 ``nbcluster up cluster.yaml`` starts a head with the autoscaler (Ray's cluster YAML;
 the ``local`` provider adds node managers on this machine); ``nbcluster down
-cluster.yaml`` stops that cluster and the nodes its autoscaler added.
+cluster.yaml`` stops that cluster and the nodes its autoscaler added. With
+``provider: type: ssh`` the head and the workers run on your machines, and ``attach``,
+``exec`` and ``submit`` reach the head (``cli_cluster.py``).
 
 Starting, recording and stopping such clusters is ``detached.py``'s (the Jupyter
 server extension uses it too); the ``job`` commands are in ``cli_jobs.py``, the text
@@ -32,7 +34,7 @@ import psutil
 
 from nbcluster._version import __version__
 from nbcluster.exceptions import NbclusterError
-from nbcluster.runtime import cli_view, discovery, envvars, state, tls
+from nbcluster.runtime import cli_cluster, cli_view, discovery, envvars, state, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import ca_for, token_from_env, trust
 from nbcluster.runtime.cli_jobs import add_job_commands
@@ -371,7 +373,14 @@ def _running_cluster(name: str) -> dict[Path, tuple[dict, list[psutil.Process]]]
 
 def cmd_up(opts: argparse.Namespace) -> int:
     """``nbcluster up``: start the head of a cluster YAML, with its autoscaler."""
-    name = _load_config(opts.config).cluster_name
+    config = _load_config(opts.config)
+    if config.provider.type == "ssh":
+        return cli_cluster.up(opts, config, lambda head_ip: _up_here(opts, config.cluster_name, head_ip))
+    return _up_here(opts, config.cluster_name, opts.node_ip_address)
+
+
+def _up_here(opts: argparse.Namespace, name: str, node_ip: str | None) -> int:
+    """Start the head of the cluster ``name`` on this machine, listening on ``node_ip``."""
     running = _running_cluster(name)
     if running:
         path, (info, _) = next(iter(running.items()))
@@ -383,8 +392,9 @@ def cmd_up(opts: argparse.Namespace) -> int:
               f"`nbcluster status` shows it; `nbcluster down {opts.config}` stops it.")
         return 0
     start_opts = build_parser().parse_args(["start", "--head", "--autoscaling-config", opts.config])
-    for key in ("port", "node_ip_address", "system_config", "block"):
+    for key in ("port", "system_config", "block"):
         setattr(start_opts, key, getattr(opts, key))
+    start_opts.node_ip_address = node_ip
     code = cmd_start(start_opts)
     if not opts.block:
         print(f"Stop it with:        nbcluster down {opts.config}")
@@ -393,7 +403,13 @@ def cmd_up(opts: argparse.Namespace) -> int:
 
 def cmd_down(opts: argparse.Namespace) -> int:
     """``nbcluster down``: stop the cluster of a cluster YAML."""
-    name = _load_config(opts.config).cluster_name
+    config = _load_config(opts.config)
+    if config.provider.type == "ssh":
+        return cli_cluster.down(opts, config, lambda: _down_here(opts, config.cluster_name))
+    return _down_here(opts, config.cluster_name)
+
+
+def _down_here(opts: argparse.Namespace, name: str) -> int:
     running = _running_cluster(name)
     if not running:
         print(f"Cluster {name} is not running on this machine.")
@@ -518,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--node-ip-address", help="the address other machines reach the head at (default: detected)")
     up.add_argument("--system-config", help="runtime settings as JSON (advanced)")
     up.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the cluster")
+    up.add_argument("--setup-done", action="store_true", help=argparse.SUPPRESS)  # an `up` over SSH ran them
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the cluster of a cluster YAML (head and added nodes)")
@@ -544,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
     lister.set_defaults(func=cmd_list)
 
+    cli_cluster.add_cluster_commands(commands)
     add_job_commands(commands)
     return parser
 

@@ -3,9 +3,12 @@
 :func:`load_config` reads a YAML file (or an already-parsed dict), checks every key and
 value, and returns a frozen :class:`AutoscalingConfig`. A bad file raises
 :class:`~nbcluster.exceptions.AutoscalerConfigError` naming the file, the line, the dotted
-key, what is wrong and how to fix it. Ray keys with no meaning here (``auth``,
-``setup_commands``, ...) are accepted and listed in ``ignored_keys``, so Ray users'
-files load unchanged.
+key, what is wrong and how to fix it. Ray keys with no meaning here (``docker``,
+``file_mounts``, ...) are accepted and listed in ``ignored_keys``, so Ray users'
+files load unchanged. ``auth`` and the setup commands (``setup_commands``,
+``head_setup_commands``, ``worker_setup_commands``) set up machines over SSH: with
+``provider: type: ssh`` they are checked and kept in :class:`ProviderConfig`; with any
+other provider they are ignored too.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _TOP_RAY_ONLY = tuple(
     "rsync_filter initialization_commands setup_commands head_setup_commands worker_setup_commands "
     "head_start_ray_commands worker_start_ray_commands min_workers".split()
 )
+#: Top-level keys the ssh node provider reads (ignored with other providers).
+_SSH_TOP = ("auth", "setup_commands", "head_setup_commands", "worker_setup_commands")
 _TYPE_KEYS = ("max_workers", "min_workers", "node_config", "resources")
 _TYPE_RAY_ONLY = ("worker_setup_commands", "docker", "labels")
 
@@ -66,6 +71,21 @@ class ProviderConfig:
     type: str = "local"
     #: Every other key of ``provider:`` (e.g. ``module`` for type ``external``).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Type ``ssh`` only: the top-level ``auth:`` (``ssh_user``, ``ssh_private_key``, ...).
+    auth: dict[str, Any] = field(default_factory=dict)
+    #: Type ``ssh`` only: shell commands run on every node (then on the head, on
+    #: workers) before its node manager starts.
+    setup_commands: tuple[str, ...] = ()
+    head_setup_commands: tuple[str, ...] = ()
+    worker_setup_commands: tuple[str, ...] = ()
+
+    def top_level(self) -> dict[str, Any]:
+        """The top-level YAML keys this section was read from besides ``provider:``."""
+        out: dict[str, Any] = {"auth": copy.deepcopy(self.auth)} if self.auth else {}
+        for key in _SSH_TOP[1:]:
+            if getattr(self, key):
+                out[key] = list(getattr(self, key))
+        return out
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,7 @@ class AutoscalingConfig:
                 for name, t in self.available_node_types.items()
             },
             "provider": {**copy.deepcopy(self.provider.options), "type": self.provider.type},
+            **self.provider.top_level(),
             **({"tls": self.tls} if self.tls is not None else {}),
         }
 
@@ -321,7 +342,7 @@ class _Checker:
         return AutoscalingConfig(
             cluster_name=name, max_workers=max_workers, upscaling_speed=speed, idle_timeout_minutes=idle,
             head_node_type=head, available_node_types=types,
-            provider=self.provider(data.get("provider", _MISSING)), tls=use_tls,
+            provider=self.provider(data.get("provider", _MISSING), data), tls=use_tls,
             source=self.source, ignored_keys=tuple(self.ignored),
         )
 
@@ -350,7 +371,7 @@ class _Checker:
             node_config = self.mapping(node_config, path + ("node_config",), "{instance_type: m5.large}")
         return NodeTypeConfig(name, resources, min_workers, max_workers, copy.deepcopy(node_config or {}))
 
-    def provider(self, raw: Any) -> ProviderConfig:
+    def provider(self, raw: Any, top: dict[str, Any]) -> ProviderConfig:
         if raw is _MISSING:
             return ProviderConfig()
         path = ("provider",)
@@ -361,4 +382,20 @@ class _Checker:
         if not isinstance(ptype, str) or not ptype:
             self.fail(path + ("type",), f"must be a non-empty string, got {_show(ptype)}",
                       "write e.g. type: local", at_value=True)
-        return ProviderConfig(ptype, copy.deepcopy({k: v for k, v in raw.items() if k != "type"}))
+        options = copy.deepcopy({k: v for k, v in raw.items() if k != "type"})
+        if ptype != "ssh":
+            return ProviderConfig(ptype, options)
+        self.ignored[:] = [k for k in self.ignored if k not in _SSH_TOP]  # the ssh provider reads them
+        auth = top.get("auth", {})
+        auth = copy.deepcopy(self.mapping({} if auth is None else auth, ("auth",), "{ssh_user: ubuntu}"))
+        commands = {key: self.commands(top.get(key), (key,)) for key in _SSH_TOP[1:]}
+        return ProviderConfig(ptype, options, auth, **commands)
+
+    def commands(self, value: Any, path: _Path) -> tuple[str, ...]:
+        """A list of shell commands (None: none)."""
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            self.fail(path, f"must be a list of shell commands (strings), got {_show(value)}",
+                      f"write e.g. {path[-1]}: [pip install numpy]", at_value=True)
+        return tuple(value)

@@ -14,7 +14,7 @@ guarantees, which the reconcile loop relies on:
 - ``poll_errors()`` returns each launch failure once (and a node that died by
   itself before it was terminated).
 
-Providers are found by ``provider.type``: ``local`` and any name registered in the
+Providers are found by ``provider.type``: ``local``, ``ssh`` (``ssh_provider.py``) and any name registered in the
 ``nbcluster.node_providers`` entry-point group (``name = "package.module:Class"``),
 or ``type: external`` with ``module: package.module.Class`` as in Ray's cluster YAML.
 """
@@ -118,6 +118,30 @@ class NodeProvider(abc.ABC):
             self.terminate(node.instance_id)
 
 
+def node_spec(request: LaunchRequest, *, node_ip: str = "127.0.0.1", grpc_port: int | None = None) -> NodeSpec:
+    """The :class:`NodeSpec` of the node ``request`` asks for (its type's resources,
+    ``node_config.object_store_memory``); LaunchFailed for a bad ``object_store_memory``."""
+    resources = dict(request.resources)
+    num_cpus = resources.pop("CPU", 0)
+    num_gpus = resources.pop("GPU", 0)
+    store = request.node_config.get("object_store_memory")
+    if store is not None and (isinstance(store, bool) or not isinstance(store, int) or store <= 0):
+        raise LaunchFailed(
+            f"node_config.object_store_memory of {request.node_type} must be a whole number of bytes > 0, "
+            f"got {store!r}"
+        )
+    return NodeSpec(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        object_store_memory=store,
+        node_ip=node_ip,
+        grpc_port=grpc_port,
+        node_type=request.node_type,
+        instance_id=request.request_id,
+    )
+
+
 def node_command(
     cluster: ClusterContext,
     request: LaunchRequest,
@@ -130,25 +154,7 @@ def node_command(
 ) -> list[str]:
     """``python -m nbcluster.runtime.node ...`` for the node ``request`` asks for.
     The token goes in the environment (``NBCLUSTER_TOKEN``), never on this line."""
-    resources = dict(request.resources)
-    num_cpus = resources.pop("CPU", 0)
-    num_gpus = resources.pop("GPU", 0)
-    store = request.node_config.get("object_store_memory")
-    if store is not None and (isinstance(store, bool) or not isinstance(store, int) or store <= 0):
-        raise LaunchFailed(
-            f"node_config.object_store_memory of {request.node_type} must be a whole number of bytes > 0, "
-            f"got {store!r}"
-        )
-    spec = NodeSpec(
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        resources=resources,
-        object_store_memory=store,
-        node_ip=node_ip,
-        grpc_port=grpc_port,
-        node_type=request.node_type,
-        instance_id=request.request_id,
-    )
+    spec = node_spec(request, node_ip=node_ip, grpc_port=grpc_port)
     args = node_args(Session(session_dir), node_id, gcs_address, spec, head=False)
     return [sys.executable, "-m", "nbcluster.runtime.node", *args]
 
@@ -183,9 +189,12 @@ def provider_class(config: ProviderConfig) -> type:
                 "provider.module: 'type: external' needs 'module: package.module.Class'", key="provider.module"
             )
         return _checked(_load_class(module, "provider.module"), config)
-    # The built-in provider is also declared in pyproject.toml; this covers a source
+    # The built-in providers are also declared in pyproject.toml; this covers a source
     # tree used without installing.
-    found = {"local": "nbcluster.runtime.autoscaler.local_provider:LocalNodeProvider"}
+    found = {
+        "local": "nbcluster.runtime.autoscaler.local_provider:LocalNodeProvider",
+        "ssh": "nbcluster.runtime.autoscaler.ssh_provider:SshNodeProvider",
+    }
     found.update((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP))
     if config.type not in found:
         known = ", ".join(sorted({"external", *found}))
@@ -211,8 +220,9 @@ def _checked(cls: type, config: ProviderConfig) -> type:
     if key in _ON_PREM:
         raise AutoscalerConfigError(
             f"provider.{key}: starting nodes on other machines (Ray's on-prem {', '.join(_ON_PREM)}) needs an "
-            f"SSH node provider, which nbcluster does not have yet; node provider {config.type!r} starts every "
-            "node on the head's machine. Remove the key, or start nodes there with `nbcluster start --address`.",
+            f"SSH node provider: write `type: ssh` (see docs/machines.md); node provider {config.type!r} starts "
+            "every node on the head's machine. Or remove the key, and start nodes there with "
+            "`nbcluster start --address`.",
             key=f"provider.{key}",
         )
     takes = f"it takes {', '.join(sorted(known))}" if known else "it takes no other keys"

@@ -141,6 +141,8 @@ def run_backend(backend, python, args, out_dir) -> tuple[dict | None, str]:
            "--json", json_out, "--timeout", str(args.workload_timeout)]
     if args.only:
         cmd += ["--only", args.only]
+    if args.client:
+        cmd += ["--client"]
     env = dict(os.environ)
     if backend == "nbcluster":
         pp = env.get("PYTHONPATH", "")
@@ -294,6 +296,8 @@ def main() -> int:
     ap.add_argument("--ray-python", default=None,
                     help=f"interpreter with ray installed (default {DEFAULT_RAY_PYTHON} if present)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray run")
+    ap.add_argument("--client", action="store_true",
+                    help="in-cluster workloads from a driver with no node: nbcluster client mode vs Ray Client")
     ap.add_argument("--no-nbcluster", action="store_true", help="skip the nbcluster run")
     ap.add_argument("--only", default="", help="comma-separated groups, e.g. W1,W6,W7,F")
     ap.add_argument("--repeats", type=int, default=3)

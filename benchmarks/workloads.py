@@ -74,6 +74,12 @@ F   idle               fresh subprocess per repeat: ``init`` + one no-op task, s
                        excluded): F_processes, F_threads, F_rss (MiB, summed),
                        F_pss (MiB, summed ``memory_full_info().pss``).
 
+``--client``: the in-cluster workloads (W1-W6, W8-W11) run from a driver with no node,
+against a head started apart on this machine (``nbcluster start --head`` /
+``ray start --head``, 2 CPUs, in a session of its own): nbcluster's client mode
+(``init("nbcluster://127.0.0.1:PORT")``), Ray Client (``init("ray://127.0.0.1:PORT")``).
+The head's processes are ended by session id at the end.
+
 Every workload does a warm-up first (N/10 of the work, or one round), then
 ``--repeats`` measured rounds; the result is median, min and max.  W1-W6 and
 W8-W11 share one cluster (one ``init``); W7, W12 and F run in fresh
@@ -230,6 +236,59 @@ def kill_session(sid: int, grace: float = 0.0) -> int:
             pass
     psutil.wait_procs(victims, timeout=5)
     return len(victims)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_head_apart(backend: str, root: str) -> tuple[subprocess.Popen, str, dict]:
+    """A head with 2 CPUs in a session of its own (``--client``): (process, the
+    address a client-mode driver connects to, init kwargs)."""
+    env = dict(os.environ)
+    if backend == "nbcluster":
+        env["NBCLUSTER_TEMP_DIR"] = root
+        cmd = [sys.executable, "-m", "nbcluster.runtime.cli", "start", "--head", "--block", "--port", "0",
+               "--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--include-dashboard", "false"]
+    else:
+        port, client_port = free_port(), free_port()
+        # Ray's token authentication is off on both ends (nbcluster's token is checked): the
+        # client would otherwise need ~/.ray/auth_token, a file outside this run.
+        env["RAY_AUTH_MODE"] = os.environ["RAY_AUTH_MODE"] = "disabled"
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
+               f"--port={port}", f"--ray-client-server-port={client_port}", "--num-cpus=2",
+               "--node-ip-address=127.0.0.1", "--include-dashboard=false", f"--temp-dir={root}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    if backend == "ray":
+        return proc, f"ray://127.0.0.1:{client_port}", {}
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "head node at " in line:
+            address = line.split("head node at ", 1)[1].split()[0]
+            token = next(p for p in sorted(os.listdir(root)) if p.startswith("session_2"))
+            return proc, f"nbcluster://{address}", {"token_file": os.path.join(root, token, "token")}
+        if time.monotonic() > deadline:
+            break
+    raise RuntimeError("the nbcluster head did not start")
+
+
+def init_client(rt, address: str, kwargs: dict) -> None:
+    """Connect in client mode, retrying while the head is still starting (60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            rt.init(address=address, **kwargs)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def run_child(args, mode: str, timeout: float, tls: bool = False) -> dict:
@@ -762,6 +821,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="budget per workload, s")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--client", action="store_true",
+                    help="in-cluster workloads from a driver with no node (client mode / Ray Client)")
     args = ap.parse_args()
 
     if args.backend == "ray":
@@ -796,7 +857,7 @@ def main() -> int:
         "backend": args.backend, "python": sys.version.split()[0],
         "executable": sys.executable, "platform": platform.platform(),
         "cpus": os.cpu_count(), "repeats": args.repeats, "selected": selected,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "client": args.client,
     }}
 
     def save():
@@ -851,11 +912,18 @@ def main() -> int:
     if "W9" in selected:
         calib = calibrate_spin()
         log(f"W9 calibration: n={calib['n']} t_single={calib['t_single']:.3f} s")
+    head = None
     if in_cluster:
         snap = []
         try:
             signal.alarm(int(args.timeout))
-            rt.init(num_cpus=2)
+            if args.client:
+                root = tempfile.mkdtemp(prefix=f"{args.backend}-head-")
+                atexit.register(shutil.rmtree, root, True)
+                head, address, kwargs = start_head_apart(args.backend, root)
+                init_client(rt, address, kwargs)
+            else:
+                rt.init(num_cpus=2)
             bench = Bench(rt, args, calib)
             rt.get(bench.r.noop.remote())
             signal.alarm(0)
@@ -876,6 +944,14 @@ def main() -> int:
                 log(f"shutdown failed: {exc}")
             results["_meta"]["main_shutdown_s"] = pc() - t
             results["_meta"]["main_leftover_killed"] = reap(snap)
+            if head is not None:  # the head apart: its whole session, by id
+                head.terminate()
+                try:
+                    head.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+                results["_meta"]["head_leftover_killed"] = kill_session(head.pid, grace=5.0)
+                head.communicate()
             save()
 
     if "W7" in selected:

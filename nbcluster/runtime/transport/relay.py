@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 PREFIX = "relay://"
 _LEN = struct.Struct("<I")
 _CHUNK = 1 << 20
+#: What a relay reads ahead from a local socket: enough for whole chunks (asyncio's
+#: default, 64 KiB, cut large transfers into many small gRPC messages).
+_BUFFER = 4 * _CHUNK
 #: Targets a node manager relays to: framed endpoints of this runtime only.
 ALLOWED_TARGET = "unix-abstract:nbcluster/"
 
@@ -194,7 +197,7 @@ async def serve(requests: Any, ctx: Any) -> AsyncIterator[nm_pb2.RelayChunk]:
         logger.warning("refused to relay to %r", target)
         return
     try:
-        reader, writer = await asyncio.open_unix_connection(framed.parse_endpoint(target))
+        reader, writer = await asyncio.open_unix_connection(framed.parse_endpoint(target), limit=_BUFFER)
     except OSError as exc:
         logger.info("relay target %s unreachable: %s", target, exc)
         return

@@ -8,7 +8,8 @@
 order the head numbered them, as they happen; keep it short (hand work to your own
 thread or coalesce). One GCS stream serves each subscription; ``close()`` ends it, and
 so does ``nbcluster.shutdown()``. Kinds: NODE_ADDED, NODE_DEAD, NODE_STATE (load
-reports), JOB_STATE, ACTOR_STATE, AUTOSCALER, TASK_COUNTERS (per-job task counts).
+reports), JOB_STATE, ACTOR_STATE, AUTOSCALER, TASK_COUNTERS (per-job task counts),
+PLACEMENT_GROUP (a group's state changed, or it cannot be placed).
 
 Outside a driver (a server that shows many clusters), :func:`watch` streams one
 cluster's events on the caller's own asyncio loop, given its address and token::
@@ -36,7 +37,10 @@ __all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe", "watch"]
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("NODE_ADDED", "NODE_DEAD", "NODE_STATE", "JOB_STATE", "ACTOR_STATE", "AUTOSCALER", "TASK_COUNTERS")
+KINDS = (
+    "NODE_ADDED", "NODE_DEAD", "NODE_STATE", "JOB_STATE", "ACTOR_STATE", "AUTOSCALER", "TASK_COUNTERS",
+    "PLACEMENT_GROUP",
+)
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,23 @@ import inspect
 import threading
 from typing import Any
 
+from nbcluster.runtime import bundles
 from nbcluster.runtime.actor_options import actor_shape
-from nbcluster.runtime.options import placement, validate_actor_options, validate_method_options
+from nbcluster.runtime.options import (
+    bundle_index,
+    in_current_group,
+    placement,
+    strategy_of,
+    validate_actor_options,
+    validate_method_options,
+)
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_host import ActorExit
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.submission import submit_actor_task
+from nbcluster.runtime.submission import current_group, submit_actor_task
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
 
@@ -97,6 +105,11 @@ class ActorClass:
     def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
         core = worker_state.require()
         held, needed = actor_shape(options)
+        strategy = strategy_of(options)
+        where = in_current_group(placement(strategy), current_group(core))
+        if where is not None and where.group_id:
+            held = bundles.in_group(held, where.group_id, bundle_index(strategy))
+            needed = bundles.in_group(needed, where.group_id, bundle_index(strategy))
         is_async = self._is_async
         concurrency = options.get("max_concurrency") or (1000 if is_async else 1)
         namespace = options.get("namespace")
@@ -118,11 +131,12 @@ class ActorClass:
                 gcs_pb2.ActorMethod(name=name, num_returns=n, is_async=a) for name, (n, a) in self._methods.items()
             ],
         )
-        where = placement(options.get("scheduling_strategy"))
         if where is not None:
             info.scheduling_strategy = where.strategy
             info.affinity_node_id = where.node_id
             info.affinity_soft = where.soft
+            info.placement_group_id = where.group_id
+            info.placement_group_capture = where.capture
         record, ref = core.actor_submitter.create(
             self._function_info(), args, kwargs, info, bool(options.get("get_if_exists"))
         )

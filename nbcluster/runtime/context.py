@@ -17,6 +17,8 @@ class RuntimeContext:
     task_id: str | None
     namespace: str
     actor_id: str | None = None
+    placement_group_id: str | None = None
+    capture_child_tasks: bool = False
 
     def get_job_id(self) -> str:
         """The current job's id (hex)."""
@@ -38,6 +40,15 @@ class RuntimeContext:
         """The actor this code runs in; None outside actors."""
         return self.actor_id
 
+    def get_placement_group_id(self) -> str | None:
+        """The placement group this code runs in (hex); None outside placement groups."""
+        return self.placement_group_id
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        """Whether tasks and actors started here go into this code's placement group."""
+        return self.capture_child_tasks
+
     def get(self) -> dict:
         """The context as a dict (job_id, node_id, task_id, actor_id, namespace)."""
         return {
@@ -56,6 +67,7 @@ def get_runtime_context() -> RuntimeContext:
         raise RuntimeError("nbcluster is not initialized: call nbcluster.init() first")
     task = core.executor.current_task_id if core.executor is not None else None
     actor = core.executor.actor if core.executor is not None else None
+    group, capture = core.executor.placement_group if core.executor is not None else (b"", False)
     return RuntimeContext(
         job_id=core.job_id.hex(),
         node_id=core.node_id.hex(),
@@ -63,4 +75,6 @@ def get_runtime_context() -> RuntimeContext:
         task_id=task.hex() if task else None,
         namespace=core.namespace,
         actor_id=actor.actor_id.hex() if actor is not None else None,
+        placement_group_id=group.hex() if group else None,
+        capture_child_tasks=capture,
     )

@@ -6,14 +6,16 @@ Every error names the option, what was wrong, and what to pass instead.
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nbcluster.runtime import bundles
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
-from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
@@ -98,6 +100,17 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+def _placement_group(name: str, value: Any) -> Any:
+    """The legacy placement group options, checked as the strategy they stand for."""
+    if name == "placement_group" and value != "default":
+        PlacementGroupSchedulingStrategy(value)
+    elif name == "placement_group_bundle_index":
+        PlacementGroupSchedulingStrategy(None, value)
+    elif name == "placement_group_capture_child_tasks":
+        PlacementGroupSchedulingStrategy(None, -1, value)
+    return value
+
+
 #: Options that tasks and actors share, with the same checks.
 _SHARED: dict[str, Check] = {
     "num_cpus": _number,
@@ -105,6 +118,10 @@ _SHARED: dict[str, Check] = {
     "memory": _number,
     "resources": lambda _name, value: validate_resources(value),
     "scheduling_strategy": lambda _name, value: validate_strategy(value),
+    # Ray's older spelling of PlacementGroupSchedulingStrategy.
+    "placement_group": _placement_group,
+    "placement_group_bundle_index": _placement_group,
+    "placement_group_capture_child_tasks": _placement_group,
 }
 #: ``@remote`` on a function, ``f.options(...)`` (defaults: TASK_DEFAULTS).
 TASK_OPTIONS: dict[str, Check] = {
@@ -163,22 +180,86 @@ def validate_method_options(options: Mapping[str, Any], where: str) -> dict[str,
 
 
 def validate_strategy(value: Any) -> Any:
-    """A scheduling strategy: None, "DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy."""
-    if value is None or value in ("DEFAULT", "SPREAD") or isinstance(value, NodeAffinitySchedulingStrategy):
+    """A scheduling strategy: None, "DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy
+    or a PlacementGroupSchedulingStrategy."""
+    if value is None or value in ("DEFAULT", "SPREAD") or isinstance(
+        value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)
+    ):
         return value
     raise ValueError(
-        "scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
-        f"nbcluster.util.scheduling_strategies.NodeAffinitySchedulingStrategy, not {value!r}"
+        "scheduling_strategy must be 'DEFAULT', 'SPREAD', a NodeAffinitySchedulingStrategy or a "
+        f"PlacementGroupSchedulingStrategy (nbcluster.util.scheduling_strategies), not {value!r}"
+    )
+
+
+def strategy_of(options: Mapping[str, Any]) -> Any:
+    """The scheduling strategy of validated options, Ray's legacy ``placement_group=``,
+    ``placement_group_bundle_index=`` and ``placement_group_capture_child_tasks=`` folded in."""
+    strategy = options.get("scheduling_strategy")
+    group = options.get("placement_group", "default")
+    if group == "default":
+        return strategy
+    if strategy is not None:
+        raise ValueError(
+            "pass a placement group either as scheduling_strategy=PlacementGroupSchedulingStrategy(...) "
+            "or with placement_group=..., not both"
+        )
+    return PlacementGroupSchedulingStrategy(
+        group, options.get("placement_group_bundle_index", -1), options.get("placement_group_capture_child_tasks")
     )
 
 
 def placement(value: Any) -> Placement | None:
-    """The wire form of a validated scheduling strategy (None: the default)."""
-    if value is None or value == "DEFAULT":
+    """The wire form of a validated scheduling strategy (None: none given). ValueError
+    when a placement group's bundle index is out of its range."""
+    if value is None:
         return None
-    if value == "SPREAD":
-        return Placement(nm_pb2.SCHEDULING_STRATEGY_SPREAD)
+    if value in ("DEFAULT", "SPREAD"):
+        return Placement(nm_pb2.SCHEDULING_STRATEGY_SPREAD if value == "SPREAD" else nm_pb2.SCHEDULING_STRATEGY_DEFAULT)
+    if isinstance(value, PlacementGroupSchedulingStrategy):
+        group = value.placement_group
+        if group is None:  # explicitly in no group (also when the caller's group captures)
+            return Placement(nm_pb2.SCHEDULING_STRATEGY_DEFAULT)
+        count = len(group.bundle_specs)
+        if value.placement_group_bundle_index >= count:
+            raise ValueError(
+                f"placement_group_bundle_index {value.placement_group_bundle_index} is out of range: the placement "
+                f"group has {count} bundle(s), so pass 0..{count - 1}, or -1 for any of them"
+            )
+        return Placement(
+            nm_pb2.SCHEDULING_STRATEGY_DEFAULT,
+            group_id=group.id.binary(),
+            capture=bool(value.placement_group_capture_child_tasks),
+        )
     return Placement(nm_pb2.SCHEDULING_STRATEGY_NODE_AFFINITY, bytes.fromhex(value.node_id), value.soft)
+
+
+def bundle_index(strategy: Any) -> int:
+    """The bundle a strategy names (-1: any bundle, or not a placement group strategy)."""
+    return strategy.placement_group_bundle_index if isinstance(strategy, PlacementGroupSchedulingStrategy) else -1
+
+
+def in_current_group(where: Placement | None, current: tuple[bytes, bool]) -> Placement | None:
+    """The placement of work submitted by code running in placement group ``current``
+    (group id, capture): with no strategy of its own (``where`` None) and a group that
+    captures, in that group (any bundle), capturing in turn."""
+    group_id, capture = current
+    if where is None and capture and group_id:
+        return Placement(nm_pb2.SCHEDULING_STRATEGY_DEFAULT, group_id=group_id, capture=True)
+    return where
+
+
+def captured(options: TaskOptions, current: tuple[bytes, bool]) -> TaskOptions:
+    """A task's ``options`` as submitted from placement group ``current`` (see
+    :func:`in_current_group`)."""
+    where = in_current_group(options.placement, current)
+    if where is options.placement:
+        return options
+    assert where is not None
+    out = copy.copy(options)
+    out.resources = bundles.in_group(options.resources, where.group_id)
+    out.placement = where
+    return out
 
 
 def validate_resources(value: Any) -> dict[str, float]:
@@ -225,6 +306,10 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
         shape["memory"] = opts["memory"]
     shape.update(opts["resources"] or {})
     retry = opts["retry_exceptions"]
+    strategy = strategy_of(opts)
+    where = placement(strategy)
+    if where is not None and where.group_id:
+        shape = bundles.in_group(shape, where.group_id, bundle_index(strategy))
     return TaskOptions(
         resources=shape,
         num_returns=opts["num_returns"],
@@ -232,5 +317,5 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
         retry_exceptions=bool(retry),
         retry_types=dumps(retry) if isinstance(retry, tuple) else b"",
         name=opts["name"],
-        placement=placement(opts["scheduling_strategy"]),
+        placement=where,
     )

@@ -18,6 +18,7 @@ from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import TransportError, public_error
 
 ACTOR_STATES = ("PENDING", "ALIVE", "RESTARTING", "DEAD")
+PLACEMENT_GROUP_STATES = ("PENDING", "CREATED", "RESCHEDULING", "REMOVED")
 
 _S = TypeVar("_S", bound="_Snapshot")
 
@@ -276,6 +277,62 @@ def list_actors(
     return [
         a for a in actors if (state is None or a.state == state) and (class_name is None or a.class_name == class_name)
     ]
+
+
+@dataclass(frozen=True)
+class PlacementGroupState(_Snapshot):
+    """A placement group: its bundles and the node holding each ("" while not placed),
+    strategy, state (PENDING, CREATED, RESCHEDULING, REMOVED), why it waits or was
+    removed, and its job."""
+
+    placement_group_id: str
+    name: str
+    namespace: str
+    strategy: str
+    state: str
+    bundles: list[dict[str, float]]
+    bundles_to_node_id: list[str]
+    job_id: str
+    detached: bool
+    create_time: float
+    ready_time: float
+    end_time: float
+    reason: str
+    attempts: int
+    num_reschedules: int
+
+    @classmethod
+    def from_info(cls, info: gcs_pb2.PlacementGroupInfo) -> "PlacementGroupState":
+        """The snapshot of a GCS ``PlacementGroupInfo``."""
+        return cls(
+            placement_group_id=info.placement_group_id.hex(),
+            name=info.name,
+            namespace=info.namespace,
+            strategy=gcs_pb2.PlacementStrategy.Name(info.strategy or 1).removeprefix("PLACEMENT_STRATEGY_"),
+            state=gcs_pb2.PlacementGroupState.Name(info.state).removeprefix("PLACEMENT_GROUP_STATE_"),
+            bundles=[dict(b.resources.amounts) for b in info.bundles],
+            bundles_to_node_id=[b.node_id.hex() for b in info.bundles],
+            job_id=info.job_id.hex(),
+            detached=info.detached,
+            create_time=info.create_time,
+            ready_time=info.ready_time,
+            end_time=info.end_time,
+            reason=info.reason,
+            attempts=info.attempts,
+            num_reschedules=info.num_reschedules,
+        )
+
+
+def list_placement_groups(
+    *, state: str | None = None, address: str | None = None, token: str | None = None
+) -> list[PlacementGroupState]:
+    """Every placement group the cluster has known (removed ones included), oldest
+    first, optionally only those in ``state``."""
+    if state is not None and state not in PLACEMENT_GROUP_STATES:
+        raise ValueError(f"state must be one of {PLACEMENT_GROUP_STATES}, got {state!r}")
+    reply = gcs_call(methods.Gcs.ListPlacementGroups, gcs_pb2.ListPlacementGroupsRequest(), address, token)
+    groups = [PlacementGroupState.from_info(i) for i in reply.groups]
+    return [g for g in groups if state is None or g.state == state]
 
 
 def get_actor_state(actor_id: str) -> ActorState | None:

@@ -120,3 +120,20 @@ TASK_TRANSITIONS = {
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
 }
+
+
+class PlacementGroupState(enum.Enum):
+    """A placement group's life as the GCS sees it (Ray's names)."""
+
+    PENDING = "PENDING"  # waiting for room for all of its bundles; holds nothing
+    CREATED = "CREATED"  # every bundle committed on a node
+    RESCHEDULING = "RESCHEDULING"  # a node holding some of its bundles died; placing those again
+    REMOVED = "REMOVED"
+
+
+PLACEMENT_GROUP_TRANSITIONS = {
+    PlacementGroupState.PENDING: frozenset({PlacementGroupState.CREATED, PlacementGroupState.REMOVED}),
+    PlacementGroupState.CREATED: frozenset({PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
+    PlacementGroupState.RESCHEDULING: frozenset({PlacementGroupState.CREATED, PlacementGroupState.REMOVED}),
+    PlacementGroupState.REMOVED: frozenset(),
+}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.options import captured
 
 if TYPE_CHECKING:
     from nbcluster.runtime.actor import ActorHandle
@@ -26,6 +27,13 @@ def _lineage(core: Any) -> tuple[bytes, str]:
     parent = (executor.current_task_id or b"") if executor is not None else b""
     context = executor.output.context if executor is not None and parent else core.task_context
     return parent, context
+
+
+def current_group(core: Any) -> tuple[bytes, bool]:
+    """The placement group the calling code runs in (b"" for none), and whether what
+    it submits goes there too."""
+    executor = core.executor
+    return executor.placement_group if executor is not None else (b"", False)
 
 
 def _returned(refs: list[ObjectRef], num_returns: int) -> Any:
@@ -51,6 +59,7 @@ def submit_task(fn: "RemoteFunction", options: Any, args: tuple, kwargs: dict) -
     ``options.num_returns``)."""
     core = worker_state.require()
     parent, context = _lineage(core)
+    options = captured(options, current_group(core))
     refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
     _submitted(core, parent, context, refs)
     return _returned(refs, options.num_returns)

@@ -1,9 +1,28 @@
-"""Utilities (as ``ray.util``): :class:`ActorPool`, the scheduling strategies, and the
-submodules ``nbcluster.util.queue`` (a queue shared by tasks and actors) and
+"""Utilities (as ``ray.util``): :class:`ActorPool`, placement groups
+(``placement_group``, ``placement_group_table``, ``remove_placement_group``,
+``get_placement_group``, ``get_current_placement_group``), the scheduling strategies, and
+the submodules ``nbcluster.util.queue`` (a queue shared by tasks and actors) and
 ``nbcluster.util.multiprocessing`` (``multiprocessing.Pool`` on the cluster), imported
 by name as in Ray (``from nbcluster.util.queue import Queue``)."""
 
 from nbcluster.util import scheduling_strategies
 from nbcluster.util.actor_pool import ActorPool
+from nbcluster.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool", "scheduling_strategies"]
+__all__ = [
+    "ActorPool",
+    "PlacementGroup",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+    "scheduling_strategies",
+]

@@ -73,6 +73,9 @@ class Executor:
         self.output = OutputForwarder(core, self._forwarding)
         #: Set once this worker hosts an actor.
         self.actor: ActorHost | None = None
+        #: The placement group of the running task or of the hosted actor (b"": none), and
+        #: whether what it submits goes there too.
+        self.placement_group: tuple[bytes, bool] = (b"", False)
 
     # -- setup --------------------------------------------------------------------------
     def install(self) -> None:
@@ -216,6 +219,8 @@ class Executor:
         if self.actor is None:
             self.output.source = spec.function.name.rsplit(".", 1)[-1]
         self.output.context = spec.context
+        if spec.kind != _ACTOR_TASK:  # an actor's calls run in the group its creation named
+            self.placement_group = (spec.placement_group_id, spec.placement_group_capture)
         return _CURRENT_TASK.set(spec.task_id)
 
     def leave_task(self, token: contextvars.Token) -> None:

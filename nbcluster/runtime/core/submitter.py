@@ -137,7 +137,7 @@ class TaskSubmitter(SubmitterBase):
     def _enqueue(self, task: Task, dispatch: bool = True) -> ShapeQueue:
         resources = task.options.resources
         placement = task.options.placement
-        home = self._home(task) if placement is None else b""
+        home = self._home(task) if placement is None or placement.local_first else b""
         key = (tuple(sorted(resources.items())), placement.key if placement else None, home)
         shape = self._shapes.get(key)
         if shape is None:

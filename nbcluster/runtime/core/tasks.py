@@ -14,7 +14,7 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.payloads import error_payload
 from nbcluster.runtime.objects.serialization import SerializedObject, serialize
-from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
+from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.core.task_events import first_line
 from nbcluster.runtime.states import TASK_TRANSITIONS, StateMachine, TaskState
 
@@ -50,19 +50,30 @@ class FunctionInfo:
 
 
 class Placement:
-    """A scheduling strategy on the wire: DEFAULT, SPREAD or NODE_AFFINITY."""
+    """A scheduling strategy on the wire: DEFAULT, SPREAD or NODE_AFFINITY; with
+    ``group_id``, in that placement group (whose resources the task asks for), and
+    ``capture``: what it submits goes there too."""
 
-    __slots__ = ("strategy", "node_id", "soft")
+    __slots__ = ("strategy", "node_id", "soft", "group_id", "capture")
 
-    def __init__(self, strategy: int, node_id: bytes = b"", soft: bool = False) -> None:
+    def __init__(
+        self, strategy: int, node_id: bytes = b"", soft: bool = False, group_id: bytes = b"", capture: bool = False
+    ) -> None:
         self.strategy = strategy
         self.node_id = node_id
         self.soft = soft
+        self.group_id = group_id
+        self.capture = capture
 
     @property
     def key(self) -> tuple:
         """The placement as a hashable key."""
-        return (self.strategy, self.node_id, self.soft)
+        return (self.strategy, self.node_id, self.soft, self.group_id, self.capture)
+
+    @property
+    def local_first(self) -> bool:
+        """Placed as with no strategy (an explicit DEFAULT): near its arguments first."""
+        return self.strategy == nm_pb2.SCHEDULING_STRATEGY_DEFAULT and not self.group_id
 
 
 class TaskOptions:
@@ -357,6 +368,9 @@ def fill_spec(spec: common_pb2.TaskSpec, task: Task, core: "CoreWorker") -> None
         spec.name = opts.name
     if task.context:
         spec.context = task.context
+    if opts.placement is not None and opts.placement.group_id:
+        spec.placement_group_id = opts.placement.group_id
+        spec.placement_group_capture = opts.placement.capture
 
 
 def describe_unpicklable(fn_name: str, args: tuple, kwargs: dict, exc: BaseException) -> str:

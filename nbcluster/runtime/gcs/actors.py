@@ -293,6 +293,12 @@ class ActorManager:
             actor.end_reason = request.reason or "it exited by calling exit_actor()"
             actor.no_restart = True
 
+    def end_group(self, group_id: bytes, reason: str) -> None:
+        """End (no restart) the actors placed in placement group ``group_id``."""
+        for actor in list(self.actors.values()):
+            if actor.info.placement_group_id == group_id:
+                self._end(actor, reason, no_restart=True)
+
     def list(self) -> list[gcs_pb2.ActorInfo]:
         """Every actor's row."""
         return [self.public(a.info) for a in self.actors.values()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nbcluster.runtime import ids
@@ -49,6 +50,8 @@ class JobTable:
         self._stopped = stopped
         self._jobs: dict[bytes, _Job] = {}
         self._store: GcsStore | None = None
+        #: Called with a job's id when it ends (the GCS's placement groups listen).
+        self.on_finish: list[Callable[[bytes], None]] = []
 
     def recover(self, store: GcsStore) -> None:
         """Load the jobs ``store`` holds; those that were running end FAILED (their
@@ -182,6 +185,8 @@ class JobTable:
         self.save(job.info)
         self._tasks.job_finished(job_id, f"its job ended ({message or status.value}) before it finished")
         self._event(job)
+        for hook in self.on_finish:
+            hook(job_id)
 
     def _event(self, job: _Job) -> None:
         name = job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"

@@ -24,6 +24,7 @@ from nbcluster.runtime.credentials import Verifier, driver_token
 from nbcluster.runtime.gcs.actors import ActorManager
 from nbcluster.runtime.gcs.health import HealthChecker
 from nbcluster.runtime.gcs.job_table import JobTable
+from nbcluster.runtime.gcs.placement_groups import PlacementGroupManager, PlacementGroupService
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.gcs.tasks import TaskTable
@@ -68,7 +69,7 @@ class _Node:
         self.drain_reason = ""  # set when the autoscaler drained it
 
 
-class GcsServer:
+class GcsServer(PlacementGroupService):
     """The head's control store. ``start()`` returns once both carriers listen."""
 
     def __init__(
@@ -106,6 +107,8 @@ class GcsServer:
         self.tasks = TaskTable(config.task_table_size, self.events)
         self.job_table = JobTable(self.events, self.tasks, self.stopped)
         self.actors = ActorManager(self)
+        self.placement_groups = PlacementGroupManager(self)
+        self.job_table.on_finish.append(self.placement_groups.job_finished)
         self.health = HealthChecker(
             config,
             token,
@@ -170,6 +173,7 @@ class GcsServer:
             }
         )
         self.health.start()
+        await self.placement_groups.start()
         if self.autoscaler is not None:
             await self.autoscaler.start()
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
@@ -183,6 +187,7 @@ class GcsServer:
             self._http.stop()
             await self._http.close_all_connections()
         self.actors.stop()
+        self.placement_groups.stop()
         self.tasks.close()
         self.events.close()
         if self._framed is not None:
@@ -201,6 +206,7 @@ class GcsServer:
                 node.machine.transition(NodeState.DEAD)
             self._nodes[info.node_id] = node
         self.job_table.recover(self._store)
+        self.placement_groups.recover(self._store)
 
     # -- nodes --------------------------------------------------------------------
     def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
@@ -261,6 +267,7 @@ class GcsServer:
             data={"reason": reason},
         )
         self.actors.node_died(node_id)
+        self.placement_groups.node_died(node_id)
         self.jobs.node_died(node_id)
         self._wake_autoscaler()
         self.job_table.driver_node_died(node_id)
@@ -295,6 +302,7 @@ class GcsServer:
         node = self._registered(report.node_id, request.node_secret)
         node.last_seen = node.reported = time.monotonic()
         info = node.info
+        info.total.CopyFrom(report.total)  # a placement group's bundles change it
         info.available.CopyFrom(report.available)
         info.object_store_used = report.object_store_used
         info.object_store_capacity = report.object_store_capacity or info.object_store_capacity
@@ -330,10 +338,11 @@ class GcsServer:
         return [common_pb2.ResourceSet(amounts=r) for r in launchable]
 
     def _wake_autoscaler(self) -> None:
-        """Resources or membership changed: the autoscaler and pending jobs look again."""
+        """Resources or membership changed: the autoscaler, pending jobs and placement groups look again."""
         if self.autoscaler is not None:
             self.autoscaler.wake()
         self.jobs.place()
+        self.placement_groups.wake()
 
     def report_age(self, node_id: bytes) -> float:
         """Seconds since the node's last load report."""

@@ -12,6 +12,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (node_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (job_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS actors (actor_id BLOB PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS placement_groups (group_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
                                PRIMARY KEY (ns, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -19,7 +20,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class GcsStore:
-    """Write-through persistence of nodes, jobs, KV and counters."""
+    """Write-through persistence of nodes, jobs, actors, placement groups, KV and counters."""
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -63,6 +64,18 @@ class GcsStore:
     def actors(self) -> list[gcs_pb2.ActorInfo]:
         """Every stored actor row."""
         return [gcs_pb2.ActorInfo.FromString(row[0]) for row in self._db.execute("SELECT info FROM actors")]
+
+    def put_placement_group(self, group: gcs_pb2.PlacementGroupInfo) -> None:
+        """Write a placement group's row."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO placement_groups VALUES (?, ?)",
+            (group.placement_group_id, group.SerializeToString()),
+        )
+
+    def placement_groups(self) -> list[gcs_pb2.PlacementGroupInfo]:
+        """Every stored placement group row."""
+        rows = self._db.execute("SELECT info FROM placement_groups")
+        return [gcs_pb2.PlacementGroupInfo.FromString(row[0]) for row in rows]
 
     # counters
     def next_counter(self, name: str) -> int:

@@ -12,8 +12,8 @@ other machines: it relays framed connections to its processes, serves object pul
 and the GCS's health checks.
 
 This module holds the lifecycle, the lease queue and the job glue; its sibling
-modules the rest, mixed into :class:`NodeManager`: ``clients.py`` (registered
-processes), ``cluster_view.py`` (the other nodes), ``reports.py`` (the node's row
+modules the rest, mixed into :class:`NodeManager`: ``bundles.py`` (placement group
+bundles), ``clients.py`` (registered processes), ``cluster_view.py`` (the other nodes), ``reports.py`` (the node's row
 for the GCS, stats) and ``objects.py`` (the object RPCs); ``options.py`` holds what
 it is started with.
 """
@@ -30,7 +30,9 @@ import psutil
 from nbcluster.runtime import envvars, tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import driver_token
+from nbcluster.runtime import bundles
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.node.bundles import BundleHandlers
 from nbcluster.runtime.node.clients import Client, ClientHandlers
 from nbcluster.runtime.node.cluster_view import ClusterView
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
@@ -91,7 +93,7 @@ class _LeaseRequest:
         self.view_asked: int | None = None
 
 
-class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
+class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
     """One node's resources, leases, workers and object store (see the module docstring)."""
 
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
@@ -140,6 +142,8 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
         #: resources)]), subtracted from what the view says is free there until their
         #: reports can include them; so one pass does not send everything to one node.
         self._spilled: dict[bytes, list[tuple[float, rs.Fixed]]] = {}
+        self._bundles = {}  # placement group bundles here (bundles.py)
+        self._removed_groups = set()
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -409,8 +413,8 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
                 self._queue.remove(pending)
 
     def _warn_infeasible(self, pending: _LeaseRequest) -> None:
-        if pending.warned:
-            return
+        if pending.warned or any(bundles.is_group_resource(k) for k in pending.placement):
+            return  # a placement group's: the GCS warns about the group
         assert self._gcs is not None
         if any(rs.fits(rs.to_fixed(t.amounts), pending.placement) for t in self._gcs.launchable):
             return  # the autoscaler can add a node for it: waiting, not infeasible
@@ -445,6 +449,8 @@ class NodeManager(ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
                 self._queue.remove(pending)
                 continue
             req = pending.request
+            if self.refused_for_removed_group(pending):
+                continue
             if self.draining:
                 # Nothing new here: another node, or wait until this one is gone.
                 if req.no_spill:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from nbcluster.runtime import bundles
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
@@ -40,6 +41,7 @@ class NodeReports:
     pool: "WorkerPool | None"
     jobs: "JobSupervisors | None"
     _leases: dict[int, Any]
+    _bundles: dict[tuple[bytes, int], Any]
     _queue: list[Any]
     _next_lease: int
     #: Since when (monotonic) the node has been idle; None while busy.
@@ -52,6 +54,8 @@ class NodeReports:
         why = []
         if self._leases:
             why.append(f"{len(self._leases)} leased workers")
+        if self._bundles:
+            why.append(f"{len(self._bundles)} placement group bundles")
         if self.jobs is not None and self.jobs.running:
             why.append(f"{len(self.jobs.running)} job entrypoints")
         queued = sum(1 for r in self._queue if not r.future.done())
@@ -75,7 +79,11 @@ class NodeReports:
             self._idle_since = None
         elif self._idle_since is None:
             self._idle_since = now
-        queued = [r for r in self._queue if not r.future.done()]
+        # Requests for a placement group's resources are its demand, which the GCS tells.
+        queued = [
+            r for r in self._queue
+            if not r.future.done() and not any(bundles.is_group_resource(k) for k in r.placement)
+        ]
         memory = psutil.virtual_memory()
         return gcs_pb2.NodeInfo(
             node_id=self.node_id,

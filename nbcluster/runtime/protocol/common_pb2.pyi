@@ -174,7 +174,7 @@ class FunctionDescriptor(_message.Message):
     def __init__(self, function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., pickled: _Optional[bytes] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name", "placement_group_id", "placement_group_capture")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,8 @@ class TaskSpec(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_CAPTURE_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -215,4 +217,6 @@ class TaskSpec(_message.Message):
     max_concurrency: int
     is_async: bool
     class_name: str
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ...) -> None: ...
+    placement_group_id: bytes
+    placement_group_capture: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...

@@ -41,6 +41,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_TASK_COUNTERS: _ClassVar[EventKind]
     EVENT_KIND_LOG: _ClassVar[EventKind]
     EVENT_KIND_CUSTOM: _ClassVar[EventKind]
+    EVENT_KIND_PLACEMENT_GROUP: _ClassVar[EventKind]
 
 class ActorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +50,22 @@ class ActorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTOR_STATE_ALIVE: _ClassVar[ActorState]
     ACTOR_STATE_RESTARTING: _ClassVar[ActorState]
     ACTOR_STATE_DEAD: _ClassVar[ActorState]
+
+class PlacementStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLACEMENT_STRATEGY_UNSPECIFIED: _ClassVar[PlacementStrategy]
+    PLACEMENT_STRATEGY_PACK: _ClassVar[PlacementStrategy]
+    PLACEMENT_STRATEGY_SPREAD: _ClassVar[PlacementStrategy]
+    PLACEMENT_STRATEGY_STRICT_PACK: _ClassVar[PlacementStrategy]
+    PLACEMENT_STRATEGY_STRICT_SPREAD: _ClassVar[PlacementStrategy]
+
+class PlacementGroupState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLACEMENT_GROUP_STATE_UNSPECIFIED: _ClassVar[PlacementGroupState]
+    PLACEMENT_GROUP_STATE_PENDING: _ClassVar[PlacementGroupState]
+    PLACEMENT_GROUP_STATE_CREATED: _ClassVar[PlacementGroupState]
+    PLACEMENT_GROUP_STATE_REMOVED: _ClassVar[PlacementGroupState]
+    PLACEMENT_GROUP_STATE_RESCHEDULING: _ClassVar[PlacementGroupState]
 NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_ALIVE: NodeState
 NODE_STATE_DEAD: NodeState
@@ -71,11 +88,22 @@ EVENT_KIND_AUTOSCALER: EventKind
 EVENT_KIND_TASK_COUNTERS: EventKind
 EVENT_KIND_LOG: EventKind
 EVENT_KIND_CUSTOM: EventKind
+EVENT_KIND_PLACEMENT_GROUP: EventKind
 ACTOR_STATE_UNSPECIFIED: ActorState
 ACTOR_STATE_PENDING: ActorState
 ACTOR_STATE_ALIVE: ActorState
 ACTOR_STATE_RESTARTING: ActorState
 ACTOR_STATE_DEAD: ActorState
+PLACEMENT_STRATEGY_UNSPECIFIED: PlacementStrategy
+PLACEMENT_STRATEGY_PACK: PlacementStrategy
+PLACEMENT_STRATEGY_SPREAD: PlacementStrategy
+PLACEMENT_STRATEGY_STRICT_PACK: PlacementStrategy
+PLACEMENT_STRATEGY_STRICT_SPREAD: PlacementStrategy
+PLACEMENT_GROUP_STATE_UNSPECIFIED: PlacementGroupState
+PLACEMENT_GROUP_STATE_PENDING: PlacementGroupState
+PLACEMENT_GROUP_STATE_CREATED: PlacementGroupState
+PLACEMENT_GROUP_STATE_REMOVED: PlacementGroupState
+PLACEMENT_GROUP_STATE_RESCHEDULING: PlacementGroupState
 
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand", "memory_used", "memory_total")
@@ -427,7 +455,7 @@ class ActorMethod(_message.Message):
     def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., is_async: _Optional[bool] = ...) -> None: ...
 
 class ActorInfo(_message.Message):
-    __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task", "scheduling_strategy", "affinity_node_id", "affinity_soft")
+    __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task", "scheduling_strategy", "affinity_node_id", "affinity_soft", "placement_group_id", "placement_group_capture")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -455,6 +483,8 @@ class ActorInfo(_message.Message):
     SCHEDULING_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     AFFINITY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     AFFINITY_SOFT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_CAPTURE_FIELD_NUMBER: _ClassVar[int]
     actor_id: bytes
     name: str
     namespace: str
@@ -482,7 +512,9 @@ class ActorInfo(_message.Message):
     scheduling_strategy: int
     affinity_node_id: bytes
     affinity_soft: bool
-    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ..., state: _Optional[_Union[ActorState, str]] = ..., job_id: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., detached: _Optional[bool] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., num_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., death_cause: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ..., version: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., creation_task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., scheduling_strategy: _Optional[int] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ...) -> None: ...
+    placement_group_id: bytes
+    placement_group_capture: bool
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., class_name: _Optional[str] = ..., state: _Optional[_Union[ActorState, str]] = ..., job_id: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., detached: _Optional[bool] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., num_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., death_cause: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ..., version: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., creation_task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., scheduling_strategy: _Optional[int] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...
 
 class CreateActorRequest(_message.Message):
     __slots__ = ("actor", "get_if_exists")
@@ -772,3 +804,99 @@ class IssueCertificateReply(_message.Message):
     cert_pem: bytes
     ca_pem: bytes
     def __init__(self, cert_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ...) -> None: ...
+
+class Bundle(_message.Message):
+    __slots__ = ("index", "resources", "node_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    resources: _common_pb2.ResourceSet
+    node_id: bytes
+    def __init__(self, index: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., node_id: _Optional[bytes] = ...) -> None: ...
+
+class PlacementGroupInfo(_message.Message):
+    __slots__ = ("placement_group_id", "name", "namespace", "strategy", "bundles", "state", "job_id", "detached", "create_time", "ready_time", "end_time", "reason", "version", "attempts", "num_reschedules")
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    READY_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_RESCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    placement_group_id: bytes
+    name: str
+    namespace: str
+    strategy: PlacementStrategy
+    bundles: _containers.RepeatedCompositeFieldContainer[Bundle]
+    state: PlacementGroupState
+    job_id: bytes
+    detached: bool
+    create_time: float
+    ready_time: float
+    end_time: float
+    reason: str
+    version: int
+    attempts: int
+    num_reschedules: int
+    def __init__(self, placement_group_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., strategy: _Optional[_Union[PlacementStrategy, str]] = ..., bundles: _Optional[_Iterable[_Union[Bundle, _Mapping]]] = ..., state: _Optional[_Union[PlacementGroupState, str]] = ..., job_id: _Optional[bytes] = ..., detached: _Optional[bool] = ..., create_time: _Optional[float] = ..., ready_time: _Optional[float] = ..., end_time: _Optional[float] = ..., reason: _Optional[str] = ..., version: _Optional[int] = ..., attempts: _Optional[int] = ..., num_reschedules: _Optional[int] = ...) -> None: ...
+
+class CreatePlacementGroupRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: PlacementGroupInfo
+    def __init__(self, group: _Optional[_Union[PlacementGroupInfo, _Mapping]] = ...) -> None: ...
+
+class CreatePlacementGroupReply(_message.Message):
+    __slots__ = ("group", "warning")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    group: PlacementGroupInfo
+    warning: str
+    def __init__(self, group: _Optional[_Union[PlacementGroupInfo, _Mapping]] = ..., warning: _Optional[str] = ...) -> None: ...
+
+class RemovePlacementGroupRequest(_message.Message):
+    __slots__ = ("placement_group_id",)
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    placement_group_id: bytes
+    def __init__(self, placement_group_id: _Optional[bytes] = ...) -> None: ...
+
+class GetPlacementGroupRequest(_message.Message):
+    __slots__ = ("placement_group_id", "name", "namespace", "wait_until_ready", "timeout_s")
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_UNTIL_READY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    placement_group_id: bytes
+    name: str
+    namespace: str
+    wait_until_ready: bool
+    timeout_s: float
+    def __init__(self, placement_group_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., wait_until_ready: _Optional[bool] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class GetPlacementGroupReply(_message.Message):
+    __slots__ = ("found", "group")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    group: PlacementGroupInfo
+    def __init__(self, found: _Optional[bool] = ..., group: _Optional[_Union[PlacementGroupInfo, _Mapping]] = ...) -> None: ...
+
+class ListPlacementGroupsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPlacementGroupsReply(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[PlacementGroupInfo]
+    def __init__(self, groups: _Optional[_Iterable[_Union[PlacementGroupInfo, _Mapping]]] = ...) -> None: ...

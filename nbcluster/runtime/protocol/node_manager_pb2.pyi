@@ -356,3 +356,45 @@ class StartClientSessionReply(_message.Message):
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     endpoint: str
     def __init__(self, endpoint: _Optional[str] = ...) -> None: ...
+
+class BundleSpec(_message.Message):
+    __slots__ = ("placement_group_id", "index", "resources")
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    placement_group_id: bytes
+    index: int
+    resources: _common_pb2.ResourceSet
+    def __init__(self, placement_group_id: _Optional[bytes] = ..., index: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+
+class PrepareBundlesRequest(_message.Message):
+    __slots__ = ("bundles",)
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    bundles: _containers.RepeatedCompositeFieldContainer[BundleSpec]
+    def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ...) -> None: ...
+
+class PrepareBundlesReply(_message.Message):
+    __slots__ = ("prepared", "reason")
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    prepared: bool
+    reason: str
+    def __init__(self, prepared: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CommitBundlesRequest(_message.Message):
+    __slots__ = ("bundles",)
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    bundles: _containers.RepeatedCompositeFieldContainer[BundleSpec]
+    def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ...) -> None: ...
+
+class ReleaseBundlesRequest(_message.Message):
+    __slots__ = ("placement_group_id", "indexes", "removed", "reason")
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    placement_group_id: bytes
+    indexes: _containers.RepeatedScalarFieldContainer[int]
+    removed: bool
+    reason: str
+    def __init__(self, placement_group_id: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ..., removed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...

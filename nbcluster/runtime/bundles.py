@@ -5,7 +5,7 @@ holds, ``R_group_<i>_<G>`` and ``R_group_<G>`` to that node (taken from its free
 ``R``), plus the markers ``bundle_group_<i>_<G>`` and ``bundle_group_<G>``. Work in the
 group asks for the renamed resources (:func:`in_group`) and a sliver of the marker, so
 the ordinary scheduler places it on the bundle's node — also work that needs no
-resources. Bundle index ``-1`` asks for the group-wide names: any bundle will do.
+resources. Bundle index ``-1`` asks for the group-wide names only: any bundle will do.
 
 Pure functions, shared by the driver (options), the GCS (placing groups) and node
 managers (committing and releasing bundles).
@@ -44,9 +44,15 @@ def committed_resources(group_id: bytes, index: int, bundle: Mapping[str, float]
 
 def in_group(shape: Mapping[str, float], group_id: bytes, index: int = -1) -> dict[str, float]:
     """A task's or actor's resource ``shape`` renamed into bundle ``index`` of ``group_id``
-    (-1: any of its bundles), with the marker that pins work needing nothing."""
-    out = {group_name(name, group_id, index): amount for name, amount in shape.items() if amount}
-    out[group_name(_MARKER, group_id, index)] = MARKER_NEED
+    (-1: any of its bundles), with the marker that pins work needing nothing. Work in
+    one bundle takes the group-wide names too (as Ray), so work in any bundle never
+    takes more of a node than its bundles hold."""
+    out: dict[str, float] = {}
+    for name, amount in {**shape, _MARKER: MARKER_NEED}.items():
+        if amount:
+            out[group_name(name, group_id)] = amount
+            if index >= 0:
+                out[group_name(name, group_id, index)] = amount
     return out
 
 

@@ -432,7 +432,8 @@ def cmd_status(opts: argparse.Namespace) -> int:
     address = _cluster_address(opts.address)
     target, token = opts.address or "auto", _token_file(opts)
     print(cli_view.status_text(address, state.list_nodes(address=target, token=token),
-                               autoscaler=state.get_autoscaler_state(address=target, token=token)))
+                               autoscaler=state.get_autoscaler_state(address=target, token=token),
+                               placement_groups=state.list_placement_groups(address=target, token=token)))
     return 0
 
 
@@ -447,7 +448,7 @@ def _token_file(opts: argparse.Namespace) -> str | None:
 
 
 def cmd_list(opts: argparse.Namespace) -> int:
-    """``nbcluster list``: nodes, actors, tasks or jobs, as a table or JSON."""
+    """``nbcluster list``: nodes, actors, tasks, jobs or placement groups, as a table or JSON."""
     address, token = opts.address or "auto", _token_file(opts)
     _cluster_address(opts.address)
     if opts.what == "nodes":
@@ -456,6 +457,8 @@ def cmd_list(opts: argparse.Namespace) -> int:
         items = state.list_actors(address=address, state=opts.state, token=token)
     elif opts.what == "tasks":
         items = state.list_tasks(address=address, limit=opts.limit, token=token)
+    elif opts.what == "placement-groups":
+        items = state.list_placement_groups(address=address, token=token)
     else:
         items = state.list_jobs(address=address, token=token)
     if opts.what != "actors" and opts.state:
@@ -552,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--token-file", help=_TOKEN_FILE_HELP)
     status.set_defaults(func=cmd_status)
 
-    lister = commands.add_parser("list", help="list nodes, actors, tasks or jobs")
+    lister = commands.add_parser("list", help="list nodes, actors, tasks, jobs or placement groups")
     lister.add_argument("what", choices=list(cli_view.ROWS), help="what to list")
     lister.add_argument("--format", choices=("table", "json"), default="table")
     lister.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbcluster.runtime.state import ActorState, AutoscalerState, JobState, NodeState, TaskState
+from nbcluster.runtime.bundles import is_group_resource
+from nbcluster.runtime.state import ActorState, AutoscalerState, JobState, NodeState, PlacementGroupState, TaskState
 
 #: Resources every node has that ``status`` shows in their own columns or not at all.
 _SYSTEM_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
@@ -34,7 +35,11 @@ def _used_total(total: float, available: float) -> str:
 
 
 def _custom(resources: dict[str, float]) -> list[str]:
-    return sorted(k for k in resources if k not in _SYSTEM_RESOURCES and not k.startswith("node:"))
+    """Custom resource names; a placement group's (``CPU_group_...``) are left out: its
+    bundles show in their own section."""
+    return sorted(
+        k for k in resources if k not in _SYSTEM_RESOURCES and not k.startswith("node:") and not is_group_resource(k)
+    )
 
 
 def _shape(demand: dict[str, float]) -> str:
@@ -115,11 +120,40 @@ def job_rows(jobs: Sequence[JobState]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
+def placement_group_rows(groups: Sequence[PlacementGroupState]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of ``nbcluster list placement-groups``."""
+    headers = ["PLACEMENT_GROUP_ID", "NAME", "STATE", "STRATEGY", "BUNDLES", "NODES", "REASON"]
+    rows = [
+        [g.placement_group_id, g.name or "-", g.state, g.strategy,
+         " ".join("{" + _shape(b) + "}" for b in g.bundles),
+         " ".join(n[:8] or "-" for n in g.bundles_to_node_id) if any(g.bundles_to_node_id) else "-",
+         _clip(g.reason, 50) or "-"]
+        for g in groups
+    ]
+    return headers, rows
+
+
+def placement_group_lines(groups: Sequence[PlacementGroupState]) -> list[str]:
+    """The placement group section of ``nbcluster status``: counts by state, and the
+    groups that wait, with why."""
+    live = [g for g in groups if g.state != "REMOVED"]
+    counts = Counter(g.state for g in live)
+    lines = ["Placement groups" + (f" ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})" if live else "")]
+    for g in live:
+        if g.state in ("PENDING", "RESCHEDULING"):
+            bundles = " ".join("{" + _shape(b) + "}" for b in g.bundles)
+            lines.append(f"  {g.name or g.placement_group_id[:12]} {g.state} {g.strategy} {bundles}: {g.reason or 'waiting'}")
+    if not live:
+        lines.append("  (none)")
+    return lines
+
+
 ROWS: dict[str, Callable[[Any], tuple[list[str], list[list[Any]]]]] = {
     "nodes": node_rows,
     "actors": actor_rows,
     "tasks": task_rows,
     "jobs": job_rows,
+    "placement-groups": placement_group_rows,
 }
 
 
@@ -147,10 +181,11 @@ def autoscaler_lines(auto: AutoscalerState) -> list[str]:
 
 
 def status_text(
-    address: str, nodes: Sequence[NodeState], now: float | None = None, autoscaler: AutoscalerState | None = None
+    address: str, nodes: Sequence[NodeState], now: float | None = None, autoscaler: AutoscalerState | None = None,
+    placement_groups: Sequence[PlacementGroupState] = (),
 ) -> str:
     """What ``nbcluster status`` prints: nodes, cluster-wide use, pending demand (and
-    the autoscaler's view, when the cluster has one)."""
+    the autoscaler's view, when the cluster has one), placement groups."""
     alive = [n for n in nodes if n.state == "ALIVE"]
     dead = sorted((n for n in nodes if n.state != "ALIVE"), key=lambda n: -n.end_time)
     lines = [
@@ -179,6 +214,7 @@ def status_text(
         lines += ["", "Pending demand (requests for workers that wait for resources)"]
         demand = Counter(_shape(d) for n in alive for d in n.pending_demand)
         lines += [f"  {{{shape}}}: {count} waiting" for shape, count in demand.most_common()] or ["  (none)"]
+    lines += [""] + placement_group_lines(placement_groups)
     if dead:
         lines += ["", "Dead nodes (most recent first)"]
         lines.append(table(

@@ -4,8 +4,9 @@
 gathers the input and carries the plan out. The rules (Ray's, where Ray has one):
 
 - **Keep min_workers** of each node type.
-- **Demand** (resource shapes the node managers could not place: tasks and actors)
-  is first packed onto the free resources of alive nodes and the full resources of
+- **Demand** (resource shapes the node managers could not place: tasks and actors;
+  and the bundles of placement groups waiting for room — a STRICT_PACK group's as one
+  shape, a STRICT_SPREAD group's at most one to a node) is first packed onto the free resources of alive nodes and the full resources of
   nodes on their way; what is left is packed onto new nodes, first-fit decreasing,
   choosing for each shape the smallest node type that fits it.
 - **request_resources** bundles are packed onto the *total* resources of all nodes
@@ -54,7 +55,9 @@ class Demand:
     """One resource shape somebody waits for."""
 
     shape: Shape
-    kind: str = "task"  # "task", "actor" or "request" (request_resources)
+    kind: str = "task"  # "task", "actor", "placement group bundle" or "request" (request_resources)
+    #: A STRICT_SPREAD placement group's id: at most one of its bundles per node.
+    spread_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,18 +149,21 @@ class Plan:
 
 # -- packing ----------------------------------------------------------------------
 class _Bin:
-    __slots__ = ("free", "node_type", "limited")
+    __slots__ = ("free", "node_type", "limited", "spread_groups")
 
     def __init__(self, free: Mapping[str, float], node_type: str = "") -> None:
         self.free = rs.to_fixed(free)
         self.node_type = node_type
         self.limited = True  # counts against upscaling_speed
+        self.spread_groups: set[str] = set()  # STRICT_SPREAD groups with a bundle here
 
-    def take(self, need: rs.Fixed) -> bool:
-        if rs.fits(self.free, need):
-            rs.subtract(self.free, need)
-            return True
-        return False
+    def take(self, need: rs.Fixed, spread_group: str = "") -> bool:
+        if spread_group in self.spread_groups or not rs.fits(self.free, need):
+            return False
+        rs.subtract(self.free, need)
+        if spread_group:
+            self.spread_groups.add(spread_group)
+        return True
 
 
 def _free(b: _Bin) -> dict[str, float]:
@@ -185,7 +191,7 @@ def _pack(needs: Iterable[Demand], bins: Sequence[_Bin]) -> list[Demand]:
     left = []
     for demand in sorted(needs, key=_size, reverse=True):
         need = rs.to_fixed(dict(demand.shape))
-        if not any(b.take(need) for b in bins):
+        if not any(b.take(need, demand.spread_group) for b in bins):
             left.append(demand)
     return left
 
@@ -319,7 +325,7 @@ class _Planner:
     def _launch_for(self, demand: Demand, new_bins: list[_Bin], limited: bool) -> None:
         """Put ``demand`` on a node opened this step, opening one if allowed."""
         need = rs.to_fixed(dict(demand.shape))
-        placed = next((b for b in new_bins if b.take(need)), None)
+        placed = next((b for b in new_bins if b.take(need, demand.spread_group)), None)
         if placed is not None:
             self.reasons[placed.node_type].append(demand)
             self.waiting[(demand, WAITING_FOR_LAUNCH, _ON_THE_WAY)] += 1
@@ -335,7 +341,7 @@ class _Planner:
         self.launches[chosen.name] += 1
         bin_ = _Bin(_offer(chosen), chosen.name)
         bin_.limited = limited
-        bin_.take(need)
+        bin_.take(need, demand.spread_group)
         new_bins.append(bin_)
         self.reasons.setdefault(chosen.name, []).append(demand)
         self.waiting[(demand, WAITING_FOR_LAUNCH, _ON_THE_WAY)] += 1

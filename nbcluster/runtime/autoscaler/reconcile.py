@@ -88,6 +88,9 @@ class AutoscalerHost(Protocol):
     async def drain_node(self, node_id: bytes, reason: str) -> tuple[bool, str]:
         """Ask a node to take no new work; (accepted, why not)."""
 
+    def placement_group_demand(self) -> list[tuple[bytes, str, list[dict[str, float]]]]:
+        """(group id, strategy, shapes) of the placement groups waiting for room."""
+
 
 class Autoscaler:
     """Launches and removes nodes so the cluster fits its demand and bounds (see the
@@ -309,6 +312,9 @@ class Autoscaler:
             )
             demand += [policy.Demand(policy.shape_of(d.amounts), "task") for d in info.pending_demand]
             demand += [policy.Demand(policy.shape_of(d.amounts), "actor") for d in info.pending_actor_demand]
+        for group_id, strategy, shapes in self.gcs.placement_group_demand():
+            spread = group_id.hex() if strategy == "STRICT_SPREAD" else ""
+            demand += [policy.Demand(policy.shape_of(s), "placement group bundle", spread) for s in shapes]
         alive_ids = {n.node_id for n in nodes}
         instances = [
             policy.InstanceView(i.instance_id, i.node_type, pending=i.state in PENDING)

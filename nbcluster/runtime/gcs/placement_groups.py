@@ -152,8 +152,10 @@ class PlacementGroupManager:
         info.state = _STATE_PB[State.PENDING]
         group = self.groups[info.placement_group_id] = _Group(info, State.PENDING)
         self._changed(group, f"{describe(info)} is PENDING ({len(info.bundles)} bundles, {strategy_name(info)})")
-        group.warned = self._infeasible(group) or ""
-        if group.warned:
+        infeasible = self._infeasible(group)
+        if infeasible:
+            info.reason = infeasible
+            group.warned = f"{describe(info)} is {infeasible} (lower the request, or add such nodes)"
             logger.warning(group.warned)
             self.gcs.events.publish(gcs_pb2.EVENT_KIND_PLACEMENT_GROUP, group.warned, job_id=info.job_id,
                                     data=self._data(group), source="scheduler")
@@ -363,7 +365,7 @@ class PlacementGroupManager:
     # -- state and messages -----------------------------------------------------------
     def _infeasible(self, group: _Group) -> str | None:
         """Why no cluster of these nodes (and node types the autoscaler may add) can ever
-        hold the group's waiting bundles; None when one can."""
+        hold the group's waiting bundles ("infeasible: ..."); None when one can."""
         info = group.info
         rooms, _ = self._rooms()
         todo = {b.index: rs.to_fixed(b.resources.amounts) for b in info.bundles if not b.node_id}
@@ -376,9 +378,8 @@ class PlacementGroupManager:
             return None
         wanted = ", ".join(rs.describe(dict(b.resources.amounts)) for b in info.bundles if not b.node_id)
         return (
-            f"{describe(info)} requires bundles [{wanted}] ({strategy_name(info)}), which the nodes of the cluster "
-            "cannot hold together. It stays pending until nodes with these resources join; lower the request or "
-            "add such nodes."
+            f"infeasible: the cluster's nodes cannot hold its bundles [{wanted}] together ({strategy_name(info)}); "
+            "it waits for nodes that can"
         )
 
     def _transition(self, group: _Group, state: State, message: str) -> None:

@@ -16,8 +16,11 @@ import nbcluster
 from nbcluster.cluster_utils import Cluster
 from nbcluster.exceptions import ActorDiedError, RayError
 from nbcluster.runtime import cli, cli_view
+from nbcluster.runtime import bundles as names
 from nbcluster.runtime.autoscaler import policy
 from nbcluster.runtime.autoscaler.config import load_config
+from nbcluster.runtime.gcs.bundle_placement import NodeRoom, place
+from nbcluster.runtime.node import resources as rs
 from nbcluster.state import get_autoscaler_state, list_nodes, list_placement_groups
 from nbcluster.util import (
     get_current_placement_group,
@@ -415,3 +418,40 @@ def test_the_policy_packs_a_waiting_group_by_its_strategy():
     assert launched(*[policy.Demand(one_cpu, kind, spread_group="g")] * 3) == 3  # STRICT_SPREAD: one to a node
     assert launched(*[policy.Demand(one_cpu, kind, spread_group="g")] * 2,
                     *[policy.Demand(one_cpu, kind, spread_group="h")] * 2) == 2
+
+
+def test_where_bundles_go_by_strategy():
+    def room(name: str, cpus: float, total: float | None = None) -> NodeRoom:
+        return NodeRoom(name.encode(), rs.to_fixed({"CPU": cpus}), rs.to_fixed({"CPU": total or cpus}))
+
+    nodes = [room("a", 4), room("b", 2), room("c", 2)]
+    one = rs.to_fixed({"CPU": 1})
+    three = {i: one for i in range(3)}
+    assert set(place("PACK", three, nodes).values()) == {b"a"}
+    assert set(place("SPREAD", three, nodes).values()) == {b"a", b"b", b"c"}
+    assert place("STRICT_PACK", {0: rs.to_fixed({"CPU": 3}), 1: one}, nodes) == {0: b"a", 1: b"a"}
+    assert place("STRICT_PACK", {i: rs.to_fixed({"CPU": 2}) for i in range(3)}, nodes) is None
+    assert sorted(place("STRICT_SPREAD", three, nodes).values()) == [b"a", b"b", b"c"]
+    assert place("STRICT_SPREAD", {i: one for i in range(4)}, nodes) is None
+    # Rescheduling: next to what the group still holds (STRICT_PACK), away from it (STRICT_SPREAD).
+    assert place("STRICT_PACK", {1: one}, nodes, placed={0: b"b"}) == {1: b"b"}
+    assert place("STRICT_SPREAD", {1: one}, nodes, placed={0: b"a", 2: b"b"}) == {1: b"c"}
+    # Busy now, but it could fit some day: the totals say so.
+    busy = [room("a", 0, 4)]
+    assert place("PACK", three, busy) is None and place("PACK", three, busy, ever=True) == {0: b"a", 1: b"a", 2: b"a"}
+
+
+def test_bundles_become_resources_under_the_groups_names():
+    group = bytes(range(16))
+    hex_id = group.hex()
+    assert names.committed_resources(group, 1, {"CPU": 2}) == {
+        f"CPU_group_1_{hex_id}": 2, f"CPU_group_{hex_id}": 2,
+        f"bundle_group_1_{hex_id}": 1000, f"bundle_group_{hex_id}": 1000,
+    }
+    assert names.in_group({"CPU": 1}, group, 1) == {
+        f"CPU_group_1_{hex_id}": 1, f"CPU_group_{hex_id}": 1,
+        f"bundle_group_1_{hex_id}": 0.001, f"bundle_group_{hex_id}": 0.001,
+    }
+    assert names.in_group({}, group) == {f"bundle_group_{hex_id}": 0.001}  # pinned to the group, needing nothing
+    assert names.group_of(f"CPU_group_1_{hex_id}") == names.group_of(f"my_res_group_{hex_id}") == hex_id
+    assert names.group_of("CPU") is None and names.group_of("my_group_thing") is None

@@ -90,6 +90,9 @@ class PlacementGroupManager:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        #: Nodes that refused to prepare (monotonic time): left out until they report again,
+        #: so a stale view of them is not tried over and over.
+        self._refused: dict[bytes, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------
     def recover(self, store: "GcsStore") -> None:
@@ -215,7 +218,10 @@ class PlacementGroupManager:
         self.wake()
 
     def job_finished(self, job_id: bytes) -> None:
-        """Remove the groups of ``job_id`` that are not detached."""
+        """Remove the groups of ``job_id`` that are not detached (not once the GCS is
+        stopping: its drivers' connections closing end their jobs then)."""
+        if self._task is None or self._task.done():
+            return
         for group in list(self.groups.values()):
             if group.info.job_id == job_id and not group.info.detached and group.state is not State.REMOVED:
                 self._spawn(self._remove(group, "its job ended"))
@@ -244,8 +250,13 @@ class PlacementGroupManager:
                 except Exception:  # noqa: BLE001 - one group's failure must not stop the loop
                     logger.exception("placing placement_group=%s failed", group.info.placement_group_id.hex())
 
-    def _rooms(self) -> tuple[list[NodeRoom], dict[bytes, gcs_pb2.NodeInfo]]:
-        nodes = {n.node_id: n for n in self.gcs.alive_nodes() if not n.draining}
+    def _rooms(self, skip_refused: bool = True) -> tuple[list[NodeRoom], dict[bytes, gcs_pb2.NodeInfo]]:
+        """The nodes bundles may go to now (not draining; not one that refused since its
+        last report, when ``skip_refused``), as rooms and by id."""
+        now = time.monotonic()
+        self._refused = {n: t for n, t in self._refused.items() if now - self.gcs.report_age(n) <= t}
+        skip = self._refused if skip_refused else {}
+        nodes = {n.node_id: n for n in self.gcs.alive_nodes() if not n.draining and n.node_id not in skip}
         rooms = [
             NodeRoom(n.node_id, rs.to_fixed(n.available.amounts), rs.to_fixed(n.total.amounts)) for n in nodes.values()
         ]
@@ -299,6 +310,7 @@ class PlacementGroupManager:
             done.append((node, specs))
             if not reply.prepared:
                 why = f"node {ids.short(node.node_id)} had no room after all ({reply.reason})"
+                self._refused[node.node_id] = time.monotonic()
                 break
         if not why and group.state is not State.REMOVED:
             for node, specs in done:
@@ -367,7 +379,7 @@ class PlacementGroupManager:
         """Why no cluster of these nodes (and node types the autoscaler may add) can ever
         hold the group's waiting bundles ("infeasible: ..."); None when one can."""
         info = group.info
-        rooms, _ = self._rooms()
+        rooms, _ = self._rooms(skip_refused=False)
         todo = {b.index: rs.to_fixed(b.resources.amounts) for b in info.bundles if not b.node_id}
         placed = {b.index: b.node_id for b in info.bundles if b.node_id}
         launchable = self.gcs.autoscaler.launchable() if self.gcs.autoscaler is not None else []

@@ -31,3 +31,14 @@ def test_autoscaling_example():
     assert "decision: Removing node" in proc.stdout
     assert "(autoscaler +" in proc.stderr
     assert "no node in the cluster has" not in proc.stderr  # the autoscaler adds one: no warning
+
+
+def test_ray_port_placement_group_gang():
+    """Written against Ray's API: only its import line is nbcluster's."""
+    source = (ROOT / "examples" / "ray_port" / "placement_group_gang.py").read_text()
+    assert "import nbcluster as ray" in source and source.count("nbcluster") == 1
+    proc = run_example("ray_port/placement_group_gang.py")
+    assert "placement group ready: CREATED" in proc.stdout
+    assert "step 2: sum 10, every worker now holds 2.5" in proc.stdout
+    assert "helpers: [0, 1, 4, 9, 16, 25, 36, 49] all in the group: True" in proc.stdout
+    assert "removed; CPUs free again: 5.0" in proc.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -20,7 +21,11 @@ from nbcluster.runtime import bundles as names
 from nbcluster.runtime.autoscaler import policy
 from nbcluster.runtime.autoscaler.config import load_config
 from nbcluster.runtime.gcs.bundle_placement import NodeRoom, place
+from nbcluster.runtime.discovery import call_gcs
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.transport import methods
 from nbcluster.state import get_autoscaler_state, list_nodes, list_placement_groups
 from nbcluster.util import (
     get_current_placement_group,
@@ -352,6 +357,25 @@ class TestSeveralNodes:
         for pg in groups:
             remove_placement_group(pg)
         wait_for(all_given_back, message="the groups' resources given back")
+
+    def test_a_node_prepares_all_the_bundles_asked_or_none(self, cluster):
+        token = cluster.head_node._handle.token
+        nodes = call_gcs((cluster.address, token), methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest()).nodes
+        node = next(n for n in nodes if n.node_id.hex() == cluster.worker_nodes[0].node_id)
+
+        def call(method, request):
+            return call_gcs((node.address, token), method, request)
+
+        specs = [nm_pb2.BundleSpec(placement_group_id=os.urandom(16), index=i,
+                                   resources=common_pb2.ResourceSet(amounts={"CPU": 1.5})) for i in range(2)]
+        refused = call(methods.NodeManager.PrepareBundles, nm_pb2.PrepareBundlesRequest(bundles=specs))
+        assert not refused.prepared and refused.reason == "needs {CPU: 3}, {CPU: 2} free"
+        assert refused.resources.available.amounts["CPU"] == 2  # nothing held
+        one = call(methods.NodeManager.PrepareBundles, nm_pb2.PrepareBundlesRequest(bundles=specs[:1]))
+        assert one.prepared and one.resources.available.amounts["CPU"] == 0.5
+        released = call(methods.NodeManager.ReleaseBundles, nm_pb2.ReleaseBundlesRequest(
+            placement_group_id=specs[0].placement_group_id, indexes=[0]))
+        assert released.resources.available.amounts["CPU"] == 2
 
     def test_strict_pack_waits_for_a_node_big_enough(self, cluster):
         pg = placement_group([{"CPU": 2}, {"CPU": 2}], strategy="STRICT_PACK")

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from nbcluster.runtime import bundles, ids
+from nbcluster.runtime import ids
 from nbcluster.runtime.gcs.bundle_placement import NodeRoom, demand_shapes, place
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
@@ -307,6 +307,7 @@ class PlacementGroupManager:
             except _FAILURES as exc:
                 why = f"node {ids.short(node.node_id)} could not be reached ({exc})"
                 break
+            self._update(node, reply)
             done.append((node, specs))
             if not reply.prepared:
                 why = f"node {ids.short(node.node_id)} had no room after all ({reply.reason})"
@@ -315,11 +316,11 @@ class PlacementGroupManager:
         if not why and group.state is not State.REMOVED:
             for node, specs in done:
                 try:
-                    await self._call(node, methods.NodeManager.CommitBundles, nm_pb2.CommitBundlesRequest(bundles=specs))
+                    reply = await self._call(node, methods.NodeManager.CommitBundles, nm_pb2.CommitBundlesRequest(bundles=specs))
                 except _FAILURES as exc:
                     why = f"node {ids.short(node.node_id)} could not be reached ({exc})"
                     break
-                self._add_committed(node, specs)
+                self._update(node, reply)
         if why or group.state is State.REMOVED:
             for node, specs in done:
                 await self._release(node, group.info.placement_group_id, [s.index for s in specs], why or "removed")
@@ -336,19 +337,17 @@ class PlacementGroupManager:
             placement_group_id=group_id, indexes=list(indexes), removed=removed, reason=reason
         )
         try:
-            await self._call(node, methods.NodeManager.ReleaseBundles, request)
+            self._update(node, await self._call(node, methods.NodeManager.ReleaseBundles, request))
         except _FAILURES as exc:
             logger.warning("could not release placement_group=%s on node=%s: %s", group_id.hex(), node.node_id.hex(), exc)
 
     @staticmethod
-    def _add_committed(node: gcs_pb2.NodeInfo, specs: Iterable[nm_pb2.BundleSpec]) -> None:
-        """The GCS's row of ``node`` with the group's resources of committed bundles, so
-        scheduling sees them before the node's next report (which then says so too)."""
-        for spec in specs:
-            added = bundles.committed_resources(spec.placement_group_id, spec.index, dict(spec.resources.amounts))
-            for name, amount in added.items():
-                for amounts in (node.total.amounts, node.available.amounts):
-                    amounts[name] = amounts[name] + amount if name in amounts else amount
+    def _update(node: gcs_pb2.NodeInfo, reply: Any) -> None:
+        """The GCS's row of ``node`` with the resources a bundle call says it has now, so
+        scheduling sees the change before the node's next report."""
+        if reply.HasField("resources"):
+            node.total.CopyFrom(reply.resources.total)
+            node.available.CopyFrom(reply.resources.available)
 
     async def _remove(self, group: _Group, reason: str) -> None:
         """End the group's actors, release its bundles on every node, free its name."""

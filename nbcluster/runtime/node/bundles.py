@@ -78,16 +78,17 @@ class BundleHandlers:
         if not rs.fits(self.available, need):
             free = rs.describe({k: v for k, v in rs.to_float(self.available).items() if k in need})
             return nm_pb2.PrepareBundlesReply(
-                prepared=False, reason=f"needs {rs.describe(rs.to_float(need))}, {free} free"
+                prepared=False, reason=f"needs {rs.describe(rs.to_float(need))}, {free} free",
+                resources=self._resources(),
             )
         rs.subtract(self.available, need)
         for key, amounts in fresh:
             self._bundles[key] = _Bundle(amounts)
         self._idle_since = None
         self._changed()
-        return nm_pb2.PrepareBundlesReply(prepared=True)
+        return nm_pb2.PrepareBundlesReply(prepared=True, resources=self._resources())
 
-    def CommitBundles(self, request: nm_pb2.CommitBundlesRequest, conn: Any) -> common_pb2.Empty:
+    def CommitBundles(self, request: nm_pb2.CommitBundlesRequest, conn: Any) -> nm_pb2.CommitBundlesReply:
         """Make prepared bundles' resources appear under the group's names."""
         for spec in request.bundles:
             bundle = self._bundles.get((spec.placement_group_id, spec.index))
@@ -102,9 +103,9 @@ class BundleHandlers:
         if self.pool is not None:
             self._schedule()
         self._changed()
-        return common_pb2.Empty()
+        return nm_pb2.CommitBundlesReply(resources=self._resources())
 
-    def ReleaseBundles(self, request: nm_pb2.ReleaseBundlesRequest, conn: Any) -> common_pb2.Empty:
+    def ReleaseBundles(self, request: nm_pb2.ReleaseBundlesRequest, conn: Any) -> nm_pb2.ReleaseBundlesReply:
         """Give bundles back; ``removed``: every bundle of the group, which is gone."""
         group_id = request.placement_group_id
         reason = request.reason or "its placement group released it"
@@ -128,7 +129,13 @@ class BundleHandlers:
         if self.pool is not None:
             self._schedule()
         self._changed()
-        return common_pb2.Empty()
+        return nm_pb2.ReleaseBundlesReply(resources=self._resources())
+
+    def _resources(self) -> nm_pb2.NodeResources:
+        return nm_pb2.NodeResources(
+            total=common_pb2.ResourceSet(amounts=rs.to_float(self.total)),
+            available=common_pb2.ResourceSet(amounts=rs.to_float(self.available)),
+        )
 
     def _kill_leases(self, uses: Any, reason: str) -> None:
         """End the leases that hold a resource ``uses(name)`` picks, killing their workers."""

@@ -373,19 +373,35 @@ class PrepareBundlesRequest(_message.Message):
     bundles: _containers.RepeatedCompositeFieldContainer[BundleSpec]
     def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ...) -> None: ...
 
+class NodeResources(_message.Message):
+    __slots__ = ("total", "available")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    total: _common_pb2.ResourceSet
+    available: _common_pb2.ResourceSet
+    def __init__(self, total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ...) -> None: ...
+
 class PrepareBundlesReply(_message.Message):
-    __slots__ = ("prepared", "reason")
+    __slots__ = ("prepared", "reason", "resources")
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     prepared: bool
     reason: str
-    def __init__(self, prepared: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    resources: NodeResources
+    def __init__(self, prepared: _Optional[bool] = ..., reason: _Optional[str] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ...) -> None: ...
 
 class CommitBundlesRequest(_message.Message):
     __slots__ = ("bundles",)
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
     bundles: _containers.RepeatedCompositeFieldContainer[BundleSpec]
     def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ...) -> None: ...
+
+class CommitBundlesReply(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: NodeResources
+    def __init__(self, resources: _Optional[_Union[NodeResources, _Mapping]] = ...) -> None: ...
 
 class ReleaseBundlesRequest(_message.Message):
     __slots__ = ("placement_group_id", "indexes", "removed", "reason")
@@ -398,3 +414,9 @@ class ReleaseBundlesRequest(_message.Message):
     removed: bool
     reason: str
     def __init__(self, placement_group_id: _Optional[bytes] = ..., indexes: _Optional[_Iterable[int]] = ..., removed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseBundlesReply(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: NodeResources
+    def __init__(self, resources: _Optional[_Union[NodeResources, _Mapping]] = ...) -> None: ...

@@ -124,3 +124,21 @@ def test_bad_addresses_are_clear_errors(head: tuple[Machine, str]) -> None:
     assert errors["auto"][0] == "ValueError" and "host:port" in errors["auto"][1]
     assert errors["loopback"][0] == "ClusterConnectionError" and "nbcluster://127.0.0.1:1" in errors["loopback"][1]
     assert errors["no_token"][0] == "AuthenticationError" and "token" in errors["no_token"][1]
+
+
+def test_large_values_come_from_the_object_port_or_else_through_the_relay(head: tuple[Machine, str]) -> None:
+    out = drive(head, """
+        import logging
+        from nbcluster.runtime.core import worker_state
+        core = worker_state.current
+        data = os.urandom(3 * 2**20)
+        ref = nbcluster.put(data)
+        direct = nbcluster.get(ref) == data and not core._object_port_error
+        warnings = []
+        logging.getLogger("nbcluster").addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: warnings.append(r.getMessage())})())
+        core.object_address = "127.0.0.1:1"  # a port nothing listens on: the relay serves instead
+        relayed = nbcluster.get(ref) == data and nbcluster.get(ref) == data
+        print(json.dumps({"direct": direct, "relayed": relayed, "warnings": warnings}))
+    """)
+    assert out["direct"] and out["relayed"]
+    assert len(out["warnings"]) == 1 and "object port 127.0.0.1:1 cannot be reached" in out["warnings"][0], out

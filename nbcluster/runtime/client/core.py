@@ -23,6 +23,7 @@ from typing import Any
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core.core_worker import DRIVER, DriverSinks
+from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.object_values import ref_id, timeout_error, value_or_raise
@@ -106,6 +107,7 @@ class ClientCore(LoopThread, DriverSinks):
         self.refs = ClientRefs(self)
         self.submitter = _Tasks(self)
         self.actor_submitter = _Actors(self)
+        self.generators = _Generators(self)
         self.gcs: Any = None
         self.task_context = ""
         self.submit_hook: Any = None
@@ -275,10 +277,14 @@ class ClientCore(LoopThread, DriverSinks):
         inner.add_done_callback(done)
         return result
 
-    def wait_payloads(self, oids: Sequence[bytes], num_ready: int, timeout: float | None) -> list[bool]:
-        """Block until ``num_ready`` of the objects are ready (or the timeout passes)."""
+    def wait_payloads(
+        self, oids: Sequence[bytes], num_ready: int, timeout: float | None, others: Sequence[Any] = ()
+    ) -> list[bool]:
+        """Block until ``num_ready`` of the objects (and streaming generators,
+        ``others``) are ready, or the timeout passes."""
         request = client_pb2.ClientWaitRequest(
-            object_ids=list(oids), num_returns=num_ready, timeout=-1.0 if timeout is None else timeout
+            object_ids=list(oids), num_returns=num_ready, timeout=-1.0 if timeout is None else timeout,
+            generators=[gen._task_id for gen in others],
         )
         return list(self.request(methods.ClientProxy.Wait, request, retry=True).ready)
 
@@ -327,6 +333,8 @@ def _client_task(core: ClientCore, fn: FunctionInfo, args: tuple, kwargs: dict, 
         task_id=task_id, resources=options.resources, num_returns=options.num_returns,
         max_retries=options.max_retries, retry_exceptions=options.retry_exceptions,
         retry_exception_types=options.retry_types, name=options.name, context=context,
+        returns_kind=options.returns_kind, generator_backpressure=options.backpressure,
+        concurrency_group=options.concurrency_group,
     )
     spec.function.function_id = fn.function_id
     spec.function.name = fn.name
@@ -378,6 +386,58 @@ class _Tasks:
         refs = _returns(core, spec.task_id, options.num_returns)
         core.send(_SUBMIT, spec)
         return refs
+
+
+class _Generators:
+    """``core.generators`` in client mode: streaming generators are read through the
+    proxy, which holds each item for this client once it is taken."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+
+    def generator(self, ref: ObjectRef) -> "ClientObjectRefGenerator":
+        """What ``.remote()`` of a streaming task returns (``ref``: its completion object)."""
+        return ClientObjectRefGenerator(ref, self.core)
+
+
+class ClientObjectRefGenerator(ObjectRefGenerator):
+    """An ObjectRefGenerator in client mode: ``next()`` asks the proxy, which waits
+    for the item and holds it for this client."""
+
+    def __init__(self, ref: ObjectRef, core: ClientCore) -> None:  # noqa: D107 - as the base
+        self._ref = ref
+        self._core = core
+        self._task_id = ref._id[:16]
+
+    def _ask(self, peek: bool) -> Any:
+        request = client_pb2.ClientGeneratorNextRequest(task_id=self._task_id, peek=peek)
+        return self._core.link.call(methods.ClientProxy.GeneratorNext, request)
+
+    def _item(self, reply: client_pb2.ClientGeneratorNextReply, stop: type[Exception]) -> ObjectRef:
+        if not reply.object_id:
+            raise stop
+        return self._core.new_ref(reply.object_id)
+
+    def __next__(self) -> ObjectRef:
+        """The next item's ref, once the task has yielded it; StopIteration at the end."""
+        return self._item(self._core.run_sync(self._ask(False)), StopIteration)
+
+    async def __anext__(self) -> ObjectRef:
+        """``__next__`` without blocking the event loop; StopAsyncIteration at the end."""
+        future = asyncio.run_coroutine_threadsafe(self._ask(False), self._core.loop)
+        return self._item(await asyncio.wrap_future(future), StopAsyncIteration)
+
+    def next_ready(self) -> bool:
+        """``next()`` would return a ref at once (False once it would stop)."""
+        reply = self._core.run_sync(self._ask(True))
+        return reply.ready and not reply.finished
+
+    def is_finished(self) -> bool:
+        """The task has finished and every ref was taken: ``next()`` stops."""
+        return self._core.run_sync(self._ask(True)).finished
+
+    def __del__(self) -> None:
+        pass  # the proxy lets go of its generator when the completion ref is released
 
 
 class _Actors:

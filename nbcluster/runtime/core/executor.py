@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -31,7 +32,7 @@ from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.generator_exec import GeneratorRun, none_payload, run_streaming, run_streaming_async
 from nbcluster.runtime.core.output import OutputForwarder
 from nbcluster.runtime.core.payloads import error_payload
-from nbcluster.runtime.core.tasks import ArgRef
+from nbcluster.runtime.core.tasks import ArgRef, fill_spec
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.runtime_env import RuntimeEnv, setup as runtime_env
@@ -244,6 +245,45 @@ class Executor:
             self.leave_task(token)
         self.finish(spec, conn, *outcome, duration=time.perf_counter() - start)
 
+    def run_children_inline(self, oids: Sequence[bytes]) -> bool:
+        """In a task about to block on ``oids``: run here the first of them that this
+        process submitted and no worker has taken yet (a normal task, arguments ready),
+        instead of waiting for a new worker to start for it; False if there is none.
+        Only a normal task's main thread does this (an actor's calls keep theirs)."""
+        core = self.core
+        if self.actor is not None or threading.get_ident() != self._main_ident or not self.in_task():
+            return False
+        if asyncio._get_running_loop() is not None:  # an async task's coroutine: its child may be one too
+            return False
+        for oid in oids:
+            task = core.run_sync(_on_loop(core.submitter.take_queued, oid))
+            if task is None:
+                continue
+            spec = common_pb2.TaskSpec()
+            fill_spec(spec, task, core)
+            if task.fn.function_id not in self._functions:
+                self._pickled.setdefault(task.fn.function_id, task.fn.pickled)
+            source, context = self.output.source, self.output.context
+            token = self.enter_task(spec)
+            start = time.perf_counter()
+            try:
+                status, returns, retryable, contained, error = self._invoke(spec, None)
+            except BaseException:  # the parent was cancelled (or exits): so is its inline child
+                cancelled = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
+                result = cw_pb2.TaskResult(task_id=spec.task_id, status=_CANCELLED, returns=cancelled)
+                core.call_soon(core.submitter.finish_inline, task, result, [])
+                raise
+            finally:
+                self.leave_task(token)
+                self.output.source, self.output.context = source, context
+            result = cw_pb2.TaskResult(
+                task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
+                duration=time.perf_counter() - start, pid=os.getpid(), error_message=error, attempt=spec.attempt,
+            )
+            core.call_soon(core.submitter.finish_inline, task, result, contained)
+            return True
+        return False
+
     def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:
         try:
             try:
@@ -266,8 +306,8 @@ class Executor:
             except ActorExit:
                 raise
             except KeyboardInterrupt:
-                if self._cancel_requested == spec.task_id:
-                    raise
+                if self._cancel_requested is not None and self._cancel_requested in (spec.task_id, self._main_task):
+                    raise  # this task's cancel, or (a child run inline) its parent's
                 return self.failed(spec, KeyboardInterrupt("raised by the task"), _APP_ERROR)
             except SystemExit as exc:
                 if self.actor is not None or spec.kind == _CREATION:
@@ -276,7 +316,7 @@ class Executor:
             except BaseException as exc:  # noqa: BLE001 - any other escape is the task's error
                 return self.failed(spec, exc, _APP_ERROR, skip=1)
         except KeyboardInterrupt:
-            if self._cancel_requested != spec.task_id:
+            if self._cancel_requested != spec.task_id or spec.task_id != self._main_task:
                 raise
             return _CANCELLED, self._error_returns(spec, TaskCancelledError(spec.task_id.hex())), False, [], "cancelled"
 
@@ -538,6 +578,10 @@ class Executor:
         batch = self._results.pop(conn, None)
         if batch:
             conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=batch))
+
+
+async def _on_loop(fn: Any, *args: Any) -> Any:
+    return fn(*args)
 
 
 def _format_exc(exc: BaseException, skip: int = 0) -> str:

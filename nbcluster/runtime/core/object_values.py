@@ -346,6 +346,12 @@ class ObjectValues:
             ready.extend(gen._wait_ready() for gen in others)
             return sum(ready) >= num_ready
 
+        executor = self.executor
+        if executor is not None and timeout is None:  # in a task: run what it waits for here, while it would wait
+            while executor.run_children_inline(missing):
+                if enough():
+                    return ready
+                missing = [oid for oid, r in zip(oids, ready) if not r]
         self.wait_until(enough, timeout)
         return ready
 
@@ -353,13 +359,6 @@ class ObjectValues:
         """Block until ``check()`` holds, asked again whenever values arrive (False:
         the timeout passed first). In a task, the worker's CPU is free meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        executor = self.executor
-        if executor is not None and timeout is None:  # in a task: run what it waits for here, while it would wait
-            while executor.run_children_inline(missing):
-                ready = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
-                if sum(ready) >= num_ready:
-                    return ready
-                missing = [oid for oid, r in zip(oids, ready) if not r]
         unblock = self._blocked()
         try:
             cond = self.refs.ready

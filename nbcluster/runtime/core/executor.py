@@ -249,40 +249,38 @@ class Executor:
         """In a task about to block on ``oids``: run here the first of them that this
         process submitted and no worker has taken yet (a normal task, arguments ready),
         instead of waiting for a new worker to start for it; False if there is none.
-        Only a normal task's main thread does this (an actor's calls keep theirs)."""
+        Only a normal task's main thread does this (an actor's calls keep theirs; an
+        async task's coroutine too, as its child may be one)."""
         core = self.core
-        if self.actor is not None or threading.get_ident() != self._main_ident or not self.in_task():
+        if (self.actor is not None or threading.get_ident() != self._main_ident or not self.in_task()
+                or asyncio._get_running_loop() is not None):
             return False
-        if asyncio._get_running_loop() is not None:  # an async task's coroutine: its child may be one too
+        task = next((t for oid in oids if (t := core.run_sync(_on_loop(core.submitter.take_queued, oid)))), None)
+        if task is None:
             return False
-        for oid in oids:
-            task = core.run_sync(_on_loop(core.submitter.take_queued, oid))
-            if task is None:
-                continue
-            spec = common_pb2.TaskSpec()
-            fill_spec(spec, task, core)
-            if task.fn.function_id not in self._functions:
-                self._pickled.setdefault(task.fn.function_id, task.fn.pickled)
-            source, context = self.output.source, self.output.context
-            token = self.enter_task(spec)
-            start = time.perf_counter()
-            try:
-                status, returns, retryable, contained, error = self._invoke(spec, None)
-            except BaseException:  # the parent was cancelled (or exits): so is its inline child
-                cancelled = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
-                result = cw_pb2.TaskResult(task_id=spec.task_id, status=_CANCELLED, returns=cancelled)
-                core.call_soon(core.submitter.finish_inline, task, result, [])
-                raise
-            finally:
-                self.leave_task(token)
-                self.output.source, self.output.context = source, context
-            result = cw_pb2.TaskResult(
-                task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
-                duration=time.perf_counter() - start, pid=os.getpid(), error_message=error, attempt=spec.attempt,
-            )
-            core.call_soon(core.submitter.finish_inline, task, result, contained)
-            return True
-        return False
+        spec = common_pb2.TaskSpec()
+        fill_spec(spec, task, core)
+        if task.fn.function_id not in self._functions:
+            self._pickled.setdefault(task.fn.function_id, task.fn.pickled)
+        source, context = self.output.source, self.output.context
+        token = self.enter_task(spec)
+        start = time.perf_counter()
+        try:
+            status, returns, retryable, contained, error = self._invoke(spec, None)
+        except BaseException:  # the parent was cancelled (or exits): so is its inline child
+            cancelled = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
+            result = cw_pb2.TaskResult(task_id=spec.task_id, status=_CANCELLED, returns=cancelled)
+            core.call_soon(core.submitter.finish_inline, task, result, [])
+            raise
+        finally:
+            self.leave_task(token)
+            self.output.source, self.output.context = source, context
+        result = cw_pb2.TaskResult(
+            task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
+            duration=time.perf_counter() - start, pid=os.getpid(), error_message=error, attempt=spec.attempt,
+        )
+        core.call_soon(core.submitter.finish_inline, task, result, contained)
+        return True
 
     def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:
         try:

@@ -33,6 +33,7 @@ from nbcluster.runtime.api import (
     wait,
 )
 from nbcluster.runtime.context import RuntimeContext, get_runtime_context
+from nbcluster.runtime.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.remote_function import RemoteFunction
 
@@ -40,7 +41,9 @@ __all__ = [
     "__version__",
     "ActorHandle",
     "ClusterInfo",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RemoteFunction",
     "RuntimeContext",
     "available_resources",

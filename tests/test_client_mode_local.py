@@ -124,3 +124,76 @@ def test_bad_addresses_are_clear_errors(head: tuple[Machine, str]) -> None:
     assert errors["auto"][0] == "ValueError" and "host:port" in errors["auto"][1]
     assert errors["loopback"][0] == "ClusterConnectionError" and "nbcluster://127.0.0.1:1" in errors["loopback"][1]
     assert errors["no_token"][0] == "AuthenticationError" and "token" in errors["no_token"][1]
+
+
+def test_large_values_come_from_the_object_port_or_else_through_the_relay(head: tuple[Machine, str]) -> None:
+    out = drive(head, """
+        import logging
+        from nbcluster.runtime.core import worker_state
+        core = worker_state.current
+        data = os.urandom(3 * 2**20)
+        ref = nbcluster.put(data)
+        direct = nbcluster.get(ref) == data and not core._object_port_error
+        warnings = []
+        logging.getLogger("nbcluster").addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: warnings.append(r.getMessage())})())
+        core.object_address = "127.0.0.1:1"  # a port nothing listens on: the relay serves instead
+        relayed = nbcluster.get(ref) == data and nbcluster.get(ref) == data
+        print(json.dumps({"direct": direct, "relayed": relayed, "warnings": warnings}))
+    """)
+    assert out["direct"] and out["relayed"]
+    assert len(out["warnings"]) == 1 and "object port 127.0.0.1:1 cannot be reached" in out["warnings"][0], out
+
+
+def test_generators_and_concurrency_groups_through_the_proxy(head: tuple[Machine, str]) -> None:
+    out = drive(head, """
+        from nbcluster.util.queue import Queue
+        @nbcluster.remote
+        def gated(n, gate):
+            for i in range(n):
+                if i:
+                    gate.get(timeout=60)
+                yield i
+        gate = Queue()
+        gen = gated.remote(3, gate)
+        first = nbcluster.get(next(gen))
+        early = nbcluster.wait([gen.completed()], timeout=0)[0] == []  # still running
+        not_ready = nbcluster.wait([gen], timeout=0.2)[0] == []
+        gate.put(None); gate.put(None)
+        rest = [nbcluster.get(r) for r in gen]
+        async def consume():
+            @nbcluster.remote
+            def count(n):
+                yield from range(n)
+            return [await ref async for ref in count.remote(3)]
+        awaited = asyncio.run(consume())
+        @nbcluster.remote
+        def fails():
+            yield 1
+            raise KeyError("item two")
+        refs = list(fails.remote())
+        try:
+            nbcluster.get(refs[1])
+            failed = None
+        except KeyError:
+            failed = "KeyError"
+        dynamic = [nbcluster.get(r) for r in nbcluster.get(
+            gated.options(num_returns="dynamic").remote(1, gate))]
+        @nbcluster.remote(concurrency_groups={"io": 2})
+        class Groups:
+            def __init__(self):
+                import threading
+                self.barrier = threading.Barrier(2)
+            @nbcluster.method(concurrency_group="io")
+            def meet(self):
+                self.barrier.wait(timeout=30)
+                return "met"
+            def stream(self, n):
+                yield from range(n)
+        actor = Groups.remote()
+        met = nbcluster.get([actor.meet.remote(), actor.meet.remote()], timeout=60)
+        streamed = [nbcluster.get(r) for r in actor.stream.remote(2)]
+        print(json.dumps(dict(first=first, early=early, not_ready=not_ready, rest=rest, awaited=awaited,
+                              failed=failed, n_refs=len(refs), dynamic=dynamic, met=met, streamed=streamed)))
+    """)
+    assert out == dict(first=0, early=True, not_ready=True, rest=[1, 2], awaited=[0, 1, 2], failed="KeyError",
+                       n_refs=2, dynamic=[0], met=["met", "met"], streamed=[0, 1])

@@ -16,9 +16,11 @@ from typing import Any
 from nbcluster.runtime import bundles
 from nbcluster.runtime.actor_options import actor_shape
 from nbcluster.runtime.options import (
+    RETURNS_KINDS,
     bundle_index,
     in_current_group,
     placement,
+    returns_shape,
     strategy_of,
     validate_actor_options,
     validate_method_options,
@@ -34,26 +36,73 @@ from nbcluster.runtime.submission import current_group, submit_actor_task
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
 
 
-def method(*, num_returns: int = 1) -> Any:
-    """Decorate an actor method with default options: ``@nbcluster.method(num_returns=2)``."""
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+def method(
+    *,
+    num_returns: int | str = 1,
+    concurrency_group: str | None = None,
+    _generator_backpressure_num_objects: int = -1,
+) -> Any:
+    """Decorate an actor method with default options (as ``ray.method``):
+    ``@nbcluster.method(num_returns=2)``, ``num_returns="streaming"`` for a generator,
+    ``concurrency_group="io"`` to run its calls in one of the actor's concurrency groups."""
+    given: dict[str, Any] = {"num_returns": num_returns, "_generator_backpressure_num_objects": _generator_backpressure_num_objects}
+    if concurrency_group is not None:
+        given["concurrency_group"] = concurrency_group
+    opts = validate_method_options(given, where="@nbcluster.method")
 
     def decorate(fn: Any) -> Any:
-        fn.__nbcluster_num_returns__ = num_returns
+        fn.__nbcluster_num_returns__ = opts["num_returns"]
+        fn.__nbcluster_backpressure__ = opts["_generator_backpressure_num_objects"]
+        if "concurrency_group" in opts:
+            fn.__nbcluster_concurrency_group__ = opts["concurrency_group"]
         return fn
 
     return decorate
 
 
-def _public_methods(cls: type) -> dict[str, tuple[int, bool]]:
+#: A method as a handle knows it: (num_returns or "streaming"/"dynamic", is async,
+#: generator backpressure or -1).
+MethodMeta = tuple[Any, bool, int]
+
+
+def _public_methods(cls: type) -> dict[str, MethodMeta]:
     found = {}
     for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
         if name.startswith("__"):
             continue
         is_async = inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
-        found[name] = (getattr(member, "__nbcluster_num_returns__", 1), is_async)
+        is_generator = inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member)
+        default = "streaming" if is_generator else 1  # a generator method streams (as Ray)
+        num_returns = getattr(member, "__nbcluster_num_returns__", default)
+        found[name] = (num_returns, is_async, getattr(member, "__nbcluster_backpressure__", -1))
     return found
+
+
+def _method_groups(cls: type, groups: dict[str, int]) -> None:
+    """ValueError when a method names a concurrency group the actor does not have."""
+    for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
+        group = getattr(member, "__nbcluster_concurrency_group__", None)
+        if group is not None and group not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise ValueError(
+                f"{cls.__name__}.{name} runs in concurrency group {group!r}, which the actor does not "
+                f"define (its groups: {known}); add it to @remote(concurrency_groups={{...}})"
+            )
+
+
+def _wire_method(name: str, meta: MethodMeta) -> gcs_pb2.ActorMethod:
+    num_returns, kind = returns_shape(meta[0])
+    return gcs_pb2.ActorMethod(
+        name=name, num_returns=num_returns, is_async=meta[1], returns_kind=kind, generator_backpressure=max(meta[2], 0)
+    )
+
+
+def _meta_from_wire(m: gcs_pb2.ActorMethod) -> MethodMeta:
+    num_returns: Any = m.num_returns
+    for text, kind in RETURNS_KINDS.items():
+        if m.returns_kind == kind:
+            num_returns = text
+    return (num_returns, m.is_async, m.generator_backpressure or -1)
 
 
 class ActorClass:
@@ -69,7 +118,7 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._methods = methods
-        self._is_async = any(is_async for _, is_async in methods.values())
+        self._is_async = any(meta[1] for meta in methods.values())
         self._info: FunctionInfo | None = None
         self._lock = threading.Lock()
         self.__name__ = cls.__name__
@@ -103,6 +152,8 @@ class ActorClass:
         return self._info
 
     def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
+        groups = options.get("concurrency_groups") or {}
+        _method_groups(self._cls, groups)
         core = worker_state.require()
         held, needed = actor_shape(options)
         strategy = strategy_of(options)
@@ -127,10 +178,9 @@ class ActorClass:
             placement_resources=common_pb2.ResourceSet(amounts=needed),
             max_concurrency=concurrency,
             is_async=is_async,
-            methods=[
-                gcs_pb2.ActorMethod(name=name, num_returns=n, is_async=a) for name, (n, a) in self._methods.items()
-            ],
+            methods=[_wire_method(name, meta) for name, meta in self._methods.items()],
         )
+        info.creation_task.concurrency_groups.update(groups)
         if where is not None:
             info.scheduling_strategy = where.strategy
             info.affinity_node_id = where.node_id
@@ -168,7 +218,7 @@ class ActorHandle:
         self,
         actor_id: bytes,
         class_name: str,
-        methods: dict[str, tuple[int, bool]],
+        methods: dict[str, MethodMeta],
         max_task_retries: int,
         ref: ObjectRef | None,
     ) -> None:
@@ -180,7 +230,7 @@ class ActorHandle:
 
     @classmethod
     def _from_info(cls, info: gcs_pb2.ActorInfo, ref: ObjectRef | None) -> "ActorHandle":
-        methods = {m.name: (m.num_returns, m.is_async) for m in info.methods}
+        methods = {m.name: _meta_from_wire(m) for m in info.methods}
         return cls(info.actor_id, info.class_name, methods, info.max_task_retries, ref)
 
     def __getattr__(self, name: str) -> "ActorMethod":
@@ -190,7 +240,7 @@ class ActorHandle:
         if meta is None:
             known = ", ".join(sorted(self._methods))
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}' (its methods: {known})")
-        return ActorMethod(self, name, meta[0], "")
+        return ActorMethod(self, name, meta[0], "", "", meta[2])
 
     def __reduce__(self) -> Any:
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries, self._ref))
@@ -208,13 +258,17 @@ class ActorHandle:
 class ActorMethod:
     """A method of an actor, reached through its handle: call ``.remote(...)``."""
 
-    __slots__ = ("_handle", "_name", "_num_returns", "_task_name")
+    __slots__ = ("_handle", "_name", "_num_returns", "_task_name", "_group", "_backpressure")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int, task_name: str) -> None:
+    def __init__(
+        self, handle: ActorHandle, name: str, num_returns: Any, task_name: str, group: str = "", backpressure: int = -1
+    ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._task_name = task_name
+        self._group = group
+        self._backpressure = backpressure
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -223,16 +277,27 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> "ActorMethod":
-        """This method with other options (``num_returns``, ``name``) for the next call."""
+        """This method with other options (``num_returns``, ``name``, ``concurrency_group``,
+        ``_generator_backpressure_num_objects``) for the next call."""
         opts = validate_method_options(options, where=f"{self._name}.options()")
         return ActorMethod(
-            self._handle, self._name, opts.get("num_returns", self._num_returns), opts.get("name", self._task_name)
+            self._handle,
+            self._name,
+            opts.get("num_returns", self._num_returns),
+            opts.get("name", self._task_name),
+            opts.get("concurrency_group", self._group),
+            opts.get("_generator_backpressure_num_objects", self._backpressure),
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method on the actor; returns an ObjectRef (or several, by ``num_returns``)."""
+        """Call the method on the actor; returns an ObjectRef (several, by ``num_returns``;
+        an ObjectRefGenerator for a streaming generator)."""
         handle = self._handle
-        options = TaskOptions({}, self._num_returns, handle._max_task_retries, False, b"", self._task_name)
+        num_returns, kind = returns_shape(self._num_returns)
+        options = TaskOptions(
+            {}, num_returns, handle._max_task_retries, False, b"", self._task_name,
+            returns_kind=kind, backpressure=max(self._backpressure, 0), concurrency_group=self._group,
+        )
         return submit_actor_task(handle, self._name, options, args, kwargs)
 
 

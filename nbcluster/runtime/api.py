@@ -17,6 +17,7 @@ from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
+from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.driver_init import (
     autostart_refusal,
@@ -160,6 +161,11 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
     core = _core()
     if isinstance(refs, ObjectRef):
         return core.get([refs], timeout)[0]
+    if isinstance(refs, ObjectRefGenerator):
+        raise TypeError(
+            "get() of an ObjectRefGenerator is not allowed (as Ray): take its refs with next(gen) or "
+            "`for ref in gen`, or get(gen.completed()) to wait for the task to finish."
+        )
     if isinstance(refs, (list, tuple)):
         return core.get(list(refs), timeout)
     raise TypeError(
@@ -169,16 +175,17 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
 
 
 def wait(
-    refs: Sequence[ObjectRef],
+    refs: Sequence[ObjectRef | ObjectRefGenerator],
     *,
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
-) -> tuple[list[ObjectRef], list[ObjectRef]]:
+) -> tuple[list[Any], list[Any]]:
     """Wait until ``num_returns`` of ``refs`` are ready; return (ready, not_ready),
-    each in the order of ``refs``."""
-    if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)):
-        raise TypeError(f"wait() takes a list of ObjectRefs, not {type(refs).__name__}")
+    each in the order of ``refs``. A streaming generator in ``refs`` is ready when
+    ``next()`` on it would not block."""
+    if isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, (list, tuple)):
+        raise TypeError(f"wait() takes a list of ObjectRefs (or ObjectRefGenerators), not {type(refs).__name__}")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
     if num_returns > len(refs):
@@ -188,20 +195,29 @@ def wait(
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
     core = _core()
-    oids = [core.check_ref(r) for r in refs]
-    if len(set(oids)) != len(oids):
+    plain = [r for r in refs if not isinstance(r, ObjectRefGenerator)]
+    generators = [r for r in refs if isinstance(r, ObjectRefGenerator)]
+    oids = [core.check_ref(r) for r in plain]
+    if len(set(oids)) != len(oids) or len(set(map(id, generators))) != len(generators):
         raise ValueError("wait() requires a list of unique ObjectRefs")
-    ready_flags = core.wait_payloads(oids, num_returns, timeout)
+    if generators:
+        flags = core.wait_payloads(oids, num_returns, timeout, generators)
+        by_ref = dict(zip(map(id, plain + generators), flags))
+        ready_flags = [by_ref[id(r)] for r in refs]
+    else:
+        ready_flags = core.wait_payloads(oids, num_returns, timeout)
     ready, not_ready = [], []
     for ref, is_ready in zip(refs, ready_flags):
         (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)
     return ready, not_ready
 
 
-def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task that returns ``ref``: dropped if not started, interrupted
-    (``KeyboardInterrupt``) if running, its worker killed with ``force=True``.
-    ``get`` then raises TaskCancelledError."""
+def cancel(ref: ObjectRef | ObjectRefGenerator, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that returns ``ref`` (or a streaming generator's task): dropped
+    if not started, interrupted (``KeyboardInterrupt``) if running, its worker killed
+    with ``force=True``. ``get`` then raises TaskCancelledError."""
+    if isinstance(ref, ObjectRefGenerator):
+        ref = ref.completed()
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, not {type(ref).__name__}")
     _core().cancel(ref._id, force, recursive)

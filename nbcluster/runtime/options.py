@@ -14,7 +14,7 @@ from typing import Any
 from nbcluster.runtime import bundles
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
-from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
+from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 TASK_DEFAULTS: dict[str, Any] = {
@@ -111,6 +111,36 @@ def _placement_group(name: str, value: Any) -> Any:
     return value
 
 
+#: ``num_returns`` values that make a generator's results (Ray's names).
+RETURNS_KINDS = {"streaming": common_pb2.RETURNS_KIND_STREAMING, "dynamic": common_pb2.RETURNS_KIND_DYNAMIC}
+
+
+def _num_returns(name: str, value: Any) -> int | str:
+    if value in RETURNS_KINDS and isinstance(value, str):
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"num_returns must be an int >= 0, 'streaming' or 'dynamic', got {value!r}")
+    return integer(name, value, minimum=0)
+
+
+def _backpressure(name: str, value: Any) -> int:
+    n = integer(name, value, minimum=-1)
+    if n == 0:
+        raise ValueError(f"{name} must be -1 (no backpressure) or >= 1, got 0")
+    return n
+
+
+def _concurrency_groups(name: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict of group name -> max concurrency, not {type(value).__name__}")
+    out = {}
+    for group, limit in value.items():
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"{name}: group names must be non-empty str, got {group!r}")
+        out[group] = integer(f"{name}[{group!r}]", limit, minimum=1)
+    return out
+
+
 #: Options that tasks and actors share, with the same checks.
 _SHARED: dict[str, Check] = {
     "num_cpus": _number,
@@ -126,10 +156,11 @@ _SHARED: dict[str, Check] = {
 #: ``@remote`` on a function, ``f.options(...)`` (defaults: TASK_DEFAULTS).
 TASK_OPTIONS: dict[str, Check] = {
     **_SHARED,
-    "num_returns": _int_from(0),
+    "num_returns": _num_returns,
     "max_retries": _int_from(-1),
     "retry_exceptions": lambda _name, value: _retry_exceptions(value),
     "name": _str,
+    "_generator_backpressure_num_objects": _backpressure,
 }
 #: ``@remote`` on a class, ``Cls.options(...)``. Without num_cpus (None) an actor
 #: holds no CPU while it lives (see actor_options.actor_shape).
@@ -143,9 +174,15 @@ ACTOR_OPTIONS: dict[str, Check] = {
     "namespace": _optional_str,
     "lifetime": _lifetime,
     "get_if_exists": _bool,
+    "concurrency_groups": _concurrency_groups,
 }
 #: ``handle.method.options(...)``.
-METHOD_OPTIONS: dict[str, Check] = {"num_returns": _int_from(0), "name": _method_name}
+METHOD_OPTIONS: dict[str, Check] = {
+    "num_returns": _num_returns,
+    "name": _method_name,
+    "concurrency_group": _str,
+    "_generator_backpressure_num_objects": _backpressure,
+}
 
 
 def validate_options(options: Mapping[str, Any], table: Mapping[str, Check], where: str, what: str) -> dict[str, Any]:
@@ -175,7 +212,8 @@ def validate_actor_options(options: Mapping[str, Any], where: str = "@nbcluster.
 
 
 def validate_method_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """An actor method's options (``num_returns``, ``name``), checked."""
+    """An actor method's options (``num_returns``, ``name``, ``concurrency_group``,
+    ``_generator_backpressure_num_objects``), checked."""
     return validate_options(options, METHOD_OPTIONS, where, "actor methods")
 
 
@@ -310,12 +348,23 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
     where = placement(strategy)
     if where is not None and where.group_id:
         shape = bundles.in_group(shape, where.group_id, bundle_index(strategy))
+    num_returns, kind = returns_shape(opts["num_returns"])
     return TaskOptions(
         resources=shape,
-        num_returns=opts["num_returns"],
+        num_returns=num_returns,
         max_retries=opts["max_retries"],
         retry_exceptions=bool(retry),
         retry_types=dumps(retry) if isinstance(retry, tuple) else b"",
         name=opts["name"],
         placement=where,
+        returns_kind=kind,
+        backpressure=max(opts.get("_generator_backpressure_num_objects", -1), 0),
     )
+
+
+def returns_shape(num_returns: int | str) -> tuple[int, int]:
+    """A validated ``num_returns`` as (return refs, ``RETURNS_KIND_*``): a generator
+    (``"streaming"``, ``"dynamic"``) has one return ref."""
+    if isinstance(num_returns, str):
+        return 1, RETURNS_KINDS[num_returns]
+    return num_returns, common_pb2.RETURNS_KIND_UNSPECIFIED

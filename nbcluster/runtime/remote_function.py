@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,10 @@ class RemoteFunction:
     """A function that runs as a task: call ``.remote(...)``, get an ObjectRef."""
 
     def __init__(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
+        if "num_returns" not in options and (
+            inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+        ):
+            options = {**options, "num_returns": "streaming"}  # a generator streams (as Ray)
         self._function = function
         self._options = options
         self._task_options = task_options(options)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.options import captured
+from nbcluster.runtime.protocol import common_pb2
 
 if TYPE_CHECKING:
     from nbcluster.runtime.actor import ActorHandle
@@ -36,7 +37,10 @@ def current_group(core: Any) -> tuple[bytes, bool]:
     return executor.placement_group if executor is not None else (b"", False)
 
 
-def _returned(refs: list[ObjectRef], num_returns: int) -> Any:
+def _returned(core: Any, refs: list[ObjectRef], options: Any) -> Any:
+    num_returns = options.num_returns
+    if options.returns_kind == common_pb2.RETURNS_KIND_STREAMING:
+        return core.generators.generator(refs[0])
     if num_returns == 1:
         return refs[0]
     if num_returns == 0:
@@ -56,13 +60,13 @@ def _submitted(core: Any, parent: bytes, context: str, refs: list[ObjectRef]) ->
 
 def submit_task(fn: "RemoteFunction", options: Any, args: tuple, kwargs: dict) -> Any:
     """Submit a call of ``fn``; returns its ObjectRef (a list of them, or None, by
-    ``options.num_returns``)."""
+    ``options.num_returns``; an ObjectRefGenerator for a streaming generator)."""
     core = worker_state.require()
     parent, context = _lineage(core)
     options = captured(options, current_group(core))
     refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
     _submitted(core, parent, context, refs)
-    return _returned(refs, options.num_returns)
+    return _returned(core, refs, options)
 
 
 def submit_actor_task(handle: "ActorHandle", method: str, options: Any, args: tuple, kwargs: dict) -> Any:
@@ -73,4 +77,4 @@ def submit_actor_task(handle: "ActorHandle", method: str, options: Any, args: tu
         handle._actor_id, handle._class_name, method, args, kwargs, options, handle._ref, parent, context
     )
     _submitted(core, parent, context, refs)
-    return _returned(refs, options.num_returns)
+    return _returned(core, refs, options)

@@ -111,8 +111,8 @@ def test_idle_worker_that_owns_objects_is_not_retired(start_cluster):
         return [nbcluster.put(b"owned by the inner worker")], os.getpid()
 
     @nbcluster.remote
-    def outer():
-        return nbcluster.get(inner.remote()), os.getpid()
+    def outer():  # with a timeout, so inner runs in a worker of its own (not inline, here)
+        return nbcluster.get(inner.remote(), timeout=30), os.getpid()
 
     (refs, inner_pid), outer_pid = nbcluster.get(outer.remote(), timeout=30)
     assert inner_pid != outer_pid

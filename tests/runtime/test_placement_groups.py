@@ -193,9 +193,9 @@ class TestOneNode:
         @nbcluster.remote(num_cpus=1)
         def parent(strategy=None):
             child = where.options(scheduling_strategy=strategy) if strategy else where
-            context = nbcluster.get_runtime_context()
-            return (nbcluster.get(child.remote(), timeout=60)[1], context.get_placement_group_id(),
-                    context.should_capture_child_tasks_in_placement_group)
+            inner = nbcluster.get(child.remote(), timeout=60)[1]  # (a child not in the group may run inline here)
+            context = nbcluster.get_runtime_context()  # after it: still this task's group
+            return inner, context.get_placement_group_id(), context.should_capture_child_tasks_in_placement_group
 
         captured = parent.options(scheduling_strategy=in_group(pg, 0, capture=True))
         assert nbcluster.get(captured.remote(), timeout=60) == (mine, mine, True)

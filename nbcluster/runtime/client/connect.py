@@ -41,6 +41,7 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
                 "(nbcluster.init() or %cluster start). Start it with `nbcluster start --head` to connect from here."
             )
         core.link.node_address = head.address
+        core.object_address = head.object_address
         entrypoint = f"{' '.join(sys.argv) or sys.executable} (client on {host})"
         client_job = nm_pb2.ClientJob(config=config, metadata=metadata, entrypoint=entrypoint,
                                       reconnect_grace_s=core.link.grace_s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,15 +23,20 @@ from typing import Any
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core.core_worker import DRIVER, DriverSinks
+from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.object_values import ref_id, timeout_error, value_or_raise
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions, pack_args
+from nbcluster.runtime.credentials import driver_token
+from nbcluster.runtime.node import transfer
 from nbcluster.runtime.client.link import _HOLD, _RELEASE, _SUBMIT, ProxyLink
 from nbcluster.runtime.objects.serialization import SerializedObject, deserialize, serialize
-from nbcluster.runtime.protocol import client_pb2, common_pb2, gcs_pb2
+from nbcluster.runtime.protocol import client_pb2, common_pb2, gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import framed, methods
 from nbcluster.runtime.transport.errors import RemoteError, domain_error
+
+logger = logging.getLogger("nbcluster")
 
 #: Bytes per piece of a large put or get, and pieces in flight at once.
 PIECE = 4 << 20
@@ -101,6 +107,7 @@ class ClientCore(LoopThread, DriverSinks):
         self.refs = ClientRefs(self)
         self.submitter = _Tasks(self)
         self.actor_submitter = _Actors(self)
+        self.generators = _Generators(self)
         self.gcs: Any = None
         self.task_context = ""
         self.submit_hook: Any = None
@@ -113,6 +120,9 @@ class ClientCore(LoopThread, DriverSinks):
         self.address = common_pb2.Address()
         self.address_bytes = b""
         self.inline_threshold = config.inline_threshold
+        #: The head node's object port ("host:port"), where large values are read from.
+        self.object_address = ""
+        self._object_port_error = ""
         dispatcher = framed.Dispatcher()
         dispatcher.register("CoreWorker", self)  # PublishLogs, LeaseWarning
         self.link = ProxyLink(node_address, token, dispatcher, config.client_reconnect_grace_s, config.startup_timeout_s)
@@ -199,6 +209,8 @@ class ClientCore(LoopThread, DriverSinks):
             return value_or_raise(deserialize(item.data, copy_buffers=True), item.is_error)
         buf = bytearray(item.size)
         view = memoryview(buf)
+        if await self._pull(item.object_id, view):
+            return value_or_raise(deserialize(buf, copy_buffers=False), item.is_error)
         offsets = list(range(0, item.size, PIECE)) or [0]
 
         async def piece(offset: int) -> None:
@@ -210,6 +222,32 @@ class ClientCore(LoopThread, DriverSinks):
         for start in range(0, len(offsets), WINDOW):
             await asyncio.gather(*(piece(o) for o in offsets[start : start + WINDOW]))
         return value_or_raise(deserialize(buf, copy_buffers=False), item.is_error)
+
+    async def _pull(self, object_id: bytes, view: memoryview) -> bool:
+        """Read a stored object (pinned by the proxy on the head's node) straight from
+        that node's object port, as nodes pull objects: far faster than pieces through
+        the relay. False when the port cannot be reached (then the relay serves; said
+        once) or no longer has it."""
+        if not self.object_address or self._object_port_error:
+            return False
+
+        async def allocate(size: int) -> memoryview:
+            if size != len(view):
+                raise ConnectionError(f"the object port sent {size} bytes, the proxy said {len(view)}")
+            return view
+
+        request = nm_pb2.PullObjectRequest(object_id=object_id)
+        try:
+            found = await transfer.pull(self.object_address, driver_token(self.token), request, allocate)
+        except (OSError, ConnectionError) as exc:
+            self._object_port_error = str(exc)
+            logger.warning("the head's object port %s cannot be reached (%s): large values come through the "
+                           "relay instead, more slowly", self.object_address, exc)
+            return False
+        if found:
+            done = client_pb2.ClientReadRequest(object_id=object_id, done=True)
+            await self.link.call(methods.ClientProxy.ReadObject, done, retry=True)
+        return found
 
     async def _get(self, oids: list[bytes], timeout: float | None) -> list[Any]:
         request = client_pb2.ClientGetRequest(object_ids=oids, timeout=-1.0 if timeout is None else timeout)
@@ -239,10 +277,14 @@ class ClientCore(LoopThread, DriverSinks):
         inner.add_done_callback(done)
         return result
 
-    def wait_payloads(self, oids: Sequence[bytes], num_ready: int, timeout: float | None) -> list[bool]:
-        """Block until ``num_ready`` of the objects are ready (or the timeout passes)."""
+    def wait_payloads(
+        self, oids: Sequence[bytes], num_ready: int, timeout: float | None, others: Sequence[Any] = ()
+    ) -> list[bool]:
+        """Block until ``num_ready`` of the objects (and streaming generators,
+        ``others``) are ready, or the timeout passes."""
         request = client_pb2.ClientWaitRequest(
-            object_ids=list(oids), num_returns=num_ready, timeout=-1.0 if timeout is None else timeout
+            object_ids=list(oids), num_returns=num_ready, timeout=-1.0 if timeout is None else timeout,
+            generators=[gen._task_id for gen in others],
         )
         return list(self.request(methods.ClientProxy.Wait, request, retry=True).ready)
 
@@ -291,6 +333,8 @@ def _client_task(core: ClientCore, fn: FunctionInfo, args: tuple, kwargs: dict, 
         task_id=task_id, resources=options.resources, num_returns=options.num_returns,
         max_retries=options.max_retries, retry_exceptions=options.retry_exceptions,
         retry_exception_types=options.retry_types, name=options.name, context=context,
+        returns_kind=options.returns_kind, generator_backpressure=options.backpressure,
+        concurrency_group=options.concurrency_group,
     )
     spec.function.function_id = fn.function_id
     spec.function.name = fn.name
@@ -342,6 +386,58 @@ class _Tasks:
         refs = _returns(core, spec.task_id, options.num_returns)
         core.send(_SUBMIT, spec)
         return refs
+
+
+class _Generators:
+    """``core.generators`` in client mode: streaming generators are read through the
+    proxy, which holds each item for this client once it is taken."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+
+    def generator(self, ref: ObjectRef) -> "ClientObjectRefGenerator":
+        """What ``.remote()`` of a streaming task returns (``ref``: its completion object)."""
+        return ClientObjectRefGenerator(ref, self.core)
+
+
+class ClientObjectRefGenerator(ObjectRefGenerator):
+    """An ObjectRefGenerator in client mode: ``next()`` asks the proxy, which waits
+    for the item and holds it for this client."""
+
+    def __init__(self, ref: ObjectRef, core: ClientCore) -> None:  # noqa: D107 - as the base
+        self._ref = ref
+        self._core = core
+        self._task_id = ref._id[:16]
+
+    def _ask(self, peek: bool) -> Any:
+        request = client_pb2.ClientGeneratorNextRequest(task_id=self._task_id, peek=peek)
+        return self._core.link.call(methods.ClientProxy.GeneratorNext, request)
+
+    def _item(self, reply: client_pb2.ClientGeneratorNextReply, stop: type[Exception]) -> ObjectRef:
+        if not reply.object_id:
+            raise stop
+        return self._core.new_ref(reply.object_id)
+
+    def __next__(self) -> ObjectRef:
+        """The next item's ref, once the task has yielded it; StopIteration at the end."""
+        return self._item(self._core.run_sync(self._ask(False)), StopIteration)
+
+    async def __anext__(self) -> ObjectRef:
+        """``__next__`` without blocking the event loop; StopAsyncIteration at the end."""
+        future = asyncio.run_coroutine_threadsafe(self._ask(False), self._core.loop)
+        return self._item(await asyncio.wrap_future(future), StopAsyncIteration)
+
+    def next_ready(self) -> bool:
+        """``next()`` would return a ref at once (False once it would stop)."""
+        reply = self._core.run_sync(self._ask(True))
+        return reply.ready and not reply.finished
+
+    def is_finished(self) -> bool:
+        """The task has finished and every ref was taken: ``next()`` stops."""
+        return self._core.run_sync(self._ask(True)).finished
+
+    def __del__(self) -> None:
+        pass  # the proxy lets go of its generator when the completion ref is released
 
 
 class _Actors:

@@ -31,6 +31,7 @@ from nbcluster.runtime import driver_init, envvars
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core.actor_submitter import actor_call, creation_task
 from nbcluster.runtime.core.core_worker import CoreWorker
+from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef, _rebuild_ref
 from nbcluster.runtime.core.tasks import FunctionInfo, Placement, Task, TaskOptions
 from nbcluster.runtime.credentials import from_parent
@@ -47,6 +48,8 @@ from nbcluster.runtime.transport.errors import RemoteError
 
 logger = logging.getLogger("nbcluster.client_proxy")
 
+#: The index of a task's first return: a streaming generator's completion object.
+_COMPLETION = (1).to_bytes(4, "little")
 #: Output batches kept for a client that is away (the oldest go first).
 _LOG_BACKLOG = 2000
 
@@ -79,6 +82,8 @@ class ClientProxy:
         #: The references the client holds, one ObjectRef each.
         self.holds: dict[bytes, ObjectRef] = {}
         self._functions: dict[bytes, FunctionInfo] = {}
+        #: The client's streaming generators, by task id (dropped with their completion ref).
+        self._generators: dict[bytes, ObjectRefGenerator] = {}
         self._puts: dict[bytes, _Put] = {}
         #: Stored objects the client is reading: pinned views, with their readers.
         self._reads: dict[bytes, list[Any]] = {}
@@ -161,6 +166,8 @@ class ClientProxy:
         """References the client no longer holds."""
         for oid in request.object_ids:
             self.holds.pop(oid, None)
+            if oid[16:] == _COMPLETION:  # the client's generator (or its completed()) is gone
+                self._generators.pop(oid[:16], None)
         return common_pb2.Empty()
 
     # -- tasks and actors ----------------------------------------------------------------
@@ -194,7 +201,8 @@ class ClientProxy:
             placement = Placement(spec.placement.strategy, spec.placement.node_id, spec.placement.soft)
         options = TaskOptions(
             dict(spec.resources), spec.num_returns, spec.max_retries, spec.retry_exceptions,
-            spec.retry_exception_types, spec.name, placement,
+            spec.retry_exception_types, spec.name, placement, returns_kind=spec.returns_kind,
+            backpressure=spec.generator_backpressure, concurrency_group=spec.concurrency_group,
         )
         if spec.actor_id:
             task = actor_call(spec.task_id, spec.actor_id, spec.class_name, spec.method, options, b"", spec.context)
@@ -213,6 +221,8 @@ class ClientProxy:
             refs = submitter.queue(task, spec.handle_id) if spec.actor_id else submitter.queue(task)
         for ref in refs:
             self._hold(ref)
+        if options.returns_kind == common_pb2.RETURNS_KIND_STREAMING:
+            self._generators[spec.task_id] = ObjectRefGenerator(refs[0], core)
 
     async def CreateActor(
         self, request: client_pb2.ClientCreateActorRequest, conn: Any
@@ -309,9 +319,35 @@ class ClientProxy:
             ))
         return fut
 
+    def _generator(self, task_id: bytes) -> ObjectRefGenerator:
+        gen = self._generators.get(task_id)
+        if gen is None:
+            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, "that generator is unknown to the client's session")
+        return gen
+
+    def _next_ready(self, task_id: bytes) -> asyncio.Future:
+        stream = self._generator(task_id)._stream
+        return asyncio.wrap_future(self.core.generators.waiter(stream))
+
+    async def GeneratorNext(
+        self, request: client_pb2.ClientGeneratorNextRequest, conn: Any
+    ) -> client_pb2.ClientGeneratorNextReply:
+        """The next item of a streaming generator the client submitted (held for it)."""
+        gen = self._generator(request.task_id)
+        if request.peek:
+            return client_pb2.ClientGeneratorNextReply(ready=gen._wait_ready(), finished=gen.is_finished())
+        try:
+            ref = await gen.__anext__()
+        except StopAsyncIteration:
+            return client_pb2.ClientGeneratorNextReply(finished=True)
+        self._hold(ref)
+        return client_pb2.ClientGeneratorNextReply(object_id=ref._id)
+
     async def Wait(self, request: client_pb2.ClientWaitRequest, conn: Any) -> client_pb2.ClientWaitReply:
-        """Which objects are ready, once ``num_returns`` are (or the timeout passed)."""
+        """Which objects (and streaming generators) are ready, once ``num_returns``
+        are (or the timeout passed)."""
         futures = [self._when_ready(oid) for oid in request.object_ids]
+        futures += [self._next_ready(task_id) for task_id in request.generators]
         timeout = None if request.timeout < 0 else request.timeout
         pending = [f for f in futures if not f.done()]
         loop = self.core.loop

@@ -7,6 +7,13 @@
   event loop, at most ``max_concurrency`` (default 1000) at once; a running call
   can be cancelled.
 
+Concurrency groups (``concurrency_groups={"io": 2}``, as Ray): each group has its own
+limit — a pool of that many threads (a synchronous class with groups is threaded), or
+a semaphore on the event loop. A call runs in the group its caller chose
+(``.options(concurrency_group=...)``), else the one its method declares
+(``@nbcluster.method(concurrency_group=...)``), else the default group, whose limit is
+``max_concurrency``.
+
 ``exit_actor()`` tells the GCS the actor is ending on purpose, runs atexit handlers,
 and ends the process.
 """
@@ -47,15 +54,21 @@ class ActorHost:
         self.class_name = spec.class_name
         self.instance = instance
         self._creator = creator  # the GCS's connection: where intentional exits are reported
-        self.mode = "async" if spec.is_async else ("threaded" if spec.max_concurrency > 1 else "sync")
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        groups = dict(spec.concurrency_groups)
+        threaded = spec.max_concurrency > 1 or bool(groups)
+        self.mode = "async" if spec.is_async else ("threaded" if threaded else "sync")
+        #: Concurrency group -> its limit ("" the default group).
+        self.limits = {**groups, "": spec.max_concurrency or (1000 if spec.is_async else 1)}
+        self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[bytes, asyncio.Task] = {}
         if self.mode == "threaded":
-            self._pool = concurrent.futures.ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="actor")
+            for group, limit in self.limits.items():
+                name = f"actor-{group}" if group else "actor"
+                self._pools[group] = concurrent.futures.ThreadPoolExecutor(limit, thread_name_prefix=name)
         elif self.mode == "async":
             self._loop = asyncio.new_event_loop()
-            self._semaphore_limit = spec.max_concurrency or 1000
             ready = threading.Event()
             threading.Thread(target=self._run_loop, args=(ready,), name="actor-loop", daemon=True).start()
             ready.wait()
@@ -64,7 +77,7 @@ class ActorHost:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
-        self._semaphore = asyncio.Semaphore(self._semaphore_limit)
+        self._semaphores = {group: asyncio.Semaphore(limit) for group, limit in self.limits.items()}
         loop.call_soon(ready.set)
         loop.run_forever()
 
@@ -75,12 +88,29 @@ class ActorHost:
         except AttributeError:
             raise AttributeError(f"'{self.class_name}' actor has no method '{name}'") from None
 
+    def group_of(self, spec: common_pb2.TaskSpec) -> str:
+        """The concurrency group a call asks for (its caller's choice, else its method's)."""
+        group = spec.concurrency_group
+        if not group:
+            fn = getattr(type(self.instance), spec.method, None)
+            group = getattr(fn, "__nbcluster_concurrency_group__", "")
+        return group
+
+    def method_for(self, spec: common_pb2.TaskSpec) -> Any:
+        """The method a call runs; ValueError when its concurrency group is not one of
+        the actor's (the call runs in the default group and fails with it)."""
+        group = self.group_of(spec)
+        if group not in self.limits:
+            known = ", ".join(sorted(g for g in self.limits if g)) or "none"
+            raise ValueError(f"'{self.class_name}' actor has no concurrency group {group!r} (its groups: {known})")
+        return self.method(spec.method)
+
     def dispatch(self, spec: common_pb2.TaskSpec, conn: Any) -> bool:
         """Run an actor call off the main thread when the actor is concurrent;
         False when it belongs on the main thread's queue (synchronous actor)."""
         if self.mode == "threaded":
-            assert self._pool is not None
-            self._pool.submit(self._run_threaded, spec, conn)
+            pool = self._pools.get(self.group_of(spec)) or self._pools[""]
+            pool.submit(self._run_threaded, spec, conn)
             return True
         if self.mode == "async":
             assert self._loop is not None
@@ -105,11 +135,16 @@ class ActorHost:
             if ex.take_cancelled(spec.task_id):
                 ex.report_cancelled(spec, conn)
                 return
-            async with self._semaphore:
+            semaphore = self._semaphores.get(self.group_of(spec)) or self._semaphores[""]
+            try:
+                method = self.method_for(spec)
+            except (ValueError, AttributeError) as exc:
+                method = _raiser(exc)
+            async with semaphore:
                 token = ex.enter_task(spec)
                 start = time.perf_counter()
                 try:
-                    outcome = await ex.invoke_async(spec, self.method(spec.method))
+                    outcome = await ex.invoke_async(spec, method, conn)
                 finally:
                     ex.leave_task(token)
                 ex.finish(spec, conn, *outcome, duration=time.perf_counter() - start)
@@ -153,6 +188,13 @@ class ActorHost:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
+
+
+def _raiser(exc: BaseException) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    return fail
 
 
 def is_async_class(cls: type) -> bool:

@@ -298,6 +298,8 @@ class ActorSubmitter(SubmitterBase):
             spec.kind = common_pb2.TASK_KIND_ACTOR_TASK
             spec.actor_id = queue.actor_id
             spec.method = task.method
+            if task.options.concurrency_group:
+                spec.concurrency_group = task.options.concurrency_group
         conn.notify(methods.CoreWorker.PushTasks, request)
 
     # -- where the actor is -------------------------------------------------------------------

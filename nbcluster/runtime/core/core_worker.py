@@ -25,6 +25,7 @@ from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_submitter import ActorSubmitter
 from nbcluster.runtime.core.borrowing import Borrowing
+from nbcluster.runtime.core.generator_streams import GeneratorStreams
 from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_values import ObjectValues
 from nbcluster.runtime.core.peers import PeerConnections
@@ -147,6 +148,8 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
         self.borrowing = Borrowing(self)
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
+        #: Streams of the generator tasks this process submitted.
+        self.generators = GeneratorStreams(self)
         self.executor: Any = None
 
     # -- thread and loop ----------------------------------------------------------
@@ -303,6 +306,17 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
             self.actor_submitter.on_results(request.results, conn)
         else:
             self.submitter.on_results(request.results, conn)
+        return common_pb2.Empty()
+
+    def ReportGeneratorItems(self, request: cw_pb2.GeneratorItemsNotice, conn: Any) -> common_pb2.Empty:
+        """Items a streaming generator task this process submitted has yielded."""
+        self.generators.on_items(request, conn)
+        return common_pb2.Empty()
+
+    def GeneratorConsumed(self, request: cw_pb2.GeneratorConsumedNotice, conn: Any) -> common_pb2.Empty:
+        """The caller of a streaming task running here has taken items (backpressure)."""
+        if self.executor is not None:
+            self.executor.on_consumed(request)
         return common_pb2.Empty()
 
     def PushTasks(self, request: cw_pb2.PushTasksRequest, conn: Any) -> common_pb2.Empty:

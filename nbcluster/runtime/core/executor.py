@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-import traceback
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -28,9 +28,10 @@ import cloudpickle
 from nbcluster.exceptions import NbclusterSystemError, RuntimeEnvSetupError, TaskCancelledError, TaskError
 from nbcluster.runtime import ids
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
+from nbcluster.runtime.core.generator_exec import GeneratorRun, none_payload, run_streaming, run_streaming_async
 from nbcluster.runtime.core.output import OutputForwarder
-from nbcluster.runtime.core.payloads import error_payload
-from nbcluster.runtime.core.tasks import ArgRef
+from nbcluster.runtime.core.payloads import error_payload, format_exc, picklable
+from nbcluster.runtime.core.tasks import ArgRef, fill_spec
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
 from nbcluster.runtime.runtime_env import RuntimeEnv, setup as runtime_env
@@ -47,6 +48,8 @@ _CANCELLED = cw_pb2.TASK_STATUS_CANCELLED
 _SYSTEM_ERROR = cw_pb2.TASK_STATUS_SYSTEM_ERROR
 _CREATION = common_pb2.TASK_KIND_ACTOR_CREATION
 _ACTOR_TASK = common_pb2.TASK_KIND_ACTOR_TASK
+_STREAMING = common_pb2.RETURNS_KIND_STREAMING
+_DYNAMIC = common_pb2.RETURNS_KIND_DYNAMIC
 
 #: The task the current thread (or coroutine) is running.
 _CURRENT_TASK: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("nbcluster_task", default=None)
@@ -76,6 +79,8 @@ class Executor:
         #: The placement group of the running task or of the hosted actor (b"": none), and
         #: whether what it submits goes there too.
         self.placement_group: tuple[bytes, bool] = (b"", False)
+        #: Streaming generator tasks running here, by task id.
+        self.streams: dict[bytes, GeneratorRun] = {}
 
     # -- setup --------------------------------------------------------------------------
     def install(self) -> None:
@@ -128,6 +133,10 @@ class Executor:
         actor = self.actor
         if actor is not None and actor.running(task_id):
             return actor.cancel(task_id)
+        run = self.streams.get(task_id)
+        if run is not None and actor is not None:  # an actor's generator stops between items
+            run.cancel()
+            return True
         if task_id == self._main_task:
             if actor is not None:
                 return False  # a running synchronous actor call is not interrupted (as Ray)
@@ -214,18 +223,21 @@ class Executor:
             os.chdir(prepared.working_dir)
 
     # -- running a task (main thread, or an actor's pool thread) -------------------------
-    def enter_task(self, spec: common_pb2.TaskSpec) -> contextvars.Token:
+    def enter_task(self, spec: common_pb2.TaskSpec) -> tuple[contextvars.Token, tuple[bytes, bool]]:
         """Mark the calling context as running ``spec``; returns the token for leave_task."""
         if self.actor is None:
             self.output.source = spec.function.name.rsplit(".", 1)[-1]
         self.output.context = spec.context
+        outer = self.placement_group
         if spec.kind != _ACTOR_TASK:  # an actor's calls run in the group its creation named
             self.placement_group = (spec.placement_group_id, spec.placement_group_capture)
-        return _CURRENT_TASK.set(spec.task_id)
+        return _CURRENT_TASK.set(spec.task_id), outer
 
-    def leave_task(self, token: contextvars.Token) -> None:
-        """Undo enter_task."""
-        _CURRENT_TASK.reset(token)
+    def leave_task(self, token: tuple[contextvars.Token, tuple[bytes, bool]]) -> None:
+        """Undo enter_task (a child run inline gives its parent's placement group back)."""
+        _CURRENT_TASK.reset(token[0])
+        if self.actor is None:
+            self.placement_group = token[1]
 
     def run_task(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
         """Run one task or actor call and send its result."""
@@ -240,6 +252,43 @@ class Executor:
             self.leave_task(token)
         self.finish(spec, conn, *outcome, duration=time.perf_counter() - start)
 
+    def run_children_inline(self, oids: Sequence[bytes]) -> bool:
+        """In a task about to block on ``oids``: run here the first of them that this
+        process submitted and no worker has taken yet (a normal task, arguments ready),
+        instead of waiting for a new worker to start for it; False if there is none.
+        Only a normal task's main thread does this (an actor's calls keep theirs; an
+        async task's coroutine too, as its child may be one)."""
+        core = self.core
+        if (self.actor is not None or threading.get_ident() != self._main_ident or not self.in_task()
+                or asyncio._get_running_loop() is not None):
+            return False
+        task = next((t for oid in oids if (t := core.run_sync(_on_loop(core.submitter.take_queued, oid)))), None)
+        if task is None:
+            return False
+        spec = common_pb2.TaskSpec()
+        fill_spec(spec, task, core)
+        if task.fn.function_id not in self._functions:
+            self._pickled.setdefault(task.fn.function_id, task.fn.pickled)
+        source, context = self.output.source, self.output.context
+        token = self.enter_task(spec)
+        start = time.perf_counter()
+        try:
+            status, returns, retryable, contained, error = self._invoke(spec, None)
+        except BaseException:  # the parent was cancelled (or exits): so is its inline child
+            cancelled = self._error_returns(spec, TaskCancelledError(spec.task_id.hex()))
+            result = cw_pb2.TaskResult(task_id=spec.task_id, status=_CANCELLED, returns=cancelled)
+            core.call_soon(core.submitter.finish_inline, task, result, [])
+            raise
+        finally:
+            self.leave_task(token)
+            self.output.source, self.output.context = source, context
+        result = cw_pb2.TaskResult(
+            task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
+            duration=time.perf_counter() - start, pid=os.getpid(), error_message=error, attempt=spec.attempt,
+        )
+        core.call_soon(core.submitter.finish_inline, task, result, contained)
+        return True
+
     def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:
         try:
             try:
@@ -248,58 +297,64 @@ class Executor:
                 fn = self._callable(spec, conn)
                 args, kwargs = self._load_args(spec)
             except TaskError as exc:  # an argument is the error of an upstream task
-                return self._failed(spec, exc, _APP_ERROR)
+                return self.failed(spec, exc, _APP_ERROR)
             except Exception as exc:  # noqa: BLE001
-                return self._failed(spec, exc, _SYSTEM_ERROR)
+                return self.failed(spec, exc, _SYSTEM_ERROR)
             try:
                 value = fn(*args, **kwargs)
                 del args, kwargs
                 if inspect.iscoroutine(value):  # an ``async def`` task runs on a loop of its own
                     value = asyncio.run(value)
+                if spec.returns_kind == _STREAMING:
+                    return run_streaming(self, spec, conn, value)
                 return self._succeeded(spec, value)
             except ActorExit:
                 raise
             except KeyboardInterrupt:
-                if self._cancel_requested == spec.task_id:
-                    raise
-                return self._failed(spec, KeyboardInterrupt("raised by the task"), _APP_ERROR)
+                if self._cancel_requested is not None and self._cancel_requested in (spec.task_id, self._main_task):
+                    raise  # this task's cancel, or (a child run inline) its parent's
+                return self.failed(spec, KeyboardInterrupt("raised by the task"), _APP_ERROR)
             except SystemExit as exc:
                 if self.actor is not None or spec.kind == _CREATION:
                     raise ActorExit() from exc  # sys.exit() in an actor ends it, as exit_actor()
-                return self._failed(spec, exc, _APP_ERROR, skip=1)
+                return self.failed(spec, exc, _APP_ERROR, skip=1)
             except BaseException as exc:  # noqa: BLE001 - any other escape is the task's error
-                return self._failed(spec, exc, _APP_ERROR, skip=1)
+                return self.failed(spec, exc, _APP_ERROR, skip=1)
         except KeyboardInterrupt:
-            if self._cancel_requested != spec.task_id:
+            if self._cancel_requested != spec.task_id or spec.task_id != self._main_task:
                 raise
             return _CANCELLED, self._error_returns(spec, TaskCancelledError(spec.task_id.hex())), False, [], "cancelled"
 
-    async def invoke_async(self, spec: common_pb2.TaskSpec, method: Any) -> Outcome:
+    async def invoke_async(self, spec: common_pb2.TaskSpec, method: Any, conn: Any) -> Outcome:
         """An async actor's call, on the actor's loop."""
         try:
             args, kwargs = self._load_args(spec)
         except TaskError as exc:
-            return self._failed(spec, exc, _APP_ERROR)
+            return self.failed(spec, exc, _APP_ERROR)
         except Exception as exc:  # noqa: BLE001
-            return self._failed(spec, exc, _SYSTEM_ERROR)
+            return self.failed(spec, exc, _SYSTEM_ERROR)
         try:
             value = method(*args, **kwargs)
             if hasattr(value, "__await__"):
                 value = await value
             del args, kwargs
+            if spec.returns_kind == _STREAMING:
+                return await run_streaming_async(self, spec, conn, value)
+            if spec.returns_kind == _DYNAMIC and inspect.isasyncgen(value):
+                value = [item async for item in value]
             return self._succeeded(spec, value)
         except (asyncio.CancelledError, ActorExit):
             raise
         except SystemExit as exc:
             raise ActorExit() from exc
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like: the call's error
-            return self._failed(spec, exc, _APP_ERROR, skip=1)
+            return self.failed(spec, exc, _APP_ERROR, skip=1)
 
     def _callable(self, spec: common_pb2.TaskSpec, conn: Any) -> Any:
         if spec.kind == _ACTOR_TASK:
             if self.actor is None:
                 raise NbclusterSystemError("an actor call reached a worker that hosts no actor")
-            return self.actor.method(spec.method)
+            return self.actor.method_for(spec)
         fn = self._load_function(spec.function)
         if spec.kind == _CREATION:
             return lambda *args, **kwargs: self._create_actor(spec, conn, fn, args, kwargs)
@@ -339,19 +394,24 @@ class Executor:
         try:
             returns, contained = self._store_returns(spec, value)
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable or mis-shaped result
-            return self._failed(spec, exc, _APP_ERROR)
+            return self.failed(spec, exc, _APP_ERROR)
         return _OK, returns, False, contained, ""
 
-    def _failed(self, spec: common_pb2.TaskSpec, exc: BaseException, status: int, skip: int = 0) -> Outcome:
-        if isinstance(exc, TaskError):  # propagated as it is
-            err, text = exc, str(exc)
-        else:
-            text = _format_exc(exc, skip)
-            err = TaskError(spec.function.name, text, _picklable(exc), os.getpid(), self.core.node_ip)
-        retryable = status == _APP_ERROR and self._retryable(spec, exc)
+    def failed(self, spec: common_pb2.TaskSpec, exc: BaseException, status: int, skip: int = 0) -> Outcome:
+        """The outcome of a task that raised ``exc`` (``skip``: traceback entries to leave out)."""
+        err, text = self.task_error(spec, exc, skip)
+        retryable = status == _APP_ERROR and self.retryable(spec, exc)
         return status, self._error_returns(spec, err), retryable, [], text
 
-    def _retryable(self, spec: common_pb2.TaskSpec, exc: BaseException) -> bool:
+    def task_error(self, spec: common_pb2.TaskSpec, exc: BaseException, skip: int = 0) -> tuple[BaseException, str]:
+        """The error a task's raising ``exc`` stands as for its caller, and its text."""
+        if isinstance(exc, TaskError):  # propagated as it is
+            return exc, str(exc)
+        text = format_exc(exc, skip)
+        return TaskError(spec.function.name, text, picklable(exc), os.getpid(), self.core.node_ip), text
+
+    def retryable(self, spec: common_pb2.TaskSpec, exc: BaseException) -> bool:
+        """The task is retried when it raises ``exc`` (``retry_exceptions``)."""
         if not spec.retry_exceptions:
             return False
         if not spec.retry_exception_types:
@@ -366,6 +426,9 @@ class Executor:
         self, spec: common_pb2.TaskSpec, value: Any
     ) -> tuple[list[common_pb2.ObjectPayload], list[tuple[bytes, bytes]]]:
         n = spec.num_returns
+        if spec.returns_kind == _DYNAMIC:  # the items, then the return that will hold their refs
+            payloads, contained = self._store_values(spec, value, 2)
+            return [none_payload(spec), *payloads], contained
         if n == 1:
             values = [value]
         elif n == 0:
@@ -378,20 +441,21 @@ class Executor:
                     f"tuple or list of {n} values; it returned {got}."
                 )
             values = list(value)
-        caller = spec.caller
+        return self._store_values(spec, values, 1)
+
+    def _store_values(
+        self, spec: common_pb2.TaskSpec, values: Any, start: int
+    ) -> tuple[list[common_pb2.ObjectPayload], list[tuple[bytes, bytes]]]:
+        """Store ``values`` as the task's objects ``start``, ``start + 1``, ...; on an
+        error, undo what was stored."""
         core = self.core
         payloads: list[common_pb2.ObjectPayload] = []
         contained: list[tuple[bytes, bytes]] = []
         try:
-            for index, item in enumerate(values, start=1):
-                oid = ids.object_id(spec.task_id, index)
-                obj = serialize(item)
-                payload = core.store(oid, obj, owner=caller)
+            for index, item in enumerate(values, start=start):
+                payload, held = self.store_value(ids.object_id(spec.task_id, index), item, spec.caller)
                 payloads.append(payload)
-                for ref in obj.contained:
-                    payload.contained.add(object_id=ref._id, owner=core.parse_address(ref._owner))
-                    contained.append((ref._id, ref._owner))
-                    core.refs.incref(ref._id)  # held until the caller is registered
+                contained.extend(held)
         except BaseException:
             # The task reports an error instead: undo what was stored for it.
             core.free_stored([p.object_id for p in payloads if not p.HasField("data")])
@@ -400,13 +464,32 @@ class Executor:
             raise
         return payloads, contained
 
-    def _error_returns(self, spec: common_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
+    def store_value(
+        self, oid: bytes, value: Any, caller: common_pb2.Address
+    ) -> tuple[common_pb2.ObjectPayload, list[tuple[bytes, bytes]]]:
+        """Store one value owned by ``caller`` (inline, or in this node's store); the
+        refs it nests are held here until the caller is registered as their borrower."""
+        core = self.core
+        obj = serialize(value)
+        payload = core.store(oid, obj, owner=caller)
+        contained = []
+        for ref in obj.contained:
+            payload.contained.add(object_id=ref._id, owner=core.parse_address(ref._owner))
+            contained.append((ref._id, ref._owner))
+            core.refs.incref(ref._id)  # held until the caller is registered
+        return payload, contained
+
+    def error_payload(self, oid: bytes, err: BaseException) -> common_pb2.ObjectPayload:
+        """A payload holding ``err`` (its cause dropped when that cannot be pickled)."""
         try:
-            template = error_payload(b"", err)
+            return error_payload(oid, err)
         except Exception:  # noqa: BLE001 - the cause itself cannot be pickled
             if isinstance(err, TaskError):
                 err = TaskError(err.function_name, err.traceback_str, None, err.pid, err.node_ip)
-            template = error_payload(b"", err)
+            return error_payload(oid, err)
+
+    def _error_returns(self, spec: common_pb2.TaskSpec, err: BaseException) -> list[common_pb2.ObjectPayload]:
+        template = self.error_payload(b"", err)
         out = []
         for index in range(1, max(spec.num_returns, 0) + 1):
             payload = common_pb2.ObjectPayload()
@@ -414,6 +497,18 @@ class Executor:
             payload.object_id = ids.object_id(spec.task_id, index)
             out.append(payload)
         return out
+
+    def start_stream(self, spec: common_pb2.TaskSpec, conn: Any) -> GeneratorRun:
+        """A streaming generator task starts here: its run (found by cancel and by
+        the caller's consumed notices until its result leaves)."""
+        run = self.streams[spec.task_id] = GeneratorRun(self, spec, conn)
+        return run
+
+    def on_consumed(self, request: cw_pb2.GeneratorConsumedNotice) -> None:
+        """The caller has taken items of a streaming task running here."""
+        run = self.streams.get(request.task_id)
+        if run is not None:
+            run.on_consumed(request.consumed)
 
     def report_cancelled(self, spec: common_pb2.TaskSpec, conn: Any) -> None:
         """Send a cancelled result for a task that did not run."""
@@ -449,6 +544,11 @@ class Executor:
     # -- loop thread: results ------------------------------------------------------------
     def _send_result(self, result: cw_pb2.TaskResult, conn: Any, contained: list, caller: Any) -> None:
         core = self.core
+        if self.streams:
+            run = self.streams.pop(result.task_id, None)
+            if run is not None:  # a generator's result follows its items
+                run.then(lambda: self._send_result(result, conn, contained, caller))
+                return
         self.output.flush()
         core.process_releases()
         if contained or core.refs.unregistered or core.borrowing.flushing():
@@ -457,6 +557,12 @@ class Executor:
             self._queue_result(result, conn)
 
     async def _send_after_registering(self, result: Any, conn: Any, contained: list, caller: Any) -> None:
+        await self.registered(contained, caller)
+        self._queue_result(result, conn)
+
+    async def registered(self, contained: list, caller: Any) -> None:
+        """Make ``caller`` a borrower of the refs a value it will own nests (and have
+        every pending registration acknowledged) before the value leaves."""
         core = self.core
         if contained:
             await core.borrowing.register_on_behalf(contained, caller)
@@ -464,7 +570,6 @@ class Executor:
                 core.refs.release(oid)
         if core.refs.unregistered or core.borrowing.flushing():
             await core.borrowing.flush()  # registrations acknowledged before the result
-        self._queue_result(result, conn)
 
     def _queue_result(self, result: cw_pb2.TaskResult, conn: Any) -> None:
         """Results that finish while the loop is busy leave in one message."""
@@ -480,19 +585,6 @@ class Executor:
             conn.notify(methods.CoreWorker.ReportTaskResults, cw_pb2.TaskResultsNotice(results=batch))
 
 
-def _format_exc(exc: BaseException, skip: int = 0) -> str:
-    tb = exc.__traceback__
-    for _ in range(skip):
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+async def _on_loop(fn: Any, *args: Any) -> Any:
+    return fn(*args)
 
-
-def _picklable(exc: BaseException) -> BaseException | None:
-    """``exc`` if it survives pickling (so the driver can raise its class), else None."""
-    try:
-        cloudpickle.loads(cloudpickle.dumps(exc))
-    except Exception:  # noqa: BLE001
-        return None
-    exc.__traceback__ = None
-    return exc

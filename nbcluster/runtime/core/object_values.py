@@ -229,6 +229,11 @@ class ObjectValues:
             self._frees.extend((self.node_id, oid) for oid in oids)
             self.wake()
 
+    def free_copy(self, node_id: bytes, oid: bytes) -> None:
+        """Free one stored copy of an object that nobody will read (any thread)."""
+        self._frees.append((node_id, oid))
+        self.wake()
+
     def _unpin(self, oid: bytes) -> None:
         if not self.closed:
             self._releases.append(oid)
@@ -318,11 +323,16 @@ class ObjectValues:
             nm.notify, methods.NodeManager.NotifyBlocked, nm_pb2.BlockedNotice(blocked=False)
         )
 
-    def wait_payloads(self, oids: Sequence[bytes], num_ready: int, timeout: float | None) -> list[bool]:
+    def wait_payloads(
+        self, oids: Sequence[bytes], num_ready: int, timeout: float | None, others: Sequence[Any] = ()
+    ) -> list[bool]:
         """Block until at least ``num_ready`` of the objects have values (or the
-        timeout passes); return which are ready."""
+        timeout passes); return which are ready. ``others``: streaming generators,
+        ready when ``next()`` would not block, flagged after the objects."""
         entries = self.refs.entries
         ready = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
+        if others:
+            ready += [gen._wait_ready() for gen in others]
         if sum(ready) >= num_ready:
             return ready
         missing = [oid for oid, r in zip(oids, ready) if not r]
@@ -330,6 +340,24 @@ class ObjectValues:
             if oid not in entries:
                 raise ObjectLostError(oid.hex(), f"Object {oid.hex()} is unknown here (freed, or from an earlier session).")
         self._fetch_missing(missing)
+
+        def enough() -> bool:
+            ready[:] = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
+            ready.extend(gen._wait_ready() for gen in others)
+            return sum(ready) >= num_ready
+
+        executor = self.executor
+        if executor is not None and timeout is None:  # in a task: run what it waits for here, while it would wait
+            while executor.run_children_inline(missing):
+                if enough():
+                    return ready
+                missing = [oid for oid, r in zip(oids, ready) if not r]
+        self.wait_until(enough, timeout)
+        return ready
+
+    def wait_until(self, check: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until ``check()`` holds, asked again whenever values arrive (False:
+        the timeout passed first). In a task, the worker's CPU is free meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
         unblock = self._blocked()
         try:
@@ -337,12 +365,11 @@ class ObjectValues:
             while True:
                 with cond:
                     version = self.refs.version
-                    ready = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
-                    if sum(ready) >= num_ready:
-                        return ready
+                    if check():
+                        return True
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        return ready
+                        return False
                     if self.closed:
                         raise RuntimeError("the runtime shut down while waiting")
                     if self.refs.version == version:

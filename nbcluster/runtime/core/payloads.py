@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import traceback
+
+import cloudpickle
+
 from nbcluster.exceptions import ObjectFreedError
 from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2
@@ -21,3 +25,22 @@ def freed_payload(object_id: bytes) -> common_pb2.ObjectPayload:
         "alive for as long as you need the value.",
     )
     return common_pb2.ObjectPayload(object_id=object_id, data=serialize(err, error=True).to_bytes(), is_error=True)
+
+
+def format_exc(exc: BaseException, skip: int = 0) -> str:
+    """``exc``'s traceback as text, its first ``skip`` frames left out (the runtime's)."""
+    tb = exc.__traceback__
+    for _ in range(skip):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def picklable(exc: BaseException) -> BaseException | None:
+    """``exc`` if it survives pickling (so the driver can raise its class), else None."""
+    try:
+        cloudpickle.loads(cloudpickle.dumps(exc))
+    except Exception:  # noqa: BLE001
+        return None
+    exc.__traceback__ = None
+    return exc

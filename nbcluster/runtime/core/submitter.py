@@ -211,6 +211,7 @@ class TaskSubmitter(SubmitterBase):
             runtime_env_hash=core.job_config.runtime_env_hash if core.job_config else "",
             description=shape.description,
             no_spill=no_spill,
+            nested=core.executor is not None,
         )
         placement = shape.placement
         if placement is not None:
@@ -361,16 +362,7 @@ class TaskSubmitter(SubmitterBase):
             if task is None or task.worker is None or result.attempt != task.attempt:
                 continue  # unknown, or late from an attempt given up on (its node died)
             self._unassign(task)
-            prev = self._durations.get(task.fn.function_id)
-            self._durations[task.fn.function_id] = (
-                result.duration if prev is None else 0.8 * prev + 0.2 * result.duration
-            )
-            if task.cancelled and result.status != _OK:
-                self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
-            elif result.status == _APP_ERROR and result.retryable and self._retry(task):
-                pass
-            else:
-                self._finish(task, result)
+            self._settle(task, result)
             touched = True
         if touched:
             self.core.refs.notify_ready()
@@ -385,6 +377,51 @@ class TaskSubmitter(SubmitterBase):
             if lw.inflight or lw not in lw.shape.workers:
                 return
             self._idle(lw)
+
+    def _settle(self, task: Task, result: cw_pb2.TaskResult) -> None:
+        """A task's result: its returns set, or the task retried or failed."""
+        prev = self._durations.get(task.fn.function_id)
+        self._durations[task.fn.function_id] = result.duration if prev is None else 0.8 * prev + 0.2 * result.duration
+        if task.cancelled and result.status != _OK:
+            self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
+        elif result.status == _APP_ERROR and result.retryable and self._retry(task):
+            pass
+        else:
+            self._finish(task, result)
+
+    # -- running a child inline ------------------------------------------------------------
+    def take_queued(self, oid: bytes) -> Task | None:
+        """Loop thread: the normal task returning ``oid``, if it waits in a queue here for
+        a worker (arguments ready, no placement): taken out to run in this process
+        (a parent blocked on it runs it itself instead of a new worker). Only tasks
+        that ask for at most one CPU and nothing else."""
+        entry = self.core.refs.get(oid)
+        task = entry.task if entry is not None else None
+        if task is None or task.method or task.shape is None or task.options.placement is not None:
+            return None
+        if task.options.returns_kind:  # a generator: its items stream from a worker
+            return None
+        resources = task.options.resources
+        if set(resources) - {"CPU"} or resources.get("CPU", 0) > 1:
+            return None  # it needs what this worker's lease may not hold (another node's resources)
+        if task.machine.state is not TaskState.QUEUED or task.cancelled:
+            return None
+        try:
+            task.shape.queue.remove(task)
+        except ValueError:
+            return None
+        task.machine.transition(TaskState.RUNNING)
+        self.core.task_events.record(task, "RUNNING", self.core.node_id)
+        return task
+
+    def finish_inline(self, task: Task, result: cw_pb2.TaskResult, contained: list[tuple[bytes, bytes]]) -> None:
+        """Loop thread: the result of a task this process ran inline (``take_queued``)."""
+        if not task.machine.is_terminal():
+            self._settle(task, result)
+        for oid, _owner in contained:  # the executor's holds, kept until now
+            self.core.refs.release(oid)
+        self.core.refs.notify_ready()
+        self.core.process_releases()
 
     def _unassign(self, task: Task) -> None:
         worker = task.worker

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from nbcluster.runtime.core.core_worker import CoreWorker
 
 _OK = cw_pb2.TASK_STATUS_OK
+_STREAMING = common_pb2.RETURNS_KIND_STREAMING
 
 
 class ArgRef:
@@ -79,7 +80,18 @@ class Placement:
 class TaskOptions:
     """The options of one task or actor call as the runtime uses them."""
 
-    __slots__ = ("resources", "num_returns", "max_retries", "retry_exceptions", "retry_types", "name", "placement")
+    __slots__ = (
+        "resources",
+        "num_returns",
+        "max_retries",
+        "retry_exceptions",
+        "retry_types",
+        "name",
+        "placement",
+        "returns_kind",
+        "backpressure",
+        "concurrency_group",
+    )
 
     def __init__(
         self,
@@ -90,14 +102,24 @@ class TaskOptions:
         retry_types: bytes,
         name: str,
         placement: Placement | None = None,
+        returns_kind: int = 0,
+        backpressure: int = 0,
+        concurrency_group: str = "",
     ) -> None:
         self.resources = resources
+        #: Return refs the caller gets: 1 for a generator (streamed items come apart).
         self.num_returns = num_returns
         self.max_retries = max_retries
         self.retry_exceptions = retry_exceptions
         self.retry_types = retry_types
         self.name = name
         self.placement = placement
+        #: ``common_pb2.RETURNS_KIND_*``: 0 a fixed count, else a generator (streaming, dynamic).
+        self.returns_kind = returns_kind
+        #: Streaming: unconsumed items at which the generator pauses (0: never).
+        self.backpressure = backpressure
+        #: Actor calls: the concurrency group chosen by the caller ("": the method's).
+        self.concurrency_group = concurrency_group
 
 
 class Task:
@@ -216,6 +238,8 @@ class SubmitterBase:
             task.return_ids.append(oid)
             core.refs.add_owned(oid, task=task)
             refs.append(ObjectRef(oid, core.address_bytes, core))
+        if task.options.returns_kind == _STREAMING:
+            core.generators.open(task)  # before the task can run: its items find the stream
         return refs
 
     # -- loop thread ----------------------------------------------------------------------
@@ -262,18 +286,12 @@ class SubmitterBase:
         state = TaskState.FINISHED if result.status == _OK else TaskState.FAILED
         task.machine.transition(state)
         self.core.task_events.record(task, state.value, error=first_line(result.error_message))
-        for oid, payload in zip(task.return_ids, result.returns):
+        returns = result.returns
+        if len(returns) > len(task.return_ids):  # a dynamic generator's items follow its return
+            returns = self.core.generators.dynamic_returns(task, returns)
+        for oid, payload in zip(task.return_ids, returns):
             if payload.contained:
-                entry = refs.get(oid)
-                inner = []
-                for info in payload.contained:
-                    refs.add_borrowed(info.object_id, info.owner.SerializeToString(), registered=True)
-                    inner.append(info.object_id)
-                if entry is not None:
-                    entry.contained = inner
-                else:
-                    for oid_inner in inner:
-                        refs.release(oid_inner)
+                adopt_contained(refs, refs.get(oid), payload)
             self._set(oid, payload)
         self._done(task)
 
@@ -311,6 +329,21 @@ class SubmitterBase:
     def children_of(self, parent: bytes) -> list[Task]:
         """The tasks in flight that task ``parent`` submitted."""
         return [t for tid in self._children.get(parent, ()) if (t := self._tasks.get(tid)) is not None]
+
+
+def adopt_contained(refs: Any, entry: Any, payload: common_pb2.ObjectPayload) -> None:
+    """Loop thread: the refs nested in a value returned to this process (their owners
+    were told by the executor) are held by its ``entry`` (released at once when the
+    value is no longer referenced here)."""
+    inner = []
+    for info in payload.contained:
+        refs.add_borrowed(info.object_id, info.owner.SerializeToString(), registered=True)
+        inner.append(info.object_id)
+    if entry is not None:
+        entry.contained = inner
+    else:
+        for oid in inner:
+            refs.release(oid)
 
 
 class PackedArgs:
@@ -371,6 +404,9 @@ def fill_spec(spec: common_pb2.TaskSpec, task: Task, core: "CoreWorker") -> None
     if opts.placement is not None and opts.placement.group_id:
         spec.placement_group_id = opts.placement.group_id
         spec.placement_group_capture = opts.placement.capture
+    if opts.returns_kind:
+        spec.returns_kind = opts.returns_kind
+        spec.generator_backpressure = opts.backpressure
 
 
 def describe_unpicklable(fn_name: str, args: tuple, kwargs: dict, exc: BaseException) -> str:

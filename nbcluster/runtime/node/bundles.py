@@ -114,10 +114,10 @@ class BundleHandlers:
             self._kill_leases(lambda name: bundles.group_of(name) == group_id.hex(), reason)
         keys = [k for k in self._bundles if k[0] == group_id and (request.removed or k[1] in request.indexes)]
         for key in keys:
-            bundle = self._bundles[key]
-            if bundle.added:
-                self._kill_leases(lambda name, b=bundle: name in b.added and f"_group_{key[1]}_" in name, reason)
             bundle = self._bundles.pop(key)
+            if bundle.added:  # the leases on this bundle's own names
+                mine = f"_group_{key[1]}_"
+                self._kill_leases(lambda name, b=bundle, m=mine: name in b.added and m in name, reason)
             rs.subtract(self.total, bundle.added)
             rs.subtract(self.available, bundle.added)
             rs.add(self.available, bundle.resources)

@@ -444,7 +444,11 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
         assert self.pool is not None
         waiting_for_workers = 0
         others = self._others()
-        for pending in list(self._queue):
+        # What is free once the requests waiting for a starting worker have theirs: a
+        # worker is started per request that fits, not per request queued.
+        free = dict(self.available)
+        # Depth first: tasks' requests (their children) before drivers', in order.
+        for pending in sorted(self._queue, key=lambda p: not p.request.nested):
             if pending.future.done():
                 self._queue.remove(pending)
                 continue
@@ -465,9 +469,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
                     # goes, the submitter asks again.
                     decision = Decision(Verdict.WAIT)
             else:
-                decision = decide(
-                    req, pending.placement, self.node_id, self.available, self.total, others, pending.spread_turn
-                )
+                decision = decide(req, pending.placement, self.node_id, free, self.total, others, pending.spread_turn)
             if decision.verdict is Verdict.SPILL:
                 self._queue.remove(pending)
                 target = decision.node
@@ -494,6 +496,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
             if decision.verdict is Verdict.WAIT:
                 continue
             worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
+            rs.subtract(free, pending.shape)
             if worker is None:
                 waiting_for_workers += 1
                 continue

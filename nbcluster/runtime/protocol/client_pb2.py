@@ -27,7 +27,7 @@ from nbcluster.runtime.protocol import gcs_pb2 as nbcluster_dot_runtime_dot_prot
 from nbcluster.runtime.protocol import node_manager_pb2 as nbcluster_dot_runtime_dot_protocol_dot_node__manager__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'nbcluster/runtime/protocol/client.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\x1a$nbcluster/runtime/protocol/gcs.proto\x1a-nbcluster/runtime/protocol/node_manager.proto\"\'\n\x13\x43lientAttachRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\x86\x01\n\x11\x43lientAttachReply\x12\x0e\n\x06job_id\x18\x01 \x01(\x0c\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12#\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0f\n\x07node_ip\x18\x04 \x01(\t\x12\x18\n\x10inline_threshold\x18\x05 \x01(\x04\"a\n\x0f\x43lientPlacement\x12/\n\x08strategy\x18\x01 \x01(\x0e\x32\x1d.nbcluster.SchedulingStrategy\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04soft\x18\x03 \x01(\x08\"\x80\x04\n\nClientTask\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12/\n\x08\x66unction\x18\x02 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x10\n\x08top_refs\x18\x04 \x03(\x0c\x12\x11\n\tcontained\x18\x05 \x03(\x0c\x12\x37\n\tresources\x18\x06 \x03(\x0b\x32$.nbcluster.ClientTask.ResourcesEntry\x12\x13\n\x0bnum_returns\x18\x07 \x01(\r\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x18\n\x10retry_exceptions\x18\t \x01(\x08\x12\x1d\n\x15retry_exception_types\x18\n \x01(\x0c\x12\x0c\n\x04name\x18\x0b \x01(\t\x12-\n\tplacement\x18\x0c \x01(\x0b\x32\x1a.nbcluster.ClientPlacement\x12\x0f\n\x07\x63ontext\x18\r \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x0e \x01(\x0c\x12\x12\n\nclass_name\x18\x0f \x01(\t\x12\x0e\n\x06method\x18\x10 \x01(\t\x12\x11\n\thandle_id\x18\x11 \x01(\x0c\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\x13\x43lientSubmitRequest\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.nbcluster.ClientTask\"\xce\x01\n\x18\x43lientCreateActorRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\x12*\n\x03\x63ls\x18\x02 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x10\n\x08top_refs\x18\x04 \x03(\x0c\x12\x11\n\tcontained\x18\x05 \x03(\x0c\x12\x15\n\rget_if_exists\x18\x06 \x01(\x08\"g\n\x16\x43lientCreateActorReply\x12#\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\x12(\n\x06handle\x18\x02 \x01(\x0b\x32\x18.nbcluster.ObjectRefInfo\"?\n\x18\x43lientBorrowActorRequest\x12#\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\"\x8a\x01\n\x10\x43lientPutRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x11\n\tcontained\x18\x06 \x03(\x0c\x12\x10\n\x08\x66or_task\x18\x07 \x01(\x08\"7\n\x10\x43lientGetRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"l\n\x0c\x43lientObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x10\n\x06stored\x18\x04 \x01(\x08H\x00\x12\x10\n\x08is_error\x18\x05 \x01(\x08\x42\x07\n\x05value\"M\n\x0e\x43lientGetReply\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.nbcluster.ClientObject\x12\x11\n\ttimed_out\x18\x02 \x01(\x08\"T\n\x11\x43lientReadRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\x1f\n\x0f\x43lientReadReply\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"M\n\x11\x43lientWaitRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\x12\x13\n\x0bnum_returns\x18\x02 \x01(\r\x12\x0f\n\x07timeout\x18\x03 \x01(\x01\" \n\x0f\x43lientWaitReply\x12\r\n\x05ready\x18\x01 \x03(\x08\";\n\x11\x43lientHoldRequest\x12&\n\x04refs\x18\x01 \x03(\x0b\x32\x18.nbcluster.ObjectRefInfo\"[\n\x13\x43lientCancelRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\"&\n\x11\x43lientCancelReply\x12\x11\n\tcancelled\x18\x01 \x01(\r2\x9d\x06\n\x0b\x43lientProxy\x12\x46\n\x06\x41ttach\x12\x1e.nbcluster.ClientAttachRequest\x1a\x1c.nbcluster.ClientAttachReply\x12:\n\x06Submit\x12\x1e.nbcluster.ClientSubmitRequest\x1a\x10.nbcluster.Empty\x12U\n\x0b\x43reateActor\x12#.nbcluster.ClientCreateActorRequest\x1a!.nbcluster.ClientCreateActorReply\x12L\n\x0b\x42orrowActor\x12#.nbcluster.ClientBorrowActorRequest\x1a\x18.nbcluster.ObjectRefInfo\x12\x34\n\x03Put\x12\x1b.nbcluster.ClientPutRequest\x1a\x10.nbcluster.Empty\x12\x44\n\nGetObjects\x12\x1b.nbcluster.ClientGetRequest\x1a\x19.nbcluster.ClientGetReply\x12\x46\n\nReadObject\x12\x1c.nbcluster.ClientReadRequest\x1a\x1a.nbcluster.ClientReadReply\x12@\n\x04Wait\x12\x1c.nbcluster.ClientWaitRequest\x1a\x1a.nbcluster.ClientWaitReply\x12\x36\n\x04Hold\x12\x1c.nbcluster.ClientHoldRequest\x1a\x10.nbcluster.Empty\x12\x31\n\x07Release\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\x06\x43\x61ncel\x12\x1e.nbcluster.ClientCancelRequest\x1a\x1c.nbcluster.ClientCancelReply\x12,\n\x06\x44\x65tach\x12\x10.nbcluster.Empty\x1a\x10.nbcluster.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'nbcluster/runtime/protocol/client.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\x1a$nbcluster/runtime/protocol/gcs.proto\x1a-nbcluster/runtime/protocol/node_manager.proto\"\'\n\x13\x43lientAttachRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\x86\x01\n\x11\x43lientAttachReply\x12\x0e\n\x06job_id\x18\x01 \x01(\x0c\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12#\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\x12\x0f\n\x07node_ip\x18\x04 \x01(\t\x12\x18\n\x10inline_threshold\x18\x05 \x01(\x04\"a\n\x0f\x43lientPlacement\x12/\n\x08strategy\x18\x01 \x01(\x0e\x32\x1d.nbcluster.SchedulingStrategy\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04soft\x18\x03 \x01(\x08\"\xe9\x04\n\nClientTask\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12/\n\x08\x66unction\x18\x02 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x10\n\x08top_refs\x18\x04 \x03(\x0c\x12\x11\n\tcontained\x18\x05 \x03(\x0c\x12\x37\n\tresources\x18\x06 \x03(\x0b\x32$.nbcluster.ClientTask.ResourcesEntry\x12\x13\n\x0bnum_returns\x18\x07 \x01(\r\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x18\n\x10retry_exceptions\x18\t \x01(\x08\x12\x1d\n\x15retry_exception_types\x18\n \x01(\x0c\x12\x0c\n\x04name\x18\x0b \x01(\t\x12-\n\tplacement\x18\x0c \x01(\x0b\x32\x1a.nbcluster.ClientPlacement\x12\x0f\n\x07\x63ontext\x18\r \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x0e \x01(\x0c\x12\x12\n\nclass_name\x18\x0f \x01(\t\x12\x0e\n\x06method\x18\x10 \x01(\t\x12\x11\n\thandle_id\x18\x11 \x01(\x0c\x12,\n\x0creturns_kind\x18\x12 \x01(\x0e\x32\x16.nbcluster.ReturnsKind\x12\x1e\n\x16generator_backpressure\x18\x13 \x01(\r\x12\x19\n\x11\x63oncurrency_group\x18\x14 \x01(\t\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\x13\x43lientSubmitRequest\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.nbcluster.ClientTask\"\xce\x01\n\x18\x43lientCreateActorRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\x12*\n\x03\x63ls\x18\x02 \x01(\x0b\x32\x1d.nbcluster.FunctionDescriptor\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x10\n\x08top_refs\x18\x04 \x03(\x0c\x12\x11\n\tcontained\x18\x05 \x03(\x0c\x12\x15\n\rget_if_exists\x18\x06 \x01(\x08\"g\n\x16\x43lientCreateActorReply\x12#\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\x12(\n\x06handle\x18\x02 \x01(\x0b\x32\x18.nbcluster.ObjectRefInfo\"?\n\x18\x43lientBorrowActorRequest\x12#\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x14.nbcluster.ActorInfo\"\x8a\x01\n\x10\x43lientPutRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x11\n\tcontained\x18\x06 \x03(\x0c\x12\x10\n\x08\x66or_task\x18\x07 \x01(\x08\"7\n\x10\x43lientGetRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"l\n\x0c\x43lientObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x10\n\x06stored\x18\x04 \x01(\x08H\x00\x12\x10\n\x08is_error\x18\x05 \x01(\x08\x42\x07\n\x05value\"M\n\x0e\x43lientGetReply\x12(\n\x07objects\x18\x01 \x03(\x0b\x32\x17.nbcluster.ClientObject\x12\x11\n\ttimed_out\x18\x02 \x01(\x08\"T\n\x11\x43lientReadRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"\x1f\n\x0f\x43lientReadReply\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"a\n\x11\x43lientWaitRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\x12\x13\n\x0bnum_returns\x18\x02 \x01(\r\x12\x0f\n\x07timeout\x18\x03 \x01(\x01\x12\x12\n\ngenerators\x18\x04 \x03(\x0c\" \n\x0f\x43lientWaitReply\x12\r\n\x05ready\x18\x01 \x03(\x08\";\n\x1a\x43lientGeneratorNextRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0c\n\x04peek\x18\x02 \x01(\x08\"N\n\x18\x43lientGeneratorNextReply\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\";\n\x11\x43lientHoldRequest\x12&\n\x04refs\x18\x01 \x03(\x0b\x32\x18.nbcluster.ObjectRefInfo\"[\n\x13\x43lientCancelRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\"&\n\x11\x43lientCancelReply\x12\x11\n\tcancelled\x18\x01 \x01(\r2\xfa\x06\n\x0b\x43lientProxy\x12\x46\n\x06\x41ttach\x12\x1e.nbcluster.ClientAttachRequest\x1a\x1c.nbcluster.ClientAttachReply\x12:\n\x06Submit\x12\x1e.nbcluster.ClientSubmitRequest\x1a\x10.nbcluster.Empty\x12U\n\x0b\x43reateActor\x12#.nbcluster.ClientCreateActorRequest\x1a!.nbcluster.ClientCreateActorReply\x12L\n\x0b\x42orrowActor\x12#.nbcluster.ClientBorrowActorRequest\x1a\x18.nbcluster.ObjectRefInfo\x12\x34\n\x03Put\x12\x1b.nbcluster.ClientPutRequest\x1a\x10.nbcluster.Empty\x12\x44\n\nGetObjects\x12\x1b.nbcluster.ClientGetRequest\x1a\x19.nbcluster.ClientGetReply\x12\x46\n\nReadObject\x12\x1c.nbcluster.ClientReadRequest\x1a\x1a.nbcluster.ClientReadReply\x12@\n\x04Wait\x12\x1c.nbcluster.ClientWaitRequest\x1a\x1a.nbcluster.ClientWaitReply\x12[\n\rGeneratorNext\x12%.nbcluster.ClientGeneratorNextRequest\x1a#.nbcluster.ClientGeneratorNextReply\x12\x36\n\x04Hold\x12\x1c.nbcluster.ClientHoldRequest\x1a\x10.nbcluster.Empty\x12\x31\n\x07Release\x12\x14.nbcluster.ObjectIds\x1a\x10.nbcluster.Empty\x12\x46\n\x06\x43\x61ncel\x12\x1e.nbcluster.ClientCancelRequest\x1a\x1c.nbcluster.ClientCancelReply\x12,\n\x06\x44\x65tach\x12\x10.nbcluster.Empty\x1a\x10.nbcluster.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,39 +43,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTPLACEMENT']._serialized_start=358
   _globals['_CLIENTPLACEMENT']._serialized_end=455
   _globals['_CLIENTTASK']._serialized_start=458
-  _globals['_CLIENTTASK']._serialized_end=970
-  _globals['_CLIENTTASK_RESOURCESENTRY']._serialized_start=922
-  _globals['_CLIENTTASK_RESOURCESENTRY']._serialized_end=970
-  _globals['_CLIENTSUBMITREQUEST']._serialized_start=972
-  _globals['_CLIENTSUBMITREQUEST']._serialized_end=1031
-  _globals['_CLIENTCREATEACTORREQUEST']._serialized_start=1034
-  _globals['_CLIENTCREATEACTORREQUEST']._serialized_end=1240
-  _globals['_CLIENTCREATEACTORREPLY']._serialized_start=1242
-  _globals['_CLIENTCREATEACTORREPLY']._serialized_end=1345
-  _globals['_CLIENTBORROWACTORREQUEST']._serialized_start=1347
-  _globals['_CLIENTBORROWACTORREQUEST']._serialized_end=1410
-  _globals['_CLIENTPUTREQUEST']._serialized_start=1413
-  _globals['_CLIENTPUTREQUEST']._serialized_end=1551
-  _globals['_CLIENTGETREQUEST']._serialized_start=1553
-  _globals['_CLIENTGETREQUEST']._serialized_end=1608
-  _globals['_CLIENTOBJECT']._serialized_start=1610
-  _globals['_CLIENTOBJECT']._serialized_end=1718
-  _globals['_CLIENTGETREPLY']._serialized_start=1720
-  _globals['_CLIENTGETREPLY']._serialized_end=1797
-  _globals['_CLIENTREADREQUEST']._serialized_start=1799
-  _globals['_CLIENTREADREQUEST']._serialized_end=1883
-  _globals['_CLIENTREADREPLY']._serialized_start=1885
-  _globals['_CLIENTREADREPLY']._serialized_end=1916
-  _globals['_CLIENTWAITREQUEST']._serialized_start=1918
-  _globals['_CLIENTWAITREQUEST']._serialized_end=1995
-  _globals['_CLIENTWAITREPLY']._serialized_start=1997
-  _globals['_CLIENTWAITREPLY']._serialized_end=2029
-  _globals['_CLIENTHOLDREQUEST']._serialized_start=2031
-  _globals['_CLIENTHOLDREQUEST']._serialized_end=2090
-  _globals['_CLIENTCANCELREQUEST']._serialized_start=2092
-  _globals['_CLIENTCANCELREQUEST']._serialized_end=2183
-  _globals['_CLIENTCANCELREPLY']._serialized_start=2185
-  _globals['_CLIENTCANCELREPLY']._serialized_end=2223
-  _globals['_CLIENTPROXY']._serialized_start=2226
-  _globals['_CLIENTPROXY']._serialized_end=3023
+  _globals['_CLIENTTASK']._serialized_end=1075
+  _globals['_CLIENTTASK_RESOURCESENTRY']._serialized_start=1027
+  _globals['_CLIENTTASK_RESOURCESENTRY']._serialized_end=1075
+  _globals['_CLIENTSUBMITREQUEST']._serialized_start=1077
+  _globals['_CLIENTSUBMITREQUEST']._serialized_end=1136
+  _globals['_CLIENTCREATEACTORREQUEST']._serialized_start=1139
+  _globals['_CLIENTCREATEACTORREQUEST']._serialized_end=1345
+  _globals['_CLIENTCREATEACTORREPLY']._serialized_start=1347
+  _globals['_CLIENTCREATEACTORREPLY']._serialized_end=1450
+  _globals['_CLIENTBORROWACTORREQUEST']._serialized_start=1452
+  _globals['_CLIENTBORROWACTORREQUEST']._serialized_end=1515
+  _globals['_CLIENTPUTREQUEST']._serialized_start=1518
+  _globals['_CLIENTPUTREQUEST']._serialized_end=1656
+  _globals['_CLIENTGETREQUEST']._serialized_start=1658
+  _globals['_CLIENTGETREQUEST']._serialized_end=1713
+  _globals['_CLIENTOBJECT']._serialized_start=1715
+  _globals['_CLIENTOBJECT']._serialized_end=1823
+  _globals['_CLIENTGETREPLY']._serialized_start=1825
+  _globals['_CLIENTGETREPLY']._serialized_end=1902
+  _globals['_CLIENTREADREQUEST']._serialized_start=1904
+  _globals['_CLIENTREADREQUEST']._serialized_end=1988
+  _globals['_CLIENTREADREPLY']._serialized_start=1990
+  _globals['_CLIENTREADREPLY']._serialized_end=2021
+  _globals['_CLIENTWAITREQUEST']._serialized_start=2023
+  _globals['_CLIENTWAITREQUEST']._serialized_end=2120
+  _globals['_CLIENTWAITREPLY']._serialized_start=2122
+  _globals['_CLIENTWAITREPLY']._serialized_end=2154
+  _globals['_CLIENTGENERATORNEXTREQUEST']._serialized_start=2156
+  _globals['_CLIENTGENERATORNEXTREQUEST']._serialized_end=2215
+  _globals['_CLIENTGENERATORNEXTREPLY']._serialized_start=2217
+  _globals['_CLIENTGENERATORNEXTREPLY']._serialized_end=2295
+  _globals['_CLIENTHOLDREQUEST']._serialized_start=2297
+  _globals['_CLIENTHOLDREQUEST']._serialized_end=2356
+  _globals['_CLIENTCANCELREQUEST']._serialized_start=2358
+  _globals['_CLIENTCANCELREQUEST']._serialized_end=2449
+  _globals['_CLIENTCANCELREPLY']._serialized_start=2451
+  _globals['_CLIENTCANCELREPLY']._serialized_end=2489
+  _globals['_CLIENTPROXY']._serialized_start=2492
+  _globals['_CLIENTPROXY']._serialized_end=3382
 # @@protoc_insertion_point(module_scope)

@@ -40,7 +40,7 @@ class ClientPlacement(_message.Message):
     def __init__(self, strategy: _Optional[_Union[_node_manager_pb2.SchedulingStrategy, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ...) -> None: ...
 
 class ClientTask(_message.Message):
-    __slots__ = ("task_id", "function", "args", "top_refs", "contained", "resources", "num_returns", "max_retries", "retry_exceptions", "retry_exception_types", "name", "placement", "context", "actor_id", "class_name", "method", "handle_id")
+    __slots__ = ("task_id", "function", "args", "top_refs", "contained", "resources", "num_returns", "max_retries", "retry_exceptions", "retry_exception_types", "name", "placement", "context", "actor_id", "class_name", "method", "handle_id", "returns_kind", "generator_backpressure", "concurrency_group")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,9 @@ class ClientTask(_message.Message):
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     HANDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    RETURNS_KIND_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     function: _common_pb2.FunctionDescriptor
     args: _common_pb2.ObjectPayload
@@ -82,7 +85,10 @@ class ClientTask(_message.Message):
     class_name: str
     method: str
     handle_id: bytes
-    def __init__(self, task_id: _Optional[bytes] = ..., function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[_common_pb2.ObjectPayload, _Mapping]] = ..., top_refs: _Optional[_Iterable[bytes]] = ..., contained: _Optional[_Iterable[bytes]] = ..., resources: _Optional[_Mapping[str, float]] = ..., num_returns: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., placement: _Optional[_Union[ClientPlacement, _Mapping]] = ..., context: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., class_name: _Optional[str] = ..., method: _Optional[str] = ..., handle_id: _Optional[bytes] = ...) -> None: ...
+    returns_kind: _common_pb2.ReturnsKind
+    generator_backpressure: int
+    concurrency_group: str
+    def __init__(self, task_id: _Optional[bytes] = ..., function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[_common_pb2.ObjectPayload, _Mapping]] = ..., top_refs: _Optional[_Iterable[bytes]] = ..., contained: _Optional[_Iterable[bytes]] = ..., resources: _Optional[_Mapping[str, float]] = ..., num_returns: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., placement: _Optional[_Union[ClientPlacement, _Mapping]] = ..., context: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., class_name: _Optional[str] = ..., method: _Optional[str] = ..., handle_id: _Optional[bytes] = ..., returns_kind: _Optional[_Union[_common_pb2.ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_group: _Optional[str] = ...) -> None: ...
 
 class ClientSubmitRequest(_message.Message):
     __slots__ = ("tasks",)
@@ -187,20 +193,40 @@ class ClientReadReply(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ClientWaitRequest(_message.Message):
-    __slots__ = ("object_ids", "num_returns", "timeout")
+    __slots__ = ("object_ids", "num_returns", "timeout", "generators")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    GENERATORS_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     num_returns: int
     timeout: float
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout: _Optional[float] = ...) -> None: ...
+    generators: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., num_returns: _Optional[int] = ..., timeout: _Optional[float] = ..., generators: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ClientWaitReply(_message.Message):
     __slots__ = ("ready",)
     READY_FIELD_NUMBER: _ClassVar[int]
     ready: _containers.RepeatedScalarFieldContainer[bool]
     def __init__(self, ready: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class ClientGeneratorNextRequest(_message.Message):
+    __slots__ = ("task_id", "peek")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PEEK_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    peek: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., peek: _Optional[bool] = ...) -> None: ...
+
+class ClientGeneratorNextReply(_message.Message):
+    __slots__ = ("object_id", "ready", "finished")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    ready: bool
+    finished: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., ready: _Optional[bool] = ..., finished: _Optional[bool] = ...) -> None: ...
 
 class ClientHoldRequest(_message.Message):
     __slots__ = ("refs",)

@@ -31,6 +31,12 @@ class Scope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCOPE_DRIVER: _ClassVar[Scope]
     SCOPE_CLUSTER: _ClassVar[Scope]
 
+class ReturnsKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETURNS_KIND_UNSPECIFIED: _ClassVar[ReturnsKind]
+    RETURNS_KIND_STREAMING: _ClassVar[ReturnsKind]
+    RETURNS_KIND_DYNAMIC: _ClassVar[ReturnsKind]
+
 class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
@@ -54,6 +60,9 @@ ERROR_CODE_PERMISSION_DENIED: ErrorCode
 SCOPE_UNSPECIFIED: Scope
 SCOPE_DRIVER: Scope
 SCOPE_CLUSTER: Scope
+RETURNS_KIND_UNSPECIFIED: ReturnsKind
+RETURNS_KIND_STREAMING: ReturnsKind
+RETURNS_KIND_DYNAMIC: ReturnsKind
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_NORMAL: TaskKind
 TASK_KIND_ACTOR_CREATION: TaskKind
@@ -174,7 +183,14 @@ class FunctionDescriptor(_message.Message):
     def __init__(self, function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., pickled: _Optional[bytes] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name", "placement_group_id", "placement_group_capture")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name", "returns_kind", "generator_backpressure", "concurrency_groups", "concurrency_group", "placement_group_id", "placement_group_capture")
+    class ConcurrencyGroupsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +211,10 @@ class TaskSpec(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETURNS_KIND_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_GROUP_CAPTURE_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
@@ -217,6 +237,10 @@ class TaskSpec(_message.Message):
     max_concurrency: int
     is_async: bool
     class_name: str
+    returns_kind: ReturnsKind
+    generator_backpressure: int
+    concurrency_groups: _containers.ScalarMap[str, int]
+    concurrency_group: str
     placement_group_id: bytes
     placement_group_capture: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ..., returns_kind: _Optional[_Union[ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_groups: _Optional[_Mapping[str, int]] = ..., concurrency_group: _Optional[str] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...

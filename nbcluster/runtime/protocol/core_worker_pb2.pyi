@@ -59,6 +59,24 @@ class TaskResultsNotice(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[TaskResult]
     def __init__(self, results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
 
+class GeneratorItemsNotice(_message.Message):
+    __slots__ = ("task_id", "attempt", "items")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    attempt: int
+    items: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectPayload]
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., items: _Optional[_Iterable[_Union[_common_pb2.ObjectPayload, _Mapping]]] = ...) -> None: ...
+
+class GeneratorConsumedNotice(_message.Message):
+    __slots__ = ("task_id", "consumed")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    consumed: int
+    def __init__(self, task_id: _Optional[bytes] = ..., consumed: _Optional[int] = ...) -> None: ...
+
 class GetObjectStatusRequest(_message.Message):
     __slots__ = ("object_id",)
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]

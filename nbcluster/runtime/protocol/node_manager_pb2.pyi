@@ -73,7 +73,7 @@ class RegisterClientReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., relay_endpoint: _Optional[str] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill")
+    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill", "nested")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class LeaseRequest(_message.Message):
     AFFINITY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     AFFINITY_SOFT_FIELD_NUMBER: _ClassVar[int]
     NO_SPILL_FIELD_NUMBER: _ClassVar[int]
+    NESTED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     resources: _common_pb2.ResourceSet
     job_id: bytes
@@ -96,7 +97,8 @@ class LeaseRequest(_message.Message):
     affinity_node_id: bytes
     affinity_soft: bool
     no_spill: bool
-    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ...) -> None: ...
+    nested: bool
+    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ..., nested: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
     __slots__ = ("lease_id", "worker", "rejection", "reason", "spillback")

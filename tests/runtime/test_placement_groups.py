@@ -37,6 +37,7 @@ from nbcluster.util import (
 from nbcluster.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..conftest import FAST_CONFIG, run_python, wait_for
+from ..test_client_mode_local import drive, head  # noqa: F401 - head: the fixture drive() runs on
 
 FAST_HEALTH = {
     **FAST_CONFIG,
@@ -479,3 +480,22 @@ def test_bundles_become_resources_under_the_groups_names():
     assert names.in_group({}, group) == {f"bundle_group_{hex_id}": 0.001}  # pinned to the group, needing nothing
     assert names.group_of(f"CPU_group_1_{hex_id}") == names.group_of(f"my_res_group_{hex_id}") == hex_id
     assert names.group_of("CPU") is None and names.group_of("my_group_thing") is None
+
+
+def test_a_client_with_no_node_uses_placement_groups(head):  # noqa: F811 - the imported fixture
+    out = drive(head, """
+        from nbcluster.util import get_current_placement_group, placement_group, placement_group_table
+        from nbcluster.util import remove_placement_group
+        from nbcluster.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        pg = placement_group([{"CPU": 1}])
+        nbcluster.get(pg.ready(), timeout=60)
+        @nbcluster.remote(num_cpus=1)
+        def inside():
+            return get_current_placement_group().id.hex()
+        strategy = PlacementGroupSchedulingStrategy(pg, 0)
+        got = nbcluster.get(inside.options(scheduling_strategy=strategy).remote(), timeout=60)
+        state = placement_group_table(pg)["state"]
+        remove_placement_group(pg)
+        print(json.dumps([got == pg.id.hex(), state, pg.wait(1)]))
+    """)
+    assert out == [True, "CREATED", False]

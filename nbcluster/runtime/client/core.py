@@ -342,6 +342,8 @@ def _client_task(core: ClientCore, fn: FunctionInfo, args: tuple, kwargs: dict, 
         spec.placement.strategy = options.placement.strategy
         spec.placement.node_id = options.placement.node_id
         spec.placement.soft = options.placement.soft
+        spec.placement.placement_group_id = options.placement.group_id
+        spec.placement.placement_group_capture = options.placement.capture
     _pack(core, spec, task_id, fn.name, args, kwargs)
     return spec
 

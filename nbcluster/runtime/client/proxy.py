@@ -198,7 +198,9 @@ class ClientProxy:
         core = self.core
         placement = None
         if spec.HasField("placement"):
-            placement = Placement(spec.placement.strategy, spec.placement.node_id, spec.placement.soft)
+            where = spec.placement
+            placement = Placement(where.strategy, where.node_id, where.soft, where.placement_group_id,
+                                  where.placement_group_capture)
         options = TaskOptions(
             dict(spec.resources), spec.num_returns, spec.max_retries, spec.retry_exceptions,
             spec.retry_exception_types, spec.name, placement, returns_kind=spec.returns_kind,

@@ -30,14 +30,18 @@ class ClientAttachReply(_message.Message):
     def __init__(self, job_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., node_ip: _Optional[str] = ..., inline_threshold: _Optional[int] = ...) -> None: ...
 
 class ClientPlacement(_message.Message):
-    __slots__ = ("strategy", "node_id", "soft")
+    __slots__ = ("strategy", "node_id", "soft", "placement_group_id", "placement_group_capture")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SOFT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_GROUP_CAPTURE_FIELD_NUMBER: _ClassVar[int]
     strategy: _node_manager_pb2.SchedulingStrategy
     node_id: bytes
     soft: bool
-    def __init__(self, strategy: _Optional[_Union[_node_manager_pb2.SchedulingStrategy, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ...) -> None: ...
+    placement_group_id: bytes
+    placement_group_capture: bool
+    def __init__(self, strategy: _Optional[_Union[_node_manager_pb2.SchedulingStrategy, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...
 
 class ClientTask(_message.Message):
     __slots__ = ("task_id", "function", "args", "top_refs", "contained", "resources", "num_returns", "max_retries", "retry_exceptions", "retry_exception_types", "name", "placement", "context", "actor_id", "class_name", "method", "handle_id", "returns_kind", "generator_backpressure", "concurrency_group")

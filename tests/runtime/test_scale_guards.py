@@ -41,3 +41,18 @@ def test_twenty_thousand_queued_tasks_drain_with_bounded_driver_memory_and_work(
     # Each object is looked up a few times (submitted, finished, read), not once per
     # batch of results while the get waits (which made draining quadratic).
     assert CountingEntries.lookups < 20 * len(refs), f"{CountingEntries.lookups} lookups for {len(refs)} refs"
+
+
+def test_a_task_with_two_thousand_ref_arguments_and_a_get_of_two_thousand_stored_objects(start_cluster) -> None:
+    start_cluster(num_cpus=2)
+
+    @nbcluster.remote
+    def total(*values: int) -> int:
+        return sum(values)
+
+    refs = [nbcluster.put(i) for i in range(2000)]
+    assert nbcluster.get(total.remote(*refs), timeout=120) == sum(range(2000))
+    payload = b"y" * (128 * 1024)  # above the inline threshold: each in shared memory
+    stored = [nbcluster.put(payload) for _ in range(2000)]
+    values = nbcluster.get(stored, timeout=120)
+    assert len(values) == 2000 and all(v == payload for v in values)

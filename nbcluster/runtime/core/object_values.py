@@ -352,8 +352,58 @@ class ObjectValues:
                 if enough():
                     return ready
                 missing = [oid for oid, r in zip(oids, ready) if not r]
-        self.wait_until(enough, timeout)
+        if others:
+            self.wait_until(enough, timeout)
+        else:
+            self._wait_arrivals(missing, num_ready - (len(oids) - len(missing)), timeout)
+            enough()
         return ready
+
+    def _wait_arrivals(self, missing: list[bytes], wanted: int, timeout: float | None) -> None:
+        """Block until ``wanted`` of the ``missing`` objects have values (or the
+        timeout passes), counting arrivals with a callback on each object: the cost
+        is one step per object, not a scan of all of them per batch of results (a
+        ``get`` of 100,000 refs drained at a fifth of the speed of 10,000)."""
+        lock = threading.Lock()
+        arrived = threading.Event()
+        count = [0]
+        registered: list[bytes] = []
+
+        def one(_oid: bytes, _payload: common_pb2.ObjectPayload) -> None:
+            with lock:
+                count[0] += 1
+                if count[0] >= wanted:
+                    arrived.set()
+
+        def register() -> None:
+            for oid in missing:
+                if self.when_ready(oid, one):
+                    registered.append(oid)
+                else:
+                    one(oid, None)  # type: ignore[arg-type]  # freed meanwhile: no longer waited for
+
+        def unregister() -> None:
+            for oid in registered:
+                entry = self.refs.get(oid)
+                if entry is not None and entry.callbacks and one in entry.callbacks:
+                    entry.callbacks.remove(one)
+
+        self.call_soon(register)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        unblock = self._blocked()
+        try:
+            while not arrived.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                if self.closed:
+                    raise RuntimeError("the runtime shut down while waiting")
+                arrived.wait(1.0 if remaining is None else min(remaining, 1.0))
+        finally:
+            if unblock is not None:
+                unblock()
+            if not arrived.is_set() and not self.closed:
+                self.call_soon(unregister)
 
     def wait_until(self, check: Callable[[], bool], timeout: float | None) -> bool:
         """Block until ``check()`` holds, asked again whenever values arrive (False:

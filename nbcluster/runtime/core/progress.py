@@ -57,6 +57,19 @@ class ProgressState:
             return None
         return max(0.0, min(1.0, self.n / self.total))
 
+    def counts(self) -> str:
+        """How far it is, without the bar: ``45/100 [00:03, 15.0it/s]`` (``45it [...]``
+        when the total is unknown)."""
+        unit = self.unit or "it"
+        rate = self.n / self.elapsed if self.elapsed > 0 else 0.0
+        minutes, seconds = divmod(int(self.elapsed), 60)
+        done = f"{_number(self.n)}/{_number(self.total)}" if self.total > 0 else f"{_number(self.n)}{unit}"
+        return f"{done} [{minutes:02d}:{seconds:02d}, {rate:.1f}{unit}/s]"
+
+    def text(self, width: int = 20) -> str:
+        """The bar as one line of text (:func:`format_bar`)."""
+        return format_bar(self, width)
+
     @classmethod
     def from_batch(cls, batch: cw_pb2.LogBatch, update: cw_pb2.ProgressUpdate) -> "ProgressState":
         """The state of one bar of a ``LogBatch``."""
@@ -72,16 +85,11 @@ def _number(value: float) -> str:
 def format_bar(state: ProgressState, width: int = BAR_WIDTH) -> str:
     """A bar as one line of text, as tqdm prints it: ``desc:  45%|#########           | 45/100 [00:03, 15.0it/s]``."""
     desc = f"{state.desc}: " if state.desc else ""
-    unit = state.unit or "it"
-    rate = state.n / state.elapsed if state.elapsed > 0 else 0.0
-    minutes, seconds = divmod(int(state.elapsed), 60)
-    timing = f"[{minutes:02d}:{seconds:02d}, {rate:.1f}{unit}/s]"
     fraction = state.fraction
     if fraction is None:
-        return f"{desc}{_number(state.n)}{unit} {timing}"
+        return f"{desc}{state.counts()}"
     filled = int(round(fraction * width))
-    bar = "#" * filled + " " * (width - filled)
-    return f"{desc}{fraction * 100:3.0f}%|{bar}| {_number(state.n)}/{_number(state.total)} {timing}"
+    return f"{desc}{fraction * 100:3.0f}%|{'#' * filled}{' ' * (width - filled)}| {state.counts()}"
 
 
 def report(state: ProgressState) -> None:

@@ -9,12 +9,12 @@ cell's tasks into the messages that show them under that cell:
   ``update_display_data``; the line's final state stays in it when the line ends;
 - past ``limit`` lines, nothing more but one summary line, "… N more lines", whose
   count is kept up to date in place (a redraw area counts as one line);
-- *mirror* messages for headless clients (nbclient, nbconvert, papermill), which listen
-  only to the cell that is running: output that arrives after its cell ended is also
-  written into a display area made in that cell while it ran (``late_id``), and the
-  redraw areas made then are updated too — by display id, sent with the running cell's
-  request as parent. JupyterLab ignores these (that cell's output area has no such
-  display id) and shows the output from the messages to the cell's own request.
+- after the cell ended, when it made a *late area* (``make_late_area``: a cell that
+  ends with work unfinished), what would be new outputs goes into that area instead,
+  rewritten by ``update_display_data``: headless clients (nbclient, nbconvert,
+  papermill) listen only to the running cell, so the router sends those updates with
+  the running cell's request too; they find the area by its display id. A frontend
+  that gets both (JupyterLab) sets the same state twice.
 """
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ def _display(msg_type: str, display_id: str, text: str) -> Message:
 
 @dataclass
 class _Area:
-    """A redraw area: its display id, what it shows, and whether it was made while the
-    cell ran (so a headless client has it)."""
+    """A display area of the cell: its id, what it shows, and whether it is drawn inside
+    the late area rather than on its own (made after the cell ended)."""
 
     display_id: str
     text: str
-    live: bool
+    in_late: bool = False
 
 
 @dataclass
@@ -76,57 +76,65 @@ class CellOutput:
     limit: int = DEFAULT_LIMIT
     shown: int = 0
     dropped: int = 0
-    _summary_area: _Area | None = None
-    #: The display area for late output in headless clients ("" when none was made).
+    #: The display area for output after the cell ended ("" when none was made).
     late_id: str = ""
+    _summary: _Area | None = None
     #: Open redraw areas by writer and stream.
     _open: dict[tuple, _Area] = field(default_factory=dict)
     #: What the late area shows: lines, and redraw areas made after the cell ended.
     _late: list[str | _Area] = field(default_factory=list)
 
     def make_late_area(self) -> Message:
-        """The (empty) display area late output fills for headless clients."""
+        """The (empty) display area that output arriving after the cell ended fills."""
         self.late_id = new_display_id("late")
         return _display("display_data", self.late_id, "")
 
-    def take(self, out: driver.RemoteOutput, late: bool) -> tuple[list[Message], list[Message]]:
-        """The messages for ``out``: those to the cell's request, and (``late``: the cell
-        has ended) the mirror messages for a headless client."""
-        own: list[Message] = []
-        mirror: list[Message] = []
+    def take(self, out: driver.RemoteOutput, late: bool) -> list[Message]:
+        """The messages that show ``out`` (``late``: the cell has ended). After the
+        cell ended, what would be new outputs goes into the late area (when the cell
+        made one), so every message then is an ``update_display_data``: the router
+        also sends those with the running cell's request, for headless clients, and
+        a frontend that gets both applies the same state twice."""
+        messages: list[Message] = []
+        into_late = late and bool(self.late_id)
+        before = len(self._late)
         key = (out.source, out.pid, out.node_ip, out.stream)
         if out.redraw:
-            self._redraw(key, out.prefix + out.text, late, own, mirror)
+            self._redraw(key, out.prefix + out.text, into_late, messages)
         else:
-            self._lines(key, out, late, own, mirror)
-        if late and self.late_id and self._late:
-            mirror.append(_display("update_display_data", self.late_id, self._late_text()))
-        return own, mirror
+            self._lines(key, out, into_late, messages)
+        changed = len(self._late) != before or _LATE_CHANGED in messages
+        messages = [m for m in messages if m is not _LATE_CHANGED]
+        if changed:
+            messages.append(_display("update_display_data", self.late_id, self._late_text()))
+        return messages
 
-    def _redraw(self, key: tuple, text: str, late: bool, own: list[Message], mirror: list[Message]) -> None:
+    def _redraw(self, key: tuple, text: str, into_late: bool, messages: list[Message]) -> None:
         area = self._open.get(key)
         if area is None:
             if self.shown >= self.limit:
                 return  # its final line is counted among the dropped ones
             self.shown += 1
-            area = self._open[key] = _Area(new_display_id("redraw"), text, live=not late)
-            own.append(_display("display_data", area.display_id, text))
-            if late:
+            area = self._open[key] = _Area(new_display_id("redraw"), text, in_late=into_late)
+            if into_late:
                 self._late.append(area)
+            else:
+                messages.append(_display("display_data", area.display_id, text))
             return
-        self._update(area, text, late, own, mirror)
+        self._update(area, text, messages)
 
-    def _update(self, area: _Area, text: str, late: bool, own: list[Message], mirror: list[Message]) -> None:
+    def _update(self, area: _Area, text: str, messages: list[Message]) -> None:
         area.text = text
-        own.append(_display("update_display_data", area.display_id, text))
-        if late and area.live:
-            mirror.append(own[-1])
+        if area.in_late:
+            messages.append(_LATE_CHANGED)
+        else:
+            messages.append(_display("update_display_data", area.display_id, text))
 
-    def _lines(self, key: tuple, out: driver.RemoteOutput, late: bool, own: list[Message], mirror: list[Message]) -> None:
+    def _lines(self, key: tuple, out: driver.RemoteOutput, into_late: bool, messages: list[Message]) -> None:
         lines = out.text.splitlines()
         area = self._open.pop(key, None)
         if area is not None and lines:  # the redrawn line's final state
-            self._update(area, out.prefix + lines.pop(0), late, own, mirror)
+            self._update(area, out.prefix + lines.pop(0), messages)
         shown = []
         for line in lines:
             if self.shown < self.limit:
@@ -134,26 +142,33 @@ class CellOutput:
                 shown.append(out.prefix + line + "\n")
             else:
                 self.dropped += 1
-        if shown:
-            own.append(Message("stream", {"name": out.stream, "text": "".join(shown)}))
-            if late:
-                self._late.extend(shown)
+        if shown and into_late:
+            self._late.extend(shown)
+        elif shown:
+            messages.append(Message("stream", {"name": out.stream, "text": "".join(shown)}))
         if len(shown) < len(lines):
-            self._summary(late, own, mirror)
+            self._summarize(into_late, messages)
 
-    def _summary(self, late: bool, own: list[Message], mirror: list[Message]) -> None:
+    def _summarize(self, into_late: bool, messages: list[Message]) -> None:
         text = summary_line(self.dropped)
-        if self._summary_area is None:
-            self._summary_area = _Area(new_display_id("summary"), text, live=not late)
-            own.append(_display("display_data", self._summary_area.display_id, text))
+        if self._summary is not None:
+            self._update(self._summary, text, messages)
+            return
+        self._summary = _Area(new_display_id("summary"), text, in_late=into_late)
+        if into_late:
+            messages.append(_LATE_CHANGED)
         else:
-            self._update(self._summary_area, text, late, own, mirror)
+            messages.append(_display("display_data", self._summary.display_id, text))
 
     def _late_text(self) -> str:
         parts = [item if isinstance(item, str) else item.text + "\n" for item in self._late]
-        if self._summary_area is not None and not self._summary_area.live:
-            parts.append(self._summary_area.text)
+        if self._summary is not None and self._summary.in_late:
+            parts.append(self._summary.text)
         return "".join(parts)
+
+
+#: Marks that the late area's text changed (replaced by its update in ``take``).
+_LATE_CHANGED = Message("late", {})
 
 
 def unrouted_text(out: driver.RemoteOutput) -> str:
@@ -161,4 +176,3 @@ def unrouted_text(out: driver.RemoteOutput) -> str:
     if out.redraw:
         return out.prefix + out.text + "\n"
     return "".join(out.prefix + line + "\n" for line in out.text.splitlines())
-

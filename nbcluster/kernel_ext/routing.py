@@ -7,8 +7,9 @@ under that cell (:class:`~nbcluster.kernel_ext.cell_output.CellOutput`: lines as
 when it arrives after the cell finished, or while another cell runs. JupyterLab and
 Notebook 7 keep listening to a finished cell's request; headless clients (nbclient,
 nbconvert) listen only to the running cell, so a cell that ends with work unfinished
-gets an empty display area, which later output fills by display id from the running
-cell's request. Progress bars its tasks report (``nbcluster.util.tqdm``) share one
+gets an empty display area, which later output fills by display id — sent with the
+cell's own request and with the running cell's (a display id names the area anywhere
+in the notebook; setting it twice to the same state shows it once). Progress bars its tasks report (``nbcluster.util.tqdm``) share one
 :class:`~nbcluster.widgets.bars.ProgressBars` view under the cell.
 
 Output of work submitted outside any cell, or whose cell is forgotten (the most recent
@@ -113,10 +114,10 @@ class CellRouter:
                 _unrouted(unrouted_text(out), out.stream, self.kernel is None)
                 return
             late = self.running != out.context
-            own, mirror = cell.take(out, late)
-            self._send(own, cell.parent)
-            if mirror and self.running in self._cells:
-                self._send(mirror, self._cells[self.running].parent)
+            messages = cell.take(out, late)
+            self._send(messages, cell.parent)
+            if late:
+                self._mirror([m for m in messages if m.msg_type == "update_display_data"])
 
     def handle_progress(self, state: driver.ProgressState) -> None:
         """Show a progress bar's state in the cell's bars view (made on its first bar)."""
@@ -153,8 +154,15 @@ class CellRouter:
     def _resend_bars(self, view: Any, display_id: str, cell: CellOutput, context: str) -> None:
         update = Message("update_display_data", {"data": _bundle(view), "metadata": {}, "transient": {"display_id": display_id}})
         self._send([update], cell.parent)
-        if self.running and self.running != context and self.running in self._cells:
-            self._send([update], self._cells[self.running].parent)
+        if self.running != context:
+            self._mirror([update])
+
+    def _mirror(self, updates: list[Message]) -> None:
+        """Display updates for a cell that has ended, sent again with the running cell's
+        request: headless clients listen to nothing else (JupyterLab applies both)."""
+        running = self._cells.get(self.running)
+        if running is not None and updates:
+            self._send(updates, running.parent)
 
     def _send(self, messages: list[Message], parent: dict) -> None:
         kernel = self.kernel

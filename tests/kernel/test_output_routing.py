@@ -156,22 +156,30 @@ def _out(text: str, redraw: bool = False, stream: str = "stdout") -> RemoteOutpu
 
 def test_cell_output_messages() -> None:
     cell = CellOutput(parent={}, limit=3)
-    own, mirror = cell.take(_out("10%", redraw=True), late=False)
-    assert [m.msg_type for m in own] == ["display_data"] and not mirror
-    area = own[0].content["transient"]["display_id"]
-    own, _ = cell.take(_out("50%", redraw=True), late=False)
-    assert own[0].msg_type == "update_display_data" and own[0].content["data"]["text/plain"] == "(f pid=1) 50%"
+    messages = cell.take(_out("10%", redraw=True), late=False)
+    assert [m.msg_type for m in messages] == ["display_data"]
+    area = messages[0].content["transient"]["display_id"]
+    messages = cell.take(_out("50%", redraw=True), late=False)
+    assert messages[0].msg_type == "update_display_data"
+    assert messages[0].content["data"]["text/plain"] == "(f pid=1) 50%"
     # The line's end: its final state in the area, then the lines that follow as a stream.
-    own, _ = cell.take(_out("100%\na\nb\nc\n"), late=False)
-    assert [m.msg_type for m in own] == ["update_display_data", "stream", "display_data"]
-    assert own[0].content["transient"]["display_id"] == area
-    assert own[1].content["text"] == "(f pid=1) a\n(f pid=1) b\n"  # the area counts as one line
-    assert own[2].content["data"]["text/plain"].startswith("… 1 more line not shown")
-    # After the cell ended: a headless client gets the late lines in the late area.
-    late = CellOutput(parent={}, limit=100)
-    late.make_late_area()
-    own, mirror = late.take(_out("x\n"), late=True)
-    assert own[0].msg_type == "stream"
-    assert mirror[-1].msg_type == "update_display_data"
-    assert mirror[-1].content["transient"]["display_id"] == late.late_id
-    assert mirror[-1].content["data"]["text/plain"] == "(f pid=1) x\n"
+    messages = cell.take(_out("100%\na\nb\nc\n"), late=False)
+    assert [m.msg_type for m in messages] == ["update_display_data", "stream", "display_data"]
+    assert messages[0].content["transient"]["display_id"] == area
+    assert messages[1].content["text"] == "(f pid=1) a\n(f pid=1) b\n"  # the area counts as one line
+    assert messages[2].content["data"]["text/plain"].startswith("… 1 more line not shown")
+
+
+def test_cell_output_after_the_cell_ended() -> None:
+    # With a late area, everything goes into it, by display updates only.
+    cell = CellOutput(parent={}, limit=100)
+    cell.make_late_area()
+    cell.take(_out("x\n"), late=True)
+    cell.take(_out("1/2", redraw=True), late=True)
+    messages = cell.take(_out("2/2", redraw=True), late=True)
+    assert [m.msg_type for m in messages] == ["update_display_data"]
+    assert messages[0].content["transient"]["display_id"] == cell.late_id
+    assert messages[0].content["data"]["text/plain"] == "(f pid=1) x\n(f pid=1) 2/2\n"
+    # Without one (the cell's work had finished), late lines are a stream as before.
+    bare = CellOutput(parent={})
+    assert [m.msg_type for m in bare.take(_out("y\n"), late=True)] == ["stream"]

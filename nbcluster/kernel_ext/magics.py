@@ -30,7 +30,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Bool
+from traitlets import Bool, Int
 
 import nbcluster
 import nbcluster.driver as driver
@@ -39,6 +39,7 @@ from nbcluster.cluster_utils import Cluster
 from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.job_submission import JobSubmissionClient
 from nbcluster.kernel_ext.remote_cell import run_remote_cell
+from nbcluster.kernel_ext.cell_output import DEFAULT_LIMIT
 from nbcluster.kernel_ext.routing import CellRouter
 from nbcluster.runtime import FILE, check_private, envvars, read_private
 from nbcluster.state import get_autoscaler_state, list_nodes
@@ -169,10 +170,15 @@ class ClusterMagics(Magics):
     cancel_on_interrupt = Bool(
         True, help="When a cell is interrupted, cancel the tasks and actor calls it submitted."
     ).tag(config=True)
+    output_limit = Int(
+        DEFAULT_LIMIT, help="Lines of remote output shown under one cell; the rest is summarized in one line "
+        "(it stays in the workers' log files)."
+    ).tag(config=True)
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
-        self.router = CellRouter(shell)
+        self.router = CellRouter(shell, self.output_limit)
+        self.observe(lambda change: setattr(self.router, "limit", change["new"]), "output_limit")
         self.owned: Any = None  # a cluster_utils.Cluster this kernel started (workers)
         self.view: Any = None  # the live ClusterWidget last shown
         shell.events.register("pre_run_cell", self.router.pre_run_cell)
@@ -193,6 +199,7 @@ class ClusterMagics(Magics):
             count = driver.cancel_context(self.router.current)
             if count:
                 print(f"nbcluster: cancelled {count} task(s) this cell submitted", flush=True)
+        self.router.post_run_cell(result)
 
     # -- %cluster ----------------------------------------------------------------------
     @line_magic

@@ -31,11 +31,26 @@ def test_output_lands_under_the_cell_that_submitted_the_work(kernel: Kernel) -> 
     )
     # Cell 2 runs while the task prints (a task's output is sent before its result).
     cell2 = kernel.execute("nbcluster.get(r)\ntime.sleep(0.5)\nprint('cell 2 done')")
-    wait_for(lambda: kernel.collect(0.2) or "late hello" in kernel.text(cell1), timeout=30,
+    def displayed(msg_id: str) -> str:
+        """What display updates with this parent show (the text of the last one)."""
+        texts = [m["content"]["data"].get("text/plain", "") for m in kernel.messages
+                 if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data"]
+        return texts[-1] if texts else ""
+
+    # Cell 1 ended with its task unfinished: it made a display area, which the late line fills.
+    wait_for(lambda: kernel.collect(0.2) or "late hello" in displayed(cell1), timeout=30,
              message="the task's line under cell 1")
-    assert kernel.text(cell1).startswith("cell 1 done\n")
-    assert "late hello" in kernel.text(cell1) and "(late pid=" in kernel.text(cell1)
-    assert kernel.text(cell2) == "cell 2 done\n"  # not in the cell running when it arrived
+    assert kernel.text(cell1) == "cell 1 done\n"
+    assert displayed(cell1).startswith("(late pid=") and displayed(cell1).endswith("late hello\n")
+    area = [m for m in kernel.outputs(cell1) if m["msg_type"] == "display_data"]
+    assert len(area) == 1 and area[0]["content"]["data"]["text/plain"] == ""
+    # Not in the cell running when it arrived: only the same update of cell 1's area, for
+    # headless clients that listen to nothing else.
+    assert kernel.text(cell2) == "cell 2 done\n"
+    mirrored = [m for m in kernel.messages if m["parent_header"].get("msg_id") == cell2
+                and m["msg_type"] == "update_display_data"]
+    assert mirrored and {m["content"]["transient"]["display_id"] for m in mirrored} == {
+        area[0]["content"]["transient"]["display_id"]}
     # The cell that connected gets nothing of it either.
     assert all("late hello" not in kernel.text(m) for m in {msg["parent_header"].get("msg_id") for msg in
                kernel.messages} - {cell1})

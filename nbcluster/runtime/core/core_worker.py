@@ -14,7 +14,6 @@ import asyncio
 import collections
 import logging
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_submitter import ActorSubmitter
 from nbcluster.runtime.core.borrowing import Borrowing
 from nbcluster.runtime.core.generator_streams import GeneratorStreams
+from nbcluster.runtime.core.log_print import print_log_batch
 from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_values import ObjectValues
 from nbcluster.runtime.core.peers import PeerConnections
@@ -343,20 +343,34 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
             return
         self.call_soon(self.submitter.cancel, oid, force, recursive)
 
+    def _unfinished(self, context: str) -> list[tuple[bytes, bool]]:
+        """(first return id, is an actor call) of each unfinished task and actor call
+        this process submitted with ``context`` (loop thread)."""
+        found = []
+        for object_id, entry in list(self.refs.entries.items()):
+            task = entry.task
+            if task is None or not entry.owned or task.context != context:
+                continue
+            if task.machine.is_terminal() or object_id != task.return_ids[0]:
+                continue
+            found.append((object_id, bool(task.method)))
+        return found
+
+    def count_unfinished(self, context: str) -> int:
+        """How many tasks and actor calls this process submitted with ``context`` have
+        not finished (any thread)."""
+
+        async def count() -> int:
+            return len(self._unfinished(context))
+
+        return self.run_sync(count())
+
     def cancel_context(self, context: str, force: bool) -> int:
         """Cancel the unfinished tasks and actor calls this process submitted with
         ``context`` (and their children; any thread); how many were asked to stop."""
 
         async def collect() -> list[tuple[bytes, bool]]:
-            found = []
-            for object_id, entry in list(self.refs.entries.items()):
-                task = entry.task
-                if task is None or not entry.owned or task.context != context:
-                    continue
-                if task.machine.is_terminal() or object_id != task.return_ids[0]:
-                    continue
-                found.append((object_id, bool(task.method)))
-            return found
+            return self._unfinished(context)
 
         found = self.run_sync(collect())
         for object_id, is_actor_call in found:
@@ -388,17 +402,3 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
         logger.info("exiting: %s", request.reason)
         self.loop.call_later(0.01, os._exit, 0)
         return cw_pb2.ExitReply(accepted=True)
-
-
-def print_log_batch(batch: cw_pb2.LogBatch) -> None:
-    """The default sink: ``(name pid=N) line`` to this process's stdout/stderr."""
-    ip = f", ip={batch.node_ip}" if batch.node_ip and batch.node_ip not in ("127.0.0.1", "") else ""
-    prefix = f"({batch.source} pid={batch.pid}{ip}) "
-    out = [line for line in batch.lines if not line.is_stderr]
-    err = [line for line in batch.lines if line.is_stderr]
-    if out:
-        sys.stdout.write("".join(prefix + line.text + "\n" for line in out))
-        sys.stdout.flush()
-    if err:
-        sys.stderr.write("".join(prefix + line.text + "\n" for line in err))
-        sys.stderr.flush()

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from nbcluster.runtime.protocol import common_pb2 as nbcluster_dot_runtime_dot_protocol_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,nbcluster/runtime/protocol/core_worker.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\"\x94\x01\n\x10PushTasksRequest\x12(\n\njob_config\x18\x01 \x01(\x0b\x32\x14.nbcluster.JobConfig\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\"\n\x06\x64river\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\x12\"\n\x05tasks\x18\x04 \x03(\x0b\x32\x13.nbcluster.TaskSpec\"\xc9\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.nbcluster.TaskStatus\x12)\n\x07returns\x18\x03 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x10\n\x08\x64uration\x18\x05 \x01(\x01\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\";\n\x11TaskResultsNotice\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.nbcluster.TaskResult\"a\n\x14GeneratorItemsNotice\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\'\n\x05items\x18\x03 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\"<\n\x17GeneratorConsumedNotice\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x63onsumed\x18\x02 \x01(\x04\"+\n\x16GetObjectStatusRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\"A\n\x14GetObjectStatusReply\x12)\n\x07payload\x18\x01 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\"_\n\x16UpdateBorrowersRequest\x12\x0b\n\x03\x61\x64\x64\x18\x01 \x03(\x0c\x12\x0e\n\x06remove\x18\x02 \x03(\x0c\x12(\n\x0con_behalf_of\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"F\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"*\n\x07LogLine\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tis_stderr\x18\x02 \x01(\x08\"l\n\x08LogBatch\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0f\n\x07node_ip\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12!\n\x05lines\x18\x05 \x03(\x0b\x32\x12.nbcluster.LogLine\"9\n\x12LeaseWarningNotice\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\"<\n\x16ObjectLocationsRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\"1\n\x0eNodeDiedNotice\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\t\",\n\x0b\x45xitRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1d\n\tExitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08*\x91\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x19\n\x15TASK_STATUS_APP_ERROR\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x03\x12\x1c\n\x18TASK_STATUS_SYSTEM_ERROR\x10\x04\x32\xba\x06\n\nCoreWorker\x12:\n\tPushTasks\x12\x1b.nbcluster.PushTasksRequest\x1a\x10.nbcluster.Empty\x12\x43\n\x11ReportTaskResults\x12\x1c.nbcluster.TaskResultsNotice\x1a\x10.nbcluster.Empty\x12U\n\x0fGetObjectStatus\x12!.nbcluster.GetObjectStatusRequest\x1a\x1f.nbcluster.GetObjectStatusReply\x12\x46\n\x0fUpdateBorrowers\x12!.nbcluster.UpdateBorrowersRequest\x1a\x10.nbcluster.Empty\x12\x46\n\nCancelTask\x12\x1c.nbcluster.CancelTaskRequest\x1a\x1a.nbcluster.CancelTaskReply\x12\x34\n\x0bPublishLogs\x12\x13.nbcluster.LogBatch\x1a\x10.nbcluster.Empty\x12?\n\x0cLeaseWarning\x12\x1d.nbcluster.LeaseWarningNotice\x1a\x10.nbcluster.Empty\x12\x34\n\x04\x45xit\x12\x16.nbcluster.ExitRequest\x1a\x14.nbcluster.ExitReply\x12H\n\x11\x41\x64\x64ObjectLocation\x12!.nbcluster.ObjectLocationsRequest\x1a\x10.nbcluster.Empty\x12\x37\n\x08NodeDied\x12\x19.nbcluster.NodeDiedNotice\x1a\x10.nbcluster.Empty\x12I\n\x14ReportGeneratorItems\x12\x1f.nbcluster.GeneratorItemsNotice\x1a\x10.nbcluster.Empty\x12I\n\x11GeneratorConsumed\x12\".nbcluster.GeneratorConsumedNotice\x1a\x10.nbcluster.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,nbcluster/runtime/protocol/core_worker.proto\x12\tnbcluster\x1a\'nbcluster/runtime/protocol/common.proto\"\x94\x01\n\x10PushTasksRequest\x12(\n\njob_config\x18\x01 \x01(\x0b\x32\x14.nbcluster.JobConfig\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\"\n\x06\x64river\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\x12\"\n\x05tasks\x18\x04 \x03(\x0b\x32\x13.nbcluster.TaskSpec\"\xc9\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.nbcluster.TaskStatus\x12)\n\x07returns\x18\x03 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x10\n\x08\x64uration\x18\x05 \x01(\x01\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\";\n\x11TaskResultsNotice\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.nbcluster.TaskResult\"a\n\x14GeneratorItemsNotice\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\'\n\x05items\x18\x03 \x03(\x0b\x32\x18.nbcluster.ObjectPayload\"<\n\x17GeneratorConsumedNotice\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x63onsumed\x18\x02 \x01(\x04\"+\n\x16GetObjectStatusRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\"A\n\x14GetObjectStatusReply\x12)\n\x07payload\x18\x01 \x01(\x0b\x32\x18.nbcluster.ObjectPayload\"_\n\x16UpdateBorrowersRequest\x12\x0b\n\x03\x61\x64\x64\x18\x01 \x03(\x0c\x12\x0e\n\x06remove\x18\x02 \x03(\x0c\x12(\n\x0con_behalf_of\x18\x03 \x01(\x0b\x32\x12.nbcluster.Address\"F\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\":\n\x07LogLine\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tis_stderr\x18\x02 \x01(\x08\x12\x0e\n\x06redraw\x18\x03 \x01(\x08\"\x97\x01\n\x0eProgressUpdate\x12\x0e\n\x06\x62\x61r_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65sc\x18\x02 \x01(\t\x12\t\n\x01n\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x10\n\x08position\x18\x06 \x01(\x05\x12\x0e\n\x06\x63losed\x18\x07 \x01(\x08\x12\x0f\n\x07\x65lapsed\x18\x08 \x01(\x01\x12\x0c\n\x04\x64rop\x18\t \x01(\x08\"\x99\x01\n\x08LogBatch\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0f\n\x07node_ip\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12!\n\x05lines\x18\x05 \x03(\x0b\x32\x12.nbcluster.LogLine\x12+\n\x08progress\x18\x06 \x03(\x0b\x32\x19.nbcluster.ProgressUpdate\"9\n\x12LeaseWarningNotice\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\"<\n\x16ObjectLocationsRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\"1\n\x0eNodeDiedNotice\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\t\",\n\x0b\x45xitRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1d\n\tExitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08*\x91\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x19\n\x15TASK_STATUS_APP_ERROR\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x03\x12\x1c\n\x18TASK_STATUS_SYSTEM_ERROR\x10\x04\x32\xba\x06\n\nCoreWorker\x12:\n\tPushTasks\x12\x1b.nbcluster.PushTasksRequest\x1a\x10.nbcluster.Empty\x12\x43\n\x11ReportTaskResults\x12\x1c.nbcluster.TaskResultsNotice\x1a\x10.nbcluster.Empty\x12U\n\x0fGetObjectStatus\x12!.nbcluster.GetObjectStatusRequest\x1a\x1f.nbcluster.GetObjectStatusReply\x12\x46\n\x0fUpdateBorrowers\x12!.nbcluster.UpdateBorrowersRequest\x1a\x10.nbcluster.Empty\x12\x46\n\nCancelTask\x12\x1c.nbcluster.CancelTaskRequest\x1a\x1a.nbcluster.CancelTaskReply\x12\x34\n\x0bPublishLogs\x12\x13.nbcluster.LogBatch\x1a\x10.nbcluster.Empty\x12?\n\x0cLeaseWarning\x12\x1d.nbcluster.LeaseWarningNotice\x1a\x10.nbcluster.Empty\x12\x34\n\x04\x45xit\x12\x16.nbcluster.ExitRequest\x1a\x14.nbcluster.ExitReply\x12H\n\x11\x41\x64\x64ObjectLocation\x12!.nbcluster.ObjectLocationsRequest\x1a\x10.nbcluster.Empty\x12\x37\n\x08NodeDied\x12\x19.nbcluster.NodeDiedNotice\x1a\x10.nbcluster.Empty\x12I\n\x14ReportGeneratorItems\x12\x1f.nbcluster.GeneratorItemsNotice\x1a\x10.nbcluster.Empty\x12I\n\x11GeneratorConsumed\x12\".nbcluster.GeneratorConsumedNotice\x1a\x10.nbcluster.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nbcluster.runtime.protocol.core_worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=1396
-  _globals['_TASKSTATUS']._serialized_end=1541
+  _globals['_TASKSTATUS']._serialized_start=1612
+  _globals['_TASKSTATUS']._serialized_end=1757
   _globals['_PUSHTASKSREQUEST']._serialized_start=101
   _globals['_PUSHTASKSREQUEST']._serialized_end=249
   _globals['_TASKRESULT']._serialized_start=252
@@ -55,19 +55,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELTASKREPLY']._serialized_start=958
   _globals['_CANCELTASKREPLY']._serialized_end=990
   _globals['_LOGLINE']._serialized_start=992
-  _globals['_LOGLINE']._serialized_end=1034
-  _globals['_LOGBATCH']._serialized_start=1036
-  _globals['_LOGBATCH']._serialized_end=1144
-  _globals['_LEASEWARNINGNOTICE']._serialized_start=1146
-  _globals['_LEASEWARNINGNOTICE']._serialized_end=1203
-  _globals['_OBJECTLOCATIONSREQUEST']._serialized_start=1205
-  _globals['_OBJECTLOCATIONSREQUEST']._serialized_end=1265
-  _globals['_NODEDIEDNOTICE']._serialized_start=1267
-  _globals['_NODEDIEDNOTICE']._serialized_end=1316
-  _globals['_EXITREQUEST']._serialized_start=1318
-  _globals['_EXITREQUEST']._serialized_end=1362
-  _globals['_EXITREPLY']._serialized_start=1364
-  _globals['_EXITREPLY']._serialized_end=1393
-  _globals['_COREWORKER']._serialized_start=1544
-  _globals['_COREWORKER']._serialized_end=2370
+  _globals['_LOGLINE']._serialized_end=1050
+  _globals['_PROGRESSUPDATE']._serialized_start=1053
+  _globals['_PROGRESSUPDATE']._serialized_end=1204
+  _globals['_LOGBATCH']._serialized_start=1207
+  _globals['_LOGBATCH']._serialized_end=1360
+  _globals['_LEASEWARNINGNOTICE']._serialized_start=1362
+  _globals['_LEASEWARNINGNOTICE']._serialized_end=1419
+  _globals['_OBJECTLOCATIONSREQUEST']._serialized_start=1421
+  _globals['_OBJECTLOCATIONSREQUEST']._serialized_end=1481
+  _globals['_NODEDIEDNOTICE']._serialized_start=1483
+  _globals['_NODEDIEDNOTICE']._serialized_end=1532
+  _globals['_EXITREQUEST']._serialized_start=1534
+  _globals['_EXITREQUEST']._serialized_end=1578
+  _globals['_EXITREPLY']._serialized_start=1580
+  _globals['_EXITREPLY']._serialized_end=1609
+  _globals['_COREWORKER']._serialized_start=1760
+  _globals['_COREWORKER']._serialized_end=2586
 # @@protoc_insertion_point(module_scope)

@@ -116,26 +116,52 @@ class CancelTaskReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class LogLine(_message.Message):
-    __slots__ = ("text", "is_stderr")
+    __slots__ = ("text", "is_stderr", "redraw")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IS_STDERR_FIELD_NUMBER: _ClassVar[int]
+    REDRAW_FIELD_NUMBER: _ClassVar[int]
     text: str
     is_stderr: bool
-    def __init__(self, text: _Optional[str] = ..., is_stderr: _Optional[bool] = ...) -> None: ...
+    redraw: bool
+    def __init__(self, text: _Optional[str] = ..., is_stderr: _Optional[bool] = ..., redraw: _Optional[bool] = ...) -> None: ...
+
+class ProgressUpdate(_message.Message):
+    __slots__ = ("bar_id", "desc", "n", "total", "unit", "position", "closed", "elapsed", "drop")
+    BAR_ID_FIELD_NUMBER: _ClassVar[int]
+    DESC_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    DROP_FIELD_NUMBER: _ClassVar[int]
+    bar_id: str
+    desc: str
+    n: float
+    total: float
+    unit: str
+    position: int
+    closed: bool
+    elapsed: float
+    drop: bool
+    def __init__(self, bar_id: _Optional[str] = ..., desc: _Optional[str] = ..., n: _Optional[float] = ..., total: _Optional[float] = ..., unit: _Optional[str] = ..., position: _Optional[int] = ..., closed: _Optional[bool] = ..., elapsed: _Optional[float] = ..., drop: _Optional[bool] = ...) -> None: ...
 
 class LogBatch(_message.Message):
-    __slots__ = ("source", "pid", "node_ip", "context", "lines")
+    __slots__ = ("source", "pid", "node_ip", "context", "lines", "progress")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     NODE_IP_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     source: str
     pid: int
     node_ip: str
     context: str
     lines: _containers.RepeatedCompositeFieldContainer[LogLine]
-    def __init__(self, source: _Optional[str] = ..., pid: _Optional[int] = ..., node_ip: _Optional[str] = ..., context: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[ProgressUpdate]
+    def __init__(self, source: _Optional[str] = ..., pid: _Optional[int] = ..., node_ip: _Optional[str] = ..., context: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., progress: _Optional[_Iterable[_Union[ProgressUpdate, _Mapping]]] = ...) -> None: ...
 
 class LeaseWarningNotice(_message.Message):
     __slots__ = ("message", "request_id")

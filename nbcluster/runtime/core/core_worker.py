@@ -384,7 +384,7 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
         """Cancel a task running or queued here (and, recursively, what it submitted)."""
         found = False
         if self.executor is not None:
-            found = self.executor.cancel(request.task_id, request.force)
+            found = self.executor.cancel(request.task_id, request.force, request.recursive)
         if request.recursive:
             self.submitter.cancel_children(request.task_id, request.force)
             self.actor_submitter.cancel_children(request.task_id)

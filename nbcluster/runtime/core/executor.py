@@ -70,6 +70,9 @@ class Executor:
         self._pickled: dict[bytes, bytes] = {}
         self._cancelled: set[bytes] = set()
         self._cancel_requested: bytes | None = None
+        #: Children run inline now; a non-recursive cancel of their parent waits for them.
+        self._inline = 0
+        self._deferred_cancel: bytes | None = None
         self._main_task: bytes | None = None
         self._main_ident = threading.main_thread().ident
         self._results: dict[Any, list[cw_pb2.TaskResult]] = {}
@@ -128,8 +131,9 @@ class Executor:
                 continue
             self._queue.put(("task", spec, conn))
 
-    def cancel(self, task_id: bytes, force: bool) -> bool:
-        """Cancel a queued or running task (``force``: exit the worker); False if it cannot be."""
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True) -> bool:
+        """Cancel a queued or running task (``force``: exit the worker; not ``recursive``:
+        a child it runs inline finishes first); False if it cannot be."""
         actor = self.actor
         if actor is not None and actor.running(task_id):
             return actor.cancel(task_id)
@@ -143,6 +147,9 @@ class Executor:
             if force:
                 logger.info("force-cancelling task=%s: exiting", task_id.hex())
                 os._exit(1)
+            if self._inline and not recursive:
+                self._deferred_cancel = task_id
+                return True
             self._cancel_requested = task_id
             signal.pthread_kill(self._main_ident, signal.SIGINT)
             return True
@@ -175,7 +182,7 @@ class Executor:
                 assert self.actor is not None
                 self.actor.exit("it exited by calling exit_actor()")
             finally:
-                self._main_task = None
+                self._main_task = self._deferred_cancel = None
                 self._cancel_requested = None
 
     def _bind_job(self, request: cw_pb2.PushTasksRequest) -> None:
@@ -271,7 +278,7 @@ class Executor:
             self._pickled.setdefault(task.fn.function_id, task.fn.pickled)
         source, context = self.output.source, self.output.context
         token = self.enter_task(spec)
-        start = time.perf_counter()
+        start, self._inline = time.perf_counter(), self._inline + 1
         try:
             status, returns, retryable, contained, error = self._invoke(spec, None)
         except BaseException:  # the parent was cancelled (or exits): so is its inline child
@@ -280,13 +287,16 @@ class Executor:
             core.call_soon(core.submitter.finish_inline, task, result, [])
             raise
         finally:
+            self._inline -= 1
             self.leave_task(token)
             self.output.source, self.output.context = source, context
-        result = cw_pb2.TaskResult(
-            task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
-            duration=time.perf_counter() - start, pid=os.getpid(), error_message=error, attempt=spec.attempt,
-        )
+        result = cw_pb2.TaskResult(task_id=spec.task_id, status=status, returns=returns, retryable=retryable,
+                                   duration=time.perf_counter() - start, pid=os.getpid(), error_message=error,
+                                   attempt=spec.attempt)
         core.call_soon(core.submitter.finish_inline, task, result, contained)
+        if not self._inline and self._deferred_cancel and self._deferred_cancel == self._main_task:
+            self._cancel_requested, self._deferred_cancel = self._deferred_cancel, None
+            raise KeyboardInterrupt("task cancelled")  # the parent's cancel, held while its child ran
         return True
 
     def _invoke(self, spec: common_pb2.TaskSpec, conn: Any) -> Outcome:

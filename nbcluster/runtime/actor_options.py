@@ -19,7 +19,19 @@ def actor_shape(options: Mapping[str, Any]) -> tuple[dict[str, float], dict[str,
     if options.get("memory"):
         held["memory"] = options["memory"]
     held.update(options.get("resources") or {})
+    held.update(accelerator_demand(options))
     placement = dict(held)
     if num_cpus is None:
         placement["CPU"] = 1.0
     return held, placement
+
+
+#: What ``accelerator_type=`` asks of a node, as Ray: a sliver of its
+#: ``accelerator_type:<model>`` resource (which a node with such GPUs has one of).
+ACCELERATOR_SLIVER = 0.001
+
+
+def accelerator_demand(options: Mapping[str, Any]) -> dict[str, float]:
+    """The resource ``accelerator_type=`` adds to a task's or actor's demand ({} without it)."""
+    kind = options.get("accelerator_type")
+    return {f"accelerator_type:{kind}": ACCELERATOR_SLIVER} if kind else {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime.actor import ActorClass, ActorHandle
-from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.core import gpus, worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef
@@ -44,6 +44,7 @@ __all__ = [
     "driver_metadata",
     "get",
     "get_actor",
+    "get_gpu_ids",
     "init",
     "is_initialized",
     "kill",
@@ -126,6 +127,12 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
             "name there. Check the name, pass namespace=..., or create it first."
         )
     return ActorHandle._from_info(reply.actor, core.actor_submitter.borrow_handle(reply.actor))
+
+
+def get_gpu_ids() -> list[int]:
+    """The ids of the GPUs given to the task or actor that calls it (what its
+    ``CUDA_VISIBLE_DEVICES`` holds); [] in a driver, or for work that asked for none."""
+    return gpus.assigned()
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:

@@ -110,7 +110,7 @@ def _spec(opts: argparse.Namespace, node_ip: str, grpc_port: int) -> NodeSpec:
     if opts.object_store_memory is not None and opts.object_store_memory <= 0:
         raise CliError(f"--object-store-memory must be a positive number of bytes, got {opts.object_store_memory}")
     num_cpus = opts.num_cpus if opts.num_cpus is not None else float(os.cpu_count() or 1)
-    return NodeSpec(num_cpus, opts.num_gpus or 0, resources, opts.object_store_memory, node_ip, grpc_port,
+    return NodeSpec(num_cpus, opts.num_gpus, resources, opts.object_store_memory, node_ip, grpc_port,
                     opts.object_manager_port)
 
 
@@ -490,7 +490,7 @@ def _add_start_command(commands: Any) -> None:
     start.add_argument("--object-manager-port", type=int, default=0,
                        help="the port other nodes pull objects from (default: any free port)")
     start.add_argument("--num-cpus", type=float, help="CPUs this node offers (default: its core count)")
-    start.add_argument("--num-gpus", type=float, help="GPUs this node offers (default 0)")
+    start.add_argument("--num-gpus", type=float, help="GPUs this node offers (default: those nvidia-smi lists)")
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes of shared memory for objects")
     start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {envvars.TOKEN})")

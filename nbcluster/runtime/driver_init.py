@@ -224,7 +224,7 @@ def _start_embedded(
     """Start an embedded cluster (children of this process) and connect to it."""
     cluster = start_local_cluster(
         num_cpus=os.cpu_count() or 1 if num_cpus is None else num_cpus,
-        num_gpus=num_gpus or 0,
+        num_gpus=num_gpus,  # None: this machine's GPUs
         resources=resources,
         object_store_memory=object_store_memory,
         config=job.config,

@@ -98,7 +98,8 @@ class NodeSpec:
     """What one node offers."""
 
     num_cpus: float
-    num_gpus: float = 0
+    #: None: the machine's GPUs (nvidia-smi's), as Ray detects them.
+    num_gpus: float | None = 0
     resources: dict[str, float] = field(default_factory=dict)
     object_store_memory: int | None = None
     #: The address other machines reach this node at.
@@ -119,9 +120,10 @@ def node_args(session: Session, node_id: bytes, gcs_address: str, spec: NodeSpec
         "--node-id", node_id.hex(),
         "--gcs-address", gcs_address,
         "--num-cpus", str(spec.num_cpus),
-        "--num-gpus", str(spec.num_gpus),
         "--node-ip", spec.node_ip,
     ]
+    if spec.num_gpus is not None:
+        args += ["--num-gpus", str(spec.num_gpus)]
     if head:
         args.append("--head")
     if spec.resources:
@@ -196,7 +198,7 @@ def _head_tls(
 def start_local_cluster(
     *,
     num_cpus: float,
-    num_gpus: float = 0,
+    num_gpus: float | None = 0,
     resources: dict[str, float] | None = None,
     object_store_memory: int | None = None,
     config: RuntimeConfig | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nbcluster.runtime import bundles
+from nbcluster.runtime.actor_options import accelerator_demand
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
@@ -147,6 +148,7 @@ _SHARED: dict[str, Check] = {
     "num_gpus": _number,
     "memory": _number,
     "resources": lambda _name, value: validate_resources(value),
+    "accelerator_type": _str,
     "scheduling_strategy": lambda _name, value: validate_strategy(value),
     # Ray's older spelling of PlacementGroupSchedulingStrategy.
     "placement_group": _placement_group,
@@ -343,6 +345,7 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
     if opts["memory"]:
         shape["memory"] = opts["memory"]
     shape.update(opts["resources"] or {})
+    shape.update(accelerator_demand(opts))
     retry = opts["retry_exceptions"]
     strategy = strategy_of(opts)
     where = placement(strategy)

@@ -3,9 +3,8 @@
 Pushed tasks queue for the worker's main thread, which runs them one at a time in
 order; the runtime's loop thread keeps serving I/O meanwhile (so a task can block in
 ``get``, be cancelled, or submit tasks of its own). A worker that hosts a concurrent
-actor runs its calls on a thread pool or an event loop instead (see actor_host).
-Results go back to the caller after the task's output and after any references the
-results contain have been registered with their owners.
+actor runs its calls on a thread pool or an event loop instead (see actor_host). Results
+go back after the task's output and the references they contain are registered.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import cloudpickle
 
 from nbcluster.exceptions import NbclusterSystemError, RuntimeEnvSetupError, TaskCancelledError, TaskError
 from nbcluster.runtime import ids
+from nbcluster.runtime.core import gpus
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.generator_exec import GeneratorRun, none_payload, run_streaming, run_streaming_async
 from nbcluster.runtime.core.output import OutputForwarder
@@ -53,8 +53,7 @@ _DYNAMIC = common_pb2.RETURNS_KIND_DYNAMIC
 
 #: The task the current thread (or coroutine) is running.
 _CURRENT_TASK: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("nbcluster_task", default=None)
-
-# (status, returns, retryable, contained refs, error text)
+#: (status, returns, retryable, contained refs, error text)
 Outcome = tuple[int, list[common_pb2.ObjectPayload], bool, list[tuple[bytes, bytes]], str]
 
 
@@ -236,6 +235,7 @@ class Executor:
             self.output.source = spec.function.name.rsplit(".", 1)[-1]
         self.output.context = spec.context
         outer = self.placement_group
+        gpus.enter(spec)
         if spec.kind != _ACTOR_TASK:  # an actor's calls run in the group its creation named
             self.placement_group = (spec.placement_group_id, spec.placement_group_capture)
         return _CURRENT_TASK.set(spec.task_id), outer

@@ -68,11 +68,13 @@ class ShapeQueue:
 class LeasedWorker:
     """A worker leased for a ShapeQueue, and the tasks pushed to it."""
 
-    __slots__ = ("lease_id", "address", "conn", "nm", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns")
+    __slots__ = ("lease_id", "address", "conn", "nm", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns",
+                 "gpu_ids")
 
     def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, nm: Any, shape: ShapeQueue) -> None:
         self.lease_id = reply.lease_id
         self.address = reply.worker
+        self.gpu_ids = list(reply.gpu_ids)  # CUDA_VISIBLE_DEVICES of the tasks it runs
         self.conn = conn
         self.nm = nm  # the node manager that granted the lease
         self.shape = shape
@@ -319,6 +321,7 @@ class TaskSubmitter(SubmitterBase):
             record(task, "RUNNING", node_id)
             spec = request.tasks.add()
             fill_spec(spec, task, core)
+            spec.gpu_ids.extend(lw.gpu_ids)
             fn = task.fn
             if fn.function_id not in lw.sent_fns:
                 spec.function.pickled = fn.pickled

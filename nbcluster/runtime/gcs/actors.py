@@ -342,6 +342,7 @@ class ActorManager:
         spec = common_pb2.TaskSpec()
         spec.CopyFrom(info.creation_task)
         spec.attempt = info.num_restarts
+        spec.gpu_ids[:] = reply.gpu_ids  # the actor's for life
         fut = asyncio.get_running_loop().create_future()
         self._creating[spec.task_id] = fut
         push = cw_pb2.PushTasksRequest(job_id=info.job_id, tasks=[spec])

@@ -22,6 +22,7 @@ from nbcluster.runtime.node.manager import NodeManager
 from nbcluster.runtime.node.options import NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
 from nbcluster.runtime.credentials import from_parent, token_from_env, trust
+from nbcluster.runtime.node import accelerators
 from nbcluster.runtime.session import Session, remove_session
 
 logger = logging.getLogger("nbcluster.node")
@@ -31,12 +32,19 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
     session = Session(Path(opts.session_dir))
     token = token or token_from_env() or session.read_token()
     trust(token, session.read_ca())  # TLS to the other machines of a TLS cluster
+    resources = json.loads(opts.resources) if opts.resources else {}
+    if opts.num_gpus is None:  # not given: this machine's GPUs (none without nvidia-smi)
+        num_gpus, gpu_ids, found = accelerators.detected_resources()
+        resources = {**found, **resources}
+    else:
+        num_gpus, gpu_ids = opts.num_gpus, tuple(range(int(-(-opts.num_gpus // 1))))
     options = NodeOptions(
         node_id=bytes.fromhex(opts.node_id),
         gcs_address=opts.gcs_address,
         num_cpus=opts.num_cpus,
-        num_gpus=opts.num_gpus,
-        resources=json.loads(opts.resources) if opts.resources else {},
+        num_gpus=num_gpus,
+        gpu_ids=gpu_ids,
+        resources=resources,
         object_store_memory=opts.object_store_memory,
         node_ip=opts.node_ip,
         grpc_port=opts.grpc_port,
@@ -104,7 +112,7 @@ def main() -> None:
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--gcs-address", required=True)
     parser.add_argument("--num-cpus", type=float, required=True)
-    parser.add_argument("--num-gpus", type=float, default=0)
+    parser.add_argument("--num-gpus", type=float, help="GPUs (default: those nvidia-smi lists)")
     parser.add_argument("--resources", default="")
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--node-ip", default="127.0.0.1")

@@ -21,6 +21,7 @@ it is started with.
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 from typing import Any
@@ -36,6 +37,7 @@ from nbcluster.runtime.node.bundles import BundleHandlers
 from nbcluster.runtime.node.clients import Client, ClientHandlers
 from nbcluster.runtime.node.cluster_view import ClusterView
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.accelerators import GpuIds
 from nbcluster.runtime.node.client_sessions import ClientSessions
 from nbcluster.runtime.node.jobs import JobSupervisors
 from nbcluster.runtime.node.objects import ObjectHandlers
@@ -64,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 
 class _Lease:
-    __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released")
+    __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released", "gpu_ids")
 
     def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: Client) -> None:
         self.lease_id = lease_id
@@ -72,6 +74,7 @@ class _Lease:
         self.shape = shape
         self.holder = holder
         self.cpu_released = False
+        self.gpu_ids: list[int] = []
 
 
 class _LeaseRequest:
@@ -106,6 +109,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
         self.start_time = time.time()
         self.address = ""
         self.total: rs.Fixed = {}
+        self.gpus = GpuIds(options.gpu_ids or tuple(range(math.ceil(options.num_gpus or 0))))
         self.available: rs.Fixed = {}
         self._leases: dict[int, _Lease] = {}
         self._next_lease = 0
@@ -495,6 +499,8 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
                 continue
             if decision.verdict is Verdict.WAIT:
                 continue
+            if not self.gpus.fits(pending.shape.get("GPU", 0)):
+                continue  # GPUs enough in all, but not whole ones: wait for some to come back
             worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
             rs.subtract(free, pending.shape)
             if worker is None:
@@ -502,6 +508,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
                 continue
             self._next_lease += 1
             lease = _Lease(self._next_lease, worker, pending.shape, pending.client)
+            lease.gpu_ids = self.gpus.assign(pending.shape.get("GPU", 0)) or []
             rs.subtract(self.available, pending.shape)
             self._idle_since = None
             self._leases[lease.lease_id] = lease
@@ -509,14 +516,8 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
             worker.lease = lease
             worker.machine.transition(WorkerState.LEASED)
             self._queue.remove(pending)
-            pending.future.set_result(
-                nm_pb2.LeaseReply(
-                    lease_id=lease.lease_id,
-                    worker=common_pb2.Address(
-                        node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint
-                    ),
-                )
-            )
+            address = common_pb2.Address(node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint)
+            pending.future.set_result(nm_pb2.LeaseReply(lease_id=lease.lease_id, worker=address, gpu_ids=lease.gpu_ids))
         if waiting_for_workers:
             self.pool.ensure(waiting_for_workers)
         self._changed()
@@ -536,6 +537,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
         if lease.cpu_released:
             shape.pop("CPU", None)
         rs.add(self.available, shape)
+        self.gpus.release(lease.gpu_ids, lease.shape.get("GPU", 0))
         lease.holder.leases.discard(lease.lease_id)
         lease.worker.lease = None
 

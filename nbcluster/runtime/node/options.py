@@ -19,6 +19,8 @@ class NodeOptions:
     gcs_address: str
     num_cpus: float
     num_gpus: float = 0
+    #: The GPUs' ids (default: 0 .. num_gpus-1); detected ones keep nvidia-smi's.
+    gpu_ids: tuple[int, ...] = ()
     resources: dict[str, float] = field(default_factory=dict)
     object_store_memory: int | None = None
     memory: int | None = None

@@ -183,7 +183,7 @@ class FunctionDescriptor(_message.Message):
     def __init__(self, function_id: _Optional[bytes] = ..., name: _Optional[str] = ..., pickled: _Optional[bytes] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name", "returns_kind", "generator_backpressure", "concurrency_groups", "concurrency_group", "placement_group_id", "placement_group_capture")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "resolved_refs", "num_returns", "caller", "attempt", "retry_exceptions", "retry_exception_types", "name", "context", "resources", "kind", "actor_id", "method", "max_concurrency", "is_async", "class_name", "returns_kind", "generator_backpressure", "concurrency_groups", "concurrency_group", "placement_group_id", "placement_group_capture", "gpu_ids")
     class ConcurrencyGroupsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,7 @@ class TaskSpec(_message.Message):
     CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_GROUP_CAPTURE_FIELD_NUMBER: _ClassVar[int]
+    GPU_IDS_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -243,4 +244,5 @@ class TaskSpec(_message.Message):
     concurrency_group: str
     placement_group_id: bytes
     placement_group_capture: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ..., returns_kind: _Optional[_Union[ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_groups: _Optional[_Mapping[str, int]] = ..., concurrency_group: _Optional[str] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...
+    gpu_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[ObjectPayload, _Mapping]] = ..., resolved_refs: _Optional[_Iterable[_Union[ObjectPayload, _Mapping]]] = ..., num_returns: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., context: _Optional[str] = ..., resources: _Optional[_Union[ResourceSet, _Mapping]] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., actor_id: _Optional[bytes] = ..., method: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., class_name: _Optional[str] = ..., returns_kind: _Optional[_Union[ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_groups: _Optional[_Mapping[str, int]] = ..., concurrency_group: _Optional[str] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ..., gpu_ids: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -101,18 +101,20 @@ class LeaseRequest(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ..., nested: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("lease_id", "worker", "rejection", "reason", "spillback")
+    __slots__ = ("lease_id", "worker", "rejection", "reason", "spillback", "gpu_ids")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SPILLBACK_FIELD_NUMBER: _ClassVar[int]
+    GPU_IDS_FIELD_NUMBER: _ClassVar[int]
     lease_id: int
     worker: _common_pb2.Address
     rejection: LeaseRejection
     reason: str
     spillback: _gcs_pb2.NodeInfo
-    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejection: _Optional[_Union[LeaseRejection, str]] = ..., reason: _Optional[str] = ..., spillback: _Optional[_Union[_gcs_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
+    gpu_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, lease_id: _Optional[int] = ..., worker: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., rejection: _Optional[_Union[LeaseRejection, str]] = ..., reason: _Optional[str] = ..., spillback: _Optional[_Union[_gcs_pb2.NodeInfo, _Mapping]] = ..., gpu_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ReturnWorkerRequest(_message.Message):
     __slots__ = ("lease_id", "worker_failed")

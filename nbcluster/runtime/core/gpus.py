@@ -1,0 +1,32 @@
+"""The GPUs of what a worker runs: its lease's ids (``TaskSpec.gpu_ids``), set as
+``CUDA_VISIBLE_DEVICES`` while it runs, and what ``get_gpu_ids()`` answers."""
+
+from __future__ import annotations
+
+import os
+
+from nbcluster.runtime.protocol import common_pb2
+
+_ORIGINAL = os.environ.get("CUDA_VISIBLE_DEVICES")
+#: The GPU ids assigned to the task or actor this worker runs (none in a driver).
+_assigned: list[int] = []
+
+
+def enter(spec: common_pb2.TaskSpec) -> None:
+    """A task or actor creation starts here: its GPUs become the visible ones. An
+    actor's method calls keep what its creation was given."""
+    global _assigned
+    if spec.kind == common_pb2.TASK_KIND_ACTOR_TASK:
+        return
+    _assigned = list(spec.gpu_ids)
+    if _assigned:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in _assigned)
+    elif _ORIGINAL is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _ORIGINAL
+
+
+def assigned() -> list[int]:
+    """The GPU ids of the task or actor running here (Ray's ``get_gpu_ids()``)."""
+    return list(_assigned)

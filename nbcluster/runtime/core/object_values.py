@@ -471,6 +471,9 @@ class ObjectValues:
         """A future of ``ref``'s value, resolved from the loop thread."""
         result: concurrent.futures.Future = concurrent.futures.Future()
         oid = ref._id
+        # The future holds the ref until it resolves: ``await f.remote()`` drops the
+        # only other reference before the loop has registered for its value.
+        result.add_done_callback(lambda _f, held=ref: None)
 
         def resolve(_oid: bytes, payload: common_pb2.ObjectPayload) -> None:
             def read() -> None:

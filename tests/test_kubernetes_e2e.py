@@ -33,19 +33,11 @@ from nbcluster.runtime.kubernetes.values import LABEL_CLUSTER, LABEL_COMPONENT, 
 from .conftest import ROOT, wait_for
 from .kube.apiserver import ApiServer, Store
 from .kube.kubelet import Kubelet
-from .netns import Hosts, require_netns
+from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
 
 NS = "ml"
 IDLE_S = 4.0
-SYSTEM = {
-    "heartbeat_interval_s": 0.2,
-    "autoscaler_interval_s": 0.5,
-    "health_check_initial_delay_s": 1.0,
-    "health_check_period_s": 0.5,
-    "health_check_timeout_s": 0.5,
-    "health_check_failure_threshold": 4,
-    "idle_worker_timeout_s": 2.0,
-}
+SYSTEM = FAST_HOSTS_CONFIG
 PLURALS = {"ServiceAccount": None, "Role": None, "RoleBinding": None, "Secret": "secrets",
            "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments"}
 

@@ -112,6 +112,13 @@ class Kubelet:
             if cond not in (pod["status"].get("conditions") or []):
                 self._update_status(name, conditions=[{**cond, "lastTransitionTime": now()}])
             return
+        missing = self._missing_volume(pod)
+        if missing:  # as the kubelet: the pod waits in ContainerCreating, saying why
+            status = [{**_container_id(pod), "ready": False, "restartCount": 0,
+                       "state": {"waiting": {"reason": "ContainerCreating", "message": missing}}}]
+            if pod["status"].get("containerStatuses") != status:
+                self._update_status(name, containerStatuses=status)
+            return
         netns, ip = self.hosts.add(name)
         pod_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
         try:
@@ -159,6 +166,17 @@ class Kubelet:
             command = ["sleep", "600"]
         return ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "--pid", "--mount-proc",
                 "--kill-child", "--", "sh", "-c", "set -e; " + "; ".join(script) + '; exec "$@"', "pod", *command]
+
+    def _missing_volume(self, pod: dict[str, Any]) -> str:
+        for vol in pod["spec"].get("volumes") or []:
+            for key, plural, field_ in (("secret", "secrets", "secretName"), ("configMap", "configmaps", "name")):
+                if key in vol:
+                    try:
+                        self.store.get(plural, self.namespace, vol[key][field_])
+                    except ApiError:
+                        return (f'MountVolume.SetUp failed for volume "{vol["name"]}" : {plural[:-1]} '
+                                f'"{vol[key][field_]}" not found')
+        return ""
 
     def _volume(self, vol: dict[str, Any], path: Path) -> Path:
         path.mkdir(parents=True)

@@ -107,7 +107,8 @@ def waiting_reason(pod: dict[str, Any]) -> str:
             return f"its pod {name} cannot be scheduled ({cond.get('reason')}): {cond.get('message') or ''}".rstrip()
     for container in status.get("containerStatuses") or []:
         waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+        quiet = waiting.get("reason") in ("ContainerCreating", "PodInitializing") and not waiting.get("message")
+        if waiting.get("reason") and not quiet:
             return f"its pod {name} is waiting ({waiting['reason']}): {waiting.get('message') or ''}".rstrip()
     return ""
 

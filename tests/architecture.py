@@ -26,10 +26,10 @@ INTEGRATIONS = ("nbcluster.kernel_ext", "nbcluster.server_ext", "nbcluster.widge
 #: The runtime's public interface for integrations: these modules, names in their ``__all__``.
 PUBLIC_RUNTIME = ("nbcluster.runtime",)
 #: Heavy dependencies: the Jupyter stack (optional: ``import nbcluster`` stays Jupyter-free),
-#: and grpc, yaml and asyncssh, which a worker or a local driver never needs (tens of ms at every
+#: and grpc, yaml, asyncssh and kubernetes, which a worker or a local driver never needs (tens of ms at every
 #: process start). A function-level import may defer a module that needs one of them.
 HEAVY = ("IPython", "ipykernel", "ipywidgets", "jupyter_client", "jupyter_core", "jupyter_server", "nbclient",
-         "nbformat", "tornado", "traitlets", "grpc", "yaml", "asyncssh")
+         "nbformat", "tornado", "traitlets", "grpc", "yaml", "asyncssh", "kubernetes")
 #: Hooks Jupyter looks up on the package root by name (``%load_ext nbcluster``, the
 #: server extension's entry points): they load an integration on demand.
 ENTRY_POINTS = ("nbcluster",)

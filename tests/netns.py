@@ -22,6 +22,17 @@ import sys
 import pytest
 
 SUBNET = "10.77.0"
+#: Runtime settings of multi-host autoscaler tests: fast heartbeats, health checks and
+#: autoscaler steps, so that nodes come and go in seconds.
+FAST_HOSTS_CONFIG = {
+    "heartbeat_interval_s": 0.2,
+    "autoscaler_interval_s": 0.5,
+    "health_check_initial_delay_s": 1.0,
+    "health_check_period_s": 0.5,
+    "health_check_timeout_s": 0.5,
+    "health_check_failure_threshold": 4,
+    "idle_worker_timeout_s": 2.0,
+}
 
 
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -22,19 +22,11 @@ import yaml
 
 from .cli_tools import Machine
 from .conftest import ROOT, shm_stores, wait_for
-from .netns import Hosts, require_netns
+from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
 
 PORT = 6380
 IDLE_S = 3.0
-SYSTEM = {
-    "heartbeat_interval_s": 0.2,
-    "autoscaler_interval_s": 0.5,
-    "health_check_initial_delay_s": 1.0,
-    "health_check_period_s": 0.5,
-    "health_check_timeout_s": 0.5,
-    "health_check_failure_threshold": 4,
-    "idle_worker_timeout_s": 2.0,
-}
+SYSTEM = FAST_HOSTS_CONFIG
 WORKERS = ("h1", "h2")
 
 #: A driver on the head host: prints the autoscaler's state and the nodes, as JSON.

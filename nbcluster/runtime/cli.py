@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import sys
-import threading
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +35,11 @@ from nbcluster.runtime import cli_cluster, cli_view, discovery, envvars, state, 
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import ca_for, token_from_env, trust
 from nbcluster.runtime.cli_jobs import add_job_commands
+from nbcluster.runtime.cli_kubernetes import add_kubernetes_commands
 from nbcluster.runtime.detached import (
     CliError,
+    block,
+    local_ip,
     record,
     session_running,
     start_head,
@@ -70,28 +70,6 @@ def _boolean(text: str) -> bool:
 DEFAULT_PORT = 6380
 
 
-def local_ip(towards: str | None = None) -> str:
-    """The address other machines reach this one at: the source address of a route
-    towards ``towards`` (the head), else of any route, else the first address of an
-    interface that is up. No packet is sent."""
-    for host in ([towards] if towards else []) + ["10.255.255.255"]:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.connect((host, 9))
-                ip = sock.getsockname()[0]
-            if ip and ip != "0.0.0.0":
-                return ip
-        except OSError:
-            continue
-    stats = psutil.net_if_stats()
-    for name, addrs in psutil.net_if_addrs().items():
-        if name != "lo" and stats.get(name) is not None and stats[name].isup:
-            for addr in addrs:
-                if addr.family == socket.AF_INET and not addr.address.startswith("127."):
-                    return addr.address
-    return "127.0.0.1"
-
-
 def _spec(opts: argparse.Namespace, node_ip: str, grpc_port: int) -> NodeSpec:
     try:
         resources = json.loads(opts.resources) if opts.resources else {}
@@ -111,7 +89,8 @@ def _spec(opts: argparse.Namespace, node_ip: str, grpc_port: int) -> NodeSpec:
         raise CliError(f"--object-store-memory must be a positive number of bytes, got {opts.object_store_memory}")
     num_cpus = opts.num_cpus if opts.num_cpus is not None else float(os.cpu_count() or 1)
     return NodeSpec(num_cpus, opts.num_gpus, resources, opts.object_store_memory, node_ip, grpc_port,
-                    opts.object_manager_port)
+                    opts.object_manager_port, getattr(opts, "node_type", None) or "",
+                    getattr(opts, "instance_id", None) or "")
 
 
 def _config(opts: argparse.Namespace) -> RuntimeConfig:
@@ -141,7 +120,7 @@ def cmd_start(opts: argparse.Namespace) -> int:
     else:
         handle, node = _start_worker(opts, config)
     if opts.block:
-        return _block(handle)
+        return block(handle)
     return 0
 
 
@@ -326,26 +305,6 @@ Stop this node:  nbcluster stop""", flush=True)
     return handle, node
 
 
-def _block(handle: LocalCluster) -> int:
-    """Stay in the foreground until a signal (then stop the node) or until one of the
-    node's processes exits (then stop the rest)."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-    status = 0
-    while not stop.wait(0.2):
-        exited = [p for p in handle.procs if p.poll() is not None]
-        if exited:
-            codes = {p.returncode for p in exited}
-            if not codes <= {0, -signal.SIGTERM}:  # not an `nbcluster stop`
-                print(f"nbcluster: a node process exited with status {sorted(codes)}; stopping the node. "
-                      f"See {handle.session.logs}", file=sys.stderr)
-                status = 1
-            break
-    handle.stop(10.0)
-    return status
-
-
 def cmd_stop(opts: argparse.Namespace) -> int:
     """``nbcluster stop``: stop what ``nbcluster start`` started on this machine."""
     found = started_sessions()
@@ -494,6 +453,8 @@ def _add_start_command(commands: Any) -> None:
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes of shared memory for objects")
     start.add_argument("--token-file", help=f"joining: a file holding the cluster's token (or set {envvars.TOKEN})")
+    start.add_argument("--node-type", help="joining: the autoscaler's node type of this node (set by node providers)")
+    start.add_argument("--instance-id", help="joining: the autoscaler's instance id of this node (set by node providers)")
     start.add_argument("--system-config", help="runtime settings as JSON (advanced, e.g. health-check periods)")
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
     start.add_argument("--include-dashboard", type=_boolean, default=True, metavar="true|false",
@@ -565,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     lister.set_defaults(func=cmd_list)
 
     cli_cluster.add_cluster_commands(commands)
+    add_kubernetes_commands(commands)
     add_job_commands(commands)
     return parser
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +54,28 @@ def record(handle: LocalCluster, role: str, address: str, cluster_name: str = ""
     write_json(handle.session.dir / PROCESSES_FILE, info)  # stop_session, session_running read it
 
 
+def local_ip(towards: str | None = None) -> str:
+    """The address other machines reach this one at: the source address of a route
+    towards ``towards`` (the head), else of any route, else the first address of an
+    interface that is up. No packet is sent."""
+    for host in ([towards] if towards else []) + ["10.255.255.255"]:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.connect((host, 9))
+                ip = sock.getsockname()[0]
+            if ip and ip != "0.0.0.0":
+                return ip
+        except OSError:
+            continue
+    stats = psutil.net_if_stats()
+    for name, addrs in psutil.net_if_addrs().items():
+        if name != "lo" and stats.get(name) is not None and stats[name].isup:
+            for addr in addrs:
+                if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                    return addr.address
+    return "127.0.0.1"
+
+
 def wait_joined(handle: LocalCluster, target: tuple[str, str], timeout: float) -> Any:
     """The node's entry once the GCS lists it alive; CliError if a process exits."""
     deadline = time.monotonic() + timeout
@@ -89,6 +115,7 @@ def start_head(
     object_port: int = 0,
     jobs_host: str | None = None,
     tls_settings: tls.Settings | bool | None = None,
+    token: str | None = None,
 ) -> tuple[LocalCluster, dict[str, Any], Any]:
     """Start a head that outlives this process, as ``nbcluster start --head`` does
     (sessions of their own, no lifeline, recorded in ``processes.json`` so that
@@ -107,7 +134,7 @@ def start_head(
         num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
         config=config, embedded=False, head_port=port, host=host, node_port=node_port, object_port=object_port,
         autoscaling=autoscaling, jobs_host=host if jobs_host is None else jobs_host, jobs_port=jobs_port,
-        tls_settings=tls_settings,
+        tls_settings=tls_settings, token=token,
     )
     handle.forget()  # not this process's to stop at exit: processes.json names it
     name = autoscaling.cluster_name if autoscaling is not None else ""
@@ -207,3 +234,23 @@ def clean_stores(session: Session, info: dict) -> None:
     node_ids = {info.get("node_id", "")} | session.node_ids()
     for node_id in filter(None, node_ids):
         remove_store(bytes.fromhex(node_id))
+
+
+def block(handle: LocalCluster) -> int:
+    """Stay in the foreground until a signal (then stop the node) or until one of the
+    node's processes exits (then stop the rest)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    status = 0
+    while not stop.wait(0.2):
+        exited = [p for p in handle.procs if p.poll() is not None]
+        if exited:
+            codes = {p.returncode for p in exited}
+            if not codes <= {0, -signal.SIGTERM}:  # not an `nbcluster stop`
+                print(f"nbcluster: a node process exited with status {sorted(codes)}; stopping the node. "
+                      f"See {handle.session.logs}", file=sys.stderr)
+                status = 1
+            break
+    handle.stop(10.0)
+    return status

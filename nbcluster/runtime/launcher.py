@@ -211,6 +211,7 @@ def start_local_cluster(
     jobs_host: str = "127.0.0.1",
     jobs_port: int | None = 0,
     tls_settings: tls.Settings | bool | None = None,
+    token: str | None = None,
 ) -> LocalCluster:
     """Start a GCS and a head node manager; return without waiting for them.
     ``node_port``: let other machines reach the node (a cluster of several nodes),
@@ -218,11 +219,13 @@ def start_local_cluster(
     on the head with this config (the head node is of its ``head_node_type``).
     ``tls_settings``: every listener that other machines reach uses TLS (``tls.py``):
     True or settings (the user's files) turn it on, False off; None (the default) turns
-    it on when the head or its jobs API listens on an address other than loopback."""
+    it on when the head or its jobs API listens on an address other than loopback.
+    ``token``: the cluster's token (default: a new one; a head in Kubernetes has it
+    from a Secret, so that a restarted head is the same cluster to its nodes)."""
     config = config or RuntimeConfig.load()
     # Before the session: a bad file leaves nothing behind.
     ca_pem, identity, ca_key = _head_tls(tls_settings, host, head_port, jobs_host, jobs_port)
-    session, token = new_session(ca_pem=ca_pem)
+    session, token = new_session(token=token, ca_pem=ca_pem)
     if identity is not None:
         session.write_identity(identity, ca_key)
     node_id = ids.random_id()

@@ -81,10 +81,19 @@ class Settings:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    #: The head only: the key of ``ca_file``. The head then is that CA, as with a CA of
+    #: its own (it issues its own certificate and the nodes'), but the CA outlives the
+    #: head: a restarted head is trusted by the nodes and clients that pinned it (a
+    #: head in Kubernetes gets both from a Secret, ``runtime/kubernetes/``).
+    ca_key_file: str | None = None
+    #: More names for the head's certificate besides its addresses (a Service's DNS names).
+    extra_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise TlsError("give both --tls-cert-file and --tls-key-file, or neither")
+        if self.ca_key_file is not None and (self.ca_file is None or self.cert_file is not None):
+            raise TlsError("a CA key file goes with its CA file and no certificate file (the head issues its own)")
 
     def user_ca(self) -> bytes:
         """The CA of ``ca_file`` (checked), or b"" when none is named."""
@@ -107,12 +116,17 @@ class Settings:
 
     def head(self, name: str, hosts: Iterable[str]) -> tuple[bytes, Identity, bytes]:
         """(CA PEM, the head's identity, the CA's key — b"" for a user's CA)."""
+        hosts = [*hosts, *self.extra_hosts]
         if self.ca_file is None:
             if self.cert_file is not None:
                 raise TlsError("--tls-cert-file needs --tls-ca-file (the CA that signed it)")
             ca_pem, ca_key = make_ca(name)
             return ca_pem, self_issued(ca_pem, ca_key, hosts), ca_key
         ca_pem = self.user_ca()
+        if self.ca_key_file is not None:
+            ca_key = _read(self.ca_key_file, "the CA key file")
+            check_pair(ca_pem, ca_key, self.ca_key_file)
+            return ca_pem, self_issued(ca_pem, ca_key, hosts), ca_key
         identity = self.user_identity(ca_pem)
         if identity is None:
             raise TlsError("a head with the user's CA (--tls-ca-file) needs its own --tls-cert-file and --tls-key-file")
@@ -270,6 +284,21 @@ def check_ca(ca_pem: bytes, where: str) -> bytes:
     except ValueError as exc:
         raise TlsError(f"{where} holds no usable CA certificate: {exc}") from None
     return ca_pem
+
+
+def check_pair(ca_pem: bytes, ca_key_pem: bytes, where: str) -> None:
+    """TlsError naming ``where`` unless ``ca_key_pem`` is the key of ``ca_pem``'s (first) certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise TlsError(f"{where} holds no usable private key: {exc}") from None
+    cert = x509.load_pem_x509_certificates(ca_pem)[0]
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*der) != cert.public_key().public_bytes(*der):
+        raise TlsError(f"{where} is not the key of the CA certificate it goes with")
 
 
 def node_hosts(*addresses: str) -> list[str]:

@@ -63,6 +63,8 @@ class Instance:
     #: Why it ended (launch error, idle, lost).
     reason: str = ""
     created: float = field(default_factory=time.monotonic)
+    #: It ended by itself (not terminated by the autoscaler); the provider may say why later.
+    lost: bool = False
 
     @property
     def state(self) -> InstanceState:

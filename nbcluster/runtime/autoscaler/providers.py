@@ -13,6 +13,12 @@ guarantees, which the reconcile loop relies on:
 - ``non_terminated()`` lists the instances that exist (launched, not yet ended).
 - ``poll_errors()`` returns each launch failure once (and a node that died by
   itself before it was terminated).
+- ``pending_reasons()`` (optional) says why launched nodes have not started yet
+  (a pod the Kubernetes scheduler cannot place: its message), for the status view.
+- A provider whose nodes outlive the head (Kubernetes pods) lists them in
+  ``non_terminated()`` when a new head starts: the autoscaler adopts them (they
+  count as launching until their node manager registers again, and are terminated
+  if it does not) rather than launching more.
 
 Providers are found by ``provider.type``: ``local``, ``ssh`` (``ssh_provider.py``) and any name registered in the
 ``nbcluster.node_providers`` entry-point group (``name = "package.module:Class"``),
@@ -50,6 +56,8 @@ class ClusterContext:
     config_env: str
     #: The head's address for other machines; nodes on the head's machine use it too.
     node_ip: str = "127.0.0.1"
+    #: The cluster YAML's ``cluster_name`` (providers label what they create with it).
+    cluster_name: str = "default"
 
 
 class LaunchFailed(Exception):
@@ -111,6 +119,10 @@ class NodeProvider(abc.ABC):
     @abc.abstractmethod
     def poll_errors(self) -> list[LaunchError]:
         """Launch failures (and nodes that died by themselves) since the last call, each once."""
+
+    def pending_reasons(self) -> dict[str, str]:
+        """Why launched instances are not running yet, by instance id (none by default)."""
+        return {}
 
     def close(self) -> None:
         """The head is stopping: end every node this provider started."""
@@ -194,6 +206,7 @@ def provider_class(config: ProviderConfig) -> type:
     found = {
         "local": "nbcluster.runtime.autoscaler.local_provider:LocalNodeProvider",
         "ssh": "nbcluster.runtime.autoscaler.ssh_provider:SshNodeProvider",
+        "kubernetes": "nbcluster.runtime.autoscaler.kubernetes_provider:KubernetesNodeProvider",
     }
     found.update((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP))
     if config.type not in found:

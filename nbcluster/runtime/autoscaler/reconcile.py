@@ -22,7 +22,13 @@ from nbcluster.runtime import ids
 from nbcluster.runtime.autoscaler import policy
 from nbcluster.runtime.autoscaler.config import AutoscalingConfig
 from nbcluster.runtime.autoscaler.instances import COUNTED, PENDING, Instance, InstanceState
-from nbcluster.runtime.autoscaler.providers import ClusterContext, LaunchRequest, NodeProvider, load_provider
+from nbcluster.runtime.autoscaler.providers import (
+    ClusterContext,
+    LaunchError,
+    LaunchRequest,
+    NodeProvider,
+    load_provider,
+)
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
@@ -108,6 +114,8 @@ class Autoscaler:
         self._backoff = _Backoff()
         self._reported: set[str] = set()
         self._last_plan = policy.Plan()
+        #: Launched instances that cannot start yet, and why (from the provider).
+        self._waits: dict[str, str] = {}
         self.recent: collections.deque[gcs_pb2.Event] = collections.deque(maxlen=RECENT_EVENTS)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -123,8 +131,10 @@ class Autoscaler:
             session_dir=gcs.session.dir,
             config_env=gcs.config.to_env(),
             node_ip=gcs.address.rsplit(":", 1)[0].strip("[]"),
+            cluster_name=self.config.cluster_name,
         )
         self.provider = load_provider(self.config.provider, cluster)
+        await self._adopt()
         if self.config.ignored_keys:
             logger.info("Ray keys not used here: %s", ", ".join(self.config.ignored_keys))
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -212,7 +222,7 @@ class Autoscaler:
         """One step: record what changed, ask the policy, launch and remove nodes."""
         await self._observe()
         plan = policy.plan(self._input())
-        self._last_plan = plan
+        self._last_plan = self._explained(plan)
         await self._act(plan)
 
     async def _observe(self) -> None:
@@ -220,14 +230,8 @@ class Autoscaler:
         now = time.monotonic()
         errors = await asyncio.to_thread(self.provider.poll_errors)
         existing = {n.instance_id for n in await asyncio.to_thread(self.provider.non_terminated)}
-        for error in errors:
-            inst = self.instances.get(error.request_id)
-            if inst is None or inst.machine.is_terminal():
-                continue
-            if inst.state in PENDING:
-                self._launch_failed(inst, error.message, now)
-            elif inst.state is not S.TERMINATING:
-                self._lost(inst, error.message)
+        self._record_errors(errors, now)
+        self._record_waits(await asyncio.to_thread(self.provider.pending_reasons))
         alive = {n.instance_id: n for n in self.gcs.alive_nodes() if n.instance_id}
         for inst in list(self.instances.values()):
             node = alive.get(inst.instance_id)
@@ -275,6 +279,73 @@ class Autoscaler:
             if time.time() - inst.since() > 600:
                 del self.instances[inst.instance_id]
 
+    def _record_errors(self, errors: list[LaunchError], now: float) -> None:
+        """Launch failures and nodes that ended by themselves, as the provider reports them."""
+        for error in errors:
+            inst = self.instances.get(error.request_id)
+            if inst is None:
+                continue
+            if inst.lost and inst.reason != error.message:
+                # It left the cluster before its provider said why (an evicted pod): say it now.
+                inst.reason = error.message
+                self._publish(
+                    f"{self._name(inst)} ended: {error.message}",
+                    {"action": "ended", "node_type": inst.node_type, "node_id": inst.node_id.hex()},
+                )
+            elif inst.machine.is_terminal():
+                continue
+            elif inst.state in PENDING:
+                self._launch_failed(inst, error.message, now)
+            elif inst.state is not S.TERMINATING:
+                self._lost(inst, error.message)
+
+    def _record_waits(self, reasons: dict[str, str]) -> None:
+        """Launched nodes that cannot start yet (a pod the scheduler cannot place): each
+        new reason is an event, and the instance shows it."""
+        self._waits = {}
+        for instance_id, reason in reasons.items():
+            inst = self.instances.get(instance_id)
+            if inst is None or inst.state is not S.LAUNCHING:
+                continue
+            self._waits[instance_id] = reason
+            if inst.reason != reason:
+                inst.reason = reason
+                self._publish(
+                    f"A {inst.node_type} node (instance {instance_id}) cannot start yet: {reason}",
+                    {"action": "launch_waiting", "node_type": inst.node_type, "instance_id": instance_id},
+                )
+
+    async def _adopt(self) -> None:
+        """A new head: take over the nodes its provider still runs (a restarted head's
+        pods). They count as launching until their node managers register again (and
+        are terminated if they do not within the start timeout); nodes of a type this
+        config does not launch are terminated at once."""
+        assert self.provider is not None
+        found = await asyncio.to_thread(self.provider.non_terminated)
+        adopted: list[str] = []
+        for node in found:
+            if node.instance_id in self.instances:
+                continue
+            inst = Instance(node.node_type, instance_id=node.instance_id)
+            self.instances[inst.instance_id] = inst
+            if node.node_type not in self.config.worker_types:
+                await self._terminate(inst)
+                inst.to(S.LAUNCHING)
+                inst.to(S.TERMINATING, f"its node type {node.node_type!r} is not a worker type of this cluster")
+                continue
+            inst.to(S.LAUNCHING, "adopted")
+            adopted.append(inst.instance_id)
+        if found:
+            self._publish(
+                f"Found {len(found)} node{'s' if len(found) != 1 else ''} this cluster's provider runs: adopting "
+                f"{len(adopted)}, terminating {len(found) - len(adopted)}",
+                {"action": "adopt", "adopted": adopted},
+            )
+
+    @staticmethod
+    def _name(inst: Instance) -> str:
+        return f"Node {ids.short(inst.node_id)}… ({inst.node_type})" if inst.node_id else f"A {inst.node_type} node"
+
     def _launch_failed(self, inst: Instance, message: str, now: float) -> None:
         inst.to(S.LAUNCH_FAILED, message)
         delay = self._backoff.failed(inst.node_type, message, now)
@@ -284,12 +355,12 @@ class Autoscaler:
         )
 
     def _lost(self, inst: Instance, reason: str, terminal: bool = True) -> None:
-        where = f"Node {ids.short(inst.node_id)}… ({inst.node_type})" if inst.node_id else f"A {inst.node_type} node"
         if inst.state is S.RUNNING:
             self._publish(
-                f"{where} was lost: {reason}",
+                f"{self._name(inst)} was lost: {reason}",
                 {"action": "lost", "node_type": inst.node_type, "node_id": inst.node_id.hex()},
             )
+        inst.lost = True
         inst.to(S.TERMINATED if terminal else S.TERMINATING, reason)
 
     def _input(self) -> policy.PolicyInput:
@@ -331,6 +402,23 @@ class Autoscaler:
             requested=list(self._requested),
             backing_off=self._backoff.active(time.monotonic()),
         )
+
+    def _explained(self, plan: policy.Plan) -> policy.Plan:
+        """``plan`` with the reason of demand waiting for launched nodes extended by why
+        some of them cannot start (for status: why it is not scaling)."""
+        if not self._waits:
+            return plan
+        counts = collections.Counter(self.instances[i].node_type for i in self._waits if i in self.instances)
+        why = "; ".join(
+            f"{n} {t} node{'s' if n != 1 else ''} cannot start: "
+            f"{next(r for i, r in self._waits.items() if self.instances[i].node_type == t)}"
+            for t, n in sorted(counts.items())
+        )
+        unmet = tuple(
+            dataclasses.replace(u, reason=f"{u.reason} ({why})") if u.status == policy.WAITING_FOR_LAUNCH else u
+            for u in plan.unmet
+        )
+        return dataclasses.replace(plan, unmet=unmet)
 
     async def _act(self, plan: policy.Plan) -> None:
         assert self.provider is not None

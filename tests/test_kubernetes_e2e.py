@@ -1,0 +1,279 @@
+"""A cluster on the Kubernetes stand-in (``tests/kube/``), end to end.
+
+The manifests of ``nbcluster kubernetes manifests`` are applied to the stand-in API
+server; the head pod is made from the Deployment's pod template (the stand-in has no
+controllers: the test is the ReplicaSet) and runs ``nbcluster kubernetes head``, whose
+``kubernetes`` node provider talks to the API server with the official client (the
+stand-in gives pods a kubeconfig where Kubernetes would mount a service-account
+token). Worker pods run ``nbcluster start --address demo-head.<ns>.svc:6380``, each in
+a network namespace of its own. Drivers run in the head pod (``kubectl exec``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbcluster.runtime import envvars
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.kubernetes import manifests as mf
+from nbcluster.runtime.kubernetes.values import LABEL_CLUSTER, LABEL_COMPONENT, Values
+
+from .conftest import ROOT, wait_for
+from .kube.apiserver import ApiServer, Store
+from .kube.kubelet import Kubelet
+from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
+
+NS = "ml"
+IDLE_S = 4.0
+SYSTEM = FAST_HOSTS_CONFIG
+PLURALS = {"ServiceAccount": None, "Role": None, "RoleBinding": None, "Secret": "secrets",
+           "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments"}
+
+#: A driver in the head pod: N one-CPU tasks that each note where and when they ran.
+WORKLOAD = """
+import json, os, socket, sys, time
+import nbcluster
+nbcluster.init(address="auto")
+
+@nbcluster.remote(num_cpus=1)
+def where(seconds, marks):
+    started = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.77.0.1", 9))
+        ip = s.getsockname()[0]
+    open(os.path.join(marks, f"{ip}-{os.getpid()}"), "w").write(str(started))
+    time.sleep(seconds)
+    return ip, started
+
+t0 = time.time()
+refs = [where.remote(SECONDS, MARKS) for _ in range(COUNT)]
+print(json.dumps({"t0": t0, "results": nbcluster.get(refs, timeout=240), "done": time.time()}))
+"""
+
+STATE = """
+import json
+from nbcluster.state import get_autoscaler_state, list_nodes
+print(json.dumps({"auto": get_autoscaler_state(address="auto").to_json(),
+                  "nodes": [n.to_json() for n in list_nodes(address="auto")]}))
+"""
+
+
+@dataclass
+class Kube:
+    store: Store
+    kubelet: Kubelet
+    values: Values
+    head: str = ""
+    last_error: str = ""
+
+    def pods(self, component: str = "worker") -> list[dict[str, Any]]:
+        items, _ = self.store.list("pods", NS, f"{LABEL_CLUSTER}={self.values.name},{LABEL_COMPONENT}={component}")
+        return items
+
+    def running_workers(self) -> list[dict[str, Any]]:
+        return [p for p in self.pods() if p["status"].get("phase") == "Running" and
+                "deletionTimestamp" not in p["metadata"]]
+
+    def start_head(self) -> str:
+        """Make the head pod from the Deployment's template (as its ReplicaSet would)."""
+        deployment = self.store.get("deployments", NS, self.values.head)
+        template = json.loads(json.dumps(deployment["spec"]["template"]))
+        name = f"{self.values.head}-{int(time.time() * 1000) % 100000}"
+        template["spec"]["containers"][0]["command"] += ["--system-config", json.dumps(SYSTEM)]
+        self.store.create("pods", NS, {"apiVersion": "v1", "kind": "Pod",
+                                       "metadata": {**template["metadata"], "name": name}, "spec": template["spec"]})
+        self.head = name
+        try:
+            wait_for(lambda: self.serving(), timeout=60, interval=0.3, message="the head pod serves")
+        except BaseException:
+            print(f"head pod {name}:\n{self.kubelet.log(name)}\n{self.last_error}\n{self.store.get('pods', NS, name)['status']}")
+            raise
+        return name
+
+    def serving(self) -> bool:
+        if self.head not in self.kubelet.running:
+            return False
+        proc = self.python(STATE, check=False)
+        self.last_error = proc.stderr[-3000:]
+        return proc.returncode == 0
+
+    def python(self, code: str, *, timeout: float = 120, check: bool = True, background: bool = False) -> Any:
+        argv, env = self.kubelet.exec_argv(self.head, [sys.executable, "-c", textwrap.dedent(code)])
+        if background:
+            return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    cwd=str(ROOT))
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+        if check and proc.returncode != 0:
+            pytest.fail(f"driver in the head pod exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.python(STATE).stdout.strip().splitlines()[-1])
+
+    def events(self) -> list[str]:
+        return [e["message"] for e in self.state()["auto"]["events"]]
+
+    def stop_head(self) -> None:
+        self.store.delete("pods", NS, self.head)
+        wait_for(lambda: not any(p["metadata"]["name"] == self.head for p in self.pods("head")), timeout=60,
+                 interval=0.2, message="the head pod gone")
+
+
+def workload(count: int, seconds: float, marks: Path) -> str:
+    return (WORKLOAD.replace("SECONDS", repr(seconds)).replace("MARKS", repr(str(marks)))
+            .replace("COUNT", str(count)))
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    require_netns()
+    hosts = Hosts()
+    api = kubelet = None
+    try:
+        api_ns, api_ip = hosts.add("apiserver")
+        store = Store()
+        api = ApiServer(store, api_ns, api_ip)
+        kubeconfig = api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig", NS)
+        kubeconfig.parent.chmod(0o755)
+        env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               envvars.CONFIG: RuntimeConfig.load(SYSTEM).to_env()}
+        kubelet = Kubelet(store, hosts, NS, kubeconfig, cpu=3.5, env=env)
+        values = Values(name="demo", namespace=NS, image="nbcluster:test", workers_max=4, cpu=1, memory="1Gi",
+                        head_cpu=0.25, idle_timeout_minutes=IDLE_S / 60)
+        for obj in mf.manifests(values):
+            plural = PLURALS[obj["kind"]]
+            if plural:  # RBAC is not enforced by the stand-in (test_kubernetes_manifests checks it)
+                store.create(plural, NS, obj)
+        cluster = Kube(store, kubelet, values)
+        cluster.start_head()
+        yield cluster
+    finally:
+        if kubelet is not None:
+            kubelet.close()
+        if api is not None:
+            api.close()
+        hosts.close()
+
+
+def test_tasks_scale_up_three_worker_pods_then_back_to_zero(kube: Kube, tmp_path: Path) -> None:
+    assert not kube.pods()
+    out = kube.python(workload(3, 3.0, tmp_path), timeout=240).stdout
+    ran = json.loads(out.strip().splitlines()[-1])
+    pods = {p["status"]["podIP"]: p for p in kube.pods() if p["status"].get("podIP")}
+    ips = {ip for ip, _ in ran["results"]}
+    assert len(ips) == 3 and ips <= set(pods), (ran, list(pods))  # each task on its own worker pod
+    for pod in pods.values():
+        labels = pod["metadata"]["labels"]
+        assert labels["nbcluster.io/node-type"] == "worker" and labels["nbcluster.io/instance-id"]
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+        command = pod["spec"]["containers"][0]["command"]
+        assert command[:4] == ["nbcluster", "start", "--address", f"demo-head.{NS}.svc:6380"]
+        assert "--token-file" in command and not any(
+            re.fullmatch(r"[0-9a-f]{32}", part) for part in command)  # the token is a mounted file
+        assert not any("TOKEN" in e["name"] for e in pod["spec"]["containers"][0]["env"])
+    t0 = ran["t0"]
+    running = sorted(kube.kubelet.started_at[p["metadata"]["name"]] - t0 for p in pods.values())
+    started = sorted(s - t0 for _, s in ran["results"])
+    print(f"\nscale-up: worker pods running after {', '.join(f'{x:.2f}' for x in running)} s; "
+          f"tasks started after {', '.join(f'{x:.2f}' for x in started)} s")
+    done = ran["done"]
+    wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the worker pods deleted when idle")
+    print(f"scale-down: no worker pod {time.time() - done:.1f} s after the last task ended "
+          f"(idle_timeout {IDLE_S:g} s)")
+    msgs = kube.events()
+    assert sum(int(m.split()[1]) for m in msgs if re.match(r"Adding \d+ nodes? of type worker", m)) == 3, msgs
+    assert sum(m.startswith("Removing node") for m in msgs) == 3, msgs
+
+
+def test_an_unschedulable_pod_shows_the_schedulers_message(kube: Kube, tmp_path: Path) -> None:
+    kube.kubelet.set_cpu(1.5)  # room for the head and one worker
+    try:
+        driver = kube.python(workload(2, 1.0, tmp_path), background=True)
+        try:
+            wait_for(lambda: len(kube.pods()) == 2 and len(kube.running_workers()) == 1, timeout=60, interval=0.2,
+                     message="one worker running, one pending")
+            status = wait_for(lambda: (lambda s: "Insufficient cpu" in s and s)(
+                kube.python("import subprocess; subprocess.run(['nbcluster', 'status'])").stdout),
+                timeout=30, interval=0.5, message="the scheduler's message in the status")
+            assert re.search(r"Pending demand\n  \{CPU: 1\}: 1 pending task; waiting-for-launch: .*"
+                             r"1 worker node cannot start: its pod demo-worker-\w+ cannot be scheduled "
+                             r"\(Unschedulable\): 0/1 nodes are available: 1 Insufficient cpu\.", status), status
+            assert any(re.fullmatch(r"A worker node \(instance \w+\) cannot start yet: its pod .* cannot be "
+                                    r"scheduled \(Unschedulable\): 0/1 nodes are available: 1 Insufficient cpu\.", m)
+                       for m in kube.events())
+        finally:
+            kube.kubelet.set_cpu(3.5)
+            out, err = driver.communicate(timeout=180)
+        assert driver.returncode == 0, err
+        assert len(json.loads(out.strip().splitlines()[-1])["results"]) == 2
+    finally:
+        kube.kubelet.set_cpu(3.5)
+    wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the worker pods deleted when idle")
+
+
+def test_an_evicted_worker_pods_tasks_are_retried_and_the_reason_shown(kube: Kube, tmp_path: Path) -> None:
+    driver = kube.python(workload(2, 8.0, tmp_path), background=True)
+    try:
+        wait_for(lambda: len(list(tmp_path.iterdir())) >= 2, timeout=90, interval=0.2, message="both tasks started")
+        victim_ip = sorted(tmp_path.iterdir())[0].name.split("-")[0]
+        victim = next(p["metadata"]["name"] for p in kube.pods() if p["status"].get("podIP") == victim_ip)
+        kube.kubelet.evict(victim, "The node was low on resource: memory.")
+        out, err = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, err
+    results = json.loads(out.strip().splitlines()[-1])["results"]
+    assert len(results) == 2 and victim_ip not in {ip for ip, _ in results}, results  # retried elsewhere
+    msgs = kube.events()
+    evicted = [m for m in msgs if f"its pod {victim} was evicted: The node was low on resource: memory." in m]
+    assert len(evicted) == 1, msgs  # reported once
+    assert not any(p["metadata"]["name"] == victim for p in kube.pods())  # the ended pod is deleted
+    wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the worker pods deleted when idle")
+
+
+def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_path: Path) -> None:
+    """Last in the module: it replaces the head pod, and stops its own at the end."""
+    kube.python("import nbcluster, nbcluster.autoscaler; nbcluster.init(address='auto'); "
+                "nbcluster.autoscaler.request_resources(num_cpus=2)")
+    wait_for(lambda: len(kube.running_workers()) == 2, timeout=90, interval=0.2, message="two workers")
+    workers = {p["metadata"]["name"] for p in kube.running_workers()}
+    # An ended pod of this cluster, as a head that died could leave behind.
+    orphan = json.loads(json.dumps(kube.pods()[0]))
+    orphan["metadata"] = {"name": "demo-worker-0rphan", "labels": {**orphan["metadata"]["labels"],
+                                                                 "nbcluster.io/instance-id": "0rphan"}}
+    orphan["spec"]["containers"][0]["image"] = "standin/sleep"
+    kube.store.create("pods", NS, orphan)
+    wait_for(lambda: kube.store.get("pods", NS, "demo-worker-0rphan")["status"].get("phase") == "Running",
+             timeout=30, message="the orphan runs")
+    kube.kubelet.oom_kill("demo-worker-0rphan")  # and it ended
+    kube.stop_head()
+    creates = sum(1 for m, path in kube.store.requests if m == "POST" and path.endswith("/pods"))
+    kube.start_head()
+    wait_for(lambda: len([n for n in kube.state()["nodes"] if n["state"] == "ALIVE" and not n["is_head"]]) == 2,
+             timeout=90, interval=0.5, message="the workers rejoined the new head")
+    msgs = kube.events()
+    assert any(re.fullmatch(r"Found 2 nodes this cluster's provider runs: adopting 2, terminating 0", m)
+               for m in msgs), msgs
+    assert {p["metadata"]["name"] for p in kube.running_workers()} == workers  # the same pods
+    assert not any(p["metadata"]["name"] == "demo-worker-0rphan" for p in kube.pods())  # the orphan deleted
+    instances = kube.state()["auto"]["instances"]
+    assert sorted(i["state"] for i in instances) == ["running", "running"], instances
+    assert sum(1 for m, path in kube.store.requests if m == "POST" and path.endswith("/pods")) == creates
+    # Adopted nodes are the autoscaler's as any other: idle, they go.
+    wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the adopted idle workers deleted")
+    kube.stop_head()  # the last test of the module: the head it started is its to stop

@@ -41,6 +41,10 @@ class RuntimeConfig:
     health_check_failure_threshold: int = 5
     #: Idle workers beyond the pool's base size exit after this long.
     idle_worker_timeout_s: float = 10.0
+    #: A node runs at most this many task workers per CPU (at least 4) that are not
+    #: blocked in ``get``: beyond it, leases wait for a worker instead of forking
+    #: (zero-CPU tasks would otherwise start a process each). Actors do not count.
+    max_task_workers_per_cpu: float = 4.0
     #: A worker that has not connected this long after its start is given up on.
     worker_start_timeout_s: float = 60.0
     #: Events the GCS keeps for watchers that resume.

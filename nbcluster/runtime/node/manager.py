@@ -199,6 +199,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
             credential=driver_token(self._token),  # workers run user code: no cluster token
             idle_timeout=self.config.idle_worker_timeout_s,
             start_timeout=self.config.worker_start_timeout_s,
+            max_task_workers=max(4, math.ceil(opts.num_cpus * self.config.max_task_workers_per_cpu)),
             on_dead=self._on_worker_dead,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
@@ -446,7 +447,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
 
     def _schedule(self) -> None:
         assert self.pool is not None
-        waiting_for_workers = 0
+        waiting = [0, 0]  # requests that fit but wait for a worker: [tasks', actors']
         others = self._others()
         # What is free once the requests waiting for a starting worker have theirs: a
         # worker is started per request that fits, not per request queued.
@@ -504,7 +505,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
             worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
             rs.subtract(free, pending.shape)
             if worker is None:
-                waiting_for_workers += 1
+                waiting[req.for_actor] += 1
                 continue
             self._next_lease += 1
             lease = _Lease(self._next_lease, worker, pending.shape, pending.client)
@@ -513,13 +514,13 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
             self._idle_since = None
             self._leases[lease.lease_id] = lease
             pending.client.leases.add(lease.lease_id)
-            worker.lease = lease
+            worker.lease, worker.hosts_actor = lease, req.for_actor
             worker.machine.transition(WorkerState.LEASED)
             self._queue.remove(pending)
             address = common_pb2.Address(node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint)
             pending.future.set_result(nm_pb2.LeaseReply(lease_id=lease.lease_id, worker=address, gpu_ids=lease.gpu_ids))
-        if waiting_for_workers:
-            self.pool.ensure(waiting_for_workers)
+        if any(waiting):  # task workers only up to the cap (those blocked in get not counted)
+            self.pool.ensure(waiting[1] + min(waiting[0], self.pool.task_room()))
         self._changed()
 
     def _fail_queue(self, reason: str) -> None:
@@ -577,7 +578,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
         lease = worker.lease if worker is not None else None
         if lease is None:
             return common_pb2.Empty()
-        cpu = lease.shape.get("CPU", 0)
+        cpu, worker.blocked = lease.shape.get("CPU", 0), request.blocked
         if request.blocked and not lease.cpu_released:
             lease.cpu_released = True
             self.available["CPU"] = self.available.get("CPU", 0) + cpu

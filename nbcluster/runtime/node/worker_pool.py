@@ -39,6 +39,7 @@ class Worker:
         "idle_since",
         "blocked",
         "retiring",
+        "hosts_actor",
     )
 
     def __init__(self, worker_id: bytes, proc: subprocess.Popen) -> None:
@@ -54,6 +55,8 @@ class Worker:
         self.idle_since = time.monotonic()
         self.blocked = False
         self.retiring = False
+        #: Leased for an actor (its worker for life): not counted against the task cap.
+        self.hosts_actor = False
 
     @property
     def state(self) -> WorkerState:
@@ -83,6 +86,7 @@ class WorkerPool:
         idle_timeout: float,
         start_timeout: float,
         on_dead: Callable[[Worker, str], None],
+        max_task_workers: int = 1 << 30,
     ) -> None:
         self.base_size = base_size
         self._spawn_args = spawn_args
@@ -92,6 +96,8 @@ class WorkerPool:
         self._idle_timeout = idle_timeout
         self._start_timeout = start_timeout
         self._on_dead = on_dead
+        #: The hard cap: task workers (not hosting actors) not blocked in ``get``.
+        self.max_task_workers = max_task_workers
         self.workers: dict[bytes, Worker] = {}
         self.startup_failures = 0
         self.last_failure_log = ""
@@ -150,12 +156,18 @@ class WorkerPool:
             generic.env_hash = env_hash
         return generic
 
+    def task_room(self) -> int:
+        """How many more task workers may start under the cap: workers blocked in ``get``
+        and actors' workers do not count, so nested gets never wait on the cap."""
+        busy = sum(1 for w in self.workers.values() if not w.hosts_actor and not w.blocked)
+        return max(0, self.max_task_workers - busy)
+
     def ensure(self, wanted: int) -> None:
         """Start workers until ``wanted`` more than the idle ones are on their way,
-        and keep ``base_size`` idle or starting."""
+        and keep ``base_size`` idle or starting (as far as the task cap allows)."""
         starting = self.starting()
         idle = len(self.idle())
-        target = max(wanted, self.base_size - idle)
+        target = max(wanted, min(self.base_size - idle, self.task_room()))
         for _ in range(max(0, target - starting)):
             self.start_worker()
 

@@ -1,15 +1,24 @@
-"""Guards for the sizes benchmarks/ measures: many queued tasks from one driver work,
-cost bounded memory each, and a get of all of them waits by arrivals (one callback per
-object), not by rescanning the whole list per batch of results."""
+"""Guards, at a fraction of the size, for the cases benchmarks/scale.py measures: many
+queued tasks (bounded driver memory each; a get of all of them waits by arrivals, not
+by rescanning the list per batch of results), a task with many ref arguments, a get of
+many stored objects, many actors (a light process each), many node managers (work
+placed on each, a killed one declared dead)."""
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import time
 
 import psutil
 
 import nbcluster
+from nbcluster.cluster_utils import Cluster
 from nbcluster.runtime.core import worker_state
+from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ..conftest import wait_for
 
 
 class CountingEntries(dict):
@@ -56,3 +65,51 @@ def test_a_task_with_two_thousand_ref_arguments_and_a_get_of_two_thousand_stored
     stored = [nbcluster.put(payload) for _ in range(2000)]
     values = nbcluster.get(stored, timeout=120)
     assert len(values) == 2000 and all(v == payload for v in values)
+
+
+def test_forty_actors_created_and_called_each_a_light_process(start_cluster) -> None:
+    start_cluster(num_cpus=2)
+
+    @nbcluster.remote(num_cpus=0)
+    class Cell:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def value(self) -> int:
+            return self.i
+
+    actors = [Cell.remote(i) for i in range(40)]
+    assert nbcluster.get([a.value.remote() for a in actors], timeout=180) == list(range(40))
+    pss = [p.memory_full_info().pss for p in psutil.Process().children(recursive=True)
+           if "worker_main" in " ".join(p.cmdline())]
+    assert len(pss) >= 40
+    median = sorted(pss)[len(pss) // 2]
+    assert median < 60 * 2**20, f"an actor's process takes {median / 2**20:.0f} MiB PSS"
+
+
+def test_twenty_node_managers_register_place_work_on_each_and_one_killed_is_declared_dead() -> None:
+    health = {"health_check_initial_delay_s": 1.0, "health_check_period_s": 0.5,
+              "health_check_timeout_s": 0.5, "health_check_failure_threshold": 4}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": health})
+    try:
+        nodes = [cluster.add_node(wait=False, num_cpus=1) for _ in range(20)]
+        cluster.wait_for_nodes(timeout=180)
+        nbcluster.init(address=cluster.address)
+
+        @nbcluster.remote
+        def where() -> str:
+            return nbcluster.get_runtime_context().get_node_id()
+
+        placed = [nbcluster.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+                                .remote(), timeout=60) for n in nodes]
+        assert placed == [n.node_id for n in nodes]
+        victim = nodes[-1]
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: not any(x["NodeID"] == victim.node_id and x["Alive"] for x in nbcluster.nodes()),
+                 timeout=60, interval=0.1, message="the killed node declared dead")
+        assert time.monotonic() - killed < 30
+    finally:
+        if nbcluster.is_initialized():
+            nbcluster.shutdown()
+        cluster.shutdown()

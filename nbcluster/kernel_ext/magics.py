@@ -518,12 +518,11 @@ class ClusterMagics(Magics):
 
         nodes = [n for n in list_nodes() if n.state == "ALIVE"]
         total = nbcluster.cluster_resources()
-        free = nbcluster.available_resources()
         ctx = nbcluster.get_runtime_context()
         lines = [f"Connected to a cluster of {len(nodes)} node(s) as job {ctx.get_job_id()}" + (f" ({mode})" if mode else "")]
-        for key in ("CPU", "GPU"):
-            if total.get(key):
-                lines.append(f"  {key}: {total[key] - free.get(key, 0):g} used of {total[key]:g}")
+        sizes = ", ".join(f"{key} {total[key]:g}" for key in ("CPU", "GPU") if total.get(key))
+        if sizes:  # the totals only: what is in use changes, and the live view below shows it
+            lines.append(f"  {sizes} in all (in use: the live view below)")
         print("\n".join(lines))
         if self.view is not None:
             self.view.freeze("a newer view is below")  # one live view per kernel: the newest

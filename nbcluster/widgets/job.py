@@ -144,6 +144,7 @@ class JobWidget(StaticReprMixin, widgets.VBox):
         if self.frozen:  # a log line or flush under way when it froze must not redraw over the note
             return
         finished, total = self.progress
+        self._bar.layout.display = None if total else "none"  # a job that ran no task: no empty 0/0 bar
         self._bar.max = max(total, 1)
         self._bar.value = min(finished, self._bar.max)
         self._bar.description = f"{finished}/{total}"
@@ -164,8 +165,8 @@ class JobWidget(StaticReprMixin, widgets.VBox):
 
     def _static_html(self) -> str:
         finished, total = self.progress
-        return (f"<div>{self._status_html()}<br>{bar_html(finished, total, f'{finished}/{total} tasks')}"
-                f"{self._log_html()}</div>")
+        bar = bar_html(finished, total, f"{finished}/{total} tasks") if total else "<span>no tasks</span>"
+        return f"<div>{self._status_html()}<br>{bar}{self._log_html()}</div>"
 
     def freeze(self, note: str = "disconnected") -> None:
         """Stop the log tail and the updates but keep showing the last state, marked

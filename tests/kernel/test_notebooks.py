@@ -35,6 +35,7 @@ def run(name: str, tmp_path: Path) -> list[str]:
 def test_quickstart_notebook(tmp_path: Path) -> None:
     out = run("quickstart.ipynb", tmp_path)
     assert "Connected to a cluster of 1 node(s)" in out[0]
+    assert "in all (in use: the live view below)" in out[0] and "used of" not in out[0]  # no stale figure
     assert out[1] == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
     assert "finished" in out[2] and out[2].endswith("2470")  # progress() as it started, then the sum
     assert out[3] == "[1, 3, 6, 10]"

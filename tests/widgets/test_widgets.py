@@ -249,7 +249,10 @@ def test_job_widget_tails_logs_and_shows_the_final_status(cluster, widget_factor
     assert "line 2" in widget._log.value
     assert widget._stop.disabled
     assert repr(widget).startswith(f"<JobWidget {job_id}: SUCCEEDED")
-    assert "line 1" in widget._repr_mimebundle_()["text/html"]
+    html = widget._repr_mimebundle_()["text/html"]
+    assert "line 1" in html
+    # It ran no task: no empty 0/0 bar, live or static.
+    assert widget._bar.layout.display == "none" and "no tasks" in html and "0/0" not in html
     widget.close()
     wait_for(lambda: threading.active_count() <= before, timeout=5, message="no thread left behind")
 

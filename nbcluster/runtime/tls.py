@@ -210,12 +210,13 @@ def make_csr(hosts: Iterable[str]) -> tuple[bytes, bytes]:
     from cryptography.x509.oid import NameOID
 
     key = _new_key()
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nbcluster node")]))
-        .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
-        .sign(key, hashes.SHA256())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nbcluster node")])
     )
+    names = _names(hosts)
+    if names:  # (cryptography >= 51 refuses an empty subjectAltName; the CA refuses a request without one)
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 

@@ -17,11 +17,17 @@ import ipaddress
 import os
 import shlex
 import socket
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
 import psutil
+
+with warnings.catch_warnings():
+    # asyncssh still loads DSA support, which cryptography >= 51 deprecates on import;
+    # nbcluster never uses DSA keys, and the warning would reach every `nbcluster up`.
+    warnings.filterwarnings("ignore", message="DSA is deprecated", category=Warning)
+    import asyncssh
 
 from nbcluster.exceptions import AutoscalerConfigError
 from nbcluster.runtime.autoscaler.config import ProviderConfig

@@ -35,8 +35,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import asyncssh
-
+from nbcluster.runtime.autoscaler.ssh import asyncssh  # imported there, its DSA warning silenced
 from nbcluster.runtime.autoscaler.providers import (
     LaunchError,
     LaunchFailed,

@@ -264,16 +264,21 @@ def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_pa
     kube.stop_head()
     creates = sum(1 for m, path in kube.store.requests if m == "POST" and path.endswith("/pods"))
     kube.start_head()
+    # The demand lived in the old head: ask again, or the adopted (idle) workers go after idle_timeout.
+    kube.python("import nbcluster, nbcluster.autoscaler; nbcluster.init(address='auto'); "
+                "nbcluster.autoscaler.request_resources(num_cpus=2)")
+    adopted = r"Found 2 nodes this cluster's provider runs: adopting 2, terminating 0"
+    wait_for(lambda: any(re.fullmatch(adopted, m) for m in kube.events()), timeout=90, interval=0.5,
+             message="the new head to adopt the two worker pods")
     wait_for(lambda: len([n for n in kube.state()["nodes"] if n["state"] == "ALIVE" and not n["is_head"]]) == 2,
              timeout=90, interval=0.5, message="the workers rejoined the new head")
-    msgs = kube.events()
-    assert any(re.fullmatch(r"Found 2 nodes this cluster's provider runs: adopting 2, terminating 0", m)
-               for m in msgs), msgs
     assert {p["metadata"]["name"] for p in kube.running_workers()} == workers  # the same pods
     assert not any(p["metadata"]["name"] == "demo-worker-0rphan" for p in kube.pods())  # the orphan deleted
     instances = kube.state()["auto"]["instances"]
     assert sorted(i["state"] for i in instances) == ["running", "running"], instances
     assert sum(1 for m, path in kube.store.requests if m == "POST" and path.endswith("/pods")) == creates
-    # Adopted nodes are the autoscaler's as any other: idle, they go.
+    # Adopted nodes are the autoscaler's as any other: idle once nothing asks for them, they go.
+    kube.python("import nbcluster, nbcluster.autoscaler; nbcluster.init(address='auto'); "
+                "nbcluster.autoscaler.request_resources(num_cpus=0)")
     wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the adopted idle workers deleted")
     kube.stop_head()  # the last test of the module: the head it started is its to stop

@@ -193,6 +193,8 @@ def wait(
     ``next()`` on it would not block."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, (list, tuple)):
         raise TypeError(f"wait() takes a list of ObjectRefs (or ObjectRefGenerators), not {type(refs).__name__}")
+    if not refs:  # as Ray: nothing to wait for, whatever num_returns says
+        return [], []
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
     if num_returns > len(refs):

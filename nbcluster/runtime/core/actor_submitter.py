@@ -174,6 +174,7 @@ class ActorSubmitter(SubmitterBase):
         spec.max_concurrency = info.max_concurrency
         spec.is_async = info.is_async
         spec.class_name = info.class_name
+        spec.resources.CopyFrom(info.resources)
         spec.placement_group_id = info.placement_group_id
         spec.placement_group_capture = info.placement_group_capture
 

@@ -107,7 +107,7 @@ def test_static_and_class_methods_inheritance_and_class_attributes():
     assert nbcluster.get(actor.double.remote(21)) == 42  # a staticmethod
     assert nbcluster.get(actor.add.remote(2)) == 7
     with pytest.raises(AttributeError, match="has no method 'label'"):
-        actor.label  # a class attribute is not a method of the handle (as Ray)
+        _ = actor.label  # a class attribute is not a method of the handle (as Ray)
 
 
 def test_repr_of_the_actor_in_its_errors():
@@ -208,7 +208,7 @@ def test_runtime_context_as_ray():
     assert ctx.get_assigned_resources() == {} and ctx.get_accelerator_ids() == {"GPU": []}
     assert ctx.get_task_id() is None and ctx.get_worker_id()
     with pytest.raises(RuntimeError, match="only available in an actor"):
-        ctx.current_actor
+        _ = ctx.current_actor
 
     @nbcluster.remote(num_cpus=0.5)
     def in_task():

@@ -405,6 +405,9 @@ class ActorSubmitter(SubmitterBase):
                 continue
             if queue is not None:
                 queue.inflight.pop(task.task_id, None)
+                if queue.info is not None:
+                    ok = result.status == cw_pb2.TASK_STATUS_OK
+                    self.core.task_events.ran(task, result.duration, result.pid, queue.info.address, not ok)
             if task.cancelled and result.status != cw_pb2.TASK_STATUS_OK:
                 self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
             else:

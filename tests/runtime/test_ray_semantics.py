@@ -239,3 +239,12 @@ def test_get_runtime_context_starts_a_cluster_as_ray():
     )
     assert proc.stdout.split("\n")[0] == "True ['job_id', 'namespace', 'node_id']"
     assert proc.stderr.count("nbcluster was not initialized: starting an embedded cluster") == 1
+
+
+def test_assigned_resources_name_bundle_resources_as_ray():
+    from nbcluster.runtime import bundles
+
+    group = bytes(range(16))
+    held = bundles.in_group({"CPU": 1.0, "GPU": 0.5}, group, 0)
+    assert bundles.plain_resources(held) == {"CPU": 1.0, "GPU": 0.5}  # no markers, no double count
+    assert bundles.plain_resources({"CPU": 2.0, "custom": 1.0}) == {"CPU": 2.0, "custom": 1.0}

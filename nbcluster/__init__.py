@@ -37,6 +37,7 @@ from nbcluster.runtime.context import RuntimeContext, get_runtime_context
 from nbcluster.runtime.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.remote_function import RemoteFunction
+from nbcluster.runtime.timeline import timeline
 
 __all__ = [
     "__version__",
@@ -65,6 +66,7 @@ __all__ = [
     "remote",
     "shutdown",
     "state",
+    "timeline",
     "wait",
 ]
 

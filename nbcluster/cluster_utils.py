@@ -23,6 +23,7 @@ process and stop with it.
 from __future__ import annotations
 
 import atexit
+import logging
 import signal
 import time
 from dataclasses import dataclass
@@ -44,7 +45,37 @@ __all__ = ["Cluster", "ClusterNode"]
 
 _NODE_ARGS = (
     "num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config", "_tls", "port", "node_ip_address",
+    "node_manager_port", "object_manager_port",
 )
+#: Ray's node arguments (``ray._private.parameter.RayParams``) that mean nothing here:
+#: accepted, and named in a warning (there is no dashboard, Redis, metrics agent or port
+#: range for workers; workers reach each other through their node managers).
+IGNORED_RAY_ARGS = frozenset({
+    "redis_port", "redis_password", "redis_max_memory", "num_redis_shards", "dashboard_port", "dashboard_host",
+    "include_dashboard", "dashboard_agent_listen_port", "dashboard_grpc_port", "metrics_export_port",
+    "metrics_agent_port", "runtime_env_agent_port", "min_worker_port", "max_worker_port", "worker_port_list",
+    "ray_client_server_port", "temp_dir", "plasma_directory", "object_spilling_directory", "huge_pages",
+    "plasma_store_socket_name", "raylet_socket_name", "enable_object_reconstruction", "labels", "env_vars",
+    "memory", "session_name", "raylet_ip_address", "storage", "setup_worker_path", "worker_path",
+})
+
+logger = logging.getLogger(__name__)
+
+
+def _ray_node_args(node_args: dict[str, Any], is_head: bool) -> dict[str, Any]:
+    """``node_args`` with Ray's names taken as ours (``gcs_server_port`` is the head's
+    ``port``); those that mean nothing here dropped with a warning naming them."""
+    args = dict(node_args)
+    if is_head and "gcs_server_port" in args:
+        args["port"] = args.pop("gcs_server_port")
+    ignored = sorted(k for k in args if k in IGNORED_RAY_ARGS or (k == "gcs_server_port" and not is_head))
+    if ignored:
+        logger.warning("Cluster.add_node: ignoring Ray node arguments that do not apply here: %s", ", ".join(ignored))
+    unknown = sorted(set(args) - set(_NODE_ARGS) - set(ignored))
+    if unknown:
+        raise ValueError(f"unknown node arguments {unknown}; valid: {list(_NODE_ARGS)} (ignored: Ray's "
+                         f"{sorted(IGNORED_RAY_ARGS)})")
+    return {k: v for k, v in args.items() if k not in ignored}
 
 
 @dataclass
@@ -121,13 +152,17 @@ class Cluster:
         return ([self.head_node] if self.head_node else []) + self.worker_nodes
 
     def add_node(self, wait: bool = True, **node_args: Any) -> ClusterNode:
-        """Start a node: the head first, then workers that join it."""
-        unknown = sorted(set(node_args) - set(_NODE_ARGS))
-        if unknown:
-            raise ValueError(f"unknown node arguments {unknown}; valid: {list(_NODE_ARGS)}")
+        """Start a node: the head first, then workers that join it. ``node_args``:
+        ``num_cpus``, ``num_gpus``, ``resources``, ``object_store_memory``,
+        ``node_manager_port`` and ``object_manager_port`` (0: any); on the head also
+        ``port`` (or Ray's ``gcs_server_port``), ``node_ip_address``, ``_system_config``,
+        ``_tls``. Ray's other node arguments (:data:`IGNORED_RAY_ARGS`) are accepted and
+        named in a warning; anything else is a ValueError."""
+        node_args = _ray_node_args(node_args, self.head_node is None)
         system_config = node_args.pop("_system_config", None)
         use_tls = node_args.pop("_tls", False)
         port, host = node_args.pop("port", 0), node_args.pop("node_ip_address", None)
+        node_port, object_port = node_args.pop("node_manager_port", 0), node_args.pop("object_manager_port", 0)
         spec = dict(num_cpus=1, num_gpus=0, resources=None, object_store_memory=None)
         spec.update(node_args)
         if self.head_node is None:
@@ -141,7 +176,8 @@ class Cluster:
                 config=self._config,
                 head_port=port,
                 host=self._host,
-                node_port=0,
+                node_port=node_port,
+                object_port=object_port,
                 jobs_host=self._host,
                 tls_settings=True if use_tls else None,  # None: on when the head is not on loopback
             )
@@ -157,7 +193,7 @@ class Cluster:
                 token=head.token,
                 spec=NodeSpec(
                     spec["num_cpus"], spec["num_gpus"], spec["resources"] or {}, spec["object_store_memory"],
-                    node_ip=self._host, grpc_port=0,
+                    node_ip=self._host, grpc_port=node_port, object_port=object_port,
                 ),
                 config=self._config,
                 link_latest=False,

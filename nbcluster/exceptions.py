@@ -68,13 +68,21 @@ class TaskError(NbclusterError):
         cause: BaseException | None = None,
         pid: int | None = None,
         node_ip: str | None = None,
+        actor_id: str | None = None,
+        actor_repr: str | None = None,
     ) -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
         self.node_ip = node_ip
-        where = f" (pid={pid}, ip={node_ip})" if pid else ""
+        #: An actor call's: the actor's id, and its ``repr()`` when its class defines ``__repr__``.
+        self.actor_id = actor_id
+        self.actor_repr = actor_repr
+        fields = [f"pid={pid}", f"ip={node_ip}"] if pid else []
+        fields += [f"actor_id={actor_id}"] if actor_id else []
+        fields += [f"repr={actor_repr}"] if actor_repr is not None else []
+        where = f" ({', '.join(fields)})" if fields else ""
         self._message = f"{function_name}(){where} raised:\n\n{traceback_str.rstrip()}"
         Exception.__init__(self, self._message)
 
@@ -84,7 +92,8 @@ class TaskError(NbclusterError):
     def __reduce__(self) -> Any:
         return (
             _rebuild_task_error,
-            (self.function_name, self.traceback_str, self.cause, self.pid, self.node_ip),
+            (self.function_name, self.traceback_str, self.cause, self.pid, self.node_ip, self.actor_id,
+             self.actor_repr),
         )
 
     def as_instanceof_cause(self) -> "TaskError":
@@ -100,7 +109,9 @@ class TaskError(NbclusterError):
             err = dual.__new__(dual)
         except TypeError:  # a class that cannot be subclassed (final, layout conflict)
             return self
-        TaskError.__init__(err, self.function_name, self.traceback_str, cause, self.pid, self.node_ip)
+        TaskError.__init__(
+            err, self.function_name, self.traceback_str, cause, self.pid, self.node_ip, self.actor_id, self.actor_repr
+        )
         # Attributes of the original exception stay reachable (e.g. OSError.errno).
         try:
             err.__dict__.update({k: v for k, v in vars(cause).items() if k not in err.__dict__})
@@ -141,8 +152,10 @@ def _rebuild_task_error(
     cause: BaseException | None,
     pid: int | None,
     node_ip: str | None,
+    actor_id: str | None = None,
+    actor_repr: str | None = None,
 ) -> TaskError:
-    return TaskError(function_name, traceback_str, cause, pid, node_ip).as_instanceof_cause()
+    return TaskError(function_name, traceback_str, cause, pid, node_ip, actor_id, actor_repr).as_instanceof_cause()
 
 
 class WorkerCrashedError(NbclusterError):

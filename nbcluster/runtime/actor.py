@@ -31,9 +31,10 @@ from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.signatures import check_call, method_signature, portable_signature
 from nbcluster.runtime.submission import current_group, submit_actor_task
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "current_actor_handle", "exit_actor", "method"]
 
 
 def method(
@@ -65,9 +66,20 @@ def method(
 MethodMeta = tuple[Any, bool, int]
 
 
+#: Methods every actor has (as Ray): ``__ray_ready__`` answers once the actor is up.
+BUILTIN_METHODS: dict[str, MethodMeta] = {"__ray_ready__": (1, False, -1)}
+
+
+def _is_method(member: Any) -> bool:
+    """A plain function, a staticmethod's function or a classmethod bound to the class."""
+    return inspect.isfunction(member) or inspect.ismethod(member)
+
+
 def _public_methods(cls: type) -> dict[str, MethodMeta]:
+    """The methods a handle offers: those of the class and its bases (MRO), static and
+    class methods included, not ``__dunder__`` ones."""
     found = {}
-    for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
+    for name, member in inspect.getmembers(cls, predicate=_is_method):
         if name.startswith("__"):
             continue
         is_async = inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
@@ -80,7 +92,7 @@ def _public_methods(cls: type) -> dict[str, MethodMeta]:
 
 def _method_groups(cls: type, groups: dict[str, int]) -> None:
     """ValueError when a method names a concurrency group the actor does not have."""
-    for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
+    for name, member in inspect.getmembers(cls, predicate=_is_method):
         group = getattr(member, "__nbcluster_concurrency_group__", None)
         if group is not None and group not in groups:
             known = ", ".join(sorted(groups)) or "none"
@@ -109,17 +121,13 @@ class ActorClass:
     """A class decorated with ``@nbcluster.remote``: create actors with ``.remote()``."""
 
     def __init__(self, cls: type, options: dict[str, Any]) -> None:
-        methods = _public_methods(cls)
-        if not methods:
-            raise TypeError(
-                f"{cls.__name__} has no methods, so an actor of it could do nothing: give it at "
-                "least one method (not a __dunder__) to call with handle.method.remote()."
-            )
+        methods = _public_methods(cls)  # none is fine: the actor still has __ray_ready__ (as Ray)
         self._cls = cls
         self._options = options
         self._methods = methods
         self._is_async = any(meta[1] for meta in methods.values())
         self._info: FunctionInfo | None = None
+        self._signatures: dict[str, Any] | None = None  # computed at the first .remote()
         self._lock = threading.Lock()
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
@@ -151,7 +159,18 @@ class ActorClass:
                     self._info = FunctionInfo(digest, f"{self._cls.__module__}.{self._cls.__qualname__}", pickled)
         return self._info
 
+    def _method_signatures(self) -> dict[str, Any]:
+        """Signatures of the constructor ("__init__") and the methods, to check calls by."""
+        if self._signatures is None:
+            cls = self._cls
+            found = {name: method_signature(cls, name) for name in self._methods}
+            found["__init__"] = portable_signature(cls)
+            self._signatures = found
+        return self._signatures
+
     def _create(self, options: dict[str, Any], args: tuple, kwargs: dict) -> "ActorHandle":
+        signatures = self._method_signatures()
+        check_call(signatures["__init__"], self._cls.__name__, args, kwargs)
         groups = options.get("concurrency_groups") or {}
         _method_groups(self._cls, groups)
         core = worker_state.require()
@@ -190,7 +209,10 @@ class ActorClass:
         record, ref = core.actor_submitter.create(
             self._function_info(), args, kwargs, info, bool(options.get("get_if_exists"))
         )
-        return ActorHandle._from_info(record, ref)
+        handle = ActorHandle._from_info(record, ref)
+        if record.actor_id == info.actor_id:  # this class's own actor (not an existing one, get_if_exists)
+            handle._signatures = signatures
+        return handle
 
     def __reduce__(self) -> Any:
         return (ActorClass, (self._cls, self._options))
@@ -221,12 +243,15 @@ class ActorHandle:
         methods: dict[str, MethodMeta],
         max_task_retries: int,
         ref: ObjectRef | None,
+        signatures: dict[str, Any] | None = None,
     ) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
         self._ref = ref
+        #: Method name -> its signature, when this handle came from the class (None: unchecked).
+        self._signatures: dict[str, Any] | None = signatures
 
     @classmethod
     def _from_info(cls, info: gcs_pb2.ActorInfo, ref: ObjectRef | None) -> "ActorHandle":
@@ -234,16 +259,19 @@ class ActorHandle:
         return cls(info.actor_id, info.class_name, methods, info.max_task_retries, ref)
 
     def __getattr__(self, name: str) -> "ActorMethod":
-        if name.startswith("_"):
+        if name.startswith("_") and name not in BUILTIN_METHODS:
             raise AttributeError(name)
-        meta = self._methods.get(name)
+        meta = self._methods.get(name) or BUILTIN_METHODS.get(name)
         if meta is None:
             known = ", ".join(sorted(self._methods))
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}' (its methods: {known})")
         return ActorMethod(self, name, meta[0], "", "", meta[2])
 
     def __reduce__(self) -> Any:
-        return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._max_task_retries, self._ref))
+        return (
+            ActorHandle,
+            (self._actor_id, self._class_name, self._methods, self._max_task_retries, self._ref, self._signatures),
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -293,6 +321,8 @@ class ActorMethod:
         """Call the method on the actor; returns an ObjectRef (several, by ``num_returns``;
         an ObjectRefGenerator for a streaming generator)."""
         handle = self._handle
+        if handle._signatures is not None:
+            check_call(handle._signatures.get(self._name), f"{handle._class_name}.{self._name}", args, kwargs)
         num_returns, kind = returns_shape(self._num_returns)
         options = TaskOptions(
             {}, num_returns, handle._max_task_retries, False, b"", self._task_name,
@@ -308,3 +338,15 @@ def exit_actor() -> None:
     if core is None or core.executor is None or core.executor.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor's method")
     raise ActorExit()
+
+
+def current_actor_handle() -> ActorHandle:
+    """A handle to the actor the calling code runs in (``get_runtime_context().current_actor``)."""
+    core = worker_state.current
+    host = core.executor.actor if core is not None and core.executor is not None else None
+    if host is None:
+        raise RuntimeError("This method is only available in an actor.")
+    cls = type(host.instance)
+    handle = ActorHandle(host.actor_id, host.class_name, _public_methods(cls), 0, None)
+    handle._signatures = {name: method_signature(cls, name) for name in handle._methods}
+    return handle

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from nbcluster.runtime.actor import ActorClass, ActorHandle
 from nbcluster.runtime.core import gpus, worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.generators import ObjectRefGenerator
+from nbcluster.runtime.core.local_fetch import fetch_here
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.driver_init import (
     autostart_refusal,
@@ -190,9 +192,13 @@ def wait(
 ) -> tuple[list[Any], list[Any]]:
     """Wait until ``num_returns`` of ``refs`` are ready; return (ready, not_ready),
     each in the order of ``refs``. A streaming generator in ``refs`` is ready when
-    ``next()`` on it would not block."""
+    ``next()`` on it would not block. ``fetch_local=True`` (as Ray): a ref is ready once
+    its value is on this node (pulled here from the node that made it); ``False``: as
+    soon as the value exists anywhere in the cluster, nothing pulled."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, (list, tuple)):
         raise TypeError(f"wait() takes a list of ObjectRefs (or ObjectRefGenerators), not {type(refs).__name__}")
+    if not refs:  # as Ray: nothing to wait for, whatever num_returns says
+        return [], []
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
     if num_returns > len(refs):
@@ -207,12 +213,14 @@ def wait(
     oids = [core.check_ref(r) for r in plain]
     if len(set(oids)) != len(oids) or len(set(map(id, generators))) != len(generators):
         raise ValueError("wait() requires a list of unique ObjectRefs")
-    if generators:
-        flags = core.wait_payloads(oids, num_returns, timeout, generators)
-        by_ref = dict(zip(map(id, plain + generators), flags))
-        ready_flags = [by_ref[id(r)] for r in refs]
-    else:
-        ready_flags = core.wait_payloads(oids, num_returns, timeout)
+    started = time.monotonic()
+    flags = core.wait_payloads(oids, num_returns, timeout, generators)
+    if fetch_local and isinstance(core, CoreWorker) and core.arena is not None:
+        left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+        here = fetch_here(core, [oid for oid, ready in zip(oids, flags) if ready], left)
+        flags[: len(oids)] = [oid in here for oid in oids]
+    by_ref = dict(zip(map(id, plain + generators), flags))
+    ready_flags = [by_ref[id(r)] for r in refs]
     ready, not_ready = [], []
     for ref, is_ready in zip(refs, ready_flags):
         (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)

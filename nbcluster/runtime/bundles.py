@@ -65,6 +65,22 @@ def group_of(resource: str) -> str | None:
     return group if len(group) == 32 and all(c in "0123456789abcdef" for c in group) else None
 
 
+def plain_resources(shape: Mapping[str, float]) -> dict[str, float]:
+    """``shape`` with group resources under their own names (``CPU_group_0_<G>`` and
+    ``CPU_group_<G>`` both ``CPU``) and without the markers: what work holds, as Ray's
+    ``get_assigned_resources()`` names it."""
+    out: dict[str, float] = {}
+    for name, amount in shape.items():
+        if is_group_resource(name):
+            name = name.rpartition("_group_")[0]
+            if name == _MARKER:
+                continue
+            out[name] = max(out.get(name, 0.0), amount)
+        else:
+            out[name] = out.get(name, 0.0) + amount
+    return {name: amount for name, amount in out.items() if amount}
+
+
 def is_group_resource(resource: str) -> bool:
     """Whether ``resource`` is a renamed resource of some placement group."""
     return group_of(resource) is not None

@@ -103,6 +103,14 @@ def is_initialized() -> bool:
     return worker_state.connected() is not None
 
 
+def _check_namespace(namespace: object) -> None:
+    """As Ray: a namespace is None (a fresh anonymous one) or a non-empty str."""
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__} ({namespace!r:.40})")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+
+
 def init(
     address: str | None = None,
     *,
@@ -153,6 +161,7 @@ def init(
             uploads: dict[str, bytes] = {}
             env = RuntimeEnv.parse(runtime_env).packed(uploads.__setitem__)
             resources = validate_resources(resources)
+            _check_namespace(namespace)
             autoscaling = None
             if autoscaling_config is not None:
                 autoscaling = _load_autoscaling(autoscaling_config, address)

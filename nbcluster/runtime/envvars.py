@@ -23,6 +23,9 @@ KEEP_SESSION = "NBCLUSTER_KEEP_SESSION"
 AUTOSCALER_EVENTS = "NBCLUSTER_AUTOSCALER_EVENTS"
 #: The jobs API address ``nbcluster job`` and ``JobSubmissionClient`` use by default.
 JOBS_ADDRESS = "NBCLUSTER_JOBS_ADDRESS"
+#: The largest a remote function or actor class may be pickled, in bytes (Ray's
+#: ``FUNCTION_SIZE_ERROR_THRESHOLD``, 100 MB by default).
+FUNCTION_SIZE_ERROR_THRESHOLD = "NBCLUSTER_FUNCTION_SIZE_ERROR_THRESHOLD"
 
 # --- set by the runtime for its own processes ---------------------------------
 #: The runtime configuration (``RuntimeConfig``), serialized, for every runtime process.

@@ -12,6 +12,7 @@ from typing import Any
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.core.tasks import FunctionInfo
 from nbcluster.runtime.options import task_options, validate_task_options
+from nbcluster.runtime.signatures import check_call, portable_signature
 from nbcluster.runtime.submission import submit_task
 
 
@@ -27,6 +28,7 @@ class RemoteFunction:
         self._options = options
         self._task_options = task_options(options)
         self._info: FunctionInfo | None = None
+        self._signature: Any = False  # computed at the first call
         self._lock = threading.Lock()
         functools.update_wrapper(self, function)
 
@@ -48,8 +50,15 @@ class RemoteFunction:
                     self._info = FunctionInfo(digest, name, pickled)
         return self._info
 
+    def _check_args(self, args: tuple, kwargs: dict) -> None:
+        """TypeError now when the arguments do not fit the function (as Ray)."""
+        if self._signature is False:
+            self._signature = portable_signature(self._function)
+        check_call(self._signature, self._function.__name__, args, kwargs)
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function as a task; returns an ObjectRef (or several, by ``num_returns``)."""
+        self._check_args(args, kwargs)
         return submit_task(self, self._task_options, args, kwargs)
 
     def options(self, **options: Any) -> "_OptionsView":
@@ -72,4 +81,5 @@ class _OptionsView:
         self._task_options = options
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        self._remote_function._check_args(args, kwargs)
         return submit_task(self._remote_function, self._task_options, args, kwargs)

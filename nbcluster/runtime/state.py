@@ -53,6 +53,9 @@ class ActorState(_Snapshot):
     detached: bool
     start_time: float
     end_time: float
+    #: The placement group it runs in ("" for none) and the resources it holds.
+    placement_group_id: str = ""
+    resources: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_info(cls, info: gcs_pb2.ActorInfo) -> "ActorState":
@@ -72,6 +75,8 @@ class ActorState(_Snapshot):
             detached=info.detached,
             start_time=info.start_time,
             end_time=info.end_time,
+            placement_group_id=info.placement_group_id.hex(),
+            resources=dict(info.resources.amounts),
         )
 
 
@@ -91,11 +96,26 @@ class TaskState(_Snapshot):
     end_time: float
     error: str
     actor_id: str
+    #: The worker of its latest run ("" and 0 until a run ended), and the task that submitted it.
+    worker_id: str = ""
+    worker_pid: int = 0
+    parent_task_id: str = ""
+    #: Its runs, oldest first: ``{"attempt", "node_id", "worker_id", "worker_pid",
+    #: "start_time", "end_time", "failed"}`` (what ``nbcluster.timeline()`` draws).
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, r: gcs_pb2.TaskRecord) -> "TaskState":
         """The snapshot of a GCS ``TaskRecord``."""
         return cls(
+            worker_id=r.worker_id.hex(),
+            worker_pid=r.worker_pid,
+            parent_task_id=r.parent_task_id.hex(),
+            attempts=[
+                {"attempt": a.attempt, "node_id": a.node_id.hex(), "worker_id": a.worker_id.hex(),
+                 "worker_pid": a.worker_pid, "start_time": a.start_time, "end_time": a.end_time, "failed": a.failed}
+                for a in r.attempts
+            ],
             task_id=r.task_id.hex(),
             job_id=r.job_id.hex(),
             name=r.name,

@@ -348,13 +348,6 @@ class TestBadInput:
         with pytest.raises(TypeError, match=r"argument 0 of .*Counter\(\).*_thread\.lock"):
             Counter.remote(threading.Lock())
 
-    def test_a_class_without_methods(self):
-        class Empty:
-            pass
-
-        with pytest.raises(TypeError, match="has no methods"):
-            nbcluster.remote(Empty)
-
     def test_invalid_actor_options(self):
         with pytest.raises(ValueError, match="unknown option.*'max_restart'"):
             Counter.options(max_restart=1)

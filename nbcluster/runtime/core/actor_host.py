@@ -44,6 +44,10 @@ class ActorExit(BaseException):
     """Raised by ``exit_actor()``; a BaseException so user ``except Exception`` lets it by."""
 
 
+def _ready() -> bool:
+    return True
+
+
 class ActorHost:
     """The actor a worker hosts: its instance, and how its calls run (in order, on a
     thread pool, or on an event loop)."""
@@ -83,10 +87,23 @@ class ActorHost:
 
     def method(self, name: str) -> Any:
         """The instance's method ``name``; AttributeError naming the class if it has none."""
+        if name == "__ray_ready__":  # every actor has it (as Ray): answers once the actor is up
+            return _ready
         try:
             return getattr(self.instance, name)
         except AttributeError:
             raise AttributeError(f"'{self.class_name}' actor has no method '{name}'") from None
+
+    def described(self) -> dict[str, Any]:
+        """How error messages name this actor: its id, and its ``__repr__`` when the class
+        defines one (as Ray's ``repr=`` in a task error)."""
+        found: dict[str, Any] = {"actor_id": self.actor_id.hex()}
+        if type(self.instance).__repr__ is not object.__repr__:
+            try:
+                found["actor_repr"] = repr(self.instance)[:200]
+            except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+                pass
+        return found
 
     def group_of(self, spec: common_pb2.TaskSpec) -> str:
         """The concurrency group a call asks for (its caller's choice, else its method's)."""

@@ -174,6 +174,7 @@ class ActorSubmitter(SubmitterBase):
         spec.max_concurrency = info.max_concurrency
         spec.is_async = info.is_async
         spec.class_name = info.class_name
+        spec.resources.CopyFrom(info.resources)
         spec.placement_group_id = info.placement_group_id
         spec.placement_group_capture = info.placement_group_capture
 
@@ -404,6 +405,9 @@ class ActorSubmitter(SubmitterBase):
                 continue
             if queue is not None:
                 queue.inflight.pop(task.task_id, None)
+                if queue.info is not None:
+                    ok = result.status == cw_pb2.TASK_STATUS_OK
+                    self.core.task_events.ran(task, result.duration, result.pid, queue.info.address, not ok)
             if task.cancelled and result.status != cw_pb2.TASK_STATUS_OK:
                 self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
             else:

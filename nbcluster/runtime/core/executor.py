@@ -30,7 +30,7 @@ from nbcluster.runtime.core import gpus
 from nbcluster.runtime.core.actor_host import ActorExit, ActorHost
 from nbcluster.runtime.core.generator_exec import GeneratorRun, none_payload, run_streaming, run_streaming_async
 from nbcluster.runtime.core.output import OutputForwarder
-from nbcluster.runtime.core.payloads import error_payload, format_exc, picklable
+from nbcluster.runtime.core.payloads import error_payload, format_exc, task_error
 from nbcluster.runtime.core.tasks import ArgRef, fill_spec
 from nbcluster.runtime.objects.serialization import deserialize, serialize
 from nbcluster.runtime.protocol import common_pb2, core_worker_pb2 as cw_pb2
@@ -418,7 +418,7 @@ class Executor:
         if isinstance(exc, TaskError):  # propagated as it is
             return exc, str(exc)
         text = format_exc(exc, skip)
-        return TaskError(spec.function.name, text, picklable(exc), os.getpid(), self.core.node_ip), text
+        return task_error(spec.function.name, text, exc, self.core.node_ip, self.actor), text
 
     def retryable(self, spec: common_pb2.TaskSpec, exc: BaseException) -> bool:
         """The task is retried when it raises ``exc`` (``retry_exceptions``)."""

@@ -1,12 +1,15 @@
-"""Payloads that carry an error instead of a value: ``get`` of one raises it."""
+"""Payloads that carry an error instead of a value (``get`` of one raises it), and the
+error a task that raised stands as."""
 
 from __future__ import annotations
 
+import os
 import traceback
+from typing import Any
 
 import cloudpickle
 
-from nbcluster.exceptions import ObjectFreedError
+from nbcluster.exceptions import ObjectFreedError, TaskError
 from nbcluster.runtime.objects.serialization import serialize
 from nbcluster.runtime.protocol import common_pb2
 
@@ -44,3 +47,10 @@ def picklable(exc: BaseException) -> BaseException | None:
         return None
     exc.__traceback__ = None
     return exc
+
+
+def task_error(function_name: str, text: str, exc: BaseException, node_ip: str, actor: Any) -> TaskError:
+    """The error a task (or a call of ``actor``, an ``ActorHost`` or None) that raised
+    ``exc`` stands as for its caller: where it ran, the actor's id and repr."""
+    described = actor.described() if actor is not None else {}
+    return TaskError(function_name, text, picklable(exc), os.getpid(), node_ip, **described)

@@ -364,6 +364,8 @@ class TaskSubmitter(SubmitterBase):
             task = self._tasks.get(result.task_id)
             if task is None or task.worker is None or result.attempt != task.attempt:
                 continue  # unknown, or late from an attempt given up on (its node died)
+            if lw is not None:
+                self.core.task_events.ran(task, result.duration, result.pid, lw.address, result.status != _OK)
             self._unassign(task)
             self._settle(task, result)
             touched = True
@@ -420,6 +422,7 @@ class TaskSubmitter(SubmitterBase):
     def finish_inline(self, task: Task, result: cw_pb2.TaskResult, contained: list[tuple[bytes, bytes]]) -> None:
         """Loop thread: the result of a task this process ran inline (``take_queued``)."""
         if not task.machine.is_terminal():
+            self.core.task_events.ran(task, result.duration, result.pid, self.core.address, result.status != _OK)
             self._settle(task, result)
         for oid, _owner in contained:  # the executor's holds, kept until now
             self.core.refs.release(oid)

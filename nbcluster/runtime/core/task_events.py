@@ -40,6 +40,7 @@ class TaskEvents:
     def __init__(self, core: _Host) -> None:
         self.core = core
         self._events: list[tuple] = []
+        self._attempts: list[gcs_pb2.TaskAttempt] = []
         self._dropped = 0
         self._task: asyncio.Task | None = None
 
@@ -54,6 +55,18 @@ class TaskEvents:
         if self._task is None and self.core.config.task_events_interval_s > 0:
             self._task = self.core.spawn(self._run())
 
+    def ran(self, task: Any, duration: float, pid: int, worker: Any, failed: bool) -> None:
+        """Record that ``task``'s current attempt ran ``duration`` seconds on ``worker`` (an
+        ``Address``, pid ``pid``) and has just ended (loop thread)."""
+        if len(self._attempts) >= _LIMIT:
+            self._dropped += 1
+            return
+        end = time.time()
+        self._attempts.append(gcs_pb2.TaskAttempt(
+            task_id=task.task_id, attempt=task.attempt, node_id=worker.node_id, worker_id=worker.worker_id,
+            worker_pid=pid, start_time=end - duration, end_time=end, failed=failed,
+        ))
+
     async def _run(self) -> None:
         interval = self.core.config.task_events_interval_s
         while True:
@@ -62,12 +75,13 @@ class TaskEvents:
 
     async def flush(self, wait: bool = False) -> None:
         """Send what was recorded; ``wait``: until the GCS has it (at shutdown)."""
-        if not self._events and not self._dropped:
+        if not self._events and not self._dropped and not self._attempts:
             return
         events, self._events = self._events, []
         dropped, self._dropped = self._dropped, 0
         job_id = self.core.job_id
-        request = gcs_pb2.ReportTaskEventsRequest(dropped=dropped)
+        request = gcs_pb2.ReportTaskEventsRequest(dropped=dropped, attempts=self._attempts)
+        self._attempts = []
         for task_id, name, state, when, node_id, attempt, error, actor_id, parent in events:
             request.events.add(
                 task_id=task_id,

@@ -392,6 +392,8 @@ def fill_spec(spec: common_pb2.TaskSpec, task: Task, core: "CoreWorker") -> None
         spec.resolved_refs.extend(task.resolved)
     opts = task.options
     spec.num_returns = opts.num_returns
+    if opts.resources:  # what get_assigned_resources() answers in the worker
+        spec.resources.amounts.update(opts.resources)
     spec.caller.CopyFrom(core.address)
     spec.attempt = task.attempt
     if opts.retry_exceptions:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from nbcluster.runtime.gcs.pubsub import EventLog
 
 _TERMINAL = ("FINISHED", "FAILED", "CANCELLED")
+#: Runs kept per task (a task retried more often keeps its newest).
+_ATTEMPTS_KEPT = 8
 
 
 class TaskTable:
@@ -51,6 +53,7 @@ class TaskTable:
                     name=event.name,
                     actor_id=event.actor_id,
                     submit_time=event.time,
+                    parent_task_id=event.parent_task_id,
                 )
                 self._records[event.task_id] = record
                 self.total += 1
@@ -74,7 +77,19 @@ class TaskTable:
                 record.end_time = event.time
                 record.error = event.error
             self._count(record, 1)
+        for run in request.attempts:
+            self._ran(run)
         self._publish()
+
+    def _ran(self, run: gcs_pb2.TaskAttempt) -> None:
+        """A run of a task on a worker ended: its worker, and the run for the timeline."""
+        record = self._records.get(run.task_id)
+        if record is None:
+            return  # forgotten already
+        record.worker_id, record.worker_pid = run.worker_id, run.worker_pid
+        record.attempts.append(run)
+        if len(record.attempts) > _ATTEMPTS_KEPT:
+            del record.attempts[0]
 
     def _evict(self) -> None:
         """Drop the task that ended longest ago; the oldest one when none has ended."""

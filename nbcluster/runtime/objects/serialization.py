@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import io
+import logging
 import os
 import pickle
 import struct
@@ -25,6 +26,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
+
+from nbcluster.runtime import envvars
 
 MAGIC = b"NB1"
 FLAG_ERROR = 1
@@ -57,15 +60,25 @@ def dumps(value: Any, buffer_callback: Any = None) -> bytes:
         return file.getvalue()
 
 
+#: As Ray's FUNCTION_SIZE_WARN_THRESHOLD / FUNCTION_SIZE_ERROR_THRESHOLD: a definition
+#: this large (pickled) is logged, one past the limit refused.
+FUNCTION_SIZE_WARN_THRESHOLD = 10**7
+FUNCTION_SIZE_ERROR_THRESHOLD = 10**8
+
+logger = logging.getLogger(__name__)
+
+
 def dumps_definition(obj: Any) -> bytes:
     """A function or class for shipping (by value when defined in a notebook or
     script). When it cannot be pickled, the error names the global or closure variable
-    it uses that cannot, and what to do: said before anything is submitted."""
+    it uses that cannot, and what to do: said before anything is submitted. One larger
+    than Ray's limit (100 MB; ``NBCLUSTER_FUNCTION_SIZE_ERROR_THRESHOLD``) raises
+    ValueError naming the variable that made it large."""
+    what = f"{'class' if isinstance(obj, type) else 'function'} {getattr(obj, '__qualname__', obj)!r}"
     try:
-        return dumps(obj)
+        pickled = dumps(obj)
     except Exception as exc:  # noqa: BLE001 - re-raised with the culprit named
         culprit = _unpicklable_reference(obj)
-        what = f"{'class' if isinstance(obj, type) else 'function'} {getattr(obj, '__qualname__', obj)!r}"
         if culprit is not None:
             name, value, error = culprit
             raise TypeError(
@@ -74,27 +87,50 @@ def dumps_definition(obj: Any) -> bytes:
                 "function instead, or pass something picklable as an argument."
             ) from None
         raise TypeError(f"Cannot ship {what} to the cluster: {exc}") from exc
+    _check_size(obj, what, len(pickled))
+    return pickled
 
 
-def _unpicklable_reference(obj: Any) -> tuple[str, Any, Exception] | None:
-    """The first global or closure variable that ``obj`` (a function, or a class's
-    methods) uses and that cannot be pickled."""
+def _check_size(obj: Any, what: str, size: int) -> None:
+    limit = int(os.environ.get(envvars.FUNCTION_SIZE_ERROR_THRESHOLD) or FUNCTION_SIZE_ERROR_THRESHOLD)
+    if size <= min(limit, FUNCTION_SIZE_WARN_THRESHOLD):
+        return
+    largest = max(((len(dumps(v)), n) for n, v in _references(obj) if not isinstance(v, types.ModuleType)),
+                  default=None)
+    culprit = f"; most of it is `{largest[1]}` ({largest[0] / 2**20:.1f} MiB)" if largest else ""
+    if size <= limit:
+        logger.warning("the %s is large when pickled (%.1f MiB%s)", what, size / 2**20, culprit)
+        return
+    raise ValueError(
+        f"The {what} is too large ({size / 2**20:.1f} MiB > FUNCTION_SIZE_ERROR_THRESHOLD="
+        f"{limit / 2**20:.1f} MiB){culprit}. Check that its definition is not implicitly capturing a "
+        "large array or other object in scope. Tip: use nbcluster.put() to put large objects in the "
+        "object store and pass the ref as an argument."
+    )
+
+
+def _references(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The global and closure variables ``obj`` (a function, or a class's methods) uses."""
     functions = [obj] if callable(obj) and hasattr(obj, "__code__") else []
     if isinstance(obj, type):
         functions = [v for v in vars(obj).values() if hasattr(v, "__code__")]
     for fn in functions:
         code = fn.__code__
-        candidates = [(n, fn.__globals__[n]) for n in code.co_names if n in fn.__globals__]
+        yield from ((n, fn.__globals__[n]) for n in code.co_names if n in fn.__globals__)
         if fn.__closure__:
-            candidates += [(n, c.cell_contents) for n, c in zip(code.co_freevars, fn.__closure__)
-                           if _filled(c)]
-        for name, value in candidates:
-            if isinstance(value, types.ModuleType):
-                continue
-            try:
-                dumps(value)
-            except Exception as error:  # noqa: BLE001
-                return name, value, error
+            yield from ((n, c.cell_contents) for n, c in zip(code.co_freevars, fn.__closure__) if _filled(c))
+
+
+def _unpicklable_reference(obj: Any) -> tuple[str, Any, Exception] | None:
+    """The first global or closure variable that ``obj`` (a function, or a class's
+    methods) uses and that cannot be pickled."""
+    for name, value in _references(obj):
+        if isinstance(value, types.ModuleType):
+            continue
+        try:
+            dumps(value)
+        except Exception as error:  # noqa: BLE001
+            return name, value, error
     return None
 
 

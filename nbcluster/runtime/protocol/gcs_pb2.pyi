@@ -610,16 +610,38 @@ class TaskEvent(_message.Message):
     parent_task_id: bytes
     def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., time: _Optional[float] = ..., node_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ...) -> None: ...
 
+class TaskAttempt(_message.Message):
+    __slots__ = ("task_id", "attempt", "node_id", "worker_id", "worker_pid", "start_time", "end_time", "failed")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    attempt: int
+    node_id: bytes
+    worker_id: bytes
+    worker_pid: int
+    start_time: float
+    end_time: float
+    failed: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., worker_pid: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., failed: _Optional[bool] = ...) -> None: ...
+
 class ReportTaskEventsRequest(_message.Message):
-    __slots__ = ("events", "dropped")
+    __slots__ = ("events", "dropped", "attempts")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[TaskEvent]
     dropped: int
-    def __init__(self, events: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
+    attempts: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    def __init__(self, events: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ..., dropped: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "job_id", "name", "state", "node_id", "attempt", "submit_time", "start_time", "end_time", "error", "actor_id")
+    __slots__ = ("task_id", "job_id", "name", "state", "node_id", "attempt", "submit_time", "start_time", "end_time", "error", "actor_id", "worker_id", "worker_pid", "parent_task_id", "attempts")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -631,6 +653,10 @@ class TaskRecord(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     name: str
@@ -642,7 +668,11 @@ class TaskRecord(_message.Message):
     end_time: float
     error: str
     actor_id: bytes
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., submit_time: _Optional[float] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., error: _Optional[str] = ..., actor_id: _Optional[bytes] = ...) -> None: ...
+    worker_id: bytes
+    worker_pid: int
+    parent_task_id: bytes
+    attempts: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., submit_time: _Optional[float] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., error: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., worker_pid: _Optional[int] = ..., parent_task_id: _Optional[bytes] = ..., attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("job_id", "limit", "task_ids")

@@ -15,14 +15,10 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from nbcluster.exceptions import (
-    NbclusterSystemError,
-    TaskCancelledError,
-    TaskUnschedulableError,
-    WorkerCrashedError,
-)
+from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, TaskUnschedulableError
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.tasks import FunctionInfo, Placement, SubmitterBase, Task, TaskOptions, fill_spec
+from nbcluster.runtime.core.worker_loss import WorkerLoss
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
@@ -58,6 +54,7 @@ class ShapeQueue:
         #: while a connection to another node's node manager is being opened.
         self.requests: dict[int, tuple[Any, Any] | None] = {}
         self.description = ""
+        self.retriable = True
 
     @property
     def spread(self) -> bool:
@@ -88,7 +85,7 @@ class LeasedWorker:
         self.sent_fns: set[bytes] = sent
 
 
-class TaskSubmitter(SubmitterBase):
+class TaskSubmitter(SubmitterBase, WorkerLoss):
     """Submits this process's normal tasks: leases workers per resource shape and pushes tasks to them."""
 
     def __init__(self, core: "CoreWorker") -> None:
@@ -140,10 +137,12 @@ class TaskSubmitter(SubmitterBase):
         resources = task.options.resources
         placement = task.options.placement
         home = self._home(task) if placement is None or placement.local_first else b""
-        key = (tuple(sorted(resources.items())), placement.key if placement else None, home)
+        retriable = task.options.max_retries != 0  # the memory monitor kills retriable work first
+        key = (tuple(sorted(resources.items())), placement.key if placement else None, home, retriable)
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = ShapeQueue(key, resources, placement, home)
+            shape.retriable = retriable
         shape.description = f"Task {task.fn.name}"
         task.shape = shape
         task.machine.transition(TaskState.QUEUED)
@@ -214,6 +213,7 @@ class TaskSubmitter(SubmitterBase):
             description=shape.description,
             no_spill=no_spill,
             nested=core.executor is not None,
+            retriable=shape.retriable,
         )
         placement = shape.placement
         if placement is not None:
@@ -451,30 +451,6 @@ class TaskSubmitter(SubmitterBase):
         while shape.queue:
             self._fail(shape.queue.popleft(), exc)
         self.core.refs.notify_ready()
-
-    def connection_lost(self, conn: Any) -> None:
-        """A leased worker's connection closed: retry or fail its tasks."""
-        lw: LeasedWorker | None = conn.state.get("leased")
-        if lw is None:
-            return
-        self._drop_worker(lw)
-        reason = conn.close_reason or "connection lost"
-        for task in list(lw.inflight.values()):
-            self._unassign(task)
-            if task.cancelled:
-                self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
-            elif not self._retry(task):
-                self._fail(
-                    task,
-                    WorkerCrashedError(
-                        f"The worker running {task.fn.name} died ({reason}); the task ran "
-                        f"{task.attempt + 1} time(s) (max_retries={task.options.max_retries}). "
-                        "Check the worker's log in the session's logs/ directory."
-                    ),
-                )
-        lw.inflight.clear()
-        self.core.refs.notify_ready()
-        self._dispatch(lw.shape)
 
     # -- cancelling ---------------------------------------------------------------------
     def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:

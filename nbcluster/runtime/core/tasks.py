@@ -146,6 +146,7 @@ class Task:
         "counted_slow",
         "actor",
         "method",
+        "oom_kills",
     )
 
     def __init__(self, task_id: bytes, fn: FunctionInfo, options: TaskOptions) -> None:
@@ -169,6 +170,7 @@ class Task:
         self.counted_slow = False
         self.actor: Any = None  # actor calls: the actor's queue
         self.method = ""
+        self.oom_kills = 0  # times the memory monitor killed its worker (task_oom_retries)
 
 
 class SubmitterBase:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.core.worker_loss import ask_failure_cause
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
@@ -389,6 +390,7 @@ class ActorManager:
                     runtime_env_hash=job.config.runtime_env_hash if job else "",
                     description=f"Actor {info.class_name}",
                     for_actor=True,
+                    retriable=info.max_restarts != 0,
                     strategy=info.scheduling_strategy,
                     affinity_node_id=info.affinity_node_id,
                     affinity_soft=info.affinity_soft,
@@ -479,8 +481,16 @@ class ActorManager:
         if actor.worker_conn is not conn or actor.state is ActorState.DEAD:
             return
         actor.worker_conn = None
+        nm = actor.lease[0] if actor.lease is not None else None
         actor.lease = None  # the node manager ended it with the worker
-        self._after_death(actor, f"its worker process (pid {actor.info.pid}) died unexpectedly")
+        crashed = f"its worker process (pid {actor.info.pid}) died unexpectedly"
+        # The node manager says why when it ended the worker (the memory monitor).
+
+        def told(cause: Any) -> None:
+            if actor.state is ActorState.ALIVE and actor.worker_conn is None:
+                self._after_death(actor, cause.message if cause is not None else crashed)
+
+        ask_failure_cause(nm, actor.info.address.worker_id, told)
 
     def _after_death(self, actor: _Actor, cause: str) -> None:
         """The actor's process is gone: restart it if it may, else it is dead."""

@@ -222,6 +222,7 @@ class ActorManager:
         out = gcs_pb2.ActorInfo()
         out.CopyFrom(info)
         out.ClearField("creation_task")
+        out.ClearField("job_config")
         return out
 
     # -- RPCs -------------------------------------------------------------------------
@@ -348,7 +349,7 @@ class ActorManager:
         self._creating[spec.task_id] = fut
         push = cw_pb2.PushTasksRequest(job_id=info.job_id, tasks=[spec])
         if job is not None:
-            push.job_config.CopyFrom(job.config)
+            push.job_config.CopyFrom(_job_config(info, job))
             push.driver.CopyFrom(job.driver)
         closed = asyncio.get_running_loop().create_future()
         conn.on_close(lambda c: closed.done() or closed.set_result(c.close_reason))
@@ -387,7 +388,7 @@ class ActorManager:
                     resources=info.resources,
                     placement_resources=info.placement_resources,
                     job_id=info.job_id,
-                    runtime_env_hash=job.config.runtime_env_hash if job else "",
+                    runtime_env_hash=_job_config(info, job).runtime_env_hash,
                     description=f"Actor {info.class_name}",
                     for_actor=True,
                     retriable=info.max_restarts != 0,
@@ -561,6 +562,13 @@ class ActorManager:
                 owner = self._conns.get(actor.info.owner.endpoint)
                 if owner is not None and not owner.closed:
                     owner.notify(methods.CoreWorker.LeaseWarning, request)
+
+
+def _job_config(info: gcs_pb2.ActorInfo, job: gcs_pb2.JobInfo | None) -> common_pb2.JobConfig:
+    """What the actor's worker binds to: its own config (a runtime_env of its own), else its job's."""
+    if info.HasField("job_config"):
+        return info.job_config
+    return job.config if job is not None else common_pb2.JobConfig()
 
 
 class _ActorFailed(Exception):

@@ -218,9 +218,9 @@ class ObjectStoreFullError(NbclusterError):
 
 
 class OutOfMemoryError(NbclusterError):
-    """A node ran low on memory and killed the task's worker to free some (Ray's
-    name). Raised once nodes watch their memory (the memory monitor); until then a
-    worker the kernel's OOM killer ends raises :class:`WorkerCrashedError`."""
+    """A node ran low on memory and its memory monitor killed the task's worker to free
+    some (Ray's name); the message names the task, the node and its memory use. A
+    worker the kernel's own OOM killer ends raises :class:`WorkerCrashedError`."""
 
 
 class RayActorError(NbclusterError):

@@ -28,6 +28,7 @@ from nbcluster.runtime.options import (
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.actor_host import ActorExit
 from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.task_env import job_config_for
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
@@ -200,6 +201,8 @@ class ActorClass:
             methods=[_wire_method(name, meta) for name, meta in self._methods.items()],
         )
         info.creation_task.concurrency_groups.update(groups)
+        if options.get("runtime_env"):  # its own environment (core/task_env.py)
+            info.job_config.CopyFrom(job_config_for(core, options["runtime_env"]))
         if where is not None:
             info.scheduling_strategy = where.strategy
             info.affinity_node_id = where.node_id

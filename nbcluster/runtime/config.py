@@ -68,6 +68,21 @@ class RuntimeConfig:
     autoscaler_node_start_timeout_s: float = 120.0
     #: Stopping a job: SIGTERM to its process group, SIGKILL after this long (Ray's 3 s).
     job_stop_grace_s: float = 3.0
+    #: The memory monitor (Ray's): each node manager reads its memory this often and,
+    #: above ``memory_usage_threshold``, kills a worker (0: never kill).
+    memory_monitor_refresh_ms: int = 250
+    #: The fraction of the node's memory (its cgroup's limit when it runs in one) above
+    #: which the memory monitor kills the newest retriable task's worker (Ray's 0.95).
+    memory_usage_threshold: float = 0.95
+    #: Read ``memory.current``/``memory.max`` here instead of the node's own cgroup v2
+    #: directory ("": the process's cgroup when it is limited, else the machine's memory).
+    memory_monitor_cgroup_dir: str = ""
+    #: Times a task killed by the memory monitor is retried (-1: always, Ray's default),
+    #: apart from ``max_retries``; a task with ``max_retries=0`` is never retried.
+    task_oom_retries: int = -1
+    #: The first retry after an OOM kill waits this long, each next one twice as long
+    #: (at most 60 s), as Ray's ``task_oom_retry_delay_base_ms``.
+    task_oom_retry_delay_base_ms: int = 1000
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

@@ -12,12 +12,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from nbcluster.runtime import envvars
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.runtime_env import RuntimeEnv, packages
+from nbcluster.runtime.protocol import common_pb2
+from nbcluster.runtime.runtime_env import RuntimeEnv
 from nbcluster.runtime.runtime_env import setup as runtime_env_setup
-from nbcluster.runtime.transport import dial, methods
+from nbcluster.runtime.transport import dial
 from nbcluster.runtime.transport.errors import TransportError, public_error
 
 
@@ -79,9 +78,7 @@ async def dial_gcs(gcs_endpoint: str, token: str, config: RuntimeConfig) -> Any:
 async def upload_packages(gcs: Any, uploads: dict[str, bytes]) -> None:
     """The runtime_env's packages made here, stored in the GCS once by content."""
     for uri, data in uploads.items():
-        _, name = packages.parse_uri(uri)
-        await gcs.call(methods.Gcs.KvPut, gcs_pb2.KvPutRequest(namespace=envvars.KV_PACKAGES, key=name.encode(),
-                                                               value=data))
+        await runtime_env_setup.upload(gcs, uri, data)
 
 
 @dataclass(frozen=True)

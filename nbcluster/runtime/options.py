@@ -16,6 +16,7 @@ from nbcluster.runtime.actor_options import accelerator_demand
 from nbcluster.runtime.objects.serialization import dumps
 from nbcluster.runtime.core.tasks import Placement, TaskOptions
 from nbcluster.runtime.protocol import common_pb2, node_manager_pb2 as nm_pb2
+from nbcluster.runtime.runtime_env import RuntimeEnv
 from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 TASK_DEFAULTS: dict[str, Any] = {
@@ -154,6 +155,8 @@ _SHARED: dict[str, Check] = {
     "placement_group": _placement_group,
     "placement_group_bundle_index": _placement_group,
     "placement_group_capture_child_tasks": _placement_group,
+    # Validated once, here: the RuntimeEnv value travels as is from now on.
+    "runtime_env": lambda _name, value: RuntimeEnv.parse(value),
 }
 #: ``@remote`` on a function, ``f.options(...)`` (defaults: TASK_DEFAULTS).
 TASK_OPTIONS: dict[str, Check] = {
@@ -362,6 +365,7 @@ def task_options(merged: Mapping[str, Any]) -> TaskOptions:
         placement=where,
         returns_kind=kind,
         backpressure=max(opts.get("_generator_backpressure_num_objects", -1), 0),
+        runtime_env=opts.get("runtime_env"),
     )
 
 

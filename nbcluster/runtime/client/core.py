@@ -380,6 +380,9 @@ class _Tasks:
     def submit(self, fn: FunctionInfo, args: tuple, kwargs: dict, options: TaskOptions, parent: bytes = b"",
                context: str = "") -> list[ObjectRef]:
         """Queue a task; returns its refs."""
+        if options.runtime_env:
+            raise NotImplementedError("a task's own runtime_env is not supported in client mode yet; give it to "
+                                      "init(runtime_env=...) for the whole job")
         core = self.core
         spec = _client_task(core, fn, args, kwargs, options, context)
         if fn.function_id not in self._sent:

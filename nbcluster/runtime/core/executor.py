@@ -220,7 +220,7 @@ class Executor:
             prepared = core.run_sync(prepare(), timeout=300)
         except Exception as exc:  # noqa: BLE001 - reported on every task of the job
             logger.exception("runtime_env setup failed")
-            self.env_error = RuntimeEnvSetupError(f"the job's runtime_env could not be set up on this node: {exc}")
+            self.env_error = RuntimeEnvSetupError(f"the runtime_env could not be set up on this node: {exc}")
             return
         for path in reversed(prepared.sys_path):
             if path not in sys.path:

@@ -15,14 +15,11 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from nbcluster.exceptions import (
-    NbclusterSystemError,
-    TaskCancelledError,
-    TaskUnschedulableError,
-    WorkerCrashedError,
-)
+from nbcluster.exceptions import NbclusterSystemError, TaskCancelledError, TaskUnschedulableError
 from nbcluster.runtime.core.object_ref import ObjectRef
+from nbcluster.runtime.core.task_env import job_config_for
 from nbcluster.runtime.core.tasks import FunctionInfo, Placement, SubmitterBase, Task, TaskOptions, fill_spec
+from nbcluster.runtime.core.worker_loss import WorkerLoss
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
@@ -58,6 +55,9 @@ class ShapeQueue:
         #: while a connection to another node's node manager is being opened.
         self.requests: dict[int, tuple[Any, Any] | None] = {}
         self.description = ""
+        self.retriable = True
+        #: The JobConfig its workers bind to (None: the process's own).
+        self.job_config: common_pb2.JobConfig | None = None
 
     @property
     def spread(self) -> bool:
@@ -88,7 +88,7 @@ class LeasedWorker:
         self.sent_fns: set[bytes] = sent
 
 
-class TaskSubmitter(SubmitterBase):
+class TaskSubmitter(SubmitterBase, WorkerLoss):
     """Submits this process's normal tasks: leases workers per resource shape and pushes tasks to them."""
 
     def __init__(self, core: "CoreWorker") -> None:
@@ -105,6 +105,8 @@ class TaskSubmitter(SubmitterBase):
     def submit(self, fn: FunctionInfo, args: tuple, kwargs: dict, options: TaskOptions, parent: bytes = b"", context: str = "") -> list[ObjectRef]:
         """Queue a task (caller's thread); returns its refs."""
         task = Task(self.core.ids.next(), fn, options)
+        if options.runtime_env:  # its own environment: its own workers (task_env.py)
+            task.job_config = job_config_for(self.core, options.runtime_env)
         task.parent = parent
         task.context = context
         self.prepare_args(task, args, kwargs)
@@ -140,10 +142,13 @@ class TaskSubmitter(SubmitterBase):
         resources = task.options.resources
         placement = task.options.placement
         home = self._home(task) if placement is None or placement.local_first else b""
-        key = (tuple(sorted(resources.items())), placement.key if placement else None, home)
+        retriable = task.options.max_retries != 0  # the memory monitor kills retriable work first
+        env = task.job_config.runtime_env_hash if task.job_config is not None else None
+        key = (tuple(sorted(resources.items())), placement.key if placement else None, home, retriable, env)
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = ShapeQueue(key, resources, placement, home)
+            shape.retriable, shape.job_config = retriable, task.job_config
         shape.description = f"Task {task.fn.name}"
         task.shape = shape
         task.machine.transition(TaskState.QUEUED)
@@ -210,10 +215,11 @@ class TaskSubmitter(SubmitterBase):
             request_id=request_id,
             resources=common_pb2.ResourceSet(amounts=shape.resources),
             job_id=core.job_id,
-            runtime_env_hash=core.job_config.runtime_env_hash if core.job_config else "",
+            runtime_env_hash=(shape.job_config or core.job_config or common_pb2.JobConfig()).runtime_env_hash,
             description=shape.description,
             no_spill=no_spill,
             nested=core.executor is not None,
+            retriable=shape.retriable,
         )
         placement = shape.placement
         if placement is not None:
@@ -313,7 +319,7 @@ class TaskSubmitter(SubmitterBase):
         if core.driver_address is not None:
             request.driver.CopyFrom(core.driver_address)
         if not lw.sent_job:
-            request.job_config.CopyFrom(core.job_config)
+            request.job_config.CopyFrom(lw.shape.job_config or core.job_config)
             lw.sent_job = True
         node_id = lw.address.node_id
         record = core.task_events.record
@@ -404,8 +410,8 @@ class TaskSubmitter(SubmitterBase):
         task = entry.task if entry is not None else None
         if task is None or task.method or task.shape is None or task.options.placement is not None:
             return None
-        if task.options.returns_kind:  # a generator: its items stream from a worker
-            return None
+        if task.options.returns_kind or task.job_config is not None:
+            return None  # a generator streams from a worker; a runtime_env of its own needs a worker set up for it
         resources = task.options.resources
         if set(resources) - {"CPU"} or resources.get("CPU", 0) > 1:
             return None  # it needs what this worker's lease may not hold (another node's resources)
@@ -454,30 +460,6 @@ class TaskSubmitter(SubmitterBase):
         while shape.queue:
             self._fail(shape.queue.popleft(), exc)
         self.core.refs.notify_ready()
-
-    def connection_lost(self, conn: Any) -> None:
-        """A leased worker's connection closed: retry or fail its tasks."""
-        lw: LeasedWorker | None = conn.state.get("leased")
-        if lw is None:
-            return
-        self._drop_worker(lw)
-        reason = conn.close_reason or "connection lost"
-        for task in list(lw.inflight.values()):
-            self._unassign(task)
-            if task.cancelled:
-                self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
-            elif not self._retry(task):
-                self._fail(
-                    task,
-                    WorkerCrashedError(
-                        f"The worker running {task.fn.name} died ({reason}); the task ran "
-                        f"{task.attempt + 1} time(s) (max_retries={task.options.max_retries}). "
-                        "Check the worker's log in the session's logs/ directory."
-                    ),
-                )
-        lw.inflight.clear()
-        self.core.refs.notify_ready()
-        self._dispatch(lw.shape)
 
     # -- cancelling ---------------------------------------------------------------------
     def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
@@ -546,7 +528,7 @@ class TaskSubmitter(SubmitterBase):
         again = Task(task.task_id, task.fn, task.options)
         again.args, again.top_refs, again.held = task.args, task.top_refs, task.held
         again.return_ids = task.return_ids
-        again.parent, again.context = task.parent, task.context
+        again.parent, again.context, again.job_config = task.parent, task.context, task.job_config
         again.retries_left = task.retries_left - 1 if task.retries_left > 0 else -1
         again.attempt = task.attempt + 1
         for ret in task.return_ids:

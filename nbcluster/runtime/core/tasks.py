@@ -91,6 +91,7 @@ class TaskOptions:
         "returns_kind",
         "backpressure",
         "concurrency_group",
+        "runtime_env",
     )
 
     def __init__(
@@ -105,6 +106,7 @@ class TaskOptions:
         returns_kind: int = 0,
         backpressure: int = 0,
         concurrency_group: str = "",
+        runtime_env: Any = None,
     ) -> None:
         self.resources = resources
         #: Return refs the caller gets: 1 for a generator (streamed items come apart).
@@ -120,6 +122,8 @@ class TaskOptions:
         self.backpressure = backpressure
         #: Actor calls: the concurrency group chosen by the caller ("": the method's).
         self.concurrency_group = concurrency_group
+        #: A task's own validated RuntimeEnv (None or empty: its submitter's).
+        self.runtime_env = runtime_env
 
 
 class Task:
@@ -146,6 +150,8 @@ class Task:
         "counted_slow",
         "actor",
         "method",
+        "oom_kills",
+        "job_config",
     )
 
     def __init__(self, task_id: bytes, fn: FunctionInfo, options: TaskOptions) -> None:
@@ -169,6 +175,9 @@ class Task:
         self.counted_slow = False
         self.actor: Any = None  # actor calls: the actor's queue
         self.method = ""
+        self.oom_kills = 0  # times the memory monitor killed its worker (task_oom_retries)
+        #: Normal tasks with a runtime_env of their own: what their workers bind to (task_env.py).
+        self.job_config: common_pb2.JobConfig | None = None
 
 
 class SubmitterBase:

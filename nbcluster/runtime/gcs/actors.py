@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.node import resources as rs
+from nbcluster.runtime.core.worker_loss import ask_failure_cause
 from nbcluster.runtime.protocol import (
     common_pb2,
     core_worker_pb2 as cw_pb2,
@@ -221,6 +222,7 @@ class ActorManager:
         out = gcs_pb2.ActorInfo()
         out.CopyFrom(info)
         out.ClearField("creation_task")
+        out.ClearField("job_config")
         return out
 
     # -- RPCs -------------------------------------------------------------------------
@@ -347,7 +349,7 @@ class ActorManager:
         self._creating[spec.task_id] = fut
         push = cw_pb2.PushTasksRequest(job_id=info.job_id, tasks=[spec])
         if job is not None:
-            push.job_config.CopyFrom(job.config)
+            push.job_config.CopyFrom(_job_config(info, job))
             push.driver.CopyFrom(job.driver)
         closed = asyncio.get_running_loop().create_future()
         conn.on_close(lambda c: closed.done() or closed.set_result(c.close_reason))
@@ -386,9 +388,10 @@ class ActorManager:
                     resources=info.resources,
                     placement_resources=info.placement_resources,
                     job_id=info.job_id,
-                    runtime_env_hash=job.config.runtime_env_hash if job else "",
+                    runtime_env_hash=_job_config(info, job).runtime_env_hash,
                     description=f"Actor {info.class_name}",
                     for_actor=True,
+                    retriable=info.max_restarts != 0,
                     strategy=info.scheduling_strategy,
                     affinity_node_id=info.affinity_node_id,
                     affinity_soft=info.affinity_soft,
@@ -479,8 +482,16 @@ class ActorManager:
         if actor.worker_conn is not conn or actor.state is ActorState.DEAD:
             return
         actor.worker_conn = None
+        nm = actor.lease[0] if actor.lease is not None else None
         actor.lease = None  # the node manager ended it with the worker
-        self._after_death(actor, f"its worker process (pid {actor.info.pid}) died unexpectedly")
+        crashed = f"its worker process (pid {actor.info.pid}) died unexpectedly"
+        # The node manager says why when it ended the worker (the memory monitor).
+
+        def told(cause: Any) -> None:
+            if actor.state is ActorState.ALIVE and actor.worker_conn is None:
+                self._after_death(actor, cause.message if cause is not None else crashed)
+
+        ask_failure_cause(nm, actor.info.address.worker_id, told)
 
     def _after_death(self, actor: _Actor, cause: str) -> None:
         """The actor's process is gone: restart it if it may, else it is dead."""
@@ -551,6 +562,13 @@ class ActorManager:
                 owner = self._conns.get(actor.info.owner.endpoint)
                 if owner is not None and not owner.closed:
                     owner.notify(methods.CoreWorker.LeaseWarning, request)
+
+
+def _job_config(info: gcs_pb2.ActorInfo, job: gcs_pb2.JobInfo | None) -> common_pb2.JobConfig:
+    """What the actor's worker binds to: its own config (a runtime_env of its own), else its job's."""
+    if info.HasField("job_config"):
+        return info.job_config
+    return job.config if job is not None else common_pb2.JobConfig()
 
 
 class _ActorFailed(Exception):

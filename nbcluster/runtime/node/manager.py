@@ -13,7 +13,8 @@ and the GCS's health checks.
 
 This module holds the lifecycle, the lease queue and the job glue; its sibling
 modules the rest, mixed into :class:`NodeManager`: ``bundles.py`` (placement group
-bundles), ``clients.py`` (registered processes), ``cluster_view.py`` (the other nodes), ``reports.py`` (the node's row
+bundles), ``clients.py`` (registered processes), ``cluster_view.py`` (the other nodes),
+``memory_monitor.py`` (killing a worker when memory runs low), ``reports.py`` (the node's row
 for the GCS, stats) and ``objects.py`` (the object RPCs); ``options.py`` holds what
 it is started with.
 """
@@ -40,6 +41,7 @@ from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.node.accelerators import GpuIds
 from nbcluster.runtime.node.client_sessions import ClientSessions
 from nbcluster.runtime.node.jobs import JobSupervisors
+from nbcluster.runtime.node.memory_monitor import MemoryHandlers
 from nbcluster.runtime.node.objects import ObjectHandlers
 from nbcluster.runtime.node.options import NodeOptions, default_object_store_memory, node_resources
 from nbcluster.runtime.node.reports import NodeReports
@@ -66,15 +68,16 @@ logger = logging.getLogger(__name__)
 
 
 class _Lease:
-    __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released", "gpu_ids")
+    __slots__ = ("lease_id", "worker", "shape", "holder", "cpu_released", "gpu_ids", "retriable", "description", "granted")
 
-    def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: Client) -> None:
+    def __init__(self, lease_id: int, worker: Worker, shape: rs.Fixed, holder: Client, request: nm_pb2.LeaseRequest) -> None:
         self.lease_id = lease_id
         self.worker = worker
         self.shape = shape
         self.holder = holder
         self.cpu_released = False
         self.gpu_ids: list[int] = []
+        self.retriable, self.description, self.granted = request.retriable, request.description, time.monotonic()
 
 
 class _LeaseRequest:
@@ -96,7 +99,7 @@ class _LeaseRequest:
         self.view_asked: int | None = None
 
 
-class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, ObjectHandlers):
+class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, NodeReports, ObjectHandlers):
     """One node's resources, leases, workers and object store (see the module docstring)."""
 
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
@@ -212,6 +215,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
         self._tasks.append(loop.create_task(self._report_loop()))
         self._tasks.append(loop.create_task(self._maintain_loop()))
         self._tasks.append(loop.create_task(self._gcs.watch_membership(self._refresh_view)))
+        self._start_memory_monitor()
         logger.info(
             "node=%s serving on %s %s resources=%s",
             self.node_id.hex(), self.local_endpoint, self.address, rs.to_float(self.total),
@@ -508,7 +512,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, NodeReports, Obje
                 waiting[req.for_actor] += 1
                 continue
             self._next_lease += 1
-            lease = _Lease(self._next_lease, worker, pending.shape, pending.client)
+            lease = _Lease(self._next_lease, worker, pending.shape, pending.client, req)
             lease.gpu_ids = self.gpus.assign(pending.shape.get("GPU", 0)) or []
             rs.subtract(self.available, pending.shape)
             self._idle_since = None

@@ -73,7 +73,7 @@ class RegisterClientReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., relay_endpoint: _Optional[str] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill", "nested")
+    __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill", "nested", "retriable")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class LeaseRequest(_message.Message):
     AFFINITY_SOFT_FIELD_NUMBER: _ClassVar[int]
     NO_SPILL_FIELD_NUMBER: _ClassVar[int]
     NESTED_FIELD_NUMBER: _ClassVar[int]
+    RETRIABLE_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     resources: _common_pb2.ResourceSet
     job_id: bytes
@@ -98,7 +99,8 @@ class LeaseRequest(_message.Message):
     affinity_soft: bool
     no_spill: bool
     nested: bool
-    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ..., nested: _Optional[bool] = ...) -> None: ...
+    retriable: bool
+    def __init__(self, request_id: _Optional[int] = ..., resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., job_id: _Optional[bytes] = ..., runtime_env_hash: _Optional[str] = ..., description: _Optional[str] = ..., placement_resources: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., for_actor: _Optional[bool] = ..., strategy: _Optional[_Union[SchedulingStrategy, str]] = ..., affinity_node_id: _Optional[bytes] = ..., affinity_soft: _Optional[bool] = ..., no_spill: _Optional[bool] = ..., nested: _Optional[bool] = ..., retriable: _Optional[bool] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
     __slots__ = ("lease_id", "worker", "rejection", "reason", "spillback", "gpu_ids")
@@ -129,6 +131,24 @@ class CancelLeaseRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     def __init__(self, request_id: _Optional[int] = ...) -> None: ...
+
+class WorkerFailureCauseRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: bytes
+    def __init__(self, worker_id: _Optional[bytes] = ...) -> None: ...
+
+class WorkerFailureCauseReply(_message.Message):
+    __slots__ = ("found", "message", "out_of_memory", "retriable")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    RETRIABLE_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    message: str
+    out_of_memory: bool
+    retriable: bool
+    def __init__(self, found: _Optional[bool] = ..., message: _Optional[str] = ..., out_of_memory: _Optional[bool] = ..., retriable: _Optional[bool] = ...) -> None: ...
 
 class BlockedNotice(_message.Message):
     __slots__ = ("blocked",)

@@ -49,6 +49,12 @@ async def _ensure(gcs: Any, uri: str, cache: Path) -> Path:
     return await asyncio.to_thread(packages.unpack, reply.value, dest)
 
 
+async def upload(gcs: Any, uri: str, data: bytes) -> None:
+    """Store a package in the GCS's package store under its name (its content's hash)."""
+    _, name = packages.parse_uri(uri)
+    await gcs.call(methods.Gcs.KvPut, gcs_pb2.KvPutRequest(namespace=envvars.KV_PACKAGES, key=name.encode(), value=data))
+
+
 async def prepare(gcs: Any, session_dir: Path, env: RuntimeEnv) -> Prepared:
     """Unpack ``env``'s packages (URIs) on this node (once) and return where they are."""
     cache = session_dir / CACHE_DIR

@@ -20,7 +20,9 @@ from typing import Any
 from nbcluster.runtime.runtime_env import packages
 
 #: The ``runtime_env`` keys nbcluster supports (Ray's names).
-SUPPORTED_KEYS = ("working_dir", "py_modules", "env_vars")
+SUPPORTED_KEYS = ("working_dir", "py_modules", "env_vars", "excludes", "config")
+#: The keys of ``config`` (Ray's ``RuntimeEnvConfig``), accepted and checked.
+CONFIG_KEYS = ("setup_timeout_seconds", "eager_install")
 _HINT = "install other dependencies on the cluster's nodes"
 
 
@@ -30,11 +32,14 @@ class RuntimeEnv:
 
     ``working_dir`` and each of ``py_modules`` is a local path (on the machine that
     submits, before :meth:`packed`) or a ``gcs://`` package URI; ``env_vars`` are set in
-    every process of the job."""
+    every process of the job. ``excludes`` (fnmatch patterns) are left out when local
+    paths are zipped; ``config`` is Ray's ``RuntimeEnvConfig`` (accepted, checked)."""
 
     working_dir: str | None = None
     py_modules: tuple[str, ...] = ()
     env_vars: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    excludes: tuple[str, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | RuntimeEnv | None, *, local_paths: bool = True) -> RuntimeEnv:
@@ -59,11 +64,16 @@ class RuntimeEnv:
         modules = raw.get("py_modules") or []
         if isinstance(modules, (str, bytes, os.PathLike)) or not isinstance(modules, (list, tuple)):
             raise TypeError("runtime_env py_modules must be a list of paths, modules or gcs:// URIs")
+        excludes = raw.get("excludes") or []
+        if not isinstance(excludes, (list, tuple)) or not all(isinstance(e, str) for e in excludes):
+            raise TypeError("runtime_env excludes must be a list of str (fnmatch patterns such as '*.csv')")
         working_dir = raw.get("working_dir")
         return cls(
             working_dir=_entry(working_dir, "working_dir", local_paths) if working_dir is not None else None,
             py_modules=tuple(_entry(m, "py_modules", local_paths) for m in modules),
             env_vars=types.MappingProxyType(dict(env_vars)),
+            excludes=tuple(excludes),
+            config=types.MappingProxyType(_config(raw.get("config"))),
         )
 
     def __bool__(self) -> bool:
@@ -83,7 +93,8 @@ class RuntimeEnv:
         def pack(entry: str, include_parent: bool) -> str:
             if is_uri(entry):
                 return entry
-            data = packages.zip_directory(entry, include_parent=include_parent)
+            data = packages.zip_directory(entry, include_parent=include_parent,
+                                          excludes=packages.DEFAULT_EXCLUDES + self.excludes)
             uri = packages.package_uri(data)
             store(uri, data)
             return uri
@@ -101,6 +112,18 @@ class RuntimeEnv:
             working_dir=override.working_dir or self.working_dir,
             py_modules=self.py_modules + override.py_modules,
             env_vars=types.MappingProxyType({**self.env_vars, **override.env_vars}),
+        )
+
+    def override(self, child: RuntimeEnv) -> RuntimeEnv:
+        """A task's or actor's ``child`` environment over its job's (this one), as Ray:
+        each key the child gives replaces the job's, except ``env_vars``, which merge
+        (the child's win)."""
+        return RuntimeEnv(
+            working_dir=child.working_dir or self.working_dir,
+            py_modules=child.py_modules or self.py_modules,
+            env_vars=types.MappingProxyType({**self.env_vars, **child.env_vars}),
+            excludes=child.excludes or self.excludes,
+            config=child.config or self.config,
         )
 
     @property
@@ -124,6 +147,8 @@ class RuntimeEnv:
             working_dir=data.get("working_dir") or None,
             py_modules=tuple(data.get("py_modules", ())),
             env_vars=types.MappingProxyType(dict(data.get("env_vars", {}))),
+            excludes=tuple(data.get("excludes", ())),
+            config=types.MappingProxyType(dict(data.get("config", {}))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +160,10 @@ class RuntimeEnv:
             out["py_modules"] = list(self.py_modules)
         if self.env_vars:
             out["env_vars"] = dict(self.env_vars)
+        if self.excludes:
+            out["excludes"] = list(self.excludes)
+        if self.config:
+            out["config"] = dict(self.config)
         return out
 
 
@@ -171,3 +200,21 @@ def _entry(value: Any, key: str, local_paths: bool) -> str:
     if key == "py_modules" and not (os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".py"))):
         raise ValueError(f"runtime_env py_modules entry {text!r} is not a package directory or a .py file")
     return text
+
+
+def _config(raw: Any) -> dict[str, Any]:
+    """Ray's ``RuntimeEnvConfig`` keys, checked: ``setup_timeout_seconds`` (an int > 0,
+    or -1: no timeout) and ``eager_install`` (a bool)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"runtime_env config must be a dict, not {type(raw).__name__}")
+    unknown = [key for key in raw if key not in CONFIG_KEYS]
+    if unknown:
+        raise ValueError(f"runtime_env config key {unknown[0]!r} is not supported; use {', '.join(CONFIG_KEYS)}")
+    timeout = raw.get("setup_timeout_seconds", 600)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not (timeout > 0 or timeout == -1):
+        raise ValueError(f"runtime_env config setup_timeout_seconds must be an int > 0 or -1, got {timeout!r}")
+    if not isinstance(raw.get("eager_install", True), bool):
+        raise TypeError("runtime_env config eager_install must be a bool")
+    return dict(raw)

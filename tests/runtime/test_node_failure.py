@@ -110,7 +110,8 @@ def test_lost_objects_are_rebuilt_or_reported(cluster):
 
     rebuilt_ref = rebuildable.remote(3)
     lost_ref = one_shot.remote()
-    nbcluster.wait([rebuilt_ref, lost_ref], num_returns=2, timeout=60)
+    # fetch_local=False: the objects stay on the victim only (a copy here would survive it).
+    nbcluster.wait([rebuilt_ref, lost_ref], num_returns=2, timeout=60, fetch_local=False)
     cluster.remove_node(victim, allow_graceful=False)
     value = nbcluster.get(rebuilt_ref, timeout=120)
     assert np.array_equal(value, np.random.default_rng(3).random(2_000_000))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from nbcluster.runtime.states import WORKER_TRANSITIONS, StateMachine, WorkerSta
 logger = logging.getLogger(__name__)
 
 WORKER_MODULE = "nbcluster.runtime.core.worker_main"
+#: Worker processes starting at once, at most (each takes a core for a few hundred ms).
+MAX_STARTING = max(4, 2 * (os.cpu_count() or 1))
 
 
 class Worker:
@@ -168,7 +171,10 @@ class WorkerPool:
         starting = self.starting()
         idle = len(self.idle())
         target = max(wanted, min(self.base_size - idle, self.task_room()))
-        for _ in range(max(0, target - starting)):
+        # At most MAX_STARTING at once (as Ray's maximum_startup_concurrency): 200 actors
+        # asked for together must not start 200 interpreters that all miss their deadline.
+        # More start as these register (registering schedules again).
+        for _ in range(max(0, min(target, MAX_STARTING) - starting)):
             self.start_worker()
 
     # -- ending -------------------------------------------------------------------

@@ -912,13 +912,13 @@ def main() -> int:
     if "W9" in selected:
         calib = calibrate_spin()
         log(f"W9 calibration: n={calib['n']} t_single={calib['t_single']:.3f} s")
-    head = None
+    head, head_root = None, ""
     if in_cluster:
         snap = []
         try:
             signal.alarm(int(args.timeout))
             if args.client:
-                root = tempfile.mkdtemp(prefix=f"{args.backend}-head-")
+                root = head_root = tempfile.mkdtemp(prefix=f"{args.backend}-head-")
                 atexit.register(shutil.rmtree, root, True)
                 head, address, kwargs = start_head_apart(args.backend, root)
                 init_client(rt, address, kwargs)
@@ -944,7 +944,10 @@ def main() -> int:
                 log(f"shutdown failed: {exc}")
             results["_meta"]["main_shutdown_s"] = pc() - t
             results["_meta"]["main_leftover_killed"] = reap(snap)
-            if head is not None:  # the head apart: its whole session, by id
+            if head is not None:  # the head apart: stopped as a user would, then its session, by id
+                if args.backend == "nbcluster":  # (a node killed outright would leave its store in /dev/shm)
+                    subprocess.run([sys.executable, "-m", "nbcluster.runtime.cli", "stop"], timeout=60,
+                                   env={**os.environ, "NBCLUSTER_TEMP_DIR": head_root}, capture_output=True)
                 head.terminate()
                 try:
                     head.wait(30)

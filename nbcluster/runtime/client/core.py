@@ -58,7 +58,7 @@ class ClientRefs:
         with self.lock:
             self.counts[object_id] = self.counts.get(object_id, 0) + 1
 
-    def add_borrowed(self, object_id: bytes, owner: bytes, registered: bool = False) -> None:
+    def add_borrowed(self, object_id: bytes, owner: bytes) -> None:
         """A reference unpickled here (nested in a value): held by the proxy from now."""
         with self.lock:
             count = self.counts.get(object_id, 0)
@@ -66,12 +66,6 @@ class ClientRefs:
         if count == 0:
             info = common_pb2.ObjectRefInfo(object_id=object_id, owner=common_pb2.Address.FromString(owner))
             self._core.send(_HOLD, info)
-
-    def incref(self, object_id: bytes) -> None:
-        """One more reference to a known object."""
-        with self.lock:
-            if object_id in self.counts:
-                self.counts[object_id] += 1
 
     def release(self, object_id: bytes) -> None:
         """One reference went (``ObjectRef.__del__``); the last one tells the proxy."""

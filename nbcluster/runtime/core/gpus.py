@@ -5,6 +5,7 @@ resources it holds (``get_runtime_context().get_assigned_resources()``)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from nbcluster.runtime.bundles import plain_resources
 from nbcluster.runtime.protocol import common_pb2
@@ -12,8 +13,9 @@ from nbcluster.runtime.protocol import common_pb2
 _ORIGINAL = os.environ.get("CUDA_VISIBLE_DEVICES")
 #: The GPU ids assigned to the task or actor this worker runs (none in a driver).
 _assigned: list[int] = []
-#: The resources of the task or actor this worker runs, as the task asked for them.
-_resources: dict[str, float] = {}
+#: The resources of the task or actor this worker runs, as its spec names them
+#: (turned into Ray's names only when asked: this runs before every task).
+_resources: Any = {}
 
 
 def enter(spec: common_pb2.TaskSpec) -> None:
@@ -23,7 +25,7 @@ def enter(spec: common_pb2.TaskSpec) -> None:
     if spec.kind == common_pb2.TASK_KIND_ACTOR_TASK:
         return
     _assigned = list(spec.gpu_ids)
-    _resources = plain_resources(spec.resources.amounts)
+    _resources = spec.resources.amounts
     if _assigned:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in _assigned)
     elif _ORIGINAL is None:
@@ -39,4 +41,4 @@ def assigned() -> list[int]:
 
 def assigned_resources() -> dict[str, float]:
     """The resources the task or actor running here holds (Ray's names)."""
-    return dict(_resources)
+    return plain_resources(_resources)

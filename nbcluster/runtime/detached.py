@@ -181,7 +181,7 @@ def started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:
         try:
             info, procs = recorded(path)
             if not procs:
-                clean_stores(Session(path), info)
+                Session(path).remove_stores(info.get("node_id", ""))
         except InsecurePathError as exc:  # not ours to stop, nor to tidy
             warn_skipped(exc)
             continue
@@ -221,19 +221,13 @@ def stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool
     killed = terminate(victims, 0.0 if force else grace_period)
     killed += terminate(children, 1.0)  # workers that outlived their node manager
     for path, (info, _) in found.items():
-        clean_stores(Session(path), info)
+        Session(path).remove_stores(info.get("node_id", ""))
         (path / PROCESSES_FILE).unlink(missing_ok=True)
         link = path.parent / LATEST
         if link.is_symlink() and os.readlink(link) == path.name:
             link.unlink(missing_ok=True)
     return len(victims), killed
 
-
-def clean_stores(session: Session, info: dict) -> None:
-    """Shared memory of nodes that could not clean up (killed, or a rejoin's new id)."""
-    node_ids = {info.get("node_id", "")} | session.node_ids()
-    for node_id in filter(None, node_ids):
-        remove_store(bytes.fromhex(node_id))
 
 
 def block(handle: LocalCluster) -> int:

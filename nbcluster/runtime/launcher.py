@@ -64,6 +64,9 @@ class LocalCluster:
                     proc.terminate()
         if not wait_exit(self.procs, timeout):
             terminate(self.procs, 1.0)
+        # A node manager killed above, or one that rejoined under a new id and was
+        # stopped while starting, leaves its arena behind.
+        self.session.remove_stores(self.node_id.hex())
         if self.embedded and os.environ.get(envvars.KEEP_SESSION, "") in ("", "0"):
             remove_session(self.session)
 

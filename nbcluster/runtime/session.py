@@ -229,6 +229,14 @@ class Session:
             pass
         return {i for i in ids if i}
 
+    def remove_stores(self, node_id: str = "") -> None:
+        """Free the shared memory its nodes could not (killed, or a rejoin's new id);
+        call only once its node processes are gone. ``node_id`` (hex) adds one the
+        session may no longer name."""
+        for nid in {node_id} | self.node_ids():
+            if nid:
+                remove_store(bytes.fromhex(nid))
+
 
 def write_json(path: Path, info: dict) -> None:
     """Write ``info`` to ``path`` as JSON in one step (0600): a reader never sees half of it."""

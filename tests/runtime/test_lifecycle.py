@@ -67,6 +67,23 @@ def test_shutdown_leaves_nothing_behind(start_cluster):
     assert not shm_stores()
 
 
+def test_shutdown_frees_the_arena_of_a_node_manager_that_could_not(start_cluster):
+    """A node manager killed outright (or one that rejoined under a new id and was
+    stopped while starting) never removes its arena, nor does a head killed with it:
+    shutdown does."""
+    from nbcluster.runtime.launcher import live_clusters
+
+    start_cluster(num_cpus=1)
+    (handle,) = live_clusters()
+    assert shm_stores()
+    for proc in handle.procs:  # the head and the node manager
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert shm_stores()  # killed: nothing cleaned up
+    nbcluster.shutdown()
+    assert not shm_stores()
+
+
 DRIVER_THAT_WAITS = """
     import json, os, sys, time
     import numpy as np

@@ -14,10 +14,13 @@ proves with :meth:`Hosts.reachable` that a connection fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -129,3 +132,23 @@ def close_machines(machines: dict, order: tuple[str, ...], hosts: "Hosts") -> No
     hosts.close()
     if problems:
         pytest.fail("; ".join(problems))
+
+
+@contextlib.contextmanager
+def machines_on_hosts(
+    names: tuple[str, ...], close_order: tuple[str, ...] | None = None
+) -> Iterator[tuple["Hosts", dict[str, Any]]]:
+    """A host (namespace) and a :class:`tests.cli_tools.Machine` on it per name;
+    all closed at the end, by default in reverse order."""
+    from .cli_tools import Machine
+
+    require_netns()
+    hosts = Hosts()
+    machines: dict[str, Machine] = {}
+    try:
+        for name in names:
+            netns, _ = hosts.add(name)
+            machines[name] = Machine(name, netns=netns)
+        yield hosts, machines
+    finally:
+        close_machines(machines, close_order or tuple(reversed(names)), hosts)

@@ -29,7 +29,7 @@ import pytest
 
 from .cli_tools import Machine
 from .conftest import wait_for
-from .netns import Hosts, close_machines, require_netns
+from .netns import Hosts, machines_on_hosts
 
 PORT = 6380
 GRACE = 3.0
@@ -92,14 +92,8 @@ def _firewall(netns: str) -> None:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    require_netns()
     _require_nft()
-    hosts = Hosts()
-    machines: dict[str, Machine] = {}
-    try:
-        for name in ("A", "B", "C", "D"):
-            netns, _ = hosts.add(name)
-            machines[name] = Machine(name, netns=netns)
+    with machines_on_hosts(("A", "B", "C", "D"), close_order=("B", "D", "C", "A")) as (hosts, machines):
         _firewall(hosts.hosts["B"][0])
         head = machines["A"]
         address = head.start_head("--port", str(PORT), "--node-ip-address", hosts.hosts["A"][1], "--num-cpus", "1")
@@ -109,8 +103,6 @@ def net() -> Iterator[Net]:
             machines[name].run("start", "--address", address, "--token-file", str(token), "--num-cpus", "1",
                                "--node-ip-address", hosts.hosts[name][1], "--resources", json.dumps({name: 1}))
         yield Net(hosts, machines, address, token)
-    finally:
-        close_machines(machines, ("B", "D", "C", "A"), hosts)
 
 
 def test_nothing_can_dial_the_driver_host_and_it_dials_out(net: Net) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from .cli_tools import Machine
 from .conftest import wait_for
-from .netns import Hosts, close_machines, require_netns
+from .netns import Hosts, machines_on_hosts
 
 HEALTH = {
     "heartbeat_interval_s": 0.2,
@@ -119,13 +119,7 @@ class Driver:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    require_netns()
-    hosts = Hosts()
-    machines: dict[str, Machine] = {}
-    try:
-        for name in ("head", "h1", "h2"):
-            netns, _ = hosts.add(name)
-            machines[name] = Machine(name, netns=netns)
+    with machines_on_hosts(("head", "h1", "h2")) as (hosts, machines):
         head = machines["head"]
         address = head.start_head("--port", str(PORT), "--node-ip-address", hosts.hosts["head"][1],
                                   "--num-cpus", "1", "--system-config", json.dumps(HEALTH))
@@ -138,8 +132,6 @@ def net() -> Iterator[Net]:
         net.join("h2")
         assert sorted(net.alive()) == ["h1", "h2", "head"]
         yield net
-    finally:
-        close_machines(machines, ("h2", "h1", "head"), hosts)
 
 
 @pytest.fixture

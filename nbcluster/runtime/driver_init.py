@@ -426,6 +426,7 @@ def _connect(
         raise
     core.driver_address = core.address
     core.gcs = holder["gcs"]
+    core.gcs_address = core.gcs_address or gcs_endpoint  # redialed after a head restart
     _gcs = holder["gcs"]
     worker_state.current = core
     return core

@@ -70,7 +70,9 @@ def job_config(job: JobSetup) -> common_pb2.JobConfig:
 async def dial_gcs(gcs_endpoint: str, token: str, config: RuntimeConfig) -> Any:
     """The GCS connection of a driver; a failure raised as the public error for it."""
     try:
-        return await dial(gcs_endpoint, token, timeout=config.startup_timeout_s)
+        # A head that restarts is waited for (as node managers do), not failed at once.
+        return await dial(gcs_endpoint, token, timeout=config.startup_timeout_s,
+                          reconnect_wait_s=config.gcs_reconnect_timeout_s)
     except TransportError as exc:
         raise public_error(exc, gcs_endpoint, connecting=True) from None
 

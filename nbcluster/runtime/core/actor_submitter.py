@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -305,22 +306,38 @@ class ActorSubmitter(SubmitterBase):
 
     # -- where the actor is -------------------------------------------------------------------
     def _watch(self, queue: ActorQueue) -> None:
+        if self.core.closed:
+            return
         if queue.watcher is None or queue.watcher.done():
             queue.watcher = self.core.spawn(self._follow(queue))
 
     async def _follow(self, queue: ActorQueue) -> None:
         """Ask the GCS about the actor until it is reachable (or dead)."""
         core = self.core
-        while True:
+        unreachable_since: float | None = None
+        while not core.closed:
             try:
                 gcs = await core.gcs_connection()
                 reply = await gcs.call(
                     methods.Gcs.GetActorInfo,
                     gcs_pb2.GetActorInfoRequest(actor_id=queue.actor_id, after_version=queue.version, wait=True),
                 )
-            except (ConnectionLost, RemoteError) as exc:
+            except ConnectionLost as exc:
+                # The head may be restarting (it takes its actors back): ask again
+                # until it has been away for gcs_reconnect_timeout_s.
+                if core.closed:
+                    return
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > core.config.gcs_reconnect_timeout_s:
+                    self._dead(queue, f"the cluster's head cannot be reached ({exc})")
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            except RemoteError as exc:
                 self._dead(queue, f"the cluster's head cannot be reached ({exc})")
                 return
+            unreachable_since = None
             if not reply.found:
                 self._dead(queue, "the cluster does not know it")
                 return

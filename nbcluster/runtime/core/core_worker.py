@@ -189,7 +189,8 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
         if gcs is None or gcs.closed:
             if not self.gcs_address:
                 raise ConnectionLost("this process does not know the cluster's head")
-            gcs = self.gcs = await dial(self.gcs_address, self.token, timeout=self.config.startup_timeout_s)
+            gcs = self.gcs = await dial(self.gcs_address, self.token, timeout=self.config.startup_timeout_s,
+                                        reconnect_wait_s=self.config.gcs_reconnect_timeout_s)
         return gcs
 
     def _on_node_lost(self, conn: Any) -> None:

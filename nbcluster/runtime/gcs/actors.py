@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nbcluster.runtime import ids
+from nbcluster.runtime.gcs.actor_recovery import ActorRecovery
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.core.worker_loss import ask_failure_cause
 from nbcluster.runtime.protocol import (
@@ -132,6 +133,7 @@ class ActorManager:
         self.dispatcher.register("CoreWorker", _ClientSide(self))
         self.dispatcher.register("Gcs", gcs)
         self.address = common_pb2.Address(worker_id=GCS_WORKER_ID, endpoint=gcs.local_endpoint)
+        self.recovery = ActorRecovery(self)
 
     def stop(self) -> None:
         """Cancel pending work and close the connections to node managers."""
@@ -450,7 +452,7 @@ class ActorManager:
                 local=self.address,
                 timeout=10.0,
             )
-            await conn.call(
+            reply = await conn.call(
                 methods.NodeManager.RegisterClient,
                 nm_pb2.RegisterClientRequest(kind=nm_pb2.CLIENT_KIND_GCS, address=self.address, pid=os.getpid()),
             )
@@ -460,6 +462,7 @@ class ActorManager:
             pending.exception()
             raise
         pending.set_result(conn)
+        self.recovery.adopted(conn, reply.adopted)
         return conn
 
     @staticmethod

@@ -53,19 +53,24 @@ class JobTable:
         #: Called with a job's id when it ends (the GCS's placement groups listen).
         self.on_finish: list[Callable[[bytes], None]] = []
 
-    def recover(self, store: GcsStore) -> None:
-        """Load the jobs ``store`` holds; those that were running end FAILED (their
-        supervisor and driver reported to the head that is gone)."""
+    def recover(self, store: GcsStore) -> list[gcs_pb2.JobInfo]:
+        """Load the jobs ``store`` holds. A submitted job that was running ends FAILED
+        (its supervisor ended it when it lost the head); a driver's job that was running
+        stays RUNNING: returned, for the head to check its driver is still there."""
         self._store = store
+        drivers = []
         for info in store.jobs():
             status = _JOB_STATE_FROM_PB.get(info.state, JobStatus.FAILED)
-            if status in (JobStatus.PENDING, JobStatus.RUNNING):
+            if status is JobStatus.RUNNING and info.type == gcs_pb2.JOB_TYPE_DRIVER and info.driver.endpoint:
+                drivers.append(info)
+            elif status in (JobStatus.PENDING, JobStatus.RUNNING):
                 status = JobStatus.FAILED
                 info.state = _JOB_STATE_PB[status]
                 info.end_time = time.time()
                 info.message = "the head restarted while the job was running"
                 store.put_job(info)
             self._jobs[info.job_id] = _Job(info, status)
+        return drivers
 
     # -- what drivers ask (RegisterJob, FinishJob, GetAllJobs) ----------------------
     def register(self, info: gcs_pb2.JobInfo, conn: Any) -> gcs_pb2.JobInfo:

@@ -1,4 +1,4 @@
-"""The GCS service: node table, job table, KV and event pub/sub.
+"""The GCS service: node table (``nodes.py``), job table, KV and event pub/sub.
 
 Served on the framed carrier (processes on the head's machine) and on gRPC (other
 machines). A node manager or driver connected over the framed carrier is watched
@@ -9,7 +9,6 @@ has exited.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import socket
@@ -18,23 +17,23 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from nbcluster._version import __version__
-from nbcluster.runtime import ids, tls
+from nbcluster.runtime import tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
 from nbcluster.runtime.gcs.actors import ActorManager
 from nbcluster.runtime.gcs.health import HealthChecker
 from nbcluster.runtime.gcs.job_table import JobTable
+from nbcluster.runtime.gcs.nodes import NodeService, _Node
 from nbcluster.runtime.gcs.placement_groups import PlacementGroupManager, PlacementGroupService
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.gcs.tasks import TaskTable
 from nbcluster.runtime.jobs.manager import JobManager
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.session import Session
-from nbcluster.runtime.states import NODE_TRANSITIONS, NodeState, StateMachine
-from nbcluster.runtime.transport import framed, methods, relay
-from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+from nbcluster.runtime.states import NodeState
+from nbcluster.runtime.transport import framed, methods
+from nbcluster.runtime.transport.errors import RemoteError
 from nbcluster.runtime.transport.grpc_carrier import GrpcServer
 
 if TYPE_CHECKING:
@@ -43,33 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EventKind = gcs_pb2.EventKind
 
-
-def format_resources(res: dict[str, float]) -> str:
-    """``{CPU: 2, GPU: 1}`` — the node-ip and memory entries left out."""
-    shown = {k: v for k, v in res.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
-    parts = [f"{k}: {v:g}" for k, v in sorted(shown.items())]
-    return "{" + ", ".join(parts) + "}"
-
-
-class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason", "secret")
-
-    def __init__(self, info: gcs_pb2.NodeInfo, secret: bytes = b"") -> None:
-        self.info = info
-        #: What the node manager that registered it proves itself with (empty: a node
-        #: recovered from the store, which must register anew).
-        self.secret = secret
-        self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
-        self.last_seen = time.monotonic()
-        self.registered = time.monotonic()
-        self.reported = time.monotonic()  # when its last load report arrived
-        self.local = False  # registered over a local socket, whose closing is its death
-        self.drain_reason = ""  # set when the autoscaler drained it
-
-
-class GcsServer(PlacementGroupService):
+class GcsServer(NodeService, PlacementGroupService):
     """The head's control store. ``start()`` returns once both carriers listen."""
 
     def __init__(
@@ -200,139 +174,13 @@ class GcsServer(PlacementGroupService):
 
     def _recover(self) -> None:
         assert self._store is not None
-        for info in self._store.nodes():
-            node = _Node(info)
-            if info.state != gcs_pb2.NODE_STATE_ALIVE:
-                node.machine.transition(NodeState.DEAD)
-            self._nodes[info.node_id] = node
-        self.job_table.recover(self._store)
+        self._recover_nodes(self._store)
+        self.actors.recovery.recover(self._store)
+        for job in self.job_table.recover(self._store):
+            self.actors.recovery.watch_driver(job)
         self.placement_groups.recover(self._store)
 
     # -- nodes --------------------------------------------------------------------
-    def RegisterNode(self, request: gcs_pb2.RegisterNodeRequest, conn: Any) -> gcs_pb2.RegisterNodeReply:
-        """A node manager joins (see ``gcs.proto``); the reply is the cluster view."""
-        info = request.node
-        if not info.node_id or len(request.node_secret) < 16:
-            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "node_id and a node_secret of 16 bytes are required")
-        existing = self._nodes.get(info.node_id)
-        if existing is not None and existing.machine.state is NodeState.DEAD:
-            raise RemoteError(
-                common_pb2.ERROR_CODE_ALREADY_EXISTS,
-                f"node {info.node_id.hex()} was declared dead; rejoin with a new node id",
-            )
-        if existing is not None and not hmac.compare_digest(existing.secret, request.node_secret):
-            logger.warning("refused to register node=%s again: it is alive and registered by another process",
-                           info.node_id.hex())
-            raise RemoteError(
-                common_pb2.ERROR_CODE_ALREADY_EXISTS,
-                f"node {info.node_id.hex()} is registered and alive; a node manager joins with a new node id",
-            )
-        info.state = gcs_pb2.NODE_STATE_ALIVE
-        info.start_time = info.start_time or time.time()
-        node = _Node(info, request.node_secret)
-        self._nodes[info.node_id] = node
-        if info.is_head:
-            self.head_node_id = info.node_id
-        assert self._store is not None
-        self._store.put_node(info)
-        if isinstance(conn, framed.Connection):
-            node.local = True
-            conn.on_close(lambda _c, nid=info.node_id: self._mark_dead(nid, "its node manager disconnected"))
-        total = dict(info.total.amounts)
-        self.events.publish(
-            EventKind.EVENT_KIND_NODE_ADDED,
-            f"Node {ids.short(info.node_id)} ({info.node_ip}) joined with {format_resources(total)}",
-            node_id=info.node_id,
-            data={"resources": total, "address": info.address, "is_head": info.is_head, "node_type": info.node_type},
-        )
-        self._wake_autoscaler()
-        return gcs_pb2.RegisterNodeReply(nodes=self._alive_nodes(), launchable=self._launchable())
-
-    def _mark_dead(self, node_id: bytes, reason: str) -> None:
-        node = self._nodes.get(node_id)
-        if node is None or node.machine.state is NodeState.DEAD:
-            return
-        if node.drain_reason:
-            reason = f"removed by the autoscaler: {node.drain_reason}"
-        node.machine.transition(NodeState.DEAD)
-        node.info.state = gcs_pb2.NODE_STATE_DEAD
-        node.info.end_time = time.time()
-        node.info.death_reason = reason
-        if self._store is not None and not self.stopped.is_set():
-            self._store.put_node(node.info)
-        self.events.publish(
-            EventKind.EVENT_KIND_NODE_DEAD,
-            f"Node {ids.short(node_id)} ({node.info.node_ip}) is dead: {reason}",
-            node_id=node_id,
-            data={"reason": reason},
-        )
-        self.actors.node_died(node_id)
-        self.placement_groups.node_died(node_id)
-        self.jobs.node_died(node_id)
-        self._wake_autoscaler()
-        self.job_table.driver_node_died(node_id)
-
-    def _registered(self, node_id: bytes, secret: bytes) -> _Node:
-        """The alive node ``node_id``, if ``secret`` is the one it registered with."""
-        node = self._nodes.get(node_id)
-        if node is None or node.machine.state is NodeState.DEAD or not node.secret:
-            raise RemoteError(
-                common_pb2.ERROR_CODE_NOT_FOUND,
-                f"node {node_id.hex()} is not registered (or was declared dead)",
-            )
-        if not hmac.compare_digest(node.secret, secret):
-            logger.warning("refused a call about node=%s from a process that did not register it", node_id.hex())
-            raise RemoteError(
-                common_pb2.ERROR_CODE_PERMISSION_DENIED,
-                f"node {node_id.hex()} was registered by another node manager",
-            )
-        return node
-
-    def UnregisterNode(self, request: gcs_pb2.UnregisterNodeRequest, conn: Any) -> common_pb2.Empty:
-        """A node manager leaves: its node is dead."""
-        self._registered(request.node_id, request.node_secret)
-        self._mark_dead(request.node_id, request.reason or "it shut down")
-        return common_pb2.Empty()
-
-    def ReportNodeState(
-        self, request: gcs_pb2.ReportNodeStateRequest, conn: Any
-    ) -> gcs_pb2.ReportNodeStateReply:
-        """A node's periodic load report; the reply is the cluster view."""
-        report = request.node
-        node = self._registered(report.node_id, request.node_secret)
-        node.last_seen = node.reported = time.monotonic()
-        info = node.info
-        info.total.CopyFrom(report.total)  # a placement group's bundles change it
-        info.available.CopyFrom(report.available)
-        info.object_store_used = report.object_store_used
-        info.object_store_capacity = report.object_store_capacity or info.object_store_capacity
-        info.memory_used, info.memory_total = report.memory_used, report.memory_total
-        info.num_workers = report.num_workers
-        info.tasks_running = report.tasks_running
-        del info.pending_demand[:]
-        info.pending_demand.extend(report.pending_demand)
-        del info.pending_actor_demand[:]
-        info.pending_actor_demand.extend(report.pending_actor_demand)
-        info.idle = report.idle
-        info.idle_for_s = report.idle_for_s
-        info.draining = report.draining or bool(node.drain_reason)
-        self.events.publish(
-            EventKind.EVENT_KIND_NODE_STATE,
-            "",
-            node_id=info.node_id,
-            data={
-                "available": dict(info.available.amounts),
-                "object_store_used": info.object_store_used,
-                "memory_used": info.memory_used,
-                "memory_total": info.memory_total,
-                "tasks_running": info.tasks_running,
-                "num_workers": info.num_workers,
-            },
-            source="node",
-        )
-        self._wake_autoscaler()
-        return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes(), launchable=self._launchable())
-
     def _launchable(self) -> list[common_pb2.ResourceSet]:
         launchable = self.autoscaler.launchable() if self.autoscaler is not None else []
         return [common_pb2.ResourceSet(amounts=r) for r in launchable]
@@ -344,62 +192,10 @@ class GcsServer(PlacementGroupService):
         self.jobs.place()
         self.placement_groups.wake()
 
-    def report_age(self, node_id: bytes) -> float:
-        """Seconds since the node's last load report."""
-        node = self._nodes.get(node_id)
-        return time.monotonic() - node.reported if node is not None else 0.0
-
-    def death_reason(self, node_id: bytes) -> str:
-        """Why the GCS declared ``node_id`` dead ("" if it did not, or knows no such node)."""
-        node = self._nodes.get(node_id)
-        return node.info.death_reason if node is not None else ""
-
-    async def drain_node(self, node_id: bytes, reason: str) -> tuple[bool, str]:
-        """Ask a node to take no new work (it is about to be removed). Only an idle
-        node accepts; returns (accepted, why not)."""
-        node = self._nodes.get(node_id)
-        if node is None or node.machine.state is not NodeState.ALIVE:
-            return False, "not alive"
-        try:
-            conn = await self.actors.node_connection(node.info)
-            reply = await conn.call(
-                methods.NodeManager.DrainNode, nm_pb2.DrainNodeRequest(reason=reason), timeout=5.0
-            )
-        except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
-            return False, f"unreachable ({exc})"
-        if reply.accepted:
-            node.drain_reason = reason
-            node.info.draining = True
-        return reply.accepted, reply.busy
-
-    def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
-        """The rows of the nodes that are alive."""
-        return self._alive_nodes()
-
-    def route(self, node_id: bytes, endpoint: str) -> str:
-        """How the GCS dials a process: its socket when it is on the head's own node
-        (same session), else through its node manager's relay."""
-        node = self._nodes.get(node_id)
-        if node is None or not node.info.address or node.info.session_dir == str(self.session.dir):
-            return endpoint
-        return relay.route(node.info.address, endpoint)
-
     def store_actor(self, info: gcs_pb2.ActorInfo) -> None:
         """Write an actor's row to the store (not once the GCS stopped)."""
         if self._store is not None and not self.stopped.is_set():
             self._store.put_actor(info)
-
-    def _alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
-        return [n.info for n in self._nodes.values() if n.machine.state is NodeState.ALIVE]
-
-    def local_nodes(self) -> list[gcs_pb2.NodeInfo]:
-        """Nodes whose node manager runs on this machine (same hostname)."""
-        host = socket.gethostname()
-        return [n.info for n in self._nodes.values() if n.info.hostname == host and n.info.pid]
-
-    def GetAllNodes(self, request: gcs_pb2.GetAllNodesRequest, conn: Any) -> gcs_pb2.GetAllNodesReply:
-        """Every node, alive or dead."""
-        return gcs_pb2.GetAllNodesReply(nodes=[n.info for n in self._nodes.values()])
 
     # -- jobs ---------------------------------------------------------------------
     def RegisterJob(self, request: gcs_pb2.RegisterJobRequest, conn: Any) -> gcs_pb2.RegisterJobReply:

@@ -10,6 +10,7 @@ from nbcluster.runtime.protocol import gcs_pb2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (node_id BLOB PRIMARY KEY, info BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS node_digests (node_id BLOB PRIMARY KEY, digest BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (job_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS actors (actor_id BLOB PRIMARY KEY, info BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS placement_groups (group_id BLOB PRIMARY KEY, info BLOB NOT NULL);
@@ -33,11 +34,17 @@ class GcsStore:
         self._db.close()
 
     # nodes and jobs
-    def put_node(self, node: gcs_pb2.NodeInfo) -> None:
-        """Write a node's row."""
+    def put_node(self, node: gcs_pb2.NodeInfo, digest: bytes = b"") -> None:
+        """Write a node's row (and, when given, the digest of its node manager's secret)."""
         self._db.execute(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (node.node_id, node.SerializeToString())
         )
+        if digest:
+            self._db.execute("INSERT OR REPLACE INTO node_digests VALUES (?, ?)", (node.node_id, digest))
+
+    def node_digests(self) -> dict[bytes, bytes]:
+        """The digest of each node manager's secret, by node id."""
+        return dict(self._db.execute("SELECT node_id, digest FROM node_digests"))
 
     def nodes(self) -> list[gcs_pb2.NodeInfo]:
         """Every stored node row."""

@@ -3,7 +3,10 @@
 It registers the node, then reports its load at least every heartbeat interval
 (sooner after a change); each reply carries the cluster view every node schedules
 with. When the head cannot be reached it retries with backoff and gives up after
-``gcs_reconnect_timeout_s`` (the node then shuts down cleanly). When the GCS answers
+``gcs_reconnect_timeout_s`` (the node then shuts down cleanly). On a new connection it
+registers again, under the same node id and secret, before it reports: a restarted
+head (which recovered this node from its store) takes it back with its workers,
+actors and objects. When the GCS answers
 that this node was declared dead, the node is *fenced*: it must not go on as itself,
 and rejoins as a new node.
 """
@@ -59,6 +62,8 @@ class GcsLink:
         self.cluster_info: gcs_pb2.GetClusterInfoReply | None = None
         #: Resources of node types the autoscaler may still add.
         self.launchable: list[common_pb2.ResourceSet] = []
+        #: A new connection after the first registration: register again before reporting.
+        self._register_again = False
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
@@ -66,6 +71,7 @@ class GcsLink:
             # among others, each short.
             timeout = self._config.startup_timeout_s if self.cluster_info is None else 2.0
             self._conn = await dial(self.address, self._token, timeout=timeout)
+            self._register_again = self.cluster_info is not None
         return self._conn
 
     async def call(self, method: Any, request: Any, timeout: float | None = 10.0) -> Any:
@@ -116,6 +122,14 @@ class GcsLink:
                 continue  # nothing new to say, and the heartbeat (and view refresh) is not due
             sent_at = time.monotonic()  # an attempt: the next is due an interval later
             try:
+                if self._register_again:
+                    await self.call(
+                        methods.Gcs.RegisterNode,
+                        gcs_pb2.RegisterNodeRequest(node=info, node_secret=self._secret),
+                        timeout=max(2.0, interval * 2),
+                    )
+                    self._register_again = False
+                    logger.info("registered again with the GCS at %s", self.address)
                 reply = await self.call(
                     methods.Gcs.ReportNodeState,
                     gcs_pb2.ReportNodeStateRequest(node=info, node_secret=self._secret),
@@ -123,7 +137,7 @@ class GcsLink:
                 )
                 last_sent = payload
             except RemoteError as exc:
-                if exc.code == common_pb2.ERROR_CODE_NOT_FOUND:
+                if exc.code in (common_pb2.ERROR_CODE_NOT_FOUND, common_pb2.ERROR_CODE_ALREADY_EXISTS):
                     raise Fenced(exc.message) from None
                 logger.warning("reporting to the GCS failed: %s", exc)
                 continue

@@ -57,20 +57,30 @@ class RegisterClientRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[ClientKind, str]] = ..., address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., pid: _Optional[int] = ..., job_id: _Optional[bytes] = ...) -> None: ...
 
 class RegisterClientReply(_message.Message):
-    __slots__ = ("node_id", "arena_path", "arena_size", "session_dir", "total", "relay_endpoint")
+    __slots__ = ("node_id", "arena_path", "arena_size", "session_dir", "total", "relay_endpoint", "adopted")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ARENA_PATH_FIELD_NUMBER: _ClassVar[int]
     ARENA_SIZE_FIELD_NUMBER: _ClassVar[int]
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     RELAY_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     arena_path: str
     arena_size: int
     session_dir: str
     total: _common_pb2.ResourceSet
     relay_endpoint: str
-    def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., relay_endpoint: _Optional[str] = ...) -> None: ...
+    adopted: _containers.RepeatedCompositeFieldContainer[AdoptedLease]
+    def __init__(self, node_id: _Optional[bytes] = ..., arena_path: _Optional[str] = ..., arena_size: _Optional[int] = ..., session_dir: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., relay_endpoint: _Optional[str] = ..., adopted: _Optional[_Iterable[_Union[AdoptedLease, _Mapping]]] = ...) -> None: ...
+
+class AdoptedLease(_message.Message):
+    __slots__ = ("lease_id", "worker_id")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    worker_id: bytes
+    def __init__(self, lease_id: _Optional[int] = ..., worker_id: _Optional[bytes] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
     __slots__ = ("request_id", "resources", "job_id", "runtime_env_hash", "description", "placement_resources", "for_actor", "strategy", "affinity_node_id", "affinity_soft", "no_spill", "nested", "retriable")

@@ -32,9 +32,12 @@ async def dial(
     local: common_pb2.Address | None = None,
     timeout: float = 10.0,
     relay: str | None = None,
+    reconnect_wait_s: float = 0.0,
 ) -> Any:
     """Connect to ``address``, retrying until ``timeout`` while nothing listens yet
     (a process that is still starting). A refused token fails at once.
+    ``reconnect_wait_s``: over gRPC, a call made while the server is away waits that
+    long for it to be back (the head, which may be restarting).
 
     ``relay://`` routes reach a process on another machine: through ``relay`` (this
     machine's node manager relay socket) when given, else over gRPC directly."""
@@ -49,7 +52,7 @@ async def dial(
         # Lazy: grpc takes ~20 ms to import, and workers and local drivers never need it.
         from nbcluster.runtime.transport.grpc_carrier import GrpcChannel
 
-        channel = GrpcChannel(address, token)
+        channel = GrpcChannel(address, token, reconnect_wait_s)
         await channel.wait_ready(timeout)
         return channel
     delay = 0.002

@@ -37,6 +37,14 @@ _OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
 ]
+#: A client redials a server that went away (a restarting head) within 2 s, not after
+#: gRPC's default backoff of up to two minutes.
+_CHANNEL_OPTIONS = [
+    *_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 #: A server also drops connections that do not finish the TLS/HTTP2 handshake in time
 #: (idle connections), keeps metadata small (it is read before the token check), and
 #: lets each stream send it at most 1 MiB ahead: with the window grown by bandwidth
@@ -259,20 +267,24 @@ class GrpcChannel:
     TLS, pinned to the cluster's CA, when ``token`` is of a TLS cluster
     (``credentials.ca_for``)."""
 
-    def __init__(self, address: str, token: str) -> None:
+    def __init__(self, address: str, token: str, reconnect_wait_s: float = 0.0) -> None:
         self.address = address
+        #: A call to the server that answered before but cannot be reached now waits
+        #: this long for it to come back (a restarting head) before it fails.
+        self.reconnect_wait_s = reconnect_wait_s
         ca = ca_for(token)
         self.tls = bool(ca)
         if ca:
             credentials = grpc.ssl_channel_credentials(root_certificates=ca)
-            self._channel = grpc.aio.secure_channel(address, credentials, options=_OPTIONS)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._metadata = ((TOKEN_METADATA, token),)
         self._stubs: dict[int, Any] = {}
         self.closed = False
         self.peer = None
         self.state: dict[str, Any] = {}
+        self._answered = False  # the server answered a call once
 
     def _stub(self, method: Method) -> Any:
         stub = self._stubs.get(method.index)
@@ -290,11 +302,30 @@ class GrpcChannel:
         """Call ``method``; its reply. asyncio.TimeoutError past ``timeout``; RemoteError or
         ConnectionLost for other failures."""
         try:
-            return await self._stub(method)(request, metadata=self._metadata, timeout=timeout)
+            try:
+                reply = await self._stub(method)(request, metadata=self._metadata, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or not (self._answered and self.reconnect_wait_s):
+                    raise
+                reply = await self._call_when_back(method, request, timeout, exc)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise asyncio.TimeoutError(exc.details()) from exc
             raise _translate(exc) from exc
+        self._answered = True
+        return reply
+
+    async def _call_when_back(self, method: Method, request: Any, timeout: float | None,
+                              lost: grpc.aio.AioRpcError) -> Any:
+        """The server answered before and cannot be reached now: wait (up to
+        ``reconnect_wait_s``) for it to be back, then call again."""
+        wait = self.reconnect_wait_s if timeout is None else min(timeout, self.reconnect_wait_s)
+        try:
+            return await self._stub(method)(request, metadata=self._metadata, timeout=wait, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and (timeout is None or wait < timeout):
+                raise ConnectionLost(f"{lost.details()} (not back within {wait:g} s)") from exc
+            raise
 
     def call_future(self, method: Method, request: Any) -> asyncio.Future:
         """Call ``method`` in the background; a future of its reply."""

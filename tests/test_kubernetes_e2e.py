@@ -39,7 +39,8 @@ NS = "ml"
 IDLE_S = 4.0
 SYSTEM = FAST_HOSTS_CONFIG
 PLURALS = {"ServiceAccount": None, "Role": None, "RoleBinding": None, "Secret": "secrets",
-           "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments"}
+           "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments",
+           "PersistentVolumeClaim": "persistentvolumeclaims"}
 
 #: A driver in the head pod: N one-CPU tasks that each note where and when they ran.
 WORKLOAD = """
@@ -129,6 +130,21 @@ class Kube:
         self.store.delete("pods", NS, self.head)
         wait_for(lambda: not any(p["metadata"]["name"] == self.head for p in self.pods("head")), timeout=60,
                  interval=0.2, message="the head pod gone")
+
+
+#: A driver in the head pod, with a counter actor class (its count and its pid).
+COUNTER = """
+import json, os
+import nbcluster
+nbcluster.init(address="auto", namespace="demo")
+@nbcluster.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def incr(self):
+        self.n += 1
+        return self.n, os.getpid()
+"""
 
 
 def workload(count: int, seconds: float, marks: Path) -> str:
@@ -252,6 +268,9 @@ def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_pa
                 "nbcluster.autoscaler.request_resources(num_cpus=2)")
     wait_for(lambda: len(kube.running_workers()) == 2, timeout=90, interval=0.2, message="two workers")
     workers = {p["metadata"]["name"] for p in kube.running_workers()}
+    # A detached actor on a worker pod: the restarted head takes it back (same process, same state).
+    before = json.loads(kube.python(COUNTER + "c = Counter.options(name='keeper', lifetime='detached').remote()\n"
+                                    "print(json.dumps(nbcluster.get(c.incr.remote())))").stdout.strip().splitlines()[-1])
     # An ended pod of this cluster, as a head that died could leave behind.
     orphan = json.loads(json.dumps(kube.pods()[0]))
     orphan["metadata"] = {"name": "demo-worker-0rphan", "labels": {**orphan["metadata"]["labels"],
@@ -273,6 +292,10 @@ def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_pa
     wait_for(lambda: len([n for n in kube.state()["nodes"] if n["state"] == "ALIVE" and not n["is_head"]]) == 2,
              timeout=90, interval=0.5, message="the workers rejoined the new head")
     assert {p["metadata"]["name"] for p in kube.running_workers()} == workers  # the same pods
+    after = json.loads(kube.python(COUNTER + "print(json.dumps(nbcluster.get(nbcluster.get_actor('keeper').incr.remote(), "
+                                   "timeout=60)))").stdout.strip().splitlines()[-1])
+    assert after == [before[0] + 1, before[1]], (before, after)  # its state kept, the same process
+    kube.python(COUNTER + "nbcluster.kill(nbcluster.get_actor('keeper'))")
     assert not any(p["metadata"]["name"] == "demo-worker-0rphan" for p in kube.pods())  # the orphan deleted
     instances = kube.state()["auto"]["instances"]
     assert sorted(i["state"] for i in instances) == ["running", "running"], instances

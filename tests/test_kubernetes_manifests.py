@@ -47,7 +47,8 @@ def test_every_manifest_is_valid_kubernetes(values: Values) -> None:
     objects = mf.manifests(values)
     validate(objects)
     kinds = by_kind(objects)
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret",
+                             "Service", "ServiceAccount"]
     # The worker pods the provider makes from the ConfigMap's cluster YAML are valid too.
     config = load_config(yaml.safe_load(kinds["ConfigMap"][0]["data"]["cluster.yaml"]))
     assert provider_class(config.provider).__name__ == "KubernetesNodeProvider"
@@ -80,8 +81,15 @@ def test_the_secrets_hold_the_token_file_and_the_ca_and_nothing_leaks_elsewhere(
     assert "f" * 32 not in others  # not in a command, an env or the ConfigMap
     head = kinds["Deployment"][0]["spec"]["template"]["spec"]
     assert not head["containers"][0].get("env")
-    assert {v["name"] for v in head["volumes"]} == {"token", "ca", "config", "dshm"}
+    assert {v["name"] for v in head["volumes"]} == {"token", "ca", "config", "state", "dshm"}
     assert kinds["Deployment"][0]["spec"]["strategy"] == {"type": "Recreate"}  # never two heads
+    # The GCS's tables outlive the pod: on the claim, which the head's command is told of.
+    claim = kinds["PersistentVolumeClaim"][0]
+    assert claim["metadata"]["name"] == "demo-head-state" and claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert {"name": "state", "persistentVolumeClaim": {"claimName": "demo-head-state"}} in head["volumes"]
+    command = head["containers"][0]["command"]
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == "state")
+    assert command[command.index("--state-dir") + 1] == mount["mountPath"]
     ports = {p["name"]: p["port"] for p in kinds["Service"][0]["spec"]["ports"]}
     assert ports == {"gcs": 6380, "node-manager": 6381, "objects": 6382, "jobs": 8265}
 

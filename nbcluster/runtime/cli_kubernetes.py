@@ -37,7 +37,8 @@ def cmd_manifests(opts: argparse.Namespace) -> int:
             name=opts.name, namespace=opts.namespace, image=opts.image or Values.image,
             workers_max=opts.workers_max, workers_min=opts.workers_min, cpu=opts.cpu, memory=opts.memory,
             gpu=opts.gpu, head_cpu=opts.head_cpu, head_memory=opts.head_memory,
-            idle_timeout_minutes=opts.idle_timeout_minutes,
+            idle_timeout_minutes=opts.idle_timeout_minutes, state_size=opts.state_size,
+            storage_class=opts.storage_class,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -65,7 +66,10 @@ def cmd_head(opts: argparse.Namespace) -> int:
     settings = tls.Settings(ca_file=f"{opts.ca_dir}/{values.CA_CERT_FILE}",
                             ca_key_file=f"{opts.ca_dir}/{values.CA_KEY_FILE}", extra_hosts=names)
     try:
-        config = RuntimeConfig.load(json.loads(opts.system_config) if opts.system_config else None)
+        overrides = json.loads(opts.system_config) if opts.system_config else {}
+        if opts.state_dir:
+            overrides["gcs_storage_dir"] = f"{opts.state_dir}/gcs"
+        config = RuntimeConfig.load(overrides)
     except (ValueError, TypeError) as exc:
         raise CliError(f"--system-config: {exc}") from None
     head = dict(autoscaling.head_resources() or {"CPU": 0})
@@ -103,6 +107,9 @@ def add_kubernetes_commands(commands: Any) -> None:
     m.add_argument("--gpu", type=int, default=d.gpu, help="GPUs of a worker pod (nvidia.com/gpu; default 0)")
     m.add_argument("--head-cpu", type=float, default=d.head_cpu, help=f"CPUs of the head pod (default {d.head_cpu:g})")
     m.add_argument("--head-memory", default=d.head_memory, help=f"memory of the head pod (default {d.head_memory})")
+    m.add_argument("--state-size", default=d.state_size,
+                   help=f"size of the head's PersistentVolumeClaim (default {d.state_size})")
+    m.add_argument("--storage-class", default=d.storage_class, help="its StorageClass (default: the cluster's)")
     m.add_argument("--idle-timeout-minutes", type=float, default=d.idle_timeout_minutes,
                    help=f"idle worker pods are removed after this long (default {d.idle_timeout_minutes:g})")
     m.set_defaults(func=cmd_manifests)
@@ -116,4 +123,6 @@ def add_kubernetes_commands(commands: Any) -> None:
     h.add_argument("--object-manager-port", type=int, default=d.object_port)
     h.add_argument("--dashboard-port", type=int, default=d.jobs_port)
     h.add_argument("--system-config", help="runtime settings as JSON (advanced)")
+    h.add_argument("--state-dir", help="a directory that outlives the pod (its PersistentVolumeClaim): the GCS keeps "
+                                       "its tables there, and a head started again takes the cluster back")
     h.set_defaults(func=cmd_head)

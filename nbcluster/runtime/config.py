@@ -55,6 +55,11 @@ class RuntimeConfig:
     startup_timeout_s: float = 30.0
     #: A worker node's node manager retries an unreachable head this long, then exits.
     gcs_reconnect_timeout_s: float = 60.0
+    #: Where the GCS keeps its tables when not in the session directory: a directory
+    #: that outlives the head's session (a volume), so that a head started again with
+    #: it takes the cluster back — nodes, actors, jobs (Kubernetes: the head's
+    #: PersistentVolumeClaim). Made private (0700) if missing.
+    gcs_storage_dir: str = ""
     #: Client mode: a client whose connection drops may come back within this long and
     #: find its session (its proxy keeps its objects meanwhile, as Ray Client's grace).
     client_reconnect_grace_s: float = 30.0

@@ -8,7 +8,8 @@
   labels (an unschedulable pod gets the scheduler's condition and message), runs each
   pod's container command as a process in a network namespace of its own with the
   pod's IP (``tests/netns.py``) and private mount and PID namespaces (Secret and
-  ConfigMap volumes bind-mounted at their mountPath, Service names in its
+  ConfigMap volumes bind-mounted at their mountPath, a PersistentVolumeClaim as one
+  directory per claim that outlives its pods, Service names in its
   ``/etc/hosts``), reports Pending → Running → Succeeded/Failed, stops a deleted pod
   (SIGTERM, SIGKILL after its grace period), and can evict or OOM-kill a pod.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 _PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$")
 KINDS = {"pods": "Pod", "services": "Service", "secrets": "Secret", "configmaps": "ConfigMap",
-         "deployments": "Deployment"}
+         "deployments": "Deployment", "persistentvolumeclaims": "PersistentVolumeClaim"}
 
 
 def now() -> str:

@@ -169,7 +169,8 @@ class Kubelet:
 
     def _missing_volume(self, pod: dict[str, Any]) -> str:
         for vol in pod["spec"].get("volumes") or []:
-            for key, plural, field_ in (("secret", "secrets", "secretName"), ("configMap", "configmaps", "name")):
+            for key, plural, field_ in (("secret", "secrets", "secretName"), ("configMap", "configmaps", "name"),
+                                        ("persistentVolumeClaim", "persistentvolumeclaims", "claimName")):
                 if key in vol:
                     try:
                         self.store.get(plural, self.namespace, vol[key][field_])
@@ -179,6 +180,10 @@ class Kubelet:
         return ""
 
     def _volume(self, vol: dict[str, Any], path: Path) -> Path:
+        if "persistentVolumeClaim" in vol:  # the claim's volume: one directory that outlives its pods
+            claim = self.root / "claims" / vol["persistentVolumeClaim"]["claimName"]
+            claim.mkdir(parents=True, exist_ok=True)
+            return claim
         path.mkdir(parents=True)
         if "secret" in vol or "configMap" in vol:
             if "secret" in vol:
@@ -193,7 +198,8 @@ class Kubelet:
                 (path / key).write_bytes(data)
                 (path / key).chmod(mode)
         elif "emptyDir" not in vol:
-            raise ValueError(f"the stand-in kubelet mounts secret, configMap and emptyDir volumes, not {vol}")
+            raise ValueError(f"the stand-in kubelet mounts secret, configMap, emptyDir and persistentVolumeClaim "
+                             f"volumes, not {vol}")
         return path
 
     def _makedirs(self, target: Path) -> None:

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbcluster._version import __version__
@@ -29,6 +30,7 @@ from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.gcs.tasks import TaskTable
 from nbcluster.runtime.jobs.manager import JobManager
+from nbcluster.runtime.private_dir import make_private_dir, touch_private
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.session import Session
 from nbcluster.runtime.states import NodeState
@@ -112,7 +114,7 @@ class GcsServer(NodeService, PlacementGroupService):
     async def start(self) -> None:
         """Open the store, recover its tables, serve both carriers (and the Jobs API), write
         the session's ``address.json`` and start the health checks and the autoscaler."""
-        self._store = GcsStore(self.session.private_file(self.session.gcs_db))
+        self._store = GcsStore(self._store_path())
         self._recover()
         dispatcher = self._dispatcher = framed.Dispatcher()
         dispatcher.register("Gcs", self)
@@ -151,6 +153,14 @@ class GcsServer(NodeService, PlacementGroupService):
         if self.autoscaler is not None:
             await self.autoscaler.start()
         logger.info("GCS serving on %s and %s", self.address, self.local_endpoint)
+
+    def _store_path(self) -> Path:
+        """The GCS database: in the session, or in ``gcs_storage_dir`` (which outlives it)."""
+        if not self.config.gcs_storage_dir:
+            return self.session.private_file(self.session.gcs_db)
+        fix = "Remove it, or set gcs_storage_dir to a directory of your own"
+        directory = make_private_dir(self.config.gcs_storage_dir, fix)
+        return touch_private(directory / self.session.gcs_db.name, fix)
 
     async def stop(self) -> None:
         """Stop the autoscaler, the health checks, the Jobs API and both carriers; close the store."""

@@ -13,6 +13,9 @@
   in an environment, a command line or a log.
 - ``ConfigMap`` ``<name>-config``: the cluster YAML (``provider: type: kubernetes``).
 - ``Service`` ``<name>-head``: the GCS, node manager, object and jobs ports.
+- ``PersistentVolumeClaim`` ``<name>-head-state`` (ReadWriteOnce): the GCS's tables, so
+  that a head pod that is deleted or rescheduled takes the cluster back — its nodes,
+  actors and jobs (``docs/kubernetes.md``).
 - ``Deployment`` ``<name>-head``: one replica (``Recreate``: never two heads), running
   ``nbcluster kubernetes head``, with TCP readiness and liveness probes on the GCS port.
 """
@@ -108,7 +111,8 @@ def _head_pod(values: v.Values) -> dict[str, Any]:
         "imagePullPolicy": values.image_pull_policy,
         "command": ["nbcluster", "kubernetes", "head", "--port", str(values.gcs_port),
                     "--node-manager-port", str(values.node_manager_port),
-                    "--object-manager-port", str(values.object_port), "--dashboard-port", str(values.jobs_port)],
+                    "--object-manager-port", str(values.object_port), "--dashboard-port", str(values.jobs_port),
+                    "--state-dir", v.STATE_DIR],
         "ports": [{"name": n, "containerPort": p} for n, p in _ports(values)],
         "resources": {"requests": memory, "limits": memory},
         "readinessProbe": {**probe, "initialDelaySeconds": 3},
@@ -116,6 +120,7 @@ def _head_pod(values: v.Values) -> dict[str, Any]:
         "volumeMounts": [{"name": "token", "mountPath": v.TOKEN_DIR, "readOnly": True},
                          {"name": "ca", "mountPath": v.CA_DIR, "readOnly": True},
                          {"name": "config", "mountPath": v.CONFIG_DIR, "readOnly": True},
+                         {"name": "state", "mountPath": v.STATE_DIR},
                          {"name": "dshm", "mountPath": "/dev/shm"}],
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
@@ -130,9 +135,18 @@ def _head_pod(values: v.Values) -> dict[str, Any]:
             "volumes": [{"name": "token", "secret": {"secretName": values.token_secret, "defaultMode": 0o440}},
                         {"name": "ca", "secret": {"secretName": values.ca_secret, "defaultMode": 0o440}},
                         {"name": "config", "configMap": {"name": values.config_map}},
+                        {"name": "state", "persistentVolumeClaim": {"claimName": values.state_claim}},
                         {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
         },
     }
+
+
+def _state_claim(values: v.Values) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": values.state_size}}}
+    if values.storage_class:
+        spec["storageClassName"] = values.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(values, values.state_claim, "head"),
+            "spec": spec}
 
 
 def manifests(values: v.Values, *, token: str | None = None, ca: tuple[bytes, bytes] | None = None) -> list[dict[str, Any]]:
@@ -148,6 +162,7 @@ def manifests(values: v.Values, *, token: str | None = None, ca: tuple[bytes, by
          "data": {v.CONFIG_FILE: yaml.safe_dump(cluster_config(values), sort_keys=False)}},
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(values, values.head, "head"),
          "spec": {"selector": selector, "ports": [{"name": n, "port": p, "targetPort": n} for n, p in _ports(values)]}},
+        _state_claim(values),
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(values, values.head, "head"),
          "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector},
                   "template": _head_pod(values)}},

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from nbcluster._version import __version__
 
-__all__ = ["CA_DIR", "CONFIG_DIR", "TOKEN_DIR", "Values", "check_name", "labels"]
+__all__ = ["CA_DIR", "CONFIG_DIR", "STATE_DIR", "TOKEN_DIR", "Values", "check_name", "labels"]
 
 #: Where the head and the workers find the cluster's files (Secret and ConfigMap volumes).
 TOKEN_DIR = "/etc/nbcluster/token"  # token: the token, then the CA certificate (a token file)
 CA_DIR = "/etc/nbcluster/ca"  # ca.crt, ca.key: the cluster's CA (the head only)
 CONFIG_DIR = "/etc/nbcluster/config"  # cluster.yaml
+STATE_DIR = "/var/lib/nbcluster"  # the head's PersistentVolumeClaim: the GCS tables (gcs/)
 TOKEN_FILE = "token"
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -74,6 +75,10 @@ class Values:
     node_manager_port: int = 6381
     object_port: int = 6382
     jobs_port: int = 8265
+    #: The head's PersistentVolumeClaim (its tables, so a rescheduled head takes the
+    #: cluster back): its size, and its StorageClass ("": the cluster's default).
+    state_size: str = "1Gi"
+    storage_class: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.name, "--name", max_len=40)  # leaves room for the suffixes of pod names
@@ -88,6 +93,11 @@ class Values:
     def head(self) -> str:
         """The head's Deployment, Service and ServiceAccount."""
         return f"{self.name}-head"
+
+    @property
+    def state_claim(self) -> str:
+        """The head's PersistentVolumeClaim."""
+        return f"{self.name}-head-state"
 
     @property
     def token_secret(self) -> str:

@@ -22,13 +22,14 @@ import pytest
 
 from .cli_tools import Machine
 from .conftest import wait_for
+from .drivers import COUNTER_CLASS
 from .netns import Hosts, machines_on_hosts
 
 PORT = 6380
 FAST = {"heartbeat_interval_s": 0.2, "health_check_initial_delay_s": 1.0, "health_check_period_s": 0.5,
         "health_check_timeout_s": 0.5, "health_check_failure_threshold": 4}
 
-DRIVER = """
+DRIVER = ("""
 import json, os, time
 import nbcluster
 nbcluster.init(address="auto")
@@ -40,14 +41,7 @@ def wait_file(name, timeout=120):
         assert time.monotonic() < deadline, f"no {name} file"
         time.sleep(0.05)
 
-@nbcluster.remote
-class Counter:
-    def __init__(self):
-        self.n = 0
-    def incr(self):
-        self.n += 1
-        return self.n, os.getpid(), nbcluster.get_runtime_context().get_node_id()
-
+COUNTER_CLASS
 @nbcluster.remote(resources={"h2": 0.1})
 def long_task():
     open(os.path.join(MARK, "task-started"), "w").close()
@@ -72,7 +66,7 @@ after = {
 from nbcluster.util import state
 after["jobs"] = {j.job_id: j.status for j in state.list_jobs()}
 print(json.dumps(after), flush=True)
-"""
+""").replace("COUNTER_CLASS", COUNTER_CLASS)
 
 
 def _gcs(machine: Machine) -> psutil.Process:

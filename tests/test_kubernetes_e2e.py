@@ -31,6 +31,7 @@ from nbcluster.runtime.kubernetes import manifests as mf
 from nbcluster.runtime.kubernetes.values import LABEL_CLUSTER, LABEL_COMPONENT, Values
 
 from .conftest import ROOT, wait_for
+from .drivers import COUNTER_CLASS
 from .kube.apiserver import ApiServer, Store
 from .kube.kubelet import Kubelet
 from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
@@ -132,19 +133,12 @@ class Kube:
                  interval=0.2, message="the head pod gone")
 
 
-#: A driver in the head pod, with a counter actor class (its count and its pid).
+#: A driver in the head pod, with a counter actor class.
 COUNTER = """
 import json, os
 import nbcluster
 nbcluster.init(address="auto", namespace="demo")
-@nbcluster.remote
-class Counter:
-    def __init__(self):
-        self.n = 0
-    def incr(self):
-        self.n += 1
-        return self.n, os.getpid()
-"""
+""" + COUNTER_CLASS
 
 
 def workload(count: int, seconds: float, marks: Path) -> str:
@@ -294,7 +288,7 @@ def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_pa
     assert {p["metadata"]["name"] for p in kube.running_workers()} == workers  # the same pods
     after = json.loads(kube.python(COUNTER + "print(json.dumps(nbcluster.get(nbcluster.get_actor('keeper').incr.remote(), "
                                    "timeout=60)))").stdout.strip().splitlines()[-1])
-    assert after == [before[0] + 1, before[1]], (before, after)  # its state kept, the same process
+    assert after == [before[0] + 1, *before[1:]], (before, after)  # its state kept, the same process
     kube.python(COUNTER + "nbcluster.kill(nbcluster.get_actor('keeper'))")
     assert not any(p["metadata"]["name"] == "demo-worker-0rphan" for p in kube.pods())  # the orphan deleted
     instances = kube.state()["auto"]["instances"]

@@ -30,6 +30,7 @@ import pytest
 from .cli_tools import Machine
 from .conftest import wait_for
 from .netns import Hosts, machines_on_hosts
+from .notebooks import cell_text
 
 PORT = 6380
 GRACE = 3.0
@@ -247,17 +248,7 @@ def test_a_notebook_on_the_driver_host_connects_in_client_mode(net: Net, tmp_pat
     subprocess.run(net.machines["B"].argv([sys.executable, "-c", runner, str(source), str(executed)]),
                    env=net.machines["B"].env, check=True, timeout=240, capture_output=True)
     cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
-
-    def text(cell: nbformat.NotebookNode) -> str:
-        parts = []
-        for out in cell.outputs:
-            if out.output_type == "stream":
-                parts.append(out.text)
-            elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.data.get("text/plain", ""))
-            elif out.output_type == "error":
-                parts.append(f"ERROR {out.ename}: {out.evalue}")
-        return "".join(parts)
+    text = cell_text
 
     assert "client mode" in text(cells[1]), text(cells[1])
     assert "task says HELLO FROM B" in text(cells[2]) and "12" in text(cells[2]), text(cells[2])

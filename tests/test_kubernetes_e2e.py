@@ -12,7 +12,6 @@ a network namespace of its own. Drivers run in the head pod (``kubectl exec``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,14 +24,13 @@ from typing import Any
 
 import pytest
 
-from nbcluster.runtime import envvars
-from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.kubernetes import manifests as mf
 from nbcluster.runtime.kubernetes.values import LABEL_CLUSTER, LABEL_COMPONENT, Values
 
 from .conftest import ROOT, wait_for
 from .drivers import COUNTER_CLASS
-from .kube.apiserver import ApiServer, Store
+from .kube import stand_in
+from .kube.apiserver import Store
 from .kube.kubelet import Kubelet
 from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
 
@@ -150,31 +148,18 @@ def workload(count: int, seconds: float, marks: Path) -> str:
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     require_netns()
     hosts = Hosts()
-    api = kubelet = None
     try:
-        api_ns, api_ip = hosts.add("apiserver")
-        store = Store()
-        api = ApiServer(store, api_ns, api_ip)
-        kubeconfig = api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig", NS)
-        kubeconfig.parent.chmod(0o755)
-        env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               envvars.CONFIG: RuntimeConfig.load(SYSTEM).to_env()}
-        kubelet = Kubelet(store, hosts, NS, kubeconfig, cpu=3.5, env=env)
-        values = Values(name="demo", namespace=NS, image="nbcluster:test", workers_max=4, cpu=1, memory="1Gi",
-                        head_cpu=0.25, idle_timeout_minutes=IDLE_S / 60)
-        for obj in mf.manifests(values):
-            plural = PLURALS[obj["kind"]]
-            if plural:  # RBAC is not enforced by the stand-in (test_kubernetes_manifests checks it)
-                store.create(plural, NS, obj)
-        cluster = Kube(store, kubelet, values)
-        cluster.start_head()
-        yield cluster
+        with stand_in(hosts, NS, tmp_path_factory.mktemp("kube"), SYSTEM) as kube:
+            values = Values(name="demo", namespace=NS, image="nbcluster:test", workers_max=4, cpu=1, memory="1Gi",
+                            head_cpu=0.25, idle_timeout_minutes=IDLE_S / 60)
+            for obj in mf.manifests(values):
+                plural = PLURALS[obj["kind"]]
+                if plural:  # RBAC is not enforced by the stand-in (test_kubernetes_manifests checks it)
+                    kube.store.create(plural, NS, obj)
+            cluster = Kube(kube.store, kube.kubelet, values)
+            cluster.start_head()
+            yield cluster
     finally:
-        if kubelet is not None:
-            kubelet.close()
-        if api is not None:
-            api.close()
         hosts.close()
 
 

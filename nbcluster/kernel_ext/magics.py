@@ -94,6 +94,14 @@ def connect_usage(line: str) -> None:
 @argument("--port", type=int, help="serve the head on this port, so that other machines and terminals can join "
                                    "it with `nbcluster start --address HOST:PORT` (default: any port)")
 @argument("--host", help="the address other machines reach this one at (with --port; default 127.0.0.1)")
+@argument("--provider", choices=("local", "kubernetes"), default="local",
+          help="local: processes on this machine (default); kubernetes: pods, from a notebook running in "
+               "Kubernetes (needs the kubernetes package and rights to create pods, services, secrets, ...)")
+@argument("--namespace", dest="k8s_namespace", help="kubernetes: the namespace (default: this pod's)")
+@argument("--name", help="kubernetes: the cluster's name, prefix of its objects (default nb-USER)")
+@argument("--workers-max", type=int, default=4, help="kubernetes: worker pods at most (default 4)")
+@argument("--image", help="kubernetes: the image of the head and workers")
+@argument("--timeout", type=float, default=300.0, help="kubernetes: seconds to wait for the head (default 300)")
 def start_usage(line: str) -> None:
     """%cluster start: start a cluster owned by this kernel (it stops with the kernel)."""
 
@@ -303,6 +311,15 @@ class ClusterMagics(Magics):
             return None
         if nbcluster.is_initialized():
             raise UsageError("already connected; %cluster stop or %cluster disconnect first")
+        if args.provider == "kubernetes":
+            from nbcluster.kernel_ext.kubernetes import start_on_kubernetes  # lazy: the kubernetes client
+
+            self.owned = start_on_kubernetes(args)
+            nbcluster.init(address=self.owned.address, token_file=self.owned.token_file)
+            print(f"nbcluster: its head is ready; this kernel drives it in client mode through {self.owned.address}")
+            self.router.install()
+            self._show()
+            return None
         if args.autoscale and args.workers:
             raise UsageError("give --workers or --autoscale, not both")
         if args.autoscale and (args.port is not None or args.host):
@@ -360,9 +377,13 @@ class ClusterMagics(Magics):
             raise UsageError("not connected to a cluster")
         self._close_view("stopped")
         nbcluster.shutdown()
-        if self.owned is not None:
+        if isinstance(self.owned, Cluster):
             self.owned.shutdown()
-            self.owned = None
+        elif self.owned is not None:
+            from nbcluster.kernel_ext.kubernetes import stop_on_kubernetes
+
+            stop_on_kubernetes(self.owned)
+        self.owned = None
         print("nbcluster: stopped")
 
     def _disconnect(self, rest: str) -> None:
@@ -384,7 +405,7 @@ class ClusterMagics(Magics):
             return
         if args.workers < 0:
             raise UsageError("the number of workers must be >= 0")
-        if self.owned is None:
+        if not isinstance(self.owned, Cluster):  # not started here with --workers: the autoscaler's bounds
             self._require()
             if not get_autoscaler_state().enabled:
                 raise UsageError(

@@ -22,6 +22,9 @@ facades (:mod:`nbcluster`, :mod:`nbcluster.driver`, :mod:`nbcluster.events`,
   ``AutoscalerConfigError``); :mod:`envvars` names the environment variables.
 - Private files (this user's alone): :func:`read_private`, :func:`write_private`,
   :func:`check_private` (with the kind :data:`FILE`).
+- Kubernetes: :func:`deploy_kubernetes` creates a cluster's objects from
+  :class:`KubernetesValues` and waits for its head; the :class:`KubernetesCluster` it
+  returns has the address to connect to and deletes them all on ``shutdown()``.
 - Jobs: :func:`keep_job_artifact` keeps a file on the head as the running job's
   artifact.
 
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.providers import provider_class
     from nbcluster.runtime.detached import CliError, session_running, start_head, stop_session
     from nbcluster.runtime.job_artifacts import keep_job_artifact
+    from nbcluster.runtime.kubernetes.deploy import KubernetesCluster, KubernetesValues, deploy_kubernetes
 
 #: Where the names imported on first use live.
 _ON_FIRST_USE = {
@@ -54,6 +58,9 @@ _ON_FIRST_USE = {
     "start_head": "nbcluster.runtime.detached",
     "stop_session": "nbcluster.runtime.detached",
     "keep_job_artifact": "nbcluster.runtime.job_artifacts",
+    "KubernetesCluster": "nbcluster.runtime.kubernetes.deploy",
+    "KubernetesValues": "nbcluster.runtime.kubernetes.deploy",
+    "deploy_kubernetes": "nbcluster.runtime.kubernetes.deploy",
 }
 
 
@@ -70,10 +77,13 @@ __all__ = [
     "FILE",
     "AutoscalingConfig",
     "CliError",
+    "KubernetesCluster",
+    "KubernetesValues",
     "LocalNode",
     "RuntimeConfig",
     "Session",
     "check_private",
+    "deploy_kubernetes",
     "envvars",
     "keep_job_artifact",
     "load_config",

@@ -15,3 +15,54 @@
 
 What it does not model is listed in ``docs/kubernetes.md`` ("How it is tested").
 """
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StandIn:
+    """A running stand-in: its object store, API server, kubelet and kubeconfig."""
+
+    store: Any
+    api: Any
+    kubelet: Any
+    kubeconfig: Path
+
+
+@contextlib.contextmanager
+def stand_in(hosts: Any, namespace: str, directory: Path, system: dict[str, Any],
+             cpu: float = 3.5) -> Iterator[StandIn]:
+    """An API server (in a host of ``hosts``) and a kubelet with ``cpu`` CPUs whose pods
+    run nbcluster from this checkout with the runtime settings ``system``; stopped at
+    the end (the hosts are the caller's to close)."""
+    from nbcluster.runtime import envvars
+    from nbcluster.runtime.config import RuntimeConfig
+
+    from ..conftest import ROOT
+    from .apiserver import ApiServer, Store
+    from .kubelet import Kubelet
+
+    api = kubelet = None
+    try:
+        api_ns, api_ip = hosts.add("apiserver")
+        store = Store()
+        api = ApiServer(store, api_ns, api_ip)
+        directory.mkdir(exist_ok=True)
+        kubeconfig = api.write_kubeconfig(directory / "kubeconfig", namespace)
+        kubeconfig.parent.chmod(0o755)
+        env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               envvars.CONFIG: RuntimeConfig.load(system).to_env()}
+        kubelet = Kubelet(store, hosts, namespace, kubeconfig, cpu=cpu, env=env)
+        yield StandIn(store, api, kubelet, kubeconfig)
+    finally:
+        if kubelet is not None:
+            kubelet.close()
+        if api is not None:
+            api.close()

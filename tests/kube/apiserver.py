@@ -23,9 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$")
+_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+)/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$")
 KINDS = {"pods": "Pod", "services": "Service", "secrets": "Secret", "configmaps": "ConfigMap",
-         "deployments": "Deployment", "persistentvolumeclaims": "PersistentVolumeClaim"}
+         "deployments": "Deployment", "persistentvolumeclaims": "PersistentVolumeClaim",
+         "serviceaccounts": "ServiceAccount", "roles": "Role", "rolebindings": "RoleBinding"}
 
 
 def now() -> str:

@@ -54,6 +54,7 @@ from kubernetes.client.rest import ApiException
 from nbcluster.exceptions import AutoscalerConfigError
 from nbcluster.runtime.autoscaler.providers import LaunchError, LaunchRequest, NodeProvider, ProviderNode
 from nbcluster.runtime.kubernetes import values as v
+from nbcluster.runtime.kubernetes.api import api_client, api_message
 from nbcluster.runtime.kubernetes.pods import PodError, PodSettings, worker_pod
 
 __all__ = ["KubernetesNodeProvider"]
@@ -69,14 +70,6 @@ WATCH_S = 5
 RETRY_S = 1.0
 _INCLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _ENDED = ("Failed", "Succeeded")
-
-
-def _api_message(exc: ApiException) -> str:
-    """What the API server said: its Status message, else the HTTP reason."""
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
 
 
 def ended_reason(pod: dict[str, Any]) -> str:
@@ -149,19 +142,10 @@ class KubernetesNodeProvider(NodeProvider):
     # -- connecting, listing, watching ------------------------------------------------
     def _api_client(self) -> Any:
         opts = self.config.options
-        configuration = kubernetes.client.Configuration()
         try:
-            if opts.get("kubeconfig"):
-                kubernetes.config.load_kube_config(config_file=os.path.expanduser(opts["kubeconfig"]),
-                                                   context=opts.get("context"), client_configuration=configuration)
-            elif os.environ.get("KUBERNETES_SERVICE_HOST") and not opts.get("context"):
-                kubernetes.config.load_incluster_config(client_configuration=configuration)
-            else:
-                kubernetes.config.load_kube_config(context=opts.get("context"), client_configuration=configuration)
-        except (kubernetes.config.ConfigException, OSError) as exc:
-            raise AutoscalerConfigError(f"provider: cannot load a Kubernetes configuration: {exc}",
-                                        key="provider.kubeconfig") from None
-        return kubernetes.client.ApiClient(configuration)
+            return api_client(opts.get("kubeconfig"), opts.get("context"))
+        except ValueError as exc:
+            raise AutoscalerConfigError(f"provider: {exc}", key="provider.kubeconfig") from None
 
     def _namespace(self) -> str:
         opts = self.config.options
@@ -218,7 +202,7 @@ class KubernetesNodeProvider(NodeProvider):
         try:
             deployment = kubernetes.client.AppsV1Api(api_client).read_namespaced_deployment(name, self.namespace)
         except ApiException as exc:
-            logger.warning("worker pods get no owner: cannot read deployment=%s: %s", name, _api_message(exc))
+            logger.warning("worker pods get no owner: cannot read deployment=%s: %s", name, api_message(exc))
             return None
         return {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": deployment.metadata.uid}
 
@@ -245,7 +229,7 @@ class KubernetesNodeProvider(NodeProvider):
                     self._apply(event["type"], event["object"])
             except ApiException as exc:
                 if exc.status != 410:
-                    logger.warning("watching pods failed (%s); listing again", _api_message(exc))
+                    logger.warning("watching pods failed (%s); listing again", api_message(exc))
                     self._stop.wait(RETRY_S)
                 self._relist()
             except Exception as exc:  # noqa: BLE001 - the connection (urllib3, OS): list again and go on
@@ -315,7 +299,7 @@ class KubernetesNodeProvider(NodeProvider):
         except ApiException as exc:
             if exc.status == 409:  # a pod of that name exists: launched already
                 return
-            message = f"the Kubernetes API refused the pod ({exc.status}): {_api_message(exc)}"
+            message = f"the Kubernetes API refused the pod ({exc.status}): {api_message(exc)}"
         except Exception as exc:  # noqa: BLE001 - the connection (urllib3, OS): a failed launch, reported
             message = f"cannot reach the Kubernetes API: {type(exc).__name__}: {exc}"
         else:

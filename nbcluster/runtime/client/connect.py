@@ -4,10 +4,12 @@ here, or an ``nbcluster://`` address)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
 import time
+from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime import envvars
@@ -33,9 +35,8 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
     async def setup() -> None:
         gcs = core.gcs = await dial_gcs(address, token, job.config)
         await upload_packages(gcs, job.uploads)
-        nodes = (await gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())).nodes
-        head = next((n for n in nodes if n.is_head and n.address and n.state == gcs_pb2.NODE_STATE_ALIVE), None)
-        if head is None:
+        head = await _head_node(gcs, job.config.startup_timeout_s)
+        if not head.address:
             raise ClusterConnectionError(
                 f"the cluster at {address} serves no clients from other machines: it was started embedded "
                 "(nbcluster.init() or %cluster start). Start it with `nbcluster start --head` to connect from here."
@@ -59,3 +60,18 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
         core.shutdown()
         raise
     worker_state.current = core
+
+
+async def _head_node(gcs: Any, timeout: float) -> gcs_pb2.NodeInfo:
+    """The head's node, waited for while the head has just started (its GCS serves
+    before its node registers): a ClusterConnectionError if none comes within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = (await gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())).nodes
+        head = next((n for n in nodes if n.is_head and n.state == gcs_pb2.NODE_STATE_ALIVE), None)
+        if head is not None:
+            return head
+        if time.monotonic() > deadline:
+            raise ClusterConnectionError(f"the cluster's head has no node that serves clients (none joined "
+                                         f"within {timeout:g} s)")
+        await asyncio.sleep(0.2)

@@ -163,6 +163,9 @@ class NodeService:
         node = _Node(info, secret_digest(request.node_secret))
         self._nodes[info.node_id] = node
         if info.is_head:
+            old = self._nodes.get(self.head_node_id)
+            if old is not None and old.recovered:  # the head's node of before the restart: gone with it
+                self._mark_dead(old.info.node_id, "a new head node replaced it after the head restarted")
             self.head_node_id = info.node_id
         assert self._store is not None
         self._store.put_node(info, node.digest)

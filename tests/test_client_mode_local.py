@@ -197,3 +197,18 @@ def test_generators_and_concurrency_groups_through_the_proxy(head: tuple[Machine
     """)
     assert out == dict(first=0, early=True, not_ready=True, rest=[1, 2], awaited=[0, 1, 2], failed="KeyError",
                        n_refs=2, dynamic=[0], met=["met", "met"], streamed=[0, 1])
+
+
+def test_a_tasks_own_runtime_env_travels_through_the_proxy(head: tuple[Machine, str], tmp_path) -> None:
+    lib = tmp_path / "client_lib"
+    lib.mkdir()
+    (lib / "__init__.py").write_text("VALUE = 'uploaded by the client'\n")
+    out = drive(head, f"""
+        @nbcluster.remote
+        def read():
+            import client_lib
+            return os.environ.get("NBC_CLIENT_VAR"), client_lib.VALUE
+        env = {{"env_vars": {{"NBC_CLIENT_VAR": "set"}}, "py_modules": [{str(lib)!r}]}}
+        print(json.dumps(nbcluster.get(read.options(runtime_env=env).remote(), timeout=60)))
+    """)
+    assert out == ["set", "uploaded by the client"]

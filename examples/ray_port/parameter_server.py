@@ -75,7 +75,7 @@ workers = [DataWorker.remote(seed) for seed in range(NUM_WORKERS)]
 
 start_loss = evaluate(ray.get(ps.get_weights.remote()))
 current_weights = ps.get_weights.remote()
-for step in range(30):
+for _ in range(30):
     gradients = [worker.compute_gradients.remote(current_weights) for worker in workers]
     current_weights = ps.apply_gradients.remote(*gradients)
 sync_loss = evaluate(ray.get(current_weights))

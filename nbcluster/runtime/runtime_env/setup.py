@@ -49,10 +49,7 @@ async def _ensure(gcs: Any, uri: str, cache: Path) -> Path:
     reply = await gcs.call(methods.Gcs.KvGet, gcs_pb2.KvGetRequest(namespace=envvars.KV_PACKAGES, key=name.encode()))
     if not reply.found:
         raise packages.PackageError(f"package {uri} is not in the cluster's package store (was it deleted?)")
-    if packages.package_uri(reply.value) != uri:
-        raise packages.PackageError(f"package {uri}: its content does not match its URI")
-    cache.mkdir(parents=True, exist_ok=True)
-    return await asyncio.to_thread(packages.unpack, reply.value, dest)
+    return await asyncio.to_thread(packages.ensure_unpacked, uri, cache, lambda _uri: reply.value)
 
 
 async def upload(gcs: Any, uri: str, data: bytes) -> None:

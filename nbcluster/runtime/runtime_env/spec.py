@@ -35,8 +35,9 @@ class RuntimeEnv:
     ``working_dir`` and each of ``py_modules`` is a local path (on the machine that
     submits, before :meth:`packed`) or a ``gcs://`` package URI; ``env_vars`` are set in
     every process of the job; ``pip`` is the packages to install (from the ``pip`` or the
-    ``uv`` key: its ``installer`` says which) into a cached virtualenv. ``excludes`` (fnmatch patterns) are left out when local
-    paths are zipped; ``config`` is Ray's ``RuntimeEnvConfig`` (accepted, checked)."""
+    ``uv`` key: its ``installer`` says which) into a cached virtualenv. ``excludes``
+    (fnmatch patterns) are left out when local paths are zipped; ``config`` is Ray's
+    ``RuntimeEnvConfig`` (accepted, checked)."""
 
     working_dir: str | None = None
     py_modules: tuple[str, ...] = ()

@@ -200,15 +200,25 @@ def test_generators_and_concurrency_groups_through_the_proxy(head: tuple[Machine
 
 
 def test_a_tasks_own_runtime_env_travels_through_the_proxy(head: tuple[Machine, str], tmp_path) -> None:
+    from .runtime.test_pip_runtime_env import build_wheel, spec
+
     lib = tmp_path / "client_lib"
     lib.mkdir()
     (lib / "__init__.py").write_text("VALUE = 'uploaded by the client'\n")
+    pip = spec(build_wheel(tmp_path, "nbc_client_pkg", "1.0"), "nbc_client_pkg")
     out = drive(head, f"""
         @nbcluster.remote
         def read():
             import client_lib
             return os.environ.get("NBC_CLIENT_VAR"), client_lib.VALUE
         env = {{"env_vars": {{"NBC_CLIENT_VAR": "set"}}, "py_modules": [{str(lib)!r}]}}
-        print(json.dumps(nbcluster.get(read.options(runtime_env=env).remote(), timeout=60)))
+        task = nbcluster.get(read.options(runtime_env=env).remote(), timeout=60)
+        @nbcluster.remote
+        class Reader:
+            def read(self):
+                import nbc_client_pkg
+                return nbc_client_pkg.VALUE
+        actor = Reader.options(runtime_env={pip!r}).remote()
+        print(json.dumps([task, nbcluster.get(actor.read.remote(), timeout=120)]))
     """)
-    assert out == ["set", "uploaded by the client"]
+    assert out == [["set", "uploaded by the client"], "nbc_client_pkg 1.0"]

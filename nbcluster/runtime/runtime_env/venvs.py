@@ -103,11 +103,11 @@ def collect(root: Path, *, cache_size: int, idle_timeout_s: float) -> list[Path]
     """Remove unused environments idle longer than ``idle_timeout_s`` or beyond the
     newest ``cache_size``; returns those removed. One in use (a process holds its
     shared lock) or being built is never removed."""
-    ready = sorted((p for p in root.glob(f"*/{_READY}")), key=lambda p: p.stat().st_mtime, reverse=True)
+    ready = sorted(((_mtime(p), p) for p in root.glob(f"*/{_READY}")), reverse=True)
     removed = []
     now = time.time()
-    for rank, marker in enumerate(ready):
-        if rank < cache_size and now - marker.stat().st_mtime <= idle_timeout_s:
+    for rank, (mtime, marker) in enumerate(ready):
+        if rank < cache_size and now - mtime <= idle_timeout_s:
             continue
         env = marker.parent
         if _try_remove(root / f"{env.name}.lock", marker):
@@ -217,6 +217,14 @@ def _try_remove(lock: Path, marker: Path) -> bool:
         return False
     finally:
         os.close(lock_fd)
+
+
+def _mtime(path: Path) -> float:
+    """When ``path`` last changed (0 when it is gone: removed by another process)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _wall(monotonic: float) -> float:

@@ -18,7 +18,7 @@ from .cli_tools import Machine
 def head() -> Iterator[tuple[Machine, str]]:
     machine = Machine("client-local")
     try:
-        address = machine.start_head("--port", "0", "--num-cpus", "2", "--node-ip-address", "127.0.0.1")
+        address = machine.start_head("--port", "0", "--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--dashboard-port", "0")
         yield machine, address
     finally:
         machine.close()
@@ -217,8 +217,10 @@ def test_a_tasks_own_runtime_env_travels_through_the_proxy(head: tuple[Machine, 
         class Reader:
             def read(self):
                 import nbc_client_pkg
-                return nbc_client_pkg.VALUE
+                return nbc_client_pkg.VALUE, nbcluster.get_runtime_context().namespace
         actor = Reader.options(runtime_env={pip!r}).remote()
-        print(json.dumps([task, nbcluster.get(actor.read.remote(), timeout=120)]))
+        value, namespace = nbcluster.get(actor.read.remote(), timeout=120)
+        print(json.dumps([task, value, namespace == nbcluster.get_runtime_context().namespace]))
     """)
-    assert out == [["set", "uploaded by the client"], "nbc_client_pkg 1.0"]
+    # The actor's environment is laid over the client's job's: same namespace.
+    assert out == [["set", "uploaded by the client"], "nbc_client_pkg 1.0", True]

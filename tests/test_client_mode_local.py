@@ -18,7 +18,7 @@ from .cli_tools import Machine
 def head() -> Iterator[tuple[Machine, str]]:
     machine = Machine("client-local")
     try:
-        address = machine.start_head("--port", "0", "--num-cpus", "2", "--node-ip-address", "127.0.0.1")
+        address = machine.start_head("--port", "0", "--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--dashboard-port", "0")
         yield machine, address
     finally:
         machine.close()
@@ -197,3 +197,30 @@ def test_generators_and_concurrency_groups_through_the_proxy(head: tuple[Machine
     """)
     assert out == dict(first=0, early=True, not_ready=True, rest=[1, 2], awaited=[0, 1, 2], failed="KeyError",
                        n_refs=2, dynamic=[0], met=["met", "met"], streamed=[0, 1])
+
+
+def test_a_tasks_own_runtime_env_travels_through_the_proxy(head: tuple[Machine, str], tmp_path) -> None:
+    from .runtime.test_pip_runtime_env import build_wheel, spec
+
+    lib = tmp_path / "client_lib"
+    lib.mkdir()
+    (lib / "__init__.py").write_text("VALUE = 'uploaded by the client'\n")
+    pip = spec(build_wheel(tmp_path, "nbc_client_pkg", "1.0"), "nbc_client_pkg")
+    out = drive(head, f"""
+        @nbcluster.remote
+        def read():
+            import client_lib
+            return os.environ.get("NBC_CLIENT_VAR"), client_lib.VALUE
+        env = {{"env_vars": {{"NBC_CLIENT_VAR": "set"}}, "py_modules": [{str(lib)!r}]}}
+        task = nbcluster.get(read.options(runtime_env=env).remote(), timeout=60)
+        @nbcluster.remote
+        class Reader:
+            def read(self):
+                import nbc_client_pkg
+                return nbc_client_pkg.VALUE, nbcluster.get_runtime_context().namespace
+        actor = Reader.options(runtime_env={pip!r}).remote()
+        value, namespace = nbcluster.get(actor.read.remote(), timeout=120)
+        print(json.dumps([task, value, namespace == nbcluster.get_runtime_context().namespace]))
+    """)
+    # The actor's environment is laid over the client's job's: same namespace.
+    assert out == [["set", "uploaded by the client"], "nbc_client_pkg 1.0", True]

@@ -35,10 +35,31 @@ def test_autoscaling_example():
 
 def test_ray_port_placement_group_gang():
     """Written against Ray's API: only its import line is nbcluster's."""
-    source = (ROOT / "examples" / "ray_port" / "placement_group_gang.py").read_text()
-    assert "import nbcluster as ray" in source and source.count("nbcluster") == 1
-    proc = run_example("ray_port/placement_group_gang.py")
+    proc = _ray_port("placement_group_gang.py")
     assert "placement group ready: CREATED" in proc.stdout
     assert "step 2: sum 10, every worker now holds 2.5" in proc.stdout
     assert "helpers: [0, 1, 4, 9, 16, 25, 36, 49] all in the group: True" in proc.stdout
     assert "removed; CPUs free again: 5.0" in proc.stdout
+
+
+def _ray_port(name: str) -> subprocess.CompletedProcess:
+    """Run a program written against Ray's API whose only nbcluster line is its import."""
+    source = (ROOT / "examples" / "ray_port" / name).read_text()
+    assert "import nbcluster as ray" in source and source.count("nbcluster") == 1
+    return run_example(f"ray_port/{name}")
+
+
+def test_ray_port_parameter_server():
+    out = _ray_port("parameter_server.py").stdout
+    assert "synchronous: loss 50.5 -> below 0.01: True" in out
+    assert "asynchronous: 60 updates, loss below 0.01: True" in out
+    assert "weights: [1, 2, 3, 4, 5]" in out
+    assert "pool: 2 ordered, 3 unordered, has_next: False" in out
+
+
+def test_ray_port_streaming_pipeline():
+    out = _ray_port("streaming_pipeline.py").stdout
+    assert "transformed: [0, 2000, 4000, 6000, 8000, 10000]" in out
+    assert "items taken after ray.wait: 3" in out
+    assert "running totals: [0, 2000, 6000, 12000, 20000, 30000]" in out
+    assert "items before the error: [0, 1] then: True" in out

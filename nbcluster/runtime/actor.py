@@ -32,7 +32,7 @@ from nbcluster.runtime.core.task_env import job_config_for
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions
 from nbcluster.runtime.objects.serialization import dumps_definition
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
-from nbcluster.runtime.signatures import check_call, method_signature, portable_signature
+from nbcluster.runtime.signatures import check_call, from_wire, method_signature, portable_signature, to_wire
 from nbcluster.runtime.submission import current_group, submit_actor_task
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "current_actor_handle", "exit_actor", "method"]
@@ -103,10 +103,11 @@ def _method_groups(cls: type, groups: dict[str, int]) -> None:
             )
 
 
-def _wire_method(name: str, meta: MethodMeta) -> gcs_pb2.ActorMethod:
+def _wire_method(name: str, meta: MethodMeta, signature: Any) -> gcs_pb2.ActorMethod:
     num_returns, kind = returns_shape(meta[0])
     return gcs_pb2.ActorMethod(
-        name=name, num_returns=num_returns, is_async=meta[1], returns_kind=kind, generator_backpressure=max(meta[2], 0)
+        name=name, num_returns=num_returns, is_async=meta[1], returns_kind=kind, generator_backpressure=max(meta[2], 0),
+        signature=to_wire(signature),
     )
 
 
@@ -198,7 +199,7 @@ class ActorClass:
             placement_resources=common_pb2.ResourceSet(amounts=needed),
             max_concurrency=concurrency,
             is_async=is_async,
-            methods=[_wire_method(name, meta) for name, meta in self._methods.items()],
+            methods=[_wire_method(name, meta, signatures[name]) for name, meta in self._methods.items()],
         )
         info.creation_task.concurrency_groups.update(groups)
         if options.get("runtime_env"):  # its own environment (core/task_env.py)
@@ -259,7 +260,8 @@ class ActorHandle:
     @classmethod
     def _from_info(cls, info: gcs_pb2.ActorInfo, ref: ObjectRef | None) -> "ActorHandle":
         methods = {m.name: _meta_from_wire(m) for m in info.methods}
-        return cls(info.actor_id, info.class_name, methods, info.max_task_retries, ref)
+        signatures = {m.name: from_wire(m.signature) for m in info.methods}  # checked as the class's handles
+        return cls(info.actor_id, info.class_name, methods, info.max_task_retries, ref, signatures)
 
     def __getattr__(self, name: str) -> "ActorMethod":
         if name.startswith("_") and name not in BUILTIN_METHODS:

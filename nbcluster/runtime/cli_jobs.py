@@ -231,7 +231,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                         help="a local directory to upload; the job runs in it (overrides working_dir "
                              "of --runtime-env-json)")
     submit.add_argument("--runtime-env-json", metavar="JSON",
-                        help="runtime_env as JSON: working_dir, py_modules, env_vars")
+                        help="runtime_env as JSON: working_dir, py_modules, env_vars, pip, uv")
     submit.add_argument("--submission-id", metavar="ID", help="the job's id (default: chosen by the cluster)")
     submit.add_argument("--entrypoint-num-cpus", type=float, metavar="N", help="CPUs reserved for the entrypoint")
     submit.add_argument("--entrypoint-num-gpus", type=float, metavar="N", help="GPUs reserved for the entrypoint")

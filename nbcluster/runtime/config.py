@@ -88,6 +88,11 @@ class RuntimeConfig:
     #: The first retry after an OOM kill waits this long, each next one twice as long
     #: (at most 60 s), as Ray's ``task_oom_retry_delay_base_ms``.
     task_oom_retry_delay_base_ms: int = 1000
+    #: ``runtime_env`` ``pip``/``uv`` virtualenvs a node keeps (the most recently used);
+    #: unused ones beyond it are removed when another is built, as are unused ones idle
+    #: longer than ``runtime_env_idle_timeout_s``. One in use is never removed.
+    runtime_env_cache_size: int = 10
+    runtime_env_idle_timeout_s: float = 600.0
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

@@ -58,12 +58,10 @@ def job_config(job: JobSetup) -> common_pb2.JobConfig:
     return common_pb2.JobConfig(
         sys_path=sys_path,
         cwd=cwd,
-        env_vars=dict(env.env_vars),
         namespace=job.namespace if job.namespace is not None else f"anonymous-{uuid.uuid4().hex[:12]}",
         log_to_driver=job.log_to_driver,
         runtime_env_hash=env.hash,
-        working_dir_uri=env.working_dir or "",
-        py_modules_uris=list(env.py_modules),
+        runtime_env_json=env.to_json(),
     )
 
 

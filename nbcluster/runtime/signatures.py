@@ -10,10 +10,11 @@ default value need not), and binding never evaluates either.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_call", "method_signature", "portable_signature"]
+__all__ = ["check_call", "from_wire", "method_signature", "portable_signature", "to_wire"]
 
 
 def portable_signature(fn: Callable[..., Any], *, drop_first: bool = False) -> inspect.Signature | None:
@@ -43,6 +44,23 @@ def method_signature(cls: type, name: str) -> inspect.Signature | None:
     if isinstance(static, staticmethod) or inspect.ismethod(member):
         return portable_signature(member)  # a static or class method: nothing implicit left
     return portable_signature(member, drop_first=True)
+
+
+def to_wire(sig: inspect.Signature | None) -> str:
+    """A portable signature as text for the GCS's actor records ("" for None)."""
+    if sig is None:
+        return ""
+    return json.dumps([[p.name, int(p.kind), p.default is not p.empty] for p in sig.parameters.values()])
+
+
+def from_wire(text: str) -> inspect.Signature | None:
+    """The signature :func:`to_wire` wrote (None for "")."""
+    if not text:
+        return None
+    return inspect.Signature([
+        inspect.Parameter(name, inspect._ParameterKind(kind), default=None if has_default else inspect.Parameter.empty)
+        for name, kind, has_default in json.loads(text)
+    ])
 
 
 def check_call(sig: inspect.Signature | None, name: str, args: tuple, kwargs: dict) -> None:

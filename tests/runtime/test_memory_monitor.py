@@ -3,7 +3,8 @@ retriable work's worker, the caller gets OutOfMemoryError naming the node, the t
 and the usage (or the task is retried), and the node and its other work go on.
 
 The monitor's input is faked (``memory_monitor_cgroup_dir``: a directory holding
-``memory.max``/``memory.current`` that tasks and the test write); the killing is real.
+``memory.max``/``memory.current`` that tasks and the test write) in most tests; the
+killing is real. The last test uses real memory: a task allocates until it is killed.
 """
 
 from __future__ import annotations
@@ -165,3 +166,63 @@ def test_read_usage_reads_a_cgroup_directory_and_falls_back_to_the_machine(tmp_p
     assert read_usage(str(tmp_path)) == MemoryUsage(600, 1000, f"cgroup {tmp_path}")
     machine = read_usage(str(tmp_path / "missing"))
     assert machine.source == "machine" and 0 < machine.fraction < 1
+
+
+# -- real memory ------------------------------------------------------------------------
+
+@nbcluster.remote
+def allocate_until_killed(step_mib: int, cap_mib: int, progress: str) -> int:
+    """Really allocate (numpy arrays, every page touched), ``step_mib`` at a time, until
+    the node kills this worker; -1 when ``cap_mib`` is reached first."""
+    import numpy as np
+
+    held = []
+    while len(held) * step_mib < cap_mib:
+        held.append(np.ones(step_mib * 1024 * 1024 // 8))
+        Path(progress).write_text(str(len(held) * step_mib))
+        time.sleep(0.02)
+    time.sleep(30)
+    return -1
+
+
+def test_a_task_that_really_allocates_past_the_threshold_is_killed(start_cluster, tmp_path):
+    """No fake: the node reads its real memory (its cgroup's or the machine's); the
+    threshold is today's usage plus 512 MiB, and a task allocates until it is killed."""
+    before = read_usage("")
+    margin = 512 * 1024 * 1024
+    threshold = round((before.used + margin) / before.total, 4)
+    start_cluster(num_cpus=2, _system_config={"memory_usage_threshold": threshold,
+                                              "memory_monitor_refresh_ms": 100})
+    node_id = nbcluster.get_runtime_context().get_node_id()
+
+    @nbcluster.remote(max_restarts=0)
+    class Bystander:
+        def pid(self):
+            return os.getpid()
+
+    bystander = Bystander.remote()
+    bystander_pid = nbcluster.get(bystander.pid.remote(), timeout=30)
+    other = str(tmp_path / "other")
+    waiting = wait_file.options(max_retries=0).remote(other)  # older than the allocator
+    wait_for(lambda: os.path.exists(other + ".started"), timeout=30)
+    progress = tmp_path / "allocated"
+    start = time.monotonic()
+    ref = allocate_until_killed.options(max_retries=0).remote(64, 8 * 1024, str(progress))
+    with pytest.raises(OutOfMemoryError) as info:
+        nbcluster.get(ref, timeout=120)
+    took = time.monotonic() - start
+    message = str(info.value)
+    assert "allocate_until_killed" in message and node_id in message, message
+    assert f"threshold of {threshold}" in message, message
+    usage_at_kill = float(message.split("GiB (")[1].split(")")[0])
+    assert usage_at_kill > threshold, message
+    allocated = int(progress.read_text())
+    assert allocated >= 64  # it got going before the kill
+    print(f"\nreal OOM kill: threshold {threshold} ({before.describe()} in use before, + 512 MiB), "
+          f"usage at the kill {usage_at_kill}, the task had allocated {allocated} MiB, "
+          f"submit -> OutOfMemoryError in {took:.2f}s")
+    # The node and its other work survive.
+    assert nbcluster.get(ping.remote(), timeout=30) == "pong"
+    Path(other).touch()
+    assert nbcluster.get(waiting, timeout=30) > 0
+    assert nbcluster.get(bystander.pid.remote(), timeout=30) == bystander_pid

@@ -81,6 +81,29 @@ def test_arguments_are_checked_at_remote_time():
     assert "too many positional arguments" in nbcluster.get(through.remote(actor))
 
 
+def test_a_handle_from_get_actor_checks_arguments_as_the_classs_does():
+    original = Derived.options(name="checked_by_name").remote(5)
+    nbcluster.get(original.__ray_ready__.remote())
+    found = nbcluster.get_actor("checked_by_name")
+    with pytest.raises(TypeError, match=r"Derived.add\(\) missing a required argument: 'n'"):
+        found.add.remote()
+    with pytest.raises(TypeError, match=r"Derived.add\(\) got an unexpected keyword argument 'm'"):
+        found.add.remote(1, m=1)
+    with pytest.raises(TypeError, match=r"Derived.kind\(\) too many positional arguments"):
+        found.kind.remote(1)  # a classmethod: no implicit argument left
+    assert nbcluster.get(found.add.remote(2)) == 7 and nbcluster.get(found.double.remote(x=4)) == 8
+
+    @nbcluster.remote
+    def found_elsewhere():  # another process's handle, looked up by name
+        try:
+            nbcluster.get_actor("checked_by_name").add.remote(1, 2)
+        except TypeError as exc:
+            return str(exc)
+
+    assert "too many positional arguments" in nbcluster.get(found_elsewhere.remote())
+    nbcluster.kill(original)
+
+
 def test_an_actor_class_without_methods():
     @nbcluster.remote
     class Empty:

@@ -31,6 +31,7 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
     host = socket.gethostname()
     metadata = {**driver_metadata(), "client_host": host}
     core = ClientCore(address, token, job.config, "")
+    core.job_config = config  # an actor's own runtime_env is laid over it (core/task_env.py)
 
     async def setup() -> None:
         gcs = core.gcs = await dial_gcs(address, token, job.config)

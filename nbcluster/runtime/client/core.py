@@ -27,6 +27,7 @@ from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.loop_thread import LoopThread
 from nbcluster.runtime.core.object_ref import ObjectRef
 from nbcluster.runtime.core.object_values import ref_id, timeout_error, value_or_raise
+from nbcluster.runtime.core.task_env import packed
 from nbcluster.runtime.core.tasks import FunctionInfo, TaskOptions, pack_args
 from nbcluster.runtime.credentials import driver_token
 from nbcluster.runtime.node import transfer
@@ -374,11 +375,10 @@ class _Tasks:
     def submit(self, fn: FunctionInfo, args: tuple, kwargs: dict, options: TaskOptions, parent: bytes = b"",
                context: str = "") -> list[ObjectRef]:
         """Queue a task; returns its refs."""
-        if options.runtime_env:
-            raise NotImplementedError("a task's own runtime_env is not supported in client mode yet; give it to "
-                                      "init(runtime_env=...) for the whole job")
         core = self.core
         spec = _client_task(core, fn, args, kwargs, options, context)
+        if options.runtime_env:  # its own environment: packages uploaded from here
+            spec.runtime_env_json = packed(core, options.runtime_env).to_json()
         if fn.function_id not in self._sent:
             self._sent.add(fn.function_id)
             spec.function.pickled = fn.pickled

@@ -34,6 +34,8 @@ from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.generators import ObjectRefGenerator
 from nbcluster.runtime.core.object_ref import ObjectRef, _rebuild_ref
 from nbcluster.runtime.core.tasks import FunctionInfo, Placement, Task, TaskOptions
+from nbcluster.runtime.core.task_env import job_config_for
+from nbcluster.runtime.runtime_env import RuntimeEnv
 from nbcluster.runtime.credentials import from_parent
 from nbcluster.runtime.procutil import configure_logging, watch_lifeline
 from nbcluster.runtime.protocol import (
@@ -212,6 +214,8 @@ class ClientProxy:
         else:
             task = Task(spec.task_id, FunctionInfo(spec.function.function_id, spec.function.name, b""), options)
             task.context = spec.context
+            if spec.runtime_env_json:  # the task's own runtime_env, packed by the client
+                task.job_config = job_config_for(core, RuntimeEnv.from_json(spec.runtime_env_json))
             submitter = core.submitter
         try:
             if not spec.actor_id:

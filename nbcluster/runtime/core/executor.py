@@ -201,32 +201,32 @@ class Executor:
                 sys.path.insert(0, path)
         if config.cwd and os.path.isdir(config.cwd):
             os.chdir(config.cwd)
-        os.environ.update(config.env_vars)
-        if config.working_dir_uri or config.py_modules_uris:
-            self._setup_packages(config)
+        env = RuntimeEnv.from_json(config.runtime_env_json)
+        os.environ.update(env.env_vars)
+        if env.working_dir or env.py_modules or env.pip:
+            self._setup_env(env)
         logger.info("bound to job=%s", request.job_id.hex())
 
-    def _setup_packages(self, config: common_pb2.JobConfig) -> None:
-        """The job's runtime_env packages, unpacked on this node: working_dir as cwd and
-        first on sys.path, then the py_modules. A failure fails the job's tasks here."""
+    def _setup_env(self, env: RuntimeEnv) -> None:
+        """The job's runtime_env set up on this node (runtime_env/setup.py) and activated
+        here; a failure fails the tasks sent to this worker, the node and others go on."""
         core = self.core
-        env = RuntimeEnv(working_dir=config.working_dir_uri or None, py_modules=tuple(config.py_modules_uris))
 
         async def prepare() -> runtime_env.Prepared:
             gcs = await core.gcs_connection()
-            return await runtime_env.prepare(gcs, core.session.dir, env)
+            return await runtime_env.prepare(gcs, core.session.dir, env, core.config)
 
         try:
-            prepared = core.run_sync(prepare(), timeout=300)
+            prepared = core.run_sync(prepare(), timeout=runtime_env.setup_timeout(env))
+        except RuntimeEnvSetupError as exc:
+            logger.error("runtime_env setup failed: %s", exc)
+            self.env_error = exc
+            return
         except Exception as exc:  # noqa: BLE001 - reported on every task of the job
             logger.exception("runtime_env setup failed")
             self.env_error = RuntimeEnvSetupError(f"the runtime_env could not be set up on this node: {exc}")
             return
-        for path in reversed(prepared.sys_path):
-            if path not in sys.path:
-                sys.path.insert(0, path)
-        if prepared.working_dir is not None:
-            os.chdir(prepared.working_dir)
+        runtime_env.activate(prepared)
 
     # -- running a task (main thread, or an actor's pool thread) -------------------------
     def enter_task(self, spec: common_pb2.TaskSpec) -> tuple[contextvars.Token, tuple[bytes, bool]]:

@@ -14,7 +14,6 @@ fails the tasks with ``RuntimeEnvSetupError``, the node goes on.
 from __future__ import annotations
 
 import threading
-import types
 import weakref
 from typing import Any
 
@@ -27,10 +26,7 @@ _STATE: weakref.WeakKeyDictionary[Any, tuple[dict[tuple, common_pb2.JobConfig], 
 
 def current_env(config: common_pb2.JobConfig | None) -> RuntimeEnv:
     """The runtime environment a ``JobConfig`` carries."""
-    if config is None:
-        return RuntimeEnv()
-    return RuntimeEnv(working_dir=config.working_dir_uri or None, py_modules=tuple(config.py_modules_uris),
-                      env_vars=types.MappingProxyType(dict(config.env_vars)))
+    return RuntimeEnv.from_json(config.runtime_env_json if config is not None else None)
 
 
 def job_config_for(core: Any, env: RuntimeEnv) -> common_pb2.JobConfig:
@@ -41,18 +37,20 @@ def job_config_for(core: Any, env: RuntimeEnv) -> common_pb2.JobConfig:
     config = cache.get(key)
     if config is not None:
         return config
-    packed = env.packed(lambda uri, data: _upload(core, uri, data))
-    merged = current_env(core.job_config).override(packed)
+    merged = current_env(core.job_config).override(packed(core, env))
     config = common_pb2.JobConfig()
     if core.job_config is not None:
         config.CopyFrom(core.job_config)
-    config.env_vars.clear()
-    config.env_vars.update(merged.env_vars)
-    config.working_dir_uri = merged.working_dir or ""
-    config.py_modules_uris[:] = list(merged.py_modules)
+    config.runtime_env_json = merged.to_json()
     config.runtime_env_hash = merged.hash
     cache[key] = config
     return config
+
+
+def packed(core: Any, env: RuntimeEnv) -> RuntimeEnv:
+    """``env`` with its local paths zipped and uploaded from ``core``'s process (once
+    per package), URIs in their place (not on its loop thread)."""
+    return env.packed(lambda uri, data: _upload(core, uri, data))
 
 
 def _upload(core: Any, uri: str, data: bytes) -> None:

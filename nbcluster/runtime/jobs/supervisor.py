@@ -25,6 +25,7 @@ import os
 import signal
 from pathlib import Path
 
+from nbcluster.exceptions import RuntimeEnvSetupError
 from nbcluster.runtime import envvars
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import driver_token, from_parent, write_token_file
@@ -81,8 +82,8 @@ class Supervisor:
         self.gcs.on_close(self._gcs_lost)  # type: ignore[attr-defined]
         env_spec = RuntimeEnv.from_json(self.job.runtime_env_json)
         try:
-            prepared = await runtime_env.prepare(self.gcs, Path(self.opts.session_dir), env_spec)
-        except (OSError, ValueError, ConnectionLost, RemoteError) as exc:
+            prepared = await runtime_env.prepare(self.gcs, Path(self.opts.session_dir), env_spec, self.config)
+        except (OSError, ValueError, ConnectionLost, RemoteError, RuntimeEnvSetupError) as exc:
             logger.exception("runtime_env setup failed")
             await self.report(exited=True, exit_code=-1, message=f"runtime_env setup failed: {exc}")
             return
@@ -99,6 +100,9 @@ class Supervisor:
             "PYTHONUNBUFFERED": "1",
             envvars.RUNTIME_ENV: env_spec.to_json(),
         })
+        if prepared.venv is not None:  # the entrypoint's `python` is the virtualenv's
+            env["PATH"] = os.pathsep.join([str(prepared.venv.path / "bin"), env.get("PATH", os.defpath)])
+            env["VIRTUAL_ENV"] = str(prepared.venv.path)
         if prepared.sys_path:
             env["PYTHONPATH"] = os.pathsep.join(prepared.sys_path + [p for p in [env.get("PYTHONPATH")] if p])
         if self.stop_requested.is_set():  # stopped while its runtime_env was set up

@@ -44,7 +44,7 @@ class ClientPlacement(_message.Message):
     def __init__(self, strategy: _Optional[_Union[_node_manager_pb2.SchedulingStrategy, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ..., placement_group_id: _Optional[bytes] = ..., placement_group_capture: _Optional[bool] = ...) -> None: ...
 
 class ClientTask(_message.Message):
-    __slots__ = ("task_id", "function", "args", "top_refs", "contained", "resources", "num_returns", "max_retries", "retry_exceptions", "retry_exception_types", "name", "placement", "context", "actor_id", "class_name", "method", "handle_id", "returns_kind", "generator_backpressure", "concurrency_group")
+    __slots__ = ("task_id", "function", "args", "top_refs", "contained", "resources", "num_returns", "max_retries", "retry_exceptions", "retry_exception_types", "name", "placement", "context", "actor_id", "class_name", "method", "handle_id", "returns_kind", "generator_backpressure", "concurrency_group", "runtime_env_json")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class ClientTask(_message.Message):
     RETURNS_KIND_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_JSON_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     function: _common_pb2.FunctionDescriptor
     args: _common_pb2.ObjectPayload
@@ -92,7 +93,8 @@ class ClientTask(_message.Message):
     returns_kind: _common_pb2.ReturnsKind
     generator_backpressure: int
     concurrency_group: str
-    def __init__(self, task_id: _Optional[bytes] = ..., function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[_common_pb2.ObjectPayload, _Mapping]] = ..., top_refs: _Optional[_Iterable[bytes]] = ..., contained: _Optional[_Iterable[bytes]] = ..., resources: _Optional[_Mapping[str, float]] = ..., num_returns: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., placement: _Optional[_Union[ClientPlacement, _Mapping]] = ..., context: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., class_name: _Optional[str] = ..., method: _Optional[str] = ..., handle_id: _Optional[bytes] = ..., returns_kind: _Optional[_Union[_common_pb2.ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_group: _Optional[str] = ...) -> None: ...
+    runtime_env_json: str
+    def __init__(self, task_id: _Optional[bytes] = ..., function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Union[_common_pb2.ObjectPayload, _Mapping]] = ..., top_refs: _Optional[_Iterable[bytes]] = ..., contained: _Optional[_Iterable[bytes]] = ..., resources: _Optional[_Mapping[str, float]] = ..., num_returns: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., name: _Optional[str] = ..., placement: _Optional[_Union[ClientPlacement, _Mapping]] = ..., context: _Optional[str] = ..., actor_id: _Optional[bytes] = ..., class_name: _Optional[str] = ..., method: _Optional[str] = ..., handle_id: _Optional[bytes] = ..., returns_kind: _Optional[_Union[_common_pb2.ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., concurrency_group: _Optional[str] = ..., runtime_env_json: _Optional[str] = ...) -> None: ...
 
 class ClientSubmitRequest(_message.Message):
     __slots__ = ("tasks",)

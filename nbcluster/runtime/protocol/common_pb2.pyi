@@ -146,31 +146,20 @@ class HelloReply(_message.Message):
     def __init__(self, peer: _Optional[_Union[Address, _Mapping]] = ...) -> None: ...
 
 class JobConfig(_message.Message):
-    __slots__ = ("sys_path", "cwd", "env_vars", "namespace", "log_to_driver", "runtime_env_hash", "working_dir_uri", "py_modules_uris")
-    class EnvVarsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    __slots__ = ("sys_path", "cwd", "namespace", "log_to_driver", "runtime_env_hash", "runtime_env_json")
     SYS_PATH_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
-    ENV_VARS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LOG_TO_DRIVER_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ENV_HASH_FIELD_NUMBER: _ClassVar[int]
-    WORKING_DIR_URI_FIELD_NUMBER: _ClassVar[int]
-    PY_MODULES_URIS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_JSON_FIELD_NUMBER: _ClassVar[int]
     sys_path: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
-    env_vars: _containers.ScalarMap[str, str]
     namespace: str
     log_to_driver: bool
     runtime_env_hash: str
-    working_dir_uri: str
-    py_modules_uris: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sys_path: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env_vars: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., log_to_driver: _Optional[bool] = ..., runtime_env_hash: _Optional[str] = ..., working_dir_uri: _Optional[str] = ..., py_modules_uris: _Optional[_Iterable[str]] = ...) -> None: ...
+    runtime_env_json: str
+    def __init__(self, sys_path: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., namespace: _Optional[str] = ..., log_to_driver: _Optional[bool] = ..., runtime_env_hash: _Optional[str] = ..., runtime_env_json: _Optional[str] = ...) -> None: ...
 
 class FunctionDescriptor(_message.Message):
     __slots__ = ("function_id", "name", "pickled")

@@ -445,18 +445,20 @@ class WatchRequest(_message.Message):
     def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., after_seq: _Optional[int] = ..., replay: _Optional[bool] = ...) -> None: ...
 
 class ActorMethod(_message.Message):
-    __slots__ = ("name", "num_returns", "is_async", "returns_kind", "generator_backpressure")
+    __slots__ = ("name", "num_returns", "is_async", "returns_kind", "generator_backpressure", "signature")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
     IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
     RETURNS_KIND_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_BACKPRESSURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     name: str
     num_returns: int
     is_async: bool
     returns_kind: _common_pb2.ReturnsKind
     generator_backpressure: int
-    def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., is_async: _Optional[bool] = ..., returns_kind: _Optional[_Union[_common_pb2.ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ...) -> None: ...
+    signature: str
+    def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., is_async: _Optional[bool] = ..., returns_kind: _Optional[_Union[_common_pb2.ReturnsKind, str]] = ..., generator_backpressure: _Optional[int] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class ActorInfo(_message.Message):
     __slots__ = ("actor_id", "name", "namespace", "class_name", "state", "job_id", "owner", "detached", "address", "node_id", "pid", "num_restarts", "max_restarts", "max_task_retries", "death_cause", "resources", "placement_resources", "max_concurrency", "is_async", "methods", "version", "start_time", "end_time", "creation_task", "scheduling_strategy", "affinity_node_id", "affinity_soft", "placement_group_id", "placement_group_capture", "job_config")

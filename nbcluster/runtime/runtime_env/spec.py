@@ -1,7 +1,8 @@
 """The runtime environment value: what a job's processes run in.
 
 :class:`RuntimeEnv` holds the keys nbcluster supports of Ray's ``runtime_env`` — a
-working directory, extra Python modules, environment variables. It is validated once,
+working directory, extra Python modules, environment variables, packages to install
+(``pip``/``uv``, a :class:`~.pip_spec.PipSpec`). It is validated once,
 where it enters (``init()``, ``JobSubmissionClient.submit_job``, the jobs API), and
 carried as is: local paths become ``gcs://`` package URIs when they are packed
 (:meth:`RuntimeEnv.packed`), and a cluster-side value holds URIs only.
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nbcluster.runtime.runtime_env import packages
+from nbcluster.runtime.runtime_env.pip_spec import INSTALLERS, PipSpec, parse_pip
 
 #: The ``runtime_env`` keys nbcluster supports (Ray's names).
-SUPPORTED_KEYS = ("working_dir", "py_modules", "env_vars", "excludes", "config")
+SUPPORTED_KEYS = ("working_dir", "py_modules", "env_vars", "pip", "uv", "excludes", "config")
 #: The keys of ``config`` (Ray's ``RuntimeEnvConfig``), accepted and checked.
 CONFIG_KEYS = ("setup_timeout_seconds", "eager_install")
-_HINT = "install other dependencies on the cluster's nodes"
+_HINT = "conda and container environments: install them on the cluster's nodes"
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,17 @@ class RuntimeEnv:
 
     ``working_dir`` and each of ``py_modules`` is a local path (on the machine that
     submits, before :meth:`packed`) or a ``gcs://`` package URI; ``env_vars`` are set in
-    every process of the job. ``excludes`` (fnmatch patterns) are left out when local
-    paths are zipped; ``config`` is Ray's ``RuntimeEnvConfig`` (accepted, checked)."""
+    every process of the job; ``pip`` is the packages to install (from the ``pip`` or the
+    ``uv`` key: its ``installer`` says which) into a cached virtualenv. ``excludes``
+    (fnmatch patterns) are left out when local paths are zipped; ``config`` is Ray's
+    ``RuntimeEnvConfig`` (accepted, checked)."""
 
     working_dir: str | None = None
     py_modules: tuple[str, ...] = ()
     env_vars: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
     excludes: tuple[str, ...] = ()
     config: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    pip: PipSpec | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | RuntimeEnv | None, *, local_paths: bool = True) -> RuntimeEnv:
@@ -67,6 +72,11 @@ class RuntimeEnv:
         excludes = raw.get("excludes") or []
         if not isinstance(excludes, (list, tuple)) or not all(isinstance(e, str) for e in excludes):
             raise TypeError("runtime_env excludes must be a list of str (fnmatch patterns such as '*.csv')")
+        installers = [key for key in INSTALLERS if raw.get(key) is not None]
+        if len(installers) > 1:
+            raise ValueError("runtime_env: give either 'pip' or 'uv', not both (the same packages, installed "
+                             "by pip or by uv)")
+        pip = parse_pip(installers[0], raw[installers[0]], local_paths=local_paths) if installers else None
         working_dir = raw.get("working_dir")
         return cls(
             working_dir=_entry(working_dir, "working_dir", local_paths) if working_dir is not None else None,
@@ -74,10 +84,11 @@ class RuntimeEnv:
             env_vars=types.MappingProxyType(dict(env_vars)),
             excludes=tuple(excludes),
             config=types.MappingProxyType(_config(raw.get("config"))),
+            pip=pip,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.working_dir or self.py_modules or self.env_vars)
+        return bool(self.working_dir or self.py_modules or self.env_vars or self.pip)
 
     @property
     def uris(self) -> list[str]:
@@ -112,6 +123,7 @@ class RuntimeEnv:
             working_dir=override.working_dir or self.working_dir,
             py_modules=self.py_modules + override.py_modules,
             env_vars=types.MappingProxyType({**self.env_vars, **override.env_vars}),
+            pip=override.pip or self.pip,
         )
 
     def override(self, child: RuntimeEnv) -> RuntimeEnv:
@@ -124,6 +136,7 @@ class RuntimeEnv:
             env_vars=types.MappingProxyType({**self.env_vars, **child.env_vars}),
             excludes=child.excludes or self.excludes,
             config=child.config or self.config,
+            pip=child.pip or self.pip,
         )
 
     @property
@@ -132,7 +145,8 @@ class RuntimeEnv:
         within one environment."""
         if not self:
             return ""
-        key = {"env_vars": dict(self.env_vars), "working_dir": self.working_dir or "", "py_modules": list(self.py_modules)}
+        key = {"env_vars": dict(self.env_vars), "working_dir": self.working_dir or "", "py_modules": list(self.py_modules),
+               "pip": self.pip.hash if self.pip else ""}
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -143,12 +157,14 @@ class RuntimeEnv:
     def from_json(cls, text: str | None) -> RuntimeEnv:
         """The value :meth:`to_json` wrote (validated when it entered; not again)."""
         data = json.loads(text) if text else {}
+        installer = next((key for key in INSTALLERS if key in data), None)
         return cls(
             working_dir=data.get("working_dir") or None,
             py_modules=tuple(data.get("py_modules", ())),
             env_vars=types.MappingProxyType(dict(data.get("env_vars", {}))),
             excludes=tuple(data.get("excludes", ())),
             config=types.MappingProxyType(dict(data.get("config", {}))),
+            pip=PipSpec.from_dict(installer, data[installer]) if installer else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +176,8 @@ class RuntimeEnv:
             out["py_modules"] = list(self.py_modules)
         if self.env_vars:
             out["env_vars"] = dict(self.env_vars)
+        if self.pip:
+            out[self.pip.installer] = self.pip.to_dict()
         if self.excludes:
             out["excludes"] = list(self.excludes)
         if self.config:

@@ -5,7 +5,9 @@ Built once from ``nbcluster.state`` snapshots; afterwards only events change it
 NODE_ADDED/NODE_DEAD reload the node list once per flush, NODE_STATE updates one row
 from the event alone, AUTOSCALER appends to the timeline and reloads the autoscaler
 state once per flush (as do node events, and load reports while nodes are pending or
-stopping), JOB_STATE and TASK_COUNTERS update the jobs panel.
+stopping or demand is shown: a node reports when its queue drains, so the pending
+demand empties within a report of the last task ending), JOB_STATE and TASK_COUNTERS
+update the jobs panel.
 """
 
 from __future__ import annotations
@@ -186,8 +188,10 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
             self._render()
 
     def _autoscaler_in_transition(self) -> bool:
+        """Whether load reports may change what the autoscaler view shows: a launch or
+        removal under way, or demand shown (it drains without an autoscaler event)."""
         state = self.autoscaler
-        return bool(state and state.enabled and any(t.pending or t.stopping for t in state.node_types))
+        return bool(state and state.enabled and (state.demand or any(t.pending or t.stopping for t in state.node_types)))
 
     def _apply_load(self, e: ClusterEvent) -> None:
         row = next((r for r in self.node_rows if r["node_id"] == e.node_id), None)
@@ -259,7 +263,10 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         names = tuple(t.name for t in auto.node_types if t.max_workers or t.min_workers)  # type: ignore[union-attr]
         if tuple(self._type.options) != names:
             self._type.options = names
-        self._on_type()
+        if self._type.value not in names:  # new options leave no choice made: the first type
+            self._type.value = names[0]  # (its observer fills in min and max)
+        else:
+            self._on_type()
 
     def _on_type(self, _change: Any = None) -> None:
         chosen = next((t for t in (self.autoscaler.node_types if self.autoscaler else []) if t.name == self._type.value),

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from ..kernel.conftest import kernel  # noqa: F401 - the fixture: a real ipykernel
 from ..kernel.harness import Kernel
 
 pytestmark = pytest.mark.timeout(300)

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
-from ..browser import JupyterProcess, chromium, require_browser, screenshot
-from .test_lab_browser import CELL_MS, LAB_MS, _lab_settings
+from ..browser import JupyterProcess, screenshot
+from .test_lab_browser import CELL_MS, LAB_MS
+from .test_lab_output_browser import in_lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,27 +29,7 @@ nbcluster.get(shout.remote("a line that no cell owns"))''',
 
 
 def test_output_with_no_cell_is_in_the_log_console(tmp_path: Path) -> None:
-    require_browser()
-    root = tmp_path / "lab"
-    root.mkdir()
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(notebook, root / "console.ipynb")
-    server = JupyterProcess(lab=True, root_dir=root, home=tmp_path / "jupyter")
-    _lab_settings(server.home)
-    try:
-        server.start(timeout=90)
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.set_default_timeout(LAB_MS)
-            try:
-                _run(page, server)
-            except BaseException:
-                screenshot(page, "lab-log-console-failure")
-                print(f"--- jupyter lab log ---\n{server.log()}")
-                raise
-    finally:
-        server.stop()
+    in_lab(tmp_path, "console.ipynb", CELLS, _run, "lab-log-console-failure")
 
 
 def _run(page: Any, server: JupyterProcess) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 import nbcluster
 
-from ..conftest import ROOT
+from ..conftest import FAST_CONFIG, ROOT, run_python
 
 
 @nbcluster.remote
@@ -99,3 +99,38 @@ nbcluster.shutdown()
     assert len(states) >= 3 and [int(s) for s in states] == sorted(int(s) for s in states), err  # growing
     assert re.search(r"\(driver pid=\d+\) get: 100%\|#+\| 30/30 .*\n", err), err  # the final state on its line
     assert re.search(r"get: +\d+%[^\n]*\r", err), err  # the open bar redrawn in place
+
+
+def test_a_client_mode_driver_sees_every_arrival_too() -> None:
+    """Client mode: the proxy says which refs are ready (polled), each arrival counted once."""
+    from nbcluster.cluster_utils import Cluster
+
+    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "port": 0, "node_ip_address": "127.0.0.1",
+                                                          "_system_config": FAST_CONFIG})
+    try:
+        out = run_python(f"""
+            import threading, time
+            import nbcluster
+            info = nbcluster.init(address="nbcluster://{head.address}", token_file={str(head.token_file)!r})
+            assert info.client_mode, info
+
+            @nbcluster.remote
+            def slow(i):
+                time.sleep(0.1)
+                return i
+
+            seen, lock = [], threading.Lock()
+            def progress(done, total):
+                with lock:
+                    seen.append((done, total))
+
+            values = nbcluster.get([slow.remote(i) for i in range(12)], progress=progress)
+            ready, _ = nbcluster.wait([slow.remote(i) for i in range(4)], num_returns=2, progress=progress)
+            print("VALUES", values == list(range(12)), "SEEN", seen)
+            nbcluster.shutdown()
+            """, timeout=120).stdout
+    finally:
+        head.shutdown()
+    assert "VALUES True" in out, out
+    seen = eval(out.split("SEEN", 1)[1].strip().splitlines()[0])  # noqa: S307 - our own list of tuples
+    assert seen == [(n, 12) for n in range(1, 13)] + [(1, 2), (2, 2)], seen

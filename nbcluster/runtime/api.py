@@ -189,7 +189,7 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None, 
             f"get() takes an ObjectRef or a list of ObjectRefs, not {type(refs).__name__}: {refs!r:.80}. "
             "Pass what .remote() or put() returned."
         )
-    if not progress:
+    if not progress or not refs:
         values = core.get(refs, timeout)
         return values[0] if single else values
     arrivals = Arrivals(core, [core.check_ref(r) for r in refs], len(refs), progress, "get")

@@ -112,6 +112,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         self._apply.on_click(self._on_adapt)
         self._type.observe(self._on_type, names="value")
         self.adapt_message = ""
+        self._bounds_shown: tuple[str, int, int] | None = None  # (type, min, max) last put in the fields
         self._adapt_note = widgets.HTML()
         self._controls = widgets.HBox([self._type, self._min, self._max, self._apply, self._adapt_note])
         self._jobs_box = widgets.VBox()
@@ -266,12 +267,18 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         if self._type.value not in names:  # new options leave no choice made: the first type
             self._type.value = names[0]  # (its observer fills in min and max)
         else:
-            self._on_type()
+            self._on_type(changed_only=True)
 
-    def _on_type(self, _change: Any = None) -> None:
+    def _on_type(self, _change: Any = None, changed_only: bool = False) -> None:
+        """Show the chosen type's min and max: when a type is chosen, and when the
+        cluster's bounds of it change (``changed_only``: not over what the user typed)."""
         chosen = next((t for t in (self.autoscaler.node_types if self.autoscaler else []) if t.name == self._type.value),
                       None)
-        if chosen is not None and not self._apply.disabled:
+        if chosen is None or self._apply.disabled:
+            return
+        bounds = (chosen.name, chosen.min_workers, chosen.max_workers)
+        if not changed_only or bounds != self._bounds_shown:
+            self._bounds_shown = bounds
             self._min.value, self._max.value = chosen.min_workers, chosen.max_workers
 
     def adapt(self, minimum: int, maximum: int, node_type: str | None = None) -> None:

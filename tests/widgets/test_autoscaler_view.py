@@ -77,3 +77,24 @@ def test_adapt_controls_and_pending_demand(kernel: Kernel) -> None:
         assert "Autoscaler" in autoscaler["value"] and "Pending demand" not in autoscaler["value"], autoscaler["value"]
     finally:
         kernel.execute("%cluster stop")
+
+
+def test_adapt_fields_keep_what_the_user_typed_until_the_bounds_change(start_cluster: Any) -> None:
+    from nbcluster.autoscaler import set_worker_bounds
+    from nbcluster.widgets import ClusterWidget
+
+    from ..conftest import wait_for
+    from .test_widgets import autoscaling_config
+
+    start_cluster(autoscaling_config=autoscaling_config())
+    widget = ClusterWidget()
+    try:
+        assert (widget._type.value, widget._min.value, widget._max.value) == ("w", 0, 1)
+        widget._min.value = 1  # typed, not applied yet
+        widget._update([])  # a flush of events redraws the view
+        assert widget._min.value == 1
+        set_worker_bounds(0, 2, node_type="w")  # changed elsewhere: the fields follow
+        wait_for(lambda: widget._max.value == 2, timeout=10, message="the new max in the field")
+        assert widget._min.value == 0
+    finally:
+        widget.close()

@@ -41,8 +41,8 @@ from nbcluster.job_submission import JobSubmissionClient
 from nbcluster.kernel_ext.remote_cell import run_remote_cell
 from nbcluster.kernel_ext.cell_output import DEFAULT_LIMIT
 from nbcluster.kernel_ext.routing import CellRouter
-from nbcluster.runtime import FILE, check_private, envvars, read_private
-from nbcluster.state import get_autoscaler_state, list_nodes
+from nbcluster.runtime import FILE, check_private, envvars, read_private, read_token_file
+from nbcluster.state import get_autoscaler_state, get_head_state, list_nodes
 
 #: The clusters the Jupyter server extension knows, for kernels (written by it, mode 0600).
 DISCOVERY_FILE = "nbcluster-clusters.json"
@@ -188,6 +188,7 @@ class ClusterMagics(Magics):
         self.router = CellRouter(shell, self.output_limit)
         self.observe(lambda change: setattr(self.router, "limit", change["new"]), "output_limit")
         self.owned: Any = None  # a cluster_utils.Cluster this kernel started (workers)
+        self.token_file: str | None = None  # the token file %cluster connect was given
         self.view: Any = None  # the live ClusterWidget last shown
         shell.events.register("pre_run_cell", self.router.pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
@@ -264,6 +265,7 @@ class ClusterMagics(Magics):
             info = nbcluster.init(address=address, namespace=args.namespace, token_file=token_file)
         except (nbcluster.exceptions.NbclusterError, ValueError, TypeError) as exc:
             raise UsageError(f"%cluster connect: {exc}") from None
+        self.token_file = token_file
         self.router.install()
         if args.wait_nodes:
             self._wait_nodes(args.wait_nodes, args.timeout)
@@ -316,6 +318,7 @@ class ClusterMagics(Magics):
 
             self.owned = start_on_kubernetes(args)
             nbcluster.init(address=self.owned.address, token_file=self.owned.token_file)
+            self.token_file = str(self.owned.token_file)  # for its jobs API
             print(f"nbcluster: its head is ready; this kernel drives it in client mode through {self.owned.address}")
             self.router.install()
             self._show()
@@ -377,6 +380,7 @@ class ClusterMagics(Magics):
             raise UsageError("not connected to a cluster")
         self._close_view("stopped")
         nbcluster.shutdown()
+        self.token_file = None
         if isinstance(self.owned, Cluster):
             self.owned.shutdown()
         elif self.owned is not None:
@@ -393,6 +397,7 @@ class ClusterMagics(Magics):
             raise UsageError("this kernel started the cluster; %cluster stop stops it")
         self._close_view("disconnected")
         nbcluster.shutdown()
+        self.token_file = None
         print("nbcluster: disconnected (the cluster keeps running)")
 
     def _status(self, rest: str) -> None:
@@ -438,9 +443,15 @@ class ClusterMagics(Magics):
         print(f"nbcluster: the autoscaler keeps {low} to {high} {name} node(s)")
 
     # -- jobs --------------------------------------------------------------------------
-    def _client(self) -> Any:
+    def _client(self) -> JobSubmissionClient:
+        """The jobs API of the cluster this kernel is connected to (not merely the newest
+        on this machine)."""
         self._require()
-        return JobSubmissionClient()
+        jobs_address = get_head_state().jobs_address
+        if not jobs_address:
+            raise UsageError("the connected cluster serves no jobs API (its head was started without one)")
+        token = read_token_file(self.token_file) if self.token_file else None
+        return JobSubmissionClient(jobs_address, token)
 
     def _submit(self, rest: str) -> None:
         tokens = shlex.split(rest)

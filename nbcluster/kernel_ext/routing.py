@@ -13,9 +13,11 @@ in the notebook; setting it twice to the same state shows it once). Progress bar
 :class:`~nbcluster.widgets.bars.ProgressBars` view under the cell.
 
 Output of work submitted outside any cell, or whose cell is forgotten (the most recent
-``REMEMBERED_CELLS`` are kept), goes to the kernel process's stderr (the Jupyter
-server's log) — in terminal IPython to its stdout/stderr. After a kernel restart the old
-kernel's tasks have no driver to send to: their output is in the workers' log files.
+``REMEMBERED_CELLS`` are kept), goes to the notebook's log console (a ``stream`` message
+with no parent: no cell claims it, JupyterLab's log console lists it at its "info"
+level) and to the kernel process's stderr (the Jupyter server's log) — in terminal
+IPython to its stdout/stderr. After a kernel restart the old kernel's tasks have no
+driver to send to: their output is in the workers' log files.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class CellRouter:
         with self._lock:
             cell = self._cells.get(out.context)
             if cell is None or self.kernel is None:
-                _unrouted(unrouted_text(out), out.stream, self.kernel is None)
+                self._unrouted(unrouted_text(out), out.stream)
                 return
             late = self.running != out.context
             messages = cell.take(out, late)
@@ -125,7 +127,7 @@ class CellRouter:
             cell = self._cells.get(state.context)
             if cell is None or self.kernel is None:
                 if state.closed and not state.drop:
-                    _unrouted(f"({state.source} pid={state.pid}) {state.text()}\n", "stderr", self.kernel is None)
+                    self._unrouted(f"({state.source} pid={state.pid}) {state.text()}\n", "stderr")
                 return
             shown = self._bars.get(state.context)
         if shown is None:
@@ -157,6 +159,20 @@ class CellRouter:
         if self.running != context:
             self._mirror([update])
 
+    def _unrouted(self, text: str, stream: str) -> None:
+        """Output with no cell to go under, never into whichever cell runs now: in a
+        kernel a ``stream`` message with no parent — which no cell claims and
+        JupyterLab's log console shows (at its "info" level) — and the kernel process's
+        stderr (the Jupyter server's log); in a terminal as it came."""
+        if self.kernel is None:
+            target = sys.stderr if stream == "stderr" else sys.stdout
+        else:
+            self._send([Message("stream", {"name": stream, "text": text})], {})
+            target = sys.__stderr__
+        if target is not None:
+            target.write(text)
+            target.flush()
+
     def _mirror(self, updates: list[Message]) -> None:
         """Display updates for a cell that has ended, sent again with the running cell's
         request: headless clients listen to nothing else (JupyterLab applies both)."""
@@ -176,17 +192,6 @@ def _bundle(view: Any) -> dict:
     return bundle[0] if isinstance(bundle, tuple) else bundle
 
 
-def _unrouted(text: str, stream: str, terminal: bool) -> None:
-    """Output with no cell to go under: in a kernel to the process's stderr (the
-    Jupyter server's log), never into whichever cell runs now; in a terminal as it came."""
-    if terminal:
-        target = sys.stderr if stream == "stderr" else sys.stdout
-    else:
-        target = sys.__stderr__
-    if target is None:
-        return
-    target.write(text)
-    target.flush()
 
 
 def _connected() -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from nbcluster.exceptions import ClusterConnectionError
 from nbcluster.runtime.actor import ActorClass, ActorHandle
+from nbcluster.runtime.arrivals import Arrivals, ProgressArg
 from nbcluster.runtime.core import gpus, worker_state
 from nbcluster.runtime.core.core_worker import CoreWorker
 from nbcluster.runtime.core.generators import ObjectRefGenerator
@@ -163,24 +164,41 @@ def put(value: Any) -> ObjectRef:
     return _core().put(value)
 
 
-def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
-    """The value of a ref, or the values of a list of refs (blocking)."""
+def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None, progress: ProgressArg = False) -> Any:
+    """The value of a ref, or the values of a list of refs (blocking).
+
+    ``progress=True`` shows how many have arrived as a progress bar while it blocks (a
+    widget under the cell in a notebook, a line on stderr elsewhere); a function
+    ``progress(done, total)`` is called on each arrival instead (on the runtime's
+    thread: keep it short)."""
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
     core = _core()
     if isinstance(refs, ObjectRef):
-        return core.get([refs], timeout)[0]
-    if isinstance(refs, ObjectRefGenerator):
+        refs = [refs]
+        single = True
+    elif isinstance(refs, (list, tuple)):
+        refs, single = list(refs), False
+    elif isinstance(refs, ObjectRefGenerator):
         raise TypeError(
             "get() of an ObjectRefGenerator is not allowed (as Ray): take its refs with next(gen) or "
             "`for ref in gen`, or get(gen.completed()) to wait for the task to finish."
         )
-    if isinstance(refs, (list, tuple)):
-        return core.get(list(refs), timeout)
-    raise TypeError(
-        f"get() takes an ObjectRef or a list of ObjectRefs, not {type(refs).__name__}: {refs!r:.80}. "
-        "Pass what .remote() or put() returned."
-    )
+    else:
+        raise TypeError(
+            f"get() takes an ObjectRef or a list of ObjectRefs, not {type(refs).__name__}: {refs!r:.80}. "
+            "Pass what .remote() or put() returned."
+        )
+    if not progress or not refs:
+        values = core.get(refs, timeout)
+        return values[0] if single else values
+    arrivals = Arrivals(core, [core.check_ref(r) for r in refs], len(refs), progress, "get")
+    values = None
+    try:
+        values = core.get(refs, timeout)
+    finally:
+        arrivals.close(None if values is None else len(refs))
+    return values[0] if single else values
 
 
 def wait(
@@ -189,12 +207,15 @@ def wait(
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
+    progress: ProgressArg = False,
 ) -> tuple[list[Any], list[Any]]:
     """Wait until ``num_returns`` of ``refs`` are ready; return (ready, not_ready),
     each in the order of ``refs``. A streaming generator in ``refs`` is ready when
     ``next()`` on it would not block. ``fetch_local=True`` (as Ray): a ref is ready once
     its value is on this node (pulled here from the node that made it); ``False``: as
-    soon as the value exists anywhere in the cluster, nothing pulled."""
+    soon as the value exists anywhere in the cluster, nothing pulled. ``progress``: as
+    for :func:`get`, counting up to ``num_returns`` (streaming generators are counted
+    when the wait returns)."""
     if isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, (list, tuple)):
         raise TypeError(f"wait() takes a list of ObjectRefs (or ObjectRefGenerators), not {type(refs).__name__}")
     if not refs:  # as Ray: nothing to wait for, whatever num_returns says
@@ -214,11 +235,17 @@ def wait(
     if len(set(oids)) != len(oids) or len(set(map(id, generators))) != len(generators):
         raise ValueError("wait() requires a list of unique ObjectRefs")
     started = time.monotonic()
-    flags = core.wait_payloads(oids, num_returns, timeout, generators)
-    if fetch_local and isinstance(core, CoreWorker) and core.arena is not None:
-        left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
-        here = fetch_here(core, [oid for oid, ready in zip(oids, flags) if ready], left)
-        flags[: len(oids)] = [oid in here for oid in oids]
+    arrivals = Arrivals(core, oids, num_returns, progress, "wait") if progress else None
+    flags: list[bool] | None = None
+    try:
+        flags = core.wait_payloads(oids, num_returns, timeout, generators)
+        if fetch_local and isinstance(core, CoreWorker) and core.arena is not None:
+            left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+            here = fetch_here(core, [oid for oid, ready in zip(oids, flags) if ready], left)
+            flags[: len(oids)] = [oid in here for oid in oids]
+    finally:
+        if arrivals is not None:
+            arrivals.close(None if flags is None else min(sum(flags), num_returns))
     by_ref = dict(zip(map(id, plain + generators), flags))
     ready_flags = [by_ref[id(r)] for r in refs]
     ready, not_ready = [], []

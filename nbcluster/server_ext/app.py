@@ -96,10 +96,15 @@ class NbclusterApp(ExtensionApp):
         self.manager = ClusterManager(runtime_dir, defaults=self.default_spec(), host=self.cluster_host,
                                       system_config=self.system_config,
                                       root_dir=self.serverapp.root_dir,  # type: ignore[union-attr]
-                                      log=self.log)
+                                      sessions=self._sessions, log=self.log)
         self.manager.load()
         self.log.info("nbcluster: %d cluster(s) re-attached (or starting); discovery file %s",
                       len(self.manager.names()), self.manager.registry.discovery_path)
+
+    async def _sessions(self) -> dict[str, str]:
+        """The server's sessions now: kernel id -> the path of its notebook (renames included)."""
+        sessions = await self.serverapp.session_manager.list_sessions()  # type: ignore[union-attr]
+        return {s["kernel"]["id"]: s["path"] for s in sessions if s.get("kernel") and s.get("path")}
 
     def initialize_handlers(self) -> None:
         """Add the REST API's and the page's routes."""

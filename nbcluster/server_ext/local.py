@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbcluster.exceptions import AutoscalerConfigError, NbclusterError
+from nbcluster.exceptions import AutoscalerConfigError, ClusterConnectionError, NbclusterError
 from nbcluster.runtime import (
     AutoscalingConfig,
     CliError,
+    LocalNode,
     RuntimeConfig,
     Session,
     envvars,
@@ -47,8 +49,11 @@ from nbcluster.runtime import (
     stop_session,
 )
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, ClusterStartError
+from nbcluster.state import get_head_state
 
-__all__ = ["Started", "check_spec", "is_running", "serving", "start", "startup_timeout", "stop"]
+__all__ = ["Started", "check_spec", "is_running", "serving", "start", "start_time", "startup_timeout", "stop"]
+
+logger = logging.getLogger(__name__)
 
 #: The helper's working directory: the one that holds this nbcluster package, so no
 #: other ``nbcluster`` directory where the server runs (say ``$XDG_RUNTIME_DIR/nbcluster``,
@@ -227,6 +232,16 @@ def serving(session_dir: str) -> Started | None:
         written = session.read_address()
         return Started(session_dir, written["gcs_address"], written.get("jobs_address", ""), str(session.token_file))
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def start_time(head: LocalNode) -> float | None:
+    """When a cluster running on this machine started, as its GCS says (None, logged:
+    its head does not answer)."""
+    try:
+        return get_head_state(address=head.gcs_address, token=head.token).start_time
+    except (ClusterConnectionError, NbclusterError) as exc:
+        logger.warning("nbcluster: the head at %s did not say when it started: %s", head.gcs_address, exc)
         return None
 
 

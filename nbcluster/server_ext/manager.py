@@ -36,7 +36,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,10 +97,13 @@ class ClusterManager:
         host: str = "127.0.0.1",
         system_config: dict[str, Any] | None = None,
         root_dir: str | None = None,
+        sessions: Callable[[], Awaitable[dict[str, str]]] | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.registry = Registry(runtime_dir)
         self.root_dir = root_dir
+        #: The server's notebook sessions now, kernel id -> path (drivers' names follow renames).
+        self.sessions = sessions
         self.defaults = defaults or ClusterSpec()
         self.host = host
         self.system_config = dict(system_config or {})
@@ -397,11 +400,10 @@ class ClusterManager:
         """Clusters running on this machine that the server does not know yet (made by
         notebooks, scripts or `nbcluster start --head`): attach them by address alone."""
         known = {entry.record.address for entry in self._entries.values()}
-        return [
-            {"address": head.gcs_address, "session_dir": str(head.session.dir),
-             "started": head.session.dir.stat().st_mtime}
-            for head in await self._local_heads() if head.gcs_address not in known
-        ]
+        heads = [head for head in await self._local_heads() if head.gcs_address not in known]
+        started = await asyncio.gather(*(self._run(local.start_time, head) for head in heads))
+        return [{"address": head.gcs_address, "session_dir": str(head.session.dir), "started": when}
+                for head, when in zip(heads, started)]
 
     async def _local_heads(self) -> list[LocalNode]:
         """The heads running on this machine; ClusterConflict when this user's session
@@ -491,7 +493,8 @@ class ClusterManager:
             self._observed(entry, False, str(exc))
             return cluster_json(record, UNREACHABLE)
         self._observed(entry, True)
-        return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir)
+        sessions = await self.sessions() if self.sessions is not None else {}
+        return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir, sessions)
 
     async def get(self, name: str) -> dict[str, Any]:
         """The cluster's Cluster JSON, after a look at it (its status follows what that
@@ -591,3 +594,4 @@ class ClusterManager:
             raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
                                   "with the Jobs API to use jobs")
         return jobs if "://" in jobs else f"http://{jobs}", entry.token
+

@@ -324,16 +324,18 @@ def notebook_path(path: str, root_dir: str | None) -> str:
     return path
 
 
-def _drivers(jobs: Sequence[Any], root_dir: str | None) -> list[dict[str, str]]:
+def _drivers(jobs: Sequence[Any], root_dir: str | None, sessions: Mapping[str, str]) -> list[dict[str, str]]:
     """Running driver jobs that say which kernel they are (job metadata ``kernel_id``
-    and ``notebook_path``, set by drivers started from kernels)."""
+    and ``notebook_path``, set by drivers started from kernels). A kernel of one of the
+    server's sessions has that session's path now (``sessions``: kernel id -> path),
+    which follows renames; the metadata has the path its kernel started with."""
     out = []
     for job in jobs:
         metadata = job.metadata or {}
-        if job.type == "DRIVER" and job.status == "RUNNING" and metadata.get("kernel_id"):
-            out.append({"kernel_id": metadata["kernel_id"],
-                        "notebook_path": notebook_path(metadata.get("notebook_path", ""), root_dir),
-                        "job_id": job.job_id})
+        kernel_id = metadata.get("kernel_id")
+        if job.type == "DRIVER" and job.status == "RUNNING" and kernel_id:
+            path = sessions.get(kernel_id) or notebook_path(metadata.get("notebook_path", ""), root_dir)
+            out.append({"kernel_id": kernel_id, "notebook_path": path, "job_id": job.job_id})
     return out
 
 
@@ -344,10 +346,12 @@ def cluster_json(
     autoscaler: Any = None,
     jobs: Sequence[Any] = (),
     root_dir: str | None = None,
+    sessions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Cluster JSON of the REST API, from the record and what the head said
     (``nbcluster.state`` snapshots; empty when it could not be asked); notebook paths
-    relative to ``root_dir`` (the server's) where they lie under it."""
+    relative to ``root_dir`` (the server's) where they lie under it, or the path of the
+    server's session of the driver's kernel (``sessions``: kernel id -> path)."""
     alive = sum(1 for n in nodes if n.state == "ALIVE")
     return {
         "name": record.name,
@@ -363,6 +367,6 @@ def cluster_json(
         "memory": machine_memory(nodes),
         "autoscaler": bool(autoscaler is not None and autoscaler.enabled),
         "workers": _workers(autoscaler),
-        "drivers": _drivers(jobs, root_dir),
+        "drivers": _drivers(jobs, root_dir, sessions or {}),
         "links": {"events": f"clusters/{record.name}/events", "jobs": f"clusters/{record.name}/jobs/"},
     }

@@ -5,7 +5,9 @@ Built once from ``nbcluster.state`` snapshots; afterwards only events change it
 NODE_ADDED/NODE_DEAD reload the node list once per flush, NODE_STATE updates one row
 from the event alone, AUTOSCALER appends to the timeline and reloads the autoscaler
 state once per flush (as do node events, and load reports while nodes are pending or
-stopping), JOB_STATE and TASK_COUNTERS update the jobs panel.
+stopping or demand is shown: a node reports when its queue drains, so the pending
+demand empties within a report of the last task ending), JOB_STATE and TASK_COUNTERS
+update the jobs panel.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         self._apply.on_click(self._on_adapt)
         self._type.observe(self._on_type, names="value")
         self.adapt_message = ""
+        self._bounds_shown: tuple[str, int, int] | None = None  # (type, min, max) last put in the fields
         self._adapt_note = widgets.HTML()
         self._controls = widgets.HBox([self._type, self._min, self._max, self._apply, self._adapt_note])
         self._jobs_box = widgets.VBox()
@@ -186,8 +189,10 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
             self._render()
 
     def _autoscaler_in_transition(self) -> bool:
+        """Whether load reports may change what the autoscaler view shows: a launch or
+        removal under way, or demand shown (it drains without an autoscaler event)."""
         state = self.autoscaler
-        return bool(state and state.enabled and any(t.pending or t.stopping for t in state.node_types))
+        return bool(state and state.enabled and (state.demand or any(t.pending or t.stopping for t in state.node_types)))
 
     def _apply_load(self, e: ClusterEvent) -> None:
         row = next((r for r in self.node_rows if r["node_id"] == e.node_id), None)
@@ -259,12 +264,21 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
         names = tuple(t.name for t in auto.node_types if t.max_workers or t.min_workers)  # type: ignore[union-attr]
         if tuple(self._type.options) != names:
             self._type.options = names
-        self._on_type()
+        if self._type.value not in names:  # new options leave no choice made: the first type
+            self._type.value = names[0]  # (its observer fills in min and max)
+        else:
+            self._on_type(changed_only=True)
 
-    def _on_type(self, _change: Any = None) -> None:
+    def _on_type(self, _change: Any = None, changed_only: bool = False) -> None:
+        """Show the chosen type's min and max: when a type is chosen, and when the
+        cluster's bounds of it change (``changed_only``: not over what the user typed)."""
         chosen = next((t for t in (self.autoscaler.node_types if self.autoscaler else []) if t.name == self._type.value),
                       None)
-        if chosen is not None and not self._apply.disabled:
+        if chosen is None or self._apply.disabled:
+            return
+        bounds = (chosen.name, chosen.min_workers, chosen.max_workers)
+        if not changed_only or bounds != self._bounds_shown:
+            self._bounds_shown = bounds
             self._min.value, self._max.value = chosen.min_workers, chosen.max_workers
 
     def adapt(self, minimum: int, maximum: int, node_type: str | None = None) -> None:

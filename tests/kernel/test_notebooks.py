@@ -16,6 +16,11 @@ def run(name: str, tmp_path: Path) -> list[str]:
     notebook = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{name} is committed with outputs"
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return cell_texts(notebook)
+
+
+def cell_texts(notebook: nbformat.NotebookNode) -> list[str]:
+    """Each code cell's outputs as one text (streams, results, displays, errors)."""
     texts = []
     for cell in notebook.cells:
         if cell.cell_type != "code":

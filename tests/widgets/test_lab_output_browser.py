@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,20 @@ BAR_JS = """(cell) => Array.from(cell.querySelectorAll('.jp-OutputArea-output'))
 
 
 def test_tqdm_bar_in_place_and_late_output_in_jupyterlab(tmp_path: Path) -> None:
+    in_lab(tmp_path, "output.ipynb", CELLS, _run, "lab-output-failure")
+
+
+def in_lab(tmp_path: Path, name: str, cells: list[str], run: Callable[[Any, JupyterProcess], None],
+           failure_shot: str) -> None:
+    """Write a notebook of ``cells`` as ``name``, serve it from a real JupyterLab and call
+    ``run(page, server)`` with a Chromium page (a screenshot and the server's log when it
+    fails)."""
     require_browser()
     root = tmp_path / "lab"
     root.mkdir()
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(notebook, root / "output.ipynb")
+    nbformat.write(notebook, root / name)
     server = JupyterProcess(lab=True, root_dir=root, home=tmp_path / "jupyter")
     _lab_settings(server.home)
     try:
@@ -56,9 +65,9 @@ def test_tqdm_bar_in_place_and_late_output_in_jupyterlab(tmp_path: Path) -> None
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.set_default_timeout(LAB_MS)
             try:
-                _run(page, server)
+                run(page, server)
             except BaseException:
-                screenshot(page, "lab-output-failure")
+                screenshot(page, failure_shot)
                 print(f"--- jupyter lab log ---\n{server.log()}")
                 raise
     finally:

@@ -38,10 +38,17 @@ function updateListMeta(name) {
   if (cluster && item) item.querySelector(".cluster-meta").textContent = metaText(cluster);
 }
 
+let localCount = 0; // clusters running on this machine that the server does not know yet
+
+/** "No clusters yet" only when none runs here either (a notebook's is listed below, to attach). */
+function renderEmpty() {
+  $("clusters-empty").hidden = clusters.size > 0 || localCount > 0;
+}
+
 function renderList() {
   const list = $("cluster-list");
   const names = [...clusters.keys()].sort();
-  $("clusters-empty").hidden = names.length > 0;
+  renderEmpty();
   list.replaceChildren(...names.map((name) => {
     const c = clusters.get(name);
     const selected = view !== null && view.name === name;
@@ -99,11 +106,14 @@ async function loadLocal() {
   } catch (exc) {
     notify(`Could not look for clusters on this machine: ${exc.message}`);
   }
+  localCount = found.length;
   $("local-section").hidden = found.length === 0;
+  renderEmpty();
   $("local-list").replaceChildren(...found.map((c) => h("li", {class: "cluster", dataset: {address: c.address},
     "data-testid": "local-row"},
     h("span", {class: "local-address mono", title: c.session_dir}, c.address),
-    h("span", {class: "cluster-meta"}, `up ${fmtDuration(Date.now() / 1000 - c.started)}`),
+    h("span", {class: "cluster-meta", "data-testid": "local-uptime"},
+      c.started ? `up ${fmtDuration(Date.now() / 1000 - c.started)}` : "not answering"),
     h("button", {type: "button", class: "button small", "data-testid": "attach-local",
       "aria-label": `Attach the cluster at ${c.address}`, onclick: (event) => attachLocal(c.address, event.target)},
       "Attach"))));

@@ -176,7 +176,7 @@ export class ClusterView {
         break;
       case "NODE_STATE":
         if (!this.applyLoad(ev)) this.reload.nodes.request();
-        // Launches and removals finish without an autoscaler event of their own.
+        // Launches, removals and drained demand come without an autoscaler event of their own.
         if (this.autoscalerMoving()) this.reload.autoscaler.request();
         break;
       case "AUTOSCALER":
@@ -318,9 +318,12 @@ export class ClusterView {
     return this.autoscaler === null ? Boolean(this.cluster.autoscaler) : Boolean(this.autoscaler.enabled);
   }
 
+  /** Load reports may change the autoscaler's view: a launch or removal under way, or
+   * demand shown (it drains without an autoscaler event; a node reports when its queue empties). */
   autoscalerMoving() {
     const types = (this.autoscaler && this.autoscaler.node_types) || [];
-    return types.some((t) => t.pending || t.stopping);
+    const demand = (this.autoscaler && this.autoscaler.demand) || [];
+    return demand.length > 0 || types.some((t) => t.pending || t.stopping);
   }
 
   jobMatches(shownId, eventJobId, data) {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ LISTED_WITHIN_S = 2.0
 BASE_URL = "/jl/"
 CELLS = [
     "%load_ext nbcluster\n%cluster start --autoscale 0:2 --num-cpus 1",
+    "import nbcluster\nbig = nbcluster.remote(num_cpus=2)(lambda: 1).remote()  # no node type has 2 CPUs",
     "print('the cell the connect line goes below')",
     "%cluster stop",
 ]
@@ -144,6 +146,13 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     expect(row.locator("[data-testid='nbc-node'][data-state='ALIVE']")).to_have_count(2)
     expect(row.locator("[data-testid='nbc-cluster-meta']")).to_contain_text("2/2 nodes")
     expect(row.locator("[data-testid='nbc-timeline-item']").first).to_be_visible()
+
+    # A task no node type can hold: the sidebar says why the autoscaler does not scale for it.
+    run("no node type has 2 CPUs")
+    demand = row.locator("[data-testid='nbc-demand-row']")
+    expect(demand).to_have_count(1, timeout=CELL_MS)
+    expect(demand).to_contain_text("CPU: 2")
+    assert demand.locator(".nbc-muted").inner_text().strip(), "a demand row without its reason"
     _shoot(page, sidebar, "lab-sidebar")
 
     # Insert connect: a new cell below the active one, in the notebook the user works in.
@@ -151,7 +160,7 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     cells_before = page.locator(".jp-Notebook .jp-Cell").count()
     row.locator("[data-action='insert']").click()
     expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(cells_before + 1)
-    inserted = page.locator(".jp-Notebook .jp-Cell").nth(2)
+    inserted = page.locator(".jp-Notebook .jp-Cell").nth(3)
     expect(inserted.locator(".jp-InputArea")).to_contain_text(f"%cluster connect {name}")
     expect(inserted.locator(".jp-InputArea")).to_contain_text("%load_ext nbcluster")
     _shoot(page, None, "lab-sidebar-insert")
@@ -180,6 +189,16 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     expect(made).to_have_attribute("data-status", "running", timeout=CELL_MS)
     expect(made).to_have_class(re.compile("nbc-selected"))
     expect(made).to_have_attribute("data-alive", "1", timeout=CELL_MS)
+
+    # A job on it: its row in the sidebar, its log in a tab.
+    status, submitted = server.request("POST", "nbcluster/api/clusters/side/jobs/",
+                                       {"entrypoint": f"{sys.executable} -c \"print('hello from the job')\""})
+    assert status == 200, submitted
+    job = made.locator(f"[data-testid='nbc-job'][data-job-id='{submitted['submission_id']}']")
+    expect(job).to_have_attribute("data-status", "SUCCEEDED", timeout=CELL_MS)
+    job.locator("button").click()
+    expect(page.locator("[data-testid='nbc-log-text']")).to_contain_text("hello from the job", timeout=CELL_MS)
+    expect(page.locator("[data-testid='nbc-log-state']")).to_have_text("the job ended")
     made.locator("[data-action='stop']").click()
     page.locator(".jp-Dialog").get_by_role("button", name="Stop").click()
     expect(made).to_have_count(0, timeout=CELL_MS)

@@ -147,6 +147,15 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     expect(row.locator("[data-testid='nbc-cluster-meta']")).to_contain_text("2/2 nodes")
     expect(row.locator("[data-testid='nbc-timeline-item']").first).to_be_visible()
 
+    # Adapt between 1 and 2 workers: the autoscaler's bounds follow.
+    row.locator("[data-part='min']").fill("1")
+    row.locator("[data-part='max']").fill("2")
+    row.locator("[data-testid='nbc-adapt-form'] button").click()
+    expect(row.locator("[data-part='note']")).to_have_text("Adapting between 1 and 2 workers.")
+    expect(row.locator(".nbc-node-type[data-node-type='worker']")).to_contain_text("1–2")
+    status, body = server.request("GET", f"nbcluster/api/clusters/{name}")
+    assert status == 200 and (body["workers"]["min"], body["workers"]["max"]) == (1, 2), body
+
     # A task no node type can hold: the sidebar says why the autoscaler does not scale for it.
     run("no node type has 2 CPUs")
     demand = row.locator("[data-testid='nbc-demand-row']")

@@ -81,23 +81,52 @@ export class ClusterSidebar extends Widget {
     this.renderList();
   }
 
+  /** Live while shown: the streams run only while the panel is visible. */
   protected onAfterAttach(): void {
-    if (this.stream === null || this.stream.isClosed) {
-      this.stream = new EventStream(this.settings, 'events', {
-        onOpen: () => this.setError(''),
-        onDown: (why, ms) => this.setError(`No live list (${why}); trying again in ${Math.round(ms / 1000)} s.`),
-        onGone: () =>
-          this.setError('The nbcluster server extension does not answer (404): is it enabled? ' +
-            'See `jupyter server extension list`.'),
-        onEvent: (kind, data) => {
-          if (kind === 'clusters') {
-            this.applyClusters(data.clusters || []);
-          } else if (kind === 'local') {
-            this.applyLocal(data.clusters || [], data.message);
-          }
-        }
-      });
+    if (this.isVisible) {
+      this.connect();
     }
+  }
+
+  protected onAfterShow(): void {
+    this.connect();
+  }
+
+  /** Hidden (another panel chosen, or the sidebar collapsed): the streams end; the
+   * selection comes back when the panel is shown again. */
+  protected onAfterHide(): void {
+    this.stream?.close();
+    this.stream = null;
+    if (this.detail) {
+      this.wanted = this.detail.name;
+      this.detail.dispose();
+      this.detail = null;
+      this.renderList();
+    }
+  }
+
+  protected onBeforeDetach(): void {
+    this.onAfterHide();
+  }
+
+  private connect(): void {
+    if (this.stream !== null) {
+      return;
+    }
+    this.stream = new EventStream(this.settings, 'events', {
+      onOpen: () => this.setError(''),
+      onDown: (why, ms) => this.setError(`No live list (${why}); trying again in ${Math.round(ms / 1000)} s.`),
+      onGone: () =>
+        this.setError('The nbcluster server extension does not answer (404): is it enabled? ' +
+          'See `jupyter server extension list`.'),
+      onEvent: (kind, data) => {
+        if (kind === 'clusters') {
+          this.applyClusters(data.clusters || []);
+        } else if (kind === 'local') {
+          this.applyLocal(data.clusters || [], data.message);
+        }
+      }
+    });
   }
 
   dispose(): void {
@@ -123,7 +152,11 @@ export class ClusterSidebar extends Widget {
     } else if (this.detail) {
       this.detail.applyCluster(this.clusters.get(this.detail.name)!);
     }
-    if (!this.detail && this.clusters.size === 1) {
+    const wanted = this.wanted;
+    this.wanted = null;
+    if (!this.detail && wanted !== null && this.clusters.has(wanted)) {
+      this.select(wanted);
+    } else if (!this.detail && this.clusters.size === 1) {
       this.select(this.names[0]);
     }
     this.renderList();
@@ -371,5 +404,6 @@ export class ClusterSidebar extends Widget {
   private local: ILocalCluster[] = [];
   private stopping = new Set<string>();
   private detail: ClusterDetail | null = null;
+  private wanted: string | null = null; // selected when the panel was hidden
   private stream: EventStream | null = null;
 }

@@ -174,6 +174,21 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     expect(inserted.locator(".jp-InputArea")).to_contain_text("%load_ext nbcluster")
     _shoot(page, None, "lab-sidebar-insert")
 
+    # Hidden, the sidebar ends its streams; shown again, it follows the same cluster anew.
+    aborted: list[str] = []
+    page.on("requestfailed", lambda request: aborted.append(  # less ServerConnection's cache buster
+        re.sub(r"[?&]\d+$", "", request.url.split("/nbcluster/api/", 1)[-1])))
+    page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='filebrowser']").click()
+    expect(sidebar).to_be_hidden()
+    deadline = time.monotonic() + 30
+    while not {"events", f"clusters/{name}/events?replay=1"} <= set(aborted):
+        assert time.monotonic() < deadline, f"the hidden sidebar kept its streams open: ended {aborted}"
+        page.wait_for_timeout(100)
+    page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='nbcluster-sidebar']").click()
+    expect(row).to_have_class(re.compile("nbc-selected"))
+    expect(row.locator(".nbc-stream")).to_have_attribute("data-state", "live")
+    expect(row).to_have_attribute("data-alive", "2")
+
     # The command palette has the extension's commands; one opens the cluster page as a tab.
     page.keyboard.press("Control+Shift+C")
     palette = page.locator("#command-palette")

@@ -27,8 +27,21 @@ SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packag
 
 
 def _pip(*args: str) -> None:
-    proc = subprocess.run([*PIP, *args], capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert proc.returncode == 0, f"pip {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    _wait_pip(_start_pip(*args))
+
+
+def _start_pip(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*PIP, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def _wait_pip(proc: subprocess.Popen) -> None:
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"{' '.join(proc.args)}:\n{out}"
 
 
 def _import_path(prefix: Path) -> list[str]:
@@ -97,12 +110,14 @@ def test_editable_install_enables_both_extensions(tmp_path: Path) -> None:
 
 
 def test_wheel_and_plain_install_enable_both_extensions(tmp_path: Path) -> None:
-    _pip("wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT))
-    (wheel,) = (tmp_path / "dist").glob("nbcluster-*.whl")
-    prefix = tmp_path / "wheel"
-    _pip("install", "--no-deps", "--prefix", str(prefix), str(wheel))
-    _check_enabled(prefix, tmp_path, prefix / SITE)
-    # `pip install .` builds that same wheel and installs it.
     plain = tmp_path / "plain"
-    _pip("install", "--no-deps", "--prefix", str(plain), str(ROOT))
+    installing = _start_pip("install", "--no-deps", "--prefix", str(plain), str(ROOT))  # meanwhile: the wheel
+    try:
+        _pip("wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT))
+        (wheel,) = (tmp_path / "dist").glob("nbcluster-*.whl")
+        prefix = tmp_path / "wheel"
+        _pip("install", "--no-deps", "--prefix", str(prefix), str(wheel))
+        _check_enabled(prefix, tmp_path, prefix / SITE)
+    finally:
+        _wait_pip(installing)
     _check_enabled(plain, tmp_path, plain / SITE)

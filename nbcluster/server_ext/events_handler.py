@@ -1,5 +1,6 @@
 """``clusters/{name}/events``: a cluster's live events as server-sent events; ``events``:
-the list of clusters, sent again whenever it changes.
+the list of clusters, sent again whenever it changes, and the clusters running on this
+machine that the server does not know yet (``local``), sent again whenever they change.
 
 Each connected client gets one GCS ``Watch`` stream of its own
 (:func:`nbcluster.events.watch`) on the server's loop. The response starts with
@@ -15,6 +16,8 @@ keepalive within ``ping_timeout_s``, which marks the cluster unreachable too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -26,6 +29,7 @@ from tornado.iostream import StreamClosedError
 from nbcluster import events
 from nbcluster.exceptions import NbclusterError
 from nbcluster.server_ext.base import domain_errors
+from nbcluster.server_ext.models import ClusterConflict
 from nbcluster.server_ext.sse import SseHandler
 
 __all__ = ["ClusterListEventsHandler", "EventsHandler"]
@@ -77,21 +81,54 @@ class EventsHandler(SseHandler):
 
 class ClusterListEventsHandler(SseHandler):
     """``GET events``: ``event: clusters`` with ``{"clusters": [Cluster...]}`` now and
-    after each change of the list (a cluster made, attached, deleted, or its status),
-    until the client leaves or the server stops."""
+    after each change of the list (a cluster made, attached, deleted, or its status), and
+    ``event: local`` with ``{"clusters": [...]}`` (as ``GET local``) now and whenever the
+    clusters running on this machine that the server does not know change — a notebook,
+    script or ``nbcluster start --head`` started or stopped one; the server looks every
+    :attr:`local_poll_s` while the stream is open. Until the client leaves or the server
+    stops."""
+
+    #: Seconds between two looks for clusters on this machine (a notebook's shows this soon).
+    local_poll_s = 1.0
 
     @web.authenticated
     @authorized
     @domain_errors
     async def get(self) -> None:
-        """Stream the list of clusters: once now, then after each change."""
-        async def items() -> AsyncIterator[tuple[str, Any]]:
-            async for _ in self.manager.changes():
-                yield "clusters", {"clusters": await self.manager.list_clusters()}
-
+        """Stream the list of clusters and those on this machine: once now, then after each change."""
         self.start_stream()
         try:
-            if await self.relay(items(), stop=self.manager.closing) != "left":
+            if await self.relay(self._items(), stop=self.manager.closing) != "left":
                 self.finish(set_content_type="text/event-stream; charset=utf-8")
         except StreamClosedError:
             pass  # the client left while we wrote
+
+    async def _items(self) -> AsyncIterator[tuple[str, Any]]:
+        changes = self.manager.changes()
+        change: asyncio.Future | None = None
+        seen: Any = None
+        try:
+            while True:
+                if change is None:
+                    change = asyncio.ensure_future(anext(changes))
+                done, _ = await asyncio.wait({change}, timeout=self.local_poll_s)
+                if change in done:
+                    change.result()
+                    change = None
+                    yield "clusters", {"clusters": await self.manager.list_clusters()}
+                local = await self._local()
+                if local != seen:
+                    seen = local
+                    yield "local", local
+        finally:
+            if change is not None:
+                change.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await change
+            await changes.aclose()
+
+    async def _local(self) -> dict[str, Any]:
+        try:
+            return {"clusters": await self.manager.local()}
+        except ClusterConflict as exc:  # this user's session root is not theirs alone
+            return {"clusters": [], "message": str(exc)}

@@ -102,9 +102,10 @@ def test_installed_config_enables_the_extension() -> None:
     import nbcluster
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    data_files = pyproject["tool"]["setuptools"]["data-files"]["etc/jupyter/jupyter_server_config.d"]
-    assert data_files == ["jupyter-config/jupyter_server_config.d/nbcluster.json"]
-    config = json.loads((ROOT / data_files[0]).read_text())
+    shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    (source,) = [src for src, dest in shared.items() if dest.startswith("etc/jupyter/jupyter_server_config.d/")]
+    assert shared[source] == "etc/jupyter/jupyter_server_config.d/nbcluster.json"
+    config = json.loads((ROOT / source).read_text())
     assert config == {"ServerApp": {"jpserver_extensions": {"nbcluster": True}}}
     (point,) = nbcluster._jupyter_server_extension_points()
     assert point["app"].name == "nbcluster"

@@ -26,7 +26,7 @@ from nbcluster.runtime.launcher import LocalCluster, start_local_cluster
 from nbcluster.runtime.private_dir import warn_skipped
 from nbcluster.runtime.procutil import terminate
 from nbcluster.runtime.protocol import gcs_pb2
-from nbcluster.runtime.session import LATEST, Session, remove_store, sessions, write_json
+from nbcluster.runtime.session import LATEST, Session, sessions, write_json
 from nbcluster.runtime.state import NodeState
 from nbcluster.runtime.transport import methods
 

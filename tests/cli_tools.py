@@ -138,7 +138,11 @@ class Machine:
         for child in self.children:
             if child.poll() is None:
                 child.terminate()
-        stop = self.run("stop", "--grace-period", "5", check=False)
+        try:
+            stop = self.run("stop", "--grace-period", "5", check=False)
+            stopped = f"{stop.returncode}: {stop.stdout.strip()} {stop.stderr.strip()}"
+        except BaseException as exc:  # noqa: BLE001 - what is left is killed below, then this is reported
+            stopped = f"not run: {exc}"
         for child in self.children:
             try:
                 child.communicate(timeout=15)
@@ -161,5 +165,6 @@ class Machine:
         if stores:
             pytest.fail(f"shared memory of {self.name}'s nodes outlived `nbcluster stop`: {sorted(stores)}")
         if left:
-            pytest.fail(f"processes of {self.name} outlived `nbcluster stop` ({stop.returncode}: "
-                        f"{stop.stdout.strip()} {stop.stderr.strip()}): {[p.pid for p in left]}")
+            pytest.fail(f"processes of {self.name} outlived `nbcluster stop` ({stopped}): {[p.pid for p in left]}")
+        if stopped.startswith("not run"):
+            pytest.fail(f"`nbcluster stop` on {self.name}: {stopped}")

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from nbcluster.runtime.gcs.actors import ActorManager, ActorState, _Actor
+from nbcluster.runtime.gcs.job_table import JobStatus
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
-from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
 if TYPE_CHECKING:
-    from nbcluster.runtime.gcs.actors import ActorManager, _Actor
     from nbcluster.runtime.gcs.store import GcsStore
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,14 @@ logger = logging.getLogger(__name__)
 class ActorRecovery:
     """Recovers the actor table of a restarted head."""
 
-    def __init__(self, manager: "ActorManager") -> None:
+    def __init__(self, manager: ActorManager) -> None:
         self._manager = manager
+        manager.on_adopted = self.adopted
         #: Actors that were alive, by their worker's id, until their lease is back.
-        self._waiting: dict[bytes, "_Actor"] = {}
+        self._waiting: dict[bytes, _Actor] = {}
 
     def recover(self, store: "GcsStore") -> None:
         """Load the stored actors; take back the live ones, place again the pending."""
-        from nbcluster.runtime.gcs.actors import ActorState, _Actor
-
         manager = self._manager
         for info in store.actors():
             actor = _Actor(info)
@@ -67,23 +66,18 @@ class ActorRecovery:
         """A node manager handed over the leases the previous head held: each goes
         to the actor it runs; one no actor claims (a constructor the old head was
         running) is given back, its worker ended."""
-        from nbcluster.runtime.gcs.actors import ActorState
-
+        unclaimed = []
         for lease in leases:
             actor = self._waiting.pop(lease.worker_id, None)
             if actor is not None and actor.state is ActorState.ALIVE:
                 actor.lease = (nm, lease.lease_id)
             else:
-                nm.notify(
-                    methods.NodeManager.ReturnWorker,
-                    nm_pb2.ReturnWorkerRequest(lease_id=lease.lease_id, worker_failed=True),
-                )
+                unclaimed.append(lease)
+        self._manager._return_adopted(nm, unclaimed)
 
     def watch_driver(self, job: gcs_pb2.JobInfo) -> None:
         """A driver's job that was running when the head stopped: it goes on while its
         driver is there; it ends FAILED when the driver is gone (or already was)."""
-        from nbcluster.runtime.gcs.job_table import JobStatus
-
         manager, job_id = self._manager, job.job_id
 
         def gone(why: str) -> None:
@@ -99,7 +93,7 @@ class ActorRecovery:
 
         manager._spawn(watch())
 
-    async def _take_back(self, actor: "_Actor") -> None:
+    async def _take_back(self, actor: _Actor) -> None:
         manager, info = self._manager, actor.info
         node = next((n for n in manager.gcs.alive_nodes() if n.node_id == info.node_id), None)
         try:

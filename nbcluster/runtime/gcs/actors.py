@@ -21,7 +21,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nbcluster.runtime import ids
-from nbcluster.runtime.gcs.actor_recovery import ActorRecovery
 from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.core.worker_loss import ask_failure_cause
 from nbcluster.runtime.protocol import (
@@ -133,7 +132,9 @@ class ActorManager:
         self.dispatcher.register("CoreWorker", _ClientSide(self))
         self.dispatcher.register("Gcs", gcs)
         self.address = common_pb2.Address(worker_id=GCS_WORKER_ID, endpoint=gcs.local_endpoint)
-        self.recovery = ActorRecovery(self)
+        #: Called with each new node manager connection and the actors' leases it handed
+        #: over from an earlier GCS (a restarted head: ``actor_recovery.py`` claims them).
+        self.on_adopted: Any = self._return_adopted
 
     def stop(self) -> None:
         """Cancel pending work and close the connections to node managers."""
@@ -462,8 +463,15 @@ class ActorManager:
             pending.exception()
             raise
         pending.set_result(conn)
-        self.recovery.adopted(conn, reply.adopted)
+        self.on_adopted(conn, reply.adopted)
         return conn
+
+    @staticmethod
+    def _return_adopted(nm: Any, leases: Any) -> None:
+        """No actor to take them back: the workers end."""
+        for lease in leases:
+            nm.notify(methods.NodeManager.ReturnWorker,
+                      nm_pb2.ReturnWorkerRequest(lease_id=lease.lease_id, worker_failed=True))
 
     @staticmethod
     def _return_unused(nm: Any, fut: asyncio.Future) -> None:

@@ -21,6 +21,7 @@ from nbcluster._version import __version__
 from nbcluster.runtime import tls
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.credentials import Verifier, driver_token
+from nbcluster.runtime.gcs.actor_recovery import ActorRecovery
 from nbcluster.runtime.gcs.actors import ActorManager
 from nbcluster.runtime.gcs.health import HealthChecker
 from nbcluster.runtime.gcs.job_table import JobTable
@@ -83,6 +84,7 @@ class GcsServer(NodeService, PlacementGroupService):
         self.tasks = TaskTable(config.task_table_size, self.events)
         self.job_table = JobTable(self.events, self.tasks, self.stopped)
         self.actors = ActorManager(self)
+        self.actor_recovery = ActorRecovery(self.actors)
         self.placement_groups = PlacementGroupManager(self)
         self.job_table.on_finish.append(self.placement_groups.job_finished)
         self.health = HealthChecker(
@@ -185,9 +187,9 @@ class GcsServer(NodeService, PlacementGroupService):
     def _recover(self) -> None:
         assert self._store is not None
         self._recover_nodes(self._store)
-        self.actors.recovery.recover(self._store)
+        self.actor_recovery.recover(self._store)
         for job in self.job_table.recover(self._store):
-            self.actors.recovery.watch_driver(job)
+            self.actor_recovery.watch_driver(job)
         self.placement_groups.recover(self._store)
 
     # -- nodes --------------------------------------------------------------------

@@ -41,7 +41,9 @@ PLURALS = {"ServiceAccount": None, "Role": None, "RoleBinding": None, "Secret": 
            "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments",
            "PersistentVolumeClaim": "persistentvolumeclaims"}
 
-#: A driver in the head pod: N one-CPU tasks that each note where and when they ran.
+#: A driver in the head pod: N one-CPU tasks that each note where and when they ran. A
+#: task ends after SECONDS and once all N have started: each needs a worker pod of its
+#: own however slowly pods start (a busy machine), none frees its CPU for another.
 WORKLOAD = """
 import json, os, socket, sys, time
 import nbcluster
@@ -55,6 +57,9 @@ def where(seconds, marks):
         ip = s.getsockname()[0]
     open(os.path.join(marks, f"{ip}-{os.getpid()}"), "w").write(str(started))
     time.sleep(seconds)
+    deadline = time.monotonic() + 180
+    while len(os.listdir(marks)) < COUNT and time.monotonic() < deadline:
+        time.sleep(0.1)
     return ip, started
 
 t0 = time.time()

@@ -104,15 +104,17 @@ def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> None:
 
 
 class JupyterProcess:
-    """``jupyter server`` (or ``jupyter lab`` with ``lab=True``) as a child process on
+    """``jupyter server`` (``jupyter lab`` with ``lab=True``, or another ``app``) as a child process on
     127.0.0.1 with a token, its root ``root_dir`` (default: a fresh temp dir) and
     Jupyter's config/data/runtime dirs of its own. Stopped, with every process it
     started, on exit."""
 
     def __init__(self, *, lab: bool = False, root_dir: Path | None = None, base_url: str = "/",
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 home: Path | None = None) -> None:
+                 home: Path | None = None, app: str = "") -> None:
         self.lab = lab
+        #: The application module: ``jupyter_server``, ``jupyterlab`` or ``notebook`` (Notebook 7).
+        self.app = app or ("jupyterlab" if lab else "jupyter_server")
         self.token = secrets.token_hex(16)
         self.port = free_port()
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -152,8 +154,7 @@ class JupyterProcess:
             return status, text
 
     def start(self, timeout: float = 60.0) -> "JupyterProcess":
-        app = "jupyterlab" if self.lab else "jupyter_server"
-        argv = [sys.executable, "-m", app, "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+        argv = [sys.executable, "-m", self.app, "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                 "--port-retries=0", "--allow-root", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root_dir}",
                 f"--ServerApp.base_url={self.base_url}", "--ServerApp.open_browser=False",
                 *self.extra_args]

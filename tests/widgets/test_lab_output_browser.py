@@ -1,7 +1,7 @@
-"""Remote output in a real JupyterLab 4 (headless Chromium through the UI): a tqdm bar in
-a task is one output under its cell whose percentage grows in place; a line a task
-prints after its cell ended (while another cell runs) lands under the cell that
-submitted it."""
+"""Remote output in a real JupyterLab 4 and a real Notebook 7 (headless Chromium through
+the UI): a tqdm bar in a task is one output under its cell whose percentage grows in
+place; a line a task prints after its cell ended (while another cell runs) lands under
+the cell that submitted it."""
 
 from __future__ import annotations
 
@@ -46,18 +46,22 @@ def test_tqdm_bar_in_place_and_late_output_in_jupyterlab(tmp_path: Path) -> None
     in_lab(tmp_path, "output.ipynb", CELLS, _run, "lab-output-failure")
 
 
+def test_tqdm_bar_in_place_and_late_output_in_notebook_7(tmp_path: Path) -> None:
+    in_lab(tmp_path, "output.ipynb", CELLS, _run, "notebook7-output-failure", app="notebook")
+
+
 def in_lab(tmp_path: Path, name: str, cells: list[str], run: Callable[[Any, JupyterProcess], None],
-           failure_shot: str) -> None:
-    """Write a notebook of ``cells`` as ``name``, serve it from a real JupyterLab and call
-    ``run(page, server)`` with a Chromium page (a screenshot and the server's log when it
-    fails)."""
+           failure_shot: str, app: str = "jupyterlab") -> None:
+    """Write a notebook of ``cells`` as ``name``, serve it from a real JupyterLab (or
+    ``app="notebook"``: Notebook 7) and call ``run(page, server)`` with a Chromium page
+    (a screenshot and the server's log when it fails)."""
     require_browser()
     root = tmp_path / "lab"
     root.mkdir()
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(notebook, root / name)
-    server = JupyterProcess(lab=True, root_dir=root, home=tmp_path / "jupyter")
+    server = JupyterProcess(lab=True, root_dir=root, home=tmp_path / "jupyter", app=app)
     _lab_settings(server.home)
     try:
         server.start(timeout=90)
@@ -77,7 +81,9 @@ def in_lab(tmp_path: Path, name: str, cells: list[str], run: Callable[[Any, Jupy
 def _run(page: Any, server: JupyterProcess) -> None:
     from playwright.sync_api import expect
 
-    page.goto(server.url("lab/tree/output.ipynb"))
+    notebook7 = server.app == "notebook"
+    page.goto(server.url("notebooks/output.ipynb" if notebook7 else "lab/tree/output.ipynb"))
+    shot = "notebook7" if notebook7 else "lab"
 
     def cell(source: str) -> Any:
         return page.locator(".jp-Notebook .jp-Cell").filter(has=page.locator(".jp-InputArea", has_text=source))
@@ -102,7 +108,7 @@ def _run(page: Any, server: JupyterProcess) -> None:
             if not seen or pct != seen[-1]:
                 seen.append(pct)
                 if len(seen) == 3:
-                    screenshot(page, "lab-tqdm-in-place")
+                    screenshot(page, f"{shot}-tqdm-in-place")
         page.wait_for_timeout(100)
     assert len(seen) >= 3 and seen == sorted(seen), seen  # several states, in order, in place
     expect(bar_cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
@@ -114,5 +120,5 @@ def _run(page: Any, server: JupyterProcess) -> None:
     expect(sleep_cell.locator(".jp-OutputArea")).not_to_contain_text("late line")
     shown = late_cell.locator(".jp-OutputArea").inner_text()
     assert shown.count("late line from the task") == 1, shown  # once: the stream or the display area
-    screenshot(page, "lab-late-output")
+    screenshot(page, f"{shot}-late-output")
     expect(cell("%cluster stop").locator(".jp-OutputArea")).to_contain_text("nbcluster: stopped", timeout=CELL_MS)

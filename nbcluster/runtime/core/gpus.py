@@ -24,8 +24,10 @@ def enter(spec: common_pb2.TaskSpec) -> None:
     global _assigned, _resources
     if spec.kind == common_pb2.TASK_KIND_ACTOR_TASK:
         return
-    _assigned = list(spec.gpu_ids)
     _resources = spec.resources.amounts
+    if not spec.gpu_ids and not _assigned:
+        return  # none before and none now (the usual case): the variable is as it was
+    _assigned = list(spec.gpu_ids)
     if _assigned:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in _assigned)
     elif _ORIGINAL is None:

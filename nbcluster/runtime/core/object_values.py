@@ -349,7 +349,8 @@ class ObjectValues:
 
         def enough() -> bool:
             ready[:] = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
-            ready.extend(gen._wait_ready() for gen in others)
+            if others:
+                ready.extend(gen._wait_ready() for gen in others)
             return sum(ready) >= num_ready
 
         executor = self.executor

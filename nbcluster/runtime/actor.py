@@ -256,6 +256,8 @@ class ActorHandle:
         self._ref = ref
         #: Method name -> its signature, when this handle came from the class (None: unchecked).
         self._signatures: dict[str, Any] | None = signatures
+        #: The TaskOptions of its calls, by the method options they come from (made once).
+        self._call_options: dict[tuple, TaskOptions] = {}
 
     @classmethod
     def _from_info(cls, info: gcs_pb2.ActorInfo, ref: ObjectRef | None) -> "ActorHandle":
@@ -328,11 +330,14 @@ class ActorMethod:
         handle = self._handle
         if handle._signatures is not None:
             check_call(handle._signatures.get(self._name), f"{handle._class_name}.{self._name}", args, kwargs)
-        num_returns, kind = returns_shape(self._num_returns)
-        options = TaskOptions(
-            {}, num_returns, handle._max_task_retries, False, b"", self._task_name,
-            returns_kind=kind, backpressure=max(self._backpressure, 0), concurrency_group=self._group,
-        )
+        key = (self._num_returns, self._task_name, self._group, self._backpressure)
+        options = handle._call_options.get(key)
+        if options is None:
+            num_returns, kind = returns_shape(self._num_returns)
+            options = handle._call_options[key] = TaskOptions(
+                {}, num_returns, handle._max_task_retries, False, b"", self._task_name,
+                returns_kind=kind, backpressure=max(self._backpressure, 0), concurrency_group=self._group,
+            )
         return submit_actor_task(handle, self._name, options, args, kwargs)
 
 

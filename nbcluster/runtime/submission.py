@@ -63,7 +63,9 @@ def submit_task(fn: "RemoteFunction", options: Any, args: tuple, kwargs: dict) -
     ``options.num_returns``; an ObjectRefGenerator for a streaming generator)."""
     core = worker_state.require()
     parent, context = _lineage(core)
-    options = captured(options, current_group(core))
+    group = current_group(core)
+    if group[0]:  # submitted from inside a placement group
+        options = captured(options, group)
     refs = core.submitter.submit(fn._function_info(), args, kwargs, options, parent, context)
     _submitted(core, parent, context, refs)
     return _returned(core, refs, options)

@@ -81,3 +81,35 @@ def test_an_idle_cluster_is_quiet(start_cluster):
     time.sleep(3.0)  # the idle period measured
     reports = gcs_calls().get("ReportNodeState", 0) - before
     assert reports <= 3.0 / 0.5 + 2, f"{reports} node reports in 3 s of idle with a 0.5 s heartbeat"
+
+
+def test_a_synchronous_call_wakes_the_loop_once(start_cluster):
+    """``get(f.remote())`` and ``get(actor.m.remote())`` hand work to the runtime's loop
+    thread for the submission and the release of the dropped ref (often coalesced),
+    nothing more: the get of a few refs sets nothing up there."""
+    start_cluster(num_cpus=2)
+
+    @nbcluster.remote
+    class Echo:
+        def echo(self, i):
+            return i
+
+    actor = Echo.remote()
+    assert nbcluster.get([noop.remote(0), actor.echo.remote(0)]) == [0, 0]  # warm
+    loop = worker_state.current.loop
+    calls = [0]
+    original = loop.call_soon_threadsafe
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    n = 200
+    loop.call_soon_threadsafe = counted
+    try:
+        for i in range(n):
+            assert nbcluster.get(noop.remote(i)) == i
+            assert nbcluster.get(actor.echo.remote(i)) == i
+    finally:
+        del loop.call_soon_threadsafe
+    assert calls[0] <= 2 * (2 * n), f"{calls[0]} hand-offs to the loop for {2 * n} synchronous calls"

@@ -63,6 +63,8 @@ class ActorHost:
         self.mode = "async" if spec.is_async else ("threaded" if threaded else "sync")
         #: Concurrency group -> its limit ("" the default group).
         self.limits = {**groups, "": spec.max_concurrency or (1000 if spec.is_async else 1)}
+        #: Method name -> the concurrency group it was declared in ("": none).
+        self._method_groups: dict[str, str] = {}
         self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,8 +111,10 @@ class ActorHost:
         """The concurrency group a call asks for (its caller's choice, else its method's)."""
         group = spec.concurrency_group
         if not group:
-            fn = getattr(type(self.instance), spec.method, None)
-            group = getattr(fn, "__nbcluster_concurrency_group__", "")
+            group = self._method_groups.get(spec.method)
+            if group is None:  # looked up once per method
+                fn = getattr(type(self.instance), spec.method, None)
+                group = self._method_groups[spec.method] = getattr(fn, "__nbcluster_concurrency_group__", "")
         return group
 
     def method_for(self, spec: common_pb2.TaskSpec) -> Any:

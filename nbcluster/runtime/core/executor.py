@@ -549,7 +549,7 @@ class Executor:
             error_message=error,
             attempt=spec.attempt,
         )
-        self.core.call_soon(self._send_result, result, conn, contained, spec.caller)
+        self.core.loop.call_soon_threadsafe(self._send_result, result, conn, contained, spec.caller)
 
     # -- loop thread: results ------------------------------------------------------------
     def _send_result(self, result: cw_pb2.TaskResult, conn: Any, contained: list, caller: Any) -> None:

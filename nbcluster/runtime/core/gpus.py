@@ -5,7 +5,6 @@ resources it holds (``get_runtime_context().get_assigned_resources()``)."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from nbcluster.runtime.bundles import plain_resources
 from nbcluster.runtime.protocol import common_pb2
@@ -13,19 +12,21 @@ from nbcluster.runtime.protocol import common_pb2
 _ORIGINAL = os.environ.get("CUDA_VISIBLE_DEVICES")
 #: The GPU ids assigned to the task or actor this worker runs (none in a driver).
 _assigned: list[int] = []
-#: The resources of the task or actor this worker runs, as its spec names them
-#: (turned into Ray's names only when asked: this runs before every task).
-_resources: Any = {}
+#: The spec of the task or actor this worker runs: its resources (turned into Ray's
+#: names only when asked, as this runs before every task).
+_spec: common_pb2.TaskSpec | None = None
 
 
 def enter(spec: common_pb2.TaskSpec) -> None:
     """A task or actor creation starts here: its GPUs become the visible ones. An
     actor's method calls keep what its creation was given."""
-    global _assigned, _resources
+    global _assigned, _spec
     if spec.kind == common_pb2.TASK_KIND_ACTOR_TASK:
         return
+    _spec = spec
+    if not spec.gpu_ids and not _assigned:
+        return  # none before and none now (the usual case): the variable is as it was
     _assigned = list(spec.gpu_ids)
-    _resources = spec.resources.amounts
     if _assigned:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in _assigned)
     elif _ORIGINAL is None:
@@ -41,4 +42,4 @@ def assigned() -> list[int]:
 
 def assigned_resources() -> dict[str, float]:
     """The resources the task or actor running here holds (Ray's names)."""
-    return plain_resources(_resources)
+    return plain_resources(_spec.resources.amounts) if _spec is not None else {}

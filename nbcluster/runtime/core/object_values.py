@@ -61,6 +61,12 @@ def timeout_error(timeout: float | None, waiting: int, total: int) -> GetTimeout
     )
 
 
+#: A wait for at most this many objects rescans them whenever values arrive (cheap for
+#: a few, and nothing to set up on the loop thread: a synchronous ``get(f.remote())``
+#: is this); a wait for more counts their arrivals instead (``_wait_arrivals``).
+SCAN_BELOW = 64
+
+
 class ObjectValues:
     """Putting, storing, reading and waiting for the values of objects."""
 
@@ -343,7 +349,8 @@ class ObjectValues:
 
         def enough() -> bool:
             ready[:] = [(e := entries.get(oid)) is not None and e.payload is not None for oid in oids]
-            ready.extend(gen._wait_ready() for gen in others)
+            if others:
+                ready.extend(gen._wait_ready() for gen in others)
             return sum(ready) >= num_ready
 
         executor = self.executor
@@ -352,7 +359,7 @@ class ObjectValues:
                 if enough():
                     return ready
                 missing = [oid for oid, r in zip(oids, ready) if not r]
-        if others:
+        if others or len(missing) <= SCAN_BELOW:
             self.wait_until(enough, timeout)
         else:
             self._wait_arrivals(missing, num_ready - (len(oids) - len(missing)), timeout)

@@ -191,6 +191,8 @@ class OutputForwarder:
     def flush(self) -> None:
         """Send the buffered lines (and the redraws and bar states that are due) to the
         driver (loop thread)."""
+        if not self._lines and not self._pending:
+            return  # the usual case after a task (it runs after every one): nothing to take
         items, wait = self._take()
         if wait is not None:
             self._schedule(wait)

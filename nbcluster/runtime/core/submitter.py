@@ -327,7 +327,8 @@ class TaskSubmitter(SubmitterBase, WorkerLoss):
             record(task, "RUNNING", node_id)
             spec = request.tasks.add()
             fill_spec(spec, task, core)
-            spec.gpu_ids.extend(lw.gpu_ids)
+            if lw.gpu_ids:
+                spec.gpu_ids.extend(lw.gpu_ids)
             fn = task.fn
             if fn.function_id not in lw.sent_fns:
                 spec.function.pickled = fn.pickled

@@ -1,8 +1,9 @@
 """Task state changes as their owner sees them, reported to the GCS in batches.
 
-Recording is an append of a tuple on the loop thread; the protobuf messages are
-built when the batch leaves, about once a second (``task_events_interval_s``). The
-buffer is bounded: past it, events are counted as dropped rather than kept.
+Recording (a state change, or a run of a task on a worker) is an append of a tuple
+on the loop thread; the protobuf messages are built when the batch leaves, about once
+a second (``task_events_interval_s``). The buffer is bounded: past it, events are
+counted as dropped rather than kept.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class TaskEvents:
     def __init__(self, core: _Host) -> None:
         self.core = core
         self._events: list[tuple] = []
-        self._attempts: list[gcs_pb2.TaskAttempt] = []
+        self._attempts: list[tuple] = []
         self._dropped = 0
         self._task: asyncio.Task | None = None
 
@@ -62,10 +63,9 @@ class TaskEvents:
             self._dropped += 1
             return
         end = time.time()
-        self._attempts.append(gcs_pb2.TaskAttempt(
-            task_id=task.task_id, attempt=task.attempt, node_id=worker.node_id, worker_id=worker.worker_id,
-            worker_pid=pid, start_time=end - duration, end_time=end, failed=failed,
-        ))
+        self._attempts.append(
+            (task.task_id, task.attempt, worker.node_id, worker.worker_id, pid, end - duration, end, failed)
+        )
 
     async def _run(self) -> None:
         interval = self.core.config.task_events_interval_s
@@ -80,8 +80,13 @@ class TaskEvents:
         events, self._events = self._events, []
         dropped, self._dropped = self._dropped, 0
         job_id = self.core.job_id
-        request = gcs_pb2.ReportTaskEventsRequest(dropped=dropped, attempts=self._attempts)
-        self._attempts = []
+        attempts, self._attempts = self._attempts, []
+        request = gcs_pb2.ReportTaskEventsRequest(dropped=dropped)
+        for task_id, attempt, node_id, worker_id, pid, start, end, failed in attempts:
+            request.attempts.add(
+                task_id=task_id, attempt=attempt, node_id=node_id, worker_id=worker_id,
+                worker_pid=pid, start_time=start, end_time=end, failed=failed,
+            )
         for task_id, name, state, when, node_id, attempt, error, actor_id, parent in events:
             request.events.add(
                 task_id=task_id,

@@ -92,6 +92,7 @@ class TaskOptions:
         "backpressure",
         "concurrency_group",
         "runtime_env",
+        "_wire",
     )
 
     def __init__(
@@ -124,6 +125,14 @@ class TaskOptions:
         self.concurrency_group = concurrency_group
         #: A task's own validated RuntimeEnv (None or empty: its submitter's).
         self.runtime_env = runtime_env
+        self._wire: tuple[dict[str, float], common_pb2.ResourceSet] | None = None
+
+    def resource_set(self) -> common_pb2.ResourceSet:
+        """``resources`` in wire form, made once (again if ``resources`` is replaced)."""
+        wire = self._wire
+        if wire is None or wire[0] is not self.resources:
+            wire = self._wire = (self.resources, common_pb2.ResourceSet(amounts=self.resources))
+        return wire[1]
 
 
 class Task:
@@ -402,7 +411,7 @@ def fill_spec(spec: common_pb2.TaskSpec, task: Task, core: "CoreWorker") -> None
     opts = task.options
     spec.num_returns = opts.num_returns
     if opts.resources:  # what get_assigned_resources() answers in the worker
-        spec.resources.amounts.update(opts.resources)
+        spec.resources.CopyFrom(opts.resource_set())
     spec.caller.CopyFrom(core.address)
     spec.attempt = task.attempt
     if opts.retry_exceptions:

@@ -280,7 +280,7 @@ def _offline_client() -> JobSubmissionClient:
     return JobSubmissionClient("127.0.0.1:1", token="t")
 
 
-@pytest.mark.parametrize("key", ["pip", "conda", "container", "working-dir"])
+@pytest.mark.parametrize("key", ["image_uri", "conda", "container", "working-dir"])
 def test_unsupported_runtime_env_key_names_it_and_the_supported_ones(key: str):
     with pytest.raises(ValueError) as info:
         _offline_client().submit_job(entrypoint="python x.py", runtime_env={"env_vars": {}, key: ["x"]})

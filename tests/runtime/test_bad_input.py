@@ -94,7 +94,7 @@ def test_init_arguments_with_an_address():
 
 def test_init_argument_values():
     with pytest.raises(ValueError, match="not supported.*env_vars"):
-        nbcluster.init(runtime_env={"pip": ["requests"]})
+        nbcluster.init(runtime_env={"conda": ["requests"]})
     with pytest.raises(TypeError, match="env_vars"):
         nbcluster.init(runtime_env={"env_vars": {"A": 1}})
     with pytest.raises(ValueError, match="num_cpus must be"):

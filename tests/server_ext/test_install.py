@@ -5,7 +5,9 @@ and ``jupyter server extension list`` / ``jupyter labextension list`` — pointe
 install alone, its package imported from it — show them enabled and OK.
 
 Each install goes to a prefix of its own under the test's temp dir (``--prefix``,
-``--no-deps``: the project itself, not its dependencies), never into this Python.
+``--no-deps``: the project itself, not its dependencies), never into this Python — and
+with ``--ignore-installed``: without it pip first *uninstalls* the nbcluster this Python
+runs (a ``--prefix`` install does), which took it from under the rest of a CI run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +34,24 @@ def _pip(*args: str) -> None:
 
 
 def _start_pip(*args: str) -> subprocess.Popen:
+    if args[0] == "install":
+        args = ("install", "--ignore-installed", *args[1:])
     return subprocess.Popen([*PIP, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+@pytest.fixture(autouse=True)
+def this_install_kept() -> Iterator[None]:
+    """The nbcluster this Python runs (and its command) is still there after the test."""
+    script = Path(sys.executable).parent / "nbcluster"
+    before = _installed(), script.exists()
+    yield
+    assert (_installed(), script.exists()) == before, "a test install removed this Python's nbcluster"
+
+
+def _installed() -> str:
+    proc = subprocess.run([sys.executable, "-c", "import nbcluster; print(nbcluster.__file__)"], capture_output=True,
+                          text=True, cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    return proc.stdout.strip() or proc.stderr.strip().splitlines()[-1]
 
 
 def _wait_pip(proc: subprocess.Popen) -> None:

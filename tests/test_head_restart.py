@@ -1,4 +1,4 @@
-"""The head's process killed with ``kill -9`` and started again (as a process
+"""The head's process killed with ``kill -9`` (or stopped) and started again (as a process
 supervisor or Kubernetes would), on three hosts made of network namespaces: the head
 (1 CPU) and two worker hosts h1 and h2, started with the ``nbcluster`` command.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -81,9 +82,12 @@ def hosts() -> Iterator[tuple[Hosts, dict[str, Machine]]]:
         yield made
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "stopped"])
 def test_a_head_killed_and_restarted_takes_back_its_nodes_actors_tasks_and_jobs(
-    hosts: tuple[Hosts, dict[str, Machine]],
+    hosts: tuple[Hosts, dict[str, Machine]], sig: int,
 ) -> None:
+    """SIGKILL, or SIGTERM: a head that stops on purpose records no death of the node
+    managers and actors whose connections it closes (a pod deleted, a restart)."""
     net, machines = hosts
     head, h1, h2 = machines["head"], machines["h1"], machines["h2"]
     address = head.start_head("--port", str(PORT), "--node-ip-address", net.hosts["head"][1], "--num-cpus", "1",
@@ -107,8 +111,8 @@ def test_a_head_killed_and_restarted_takes_back_its_nodes_actors_tasks_and_jobs(
 
     gcs = _gcs(head)
     argv, env = gcs.cmdline(), gcs.environ()
-    gcs.kill()
-    gcs.wait(10)
+    gcs.send_signal(sig)
+    gcs.wait(15)
     # Started again with the same command, as a supervisor (or the head pod's restart) would.
     restarted = subprocess.Popen(head.argv(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)

@@ -490,8 +490,8 @@ class ActorManager:
             nm.notify(methods.NodeManager.ReturnWorker, nm_pb2.ReturnWorkerRequest(lease_id=lease_id, worker_failed=failed))
 
     def _worker_lost(self, actor: _Actor, conn: Any) -> None:
-        if actor.worker_conn is not conn or actor.state is ActorState.DEAD:
-            return
+        if actor.worker_conn is not conn or actor.state is ActorState.DEAD or self.gcs.stopping.is_set():
+            return  # (the GCS stopping closes it: the actor lives on for the next head)
         actor.worker_conn = None
         nm = actor.lease[0] if actor.lease is not None else None
         actor.lease = None  # the node manager ended it with the worker
@@ -559,6 +559,8 @@ class ActorManager:
         self._spawn(watch())
 
     def _owner_died(self, worker_id: bytes) -> None:
+        if self.gcs.stopping.is_set():
+            return
         for actor_id in list(self._owners.pop(worker_id, ())):
             actor = self.actors.get(actor_id)
             if actor is not None and not actor.info.detached:

@@ -82,6 +82,7 @@ class NodeService:
     events: "EventLog"
     actors: "ActorManager"
     stopped: "asyncio.Event"
+    stopping: "asyncio.Event"
     job_table: Any
     jobs: Any
     placement_groups: Any
@@ -182,15 +183,15 @@ class NodeService:
 
     def _mark_dead(self, node_id: bytes, reason: str) -> None:
         node = self._nodes.get(node_id)
-        if node is None or node.machine.state is NodeState.DEAD:
-            return
+        if node is None or node.machine.state is NodeState.DEAD or self.stopping.is_set():
+            return  # (a stopping head's connections closing: the node lives on)
         if node.drain_reason:
             reason = f"removed by the autoscaler: {node.drain_reason}"
         node.machine.transition(NodeState.DEAD)
         node.info.state = gcs_pb2.NODE_STATE_DEAD
         node.info.end_time = time.time()
         node.info.death_reason = reason
-        if self._store is not None and not self.stopped.is_set():
+        if self._store is not None and not self.stopping.is_set():
             self._store.put_node(node.info)
         self.events.publish(
             EventKind.EVENT_KIND_NODE_DEAD,

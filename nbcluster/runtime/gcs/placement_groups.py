@@ -401,7 +401,7 @@ class PlacementGroupManager:
     def _changed(self, group: _Group, message: str = "") -> None:
         info = group.info
         info.version += 1
-        if self._store is not None and not self.gcs.stopped.is_set():
+        if self._store is not None and not self.gcs.stopping.is_set():
             self._store.put_placement_group(info)
         group.changed.set()
         group.changed = asyncio.Event()

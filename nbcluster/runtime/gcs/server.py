@@ -80,9 +80,12 @@ class GcsServer(NodeService, PlacementGroupService):
         self.address = ""
         self.local_endpoint = session.endpoint("gcs")
         self.stopped = asyncio.Event()
+        #: Set first thing in stop(): connections the GCS closes itself then are not deaths
+        #: (of nodes or actors) to record — a head started again takes them back.
+        self.stopping = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         self.tasks = TaskTable(config.task_table_size, self.events)
-        self.job_table = JobTable(self.events, self.tasks, self.stopped)
+        self.job_table = JobTable(self.events, self.tasks, self.stopping)
         self.actors = ActorManager(self)
         self.actor_recovery = ActorRecovery(self.actors)
         self.placement_groups = PlacementGroupManager(self)
@@ -166,6 +169,7 @@ class GcsServer(NodeService, PlacementGroupService):
 
     async def stop(self) -> None:
         """Stop the autoscaler, the health checks, the Jobs API and both carriers; close the store."""
+        self.stopping.set()
         if self.autoscaler is not None:
             await self.autoscaler.stop()
         self.health.stop()
@@ -205,8 +209,8 @@ class GcsServer(NodeService, PlacementGroupService):
         self.placement_groups.wake()
 
     def store_actor(self, info: gcs_pb2.ActorInfo) -> None:
-        """Write an actor's row to the store (not once the GCS stopped)."""
-        if self._store is not None and not self.stopped.is_set():
+        """Write an actor's row to the store (not once the GCS is stopping)."""
+        if self._store is not None and not self.stopping.is_set():
             self._store.put_actor(info)
 
     # -- jobs ---------------------------------------------------------------------

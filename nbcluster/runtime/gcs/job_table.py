@@ -43,11 +43,12 @@ class JobTable:
     """The job rows, their state machines and their events. ``recover(store)`` loads
     the rows of a previous head and must come before any other call that writes."""
 
-    def __init__(self, events: EventLog, tasks: TaskTable, stopped: asyncio.Event) -> None:
+    def __init__(self, events: EventLog, tasks: TaskTable, stopping: asyncio.Event) -> None:
         self._events = events
         self._tasks = tasks
-        #: Set when the GCS stopped: the store takes no more writes.
-        self._stopped = stopped
+        #: Set when the GCS begins to stop: the store takes no more writes (a driver's
+        #: connection the stopping head closes is no end of its job).
+        self._stopping = stopping
         self._jobs: dict[bytes, _Job] = {}
         self._store: GcsStore | None = None
         #: Called with a job's id when it ends (the GCS's placement groups listen).
@@ -155,7 +156,7 @@ class JobTable:
 
     def save(self, info: gcs_pb2.JobInfo) -> None:
         """Write a changed row to the store."""
-        if self._store is not None and not self._stopped.is_set():
+        if self._store is not None and not self._stopping.is_set():
             self._store.put_job(info)
 
     def set_status(self, job_id: bytes, status: JobStatus, message: str) -> None:

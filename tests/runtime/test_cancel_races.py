@@ -128,3 +128,23 @@ def test_idle_worker_that_owns_objects_is_not_retired(start_cluster):
     # ...while the inner one, owner of an object the driver holds, declines.
     assert not retired(inner_pid)
     assert nbcluster.get(refs[0], timeout=10) == b"owned by the inner worker"
+
+
+def test_cancelling_a_pending_infeasible_task_withdraws_its_demand(start_cluster):
+    """The autoscaler sees no demand for a task that was cancelled while it waited for a
+    node that could run it (it would otherwise start that node for nothing)."""
+    start_cluster(num_cpus=1)
+
+    @nbcluster.remote(num_cpus=8)
+    def big():
+        return 1
+
+    ref = big.remote()
+    wait_for(lambda: any(n.pending_demand for n in nbcluster.state.list_nodes()),
+             message="the infeasible task never showed as demand")
+    nbcluster.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        nbcluster.get(ref, timeout=10)
+    wait_for(lambda: not any(n.pending_demand for n in nbcluster.state.list_nodes()), timeout=5,
+             message="the cancelled task's demand stayed")
+    assert nbcluster.get(identity.remote(7), timeout=30) == 7

@@ -480,6 +480,7 @@ class TaskSubmitter(SubmitterBase, WorkerLoss):
             except ValueError:
                 pass
             self._fail(task, TaskCancelledError(task.task_id.hex()), TaskState.CANCELLED)
+            self._dispatch(task.shape)  # its lease requests go if nothing else waits for them
         elif state is TaskState.RUNNING and task.worker is not None:
             task.worker.conn.notify(
                 methods.CoreWorker.CancelTask,

@@ -574,6 +574,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
                     pending.future.set_result(
                         nm_pb2.LeaseReply(rejection=nm_pb2.LEASE_REJECTION_CANCELLED, reason="cancelled")
                     )
+                    self._changed()  # its demand is gone from the next report
         return common_pb2.Empty()
 
     def NotifyBlocked(self, request: nm_pb2.BlockedNotice, conn: Any) -> common_pb2.Empty:

@@ -11,6 +11,7 @@ a network namespace of its own. Drivers run in the head pod (``kubectl exec``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -149,15 +150,15 @@ def workload(count: int, seconds: float, marks: Path) -> str:
             .replace("COUNT", str(count)))
 
 
-@pytest.fixture(scope="module")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+@contextlib.contextmanager
+def installed(values: Values, objects: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """A cluster on the stand-in made of ``objects`` (a cluster's manifests), its head
+    pod serving."""
     require_netns()
     hosts = Hosts()
     try:
         with stand_in(hosts, NS, tmp_path_factory.mktemp("kube"), SYSTEM) as kube:
-            values = Values(name="demo", namespace=NS, image="nbcluster:test", workers_max=4, cpu=1, memory="1Gi",
-                            head_cpu=0.25, idle_timeout_minutes=IDLE_S / 60)
-            for obj in mf.manifests(values):
+            for obj in objects:
                 plural = PLURALS[obj["kind"]]
                 if plural:  # RBAC is not enforced by the stand-in (test_kubernetes_manifests checks it)
                     kube.store.create(plural, NS, obj)
@@ -166,6 +167,14 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
             yield cluster
     finally:
         hosts.close()
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    values = Values(name="demo", namespace=NS, image="nbcluster:test", workers_max=4, cpu=1, memory="1Gi",
+                    head_cpu=0.25, idle_timeout_minutes=IDLE_S / 60)
+    with installed(values, mf.manifests(values), tmp_path_factory) as cluster:
+        yield cluster
 
 
 def test_tasks_scale_up_three_worker_pods_then_back_to_zero(kube: Kube, tmp_path: Path) -> None:

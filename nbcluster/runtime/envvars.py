@@ -27,7 +27,7 @@ JOBS_ADDRESS = "NBCLUSTER_JOBS_ADDRESS"
 #: ``FUNCTION_SIZE_ERROR_THRESHOLD``, 100 MB by default).
 FUNCTION_SIZE_ERROR_THRESHOLD = "NBCLUSTER_FUNCTION_SIZE_ERROR_THRESHOLD"
 #: Seconds a worker node asked to stop (SIGTERM) drains before it leaves
-#: (``RuntimeConfig.drain_timeout_s``).
+#: (``RuntimeConfig.drain_timeout_s``); a worker pod's template sets it from its grace period.
 DRAIN_TIMEOUT = "NBCLUSTER_DRAIN_TIMEOUT_S"
 
 # --- set by the runtime for its own processes ---------------------------------

@@ -125,6 +125,18 @@ class Kube:
             pytest.fail(f"driver in the head pod exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    @contextlib.contextmanager
+    def driver(self, code: str) -> Iterator[subprocess.Popen]:
+        """A driver in the head pod running ``code`` in the background; killed if it
+        still runs when the block ends."""
+        driver = self.python(code, background=True)
+        try:
+            yield driver
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.communicate()
+
     def state(self) -> dict[str, Any]:
         return json.loads(self.python(STATE).stdout.strip().splitlines()[-1])
 
@@ -234,17 +246,12 @@ def test_an_unschedulable_pod_shows_the_schedulers_message(kube: Kube, tmp_path:
 
 
 def test_an_evicted_worker_pods_tasks_are_retried_and_the_reason_shown(kube: Kube, tmp_path: Path) -> None:
-    driver = kube.python(workload(2, 8.0, tmp_path), background=True)
-    try:
+    with kube.driver(workload(2, 8.0, tmp_path)) as driver:
         wait_for(lambda: len(list(tmp_path.iterdir())) >= 2, timeout=90, interval=0.2, message="both tasks started")
         victim_ip = sorted(tmp_path.iterdir())[0].name.split("-")[0]
         victim = next(p["metadata"]["name"] for p in kube.pods() if p["status"].get("podIP") == victim_ip)
         kube.kubelet.evict(victim, "The node was low on resource: memory.")
         out, err = driver.communicate(timeout=180)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.communicate()
     assert driver.returncode == 0, err
     results = json.loads(out.strip().splitlines()[-1])["results"]
     assert len(results) == 2 and victim_ip not in {ip for ip, _ in results}, results  # retried elsewhere
@@ -253,6 +260,52 @@ def test_an_evicted_worker_pods_tasks_are_retried_and_the_reason_shown(kube: Kub
     assert len(evicted) == 1, msgs  # reported once
     assert not any(p["metadata"]["name"] == victim for p in kube.pods())  # the ended pod is deleted
     wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="the worker pods deleted when idle")
+
+
+#: A driver in the head pod: one task on a worker pod that stores its result there; the
+#: result is read once the test says (the file "go"), after that pod is gone.
+DRAINED = """
+import json, os, time
+import numpy as np
+import nbcluster
+nbcluster.init(address="auto")
+
+@nbcluster.remote(num_cpus=1, max_retries=2)
+def work(marks):
+    open(os.path.join(marks, f"run-{os.getpid()}"), "w").close()
+    time.sleep(4)
+    return np.arange(1_000_000)  # 8 MB: in the worker pod's object store
+
+ref = work.remote(MARKS)
+nbcluster.wait([ref], timeout=240, fetch_local=False)
+while not os.path.exists(os.path.join(MARKS, "go")):
+    time.sleep(0.05)
+print(json.dumps({"sum": int(nbcluster.get(ref, timeout=120).sum())}))
+"""
+
+
+def test_a_deleted_worker_pod_drains_its_task_and_objects(kube: Kube, tmp_path: Path) -> None:
+    with kube.driver(DRAINED.replace("MARKS", repr(str(tmp_path)))) as driver:
+        wait_for(lambda: list(tmp_path.glob("run-*")), timeout=90, interval=0.2, message="the task started")
+        (pod,) = kube.running_workers()
+        name = pod["metadata"]["name"]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["NBCLUSTER_DRAIN_TIMEOUT_S"] == "25"  # from its grace period, 30 s
+        deleted = time.monotonic()
+        kube.store.delete("pods", NS, name)  # Kubernetes: SIGTERM now, SIGKILL after 30 s
+        wait_for(lambda: not any(p["metadata"]["name"] == name for p in kube.pods()), timeout=60, interval=0.1,
+                 message="the deleted pod gone")
+        took = time.monotonic() - deleted
+        (tmp_path / "go").touch()
+        out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["sum"] == sum(range(1_000_000))
+    assert len(list(tmp_path.glob("run-*"))) == 1  # it ran once: not retried, not rebuilt
+    assert took < 20, f"the pod took {took:.1f} s to go (its task had 4 s to run)"
+    dead = [n for n in kube.state()["nodes"] if n["state"] == "DEAD" and "SIGTERM" in n["death_reason"]]
+    assert any("1 object(s) handed off" in n["death_reason"] for n in dead), dead
+    assert any("is stopping: it was asked to stop (SIGTERM)" in m for m in kube.events())
+    wait_for(lambda: not kube.pods(), timeout=90, interval=0.2, message="no worker pods")
 
 
 def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_path: Path) -> None:

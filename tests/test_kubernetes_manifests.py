@@ -120,6 +120,26 @@ def test_node_config_maps_to_the_pod_and_is_checked() -> None:
     assert parse_quantity("500m") == 0.5 and parse_quantity("2Gi") == 2 * 2**30
 
 
+def test_a_worker_pod_drains_within_its_grace_period() -> None:
+    settings = PodSettings("demo", "ml", "demo-head.ml.svc:6380", "demo-token", "img:1")
+
+    def env(node_config: dict) -> dict:
+        request = SimpleNamespace(request_id="0123456789ab", node_type="worker", resources={"CPU": 1},
+                                  node_config=node_config)
+        pod = worker_pod(settings, request)
+        validate([pod])
+        return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+    assert env({})["NBCLUSTER_DRAIN_TIMEOUT_S"] == "25"  # 30 s to go: 5 of them for stopping
+    assert env({"terminationGracePeriodSeconds": 120})["NBCLUSTER_DRAIN_TIMEOUT_S"] == "115"
+    assert env({"terminationGracePeriodSeconds": 6})["NBCLUSTER_DRAIN_TIMEOUT_S"] == "4"  # a third to stop
+    assert env({"terminationGracePeriodSeconds": 0})["NBCLUSTER_DRAIN_TIMEOUT_S"] == "0"  # no drain
+    given = {"env": [{"name": "NBCLUSTER_DRAIN_TIMEOUT_S", "value": "10"}]}
+    assert env(given)["NBCLUSTER_DRAIN_TIMEOUT_S"] == "10"  # the node type's own
+    with pytest.raises(PodError, match="terminationGracePeriodSeconds of worker must be a whole number"):
+        env({"terminationGracePeriodSeconds": "30s"})
+
+
 def test_the_command_prints_the_manifests_and_refuses_bad_names() -> None:
     run = [sys.executable, "-m", "nbcluster.runtime.cli", "kubernetes", "manifests"]
     proc = subprocess.run([*run, "--name", "demo", "--workers-max", "3"], capture_output=True, text=True, timeout=60)

@@ -119,8 +119,8 @@ def cmd_start(opts: argparse.Namespace) -> int:
         handle, node = _start_head(opts, config)
     else:
         handle, node = _start_worker(opts, config)
-    if opts.block:
-        return block(handle)
+    if opts.block:  # a worker node drains on SIGTERM (a deleted pod) before it stops
+        return block(handle, drain_s=None if opts.head else config.drain_timeout_s)
     return 0
 
 

@@ -78,7 +78,7 @@ def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
         other = " ".join(f"{k} {_used_total(total[k], avail.get(k, 0))}" for k in _custom(total)) or "-"
         rows.append([
             n.node_id,
-            n.state,
+            "DRAINING" if n.state == "ALIVE" and n.draining else n.state,
             (n.address or n.node_ip) + (" (head)" if n.is_head else ""),
             _used_total(total.get("CPU", 0), avail.get("CPU", 0)),
             _used_total(total["GPU"], avail.get("GPU", 0)) if total.get("GPU") else "-",
@@ -180,6 +180,17 @@ def autoscaler_lines(auto: AutoscalerState) -> list[str]:
     return lines
 
 
+def _draining_lines(nodes: Sequence[NodeState], now: float | None) -> list[str]:
+    """Why each draining node drains, and when it will have left."""
+    lines = []
+    for n in nodes:
+        if n.draining:
+            left = max(0.0, n.drain_deadline - (now or time.time()))
+            until = f"; leaving within {left:.0f} s" if n.drain_deadline else ""
+            lines.append(f"  {n.node_id[:12]} is draining: {n.drain_reason or 'it takes no new work'}{until}")
+    return lines
+
+
 def status_text(
     address: str, nodes: Sequence[NodeState], now: float | None = None, autoscaler: AutoscalerState | None = None,
     placement_groups: Sequence[PlacementGroupState] = (),
@@ -194,6 +205,7 @@ def status_text(
         "",
         "Nodes",
         table(*node_rows(alive)) if alive else "  (none)",
+        *_draining_lines(alive, now),
         "",
         "Resources in use (alive nodes)",
     ]

@@ -1,7 +1,8 @@
 """Runtime tunables: one frozen dataclass, read once, passed down.
 
 Values come from the defaults below, then ``NBCLUSTER_CONFIG`` (a JSON object, how a
-parent process hands its config to the processes it starts), then keyword overrides.
+parent process hands its config to the processes it starts), then the variables that
+set one value each (``NBCLUSTER_DRAIN_TIMEOUT_S``), then keyword overrides.
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ class RuntimeConfig:
     #: longer than ``runtime_env_idle_timeout_s``. One in use is never removed.
     runtime_env_cache_size: int = 10
     runtime_env_idle_timeout_s: float = 600.0
+    #: A worker node asked to stop (SIGTERM: a deleted or evicted pod) drains for at most
+    #: this long: it takes no new work, lets its running tasks finish and hands the
+    #: objects only it holds to other nodes, then leaves; what is left at the deadline
+    #: is killed (its tasks retried elsewhere) or rebuilt from lineage. It must fit in
+    #: the time the node is given before SIGKILL (Kubernetes:
+    #: ``terminationGracePeriodSeconds``, 30 s by default). 0: stop at once.
+    #: ``NBCLUSTER_DRAIN_TIMEOUT_S`` sets it too.
+    drain_timeout_s: float = 25.0
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""
@@ -110,6 +119,12 @@ class RuntimeConfig:
         raw = os.environ.get(envvars.CONFIG)
         if raw:
             values.update(json.loads(raw))
+        drain = os.environ.get(envvars.DRAIN_TIMEOUT)
+        if drain:
+            try:
+                values["drain_timeout_s"] = float(drain)
+            except ValueError:
+                raise ValueError(f"{envvars.DRAIN_TIMEOUT} must be a number of seconds, got {drain!r}") from None
         if overrides:
             values.update(overrides)
         names = {f.name for f in dataclasses.fields(cls)}

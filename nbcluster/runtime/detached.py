@@ -230,12 +230,25 @@ def stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool
 
 
 
-def block(handle: LocalCluster) -> int:
+#: After a drain's deadline, how long a node manager may take to stop (end its workers,
+#: leave the cluster) before it is killed.
+STOP_MARGIN_S = 5.0
+
+
+def block(handle: LocalCluster, drain_s: float | None = None) -> int:
     """Stay in the foreground until a signal (then stop the node) or until one of the
-    node's processes exits (then stop the rest)."""
+    node's processes exits (then stop the rest). With ``drain_s`` (a worker node: its
+    ``drain_timeout_s``), a SIGTERM is passed on to the node manager, which drains for up
+    to that long before it stops; another signal meanwhile stops it at once."""
+    received: list[int] = []
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     status = 0
     while not stop.wait(0.2):
         exited = [p for p in handle.procs if p.poll() is not None]
@@ -246,5 +259,24 @@ def block(handle: LocalCluster) -> int:
                       f"See {handle.session.logs}", file=sys.stderr)
                 status = 1
             break
+    if drain_s and received[:1] == [signal.SIGTERM]:
+        _drain(handle, drain_s, received)
     handle.stop(10.0)
     return status
+
+
+def _drain(handle: LocalCluster, drain_s: float, received: list[int]) -> None:
+    """Pass SIGTERM on to the node's processes and wait for them to drain and exit;
+    a signal that comes meanwhile is passed on as SIGINT (stop at once)."""
+    for proc in handle.procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + drain_s + STOP_MARGIN_S
+    seen = len(received)
+    while time.monotonic() < deadline and any(p.poll() is None for p in handle.procs):
+        if len(received) > seen:
+            for proc in handle.procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            return
+        time.sleep(0.05)

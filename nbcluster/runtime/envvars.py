@@ -26,6 +26,9 @@ JOBS_ADDRESS = "NBCLUSTER_JOBS_ADDRESS"
 #: The largest a remote function or actor class may be pickled, in bytes (Ray's
 #: ``FUNCTION_SIZE_ERROR_THRESHOLD``, 100 MB by default).
 FUNCTION_SIZE_ERROR_THRESHOLD = "NBCLUSTER_FUNCTION_SIZE_ERROR_THRESHOLD"
+#: Seconds a worker node asked to stop (SIGTERM) drains before it leaves
+#: (``RuntimeConfig.drain_timeout_s``); a worker pod's template sets it from its grace period.
+DRAIN_TIMEOUT = "NBCLUSTER_DRAIN_TIMEOUT_S"
 
 # --- set by the runtime for its own processes ---------------------------------
 #: The runtime configuration (``RuntimeConfig``), serialized, for every runtime process.

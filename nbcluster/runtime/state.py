@@ -132,8 +132,8 @@ class TaskState(_Snapshot):
 
 @dataclass(frozen=True)
 class NodeState(_Snapshot):
-    """A node: its state (ALIVE, DEAD), addresses, resources in total and available, object
-    store, workers, load and memory."""
+    """A node: its state (ALIVE, DEAD; a draining node is ALIVE with ``draining``),
+    addresses, resources in total and available, object store, workers, load and memory."""
 
     node_id: str
     state: str
@@ -153,8 +153,13 @@ class NodeState(_Snapshot):
     death_reason: str
     node_type: str
     object_address: str = ""
-    #: Told by the autoscaler to take no new work (about to be removed).
+    #: Takes no new work: the autoscaler removes it, or it was asked to stop and leaves
+    #: by itself once its tasks finished and its objects went to other nodes.
     draining: bool = False
+    #: Why it drains, in a sentence ("" when it does not).
+    drain_reason: str = ""
+    #: When (unix time) a node that stops by itself will have left (0: no deadline).
+    drain_deadline: float = 0.0
     #: The autoscaler instance it was launched as ("" otherwise).
     instance_id: str = ""
     #: The machine's physical memory in bytes, in use and total (at the last report).
@@ -184,6 +189,8 @@ class NodeState(_Snapshot):
             node_type=n.node_type,
             object_address=n.object_address,
             draining=n.draining,
+            drain_reason=n.drain_message if n.draining else "",
+            drain_deadline=n.drain_deadline if n.draining else 0.0,
             instance_id=n.instance_id,
             memory_used=n.memory_used,
             memory_total=n.memory_total,

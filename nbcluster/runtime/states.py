@@ -43,14 +43,20 @@ class StateMachine:
 
 
 class NodeState(enum.Enum):
-    """A node's life as the GCS sees it."""
+    """A node's life as the GCS sees it. A DRAINING node is alive (it runs what it
+    has, serves its objects, answers health checks) but takes no new work: the
+    autoscaler is removing it, or it was asked to stop and leaves by itself
+    (``NodeInfo.drain_reason``). On the wire both are ``NODE_STATE_ALIVE``, with
+    ``NodeInfo.draining``."""
 
     ALIVE = "ALIVE"
+    DRAINING = "DRAINING"
     DEAD = "DEAD"
 
 
 NODE_TRANSITIONS = {
-    NodeState.ALIVE: frozenset({NodeState.DEAD}),
+    NodeState.ALIVE: frozenset({NodeState.DRAINING, NodeState.DEAD}),
+    NodeState.DRAINING: frozenset({NodeState.DEAD}),
     NodeState.DEAD: frozenset(),
 }
 

@@ -256,7 +256,16 @@ class Autoscaler:
             elif state in (S.RUNNING, S.DRAINING):
                 if node is not None:
                     inst.node_id = node.node_id  # a node that rejoined has a new id
-                    if node.draining:
+                    if node.draining and node.drain_reason == gcs_pb2.DRAIN_REASON_SHUTDOWN:
+                        # Asked to stop by someone else (a deleted or evicted pod): it
+                        # finishes its work and leaves by itself; it is not ended here.
+                        if state is S.RUNNING:
+                            inst.to(S.DRAINING, node.drain_message or "it is stopping")
+                            self._publish(
+                                f"{self._name(inst)} is stopping: {inst.reason}",
+                                {"action": "stopping", "node_type": inst.node_type, "node_id": inst.node_id.hex()},
+                            )
+                    elif node.draining:
                         # Drained (perhaps the reply was lost) or a terminate that failed:
                         # it takes no work, so end it.
                         if state is S.RUNNING:

@@ -391,6 +391,11 @@ class CoreWorker(LoopThread, DriverSinks, PeerConnections, ObjectValues):
             self.actor_submitter.cancel_children(request.task_id)
         return cw_pb2.CancelTaskReply(found=found)
 
+    def RevokeLease(self, request: cw_pb2.RevokeLeaseNotice, conn: Any) -> common_pb2.Empty:
+        """The node manager that granted a lease drains: push no more tasks on it."""
+        self.submitter.revoke_lease(conn, request.lease_id, request.reason)
+        return common_pb2.Empty()
+
     def Exit(self, request: cw_pb2.ExitRequest, conn: Any) -> cw_pb2.ExitReply:
         """The node manager asks this worker to exit; an idle one that owns nothing accepts."""
         if not request.force:

@@ -195,9 +195,20 @@ class ObjectValues:
         self.spawn(tell())
 
     def AddObjectLocation(self, request: cw_pb2.ObjectLocationsRequest, conn: Any) -> common_pb2.Empty:
-        """Another node now has a copy of an object owned here."""
+        """Another node now has a copy of an object owned here; with ``moved_from``,
+        its primary copy (a draining node handed it off): read and freed there now."""
         entry = self.refs.get(request.object_id)
-        if entry is not None and entry.owned:
+        if entry is None or not entry.owned:
+            return common_pb2.Empty()
+        payload = entry.payload
+        if request.moved_from and payload is not None and payload.node_id == request.moved_from:
+            moved = common_pb2.ObjectPayload()
+            moved.CopyFrom(payload)
+            moved.node_id = request.node_id
+            entry.payload = moved
+            if entry.locations:
+                entry.locations.discard(request.node_id)
+        else:
             entry.add_location(request.node_id)
         return common_pb2.Empty()
 

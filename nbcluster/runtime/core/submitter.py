@@ -69,7 +69,7 @@ class LeasedWorker:
     """A worker leased for a ShapeQueue, and the tasks pushed to it."""
 
     __slots__ = ("lease_id", "address", "conn", "nm", "shape", "inflight", "slow", "sent_job", "idle_timer", "sent_fns",
-                 "gpu_ids")
+                 "gpu_ids", "revoked")
 
     def __init__(self, reply: nm_pb2.LeaseReply, conn: Any, nm: Any, shape: ShapeQueue) -> None:
         self.lease_id = reply.lease_id
@@ -82,6 +82,7 @@ class LeasedWorker:
         self.slow = 0
         self.sent_job = False
         self.idle_timer: Any = None
+        self.revoked = False  # its node drains: the tasks pushed finish, no more go (worker_loss.py)
         sent = conn.state.get("sent_fns")
         if sent is None:
             sent = conn.state["sent_fns"] = set()
@@ -304,6 +305,12 @@ class TaskSubmitter(SubmitterBase, WorkerLoss):
 
     def _add_worker(self, shape: ShapeQueue, reply: nm_pb2.LeaseReply, conn: Any, nm: Any) -> None:
         lw = LeasedWorker(reply, conn, nm, shape)
+        revoked = nm.state.get("revoked")
+        if revoked and lw.lease_id in revoked:  # its node drains (worker_loss.py): ask elsewhere
+            revoked.discard(lw.lease_id)
+            self._return(nm, lw.lease_id, failed=False)
+            self._dispatch(shape)
+            return
         if self.stopped or conn.closed:
             self._return(nm, lw.lease_id, failed=conn.closed)
             return
@@ -380,7 +387,7 @@ class TaskSubmitter(SubmitterBase, WorkerLoss):
             self.core.refs.notify_ready()
             self.core.process_releases()
         if lw is not None:
-            if lw.shape.spread and not lw.inflight:
+            if (lw.shape.spread or lw.revoked) and not lw.inflight:
                 # SPREAD: a lease serves one task; the next goes where the node
                 # managers' round-robin puts it, not back to this worker.
                 self._drop_worker(lw)

@@ -1,5 +1,6 @@
-"""When a leased worker's connection closes: ask the node manager that granted it
-why it died, then retry or fail the tasks it had.
+"""When a leased worker goes: its connection closes (ask the node manager that granted
+it why it died, then retry or fail the tasks it had), or its lease is revoked (that
+node drains: the tasks pushed finish there, the next ones go elsewhere).
 
 A worker the node's memory monitor killed (``node/memory_monitor.py``) fails its
 running task with :class:`~nbcluster.exceptions.OutOfMemoryError`, or retries it as
@@ -65,6 +66,27 @@ class WorkerLoss:
 
     core: Any
     config: Any
+
+    def revoke_lease(self, nm: Any, lease_id: int, reason: str) -> None:
+        """The node manager ``nm`` revokes a lease (it drains): no more tasks go to its
+        worker, which is returned once those pushed are done; its queue asks for
+        another lease. One not taken up yet is returned when it is."""
+        for shape in list(self._shapes.values()):
+            lw = next((w for w in shape.workers if w.lease_id == lease_id and w.nm is nm), None)
+            if lw is None:
+                continue
+            logger.info("lease %d revoked: %s", lease_id, reason)
+            lw.revoked = True
+            shape.workers.remove(lw)
+            if lw.idle_timer is not None:
+                lw.idle_timer.cancel()
+                lw.idle_timer = None
+            if not lw.inflight:
+                self._drop_worker(lw)
+                self._return(lw.nm, lw.lease_id, failed=False)
+            self._dispatch(shape)
+            return
+        nm.state.setdefault("revoked", set()).add(lease_id)
 
     def connection_lost(self, conn: Any) -> None:
         """A leased worker's connection closed: once its node manager said why, retry or
@@ -132,7 +154,12 @@ class WorkerLoss:
             self._dispatch(task.shape)
 
     # provided by TaskSubmitter / SubmitterBase
+    _shapes: dict[tuple, Any]
+
     def _drop_worker(self, lw: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _return(self, nm: Any, lease_id: int, failed: bool) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def _unassign(self, task: Task) -> None:  # pragma: no cover

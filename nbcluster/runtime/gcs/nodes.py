@@ -251,9 +251,13 @@ class NodeService:
         info.idle = report.idle
         info.idle_for_s = report.idle_for_s
         info.draining = report.draining or bool(node.drain_reason)
+        if report.drain_reason:
+            info.drain_reason, info.drain_message = report.drain_reason, report.drain_message
+            info.drain_deadline = report.drain_deadline
+        began = self._began_draining(node)
         self.events.publish(
             EventKind.EVENT_KIND_NODE_STATE,
-            "",
+            began,
             node_id=info.node_id,
             data={
                 "available": dict(info.available.amounts),
@@ -262,11 +266,25 @@ class NodeService:
                 "memory_total": info.memory_total,
                 "tasks_running": info.tasks_running,
                 "num_workers": info.num_workers,
+                "draining": info.draining,
+                "drain_message": info.drain_message,
             },
             source="node",
         )
         self._wake_autoscaler()
         return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes(), launchable=self._launchable())
+
+    def _began_draining(self, node: _Node) -> str:
+        """A draining node still ALIVE in the table moves to DRAINING: the sentence
+        that says so ("" when nothing changed)."""
+        info = node.info
+        if not info.draining or node.machine.state is not NodeState.ALIVE:
+            return ""
+        node.machine.transition(NodeState.DRAINING)
+        why = info.drain_message or node.drain_reason or "it takes no new work"
+        until = f"; it leaves within {max(0.0, info.drain_deadline - time.time()):.0f} s" if info.drain_deadline else ""
+        logger.info("node=%s is draining: %s", info.node_id.hex(), why)
+        return f"Node {ids.short(info.node_id)} ({info.node_ip}) is draining: {why}{until}"
 
     def report_age(self, node_id: bytes) -> float:
         """Seconds since the node's last load report."""
@@ -282,7 +300,7 @@ class NodeService:
         """Ask a node to take no new work (it is about to be removed). Only an idle
         node accepts; returns (accepted, why not)."""
         node = self._nodes.get(node_id)
-        if node is None or node.machine.state is not NodeState.ALIVE:
+        if node is None or node.machine.state is NodeState.DEAD:
             return False, "not alive"
         try:
             conn = await self.actors.node_connection(node.info)
@@ -294,6 +312,10 @@ class NodeService:
         if reply.accepted:
             node.drain_reason = reason
             node.info.draining = True
+            if not node.info.drain_reason:
+                node.info.drain_reason = gcs_pb2.DRAIN_REASON_IDLE_TERMINATION
+                node.info.drain_message = f"removed by the autoscaler: {reason}"
+            self._began_draining(node)
         return reply.accepted, reply.busy
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
@@ -309,7 +331,7 @@ class NodeService:
         return relay.route(node.info.address, endpoint)
 
     def _alive_nodes(self) -> list[gcs_pb2.NodeInfo]:
-        return [n.info for n in self._nodes.values() if n.machine.state is NodeState.ALIVE]
+        return [n.info for n in self._nodes.values() if n.machine.state is not NodeState.DEAD]
 
     def local_nodes(self) -> list[gcs_pb2.NodeInfo]:
         """Nodes whose node manager runs on this machine (same hostname)."""

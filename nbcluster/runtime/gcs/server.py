@@ -97,7 +97,7 @@ class GcsServer(NodeService, PlacementGroupService):
             lambda: [
                 (n.info, n.registered)
                 for n in self._nodes.values()
-                if n.machine.state is NodeState.ALIVE and not n.local
+                if n.machine.state is not NodeState.DEAD and not n.local
             ],
             self._mark_dead,
         )

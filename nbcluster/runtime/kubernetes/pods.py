@@ -17,7 +17,9 @@ caps the object store at 30% of it unless ``object_store_memory`` says otherwise
 The pod runs ``nbcluster start --address <head service>:PORT --token-file ... --block``
 with the node type and instance id, its labels name the cluster, the node type and
 the instance, and the cluster token comes from a Secret mounted read-only as a file:
-it is never in the pod's environment or command line.
+it is never in the pod's environment or command line. Deleted or evicted, the pod has
+``terminationGracePeriodSeconds`` (30) before it is killed: its node drains for that
+less a margin (``NBCLUSTER_DRAIN_TIMEOUT_S``, set from it: 25 s), then leaves.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from nbcluster.runtime.envvars import DRAIN_TIMEOUT
 from nbcluster.runtime.kubernetes import values as v
 
-__all__ = ["NODE_CONFIG_KEYS", "PodError", "PodSettings", "parse_quantity", "pod_name", "worker_pod"]
+__all__ = ["NODE_CONFIG_KEYS", "PodError", "PodSettings", "drain_timeout", "parse_quantity", "pod_name", "worker_pod"]
 
 NODE_CONFIG_KEYS = frozenset(
     "image imagePullPolicy resources nodeSelector tolerations affinity volumes volumeMounts env labels annotations "
@@ -38,6 +41,9 @@ NODE_CONFIG_KEYS = frozenset(
 )
 #: A worker pod asked to stop has this long to drain before it is killed.
 GRACE_S = 30
+#: Of a pod's grace period, what stopping takes after the drain (at most; a third of
+#: a short one): the node manager ends its workers and leaves the cluster.
+STOP_MARGIN_S = 5.0
 #: Non-root user and group of the image (``deploy/Dockerfile``).
 USER_ID = 1000
 _GPU = "nvidia.com/gpu"
@@ -115,6 +121,24 @@ def _store_bytes(node_type: str, node_config: dict[str, Any], container: dict[st
     return int(parse_quantity(limit) * 0.3) if limit is not None else None
 
 
+def drain_timeout(grace_s: float) -> float:
+    """How long a worker pod's node drains when the pod is deleted or evicted: its
+    grace period less the time stopping takes after it (``STOP_MARGIN_S``)."""
+    return max(0.0, grace_s - min(STOP_MARGIN_S, grace_s / 3))
+
+
+def _env(node_type: str, config: dict[str, Any], grace: Any) -> list[dict[str, Any]]:
+    """The container's environment: the drain timeout its grace period allows (unless
+    ``node_config.env`` sets it), then ``node_config.env``."""
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise PodError(f"node_config.terminationGracePeriodSeconds of {node_type} must be a whole number of "
+                       f"seconds >= 0, got {grace!r}")
+    env = copy.deepcopy(list(config.get("env") or []))
+    if not any(isinstance(e, dict) and e.get("name") == DRAIN_TIMEOUT for e in env):
+        env.insert(0, {"name": DRAIN_TIMEOUT, "value": f"{drain_timeout(grace):g}"})
+    return env
+
+
 def _command(settings: PodSettings, request: Any, store: int | None) -> list[str]:
     resources = dict(request.resources)
     cpus, gpus = resources.pop("CPU", 0), resources.pop("GPU", 0)
@@ -141,6 +165,7 @@ def worker_pod(settings: PodSettings, request: Any) -> dict[str, Any]:
                        f"{', '.join(unknown)} (it knows {', '.join(sorted(NODE_CONFIG_KEYS))})")
     resources = _container_resources(request.node_type, dict(request.resources), config.get("resources"))
     store = _store_bytes(request.node_type, config, resources)
+    grace = config.get("terminationGracePeriodSeconds", GRACE_S)
     labels = {**dict(config.get("labels") or {}), **v.labels(settings.cluster_name, "worker"),
               v.LABEL_NODE_TYPE: re.sub(r"[^A-Za-z0-9_.-]", "-", request.node_type)[:63],
               v.LABEL_INSTANCE: request.request_id}
@@ -153,7 +178,7 @@ def worker_pod(settings: PodSettings, request: Any) -> dict[str, Any]:
         "command": _command(settings, request, store),
         "ports": [{"name": "node-manager", "containerPort": settings.node_manager_port},
                   {"name": "objects", "containerPort": settings.object_port}],
-        "env": copy.deepcopy(list(config.get("env") or [])),
+        "env": _env(request.node_type, config, grace),
         "volumeMounts": [{"name": "token", "mountPath": v.TOKEN_DIR, "readOnly": True},
                          {"name": "dshm", "mountPath": "/dev/shm"},
                          *copy.deepcopy(list(config.get("volumeMounts") or []))],
@@ -165,7 +190,7 @@ def worker_pod(settings: PodSettings, request: Any) -> dict[str, Any]:
         container["resources"] = resources
     spec: dict[str, Any] = {
         "restartPolicy": "Never",  # a node that ends is replaced by the autoscaler, not restarted
-        "terminationGracePeriodSeconds": config.get("terminationGracePeriodSeconds", GRACE_S),
+        "terminationGracePeriodSeconds": grace,
         "automountServiceAccountToken": False,  # workers never call the API
         "enableServiceLinks": False,
         "securityContext": {"runAsUser": USER_ID, "runAsGroup": USER_ID, "fsGroup": USER_ID, "runAsNonRoot": True},

@@ -2,7 +2,9 @@
 
 Reads the cluster token from the pipe its parent passed (``credentials.py``), else
 ``NBCLUSTER_TOKEN`` or the session's token file; runs until asked to stop
-(ShutdownNode RPC, SIGTERM, losing the GCS, or its lifeline closing).
+(ShutdownNode RPC, SIGTERM, SIGINT, losing the GCS, or its lifeline closing). A worker
+node drains on SIGTERM before it stops (``drain.py``); a second SIGTERM, or SIGINT,
+stops it at once, as does everything else.
 """
 
 from __future__ import annotations
@@ -62,8 +64,14 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
         if current:
             current[0].shutdown_requested.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+    def drain_then_stop() -> None:  # SIGTERM: what Kubernetes sends a pod it deletes
+        again = stopping.is_set()
+        stopping.set()
+        if again or not current or not current[0].request_drain("it was asked to stop (SIGTERM)"):
+            stop()
+
+    loop.add_signal_handler(signal.SIGTERM, drain_then_stop)
+    loop.add_signal_handler(signal.SIGINT, stop)
     if opts.lifeline_fd is not None:
         watch_lifeline(loop, opts.lifeline_fd, stop)
     config = RuntimeConfig.load()
@@ -81,7 +89,7 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
                 await asyncio.gather(starting, return_exceptions=True)
                 return
             starting.result()
-            await manager.shutdown_requested.wait()
+            await manager.serve_until_stopped()
         finally:
             logger.info("node manager %s stopping", options.node_id.hex())
             await manager.stop()

@@ -15,8 +15,9 @@ This module holds the lifecycle, the lease queue and the job glue; its sibling
 modules the rest, mixed into :class:`NodeManager`: ``bundles.py`` (placement group
 bundles), ``clients.py`` (registered processes), ``cluster_view.py`` (the other nodes),
 ``memory_monitor.py`` (killing a worker when memory runs low), ``reports.py`` (the node's row
-for the GCS, stats) and ``objects.py`` (the object RPCs); ``options.py`` holds what
-it is started with.
+for the GCS, stats), ``objects.py`` (the object RPCs), ``drain.py`` (taking no new work,
+and draining before it stops) and ``handoff.py`` (a draining node's objects going to
+other nodes); ``options.py`` holds what it is started with.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from nbcluster.runtime.node import resources as rs
 from nbcluster.runtime.node.bundles import BundleHandlers
 from nbcluster.runtime.node.clients import Client, ClientHandlers
 from nbcluster.runtime.node.cluster_view import ClusterView
+from nbcluster.runtime.node.drain import NodeDrain
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.handoff import HandoffHandlers
 from nbcluster.runtime.node.accelerators import GpuIds
 from nbcluster.runtime.node.client_sessions import ClientSessions
 from nbcluster.runtime.node.jobs import JobSupervisors
@@ -99,7 +102,9 @@ class _LeaseRequest:
         self.view_asked: int | None = None
 
 
-class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, NodeReports, ObjectHandlers):
+class NodeManager(
+    BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, NodeReports, ObjectHandlers, NodeDrain, HandoffHandlers
+):
     """One node's resources, leases, workers and object store (see the module docstring)."""
 
     def __init__(self, session: Session, token: str, config: RuntimeConfig, options: NodeOptions) -> None:
@@ -143,8 +148,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
         self._local = common_pb2.Address(node_id=self.node_id, endpoint=self.local_endpoint)
         #: Since when (monotonic) the node has been idle; None while busy.
         self._idle_since: float | None = time.monotonic()
-        #: Told by the autoscaler to take no new work.
-        self.draining = False
+        self.drain_requested = asyncio.Event()  # asked to stop: drain first (drain.py)
         #: Resources recently sent to other nodes by spillback (node -> [(when,
         #: resources)]), subtracted from what the view says is free there until their
         #: reports can include them; so one pass does not send everything to one node.
@@ -274,7 +278,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
         procs += self.client_sessions.shutdown() if self.client_sessions is not None else []
         if self._gcs is not None:
             if not self.fenced:
-                await self._gcs.unregister("it shut down")
+                await self._gcs.unregister(self.leave_reason)
             self._gcs.close()
         await asyncio.to_thread(wait_exit, procs, 2.0)
         # Supervisors end their entrypoints within the job stop grace; then whatever is left goes.
@@ -355,17 +359,6 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
         if self.pool is not None:
             self._schedule()
         self._changed()
-
-    def DrainNode(self, request: nm_pb2.DrainNodeRequest, conn: Any) -> nm_pb2.DrainNodeReply:
-        """Take no new work, if the node is idle; else say what keeps it busy."""
-        busy = self.busy()
-        if busy:
-            return nm_pb2.DrainNodeReply(accepted=False, busy=busy)
-        if not self.draining:
-            logger.info("draining: %s", request.reason)
-            self.draining = True
-            self._changed()
-        return nm_pb2.DrainNodeReply(accepted=True)
 
     async def _maintain_loop(self) -> None:
         assert self.pool is not None

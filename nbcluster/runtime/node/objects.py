@@ -57,7 +57,10 @@ class ObjectHandlers:
         """Allocate an object in the arena; its offset."""
         assert self.store is not None
         try:
-            offset = await self.store.create(request.object_id, request.size, request.owner.worker_id)
+            offset = await self.store.create(
+                request.object_id, request.size, request.owner.worker_id,
+                owner_address=request.owner.SerializeToString(),
+            )
         except ObjectStoreFullError as exc:
             raise RemoteError(common_pb2.ERROR_CODE_OBJECT_STORE_FULL, str(exc)) from None
         self._changed()
@@ -104,6 +107,8 @@ class ObjectHandlers:
                 if isinstance(exc, ObjectStoreFullError):
                     raise
             finally:
+                if not pending.done():  # cancelled (a handoff out of time): the others look again
+                    pending.set_result(None)
                 self._pulls.pop(oid, None)
         else:
             await asyncio.shield(pending)

@@ -37,6 +37,9 @@ class NodeReports:
     total: rs.Fixed
     available: rs.Fixed
     draining: bool
+    drain_reason: int
+    drain_message: str
+    drain_deadline: float
     store: "ObjectStore | None"
     pool: "WorkerPool | None"
     jobs: "JobSupervisors | None"
@@ -112,6 +115,9 @@ class NodeReports:
             idle=self._idle_since is not None,
             idle_for_s=now - self._idle_since if self._idle_since is not None else 0.0,
             draining=self.draining,
+            drain_reason=self.drain_reason,
+            drain_message=self.drain_message,
+            drain_deadline=self.drain_deadline,
             instance_id=self.options.instance_id,
             memory_used=memory.total - memory.available,
             memory_total=memory.total,

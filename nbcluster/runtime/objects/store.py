@@ -65,13 +65,16 @@ class StoreEntry:
         "restored",
         "sealed",
         "secondary",
+        "owner_address",
     )
 
-    def __init__(self, object_id: bytes, size: int, offset: int, owner: bytes) -> None:
+    def __init__(self, object_id: bytes, size: int, offset: int, owner: bytes, owner_address: bytes = b"") -> None:
         self.object_id = object_id
         self.size = size
         self.offset = offset
         self.owner = owner  # the owner's worker id
+        #: The owner's serialized Address: where a draining node says the object moved.
+        self.owner_address = owner_address
         self.state = ObjectState.CREATING
         self.pins = 0
         self.freed = False  # the owner let go; deleted when the last pin goes
@@ -115,6 +118,16 @@ class ObjectStore:
         """Objects being read (or sent to another node) right now."""
         return sum(1 for entry in self.entries.values() if entry.pins)
 
+    def promote(self, object_id: bytes, owner: bytes, owner_address: bytes) -> bool:
+        """Make the copy of ``object_id`` held here its primary copy, for ``owner``
+        (another node handed it off); False when it is not here, complete."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.freed or entry.state is ObjectState.CREATING:
+            return False
+        entry.secondary = False
+        entry.owner, entry.owner_address = owner, owner_address
+        return True
+
     def primary_count(self) -> int:
         """Objects whose only copy may be here (not pulled copies), not yet freed by
         their owners: in memory or spilled to this node's disk."""
@@ -124,7 +137,9 @@ class ObjectStore:
         return self.spill_dir / object_id.hex()
 
     # -- creating -----------------------------------------------------------------
-    async def create(self, object_id: bytes, size: int, owner: bytes, secondary: bool = False) -> int:
+    async def create(
+        self, object_id: bytes, size: int, owner: bytes, secondary: bool = False, owner_address: bytes = b""
+    ) -> int:
         """Allocate a block for a new object (spilling to make room); return its
         offset. Raises ObjectStoreFullError when room cannot be made in time."""
         entry = self.entries.get(object_id)
@@ -141,7 +156,7 @@ class ObjectStore:
                 "object_store_memory"
             )
         offset = await self._allocate(size, f"fit {size / 2**20:.1f} MiB")
-        entry = StoreEntry(object_id, size, offset, owner)
+        entry = StoreEntry(object_id, size, offset, owner, owner_address)
         entry.secondary = secondary
         self.entries[object_id] = entry
         return offset

@@ -172,12 +172,22 @@ class LeaseWarningNotice(_message.Message):
     def __init__(self, message: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class ObjectLocationsRequest(_message.Message):
-    __slots__ = ("object_id", "node_id")
+    __slots__ = ("object_id", "node_id", "moved_from")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FROM_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     node_id: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ...) -> None: ...
+    moved_from: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ..., moved_from: _Optional[bytes] = ...) -> None: ...
+
+class RevokeLeaseNotice(_message.Message):
+    __slots__ = ("lease_id", "reason")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    reason: str
+    def __init__(self, lease_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class NodeDiedNotice(_message.Message):
     __slots__ = ("node_id", "reason")

@@ -14,6 +14,12 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_ALIVE: _ClassVar[NodeState]
     NODE_STATE_DEAD: _ClassVar[NodeState]
 
+class DrainReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRAIN_REASON_UNSPECIFIED: _ClassVar[DrainReason]
+    DRAIN_REASON_IDLE_TERMINATION: _ClassVar[DrainReason]
+    DRAIN_REASON_SHUTDOWN: _ClassVar[DrainReason]
+
 class JobType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_TYPE_UNSPECIFIED: _ClassVar[JobType]
@@ -69,6 +75,9 @@ class PlacementGroupState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_ALIVE: NodeState
 NODE_STATE_DEAD: NodeState
+DRAIN_REASON_UNSPECIFIED: DrainReason
+DRAIN_REASON_IDLE_TERMINATION: DrainReason
+DRAIN_REASON_SHUTDOWN: DrainReason
 JOB_TYPE_UNSPECIFIED: JobType
 JOB_TYPE_DRIVER: JobType
 JOB_TYPE_SUBMISSION: JobType
@@ -106,7 +115,7 @@ PLACEMENT_GROUP_STATE_REMOVED: PlacementGroupState
 PLACEMENT_GROUP_STATE_RESCHEDULING: PlacementGroupState
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand", "memory_used", "memory_total")
+    __slots__ = ("node_id", "state", "address", "local_endpoint", "hostname", "node_ip", "total", "available", "is_head", "start_time", "end_time", "death_reason", "node_type", "object_store_used", "object_store_capacity", "num_workers", "tasks_running", "pending_demand", "session_dir", "pid", "object_address", "idle", "idle_for_s", "draining", "instance_id", "pending_actor_demand", "memory_used", "memory_total", "drain_reason", "drain_message", "drain_deadline")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +144,9 @@ class NodeInfo(_message.Message):
     PENDING_ACTOR_DEMAND_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     state: NodeState
     address: str
@@ -163,7 +175,10 @@ class NodeInfo(_message.Message):
     pending_actor_demand: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
     memory_used: int
     memory_total: int
-    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., memory_used: _Optional[int] = ..., memory_total: _Optional[int] = ...) -> None: ...
+    drain_reason: DrainReason
+    drain_message: str
+    drain_deadline: float
+    def __init__(self, node_id: _Optional[bytes] = ..., state: _Optional[_Union[NodeState, str]] = ..., address: _Optional[str] = ..., local_endpoint: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., available: _Optional[_Union[_common_pb2.ResourceSet, _Mapping]] = ..., is_head: _Optional[bool] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., death_reason: _Optional[str] = ..., node_type: _Optional[str] = ..., object_store_used: _Optional[int] = ..., object_store_capacity: _Optional[int] = ..., num_workers: _Optional[int] = ..., tasks_running: _Optional[int] = ..., pending_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., session_dir: _Optional[str] = ..., pid: _Optional[int] = ..., object_address: _Optional[str] = ..., idle: _Optional[bool] = ..., idle_for_s: _Optional[float] = ..., draining: _Optional[bool] = ..., instance_id: _Optional[str] = ..., pending_actor_demand: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., memory_used: _Optional[int] = ..., memory_total: _Optional[int] = ..., drain_reason: _Optional[_Union[DrainReason, str]] = ..., drain_message: _Optional[str] = ..., drain_deadline: _Optional[float] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node", "node_secret")

@@ -304,6 +304,56 @@ class PullObjectRequest(_message.Message):
     requester: str
     def __init__(self, object_id: _Optional[bytes] = ..., requester: _Optional[str] = ...) -> None: ...
 
+class HandoffObject(_message.Message):
+    __slots__ = ("object_id", "size", "owner")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    size: int
+    owner: _common_pb2.Address
+    def __init__(self, object_id: _Optional[bytes] = ..., size: _Optional[int] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ...) -> None: ...
+
+class TakeObjectsRequest(_message.Message):
+    __slots__ = ("from_node_id", "objects", "timeout_s")
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    from_node_id: bytes
+    objects: _containers.RepeatedCompositeFieldContainer[HandoffObject]
+    timeout_s: float
+    def __init__(self, from_node_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[HandoffObject, _Mapping]]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class TakeObjectsReply(_message.Message):
+    __slots__ = ("taken",)
+    TAKEN_FIELD_NUMBER: _ClassVar[int]
+    taken: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, taken: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class MovedObject(_message.Message):
+    __slots__ = ("object_id", "owner_worker_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    owner_worker_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., owner_worker_id: _Optional[bytes] = ...) -> None: ...
+
+class ObjectsMovedRequest(_message.Message):
+    __slots__ = ("from_node_id", "to_node_id", "objects")
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    from_node_id: bytes
+    to_node_id: bytes
+    objects: _containers.RepeatedCompositeFieldContainer[MovedObject]
+    def __init__(self, from_node_id: _Optional[bytes] = ..., to_node_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[MovedObject, _Mapping]]] = ...) -> None: ...
+
+class ObjectsMovedReply(_message.Message):
+    __slots__ = ("unknown",)
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    unknown: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, unknown: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class GetClusterViewRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -20,6 +20,7 @@ from nbcluster.runtime.state import (
     list_placement_groups,
     list_tasks,
     machine_memory,
+    update_job_metadata,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "list_placement_groups",
     "list_tasks",
     "machine_memory",
+    "update_job_metadata",
 ]

@@ -226,6 +226,21 @@ def run_python(code: str, *, timeout: float = 60.0, env: dict[str, str] | None =
     return proc
 
 
+def restart_gcs(cluster: Any) -> subprocess.Popen:
+    """Kill the GCS of ``cluster`` (a ``cluster_utils.Cluster``) with SIGKILL and start it
+    again with the same command and environment, as a supervisor would (not tied to this
+    process, keeping its session when it stops): the new process, for the caller to stop."""
+    gcs = psutil.Process(cluster.head_node._handle.procs[0].pid)
+    argv, env = gcs.cmdline(), gcs.environ()
+    i = argv.index("--lifeline-fd")
+    del argv[i:i + 2]
+    argv = [a for a in argv if a != "--remove-session-on-exit"]
+    gcs.kill()
+    gcs.wait(10)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def node_stats(include_objects: bool = False) -> Any:
     """The local node manager's statistics (store usage, workers, leases)."""
     from nbcluster.runtime.core import worker_state

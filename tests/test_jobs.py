@@ -24,7 +24,7 @@ import pytest
 from nbcluster.cluster_utils import Cluster
 from nbcluster.runtime.runtime_env import packages
 
-from .conftest import FAST_CONFIG, wait_for
+from .conftest import FAST_CONFIG, restart_gcs, wait_for
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -274,16 +274,7 @@ def test_job_records_and_logs_survive_a_head_restart() -> None:
         assert api.wait_done(done)["status"] == "SUCCEEDED"
         running = api.submit(entrypoint=f"echo started; python -c 'import time; time.sleep(300)' {marker}")
         wait_for(lambda: "started" in api.logs(running) and marked(marker), timeout=30)
-        gcs = psutil.Process(cluster.head_node._handle.procs[0].pid)
-        argv, env = gcs.cmdline(), gcs.environ()
-        for flag in ("--lifeline-fd",):
-            i = argv.index(flag)
-            del argv[i:i + 2]
-        argv = [a for a in argv if a != "--remove-session-on-exit"]
-        gcs.send_signal(signal.SIGKILL)
-        gcs.wait(10)
-        restarted = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        restarted = restart_gcs(cluster)
         # The restarted head serves the same tables from the session's SQLite and logs.
         old = api.address
         wait_for(lambda: api.address != old, timeout=30, message="the restarted head's address")

@@ -112,11 +112,20 @@ def task_rows(tasks: Sequence[TaskState]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
+def _job_entry(job: JobState, width: int) -> str:
+    """What a job runs; a notebook's path clipped at its start, where its file's name is not."""
+    notebook = job.metadata.get("notebook_path", "")
+    if not notebook:
+        return _clip(job.entrypoint, width)
+    return notebook if len(notebook) <= width else "…" + notebook[-(width - 1):]
+
+
 def job_rows(jobs: Sequence[JobState]) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows of ``nbcluster list jobs``."""
+    """Headers and rows of ``nbcluster list jobs``: a driver in a Jupyter kernel is shown by
+    its notebook (``notebook_path``, which follows renames), not the kernel's command line."""
     headers = ["JOB_ID", "SUBMISSION_ID", "TYPE", "STATUS", "DRIVER_PID", "STARTED", "ENTRYPOINT"]
     rows = [[j.job_id, j.submission_id or "-", j.type, j.status, j.driver_pid or "-", _clock(j.start_time),
-             _clip(j.entrypoint, 60)] for j in jobs]
+             _job_entry(j, 60)] for j in jobs]
     return headers, rows
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from nbcluster.runtime import discovery
 from nbcluster.runtime.driver_core import connected_core
+from nbcluster.runtime.job_metadata import update_problem
 from nbcluster.runtime.protocol import gcs_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import TransportError, public_error
@@ -277,6 +278,27 @@ def list_jobs(*, address: str | None = None, token: str | None = None) -> list[J
     reply = gcs_call(methods.Gcs.GetAllJobs, gcs_pb2.GetAllJobsRequest(), address, token)
     progress = {p.job_id: p for p in reply.progress}
     return [JobState.from_info(j, progress.get(j.job_id)) for j in reply.jobs]
+
+
+def update_job_metadata(
+    job_id: str, metadata: Mapping[str, str], *, address: str | None = None, token: str | None = None
+) -> JobState:
+    """Set keys of the metadata of a job that has not ended (the other keys keep their
+    values); the job as it is then. Watchers get a JOB_STATE event when a value changed.
+
+    What the Jupyter server extension does when a notebook is renamed or moved: the job of
+    the driver in its kernel gets the new ``notebook_path``. Needs the cluster's token (a
+    driver credential gets PermissionDeniedError). NbclusterError when the cluster knows
+    no job ``job_id`` (hex) or it has ended; ValueError for an update past the bounds (16
+    keys at a time, keys up to 256 bytes, values up to 4096, 64 keys in all).
+    ``address``/``token`` as in :func:`list_nodes`."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
+    problem = update_problem({}, metadata)
+    if problem is not None:
+        raise ValueError(problem)
+    request = gcs_pb2.UpdateJobMetadataRequest(job_id=bytes.fromhex(job_id), metadata=dict(metadata))
+    return JobState.from_info(gcs_call(methods.Gcs.UpdateJobMetadata, request, address, token).job)
 
 
 def list_tasks(

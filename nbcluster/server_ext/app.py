@@ -20,6 +20,7 @@ from nbcluster.server_ext.handlers import api_handlers
 from nbcluster.server_ext.manager import ClusterManager
 from nbcluster.server_ext.models import BadRequest, ClusterSpec, parse_create
 from nbcluster.server_ext.page import page_handlers
+from nbcluster.server_ext.renames import RenameFollower
 
 __all__ = ["NbclusterApp"]
 
@@ -63,6 +64,7 @@ class NbclusterApp(ExtensionApp):
     ).tag(config=True)
 
     manager: ClusterManager
+    renames: RenameFollower | None = None
 
     @validate("workers")
     def _check_workers(self, proposal: Any) -> int:
@@ -112,11 +114,19 @@ class NbclusterApp(ExtensionApp):
         self.handlers.extend(page_handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.renames is None:  # a renamed notebook's driver follows it (renames.py), in every cluster reachable
+            self.renames = RenameFollower(self.manager, event_logger=serverapp.event_logger,
+                                          session_manager=serverapp.session_manager, root_dir=serverapp.root_dir,
+                                          log=self.log)
+            await self.renames.start()
         # The server serves meanwhile: clusters the last server left starting show as starting.
         await self.manager.resume()
         await self.manager.start_configured(list(self.start_clusters))
 
     async def stop_extension(self) -> None:
         """The server stops: end the event streams and stop the clusters made here unless
-        ``stop_clusters_on_shutdown`` is off."""
+        ``stop_clusters_on_shutdown`` is off; stop following renamed notebooks."""
+        if self.renames is not None:
+            await self.renames.stop()
+            self.renames = None
         await self.manager.shutdown(stop_created=self.stop_clusters_on_shutdown)

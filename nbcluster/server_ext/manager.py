@@ -129,8 +129,9 @@ class ClusterManager:
             raise UnknownCluster(f"no cluster named {name!r} (known: {known})")
         return entry
 
-    def _touch(self) -> None:
-        """The list changed: wake whoever follows it (:meth:`changes`)."""
+    def touch(self) -> None:
+        """The list changed (or what it shows: a driver's notebook renamed): wake whoever
+        follows it (:meth:`changes`)."""
         self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
@@ -151,7 +152,7 @@ class ClusterManager:
     def _save(self) -> None:
         """Save the registry and the discovery file. A starting cluster is saved once
         its session is known (a later server can find it), but is not discoverable."""
-        self._touch()
+        self.touch()
         saved = [e for e in self._entries.values() if e.status != STARTING or e.record.session_dir]
         self.registry.save((replace(e.record, starting=e.status == STARTING) for e in saved),
                            discoverable=[e.record.name for e in saved if e.status not in (STARTING, UNREACHABLE)])
@@ -322,7 +323,7 @@ class ClusterManager:
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
         entry = self._entries[name] = ClusterEntry(record, "", STARTING)
-        self._touch()  # listed as starting
+        self.touch()  # listed as starting
         loop = asyncio.get_running_loop()
 
         def announced(session_dir: str, token_file: str) -> None:

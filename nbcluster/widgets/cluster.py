@@ -7,7 +7,8 @@ from the event alone, AUTOSCALER appends to the timeline and reloads the autosca
 state once per flush (as do node events, and load reports while nodes are pending or
 stopping or demand is shown: a node reports when its queue drains, so the pending
 demand empties within a report of the last task ending), JOB_STATE and TASK_COUNTERS
-update the jobs panel.
+update the jobs panel (a job's state, and its name: a notebook's driver is named by its
+notebook, whose path follows renames — the Jupyter server extension updates the job).
 """
 
 from __future__ import annotations
@@ -212,12 +213,12 @@ class ClusterWidget(StaticReprMixin, widgets.VBox):
             "job_id": e.job_id,
             "display_id": e.data.get("submission_id") or e.job_id,
             "type": str(e.data.get("type", "")).removeprefix("JOB_TYPE_"),
-            "status": status,
-            "entrypoint": _entrypoint(str(e.data.get("entrypoint", "")), e.data.get("metadata") or {}),
             "start_time": e.time,
             "end_time": 0.0,
         })
         job["status"] = status
+        # Every JOB_STATE event carries the job's metadata: a renamed notebook's driver shows its new name.
+        job["entrypoint"] = _entrypoint(str(e.data.get("entrypoint", "")), e.data.get("metadata") or {})
         if status in ("SUCCEEDED", "FAILED", "STOPPED"):
             job["end_time"] = job["end_time"] or e.time
 

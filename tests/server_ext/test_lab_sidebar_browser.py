@@ -16,6 +16,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,16 @@ CELLS = [
 ]
 
 
-def lab_server(tmp_path: Path, tag: str) -> JupyterProcess:
+def lab_server(tmp_path: Path, tag: str, notebook_name: str = "sidebar.ipynb", cells: list[str] = CELLS
+               ) -> JupyterProcess:
     """`jupyter lab` with the server extension enabled in its own config and the built
-    lab extension on its JUPYTER_PATH; no news or update checks (offline)."""
+    lab extension on its JUPYTER_PATH; no news or update checks (offline). Its root holds
+    ``notebook_name`` with ``cells``."""
     root = tmp_path / "work"
     root.mkdir()
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(notebook, root / "sidebar.ipynb")
+    nbformat.write(notebook, root / notebook_name)
     data = tmp_path / "data"
     (data / "labextensions").mkdir(parents=True)
     (data / "labextensions" / "nbcluster").symlink_to(ROOT / "nbcluster" / "labextension")
@@ -68,10 +71,14 @@ def lab_server(tmp_path: Path, tag: str) -> JupyterProcess:
     return server
 
 
-def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) -> None:
+def in_lab(tmp_path: Path, drive: Callable[[Any, JupyterProcess], None], failure_shot: str,
+           notebook_name: str = "sidebar.ipynb", cells: list[str] = CELLS) -> None:
+    """``drive(page, server)`` in a page of :func:`lab_server`'s JupyterLab; on failure a
+    screenshot ``failure_shot`` and the server's log. No script error may occur, nor any
+    process be left."""
     require_browser()
     tag = secrets.token_hex(8)
-    server = lab_server(tmp_path, tag)
+    server = lab_server(tmp_path, tag, notebook_name, cells)
     try:
         server.start(timeout=120)
         with chromium() as browser:
@@ -80,14 +87,18 @@ def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) ->
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             try:
-                _drive(page, server)
+                drive(page, server)
             except BaseException:
-                screenshot(page, "lab-sidebar-failure")
+                screenshot(page, failure_shot)
                 print(f"--- jupyter lab log ---\n{server.log()}")
                 raise
             assert not errors, errors
     finally:
         _cleanup(server, tag)
+
+
+def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) -> None:
+    in_lab(tmp_path, _drive, "lab-sidebar-failure")
 
 
 def _drive(page: Any, server: JupyterProcess) -> None:

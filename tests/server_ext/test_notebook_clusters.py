@@ -2,7 +2,8 @@
 and its page in headless Chromium: the page offers it under "Running on this machine"
 (no "No clusters yet" beside it) with its uptime from the GCS's start time, not from
 a directory's mtime; once attached, its driver is named by the kernel's notebook, and
-that name follows a rename of the session (PATCH /api/sessions/ID)."""
+that name follows a rename of the session (PATCH /api/sessions/ID) live, on the page and in
+the driver's job."""
 
 from __future__ import annotations
 
@@ -84,13 +85,18 @@ def test_a_notebook_cluster_on_the_page_and_a_renamed_notebook() -> None:
             code, cluster = server.request("GET", f"nbcluster/api/clusters/{name}")
             assert [(d["kernel_id"], d["notebook_path"]) for d in cluster["drivers"]] == [(kernel_id, "old name.ipynb")]
 
-            # ... and by its new name once the notebook is renamed (what JupyterLab does to its session).
+            # ... and by its new name once the notebook is renamed (what JupyterLab does to its session):
+            # on the page at once (no reload), and in the job the kernel's driver has in the GCS.
             code, renamed = server.request("PATCH", f"api/sessions/{session['id']}", {"path": "new/renamed.ipynb"})
             assert code == 200 and renamed["path"] == "new/renamed.ipynb", renamed
             code, cluster = server.request("GET", f"nbcluster/api/clusters/{name}")
             assert [d["notebook_path"] for d in cluster["drivers"]] == ["new/renamed.ipynb"], cluster["drivers"]
-            page.click("#refresh-clusters")
             expect(page.locator("#sum-drivers")).to_contain_text("new/renamed.ipynb", timeout=UI_MS)
+            out = execute(server, kernel_id, "import time\ndeadline = time.monotonic() + 60\n"
+                          "while not (path := nbcluster.state.list_jobs()[0].metadata['notebook_path'])"
+                          ".endswith('/new/renamed.ipynb'):\n"
+                          "    assert time.monotonic() < deadline, path\n    time.sleep(0.05)\nprint('PATH', path)")
+            assert f"PATH {server.root_dir}/new/renamed.ipynb" in out, out
             assert errors == [], errors
         finally:
             context.close()

@@ -181,6 +181,23 @@ def test_job_progress_reaches_all_tasks(cluster, widget_factory):
     assert "20/20 tasks" in widget._repr_mimebundle_()["text/html"]
 
 
+def test_a_notebooks_driver_follows_its_notebooks_new_name(cluster, widget_factory):
+    """What the Jupyter server extension does when a notebook is renamed (its driver's
+    job gets the new ``notebook_path``) reaches the view by its event alone."""
+    widget = widget_factory()
+    job_id = nbcluster.get_runtime_context().get_job_id()
+    assert nbcluster.get(square.remote(3)) == 9
+    # A TASK_COUNTERS event came through: the view's stream is live.
+    wait_for(lambda: widget.job_progress.get(job_id) == (1, 1), timeout=10, message="the view's first event")
+    nbcluster.state.update_job_metadata(job_id, {"kernel_id": "k" * 36, "notebook_path": "/home/u/old.ipynb"})
+    nbcluster.state.update_job_metadata(job_id, {"notebook_path": "/home/u/sub/new name.ipynb"})
+    wait_for(lambda: widget.jobs[job_id]["entrypoint"] == "new name.ipynb", timeout=10,
+             message="the job named by the notebook's new name")
+    label = widget._job_rows[job_id].children[0]
+    wait_for(lambda: "new name.ipynb" in label.get_state()["value"], timeout=5, message="the job's label redrawn")
+    assert "old.ipynb" not in widget._repr_mimebundle_()["text/html"]
+
+
 def test_a_view_made_after_the_tasks_ended_starts_from_the_task_table(cluster, widget_factory):
     """Once a job's tasks have all ended no TASK_COUNTERS event comes: a view made then
     (`%cluster status` after a cell's tasks) shows their progress, not 0/0."""

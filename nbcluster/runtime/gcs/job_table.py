@@ -2,7 +2,9 @@
 
 A driver's job is RUNNING from its registration until it finishes (or its driver's
 connection or node goes); a submitted job moves PENDING → RUNNING → an end state as
-the job manager (``jobs/manager.py``) reports. Every change is a ``JOB_STATE`` event.
+the job manager (``jobs/manager.py``) reports. Every change is a ``JOB_STATE`` event,
+also a change of a running job's metadata (``UpdateJobMetadata``: a renamed notebook's
+driver follows its new path).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbcluster.runtime import ids
+from nbcluster.runtime.job_metadata import update_problem
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.gcs.store import GcsStore
 from nbcluster.runtime.gcs.tasks import TaskTable
@@ -114,6 +117,29 @@ class JobTable:
             return
         self.finish(request.job_id, status, request.message)
 
+    def update_metadata(self, request: gcs_pb2.UpdateJobMetadataRequest) -> gcs_pb2.UpdateJobMetadataReply:
+        """Set keys of the metadata of a job that has not ended; stored, and a JOB_STATE
+        event when a value changed. NOT_FOUND for an unknown job, INVALID_ARGUMENT for an
+        ended one or an update past the bounds (``job_metadata.py``)."""
+        job = self._jobs.get(request.job_id)
+        if job is None:
+            raise RemoteError(common_pb2.ERROR_CODE_NOT_FOUND, f"the cluster has no job {request.job_id.hex()}")
+        if job.machine.is_terminal():
+            raise RemoteError(
+                common_pb2.ERROR_CODE_INVALID_ARGUMENT,
+                f"job {_name(job)} has ended ({job.machine.state.value}): its metadata no longer changes",
+            )
+        problem = update_problem(job.info.metadata, request.metadata)
+        if problem is not None:
+            raise RemoteError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, problem)
+        changed = sorted(k for k, v in request.metadata.items() if job.info.metadata.get(k) != v)
+        if changed:
+            job.info.metadata.update(request.metadata)
+            self.save(job.info)
+            shown = ", ".join(f"{k}={request.metadata[k]}" for k in changed)
+            self._event(job, f"Job {_name(job)} metadata: {shown}", changed)
+        return gcs_pb2.UpdateJobMetadataReply(job=job.info, changed=bool(changed))
+
     def all_jobs(self) -> gcs_pb2.GetAllJobsReply:
         """Every row, with the task counts of the jobs that submitted tasks."""
         progress = []
@@ -194,20 +220,29 @@ class JobTable:
         for hook in self.on_finish:
             hook(job_id)
 
-    def _event(self, job: _Job) -> None:
-        name = job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"
+    def _event(self, job: _Job, message: str = "", changed: list[str] | None = None) -> None:
+        """A JOB_STATE event with the job's row: its state changed (the default message), or
+        the ``changed`` keys of its metadata."""
         state = job.machine.state.value
         detail = f": {job.info.message}" if job.info.message else ""
+        data = {
+            "state": state,
+            "type": gcs_pb2.JobType.Name(job.info.type),
+            "pid": job.info.driver_pid,
+            "submission_id": job.info.submission_id,
+            "entrypoint": job.info.entrypoint,
+            "metadata": dict(job.info.metadata),
+        }
+        if changed:
+            data["changed"] = changed
         self._events.publish(
             gcs_pb2.EventKind.EVENT_KIND_JOB_STATE,
-            f"Job {name} is {state}{detail}",
+            message or f"Job {_name(job)} is {state}{detail}",
             job_id=job.info.job_id,
-            data={
-                "state": state,
-                "type": gcs_pb2.JobType.Name(job.info.type),
-                "pid": job.info.driver_pid,
-                "submission_id": job.info.submission_id,
-                "entrypoint": job.info.entrypoint,
-                "metadata": dict(job.info.metadata),
-            },
+            data=data,
         )
+
+
+def _name(job: _Job) -> str:
+    """How events name a job: its submission id, else its number."""
+    return job.info.submission_id or f"{ids.job_id_to_int(job.info.job_id):02d}"

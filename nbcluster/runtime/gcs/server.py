@@ -262,6 +262,12 @@ class GcsServer(NodeService, PlacementGroupService):
         """Every job, with task counts."""
         return self.job_table.all_jobs()
 
+    def UpdateJobMetadata(
+        self, request: gcs_pb2.UpdateJobMetadataRequest, conn: Any
+    ) -> gcs_pb2.UpdateJobMetadataReply:
+        """Set keys of a running job's metadata (``job_table.py``)."""
+        return self.job_table.update_metadata(request)
+
     # -- KV -----------------------------------------------------------------------
     def KvPut(self, request: gcs_pb2.KvPutRequest, conn: Any) -> gcs_pb2.KvPutReply:
         """Set a key of the KV store."""

@@ -333,6 +333,29 @@ class FinishJobRequest(_message.Message):
     message: str
     def __init__(self, job_id: _Optional[bytes] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
+class UpdateJobMetadataRequest(_message.Message):
+    __slots__ = ("job_id", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UpdateJobMetadataReply(_message.Message):
+    __slots__ = ("job", "changed")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    job: JobInfo
+    changed: bool
+    def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
 class GetAllJobsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

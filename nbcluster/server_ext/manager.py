@@ -2,20 +2,26 @@
 
 :class:`ClusterManager` is the whole domain of the REST API, testable without a
 server. Its coroutines run on the server's loop and hand every blocking step (a GCS
-call, starting or stopping processes) to a thread pool of its own
+call, starting or stopping processes, the Kubernetes API) to a thread pool of its own
 (not the loop's default executor, which the server shares: a cluster starting for a
 minute or a hung head must not starve it), so the server keeps answering while a
 cluster starts. Each change is saved to the registry and the discovery file
-(:mod:`nbcluster.server_ext.registry`) before the call returns. The clusters it makes
-are processes on this machine that outlive kernels and the server
-(:mod:`~nbcluster.server_ext.local`).
+(:mod:`nbcluster.server_ext.registry`) before the call returns.
+
+The server makes clusters two ways (the create request's ``provider``): ``local``,
+processes on this machine that outlive kernels and the server
+(:mod:`~nbcluster.server_ext.local`), and ``kubernetes``, a head pod and its Service
+(and the worker pods its autoscaler makes) deployed with the server's own credentials
+when the server runs in a pod (:mod:`~nbcluster.server_ext.kubernetes`). Kernels connect
+to either by name; scaling sets the autoscaler's bounds of both.
 
 This module makes, attaches, scales and deletes clusters; the table it keeps is
 :mod:`~nbcluster.server_ext.table`, the start-up :mod:`~nbcluster.server_ext.restore`,
 the views (Cluster JSON, status, pings) :mod:`~nbcluster.server_ext.views`.
 Lifecycle: :meth:`load`, :meth:`resume` and :meth:`start_configured` when the server
 starts; :meth:`shutdown` stops the clusters made here (unless told to keep them) when
-it stops.
+it stops — a cluster on Kubernetes that is still starting is stopped too, and what its
+deploy made is deleted.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from typing import Any
 from nbcluster import state
 from nbcluster.autoscaler import set_worker_bounds
 from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, InsecurePathError, NbclusterError
-from nbcluster.runtime import LocalNode, local_heads, read_token_file
-from nbcluster.server_ext import local
+from nbcluster.runtime import KubernetesOptions, LocalNode, local_heads, read_token_file
+from nbcluster.server_ext import kubernetes, local
 from nbcluster.server_ext.entries import (
     RUNNING,
     STARTING,
@@ -42,12 +48,14 @@ from nbcluster.server_ext.models import (
     BadRequest,
     ClusterConflict,
     ClusterRecord,
+    ClusterSpec,
     UnknownCluster,
     parse_attach,
     parse_create,
     parse_scale,
 )
 from nbcluster.server_ext.restore import Restore
+from nbcluster.server_ext.table import stop_created
 from nbcluster.server_ext.views import Views
 
 __all__ = ["ClusterManager"]
@@ -56,15 +64,22 @@ __all__ = ["ClusterManager"]
 class ClusterManager(Restore, Views):
     """Create, attach, scale and delete clusters; describe them as Cluster JSON."""
 
-    # -- create, attach, delete -------------------------------------------------------
+    # -- create -----------------------------------------------------------------------
     async def create(self, body: Any) -> dict[str, Any]:
         """Start a cluster as the create request ``body`` asks; its Cluster JSON once its
-        head serves. BadRequest for a bad body, ClusterConflict for a name in
-        use or a server that is stopping, ClusterStartError when it does not
-        start."""
+        head serves. BadRequest for a bad body (or, on Kubernetes, no access to it or a
+        namespace that does not exist), ClusterConflict for a name in use (in the
+        server, or in the namespace) or a server that is stopping, ClusterStartError
+        when it does not start."""
         if self.closing.is_set():  # what shutdown() stops is chosen already
             raise ClusterConflict("the Jupyter server is stopping: create the cluster once it runs again")
-        name, spec = parse_create(body, self.defaults)
+        # In the pool: a Kubernetes body without a namespace reads the pod's (or the kubeconfig).
+        name, spec = await self._run(parse_create, body, self.defaults)
+        if isinstance(spec, KubernetesOptions):
+            return await self._create_kubernetes(spec)
+        return await self._create_local(name, spec)
+
+    async def _create_local(self, name: str | None, spec: ClusterSpec) -> dict[str, Any]:
         name = self._reserve(name)
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
@@ -97,6 +112,33 @@ class ClusterManager(Restore, Views):
             entry.token, entry.status = token, RUNNING
             self._save()
         self.log.info("nbcluster: created cluster %s at %s (session %s)", name, started.address, started.session_dir)
+        return await self._view(entry)
+
+    async def _create_kubernetes(self, options: KubernetesOptions) -> dict[str, Any]:
+        """Deploy on Kubernetes. Saved as starting before anything is made (a server
+        killed meanwhile leaves a record, and the next one deletes what was made);
+        deleting it or stopping the server meanwhile stops the deploy, which deletes
+        what it made."""
+        name = self._reserve(options.name)
+        token_file = self.registry.token_path(name)
+        record = ClusterRecord(name, options.address, str(token_file), "created", options.to_json(),
+                               created=time.time(), provider="kubernetes")
+        entry = self._entries[name] = ClusterEntry(record, "", STARTING)
+        self._save()  # listed (and saved) as starting
+        self.log.info("nbcluster: deploying cluster %s in namespace %s", name, options.namespace)
+        async with entry.lock:
+            try:
+                token, jobs_address = await self._run(kubernetes.deploy, options, token_file, entry.stop_start)
+            except BaseException:
+                entry.stop_start.set()  # if this wait was cancelled: the deploy stops and deletes what it made
+                if self._entries.get(name) is entry:
+                    self._entries.pop(name)
+                    self._save()
+                raise
+            entry.record = replace(record, jobs_address=jobs_address)
+            entry.token, entry.status = token, RUNNING
+            self._save()
+        self.log.info("nbcluster: created cluster %s in namespace %s at %s", name, options.namespace, options.address)
         return await self._view(entry)
 
     async def _announced(self, entry: ClusterEntry, session_dir: str, token_file: str) -> None:
@@ -160,18 +202,25 @@ class ClusterManager(Restore, Views):
         except InsecurePathError as exc:
             raise ClusterConflict(str(exc)) from None
 
+    # -- delete, shut down ------------------------------------------------------------------
     async def delete(self, name: str) -> None:
-        """Forget the cluster; one made here is stopped first (its processes are gone
-        when this returns)."""
+        """Forget the cluster; one made here is stopped first (its processes are gone,
+        or its objects on Kubernetes deleted, when this returns). A cluster on
+        Kubernetes that is still starting: its deploy stops, and deletes what it made."""
         entry = self._entry(name)
+        if entry.status == STARTING and entry.record.provider == "kubernetes":
+            entry.stop_start.set()  # its deploy holds the lock until it has deleted what it made
         async with entry.lock:
             if self._entries.get(name) is not entry:
+                if entry.stop_start.is_set():
+                    self.log.info("nbcluster: stopped cluster %s while it started; deleted what it made", name)
+                    return
                 raise UnknownCluster(f"no cluster named {name!r} (it was just deleted)")
             previous, entry.status = entry.status, STOPPING
             entry.gone.set()  # end its event streams first
             if entry.record.origin == "created":
                 try:
-                    await self._run(local.stop, entry.record.session_dir)
+                    await self._run(stop_created, entry.record)
                 except BaseException:
                     # Keep it listed: forgetting it would leave its processes running unseen.
                     entry.status, entry.gone = previous, asyncio.Event()

@@ -1,9 +1,12 @@
 """What a Jupyter server finds when it starts: the clusters the last one left.
 
 :meth:`Restore.load` re-attaches what the registry lists and still runs, and tidies
-the rest: a cluster whose processes died is stopped (what is left of it); an attached
-one that does not answer is forgotten. :meth:`Restore.resume` waits for the clusters
-the last server left starting (a cluster is saved, as starting, as soon as its
+the rest: a local cluster whose processes died is stopped (what is left of it); an
+attached one that does not answer is forgotten; a cluster on Kubernetes whose head does
+not answer stays listed as unreachable (a head pod being rescheduled comes back; DELETE
+deletes its objects), and one the last server was still deploying is deleted (no one
+finishes a deploy that server began). :meth:`Restore.resume` waits for the local
+clusters the last server left starting (a cluster is saved, as starting, as soon as its
 session directory is known, so a server killed while a cluster starts does not lose it);
 :meth:`Restore.start_configured` makes the clusters the server is configured to start.
 """
@@ -20,9 +23,9 @@ from typing import Any
 from nbcluster import state
 from nbcluster.exceptions import InsecurePathError, NbclusterError
 from nbcluster.runtime import read_token_file
-from nbcluster.server_ext import local
-from nbcluster.server_ext.entries import RUNNING, STARTING, ClusterEntry, listening
-from nbcluster.server_ext.models import ClusterRecord, UnknownCluster
+from nbcluster.server_ext import kubernetes, local
+from nbcluster.server_ext.entries import RUNNING, STARTING, UNREACHABLE, ClusterEntry, listening
+from nbcluster.server_ext.models import ClusterConflict, ClusterRecord, UnknownCluster
 from nbcluster.server_ext.table import ClusterTable
 
 __all__ = ["Restore"]
@@ -58,8 +61,9 @@ class Restore(ClusterTable):
                     entry = self._entries[record.name] = ClusterEntry(record, token, STARTING)
                     self._resumable.append(entry)
                 else:
-                    self.log.info("nbcluster: re-attached cluster %s at %s", record.name, record.address)
-                    self._entries[record.name] = ClusterEntry(record, token)
+                    self.log.info("nbcluster: re-attached cluster %s at %s%s", record.name, record.address,
+                                  "" if status == RUNNING else " (its head does not answer yet)")
+                    self._entries[record.name] = ClusterEntry(record, token, status)
         self._save()
 
     def _check(self, record: ClusterRecord) -> tuple[ClusterRecord, str | None, str]:
@@ -71,6 +75,8 @@ class Restore(ClusterTable):
         except InsecurePathError as exc:
             self.log.warning("nbcluster: not using the token of cluster %s: %s", record.name, exc)
             token = None
+        if record.origin == "created" and record.provider == "kubernetes":
+            return self._check_kubernetes(record, token)
         if record.origin == "created":
             if token is not None and local.is_running(record.session_dir):
                 return record, token, STARTING if record.starting else RUNNING
@@ -82,6 +88,28 @@ class Restore(ClusterTable):
                 return record, token, RUNNING
             except NbclusterError:
                 pass
+        return record, None, ""
+
+    def _check_kubernetes(self, record: ClusterRecord, token: str | None) -> tuple[ClusterRecord, str | None, str]:
+        if token is not None and not record.starting:
+            if listening(record.address):
+                try:
+                    state.get_head_state(address=record.address, token=token)
+                    return record, token, RUNNING
+                except NbclusterError:
+                    pass
+            return record, token, UNREACHABLE
+        # Its token file is written before any object is made: with none, nothing was.
+        if token is not None or not record.starting:
+            self.log.info("nbcluster: deleting the objects of cluster %s in namespace %s (%s)", record.name,
+                          record.spec.get("namespace"), "its deploy did not finish" if record.starting else
+                          "its token file is gone")
+            try:
+                kubernetes.delete(record)
+            except (ClusterConflict, ValueError) as exc:
+                self.log.error("nbcluster: %s; delete them with kubectl -n %s delete deployment,pod,service,pvc,"
+                               "configmap,secret,serviceaccount,role,rolebinding -l nbcluster.io/cluster=%s", exc,
+                               record.spec.get("namespace"), record.name)
         return record, None, ""
 
     async def resume(self) -> None:

@@ -5,7 +5,10 @@
 by name), saves them to the registry and the discovery file
 (:mod:`nbcluster.server_ext.registry`), counts changes for the list's event stream,
 records what looks at a cluster found (running <-> unreachable), and owns the thread
-pool every blocking step runs on. The concerns built on it are mixins of their own: the start-up
+pool every blocking step runs on. It also knows the one thing that differs by how a
+cluster was made: whether a created cluster still runs, and stopping it
+(:mod:`~nbcluster.server_ext.local` processes, or :mod:`~nbcluster.server_ext.kubernetes`
+objects). The concerns built on it are mixins of their own: the start-up
 (:mod:`~nbcluster.server_ext.restore`), the views (:mod:`~nbcluster.server_ext.views`);
 the manager makes, attaches, scales and deletes clusters.
 """
@@ -21,15 +24,33 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nbcluster.server_ext import local
+from nbcluster.server_ext import kubernetes, local
 from nbcluster.server_ext.entries import RUNNING, STARTING, UNREACHABLE, ClusterEntry, listening
 from nbcluster.server_ext.models import ClusterConflict, ClusterRecord, ClusterSpec, UnknownCluster
 from nbcluster.server_ext.registry import Registry
 
-__all__ = ["ClusterTable"]
+__all__ = ["ClusterTable", "created_running", "stop_created"]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+def created_running(record: ClusterRecord) -> bool:
+    """Whether a cluster the server made still runs: its processes (local), its head's
+    Service accepting connections (Kubernetes). Blocking."""
+    if record.provider == "kubernetes":
+        return kubernetes.running(record)
+    return local.is_running(record.session_dir)
+
+
+def stop_created(record: ClusterRecord, grace_period: float = 10.0) -> None:
+    """Stop a cluster the server made: its processes are gone (local), or every object
+    labelled with its name is deleted (Kubernetes; ClusterConflict when Kubernetes
+    refuses). Blocking."""
+    if record.provider == "kubernetes":
+        kubernetes.delete(record)
+    else:
+        local.stop(record.session_dir, grace_period)
 
 
 class ClusterTable:
@@ -106,10 +127,11 @@ class ClusterTable:
             await asyncio.sleep(settle_s)
 
     def _save(self) -> None:
-        """Save the registry and the discovery file. A starting cluster is saved once
-        its session is known (a later server can find it), but is not discoverable."""
+        """Save the registry and the discovery file. A starting cluster is saved once a
+        later server could find it (``ClusterRecord.saved_while_starting``), but is not
+        discoverable."""
         self._touch()
-        saved = [e for e in self._entries.values() if e.status != STARTING or e.record.session_dir]
+        saved = [e for e in self._entries.values() if e.status != STARTING or e.record.saved_while_starting]
         self.registry.save((replace(e.record, starting=e.status == STARTING) for e in saved),
                            discoverable=[e.record.name for e in saved if e.status not in (STARTING, UNREACHABLE)])
 
@@ -129,11 +151,11 @@ class ClusterTable:
         self._save()
 
     async def _reachable(self, entry: ClusterEntry) -> bool:
-        """A quick check (no GCS call): a created cluster's processes run, an attached
-        one's head accepts connections."""
+        """A quick check (no GCS call): a created cluster still runs
+        (:func:`created_running`), an attached one's head accepts connections."""
         record = entry.record
         if record.origin == "created":
-            return await self._run(local.is_running, record.session_dir)
+            return await self._run(created_running, record)
         return await self._run(listening, record.address)
 
     @staticmethod
@@ -141,6 +163,8 @@ class ClusterTable:
         """Why a cluster that :meth:`_reachable` found gone is."""
         if record.origin == "attached":
             return f"nothing accepts connections at {record.address}"
+        if record.provider == "kubernetes":
+            return f"its head does not accept connections at {record.address}"
         return "its processes are gone"
 
     def _reserve(self, name: str | None) -> str:

@@ -3,8 +3,8 @@ autoscaler, and what the event streams and the jobs proxy need; a mixin of
 :class:`~nbcluster.server_ext.manager.ClusterManager`.
 
 Status: a cluster is "running" until a look at it (a GET, the list, the events) finds
-its head gone — a created cluster whose processes died, an attached one that does not
-answer — then
+its head gone — a created cluster whose processes died (or, on Kubernetes, whose head
+Service accepts no connections), an attached one that does not answer — then
 "unreachable" (logged once), until a later look finds it back. An unreachable cluster
 stays in the registry (the page shows it; DELETE tidies it up) but leaves the discovery
 file, so ``%cluster connect`` does not pick a dead cluster; its nodes, autoscaler and

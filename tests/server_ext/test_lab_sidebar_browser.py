@@ -16,6 +16,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,15 @@ def lab_server(tmp_path: Path, tag: str) -> JupyterProcess:
     return server
 
 
-def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) -> None:
+def in_lab(tmp_path: Path, drive: Callable[[Any, JupyterProcess], None], failure: str,
+           env: dict[str, str] | None = None) -> None:
+    """``drive(page, server)`` in Chromium against a fresh :func:`lab_server` (with
+    ``env`` added); on failure a screenshot named ``failure`` and the server's log; a
+    page error fails it; the server is stopped and checked for processes left."""
     require_browser()
     tag = secrets.token_hex(8)
     server = lab_server(tmp_path, tag)
+    server.env.update(env or {})
     try:
         server.start(timeout=120)
         with chromium() as browser:
@@ -80,14 +86,18 @@ def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) ->
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             try:
-                _drive(page, server)
+                drive(page, server)
             except BaseException:
-                screenshot(page, "lab-sidebar-failure")
+                screenshot(page, failure)
                 print(f"--- jupyter lab log ---\n{server.log()}")
                 raise
             assert not errors, errors
     finally:
         _cleanup(server, tag)
+
+
+def test_sidebar_lists_scales_and_connects_a_notebook_cluster(tmp_path: Path) -> None:
+    in_lab(tmp_path, _drive, "lab-sidebar-failure")
 
 
 def _drive(page: Any, server: JupyterProcess) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "CrossLanguageError",
     "ClusterConnectionError",
     "AuthenticationError",
+    "KubernetesError",
     "PermissionDeniedError",
     "AlreadyInitializedError",
     "AutoscalerConfigError",
@@ -271,6 +272,31 @@ class ClusterConnectionError(NbclusterError, ConnectionError):
 
 class AuthenticationError(ClusterConnectionError):
     """The cluster refused the token (missing or wrong)."""
+
+
+class KubernetesError(ClusterConnectionError):
+    """Deploying a cluster on Kubernetes (``nbcluster.runtime.deploy_kubernetes``: what
+    it had created is deleted again), or deleting one, did not succeed.
+
+    ``reason`` says what stopped it: ``"config"`` (no Kubernetes configuration: not in a
+    pod, no kubeconfig), ``"unreachable"`` (the API server does not answer),
+    ``"namespace"`` (the namespace does not exist), ``"forbidden"`` (the credentials may
+    not do this in the namespace), ``"exists"`` (a cluster of that name runs there),
+    ``"refused"`` (the API server refused an object for another reason),
+    ``"not_ready"`` (the head pod ended, or was not ready in time), ``"stopped"`` (the
+    caller stopped it). ``name`` and ``namespace`` are the cluster's; ``detail`` is what
+    Kubernetes said (or why the head is not ready). The message says all of it.
+    """
+
+    def __init__(self, message: str, reason: str, name: str = "", namespace: str = "", detail: str = "") -> None:
+        self.reason = reason
+        self.name = name
+        self.namespace = namespace
+        self.detail = detail
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.reason, self.name, self.namespace, self.detail))
 
 
 class PermissionDeniedError(NbclusterError, PermissionError):

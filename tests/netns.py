@@ -15,12 +15,14 @@ proves with :meth:`Hosts.reachable` that a connection fails.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,6 +38,36 @@ FAST_HOSTS_CONFIG = {
     "health_check_failure_threshold": 4,
     "idle_worker_timeout_s": 2.0,
 }
+
+
+_T = TypeVar("_T")
+
+
+def in_netns(netns: str, make: Callable[[], _T]) -> _T:
+    """``make()`` run by a thread that enters network namespace ``netns`` (setns affects
+    only the calling thread; a socket it makes stays in that namespace, whichever thread
+    uses it); its result, or its exception raised here."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            out.append(make())
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller
+            out.append(exc)
+
+    thread = threading.Thread(target=run)  # it ends in the namespace; never reused
+    thread.start()
+    thread.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

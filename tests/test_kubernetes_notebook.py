@@ -19,11 +19,10 @@ import pytest
 from nbcluster.runtime.kubernetes.values import LABEL_CLUSTER
 
 from .conftest import ROOT, wait_for
-from .kube import stand_in
+from .kube import deploying_stand_in
 from .kube.apiserver import Store
-from .kube.controllers import Controllers
 from .kube.kubelet import SLEEP_IMAGE, Kubelet
-from .netns import FAST_HOSTS_CONFIG, Hosts, require_netns
+from .netns import FAST_HOSTS_CONFIG
 from .notebooks import cell_text
 
 NS = "jhub"
@@ -34,17 +33,8 @@ KINDS = ("pods", "services", "secrets", "configmaps", "deployments", "persistent
 
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[tuple[Store, Kubelet, Path]]:
-    require_netns()
-    hosts = Hosts()
-    try:
-        with stand_in(hosts, NS, tmp_path / "kube", SYSTEM) as kube:
-            controllers = Controllers(kube.store, NS)
-            try:
-                yield kube.store, kube.kubelet, kube.kubeconfig
-            finally:
-                controllers.close()
-    finally:
-        hosts.close()
+    with deploying_stand_in(tmp_path / "kube", NS, SYSTEM) as kube:
+        yield kube.store, kube.kubelet, kube.kubeconfig
 
 
 def _notebook_pod(store: Store, kubelet: Kubelet) -> None:

@@ -20,6 +20,8 @@ export interface ICluster {
   name: string;
   address: string;
   origin: 'created' | 'attached';
+  /** How the server made it (null: attached). */
+  provider: 'local' | 'kubernetes' | null;
   status: string;
   spec: Record<string, unknown>;
   created: number;

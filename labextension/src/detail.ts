@@ -106,7 +106,9 @@ export class ClusterDetail {
     stop.textContent = cluster.origin === 'attached' ? 'Forget' : 'Stop';
     stop.title = cluster.origin === 'attached'
       ? 'The server forgets the cluster; it keeps running'
-      : 'Stop the cluster and all its processes';
+      : cluster.provider === 'kubernetes'
+        ? 'Delete the cluster’s pods and every other object of it'
+        : 'Stop the cluster and all its processes';
     this.renderUsage();
   }
 

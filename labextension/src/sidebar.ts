@@ -18,6 +18,52 @@ import { badge, fmtDuration, fmtNum, h } from './dom';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
+/** A local cluster's create body from the form's fields (`value(key)`). */
+function localBody(value: (key: string) => string): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  const name = value('name');
+  if (name) {
+    if (!NAME_RE.test(name)) {
+      throw new Error('Name: a letter or digit, then letters, digits, _ . or -; at most 64.');
+    }
+    body.name = name;
+  }
+  const workers = value('workers');
+  if (workers) {
+    const bounds = workers.split(/\s*[-–:]\s*/).map(Number);
+    if (bounds.some(n => !Number.isInteger(n) || n < 0) || bounds.length > 2 || (bounds.length === 2 && bounds[1] < bounds[0])) {
+      throw new Error('Workers: a whole number (fixed), or MIN-MAX to adapt, such as 0-4.');
+    }
+    if (bounds.length === 2) {
+      body.adapt = { minimum: bounds[0], maximum: bounds[1] };
+    } else {
+      body.workers = bounds[0];
+    }
+  }
+  return body;
+}
+
+/** A cluster on Kubernetes: the fields as typed (numbers as numbers); the server checks
+ * them as the %cluster magic's options and says what is wrong. */
+function kubernetesBody(value: (key: string) => string): Record<string, unknown> {
+  const body: Record<string, unknown> = { provider: 'kubernetes' };
+  for (const key of ['name', 'namespace', 'image']) {
+    if (value(key)) {
+      body[key] = value(key);
+    }
+  }
+  for (const [key, label] of [['workers_max', 'Worker pods at most'], ['worker_cpus', 'CPUs per worker']]) {
+    if (value(key)) {
+      const n = Number(value(key));
+      if (!Number.isFinite(n)) {
+        throw new Error(`${label} must be a number.`);
+      }
+      body[key] = n;
+    }
+  }
+  return body;
+}
+
 /** What the sidebar's buttons do outside it (commands of the extension). */
 export interface ISidebarActions {
   insertConnect(name: string): void;
@@ -194,7 +240,10 @@ export class ClusterSidebar extends Widget {
       title: attached ? `Forget ${name}?` : `Stop ${name}?`,
       body: attached
         ? `The server forgets ${name}; the cluster itself keeps running.`
-        : `All processes of ${name} stop, with the work running on it. Notebooks connected to it lose it.`,
+        : cluster.provider === 'kubernetes'
+          ? `Every object of ${name} in namespace ${cluster.spec?.namespace} is deleted: its pods, with the work ` +
+            'running on them, its Service, Secrets, ConfigMap and RBAC. Notebooks connected to it lose it.'
+          : `All processes of ${name} stop, with the work running on it. Notebooks connected to it lose it.`,
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: attached ? 'Forget' : 'Stop' })]
     });
     if (!answer.button.accept) {
@@ -239,27 +288,9 @@ export class ClusterSidebar extends Widget {
     const form = event.target as HTMLFormElement;
     const error = form.querySelector('.nbc-form-error') as HTMLElement;
     const value = (key: string): string => (form.querySelector(`[name="${key}"]`) as HTMLInputElement).value.trim();
-    const body: Record<string, unknown> = {};
+    let body: Record<string, unknown>;
     try {
-      const name = value('name');
-      if (name) {
-        if (!NAME_RE.test(name)) {
-          throw new Error('Name: a letter or digit, then letters, digits, _ . or -; at most 64.');
-        }
-        body.name = name;
-      }
-      const workers = value('workers');
-      if (workers) {
-        const bounds = workers.split(/\s*[-–:]\s*/).map(Number);
-        if (bounds.some(n => !Number.isInteger(n) || n < 0) || bounds.length > 2 || (bounds.length === 2 && bounds[1] < bounds[0])) {
-          throw new Error('Workers: a whole number (fixed), or MIN-MAX to adapt, such as 0-4.');
-        }
-        if (bounds.length === 2) {
-          body.adapt = { minimum: bounds[0], maximum: bounds[1] };
-        } else {
-          body.workers = bounds[0];
-        }
-      }
+      body = value('provider') === 'kubernetes' ? kubernetesBody(value) : localBody(value);
     } catch (exc: any) {
       error.textContent = exc.message;
       return;
@@ -267,10 +298,11 @@ export class ClusterSidebar extends Widget {
     error.textContent = '';
     const submit = form.querySelector('button[type="submit"]') as HTMLButtonElement;
     submit.disabled = true;
-    submit.textContent = 'Starting…';
+    submit.textContent = body.provider === 'kubernetes' ? 'Deploying…' : 'Starting…';
     try {
       await this.start(body);
       form.reset();
+      this.syncProvider(form);
       form.hidden = true;
     } catch (exc: any) {
       error.textContent = exc.message;
@@ -278,6 +310,16 @@ export class ClusterSidebar extends Widget {
       submit.disabled = false;
       submit.textContent = 'Start';
     }
+  }
+
+  /** Show the fields of the chosen provider only. */
+  private syncProvider(form: HTMLFormElement): void {
+    const provider = (form.querySelector('[name="provider"]') as HTMLSelectElement).value;
+    for (const el of form.querySelectorAll<HTMLElement>('[data-provider]')) {
+      el.hidden = el.dataset.provider !== provider;
+    }
+    (form.querySelector('[name="name"]') as HTMLInputElement).placeholder =
+      provider === 'kubernetes' ? 'nb-USER (default)' : '(automatic)';
   }
 
   // -- rendering ---------------------------------------------------------------------------
@@ -292,13 +334,25 @@ export class ClusterSidebar extends Widget {
   }
 
   private build(): HTMLElement {
+    const input = (name: string, placeholder: string): HTMLElement =>
+      h('input', { name, class: 'nbc-input', placeholder, autocomplete: 'off', spellcheck: 'false' });
     const form = h(
       'form',
       { class: 'nbc-create', 'data-part': 'create', 'data-testid': 'nbc-create', hidden: true,
         onsubmit: (e: Event) => void this.onCreate(e) },
-      h('label', {}, 'Name', h('input', { name: 'name', class: 'nbc-input', placeholder: '(automatic)', autocomplete: 'off',
-        spellcheck: 'false' })),
-      h('label', {}, 'Workers', h('input', { name: 'workers', class: 'nbc-input', placeholder: 'server default; 2, or 0-4 to adapt' })),
+      h('label', {}, 'Where', h('select', { name: 'provider', class: 'nbc-input', 'data-testid': 'nbc-provider',
+        onchange: () => this.syncProvider(form as HTMLFormElement) },
+      h('option', { value: 'local' }, 'This machine'), h('option', { value: 'kubernetes' }, 'Kubernetes'))),
+      h('label', {}, 'Name', input('name', '(automatic)')),
+      h('div', { class: 'nbc-provider', 'data-provider': 'local' },
+        h('label', {}, 'Workers', input('workers', 'server default; 2, or 0-4 to adapt'))),
+      h('div', { class: 'nbc-provider', 'data-provider': 'kubernetes', 'data-testid': 'nbc-kubernetes', hidden: true },
+        h('label', {}, 'Namespace', input('namespace', 'this server’s pod’s')),
+        h('label', {}, 'Image', input('image', 'nbcluster:VERSION (default)')),
+        h('label', {}, 'Worker pods at most', input('workers_max', '4')),
+        h('label', {}, 'CPUs per worker', input('worker_cpus', '1')),
+        h('p', { class: 'nbc-help' }, 'A head pod and its Service, made with this server’s credentials; worker pods ' +
+          'come as work needs them. Stop, or stopping the server, deletes them all.')),
       h('div', { class: 'nbc-form-error', role: 'alert' }),
       h('button', { type: 'submit', class: 'jp-mod-styled jp-mod-accept nbc-button' }, 'Start')
     );
@@ -372,6 +426,9 @@ export class ClusterSidebar extends Widget {
       head.title = selected ? `Hide ${name}` : `Show ${name}`;
       head.replaceChildren(...[h('span', { class: 'nbc-cluster-name' }, name), badge(status),
         c.origin === 'attached' ? h('span', { class: 'nbc-tag' }, 'attached') : null,
+        c.provider === 'kubernetes'
+          ? h('span', { class: 'nbc-tag', title: `On Kubernetes, namespace ${c.spec?.namespace}` }, 'kubernetes')
+          : null,
         h('span', { class: 'nbc-cluster-meta', 'data-testid': 'nbc-cluster-meta' }, this.meta(c))].filter(
         (el): el is HTMLElement => el !== null));
       if (selected && this.detail!.node.parentElement !== item) {

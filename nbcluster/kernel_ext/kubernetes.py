@@ -1,22 +1,18 @@
 """``%cluster start --provider kubernetes``: a cluster made of pods, from a notebook
 that runs in Kubernetes (JupyterHub on Kubernetes), deleted by ``%cluster stop`` or
-when the kernel exits."""
+when the kernel exits. Its options are checked by the runtime's
+:func:`~nbcluster.runtime.kubernetes_options`, as the Jupyter server's form's are."""
 
 from __future__ import annotations
 
 import atexit
-import getpass
-import re
-from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 
 from nbcluster.exceptions import ClusterConnectionError
-from nbcluster.runtime import KubernetesCluster, KubernetesValues, deploy_kubernetes
+from nbcluster.runtime import KubernetesCluster, KubernetesOptionError, deploy_kubernetes, kubernetes_options
 
-#: Where a pod finds its own namespace.
-_POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: Options of %cluster start that are for a cluster on this machine.
 _LOCAL_ONLY = ("workers", "autoscale", "port", "host", "num_cpus")
 
@@ -28,17 +24,16 @@ def start_on_kubernetes(args: Any) -> KubernetesCluster:
     if given:
         raise UsageError(f"{', '.join(given)}: for a cluster on this machine, not with --provider kubernetes "
                          "(give --workers-max, --worker-cpus, --namespace, --name, --image)")
-    namespace = args.k8s_namespace or (_POD_NAMESPACE.read_text().strip() if _POD_NAMESPACE.exists() else "default")
-    name = args.name or re.sub(r"[^a-z0-9-]", "-", f"nb-{getpass.getuser()}".lower())[:40].strip("-")
     try:
-        values = KubernetesValues(name=name, namespace=namespace, image=args.image or KubernetesValues.image,
-                                  workers_max=args.workers_max, cpu=args.worker_cpus)
-    except ValueError as exc:
+        options = kubernetes_options(name=args.name, namespace=args.k8s_namespace, image=args.image,
+                                     workers_max=args.workers_max, worker_cpus=args.worker_cpus,
+                                     timeout=args.timeout)
+    except KubernetesOptionError as exc:
         raise UsageError(f"%cluster start: {exc}") from None
-    print(f"nbcluster: creating cluster {name!r} in namespace {namespace!r} (head, then up to "
-          f"{values.workers_max} worker pods as work needs them)…", flush=True)
+    print(f"nbcluster: creating cluster {options.name!r} in namespace {options.namespace!r} (head, then up to "
+          f"{options.workers_max} worker pods as work needs them)…", flush=True)
     try:
-        cluster = deploy_kubernetes(values, timeout=args.timeout)
+        cluster = deploy_kubernetes(options.values, timeout=options.timeout)
     except ClusterConnectionError as exc:
         raise UsageError(f"%cluster start: {exc}") from None
     atexit.register(_delete_at_exit, cluster)

@@ -41,7 +41,7 @@ from nbcluster.job_submission import JobSubmissionClient
 from nbcluster.kernel_ext.remote_cell import run_remote_cell
 from nbcluster.kernel_ext.cell_output import DEFAULT_LIMIT
 from nbcluster.kernel_ext.routing import CellRouter
-from nbcluster.runtime import FILE, check_private, envvars, read_private, read_token_file
+from nbcluster.runtime import FILE, KubernetesOptions, check_private, envvars, read_private, read_token_file
 from nbcluster.state import get_autoscaler_state, get_head_state, list_nodes
 
 #: The clusters the Jupyter server extension knows, for kernels (written by it, mode 0600).
@@ -97,11 +97,13 @@ def connect_usage(line: str) -> None:
 @argument("--provider", choices=("local", "kubernetes"), default="local",
           help="local: processes on this machine (default); kubernetes: pods, from a notebook running in "
                "Kubernetes (needs the kubernetes package and rights to create pods, services, secrets, ...)")
-@argument("--namespace", dest="k8s_namespace", help="kubernetes: the namespace (default: this pod's)")
+@argument("--namespace", dest="k8s_namespace",
+          help="kubernetes: the namespace (default: this pod's, else the kubeconfig context's)")
 @argument("--name", help="kubernetes: the cluster's name, prefix of its objects (default nb-USER)")
-@argument("--workers-max", type=int, default=4, help="kubernetes: worker pods at most (default 4)")
-@argument("--image", help="kubernetes: the image of the head and workers")
-@argument("--timeout", type=float, default=300.0, help="kubernetes: seconds to wait for the head (default 300)")
+@argument("--workers-max", type=int, help=f"kubernetes: worker pods at most (default {KubernetesOptions.workers_max})")
+@argument("--image", help=f"kubernetes: the image of the head and workers (default {KubernetesOptions.image})")
+@argument("--timeout", type=float,
+          help=f"kubernetes: seconds to wait for the head (default {KubernetesOptions.timeout:g})")
 def start_usage(line: str) -> None:
     """%cluster start: start a cluster owned by this kernel (it stops with the kernel)."""
 

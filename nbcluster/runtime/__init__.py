@@ -22,9 +22,12 @@ facades (:mod:`nbcluster`, :mod:`nbcluster.driver`, :mod:`nbcluster.events`,
   ``AutoscalerConfigError``); :mod:`envvars` names the environment variables.
 - Private files (this user's alone): :func:`read_private`, :func:`write_private`,
   :func:`check_private` (with the kind :data:`FILE`).
-- Kubernetes: :func:`deploy_kubernetes` creates a cluster's objects from
-  :class:`KubernetesValues` and waits for its head; the :class:`KubernetesCluster` it
-  returns has the address to connect to and deletes them all on ``shutdown()``.
+- Kubernetes: :func:`kubernetes_options` checks what a notebook user chose (name,
+  namespace, image, worker pods; :class:`KubernetesOptions`, or
+  :class:`KubernetesOptionError` naming the bad option) for both the ``%cluster`` magic
+  and the Jupyter server's form; :func:`deploy_kubernetes` creates a cluster's objects
+  from :class:`KubernetesValues` and waits for its head; the :class:`KubernetesCluster`
+  it returns has the address to connect to and deletes them all on ``shutdown()``.
 - Jobs: :func:`keep_job_artifact` keeps a file on the head as the running job's
   artifact.
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from nbcluster.runtime.detached import CliError, session_running, start_head, stop_session
     from nbcluster.runtime.job_artifacts import keep_job_artifact
     from nbcluster.runtime.kubernetes.deploy import KubernetesCluster, KubernetesValues, deploy_kubernetes
+    from nbcluster.runtime.kubernetes.options import KubernetesOptionError, KubernetesOptions, kubernetes_options
 
 #: Where the names imported on first use live.
 _ON_FIRST_USE = {
@@ -61,6 +65,9 @@ _ON_FIRST_USE = {
     "KubernetesCluster": "nbcluster.runtime.kubernetes.deploy",
     "KubernetesValues": "nbcluster.runtime.kubernetes.deploy",
     "deploy_kubernetes": "nbcluster.runtime.kubernetes.deploy",
+    "KubernetesOptionError": "nbcluster.runtime.kubernetes.options",
+    "KubernetesOptions": "nbcluster.runtime.kubernetes.options",
+    "kubernetes_options": "nbcluster.runtime.kubernetes.options",
 }
 
 
@@ -78,6 +85,8 @@ __all__ = [
     "AutoscalingConfig",
     "CliError",
     "KubernetesCluster",
+    "KubernetesOptionError",
+    "KubernetesOptions",
     "KubernetesValues",
     "LocalNode",
     "RuntimeConfig",
@@ -86,6 +95,7 @@ __all__ = [
     "deploy_kubernetes",
     "envvars",
     "keep_job_artifact",
+    "kubernetes_options",
     "load_config",
     "local_heads",
     "provider_class",

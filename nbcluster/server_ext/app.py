@@ -18,7 +18,7 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validat
 
 from nbcluster.server_ext.handlers import api_handlers
 from nbcluster.server_ext.manager import ClusterManager
-from nbcluster.server_ext.models import BadRequest, ClusterSpec, parse_create
+from nbcluster.server_ext.models import BadRequest, ClusterSpec, parse_local
 from nbcluster.server_ext.page import page_handlers
 from nbcluster.server_ext.renames import RenameFollower
 
@@ -87,7 +87,7 @@ class NbclusterApp(ExtensionApp):
         if self.num_cpus is not None:
             body["num_cpus"] = self.num_cpus
         try:
-            return parse_create(body, spec)[1]
+            return parse_local(body, spec)[1]
         except BadRequest as exc:
             raise TraitError(f"NbclusterApp: the default cluster spec is invalid: {exc}") from None
 

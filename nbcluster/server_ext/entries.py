@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from dataclasses import dataclass, field
 
 from nbcluster.server_ext.models import ClusterRecord
@@ -33,6 +34,8 @@ class ClusterEntry:
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     #: The :meth:`ClusterManager.ping` in flight (callers share it).
     ping: asyncio.Future | None = None
+    #: Set to stop a start on Kubernetes that is under way (it deletes what it made).
+    stop_start: threading.Event = field(default_factory=threading.Event)
 
 
 def retrieved(future: asyncio.Future) -> None:

@@ -2,323 +2,84 @@
 
 :class:`ClusterManager` is the whole domain of the REST API, testable without a
 server. Its coroutines run on the server's loop and hand every blocking step (a GCS
-call, starting or stopping processes) to a thread pool of its own (not the loop's
-default executor, which the server shares: a cluster starting for a minute or a hung
-head must not starve it), so the server keeps answering while a cluster starts. Each
-change is saved to the registry and the discovery file
+call, starting or stopping processes, the Kubernetes API) to a thread pool of its own
+(not the loop's default executor, which the server shares: a cluster starting for a
+minute or a hung head must not starve it), so the server keeps answering while a
+cluster starts. Each change is saved to the registry and the discovery file
 (:mod:`nbcluster.server_ext.registry`) before the call returns.
 
-Status: a cluster is "running" until a look at it (a GET, the list, the events) finds
-its head gone — a created cluster whose processes died, an attached one that does not
-answer — then "unreachable" (logged once), until a later look finds it back. An
-unreachable cluster stays in the registry (the page shows it; DELETE tidies it up) but
-leaves the discovery file, so ``%cluster connect`` does not pick a dead cluster; its
-nodes, autoscaler and scaling answer 409 at once instead of waiting for GCS timeouts.
+The server makes clusters two ways (the create request's ``provider``): ``local``,
+processes on this machine that outlive kernels and the server
+(:mod:`~nbcluster.server_ext.local`), and ``kubernetes``, a head pod and its Service
+(and the worker pods its autoscaler makes) deployed with the server's own credentials
+when the server runs in a pod (:mod:`~nbcluster.server_ext.kubernetes`). Kernels connect
+to either by name; scaling sets the autoscaler's bounds of both.
 
-A head that hangs without dropping its connections (stopped, swapped out, stuck) still
-accepts them and looks running to those checks: :meth:`ping` (the event streams call it
-every keepalive period) asks it something cheap and marks it unreachable when it does not
-answer within :attr:`ClusterManager.ping_timeout_s`.
-
-Lifecycle: :meth:`load` re-attaches what the registry lists and still runs (dropping
-the rest); :meth:`resume` waits for the clusters the last server left starting (a
-cluster is saved, as starting, as soon as its session directory is known, so a server
-killed while a cluster starts does not lose it); :meth:`start_configured` makes the
-clusters the server is configured to start; :meth:`shutdown` stops the clusters made here
-(unless told to keep them).
+This module makes, attaches, scales and deletes clusters; the table it keeps is
+:mod:`~nbcluster.server_ext.table`, the start-up :mod:`~nbcluster.server_ext.restore`,
+the views (Cluster JSON, status, pings) :mod:`~nbcluster.server_ext.views`.
+Lifecycle: :meth:`load`, :meth:`resume` and :meth:`start_configured` when the server
+starts; :meth:`shutdown` stops the clusters made here (unless told to keep them) when
+it stops — a cluster on Kubernetes that is still starting is stopped too, and what its
+deploy made is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import functools
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from nbcluster import state
 from nbcluster.autoscaler import set_worker_bounds
-from nbcluster.exceptions import (
-    AuthenticationError,
-    ClusterConnectionError,
-    InsecurePathError,
-    NbclusterError,
+from nbcluster.exceptions import AuthenticationError, ClusterConnectionError, InsecurePathError, NbclusterError
+from nbcluster.runtime import KubernetesOptions, LocalNode, local_heads, read_token_file
+from nbcluster.server_ext import kubernetes, local
+from nbcluster.server_ext.entries import (
+    RUNNING,
+    STARTING,
+    STOPPING,
+    ClusterEntry,
+    listening,
+    reachable_jobs_address,
 )
-from nbcluster.runtime import LocalNode, local_heads, read_token_file
-from nbcluster.server_ext import local
 from nbcluster.server_ext.models import (
     BadRequest,
     ClusterConflict,
     ClusterRecord,
     ClusterSpec,
     UnknownCluster,
-    cluster_json,
     parse_attach,
     parse_create,
     parse_scale,
 )
-from nbcluster.server_ext.entries import (
-    RUNNING,
-    STARTING,
-    STOPPING,
-    UNREACHABLE,
-    ClusterEntry,
-    reachable_jobs_address,
-    listening,
-    retrieved,
-)
-from nbcluster.server_ext.registry import Registry
+from nbcluster.server_ext.restore import Restore
+from nbcluster.server_ext.table import stop_created
+from nbcluster.server_ext.views import Views
 
 __all__ = ["ClusterManager"]
 
-logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
-class ClusterManager:
+class ClusterManager(Restore, Views):
     """Create, attach, scale and delete clusters; describe them as Cluster JSON."""
 
-    #: Threads for blocking steps (GCS calls, starting and stopping processes).
-    max_threads = 16
-    #: Seconds a head has to answer :meth:`ping` before it counts as unreachable.
-    ping_timeout_s = 10.0
-    #: Seconds between two looks at a cluster :meth:`resume` waits for.
-    resume_poll_s = 0.25
-
-    def __init__(
-        self,
-        runtime_dir: Path,
-        *,
-        defaults: ClusterSpec | None = None,
-        host: str = "127.0.0.1",
-        system_config: dict[str, Any] | None = None,
-        root_dir: str | None = None,
-        sessions: Callable[[], Awaitable[dict[str, str]]] | None = None,
-        log: logging.Logger | None = None,
-    ) -> None:
-        self.registry = Registry(runtime_dir)
-        self.root_dir = root_dir
-        #: The server's notebook sessions now, kernel id -> path (drivers' names follow renames).
-        self.sessions = sessions
-        self.defaults = defaults or ClusterSpec()
-        self.host = host
-        self.system_config = dict(system_config or {})
-        self.log = log or logger
-        self._entries: dict[str, ClusterEntry] = {}
-        #: Bumped whenever the list changes (a cluster added or removed, a status).
-        self.version = 0
-        self._changed = asyncio.Event()
-        #: Set when the server stops: list streams end.
-        self.closing = asyncio.Event()
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="nbcluster-ext")
-        #: Clusters :meth:`load` found starting, for :meth:`resume`.
-        self._resumable: list[ClusterEntry] = []
-
-    # -- helpers ----------------------------------------------------------------------
-    async def _run(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
-
-    def _entry(self, name: str) -> ClusterEntry:
-        entry = self._entries.get(name)
-        if entry is None:
-            known = ", ".join(sorted(self._entries)) or "none"
-            raise UnknownCluster(f"no cluster named {name!r} (known: {known})")
-        return entry
-
-    def touch(self) -> None:
-        """The list changed (or what it shows: a driver's notebook renamed): wake whoever
-        follows it (:meth:`changes`)."""
-        self.version += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def changes(self, settle_s: float = 0.2) -> AsyncIterator[int]:
-        """The list's version now, then again after each change (changes within
-        ``settle_s`` of each other count once). Runs until the caller stops."""
-        seen = -1
-        while True:
-            changed = self._changed  # before the check: a change after it sets this one
-            if self.version != seen:
-                seen = self.version
-                yield seen
-                continue
-            await changed.wait()
-            await asyncio.sleep(settle_s)
-
-    def _save(self) -> None:
-        """Save the registry and the discovery file. A starting cluster is saved once
-        its session is known (a later server can find it), but is not discoverable."""
-        self.touch()
-        saved = [e for e in self._entries.values() if e.status != STARTING or e.record.session_dir]
-        self.registry.save((replace(e.record, starting=e.status == STARTING) for e in saved),
-                           discoverable=[e.record.name for e in saved if e.status not in (STARTING, UNREACHABLE)])
-
-    def _observed(self, entry: ClusterEntry, reachable: bool, why: str = "") -> None:
-        """Record what a look at the cluster found (running <-> unreachable)."""
-        if entry.status not in (RUNNING, UNREACHABLE) or self._entries.get(entry.record.name) is not entry:
-            return
-        status = RUNNING if reachable else UNREACHABLE
-        if status == entry.status:
-            return
-        entry.status = status
-        if reachable:
-            self.log.info("nbcluster: cluster %s at %s answers again", entry.record.name, entry.record.address)
-        else:
-            self.log.warning("nbcluster: cluster %s at %s is unreachable (%s); DELETE it to tidy up",
-                             entry.record.name, entry.record.address, why or "its head does not answer")
-        self._save()
-
-    async def _reachable(self, entry: ClusterEntry) -> bool:
-        """A quick check (no GCS call): a created cluster's processes run, an attached
-        one's head accepts connections."""
-        record = entry.record
-        if record.origin == "created":
-            return await self._run(local.is_running, record.session_dir)
-        return await self._run(listening, record.address)
-
-    def _reserve(self, name: str | None) -> str:
-        if name is None:
-            n = 1
-            while f"cluster-{n}" in self._entries:
-                n += 1
-            return f"cluster-{n}"
-        if name in self._entries:
-            raise ClusterConflict(f"a cluster named {name!r} exists already; choose another name or delete it first")
-        return name
-
-    def names(self) -> list[str]:
-        """The names of the clusters the server knows."""
-        return list(self._entries)
-
-    def require(self, name: str) -> None:
-        """UnknownCluster unless a cluster of that name is known."""
-        self._entry(name)
-
-    # -- start-up ---------------------------------------------------------------------
-    def load(self) -> None:
-        """Re-attach the registry's clusters that still run; drop (and tidy) the rest.
-        Blocking: call it before the server serves."""
-        records = self.registry.load()
-
-        def check(record: ClusterRecord) -> tuple[ClusterRecord, str | None]:
-            try:
-                token = read_token_file(record.token_file, private=True)
-            except ValueError:
-                token = None
-            except InsecurePathError as exc:
-                self.log.warning("nbcluster: not using the token of cluster %s: %s", record.name, exc)
-                token = None
-            if record.origin == "created":
-                if token is not None and local.is_running(record.session_dir):
-                    return record, token
-                local.stop(record.session_dir, 5.0)  # what is left of it
-                return record, None
-            if token is not None and listening(record.address):
-                try:
-                    state.get_head_state(address=record.address, token=token)
-                    return record, token
-                except NbclusterError:
-                    pass
-            return record, None
-
-        with concurrent.futures.ThreadPoolExecutor(max(1, min(8, len(records)))) as pool:
-            for record, token in pool.map(check, records):
-                if token is None:
-                    self.log.info("nbcluster: dropping cluster %s (%s): it no longer runs", record.name,
-                                  record.address or record.session_dir)
-                    if record.origin == "attached":
-                        self.registry.drop_token(record.token_file)
-                elif record.name in self._entries:
-                    continue
-                elif record.starting:  # the last server stopped while it started: see resume()
-                    self.log.info("nbcluster: cluster %s (session %s) was starting; waiting for it to serve",
-                                  record.name, record.session_dir)
-                    entry = self._entries[record.name] = ClusterEntry(record, token, STARTING)
-                    self._resumable.append(entry)
-                else:
-                    self.log.info("nbcluster: re-attached cluster %s at %s", record.name, record.address)
-                    self._entries[record.name] = ClusterEntry(record, token)
-        self._save()
-
-    async def resume(self) -> None:
-        """Settle the clusters :meth:`load` found starting: each is re-attached once
-        its head serves (its address from its session), or stopped and dropped when its
-        processes die or it does not serve within the start-up timeout. Returns when all
-        are settled, or once the server stops (they stay saved as starting)."""
-        entries, self._resumable = self._resumable, []
-        results = await asyncio.gather(*(self._resume(entry) for entry in entries), return_exceptions=True)
-        for entry, result in zip(entries, results):
-            if isinstance(result, Exception):
-                self.log.error("nbcluster: settling cluster %s (session %s) failed: %s", entry.record.name,
-                               entry.record.session_dir, result, exc_info=result)
-
-    async def _resume(self, entry: ClusterEntry) -> None:
-        name, session_dir = entry.record.name, entry.record.session_dir
-        deadline = time.monotonic() + local.startup_timeout(self.system_config)
-
-        def pending() -> bool:  # still ours to settle (not deleted meanwhile, the server not stopping)
-            return self._entries.get(name) is entry and entry.status == STARTING and not self.closing.is_set()
-
-        while pending():
-            started = await self._run(local.serving, session_dir)
-            if started is not None and pending():
-                try:
-                    await self._run(state.get_head_state, address=started.address, token=entry.token)
-                except NbclusterError:
-                    pass  # it wrote its address but does not answer yet
-                else:
-                    if pending():
-                        entry.record = replace(entry.record, address=started.address, token_file=started.token_file,
-                                               jobs_address=started.jobs_address, starting=False)
-                        entry.status = RUNNING
-                        self._save()
-                        self.log.info("nbcluster: re-attached cluster %s at %s (it was starting)", name,
-                                      started.address)
-                    return
-            if not pending():
-                return
-            if not await self._run(local.is_running, session_dir):
-                why = "its processes exited"
-            elif time.monotonic() > deadline:
-                why = "it did not serve in time"
-            else:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.closing.wait(), self.resume_poll_s)
-                continue
-            if pending():
-                self.log.warning("nbcluster: cluster %s (session %s) was starting, but %s: stopping it",
-                                 name, session_dir, why)
-                with contextlib.suppress(UnknownCluster):  # deleted meanwhile
-                    await self.delete(name)
-            return
-
-    async def start_configured(self, bodies: list[dict[str, Any]]) -> None:
-        """Create the configured clusters that do not run yet (by name); a bad one is
-        logged and skipped."""
-        for body in bodies:
-            if self.closing.is_set():  # the server stopped while resume() waited
-                return
-            name = body.get("name") if isinstance(body, dict) else None
-            if name is not None and name in self._entries:
-                continue
-            try:
-                await self.create(body)
-            except NbclusterError as exc:
-                self.log.error("nbcluster: NbclusterApp.start_clusters entry %r not started: %s", body, exc)
-
-    # -- create, attach, delete -------------------------------------------------------
+    # -- create -----------------------------------------------------------------------
     async def create(self, body: Any) -> dict[str, Any]:
         """Start a cluster as the create request ``body`` asks; its Cluster JSON once its
-        head serves. BadRequest for a bad body, ClusterConflict for a name in
-        use or a server that is stopping, ClusterStartError when it does not
-        start."""
+        head serves. BadRequest for a bad body (or, on Kubernetes, no access to it or a
+        namespace that does not exist), ClusterConflict for a name in use (in the
+        server, or in the namespace) or a server that is stopping, ClusterStartError
+        when it does not start."""
         if self.closing.is_set():  # what shutdown() stops is chosen already
             raise ClusterConflict("the Jupyter server is stopping: create the cluster once it runs again")
-        name, spec = parse_create(body, self.defaults)
+        # In the pool: a Kubernetes body without a namespace reads the pod's (or the kubeconfig).
+        name, spec = await self._run(parse_create, body, self.defaults)
+        if isinstance(spec, KubernetesOptions):
+            return await self._create_kubernetes(spec)
+        return await self._create_local(name, spec)
+
+    async def _create_local(self, name: str | None, spec: ClusterSpec) -> dict[str, Any]:
         name = self._reserve(name)
         local.check_spec(name, spec)  # a bad autoscaling_config is a 400 before anything starts
         record = ClusterRecord(name, "", "", "created", spec.to_json(), created=time.time())
@@ -351,6 +112,33 @@ class ClusterManager:
             entry.token, entry.status = token, RUNNING
             self._save()
         self.log.info("nbcluster: created cluster %s at %s (session %s)", name, started.address, started.session_dir)
+        return await self._view(entry)
+
+    async def _create_kubernetes(self, options: KubernetesOptions) -> dict[str, Any]:
+        """Deploy on Kubernetes. Saved as starting before anything is made (a server
+        killed meanwhile leaves a record, and the next one deletes what was made);
+        deleting it or stopping the server meanwhile stops the deploy, which deletes
+        what it made."""
+        name = self._reserve(options.name)
+        token_file = self.registry.token_path(name)
+        record = ClusterRecord(name, options.address, str(token_file), "created", options.to_json(),
+                               created=time.time(), provider="kubernetes")
+        entry = self._entries[name] = ClusterEntry(record, "", STARTING)
+        self._save()  # listed (and saved) as starting
+        self.log.info("nbcluster: deploying cluster %s in namespace %s", name, options.namespace)
+        async with entry.lock:
+            try:
+                token, jobs_address = await self._run(kubernetes.deploy, options, token_file, entry.stop_start)
+            except BaseException:
+                entry.stop_start.set()  # if this wait was cancelled: the deploy stops and deletes what it made
+                if self._entries.get(name) is entry:
+                    self._entries.pop(name)
+                    self._save()
+                raise
+            entry.record = replace(record, jobs_address=jobs_address)
+            entry.token, entry.status = token, RUNNING
+            self._save()
+        self.log.info("nbcluster: created cluster %s in namespace %s at %s", name, options.namespace, options.address)
         return await self._view(entry)
 
     async def _announced(self, entry: ClusterEntry, session_dir: str, token_file: str) -> None:
@@ -414,18 +202,25 @@ class ClusterManager:
         except InsecurePathError as exc:
             raise ClusterConflict(str(exc)) from None
 
+    # -- delete, shut down ------------------------------------------------------------------
     async def delete(self, name: str) -> None:
-        """Forget the cluster; one made here is stopped first (its processes are gone
-        when this returns)."""
+        """Forget the cluster; one made here is stopped first (its processes are gone,
+        or its objects on Kubernetes deleted, when this returns). A cluster on
+        Kubernetes that is still starting: its deploy stops, and deletes what it made."""
         entry = self._entry(name)
+        if entry.status == STARTING and entry.record.provider == "kubernetes":
+            entry.stop_start.set()  # its deploy holds the lock until it has deleted what it made
         async with entry.lock:
             if self._entries.get(name) is not entry:
+                if entry.stop_start.is_set():
+                    self.log.info("nbcluster: stopped cluster %s while it started; deleted what it made", name)
+                    return
                 raise UnknownCluster(f"no cluster named {name!r} (it was just deleted)")
             previous, entry.status = entry.status, STOPPING
             entry.gone.set()  # end its event streams first
             if entry.record.origin == "created":
                 try:
-                    await self._run(local.stop, entry.record.session_dir)
+                    await self._run(stop_created, entry.record)
                 except BaseException:
                     # Keep it listed: forgetting it would leave its processes running unseen.
                     entry.status, entry.gone = previous, asyncio.Event()
@@ -469,130 +264,3 @@ class ClusterManager:
                 raise ClusterConflict(f"cluster {name} cannot scale: {exc}") from None
         self.log.info("nbcluster: cluster %s worker bounds %d..%d", name, bounds.minimum, bounds.maximum)
         return await self._view(entry)
-
-    # -- views ----------------------------------------------------------------------------
-    async def _view(self, entry: ClusterEntry) -> dict[str, Any]:
-        record = entry.record
-        if entry.status in (STARTING, STOPPING):
-            return cluster_json(record, entry.status)
-        if not await self._reachable(entry):
-            self._observed(entry, False, "its processes are gone" if record.origin == "created" else
-                           "nothing accepts connections at its address")
-            return cluster_json(record, UNREACHABLE)
-        try:  # a head that hangs accepts connections: one bounded look, shared with the event streams
-            await self.ping(record.name)
-        except ClusterConnectionError:
-            return cluster_json(record, UNREACHABLE)
-        kwargs = {"address": record.address, "token": entry.token}
-        try:
-            nodes, autoscaler, jobs = await asyncio.gather(
-                self._run(state.list_nodes, **kwargs),
-                self._run(state.get_autoscaler_state, **kwargs),
-                self._run(state.list_jobs, **kwargs),
-            )
-        except NbclusterError as exc:
-            self._observed(entry, False, str(exc))
-            return cluster_json(record, UNREACHABLE)
-        self._observed(entry, True)
-        sessions = await self.sessions() if self.sessions is not None else {}
-        return cluster_json(record, entry.status, nodes, autoscaler, jobs, self.root_dir, sessions)
-
-    async def get(self, name: str) -> dict[str, Any]:
-        """The cluster's Cluster JSON, after a look at it (its status follows what that
-        found)."""
-        return await self._view(self._entry(name))
-
-    async def list_clusters(self) -> list[dict[str, Any]]:
-        """The Cluster JSON of every cluster the server knows."""
-        entries = list(self._entries.values())
-        return list(await asyncio.gather(*(self._view(e) for e in entries)))
-
-    async def nodes(self, name: str) -> list[dict[str, Any]]:
-        """The cluster's nodes as JSON; ClusterConflict when it cannot be reached."""
-        entry = await self._live(name, "ask for its nodes")
-        try:
-            nodes = await self._run(state.list_nodes, address=entry.record.address, token=entry.token)
-        except NbclusterError as exc:
-            raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
-        return [n.to_json() for n in nodes]
-
-    async def autoscaler(self, name: str) -> dict[str, Any]:
-        """The cluster's autoscaler state as JSON (``{"enabled": False}`` when it has
-        none); ClusterConflict when it cannot be reached."""
-        entry = await self._live(name, "ask for its autoscaler")
-        try:
-            status = await self._run(state.get_autoscaler_state, address=entry.record.address, token=entry.token)
-        except NbclusterError as exc:
-            raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
-        return status.to_json() if status.enabled else {"enabled": False}
-
-    def _ready(self, name: str, what: str = "use it") -> ClusterEntry:
-        entry = self._entry(name)
-        if entry.status == STARTING:
-            raise ClusterConflict(f"cluster {name} is still starting; {what} once its status is running")
-        if entry.status == STOPPING:
-            raise ClusterConflict(f"cluster {name} is being deleted")
-        return entry
-
-    async def _live(self, name: str, what: str) -> ClusterEntry:
-        """The entry of a cluster that is neither starting nor gone: 409 at once when
-        its head is gone (a GCS call would retry for its whole timeout first)."""
-        entry = self._ready(name, what)
-        if not await self._reachable(entry):
-            self._observed(entry, False)
-            raise ClusterConflict(
-                f"cluster {name} is unreachable: "
-                + ("its processes are gone" if entry.record.origin == "created"
-                   else f"nothing accepts connections at {entry.record.address}")
-                + f"; DELETE clusters/{name} to remove it"
-                + (" (and attach it again once it runs)" if entry.record.origin == "attached" else "")
-            )
-        return entry
-
-    async def ping(self, name: str) -> None:
-        """Ask the head something cheap (its own record) and record what that found:
-        ClusterConnectionError when it does not answer within :attr:`ping_timeout_s`
-        (a head that hangs still accepts connections, so nothing else notices). One call
-        at a time per cluster: concurrent callers share it. Nothing to do for a cluster
-        that is starting, stopping or forgotten."""
-        entry = self._entries.get(name)
-        if entry is None or entry.status not in (RUNNING, UNREACHABLE) or self.closing.is_set():
-            return
-        if entry.ping is None or entry.ping.done():
-            entry.ping = asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(state.get_head_state, address=entry.record.address, token=entry.token))
-            entry.ping.add_done_callback(retrieved)
-        try:
-            await asyncio.wait_for(asyncio.shield(entry.ping), self.ping_timeout_s)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            why = f"its head did not answer within {self.ping_timeout_s:g} s"
-        except NbclusterError as exc:
-            why = str(exc)
-        else:
-            self._observed(entry, True)
-            return
-        self._observed(entry, False, why)
-        raise ClusterConnectionError(f"cluster {name} at {entry.record.address} is unreachable: {why}")
-
-    # -- for the event stream and the jobs proxy --------------------------------------
-    def connection(self, name: str) -> tuple[str, str, asyncio.Event]:
-        """(address, token, an event set when the cluster is forgotten) of a cluster."""
-        entry = self._ready(name, "watch its events")
-        return entry.record.address, entry.token, entry.gone
-
-    async def jobs_endpoint(self, name: str) -> tuple[str, str]:
-        """(``http[s]://host:port`` of the head's Jobs API, the token)."""
-        entry = self._ready(name, "use its jobs")
-        if not entry.record.jobs_address:  # learn it (a head restarted with the API on)
-            try:
-                head = await self._run(state.get_head_state, address=entry.record.address, token=entry.token)
-            except NbclusterError as exc:
-                raise ClusterConflict(f"cluster {name} cannot be reached: {exc}") from None
-            entry.record = replace(entry.record, jobs_address=reachable_jobs_address(head.jobs_address, entry.record.address))
-            self._save()
-        jobs = reachable_jobs_address(entry.record.jobs_address, entry.record.address)
-        if not jobs:
-            raise ClusterConflict(f"cluster {name} serves no Jobs API (its head runs without one); start its head "
-                                  "with the Jobs API to use jobs")
-        return jobs if "://" in jobs else f"http://{jobs}", entry.token
-

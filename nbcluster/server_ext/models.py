@@ -1,8 +1,12 @@
 """What the REST API takes and gives: request bodies checked into dataclasses, the
 registry's records, and the Cluster JSON (the contract in ``openapi.yaml``).
 
-Pure functions and frozen dataclasses: no processes, no I/O. A bad body raises
-:class:`BadRequest` naming the field and what is allowed.
+Pure functions and frozen dataclasses: no processes, and no I/O but one: a create
+request for Kubernetes without a namespace takes the pod's (a file) or the kubeconfig's,
+so the manager parses bodies in its thread pool. A bad body raises :class:`BadRequest`
+naming the field and what is allowed. A Kubernetes cluster's options are checked by the
+runtime's :func:`~nbcluster.runtime.kubernetes_options`, which ``%cluster start
+--provider kubernetes`` uses too.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from pathlib import PurePath
 from typing import Any
 
 from nbcluster.exceptions import NbclusterError
+from nbcluster.runtime import KubernetesOptionError, KubernetesOptions, kubernetes_options
 from nbcluster.state import machine_memory
 
 __all__ = [
+    "KUBERNETES_FIELDS",
+    "LOCAL_FIELDS",
     "NAME_PATTERN",
+    "PROVIDERS",
     "AttachRequest",
     "BadRequest",
     "ClusterConflict",
@@ -33,6 +41,8 @@ __all__ = [
     "notebook_path",
     "parse_attach",
     "parse_create",
+    "parse_kubernetes",
+    "parse_local",
     "parse_scale",
 ]
 
@@ -156,6 +166,16 @@ class ClusterRecord:
     #: Saved while a created cluster starts (its session known, its head not serving
     #: yet): a server that finds it so at start-up waits for it to serve, or stops it.
     starting: bool = False
+    #: How a created cluster was made: "local" (processes on this machine) or
+    #: "kubernetes" (objects in ``spec["namespace"]``, labelled with its name).
+    provider: str = "local"
+
+    @property
+    def saved_while_starting(self) -> bool:
+        """Whether a starting cluster is saved yet: a local one once its session is known
+        (a later server can find it), one on Kubernetes from the start (a later server
+        deletes what a start it did not finish made)."""
+        return bool(self.session_dir) or self.provider == "kubernetes"
 
     def to_json(self) -> dict[str, Any]:
         """The record as the registry saves it."""
@@ -216,14 +236,35 @@ def _adapt(value: Any, field_name: str = "adapt") -> tuple[int, int]:
     return low, high
 
 
-CREATE_FIELDS = ("name", "num_cpus", "workers", "worker_cpus", "adapt", "autoscaling_config")
+#: How the server makes clusters (a create request's ``provider``; default local).
+PROVIDERS = ("local", "kubernetes")
+#: The fields of a create request, by provider.
+LOCAL_FIELDS = ("provider", "name", "num_cpus", "workers", "worker_cpus", "adapt", "autoscaling_config")
+KUBERNETES_FIELDS = ("provider", "name", "namespace", "image", "workers_max", "worker_cpus", "timeout")
 
 
-def parse_create(body: Any, defaults: ClusterSpec) -> tuple[str | None, ClusterSpec]:
-    """(name or None, the spec) of a ``POST clusters`` body; the server's
-    ``defaults`` fill what the body leaves out."""
+def parse_create(body: Any, defaults: ClusterSpec) -> tuple[str | None, ClusterSpec | KubernetesOptions]:
+    """(name or None, the spec) of a ``POST clusters`` body: a :class:`ClusterSpec`,
+    whose missing fields the server's ``defaults`` fill, or with ``"provider":
+    "kubernetes"`` the :class:`~nbcluster.runtime.KubernetesOptions` (the magic's
+    defaults; its name is the cluster's)."""
     body = _object(body)
-    _known(body, CREATE_FIELDS)
+    provider = body.get("provider", "local")
+    if provider not in PROVIDERS:
+        raise BadRequest(f"provider must be one of {', '.join(map(repr, PROVIDERS))}, got {provider!r}", "provider")
+    if provider == "kubernetes":
+        options = parse_kubernetes(body)
+        return options.name, options
+    return parse_local(body, defaults)
+
+
+def parse_local(body: Mapping[str, Any], defaults: ClusterSpec) -> tuple[str | None, ClusterSpec]:
+    """(name or None, the spec) of a create request for a local cluster; the server's
+    ``defaults`` fill what the body leaves out."""
+    other = [k for k in body if k in KUBERNETES_FIELDS and k not in LOCAL_FIELDS]
+    if other:
+        raise BadRequest(f'{other[0]} is for a cluster on Kubernetes: add "provider": "kubernetes"', other[0])
+    _known(body, LOCAL_FIELDS)
     name = check_name(body["name"]) if "name" in body else None
     given = [k for k in ("workers", "adapt", "autoscaling_config") if k in body]
     if len(given) > 1:
@@ -246,6 +287,22 @@ def parse_create(body: Any, defaults: ClusterSpec) -> tuple[str | None, ClusterS
                              '(e.g. {"available_node_types": {...}})', "autoscaling_config")
         spec = dataclasses.replace(spec, autoscaling_config=config, workers=None, adapt=None)
     return name, spec
+
+
+def parse_kubernetes(body: Mapping[str, Any]) -> KubernetesOptions:
+    """The options of a create request with ``"provider": "kubernetes"``, checked as
+    ``%cluster start --provider kubernetes`` checks its own (one validator); a missing
+    field takes the magic's default (name ``nb-<user>``, namespace the server pod's)."""
+    local = [k for k in body if k in LOCAL_FIELDS and k not in KUBERNETES_FIELDS]
+    if local:
+        raise BadRequest(f"{local[0]} is for a local cluster; a cluster on Kubernetes takes "
+                         f"{', '.join(KUBERNETES_FIELDS[1:])} (workers_max: worker pods at most, made as work "
+                         "needs them)", local[0])
+    _known(body, KUBERNETES_FIELDS)
+    try:
+        return kubernetes_options(**{k: body.get(k) for k in KUBERNETES_FIELDS if k != "provider"})
+    except KubernetesOptionError as exc:
+        raise BadRequest(exc.spelled(exc.option), exc.option) from None
 
 
 def parse_attach(body: Any) -> AttachRequest:
@@ -357,6 +414,7 @@ def cluster_json(
         "name": record.name,
         "address": record.address,
         "origin": record.origin,
+        "provider": record.provider if record.origin == "created" else None,
         "status": status,
         "spec": record.spec,
         "created": record.created,

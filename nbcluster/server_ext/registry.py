@@ -8,7 +8,8 @@
   NAME``, :func:`nbcluster.kernel_ext.magics.discovery_clusters`):
   ``{"clusters": [{"name", "address", "token_file"}]}``.
 - ``nbcluster-tokens/NAME``: tokens given inline to ``POST attach``, so the discovery
-  file can name a token file for every cluster.
+  file can name a token file for every cluster, and the token files of the clusters the
+  server deploys on Kubernetes.
 
 Writes go to a temporary file created 0600 and renamed over the old one, so a reader
 never sees half a file and the contents are never readable by others, not even briefly
@@ -71,9 +72,14 @@ class Registry:
         ]
         write_private(self.discovery_path, json.dumps({"clusters": listed}, indent=1))
 
+    def token_path(self, name: str) -> Path:
+        """Where the token file of the cluster ``name`` goes (:meth:`store_token` writes
+        it there; so does a deploy on Kubernetes)."""
+        return self.tokens_dir / name
+
     def store_token(self, name: str, token: str) -> Path:
         """Keep an inline token in a file of its own (0600); returns its path."""
-        path = self.tokens_dir / name
+        path = self.token_path(name)
         write_private(path, token)
         return path
 

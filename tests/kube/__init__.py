@@ -12,6 +12,9 @@
   directory per claim that outlives its pods, Service names in its
   ``/etc/hosts``), reports Pending → Running → Succeeded/Failed, stops a deleted pod
   (SIGTERM, SIGKILL after its grace period), and can evict or OOM-kill a pod.
+- ``controllers``: a Deployment's pod, and deleting pods whose owner is gone.
+- ``portforward``: ``kubectl port-forward``, a port here to a pod's (a server in a pod,
+  for a test's HTTP client or browser).
 
 What it does not model is listed in ``docs/kubernetes.md`` ("How it is tested").
 """
@@ -66,3 +69,24 @@ def stand_in(hosts: Any, namespace: str, directory: Path, system: dict[str, Any]
             kubelet.close()
         if api is not None:
             api.close()
+
+
+@contextlib.contextmanager
+def deploying_stand_in(directory: Path, namespace: str, system: dict[str, Any]) -> Iterator[StandIn]:
+    """A stand-in on network hosts of its own, with the Deployment controller
+    (``controllers``): what a cluster that a notebook or its Jupyter server deploys needs.
+    Skips the test where network namespaces cannot be made."""
+    from ..netns import Hosts, require_netns
+    from .controllers import Controllers
+
+    require_netns()
+    hosts = Hosts()
+    try:
+        with stand_in(hosts, namespace, directory, system) as kube:
+            controllers = Controllers(kube.store, namespace)
+            try:
+                yield kube
+            finally:
+                controllers.close()
+    finally:
+        hosts.close()

@@ -9,10 +9,8 @@ reach an API server; the test process uses the same :class:`Store` directly.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import json
-import os
 import re
 import socket
 import threading
@@ -22,6 +20,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from ..netns import in_netns
 
 _PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+)/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$")
 KINDS = {"pods": "Pod", "services": "Service", "secrets": "Secret", "configmaps": "ConfigMap",
@@ -72,6 +72,9 @@ class Store:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.history: list[tuple[int, str, str, str, dict[str, Any]]] = []  # rv, plural, ns, type, object
         self.requests: list[tuple[str, str]] = []  # (method, path): what clients asked
+        #: The namespaces that exist (None: any does). Creating in another one is 404, as
+        #: in Kubernetes (listing in it finds nothing).
+        self.namespaces: set[str] | None = None
 
     def _record(self, plural: str, ns: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.rv += 1
@@ -87,6 +90,8 @@ class Store:
             name = meta.get("name")
             if not name:
                 raise ApiError(422, "Invalid", f"{KINDS[plural]} has no metadata.name")
+            if self.namespaces is not None and ns not in self.namespaces:
+                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
             if (plural, ns, name) in self.objects:
                 raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
             meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now())
@@ -249,33 +254,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _socket_in_netns(netns: str, ip: str) -> socket.socket:
-    """A listening TCP socket on ``ip`` inside network namespace ``netns``: made by a
-    thread that enters the namespace (setns affects only the calling thread)."""
-    out: list[Any] = []
+    """A listening TCP socket on ``ip`` inside network namespace ``netns``."""
 
-    def make() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((ip, 0))
-            sock.listen(64)
-            out.append(sock)
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller
-            out.append(exc)
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ip, 0))
+        sock.listen(64)
+        return sock
 
-    thread = threading.Thread(target=make)  # it ends in the namespace; never reused
-    thread.start()
-    thread.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
+    return in_netns(netns, make)
 
 
 class ApiServer:

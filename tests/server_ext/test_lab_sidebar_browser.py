@@ -71,14 +71,15 @@ def lab_server(tmp_path: Path, tag: str, notebook_name: str = "sidebar.ipynb", c
     return server
 
 
-def in_lab(tmp_path: Path, drive: Callable[[Any, JupyterProcess], None], failure_shot: str,
-           notebook_name: str = "sidebar.ipynb", cells: list[str] = CELLS) -> None:
-    """``drive(page, server)`` in a page of :func:`lab_server`'s JupyterLab; on failure a
-    screenshot ``failure_shot`` and the server's log. No script error may occur, nor any
-    process be left."""
+def in_lab(tmp_path: Path, drive: Callable[[Any, JupyterProcess], None], failure: str,
+           notebook_name: str = "sidebar.ipynb", cells: list[str] = CELLS, env: dict[str, str] | None = None) -> None:
+    """``drive(page, server)`` in Chromium against a fresh :func:`lab_server` (with
+    ``env`` added); on failure a screenshot named ``failure`` and the server's log; a
+    page error fails it; the server is stopped and checked for processes left."""
     require_browser()
     tag = secrets.token_hex(8)
     server = lab_server(tmp_path, tag, notebook_name, cells)
+    server.env.update(env or {})
     try:
         server.start(timeout=120)
         with chromium() as browser:
@@ -89,7 +90,7 @@ def in_lab(tmp_path: Path, drive: Callable[[Any, JupyterProcess], None], failure
             try:
                 drive(page, server)
             except BaseException:
-                screenshot(page, failure_shot)
+                screenshot(page, failure)
                 print(f"--- jupyter lab log ---\n{server.log()}")
                 raise
             assert not errors, errors

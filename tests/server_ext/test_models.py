@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nbcluster.runtime import KubernetesOptions
 from nbcluster.server_ext.models import (
     BadRequest,
     ClusterRecord,
@@ -41,6 +42,46 @@ def test_create_refuses(body: dict, field: str) -> None:
     with pytest.raises(BadRequest) as info:
         parse_create(body, ClusterSpec())
     assert info.value.field == field and field in str(info.value)
+
+
+def test_create_on_kubernetes_takes_the_magics_options_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "Ada.L")
+    name, options = parse_create({"provider": "kubernetes", "namespace": "ml"}, ClusterSpec())
+    assert name == "nb-ada-l" and options == KubernetesOptions("nb-ada-l", "ml")  # the magic's defaults
+    assert (options.workers_max, options.worker_cpus, options.timeout) == (4, 1.0, 300.0)
+    body = {"provider": "kubernetes", "name": "demo", "namespace": "ml", "image": "r.example/nb:1", "workers_max": 2,
+            "worker_cpus": 0.5, "timeout": 60}
+    name, options = parse_create(body, ClusterSpec())
+    assert name == "demo" and options.to_json() == {k: v for k, v in body.items() if k != "provider"}
+    assert options.address == "demo-head.ml.svc:6380" and options.values.cpu == 0.5
+
+
+@pytest.mark.parametrize("body, field, says", [
+    ({"provider": "aws"}, "provider", "provider must be one of 'local', 'kubernetes'"),
+    ({"name": "Demo_1"}, "name", "name must be at most 40 lowercase letters"),
+    ({"name": "x" * 41}, "name", "at most 40"),
+    ({"namespace": "ML"}, "namespace", "namespace must be at most 63 lowercase letters"),
+    ({"image": "a b"}, "image", "image must be an image reference"),
+    ({"workers_max": -1}, "workers_max", "workers_max must be a whole number >= 0"),
+    ({"workers_max": "2"}, "workers_max", "got '2'"),
+    ({"worker_cpus": 0}, "worker_cpus", "worker_cpus must be a number > 0"),
+    ({"timeout": True}, "timeout", "timeout must be a number > 0"),
+    ({"workers": 2}, "workers", "workers is for a local cluster; a cluster on Kubernetes takes name, namespace"),
+    ({"adapt": {"minimum": 0, "maximum": 1}}, "adapt", "adapt is for a local cluster"),
+    ({"replicas": 2}, "replicas", "unknown field 'replicas'"),
+])
+def test_create_on_kubernetes_refuses(body: dict, field: str, says: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_create({"provider": "kubernetes", "name": "demo", "namespace": "ml", **body}, ClusterSpec())
+    assert info.value.field == field and says in str(info.value), str(info.value)
+
+
+def test_a_local_create_refuses_the_kubernetes_fields() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_create({"namespace": "ml"}, ClusterSpec())
+    assert info.value.field == "namespace" and '"provider": "kubernetes"' in str(info.value)
 
 
 def test_scale_and_attach() -> None:
@@ -108,3 +149,7 @@ def test_cluster_json() -> None:
     assert out["drivers"] == [{"kernel_id": "k1", "notebook_path": "a/b.ipynb", "job_id": "j2"}]
     assert notebook_path("/elsewhere/x.ipynb", "/srv/root") == "/elsewhere/x.ipynb"
     assert notebook_path("a/x.ipynb", "/srv/root") == "a/x.ipynb"
+    assert out["provider"] == "local"
+    kube = ClusterRecord("demo", "demo-head.ml.svc:6380", "/t", "created", {"namespace": "ml"}, provider="kubernetes")
+    assert cluster_json(kube, "running")["provider"] == "kubernetes"
+    assert cluster_json(ClusterRecord("a", "h:1", "/t", "attached"), "running")["provider"] is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from nbcluster._version import __version__
 
-__all__ = ["CA_DIR", "CONFIG_DIR", "STATE_DIR", "TOKEN_DIR", "Values", "check_name", "labels"]
+__all__ = ["CA_DIR", "CONFIG_DIR", "STATE_DIR", "TOKEN_DIR", "Values", "check_name", "labels", "name_problem"]
 
 #: Where the head and the workers find the cluster's files (Secret and ConfigMap volumes).
 TOKEN_DIR = "/etc/nbcluster/token"  # token: the token, then the CA certificate (a token file)
@@ -36,12 +36,22 @@ LABEL_INSTANCE = "nbcluster.io/instance-id"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
+def name_problem(value: object, max_len: int = 63) -> str:
+    """What keeps ``value`` from being a DNS-1123 label of at most ``max_len``
+    characters (what Kubernetes names and namespaces must be): "" when nothing does,
+    else "must be ...; got ..." (the caller puts the option's name before it)."""
+    if isinstance(value, str) and len(value) <= max_len and _DNS_LABEL.fullmatch(value):
+        return ""
+    return (f"must be at most {max_len} lowercase letters, digits and '-', starting and ending with a letter or "
+            f"digit; got {value!r}")
+
+
 def check_name(value: str, what: str, max_len: int = 63) -> str:
-    """``value`` if it is a DNS-1123 label (what Kubernetes names and namespaces must be);
-    ValueError naming ``what`` otherwise."""
-    if len(value) > max_len or not _DNS_LABEL.fullmatch(value):
-        raise ValueError(f"{what} must be at most {max_len} lowercase letters, digits and '-', starting and "
-                         f"ending with a letter or digit; got {value!r}")
+    """``value`` if it is a DNS-1123 label (:func:`name_problem`); ValueError naming
+    ``what`` otherwise."""
+    problem = name_problem(value, max_len)
+    if problem:
+        raise ValueError(f"{what} {problem}")
     return value
 
 

@@ -29,7 +29,12 @@ function metaText(cluster) {
     ({alive, total, cpu} = view.totals());
   }
   return [`${fmtNum(alive)}/${fmtNum(total)} nodes`, cpu && cpu.total ? `CPU ${fmtNum(cpu.used)}/${fmtNum(cpu.total)}`
-    : "", cluster.origin === "attached" ? "attached" : ""].filter(Boolean).join(" · ");
+    : "", cluster.origin === "attached" ? "attached" : "", providerText(cluster)].filter(Boolean).join(" · ");
+}
+
+/** "kubernetes: jhub" for a cluster the server made on Kubernetes (its namespace). */
+function providerText(cluster) {
+  return cluster.provider === "kubernetes" ? `kubernetes: ${(cluster.spec || {}).namespace || "?"}` : "";
 }
 
 function updateListMeta(name) {
@@ -182,14 +187,43 @@ function readInt(id, label, {min = 0, optional = false} = {}) {
   return n;
 }
 
+function readNumber(id, label) {
+  const raw = $(id).value.trim();
+  if (raw === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw new Error(`${label} must be a number.`);
+  return n;
+}
+
+function selectedProvider() {
+  return document.querySelector('input[name="provider"]:checked').value;
+}
+
+/** A cluster on Kubernetes: the fields as typed; the server checks them (as the
+ * %cluster magic's options) and says what is wrong. */
+function kubernetesBody(name) {
+  const body = {provider: "kubernetes"};
+  if (name) body.name = name;
+  for (const [id, key] of [["create-namespace", "namespace"], ["create-image", "image"]]) {
+    const value = $(id).value.trim();
+    if (value) body[key] = value;
+  }
+  const most = readInt("create-workers-max", "Worker pods at most", {optional: true});
+  if (most !== undefined) body.workers_max = most;
+  const cpus = readNumber("create-worker-cpus", "CPUs per worker");
+  if (cpus !== undefined) body.worker_cpus = cpus;
+  return body;
+}
+
 function createBody() {
   const body = {};
   const name = $("create-name").value.trim();
+  if (name && clusters.has(name)) throw new Error(`A cluster named ${name} exists already: choose another name.`);
+  if (selectedProvider() === "kubernetes") return kubernetesBody(name);
   if (name) {
     if (!NAME_RE.test(name)) {
       throw new Error("Name: start with a letter or digit, then letters, digits, _ . or -; at most 64.");
     }
-    if (clusters.has(name)) throw new Error(`A cluster named ${name} exists already: choose another name.`);
     body.name = name;
   }
   const cpus = readInt("create-cpus", "Head CPUs", {optional: true});
@@ -213,6 +247,16 @@ function syncMode() {
   $("create-adapt").hidden = mode !== "adapt";
 }
 
+/** Show the fields of the chosen provider only. */
+function syncProvider() {
+  const provider = selectedProvider();
+  for (const el of document.querySelectorAll("#create-form [data-provider]")) el.hidden = el.dataset.provider !== provider;
+  $("create-name").placeholder = provider === "kubernetes" ? "nb-USER (default)" : "(automatic)";
+  const cpus = $("create-worker-cpus");
+  cpus.step = provider === "kubernetes" ? "any" : "1";
+  cpus.min = provider === "kubernetes" ? "0" : "1";
+}
+
 async function onCreate(event) {
   event.preventDefault();
   const error = $("create-error");
@@ -227,7 +271,7 @@ async function onCreate(event) {
   }
   const button = $("create-submit");
   button.disabled = true;
-  button.textContent = "Starting…";
+  button.textContent = body.provider === "kubernetes" ? "Deploying…" : "Starting…";
   $("create-form").setAttribute("aria-busy", "true");
   try {
     const cluster = await api("POST", "clusters", body);
@@ -316,7 +360,10 @@ async function confirmStop(name) {
   $("confirm-ok").textContent = attached ? "Forget" : "Stop";
   const ok = await ask(attached
     ? `The server forgets ${name}; the cluster itself keeps running.`
-    : `All processes of ${name} stop, with the work running on it. Notebooks connected to it lose it.`);
+    : cluster.provider === "kubernetes"
+      ? `Every object of ${name} in namespace ${(cluster.spec || {}).namespace} is deleted: its pods, with the work ` +
+        "running on them, its Service, Secrets, ConfigMap and RBAC. Notebooks connected to it lose it."
+      : `All processes of ${name} stop, with the work running on it. Notebooks connected to it lose it.`);
   if (!ok) return;
   stopping.add(name);
   if (view && view.name === name) view.renderControls();
@@ -352,6 +399,9 @@ async function main() {
   $("notice-close").addEventListener("click", clearNotice);
   $("create-form").addEventListener("submit", onCreate);
   for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener("change", syncMode);
+  for (const radio of document.querySelectorAll('input[name="provider"]')) {
+    radio.addEventListener("change", syncProvider);
+  }
   $("scale-form").addEventListener("submit", onScale);
   $("adapt-form").addEventListener("submit", onAdapt);
   $("stop-button").addEventListener("click", () => view && confirmStop(view.name));
@@ -364,6 +414,7 @@ async function main() {
   window.addEventListener("pagehide", () => view && view.close());
   window.addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
   syncMode();
+  syncProvider();
   showDetail(false);
   document.body.dataset.ready = "loading";
   await loadClusters();

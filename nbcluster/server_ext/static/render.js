@@ -17,7 +17,8 @@ export function jobId(job) {
 /** The summary list: address, origin, nodes alive, CPU/memory/store bars, drivers. */
 export function summary(c, t) {
   $("sum-address").textContent = c.address || "—";
-  $("sum-origin").textContent = c.origin || "—";
+  $("sum-origin").textContent = c.provider === "kubernetes"
+    ? `created on Kubernetes, namespace ${(c.spec || {}).namespace}` : c.origin || "—";
   const nodes = $("sum-nodes");
   nodes.textContent = `${fmtNum(t.alive)} / ${fmtNum(t.total)}`;
   nodes.dataset.alive = String(t.alive);

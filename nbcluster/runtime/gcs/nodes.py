@@ -51,8 +51,8 @@ def secret_digest(secret: bytes) -> bytes:
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason", "digest",
-                 "recovered", "conn")
+    __slots__ = ("info", "machine", "last_seen", "registered", "started", "local", "reported", "drain_reason",
+                 "digest", "recovered", "conn")
 
     def __init__(self, info: gcs_pb2.NodeInfo, digest: bytes, recovered: bool = False) -> None:
         self.info = info
@@ -62,8 +62,13 @@ class _Node:
         #: re-registered yet.
         self.recovered = recovered
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
+        #: When the node manager last called (registered or reported): proof of life
+        #: that the health checks weigh (health.py).
         self.last_seen = time.monotonic()
         self.registered = time.monotonic()
+        #: When its first load report came (its node manager has started: health
+        #: checks count from then); a recovered node's was before the restart.
+        self.started: float | None = self.registered if recovered else None
         self.reported = time.monotonic()  # when its last load report arrived
         self.local = False  # registered over a local socket, whose closing is its death
         self.conn: Any = None  # that socket
@@ -145,6 +150,7 @@ class NodeService:
             # Its node manager again, after its connection broke (or the head restarted).
             existing.info.CopyFrom(info)
             existing.info.state = gcs_pb2.NODE_STATE_ALIVE
+            existing.last_seen = time.monotonic()
             if existing.recovered:
                 self._came_back(existing, conn)
             else:
@@ -236,6 +242,8 @@ class NodeService:
         report = request.node
         node = self._registered(report.node_id, request.node_secret, conn)
         node.last_seen = node.reported = time.monotonic()
+        if node.started is None:
+            node.started = node.reported
         info = node.info
         info.total.CopyFrom(report.total)  # a placement group's bundles change it
         info.available.CopyFrom(report.available)

@@ -1,0 +1,195 @@
+"""A head and node managers starved of CPU (hundreds of node managers starting at once on
+a few cores, ``benchmarks/scale.py``): what keeps such a cluster up, each rule alone.
+The health checks' verdicts, a node manager's registration and connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.gcs import health
+from nbcluster.runtime.node import gcs_link
+from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.transport import methods
+from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
+
+HEALTH = RuntimeConfig().replace(
+    heartbeat_interval_s=0.05, health_check_initial_delay_s=0.0, health_check_period_s=0.05,
+    health_check_timeout_s=0.05, health_check_failure_threshold=3,
+)
+
+
+class FakeChannel:
+    """Stands in for a node manager's gRPC channel: ``answer(node_id)`` decides each check."""
+
+    answer: Any = None
+    calls: list[bytes] = []
+
+    def __init__(self, address: str, token: str) -> None:
+        self.closed = False
+
+    async def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        FakeChannel.calls.append(request.node_id)
+        return await FakeChannel.answer(request.node_id, timeout)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_channels(monkeypatch: pytest.MonkeyPatch) -> type[FakeChannel]:
+    monkeypatch.setattr(health, "GrpcChannel", FakeChannel)
+    FakeChannel.calls = []
+    return FakeChannel
+
+
+def run_checker(rows: dict[bytes, list[float]], seconds: float, on_tick: Any = None) -> list[bytes]:
+    """Run a HealthChecker over ``rows`` (node id -> [started, heard]) for ``seconds``;
+    the nodes it declared dead."""
+    dead: list[bytes] = []
+
+    def nodes() -> list[tuple[gcs_pb2.NodeInfo, float, float]]:
+        return [(gcs_pb2.NodeInfo(node_id=nid, address=f"127.0.0.1:{i + 1}"), r[0], r[1])
+                for i, (nid, r) in enumerate(rows.items()) if nid not in dead]
+
+    async def main() -> None:
+        checker = health.HealthChecker(HEALTH, "token", nodes, lambda nid, reason: dead.append(nid))
+        checker.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if on_tick is not None:
+                on_tick()
+            await asyncio.sleep(0.01)
+        checker.stop()
+
+    asyncio.run(main())
+    return dead
+
+
+def test_a_silent_node_is_declared_dead_one_that_keeps_reporting_is_only_slow(fake_channels) -> None:
+    async def never(node_id: bytes, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+        raise asyncio.TimeoutError("Deadline Exceeded")
+
+    fake_channels.answer = never
+    now = time.monotonic()
+    rows = {b"silent": [now, now], b"reporting": [now, now]}
+
+    def reporting() -> None:  # its load reports arrive, late enough that it is checked
+        if time.monotonic() - rows[b"reporting"][1] > 0.08:
+            rows[b"reporting"][1] = time.monotonic()
+
+    dead = run_checker(rows, 1.5, reporting)
+    assert dead == [b"silent"]
+    assert fake_channels.calls.count(b"reporting") >= 3  # checked, failed, and not declared dead
+
+
+def test_a_node_heard_from_within_the_period_is_not_checked(fake_channels) -> None:
+    async def fine(node_id: bytes, timeout: float) -> None:
+        return None
+
+    fake_channels.answer = fine
+    now = time.monotonic()
+    rows = {b"quiet": [now, now], b"chatty": [now, now]}
+    run_checker(rows, 0.5, lambda: rows[b"chatty"].__setitem__(1, time.monotonic()))
+    assert fake_channels.calls.count(b"quiet") >= 3
+    assert b"chatty" not in fake_channels.calls
+
+
+def test_a_node_that_has_not_started_is_not_checked_yet(fake_channels) -> None:
+    async def never(node_id: bytes, timeout: float) -> None:
+        raise asyncio.TimeoutError("Deadline Exceeded")
+
+    fake_channels.answer = never
+    now = time.monotonic()
+    dead = run_checker({b"starting": [now + 60.0, now]}, 0.4)  # no report yet: checked a startup timeout on
+    assert dead == [] and fake_channels.calls == []
+
+
+def test_a_timeout_the_head_noticed_late_is_not_counted(fake_channels) -> None:
+    async def starved(node_id: bytes, timeout: float) -> None:
+        time.sleep(timeout + 0.3)  # the head's loop does not run: it sees the deadline pass late
+        raise asyncio.TimeoutError("Deadline Exceeded")
+
+    fake_channels.answer = starved
+    now = time.monotonic()
+    assert run_checker({b"node": [now, now]}, 2.0) == []
+    assert len(fake_channels.calls) >= 3
+    assert health.noticed_late(2.0, 0.5) and not health.noticed_late(0.55, 0.5)
+    assert not health.noticed_late(12.0, 10.0) and health.noticed_late(16.0, 10.0)
+
+
+def test_a_refused_connection_counts_even_when_the_head_is_slow(fake_channels) -> None:
+    async def refused(node_id: bytes, timeout: float) -> None:
+        time.sleep(timeout + 0.3)
+        raise ConnectionLost("failed to connect to all addresses; Connection refused")
+
+    fake_channels.answer = refused
+    now = time.monotonic()
+    assert run_checker({b"gone": [now, now]}, 2.5) == [b"gone"]
+
+
+def a_link() -> GcsLink:
+    return GcsLink("unix-abstract:nowhere", "token", RuntimeConfig(), lambda: gcs_pb2.NodeInfo(), lambda nodes: None)
+
+
+class FakeConn:
+    """A GCS connection whose calls follow a script: each entry an exception to raise or
+    a reply to return."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.closed = False
+        self.requests: list[tuple[str, Any]] = []
+
+    async def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        self.requests.append((method.name, request))
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_registration_is_asked_again_when_the_head_answers_late() -> None:
+    link = a_link()
+    conn = link._conn = FakeConn([
+        asyncio.TimeoutError(), gcs_pb2.RegisterNodeReply(nodes=[gcs_pb2.NodeInfo(node_id=b"n")]),
+        asyncio.TimeoutError(), gcs_pb2.RegisterNodeReply(nodes=[gcs_pb2.NodeInfo(node_id=b"n")]),
+        gcs_pb2.GetClusterInfoReply(session_dir="s"),
+    ])
+    assert [n.node_id for n in asyncio.run(link.register())] == [b"n"]
+    registrations = [r for name, r in conn.requests if name == "RegisterNode"]
+    assert len(registrations) == 3 and len({r.node_secret for r in registrations}) == 1  # a retry, not a new node
+    assert link._conn is conn and not conn.closed  # two timeouts: the connection stays
+
+
+def test_declared_dead_while_registering_is_fenced() -> None:
+    link = a_link()
+    link._conn = FakeConn([asyncio.TimeoutError(), RemoteError(common_pb2.ERROR_CODE_ALREADY_EXISTS, "declared dead")])
+    with pytest.raises(Fenced):
+        asyncio.run(link.register())
+
+
+def test_a_connection_is_dropped_after_timeouts_in_a_row_or_one_loss() -> None:
+    async def main() -> None:
+        link = a_link()
+        conn = link._conn = FakeConn([asyncio.TimeoutError()] * gcs_link.TIMEOUTS_BEFORE_REDIAL)
+        for _ in range(gcs_link.TIMEOUTS_BEFORE_REDIAL):
+            assert link._conn is conn and not conn.closed
+            with pytest.raises(asyncio.TimeoutError):
+                await link.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+        assert link._conn is None and conn.closed
+        conn = link._conn = FakeConn([ConnectionLost("reset")])
+        with pytest.raises(ConnectionLost):
+            await link.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+        assert link._conn is None and conn.closed
+
+    asyncio.run(main())

@@ -1,6 +1,7 @@
 """A head and node managers starved of CPU (hundreds of node managers starting at once on
 a few cores, ``benchmarks/scale.py``): what keeps such a cluster up, each rule alone.
-The health checks' verdicts, a node manager's registration and connection."""
+The health checks' verdicts, a node manager's registration and connection, the cluster
+view sent as changes, the event fan-out."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs import health
+from nbcluster.runtime.gcs.nodes import VIEW_EPOCH, NodeService, _Node
+from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.node import gcs_link
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
+from nbcluster.runtime.states import NodeState
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import ConnectionLost, RemoteError
 
@@ -193,3 +197,65 @@ def test_a_connection_is_dropped_after_timeouts_in_a_row_or_one_loss() -> None:
         assert link._conn is None and conn.closed
 
     asyncio.run(main())
+
+
+def test_a_watcher_queues_only_the_kinds_it_asked_for() -> None:
+    async def main() -> list[int]:
+        log = EventLog(100)
+        watch = log.watch(gcs_pb2.WatchRequest(kinds=[gcs_pb2.EVENT_KIND_NODE_DEAD]))
+        first = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0)
+        for _ in range(50):  # load reports: not queued for this watcher
+            log.publish(gcs_pb2.EVENT_KIND_NODE_STATE, "", data={"x": 1}, source="node")
+        (queue,) = log._watchers
+        assert queue.qsize() == 0
+        log.publish(gcs_pb2.EVENT_KIND_NODE_DEAD, "Node x is dead")
+        event = await asyncio.wait_for(first, 5)
+        await watch.aclose()
+        return [event.kind]
+
+    assert asyncio.run(main()) == [gcs_pb2.EVENT_KIND_NODE_DEAD]
+
+
+class ViewOnly(NodeService):
+    """The node table's view logic alone."""
+
+    def __init__(self) -> None:
+        self._nodes = {}
+
+    def _launchable(self) -> list[common_pb2.ResourceSet]:
+        return []
+
+    def join(self, name: bytes) -> _Node:
+        node = self._nodes[name] = _Node(gcs_pb2.NodeInfo(node_id=name, state=gcs_pb2.NODE_STATE_ALIVE), b"")
+        self._view_changed(node)
+        return node
+
+
+def report(gcs: ViewOnly, link: GcsLink) -> tuple[gcs_pb2.ReportNodeStateReply, list[bytes]]:
+    reply = gcs._view_reply(gcs_pb2.ReportNodeStateRequest(view_epoch=link._view_epoch,
+                                                           view_version=link._view_version))
+    return reply, [n.node_id for n in link._apply_view(reply)]
+
+
+def test_the_cluster_view_travels_as_changes_since_the_version_a_node_holds() -> None:
+    gcs, link = ViewOnly(), a_link()
+    a, b = gcs.join(b"a"), gcs.join(b"b")
+    reply, view = report(gcs, link)
+    assert not reply.view_delta and view == [b"a", b"b"] and reply.view_epoch == VIEW_EPOCH
+    reply, view = report(gcs, link)  # nothing changed: nothing sent
+    assert reply.view_delta and list(reply.nodes) == [] and view == [b"a", b"b"]
+    b.info.available.amounts["CPU"] = 1.0
+    gcs._view_changed(b)
+    gcs.join(b"c")
+    reply, view = report(gcs, link)
+    assert [n.node_id for n in reply.nodes] == [b"b", b"c"] and view == [b"a", b"b", b"c"]
+    assert link._view[b"b"].available.amounts["CPU"] == 1.0
+    a.machine.transition(NodeState.DEAD)
+    a.info.state = gcs_pb2.NODE_STATE_DEAD
+    gcs._view_changed(a)
+    reply, view = report(gcs, link)
+    assert [n.node_id for n in reply.nodes] == [b"a"] and view == [b"b", b"c"]
+    link._view_epoch += 1  # a view of another head (one that restarted): the whole view
+    reply, view = report(gcs, link)
+    assert not reply.view_delta and view == [b"b", b"c"]

@@ -73,6 +73,11 @@ class GcsLink:
         self._register_again = False
         #: Calls that timed out in a row on the current connection.
         self._timeouts = 0
+        #: The cluster view as the GCS last gave it, and its epoch and version: each
+        #: report's reply carries only the rows changed since (ReportNodeStateReply).
+        self._view: dict[bytes, gcs_pb2.NodeInfo] = {}
+        self._view_epoch = 0
+        self._view_version = 0
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
@@ -139,7 +144,22 @@ class GcsLink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         self.launchable = list(reply.launchable)
+        self._view = {n.node_id: n for n in reply.nodes}
         return list(reply.nodes)
+
+    def _apply_view(self, reply: gcs_pb2.ReportNodeStateReply) -> list[gcs_pb2.NodeInfo]:
+        """The view after ``reply``: its rows laid over the last view (a delta of the
+        same GCS run), or in its place."""
+        if reply.view_delta and reply.view_epoch == self._view_epoch:
+            for node in reply.nodes:
+                if node.state == gcs_pb2.NODE_STATE_ALIVE:
+                    self._view[node.node_id] = node
+                else:
+                    self._view.pop(node.node_id, None)
+        else:
+            self._view = {n.node_id: n for n in reply.nodes}
+        self._view_epoch, self._view_version = reply.view_epoch, reply.view_version
+        return list(self._view.values())
 
     async def run(self) -> None:
         """Report until fenced (raises Fenced) or the head is gone for good (returns)."""
@@ -182,7 +202,10 @@ class GcsLink:
                     unreachable_since = None  # it answers: only a head silent this long is given up on
                 reply = await self.call(
                     methods.Gcs.ReportNodeState,
-                    gcs_pb2.ReportNodeStateRequest(node=info, node_secret=self._secret),
+                    gcs_pb2.ReportNodeStateRequest(
+                        node=info, node_secret=self._secret, view_epoch=self._view_epoch,
+                        view_version=self._view_version,
+                    ),
                     timeout=timeout,
                 )
                 last_sent = payload
@@ -212,20 +235,22 @@ class GcsLink:
                 logger.info("the GCS is reachable again")
                 unreachable_since, unreachable_kind, backoff = None, None, 0.1
             self.launchable = list(reply.launchable)
-            self._on_view(list(reply.nodes))
+            self._on_view(self._apply_view(reply))
 
-    async def watch_membership(self, on_change: Callable[[], None]) -> None:
-        """Call ``on_change()`` whenever a node joins or dies (events from the GCS), so
-        the cluster view is fresh before the next heartbeat. Runs until cancelled;
-        a dropped stream is reopened with backoff."""
-        request = gcs_pb2.WatchRequest(kinds=[gcs_pb2.EVENT_KIND_NODE_ADDED, gcs_pb2.EVENT_KIND_NODE_DEAD])
+    async def watch_deaths(self, on_event: Callable[[gcs_pb2.Event], None]) -> None:
+        """Call ``on_event(event)`` whenever a node dies (the GCS's events), before the
+        next heartbeat brings the view. Not joins: every node hearing of every join
+        made a cluster's start quadratic, and while requests wait for a node the view
+        comes every WAITING_INTERVAL_S anyway. Runs until cancelled; a dropped stream
+        is reopened with backoff."""
+        request = gcs_pb2.WatchRequest(kinds=[gcs_pb2.EVENT_KIND_NODE_DEAD])
         backoff = 0.1
         while True:
             try:
                 conn = await self._connection()
-                async for _event in conn.stream(methods.Gcs.Watch, request):
+                async for event in conn.stream(methods.Gcs.Watch, request):
                     backoff = 0.1
-                    on_change()
+                    on_event(event)
             except (ConnectionLost, RemoteError, asyncio.TimeoutError, OSError) as exc:
                 logger.debug("membership watch ended: %s", exc)
             await asyncio.sleep(backoff)

@@ -214,7 +214,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._report_loop()))
         self._tasks.append(loop.create_task(self._maintain_loop()))
-        self._tasks.append(loop.create_task(self._gcs.watch_membership(self._refresh_view)))
+        self._tasks.append(loop.create_task(self._gcs.watch_deaths(self._on_node_death)))
         self._start_memory_monitor()
         logger.info(
             "node=%s serving on %s %s resources=%s",

@@ -1,22 +1,28 @@
 """A head and node managers starved of CPU (hundreds of node managers starting at once on
 a few cores, ``benchmarks/scale.py``): what keeps such a cluster up, each rule alone.
 The health checks' verdicts, a node manager's registration and connection, the cluster
-view sent as changes, the event fan-out."""
+view sent as changes, the event fan-out, workers' priority."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
+import nbcluster
 from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.gcs import health
 from nbcluster.runtime.gcs.nodes import VIEW_EPOCH, NodeService, _Node
 from nbcluster.runtime.gcs.pubsub import EventLog
 from nbcluster.runtime.node import gcs_link
 from nbcluster.runtime.node.gcs_link import Fenced, GcsLink
+from nbcluster.runtime.node.worker_pool import runqueue_wait
+from nbcluster.runtime.procutil import lower_priority
 from nbcluster.runtime.protocol import common_pb2, gcs_pb2
 from nbcluster.runtime.states import NodeState
 from nbcluster.runtime.transport import methods
@@ -259,3 +265,30 @@ def test_the_cluster_view_travels_as_changes_since_the_version_a_node_holds() ->
     link._view_epoch += 1  # a view of another head (one that restarted): the whole view
     reply, view = report(gcs, link)
     assert not reply.view_delta and view == [b"b", b"c"]
+
+
+def test_lowering_a_process_priority_reaches_its_autogroup() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        lower_priority(proc.pid, 15)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 15
+        if os.path.exists(f"/proc/{proc.pid}/autogroup"):
+            with open(f"/proc/{proc.pid}/autogroup") as f:
+                assert f.read().split()[-1] == "15"
+        lower_priority(proc.pid, 5)  # never raises a priority
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 15
+    finally:
+        proc.kill()
+        proc.wait()
+    assert runqueue_wait(proc.pid) == 0.0
+    assert runqueue_wait(os.getpid()) >= 0.0
+
+
+def test_workers_run_at_the_configured_niceness(start_cluster) -> None:
+    start_cluster(num_cpus=1)
+
+    @nbcluster.remote
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert nbcluster.get(niceness.remote(), timeout=60) == max(15, os.nice(0))

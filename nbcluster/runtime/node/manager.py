@@ -203,7 +203,7 @@ class NodeManager(BundleHandlers, ClientHandlers, ClusterView, MemoryHandlers, N
             idle_timeout=self.config.idle_worker_timeout_s,
             start_timeout=self.config.worker_start_timeout_s,
             max_task_workers=max(4, math.ceil(opts.num_cpus * self.config.max_task_workers_per_cpu)),
-            on_dead=self._on_worker_dead,
+            on_dead=self._on_worker_dead, niceness=self.config.worker_niceness,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
         # Local clients connect once the node is in the cluster's node table.

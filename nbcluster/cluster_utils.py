@@ -231,8 +231,12 @@ class Cluster:
         """Until every node added is alive in the GCS's node table."""
         wanted = {n.node_id for n in self.list_all_nodes}
         deadline = time.monotonic() + timeout
+        delay = 0.05  # growing to 0.5 s: each look lists every node, work for a busy head
         while True:
-            alive = {n.node_id.hex() for n in self._gcs_nodes() if n.state == gcs_pb2.NODE_STATE_ALIVE}
+            try:
+                alive = {n.node_id.hex() for n in self._gcs_nodes() if n.state == gcs_pb2.NODE_STATE_ALIVE}
+            except TimeoutError:  # a head too busy to answer in time (many nodes starting): ask again
+                alive = set()
             if wanted <= alive:
                 return
             if time.monotonic() > deadline:
@@ -243,7 +247,8 @@ class Cluster:
                     raise ClusterConnectionError(
                         f"node {node.node_id} exited while starting; see {node.session_dir}/logs"
                     )
-            time.sleep(0.05)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
 
     def _wait_address(self, handle: LocalCluster, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -46,8 +46,13 @@ class RuntimeConfig:
     #: blocked in ``get``: beyond it, leases wait for a worker instead of forking
     #: (zero-CPU tasks would otherwise start a process each). Actors do not count.
     max_task_workers_per_cpu: float = 4.0
-    #: A worker that has not connected this long after its start is given up on.
+    #: A worker that has not connected this long after its start is given up on (not
+    #: counting, on Linux, time it spent waiting for a CPU).
     worker_start_timeout_s: float = 60.0
+    #: Workers run at this nice value (Ray's ``worker_niceness``), so that the GCS and
+    #: node managers get the CPU first while workers are busy or starting — hundreds
+    #: starting at once otherwise starve them past their timeouts. 0 leaves them as is.
+    worker_niceness: int = 15
     #: Events the GCS keeps for watchers that resume.
     event_retention: int = 10000
     #: Seconds to wait for room in a full object store before ObjectStoreFullError.

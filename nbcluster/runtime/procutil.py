@@ -87,6 +87,29 @@ def spawn(
             os.close(pipe)
 
 
+def lower_priority(pid: int, niceness: int) -> None:
+    """Set process ``pid``'s nice value to ``niceness`` when that lowers its priority
+    (raising it would need privileges); best effort. Right after it is spawned, before
+    it starts threads, so that they inherit it. On Linux with autogroups (the default
+    on desktops and many servers) a process that leads its own session — as every
+    process :func:`spawn` starts — is weighed against others by its session's
+    autogroup, where its own nice value counts for nothing: that is set too."""
+    try:
+        if niceness > os.getpriority(os.PRIO_PROCESS, pid):
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError as exc:  # gone already, or not allowed
+        logger.debug("could not renice pid=%d to %d: %s", pid, niceness, exc)
+        return
+    try:
+        with open(f"/proc/{pid}/autogroup", "r+") as f:
+            current = int(f.read().rsplit(None, 1)[-1])  # "/autogroup-123 nice 0"
+            if niceness > current:
+                f.seek(0)
+                f.write(str(niceness))
+    except (OSError, ValueError, IndexError):  # no autogroups here, or gone already
+        pass
+
+
 def watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, on_eof: Callable[[], None]) -> None:
     """Call ``on_eof()`` on the loop when the parent's end of the lifeline closes."""
     os.set_blocking(fd, False)

@@ -138,21 +138,20 @@ def test_grpc_with_token_is_served(extra_node):
 
 def _raw_frames(endpoint: str, frames: list[bytes]) -> bytes:
     """Send raw bytes to a framed endpoint; return what comes back before it closes."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(framed.parse_endpoint(endpoint))
-    for frame in frames:
-        try:
-            sock.sendall(frame)
-        except (BrokenPipeError, ConnectionResetError):
-            break  # the server already refused and closed
-    received = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        received += chunk
-    sock.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(framed.parse_endpoint(endpoint))
+        for frame in frames:
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server already refused and closed
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
     return received
 
 
@@ -173,7 +172,8 @@ def test_framed_carrier_refuses_bad_token_before_parsing(cluster, tmp_path):
         return 1
 
     assert nbcluster.get(ping.remote()) == 1  # a worker is up
-    worker = node_stats().workers[0]
+    # One that has connected (another may still be starting, at its low priority).
+    worker = next(w for w in node_stats().workers if w.state != "STARTING")
     endpoint = worker_state.current.session.endpoint(f"w-{worker.worker_id.hex()[:16]}")
     push = core_worker_pb2.PushTasksRequest(
         tasks=[common_pb2.TaskSpec(task_id=os.urandom(16), num_returns=1,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,14 +46,20 @@ def format_resources(res: dict[str, float]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
+#: The cluster view's identity in this GCS run: node managers send it back with the
+#: version of the view they hold, and get only what changed since (a head that
+#: restarted has another, and sends the whole view).
+VIEW_EPOCH = secrets.randbits(63) | 1
+
+
 def secret_digest(secret: bytes) -> bytes:
     """What the GCS keeps of a node manager's secret (the store never holds the secret)."""
     return hashlib.sha256(secret).digest()
 
 
 class _Node:
-    __slots__ = ("info", "machine", "last_seen", "registered", "local", "reported", "drain_reason", "digest",
-                 "recovered", "conn")
+    __slots__ = ("info", "machine", "last_seen", "registered", "started", "local", "reported", "drain_reason",
+                 "digest", "recovered", "conn", "view_version", "view_key")
 
     def __init__(self, info: gcs_pb2.NodeInfo, digest: bytes, recovered: bool = False) -> None:
         self.info = info
@@ -62,12 +69,20 @@ class _Node:
         #: re-registered yet.
         self.recovered = recovered
         self.machine = StateMachine(NODE_TRANSITIONS, NodeState.ALIVE)
+        #: When the node manager last called (registered or reported): proof of life
+        #: that the health checks weigh (health.py).
         self.last_seen = time.monotonic()
         self.registered = time.monotonic()
+        #: When its first load report came (its node manager has started: health
+        #: checks count from then); a recovered node's was before the restart.
+        self.started: float | None = self.registered if recovered else None
         self.reported = time.monotonic()  # when its last load report arrived
         self.local = False  # registered over a local socket, whose closing is its death
         self.conn: Any = None  # that socket
         self.drain_reason = ""  # set when the autoscaler drained it
+        #: The view version of its row's last change, and the row as last compared.
+        self.view_version = 0
+        self.view_key = b""
 
     def proves(self, secret: bytes) -> bool:
         """Whether ``secret`` is the one its node manager registered with."""
@@ -89,6 +104,9 @@ class NodeService:
     head_node_id: bytes
     _nodes: dict[bytes, _Node]
     _store: "GcsStore | None"
+    #: Bumped by every change of a row of the cluster view (a join, a death, a load
+    #: change; not the memory and idle time every report carries).
+    _view_version = 0
 
     def _launchable(self) -> list[common_pb2.ResourceSet]:  # pragma: no cover - provided by GcsServer
         raise NotImplementedError
@@ -107,6 +125,23 @@ class NodeService:
             elif info.is_head:
                 self.head_node_id = info.node_id
             self._nodes[info.node_id] = node
+
+    def _view_changed(self, node: _Node) -> None:
+        self._view_version += 1
+        node.view_version = self._view_version
+
+    def _view_reply(self, request: gcs_pb2.ReportNodeStateRequest) -> gcs_pb2.ReportNodeStateReply:
+        """The cluster view for a node manager that holds ``request``'s: the rows
+        changed since, or (a view of another GCS run, or none) every alive node."""
+        reply = gcs_pb2.ReportNodeStateReply(
+            launchable=self._launchable(), view_epoch=VIEW_EPOCH, view_version=self._view_version
+        )
+        if request.view_epoch == VIEW_EPOCH and 0 < request.view_version <= self._view_version:
+            reply.view_delta = True
+            reply.nodes.extend(n.info for n in self._nodes.values() if n.view_version > request.view_version)
+        else:
+            reply.nodes.extend(self._alive_nodes())
+        return reply
 
     def _came_back(self, node: _Node, conn: Any) -> None:
         """A recovered node's node manager proved itself to the restarted head."""
@@ -145,6 +180,8 @@ class NodeService:
             # Its node manager again, after its connection broke (or the head restarted).
             existing.info.CopyFrom(info)
             existing.info.state = gcs_pb2.NODE_STATE_ALIVE
+            existing.last_seen = time.monotonic()
+            self._view_changed(existing)
             if existing.recovered:
                 self._came_back(existing, conn)
             else:
@@ -163,6 +200,7 @@ class NodeService:
         info.start_time = info.start_time or time.time()
         node = _Node(info, secret_digest(request.node_secret))
         self._nodes[info.node_id] = node
+        self._view_changed(node)
         if info.is_head:
             old = self._nodes.get(self.head_node_id)
             if old is not None and old.recovered:  # the head's node of before the restart: gone with it
@@ -189,6 +227,7 @@ class NodeService:
             reason = f"removed by the autoscaler: {node.drain_reason}"
         node.machine.transition(NodeState.DEAD)
         node.info.state = gcs_pb2.NODE_STATE_DEAD
+        self._view_changed(node)
         node.info.end_time = time.time()
         node.info.death_reason = reason
         if self._store is not None and not self.stopping.is_set():
@@ -236,6 +275,8 @@ class NodeService:
         report = request.node
         node = self._registered(report.node_id, request.node_secret, conn)
         node.last_seen = node.reported = time.monotonic()
+        if node.started is None:
+            node.started = node.reported
         info = node.info
         info.total.CopyFrom(report.total)  # a placement group's bundles change it
         info.available.CopyFrom(report.available)
@@ -255,6 +296,14 @@ class NodeService:
             info.drain_reason, info.drain_message = report.drain_reason, report.drain_message
             info.drain_deadline = report.drain_deadline
         began = self._began_draining(node)
+        # What the view compares: the row less what moves with every report.
+        idle_for, memory_used = info.idle_for_s, info.memory_used
+        info.idle_for_s, info.memory_used = 0.0, 0
+        key = info.SerializeToString(deterministic=True)
+        info.idle_for_s, info.memory_used = idle_for, memory_used
+        if key != node.view_key:
+            node.view_key = key
+            self._view_changed(node)
         self.events.publish(
             EventKind.EVENT_KIND_NODE_STATE,
             began,
@@ -272,7 +321,7 @@ class NodeService:
             source="node",
         )
         self._wake_autoscaler()
-        return gcs_pb2.ReportNodeStateReply(nodes=self._alive_nodes(), launchable=self._launchable())
+        return self._view_reply(request)
 
     def _began_draining(self, node: _Node) -> str:
         """A draining node still ALIVE in the table moves to DRAINING: the sentence
@@ -316,6 +365,7 @@ class NodeService:
                 node.info.drain_reason = gcs_pb2.DRAIN_REASON_IDLE_TERMINATION
                 node.info.drain_message = f"removed by the autoscaler: {reason}"
             self._began_draining(node)
+            self._view_changed(node)
         return reply.accepted, reply.busy
 
     def alive_nodes(self) -> list[gcs_pb2.NodeInfo]:

@@ -27,7 +27,11 @@ class EventLog:
     def __init__(self, retention: int) -> None:
         self._seq = 0
         self._recent: collections.deque[gcs_pb2.Event] = collections.deque(maxlen=retention)
-        self._watchers: set[asyncio.Queue] = set()
+        #: Each watcher's queue and the kinds it asked for (empty: all). Only those are
+        #: queued: every node manager watches joins and deaths, and queuing every load
+        #: report for each of them made the head's idle work grow as the square of the
+        #: number of nodes.
+        self._watchers: dict[asyncio.Queue, frozenset[int]] = {}
 
     def publish(
         self,
@@ -60,9 +64,11 @@ class EventLog:
         self._recent.append(event)
         if event.message:  # load reports and counters carry data only: not worth a log line each
             logger.info("event %d %s: %s", event.seq, gcs_pb2.EventKind.Name(event.kind), event.message)
-        for queue in list(self._watchers):
+        for queue, kinds in list(self._watchers.items()):
+            if kinds and event.kind not in kinds:
+                continue
             if queue.qsize() >= _WATCHER_QUEUE:
-                self._watchers.discard(queue)
+                del self._watchers[queue]
                 queue.put_nowait(WatcherFellBehind())
             else:
                 queue.put_nowait(event)
@@ -71,9 +77,9 @@ class EventLog:
     async def watch(self, request: gcs_pb2.WatchRequest) -> AsyncIterator[gcs_pb2.Event]:
         """The events ``request`` asks for: replayed after its cursor if asked, then live
         until the log closes (WatcherFellBehind if the reader falls too far behind)."""
-        kinds = set(request.kinds)
+        kinds = frozenset(request.kinds)
         queue: asyncio.Queue = asyncio.Queue()
-        self._watchers.add(queue)
+        self._watchers[queue] = kinds
         try:
             if request.replay:
                 for event in list(self._recent):
@@ -85,10 +91,9 @@ class EventLog:
                     return
                 if isinstance(event, Exception):
                     raise event
-                if not kinds or event.kind in kinds:
-                    yield event
+                yield event
         finally:
-            self._watchers.discard(queue)
+            self._watchers.pop(queue, None)
 
     def close(self) -> None:
         """End every watch."""

@@ -93,9 +93,11 @@ class GcsServer(NodeService, PlacementGroupService):
         self.health = HealthChecker(
             config,
             token,
-            # Node managers connected over a local socket are watched through it.
+            # Node managers connected over a local socket are watched through it. A node
+            # is checked once its node manager has started (its first report), or
+            # startup_timeout_s after it registered if it never reports.
             lambda: [
-                (n.info, n.registered)
+                (n.info, n.started if n.started is not None else n.registered + config.startup_timeout_s, n.last_seen)
                 for n in self._nodes.values()
                 if n.machine.state is not NodeState.DEAD and not n.local
             ],

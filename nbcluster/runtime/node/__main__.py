@@ -20,6 +20,7 @@ from pathlib import Path
 
 from nbcluster.runtime import ids
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.node.gcs_link import Fenced
 from nbcluster.runtime.node.manager import NodeManager
 from nbcluster.runtime.node.options import NodeOptions
 from nbcluster.runtime.procutil import configure_logging, run_service, watch_lifeline
@@ -88,8 +89,13 @@ async def serve(opts: argparse.Namespace, token: str | None) -> None:
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)
                 return
-            starting.result()
-            await manager.serve_until_stopped()
+            try:
+                starting.result()
+            except Fenced as exc:  # declared dead while its registration went unanswered
+                logger.error("the GCS declared this node dead while it registered (%s): rejoining", exc)
+                manager.fenced = True
+            else:
+                await manager.serve_until_stopped()
         finally:
             logger.info("node manager %s stopping", options.node_id.hex())
             await manager.stop()

@@ -36,6 +36,9 @@ class ClusterView:
     _token: str
     _cluster: list[gcs_pb2.NodeInfo]
     _view_version: int
+    #: The view fetch under way (``_refresh_view``), and whether another is wanted.
+    _refreshing: "asyncio.Task | None" = None
+    _refresh_again = False
     _clients: dict[bytes, Any]
     _peers: dict[str, Any]
     _tasks: list[asyncio.Task]
@@ -45,12 +48,14 @@ class ClusterView:
     def _schedule(self) -> None:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
 
-    def _on_view(self, nodes: list[gcs_pb2.NodeInfo]) -> None:
-        """A fresh cluster view: tell local processes of nodes that are gone, and
-        look again at requests that may fit elsewhere now."""
+    def _on_view(self, nodes: list[gcs_pb2.NodeInfo], fresh: bool = True) -> None:
+        """A cluster view (``fresh``: the GCS's, not this node's edit of the last one):
+        tell local processes of nodes that are gone, and look again at requests that
+        may fit elsewhere now."""
         before = {n.node_id for n in self._cluster}
         self._cluster = nodes
-        self._view_version += 1
+        if fresh:
+            self._view_version += 1
         gone = before - {n.node_id for n in nodes} - {self.node_id}
         for node_id in gone:
             notice = core_worker_pb2.NodeDiedNotice(node_id=node_id, reason="the GCS declared it dead")
@@ -60,18 +65,35 @@ class ClusterView:
         if self.pool is not None:
             self._schedule()
 
+    def _on_node_death(self, event: gcs_pb2.Event) -> None:
+        """A node died (the GCS's event, ahead of the next heartbeat): it leaves the
+        view at once."""
+        if any(n.node_id == event.node_id for n in self._cluster):
+            self._on_view([n for n in self._cluster if n.node_id != event.node_id], fresh=False)
+
     def _refresh_view(self) -> None:
-        """Fetch the cluster view now (not waiting for the next heartbeat)."""
+        """Fetch the cluster view now (not waiting for the next heartbeat); while a
+        fetch is under way, one more follows it."""
+        if self._refreshing is not None:
+            self._refresh_again = True
+            return
 
         async def refresh() -> None:
             assert self._gcs is not None
             try:
-                reply = await self._gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
-            except (ConnectionLost, RemoteError, asyncio.TimeoutError):
-                return
-            self._on_view([n for n in reply.nodes if n.state == gcs_pb2.NODE_STATE_ALIVE])
+                while True:
+                    self._refresh_again = False
+                    try:
+                        reply = await self._gcs.call(methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest())
+                    except (ConnectionLost, RemoteError, asyncio.TimeoutError):
+                        return
+                    self._on_view([n for n in reply.nodes if n.state == gcs_pb2.NODE_STATE_ALIVE])
+                    if not self._refresh_again:
+                        return
+            finally:
+                self._refreshing = None
 
-        task = asyncio.get_running_loop().create_task(refresh())
+        task = self._refreshing = asyncio.get_running_loop().create_task(refresh())
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
 

@@ -207,7 +207,7 @@ class NodeManager(
             idle_timeout=self.config.idle_worker_timeout_s,
             start_timeout=self.config.worker_start_timeout_s,
             max_task_workers=max(4, math.ceil(opts.num_cpus * self.config.max_task_workers_per_cpu)),
-            on_dead=self._on_worker_dead,
+            on_dead=self._on_worker_dead, niceness=self.config.worker_niceness,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
         # Local clients connect once the node is in the cluster's node table.
@@ -218,7 +218,7 @@ class NodeManager(
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._report_loop()))
         self._tasks.append(loop.create_task(self._maintain_loop()))
-        self._tasks.append(loop.create_task(self._gcs.watch_membership(self._refresh_view)))
+        self._tasks.append(loop.create_task(self._gcs.watch_deaths(self._on_node_death)))
         self._start_memory_monitor()
         logger.info(
             "node=%s serving on %s %s resources=%s",

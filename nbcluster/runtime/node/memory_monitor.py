@@ -178,6 +178,8 @@ class MemoryMonitor:
         period = self._config.memory_monitor_refresh_ms / 1000
         while True:
             await asyncio.sleep(period)
+            if self._dying is None and not self._candidates():
+                continue  # nothing it could kill: no need to read (an idle node's most frequent work)
             try:
                 self.check(await asyncio.to_thread(read_usage, self._config.memory_monitor_cgroup_dir))
             except Exception:  # noqa: BLE001 - the monitor must outlive one bad reading

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nbcluster.runtime import ids
-from nbcluster.runtime.procutil import spawn_python
+from nbcluster.runtime.procutil import lower_priority, spawn_python
 from nbcluster.runtime.states import WORKER_TRANSITIONS, StateMachine, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,16 @@ logger = logging.getLogger(__name__)
 WORKER_MODULE = "nbcluster.runtime.core.worker_main"
 #: Worker processes starting at once, at most (each takes a core for a few hundred ms).
 MAX_STARTING = max(4, 2 * (os.cpu_count() or 1))
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds process ``pid`` (its main thread) has spent runnable but waiting for a
+    CPU (Linux's ``/proc/PID/schedstat``); 0 where that is not known."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class Worker:
@@ -90,6 +100,7 @@ class WorkerPool:
         start_timeout: float,
         on_dead: Callable[[Worker, str], None],
         max_task_workers: int = 1 << 30,
+        niceness: int = 0,
     ) -> None:
         self.base_size = base_size
         self._spawn_args = spawn_args
@@ -101,6 +112,8 @@ class WorkerPool:
         self._on_dead = on_dead
         #: The hard cap: task workers (not hosting actors) not blocked in ``get``.
         self.max_task_workers = max_task_workers
+        #: The nice value workers run at (config.worker_niceness).
+        self.niceness = niceness
         self.workers: dict[bytes, Worker] = {}
         self.startup_failures = 0
         self.last_failure_log = ""
@@ -118,6 +131,8 @@ class WorkerPool:
             env=self._env,
             credential=self._credential,
         )
+        if self.niceness:
+            lower_priority(proc.pid, self.niceness)
         worker = Worker(worker_id, proc)
         self.workers[worker_id] = worker
         logger.info("started worker=%s pid=%d", worker_id.hex()[:12], proc.pid)
@@ -220,7 +235,9 @@ class WorkerPool:
             if worker.state is WorkerState.STARTING:
                 if worker.proc.poll() is not None:
                     self.dead(worker, f"exited with code {worker.proc.returncode} while starting")
-                elif now - worker.started > self._start_timeout:
+                elif now - worker.started > self._start_timeout and (
+                    now - worker.started - runqueue_wait(worker.pid) > self._start_timeout
+                ):  # a worker waiting for a CPU (a low priority on a busy machine) is slow, not stuck
                     self.kill(worker, "did not connect in time")
         idle = sorted(self.idle(), key=lambda w: w.idle_since)
         retire = [w for w in idle[: max(0, len(idle) - self.base_size)] if now - w.idle_since > self._idle_timeout]

@@ -207,20 +207,30 @@ class UnregisterNodeRequest(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., reason: _Optional[str] = ..., node_secret: _Optional[bytes] = ...) -> None: ...
 
 class ReportNodeStateRequest(_message.Message):
-    __slots__ = ("node", "node_secret")
+    __slots__ = ("node", "node_secret", "view_epoch", "view_version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     NODE_SECRET_FIELD_NUMBER: _ClassVar[int]
+    VIEW_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VIEW_VERSION_FIELD_NUMBER: _ClassVar[int]
     node: NodeInfo
     node_secret: bytes
-    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., node_secret: _Optional[bytes] = ...) -> None: ...
+    view_epoch: int
+    view_version: int
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., node_secret: _Optional[bytes] = ..., view_epoch: _Optional[int] = ..., view_version: _Optional[int] = ...) -> None: ...
 
 class ReportNodeStateReply(_message.Message):
-    __slots__ = ("nodes", "launchable")
+    __slots__ = ("nodes", "launchable", "view_epoch", "view_version", "view_delta")
     NODES_FIELD_NUMBER: _ClassVar[int]
     LAUNCHABLE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VIEW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VIEW_DELTA_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     launchable: _containers.RepeatedCompositeFieldContainer[_common_pb2.ResourceSet]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., launchable: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ...) -> None: ...
+    view_epoch: int
+    view_version: int
+    view_delta: bool
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., launchable: _Optional[_Iterable[_Union[_common_pb2.ResourceSet, _Mapping]]] = ..., view_epoch: _Optional[int] = ..., view_version: _Optional[int] = ..., view_delta: _Optional[bool] = ...) -> None: ...
 
 class GetAllNodesRequest(_message.Message):
     __slots__ = ()

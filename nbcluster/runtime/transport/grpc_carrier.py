@@ -138,6 +138,11 @@ class _TokenInterceptor(grpc.aio.ServerInterceptor):
 def _unary(fn: Callable[..., Any], served: list[int], index: int, verifier: Verifier) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         served[index] += 1
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            # The caller gave up before this server got to the call (it was starved of
+            # CPU): work for a reply no one reads would only make it later for the next.
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before it was served")
         try:
             result = fn(request, CallContext(context, verifier))
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):

@@ -329,9 +329,10 @@ def test_a_restarted_head_adopts_its_pods_and_deletes_orphans(kube: Kube, tmp_pa
     kube.stop_head()
     creates = sum(1 for m, path in kube.store.requests if m == "POST" and path.endswith("/pods"))
     kube.start_head()
-    # The demand lived in the old head: ask again, or the adopted (idle) workers go after idle_timeout.
-    kube.python("import nbcluster, nbcluster.autoscaler; nbcluster.init(address='auto'); "
-                "nbcluster.autoscaler.request_resources(num_cpus=2)")
+    # request_resources lives in the head's store: the new head keeps room for it (the
+    # adopted workers stay, though idle past idle_timeout).
+    wait_for(lambda: any(m.startswith("Resources requested: ") and m != "Resources requested: none"
+                         for m in kube.events()), timeout=60, interval=0.5, message="the request restored")
     adopted = r"Found 2 nodes this cluster's provider runs: adopting 2, terminating 0"
     wait_for(lambda: any(re.fullmatch(adopted, m) for m in kube.events()), timeout=90, interval=0.5,
              message="the new head to adopt the two worker pods")

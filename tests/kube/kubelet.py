@@ -289,7 +289,14 @@ class Kubelet:
         environment's temp root (so ``nbcluster.init(address="auto")`` finds its node)."""
         with self._lock:
             run = self.running[name]
-            pid1 = psutil.Process(run.proc.pid).children()[0].pid
+        # The pod may be starting still: its ``unshare`` has not forked the container's
+        # pid 1 yet (a busy machine).
+        deadline = time.monotonic() + 30
+        while not (children := psutil.Process(run.proc.pid).children()):
+            if run.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pod {name} has no running container to exec in")
+            time.sleep(0.05)
+        pid1 = children[0].pid
         env = {**self.env, "NBCLUSTER_TEMP_DIR": str(run.dir / "tmp"), "NBCLUSTER_SHM_DIR": str(run.shm)}
         return ["nsenter", "--target", str(pid1), "--mount", "--net", "--pid", "--", *argv], env
 

@@ -9,6 +9,7 @@ has exited.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from nbcluster.runtime.autoscaler.reconcile import Autoscaler
 
 logger = logging.getLogger(__name__)
+
+#: Where ``request_resources``' last request is kept (the store's KV table, a system namespace).
+_REQUESTS_NS, _REQUESTS_KEY = "_nbcluster_autoscaler", b"resource_request"
 
 
 class GcsServer(NodeService, PlacementGroupService):
@@ -197,6 +201,9 @@ class GcsServer(NodeService, PlacementGroupService):
         for job in self.job_table.recover(self._store):
             self.actor_recovery.watch_driver(job)
         self.placement_groups.recover(self._store)
+        requested = self._store.kv_get(_REQUESTS_NS, _REQUESTS_KEY)
+        if requested and self.autoscaler is not None:
+            self.autoscaler.request_resources(json.loads(requested))
 
     # -- nodes --------------------------------------------------------------------
     def _launchable(self) -> list[common_pb2.ResourceSet]:
@@ -368,7 +375,10 @@ class GcsServer(NodeService, PlacementGroupService):
                 "this cluster has no autoscaler; start it with an autoscaling config "
                 "(nbcluster start --head --autoscaling-config FILE, or init(autoscaling_config=...))",
             )
-        self.autoscaler.request_resources([dict(b.amounts) for b in request.bundles])
+        bundles = [dict(b.amounts) for b in request.bundles]
+        self.autoscaler.request_resources(bundles)
+        if self._store is not None:  # a restarted head keeps room for it too (as Ray's GCS KV)
+            self._store.kv_put(_REQUESTS_NS, _REQUESTS_KEY, json.dumps(bundles).encode(), overwrite=True)
         return common_pb2.Empty()
 
     def SetWorkerBounds(

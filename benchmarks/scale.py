@@ -166,7 +166,7 @@ def case_nodes(n: int) -> dict:
     from nbcluster.cluster_utils import Cluster
     from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    health = {"health_check_initial_delay_s": 1.0, "health_check_period_s": 0.5,
+    health = {"health_check_initial_delay_s": 1.0, "worker_niceness": 15, "health_check_period_s": 0.5,
               "health_check_timeout_s": 0.5, "health_check_failure_threshold": 4}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": health})
     try:

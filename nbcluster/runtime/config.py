@@ -49,10 +49,12 @@ class RuntimeConfig:
     #: A worker that has not connected this long after its start is given up on (not
     #: counting, on Linux, time it spent waiting for a CPU).
     worker_start_timeout_s: float = 60.0
-    #: Workers run at this nice value (Ray's ``worker_niceness``), so that the GCS and
-    #: node managers get the CPU first while workers are busy or starting — hundreds
-    #: starting at once otherwise starve them past their timeouts. 0 leaves them as is.
-    worker_niceness: int = 15
+    #: Workers run at this nice value (Ray's ``worker_niceness``, 15 there), so that the
+    #: GCS and node managers get the CPU first while workers are busy or starting —
+    #: hundreds starting at once on few cores otherwise starve them past their timeouts
+    #: (``benchmarks/scale.py`` sets 15). 0, the default, leaves them as they are: on a
+    #: 2-core machine 15 cost CPU-bound tasks (W9) and 1 MB-argument tasks (W8) 15-20 %.
+    worker_niceness: int = 0
     #: Events the GCS keeps for watchers that resume.
     event_retention: int = 10000
     #: Seconds to wait for room in a full object store before ObjectStoreFullError.

@@ -285,7 +285,7 @@ def test_lowering_a_process_priority_reaches_its_autogroup() -> None:
 
 
 def test_workers_run_at_the_configured_niceness(start_cluster) -> None:
-    start_cluster(num_cpus=1)
+    start_cluster(num_cpus=1, _system_config={"worker_niceness": 15})
 
     @nbcluster.remote
     def niceness() -> int:

@@ -92,7 +92,7 @@ def test_fifty_node_managers_started_at_once_register_place_work_on_each_and_one
     # each other for a while, which registration and the health checks must ride out.
     # The head is also stopped for 12 s while they register (as long as 200 starving
     # it): no node manager may give up, and no node be declared dead for it.
-    health = {"health_check_initial_delay_s": 1.0, "health_check_period_s": 0.5,
+    health = {"health_check_initial_delay_s": 1.0, "worker_niceness": 15, "health_check_period_s": 0.5,
               "health_check_timeout_s": 0.5, "health_check_failure_threshold": 4}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": health})
     try:

@@ -354,6 +354,21 @@ class NodeManager(
         self._idle_since = None
         return True
 
+    def _awaits_view_of_target(self, pending: _LeaseRequest, others: list[gcs_pb2.NodeInfo]) -> bool:
+        """A soft node affinity to a node missing from the view (one that just joined,
+        which the view learns of at the next report): look again once before running it
+        elsewhere, as a hard affinity's refusal does."""
+        req = pending.request
+        if (req.strategy != nm_pb2.SCHEDULING_STRATEGY_NODE_AFFINITY or not req.affinity_soft
+                or req.affinity_node_id in (b"", self.node_id)
+                or any(n.node_id == req.affinity_node_id for n in others)):
+            return False
+        if pending.view_asked is None:
+            pending.view_asked = self._view_version
+            self._refresh_view()
+            return True
+        return self._view_version <= pending.view_asked
+
     def _release_held(self, held: rs.Fixed) -> None:
         rs.add(self.available, held)
         if self.pool is not None:
@@ -456,6 +471,8 @@ class NodeManager(
                 continue
             req = pending.request
             if self.refused_for_removed_group(pending):
+                continue
+            if self._awaits_view_of_target(pending, others):
                 continue
             if self.draining:
                 # Nothing new here: another node, or wait until this one is gone.

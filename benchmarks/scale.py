@@ -49,6 +49,7 @@ sys.path.insert(1, REPO_ROOT)
 os.environ["PYTHONPATH"] = REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
 
 import nbcluster  # noqa: E402
+from nbcluster.runtime.procutil import TEMPLATE_PROCESS_NAME, is_worker_process  # noqa: E402
 
 CASES = ["queued", "args", "get", "actors", "nodes"]
 ENVELOPE = {
@@ -131,23 +132,27 @@ def case_actors(n: int) -> dict:
     actors = [Cell.remote(i) for i in range(n)]
     assert nbcluster.get([a.value.remote() for a in actors]) == list(range(n))
     took = pc() - t
-    pss = []
+    pss, template_pss = [], 0
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "worker_main" in " ".join(proc.cmdline()):
+            if is_worker_process(proc):
                 pss.append(proc.memory_full_info().pss)
+            elif proc.name() == TEMPLATE_PROCESS_NAME:  # what the workers forked from it share
+                template_pss += proc.memory_full_info().pss
         except psutil.Error:
             pass
     del actors
+    per_actor = (sum(pss) + template_pss) / len(pss) if pss else None
     return {"n": n, "seconds": round(took, 2), "worker_processes": len(pss),
-            "pss_mib_per_actor": round(statistics.median(pss) / 2**20, 1) if pss else None}
+            "pss_mib_per_actor": round(per_actor / 2**20, 1) if per_actor else None,
+            "pss_mib_per_actor_median": round(statistics.median(pss) / 2**20, 1) if pss else None}
 
 
 def quiet_workers(timeout: float = 600.0) -> None:
     """Until this process's workers (at their low priority) take under 5 % of a core."""
     def cpu(proc: psutil.Process) -> float:
         try:
-            return proc.cpu_percent(None) if "worker_main" in " ".join(proc.cmdline()) else 0.0
+            return proc.cpu_percent(None) if is_worker_process(proc) else 0.0
         except psutil.Error:
             return 0.0
 

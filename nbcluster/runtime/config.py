@@ -8,12 +8,23 @@ set one value each (``NBCLUSTER_DRAIN_TIMEOUT_S``), then keyword overrides.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from nbcluster.runtime import envvars
+
+
+@functools.cache
+def _pidfds_work() -> bool:
+    """Whether this system has pidfds (what forked workers are signalled through)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,11 @@ class RuntimeConfig:
     #: (``benchmarks/scale.py`` sets 15). 0, the default, leaves them as they are: on a
     #: 2-core machine 15 cost CPU-bound tasks (W9) and 1 MB-argument tasks (W8) 15-20 %.
     worker_niceness: int = 0
+    #: How a node starts its workers: "fork" them from a *worker template*, a process
+    #: that has imported what a worker runs (a worker starts in milliseconds and shares
+    #: the template's memory; Linux 5.3 or later, the default there), or "spawn" a fresh
+    #: interpreter for each (a few hundred milliseconds and ~20 MiB more each).
+    worker_start_method: str = "fork" if _pidfds_work() else "spawn"
     #: Events the GCS keeps for watchers that resume.
     event_retention: int = 10000
     #: Seconds to wait for room in a full object store before ObjectStoreFullError.
@@ -109,6 +125,15 @@ class RuntimeConfig:
     #: ``terminationGracePeriodSeconds``, 30 s by default). 0: stop at once.
     #: ``NBCLUSTER_DRAIN_TIMEOUT_S`` sets it too.
     drain_timeout_s: float = 25.0
+
+    def __post_init__(self) -> None:
+        if self.worker_start_method not in ("fork", "spawn"):
+            raise ValueError(f'worker_start_method must be "fork" or "spawn", got {self.worker_start_method!r}')
+        if self.worker_start_method == "fork" and not _pidfds_work():
+            raise ValueError(
+                'worker_start_method="fork" needs pidfds (Linux 5.3 or later, allowed by any seccomp '
+                'profile); use "spawn" on this system'
+            )
 
     def to_env(self) -> str:
         """This config as the value of ``NBCLUSTER_CONFIG`` for a child process."""

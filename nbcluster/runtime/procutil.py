@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -25,6 +25,10 @@ from nbcluster.runtime import credentials
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+#: What a worker process is called (``ps``, ``psutil.Process.name()``), however started.
+WORKER_PROCESS_NAME = "nbc-worker"
+#: What a node's worker template (``core/worker_template.py``) is called.
+TEMPLATE_PROCESS_NAME = "nbc-template"
 
 
 def spawn_python(
@@ -85,6 +89,24 @@ def spawn(
     finally:
         if pipe is not None:
             os.close(pipe)
+
+
+def is_worker_process(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is a worker (spawned, or forked from a worker template)."""
+    try:
+        return proc.name() == WORKER_PROCESS_NAME
+    except psutil.Error:
+        return False
+
+
+def set_process_name(name: str) -> None:
+    """Name this process as ``ps``, ``top`` and ``psutil.Process.name()`` show it
+    (Linux: its ``comm``, at most 15 bytes); best effort."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:  # not Linux
+        pass
 
 
 def lower_priority(pid: int, niceness: int) -> None:
@@ -172,8 +194,21 @@ def run_service(main: Coroutine[Any, Any, None], role: str) -> None:
         sys.exit(1)
 
 
-def _running(proc: subprocess.Popen | psutil.Process) -> bool:
-    if isinstance(proc, subprocess.Popen):
+class Child(Protocol):
+    """A process started by the runtime, as ``subprocess.Popen`` shows it (a worker
+    forked from a template shows the same, ``node/worker_template.py``)."""
+
+    returncode: int | None
+
+    def poll(self) -> int | None:
+        """Its exit code once it has exited, else None."""
+
+    def kill(self) -> None:
+        """SIGKILL it."""
+
+
+def _running(proc: Child | psutil.Process) -> bool:
+    if not isinstance(proc, psutil.Process):
         return proc.poll() is None
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -181,7 +216,7 @@ def _running(proc: subprocess.Popen | psutil.Process) -> bool:
         return False
 
 
-def wait_exit(procs: Sequence[subprocess.Popen | psutil.Process], timeout: float) -> bool:
+def wait_exit(procs: Sequence[Child | psutil.Process], timeout: float) -> bool:
     """Wait until every process has exited (reaping children); True if all did."""
     deadline = time.monotonic() + timeout
     pending = list(procs)

@@ -14,6 +14,7 @@ import time
 import psutil
 
 import nbcluster
+from nbcluster.runtime.procutil import is_worker_process
 from nbcluster.cluster_utils import Cluster
 from nbcluster.runtime.core import worker_state
 from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -80,8 +81,7 @@ def test_forty_actors_created_and_called_each_a_light_process(start_cluster) -> 
 
     actors = [Cell.remote(i) for i in range(40)]
     assert nbcluster.get([a.value.remote() for a in actors], timeout=180) == list(range(40))
-    pss = [p.memory_full_info().pss for p in psutil.Process().children(recursive=True)
-           if "worker_main" in " ".join(p.cmdline())]
+    pss = [p.memory_full_info().pss for p in psutil.Process().children(recursive=True) if is_worker_process(p)]
     assert len(pss) >= 40
     median = sorted(pss)[len(pss) // 2]
     assert median < 60 * 2**20, f"an actor's process takes {median / 2**20:.0f} MiB PSS"

@@ -58,7 +58,7 @@ def test_env_vars_per_task_merge_over_the_jobs_and_never_share_a_worker(cluster)
     assert (a, b, c) == ("job", "task", "c") and pid != plain_pid
     assert nbcluster.get(decorated.remote()) == "decorated"
     # The job's tasks still run in workers without the task's variables.
-    for a, b, pid in nbcluster.get([env_of.remote("NBC_A", "NBC_B") for _ in range(6)]):
+    for a, b, _pid in nbcluster.get([env_of.remote("NBC_A", "NBC_B") for _ in range(6)]):
         assert (a, b) == ("job", "job")
     # A child inherits its parent's environment.
     inherited = parent_of_child.options(runtime_env={"env_vars": {"NBC_C": "parent"}}).remote()

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 import nbcluster
+from nbcluster.runtime.procutil import is_worker_process
 
 from ..conftest import FAST_CONFIG
 
@@ -34,14 +35,7 @@ class PeakWorkers:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _count(self) -> int:
-        count = 0
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                if "nbcluster.runtime.core.worker_main" in " ".join(proc.cmdline()):
-                    count += 1
-            except psutil.Error:
-                pass
-        return count
+        return sum(1 for proc in psutil.Process().children(recursive=True) if is_worker_process(proc))
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):

@@ -16,7 +16,7 @@ from nbcluster.runtime.config import RuntimeConfig
 from nbcluster.runtime.core import worker_state
 from nbcluster.runtime.core.core_worker import WORKER, CoreWorker
 from nbcluster.runtime.core.executor import Executor
-from nbcluster.runtime.procutil import LOG_FORMAT
+from nbcluster.runtime.procutil import LOG_FORMAT, WORKER_PROCESS_NAME, set_process_name
 from nbcluster.runtime.protocol import node_manager_pb2 as nm_pb2
 from nbcluster.runtime.credentials import from_parent
 
@@ -39,24 +39,40 @@ def _credential() -> str:
     return token
 
 
-def main() -> None:
-    """A worker process: connect to its node manager, then run the tasks pushed to it."""
-    parser = argparse.ArgumentParser(prog="nbcluster-worker")
+def parser(template: bool = False) -> argparse.ArgumentParser:
+    """The command line of a worker (``template``: of the worker template, which has
+    every argument but ``--worker-id``; it adds that per worker it forks)."""
+    parser = argparse.ArgumentParser(prog="nbcluster-worker-template" if template else "nbcluster-worker")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--node-endpoint", required=True)
     parser.add_argument("--node-ip", default="127.0.0.1")
-    parser.add_argument("--worker-id", required=True)
     parser.add_argument("--gcs-address", default="")
     parser.add_argument("--relay-endpoint", default="")
-    opts = parser.parse_args()
+    if template:
+        parser.add_argument("--control-fd", type=int, required=True)
+        parser.add_argument("--niceness", type=int, default=0)
+    else:
+        parser.add_argument("--worker-id", required=True)
+    return parser
+
+
+def main() -> None:
+    """A worker process: connect to its node manager, then run the tasks pushed to it."""
+    run(parser().parse_args(), _credential())
+
+
+def run(opts: argparse.Namespace, token: str) -> None:
+    """Be the worker ``opts`` describe (a fresh process, or one forked from the worker
+    template, ``worker_template.py``); returns only when the worker is done."""
+    set_process_name(WORKER_PROCESS_NAME)
     session_dir = Path(opts.session_dir)
     _configure_logging(session_dir / "logs" / f"worker-{opts.worker_id[:12]}.log")
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     core = CoreWorker(
         mode=WORKER,
         session_dir=session_dir,
-        token=_credential(),
+        token=token,
         node_id=bytes.fromhex(opts.node_id),
         node_endpoint=opts.node_endpoint,
         node_ip=opts.node_ip,

@@ -182,6 +182,7 @@ class NodeManager(
             start_timeout=self.config.worker_start_timeout_s,
             max_task_workers=max(4, math.ceil(opts.num_cpus * self.config.max_task_workers_per_cpu)),
             on_dead=self._on_worker_dead, niceness=self.config.worker_niceness,
+            start_method=self.config.worker_start_method,
         )
         self.pool.ensure(0)  # prestart while the rest comes up
         # Local clients connect once the node is in the cluster's node table.

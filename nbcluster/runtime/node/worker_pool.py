@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nbcluster.runtime import ids
+from nbcluster.runtime.node.worker_template import ForkedProcess, WorkerTemplate
 from nbcluster.runtime.procutil import lower_priority, spawn_python
 from nbcluster.runtime.states import WORKER_TRANSITIONS, StateMachine, WorkerState
 
@@ -26,9 +27,11 @@ WORKER_MODULE = "nbcluster.runtime.core.worker_main"
 MAX_STARTING = max(4, 2 * (os.cpu_count() or 1))
 
 
-def runqueue_wait(pid: int) -> float:
+def runqueue_wait(pid: int | None) -> float:
     """Seconds process ``pid`` (its main thread) has spent runnable but waiting for a
     CPU (Linux's ``/proc/PID/schedstat``); 0 where that is not known."""
+    if pid is None:
+        return 0.0
     try:
         with open(f"/proc/{pid}/schedstat") as f:
             return int(f.read().split()[1]) / 1e9
@@ -55,7 +58,7 @@ class Worker:
         "hosts_actor",
     )
 
-    def __init__(self, worker_id: bytes, proc: subprocess.Popen) -> None:
+    def __init__(self, worker_id: bytes, proc: subprocess.Popen | ForkedProcess) -> None:
         self.worker_id = worker_id
         self.proc = proc
         self.machine = StateMachine(WORKER_TRANSITIONS, WorkerState.STARTING)
@@ -77,8 +80,8 @@ class Worker:
         return self.machine.state
 
     @property
-    def pid(self) -> int:
-        """The worker's process id."""
+    def pid(self) -> int | None:
+        """The worker's process id (None while a template forks it)."""
         return self.proc.pid
 
     def __repr__(self) -> str:
@@ -101,6 +104,7 @@ class WorkerPool:
         on_dead: Callable[[Worker, str], None],
         max_task_workers: int = 1 << 30,
         niceness: int = 0,
+        start_method: str = "spawn",
     ) -> None:
         self.base_size = base_size
         self._spawn_args = spawn_args
@@ -114,6 +118,12 @@ class WorkerPool:
         self.max_task_workers = max_task_workers
         #: The nice value workers run at (config.worker_niceness).
         self.niceness = niceness
+        #: start_method "fork": workers are forked from this (worker_template.py).
+        self.template = (
+            WorkerTemplate(spawn_args, log_dir=log_dir, env=env, credential=credential, niceness=niceness)
+            if start_method == "fork"
+            else None
+        )
         self.workers: dict[bytes, Worker] = {}
         self.startup_failures = 0
         self.last_failure_log = ""
@@ -122,20 +132,23 @@ class WorkerPool:
     def start_worker(self) -> Worker:
         """Spawn a worker process (STARTING until it registers)."""
         worker_id = ids.random_id()
-        name = f"worker-{worker_id.hex()[:12]}"
-        proc = spawn_python(
-            WORKER_MODULE,
-            [*self._spawn_args, "--worker-id", worker_id.hex()],
-            log_dir=self._log_dir,
-            log_name=name,
-            env=self._env,
-            credential=self._credential,
-        )
-        if self.niceness:
-            lower_priority(proc.pid, self.niceness)
+        proc: subprocess.Popen | ForkedProcess
+        if self.template is not None:
+            proc = self.template.fork(worker_id)  # its niceness is set as it is forked
+        else:
+            proc = spawn_python(
+                WORKER_MODULE,
+                [*self._spawn_args, "--worker-id", worker_id.hex()],
+                log_dir=self._log_dir,
+                log_name=f"worker-{worker_id.hex()[:12]}",
+                env=self._env,
+                credential=self._credential,
+            )
+            if self.niceness:
+                lower_priority(proc.pid, self.niceness)
         worker = Worker(worker_id, proc)
         self.workers[worker_id] = worker
-        logger.info("started worker=%s pid=%d", worker_id.hex()[:12], proc.pid)
+        logger.info("started worker=%s%s", worker_id.hex()[:12], f" pid={proc.pid}" if proc.pid else " (forking)")
         return worker
 
     def registered(self, worker_id: bytes, conn: object, endpoint: str) -> Worker | None:
@@ -213,7 +226,8 @@ class WorkerPool:
         self.workers.pop(worker.worker_id, None)
         if was_starting:
             self.startup_failures += 1
-            self.last_failure_log = str(self._log_dir / f"worker-{worker.worker_id.hex()[:12]}.err")
+            failure_log = worker.proc.failure_log if isinstance(worker.proc, ForkedProcess) else None
+            self.last_failure_log = failure_log or str(self._log_dir / f"worker-{worker.worker_id.hex()[:12]}.err")
         asyncio.get_running_loop().create_task(self._reap(worker))
         self._on_dead(worker, reason)
 
@@ -251,9 +265,10 @@ class WorkerPool:
             if worker.job_id == job_id and worker.state is WorkerState.IDLE:
                 self.kill(worker, reason)
 
-    def shutdown(self) -> list[subprocess.Popen]:
-        """SIGTERM every worker and forget them; their processes, to wait for."""
-        procs = []
+    def shutdown(self) -> list[subprocess.Popen | ForkedProcess]:
+        """SIGTERM every worker (and the worker template) and forget them; their
+        processes, to wait for."""
+        procs: list[subprocess.Popen | ForkedProcess] = []
         for worker in list(self.workers.values()):
             procs.append(worker.proc)
             if worker.proc.poll() is None:
@@ -262,4 +277,5 @@ class WorkerPool:
                 except ProcessLookupError:
                     pass
         self.workers.clear()
-        return procs
+        template = self.template.stop() if self.template is not None else None
+        return procs + ([template] if template is not None else [])

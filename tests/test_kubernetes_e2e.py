@@ -215,8 +215,8 @@ def test_tasks_scale_up_three_worker_pods_then_back_to_zero(kube: Kube, tmp_path
     print(f"scale-down: no worker pod {time.time() - done:.1f} s after the last task ended "
           f"(idle_timeout {IDLE_S:g} s)")
     msgs = kube.events()
-    assert sum(int(m.split()[1]) for m in msgs if re.match(r"Adding \d+ nodes? of type worker", m)) == 3, msgs
-    assert sum(m.startswith("Removing node") for m in msgs) == 3, msgs
+    assert sum(int(m.split()[1]) for m in msgs if re.match(r"Adding \d+ nodes? of type worker", m)) == 3, "\n".join(msgs)
+    assert sum(m.startswith("Removing node") for m in msgs) == 3, "\n".join(msgs)
 
 
 def test_an_unschedulable_pod_shows_the_schedulers_message(kube: Kube, tmp_path: Path) -> None:

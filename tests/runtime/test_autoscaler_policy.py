@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from nbcluster.runtime.autoscaler.config import load_config
+from nbcluster.runtime.autoscaler.instances import Instance, InstanceState
+from nbcluster.runtime.autoscaler.reconcile import on_its_way
 from nbcluster.runtime.autoscaler.policy import (
     Demand,
     InstanceView,
@@ -245,3 +247,28 @@ def test_a_bad_node_config_is_a_launch_error_and_leaks_nothing(tmp_path):
     assert "bogus" in errors[1].message
     assert provider.poll_errors() == [] and provider.non_terminated() == []
     assert psutil.Process().num_fds() == fds
+
+
+def test_a_node_that_just_joined_counts_as_on_its_way_so_a_request_reported_twice_launches_nothing():
+    # Three tasks, three nodes launched; the first has joined and runs one. A request
+    # spilled to it is queued there and still in the head's older report: three demands
+    # reported for the two tasks left. Counted as on its way a while longer, the node that
+    # joined holds the double-counted one; counted only by its free resources, a fourth
+    # node would be launched for nothing.
+    joined = Instance("cpu_worker")
+    joined.to(InstanceState.LAUNCHING)
+    joined.to(InstanceState.RUNNING)
+    cfg = config(max_workers=4, available_node_types={
+        "head": {"resources": {"CPU": 0}},
+        "cpu_worker": {"resources": {"CPU": 1}, "min_workers": 0, "max_workers": 4}})
+    nodes = [HEAD, worker(b"a", None, instance=joined.instance_id, free=0)]
+    on_the_way = [InstanceView("i2", "cpu_worker", pending=True), InstanceView("i3", "cpu_worker", pending=True)]
+    now = joined.since()
+
+    def launched(settle_s: float) -> int:
+        view = InstanceView(joined.instance_id, "cpu_worker", pending=on_its_way(joined, now + 1.0, settle_s))
+        result = plan(PolicyInput(cfg, nodes, [view, *on_the_way], tasks(3)))
+        return sum(x.count for x in result.launches)
+
+    assert launched(settle_s=2.5) == 0
+    assert launched(settle_s=0.5) == 1  # settled: only its free resources count

@@ -71,6 +71,16 @@ class _Backoff:
         }
 
 
+def on_its_way(inst: Instance, now: float, settle_s: float) -> bool:
+    """Whether ``inst`` counts as a node on its way (a bin at its full size for queued
+    demand): launching, or joined less than ``settle_s`` ago (wall clock ``now``). What
+    a node just took on (a request spilled to it) may still be in another node's older
+    report too; counted twice, it would launch a node for nothing."""
+    if inst.state in PENDING:
+        return True
+    return inst.state is S.RUNNING and now - inst.since() < settle_s
+
+
 class AutoscalerHost(Protocol):
     """What the autoscaler uses of the GCS that hosts it (``gcs/server.py``)."""
 
@@ -108,6 +118,8 @@ class Autoscaler:
         runtime = gcs.config
         self._interval = runtime.autoscaler_interval_s
         self._start_timeout = runtime.autoscaler_node_start_timeout_s
+        #: How long a node that joined still counts as on its way (two reports).
+        self._settle_s = 2 * runtime.heartbeat_interval_s + 0.5
         self.provider: NodeProvider | None = None
         self.instances: dict[str, Instance] = {}
         self._requested: list[policy.Shape] = []
@@ -396,8 +408,9 @@ class Autoscaler:
             spread = group_id.hex() if strategy == "STRICT_SPREAD" else ""
             demand += [policy.Demand(policy.shape_of(s), "placement group bundle", spread) for s in shapes]
         alive_ids = {n.node_id for n in nodes}
+        now = time.time()
         instances = [
-            policy.InstanceView(i.instance_id, i.node_type, pending=i.state in PENDING)
+            policy.InstanceView(i.instance_id, i.node_type, pending=on_its_way(i, now, self._settle_s))
             for i in self.instances.values()
             # A terminating node stops counting once it has left the cluster (one that
             # never joined counts until its provider says it is gone).

@@ -150,6 +150,7 @@ class LeaseHandlers:
     def _schedule(self) -> None:
         assert self.pool is not None
         waiting = [0, 0]  # requests that fit but wait for a worker: [tasks', actors']
+        none_idle: set[tuple[bytes, str, bool]] = set()
         others = self._others()
         # What is free once the requests waiting for a starting worker have theirs: a
         # worker is started per request that fits, not per request queued.
@@ -165,18 +166,7 @@ class LeaseHandlers:
             if self._awaits_view_of_target(pending, others):
                 continue
             if self.draining:
-                # Nothing new here: another node, or wait until this one is gone.
-                if req.no_spill:
-                    req = nm_pb2.LeaseRequest()
-                    req.CopyFrom(pending.request)
-                    req.no_spill = False
-                decision = decide(req, pending.placement, self.node_id, {}, {}, others, pending.spread_turn)
-                if decision.verdict is Verdict.GRANT:  # it needs no resources: any other node
-                    decision = Decision(Verdict.SPILL, others[0]) if others else Decision(Verdict.WAIT)
-                elif decision.verdict is Verdict.INFEASIBLE:
-                    # No other node can take it: wait here (no warning); when this node
-                    # goes, the submitter asks again.
-                    decision = Decision(Verdict.WAIT)
+                decision = self._decide_draining(pending, others)
             else:
                 decision = decide(req, pending.placement, self.node_id, free, self.total, others, pending.spread_turn)
             if decision.verdict is Verdict.SPILL:
@@ -206,26 +196,53 @@ class LeaseHandlers:
                 continue
             if not self.gpus.fits(pending.shape.get("GPU", 0)):
                 continue  # GPUs enough in all, but not whole ones: wait for some to come back
-            worker = self.pool.pop_idle(req.job_id, req.runtime_env_hash, fresh=req.for_actor)
+            # One pass finds no idle worker for a kind it found none for before: 1,000
+            # actors waiting must not scan the pool 1,000 times each time one registers.
+            # (An actor takes only an unbound worker, whatever its job.)
+            kind = (b"", "", True) if req.for_actor else (req.job_id, req.runtime_env_hash, False)
+            worker = None if kind in none_idle else self.pool.pop_idle(
+                req.job_id, req.runtime_env_hash, fresh=req.for_actor
+            )
             rs.subtract(free, pending.shape)
             if worker is None:
+                none_idle.add(kind)
                 waiting[req.for_actor] += 1
                 continue
-            self._next_lease += 1
-            lease = Lease(self._next_lease, worker, pending.shape, pending.client, req)
-            lease.gpu_ids = self.gpus.assign(pending.shape.get("GPU", 0)) or []
-            rs.subtract(self.available, pending.shape)
-            self._idle_since = None
-            self._leases[lease.lease_id] = lease
-            pending.client.leases.add(lease.lease_id)
-            worker.lease, worker.hosts_actor = lease, req.for_actor
-            worker.machine.transition(WorkerState.LEASED)
-            self._queue.remove(pending)
-            address = common_pb2.Address(node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint)
-            pending.future.set_result(nm_pb2.LeaseReply(lease_id=lease.lease_id, worker=address, gpu_ids=lease.gpu_ids))
+            self._grant(pending, worker)
         if any(waiting):  # task workers only up to the cap (those blocked in get not counted)
             self.pool.ensure(waiting[1] + min(waiting[0], self.pool.task_room()))
         self._changed()
+
+    def _decide_draining(self, pending: PendingLease, others: list[gcs_pb2.NodeInfo]) -> Decision:
+        """Nothing new on a draining node: another node, or wait until this one is gone."""
+        req = pending.request
+        if req.no_spill:
+            req = nm_pb2.LeaseRequest()
+            req.CopyFrom(pending.request)
+            req.no_spill = False
+        decision = decide(req, pending.placement, self.node_id, {}, {}, others, pending.spread_turn)
+        if decision.verdict is Verdict.GRANT:  # it needs no resources: any other node
+            return Decision(Verdict.SPILL, others[0]) if others else Decision(Verdict.WAIT)
+        if decision.verdict is Verdict.INFEASIBLE:
+            # No other node can take it: wait here (no warning); when this node goes,
+            # the submitter asks again.
+            return Decision(Verdict.WAIT)
+        return decision
+
+    def _grant(self, pending: PendingLease, worker: Worker) -> None:
+        req = pending.request
+        self._next_lease += 1
+        lease = Lease(self._next_lease, worker, pending.shape, pending.client, req)
+        lease.gpu_ids = self.gpus.assign(pending.shape.get("GPU", 0)) or []
+        rs.subtract(self.available, pending.shape)
+        self._idle_since = None
+        self._leases[lease.lease_id] = lease
+        pending.client.leases.add(lease.lease_id)
+        worker.lease, worker.hosts_actor = lease, req.for_actor
+        worker.machine.transition(WorkerState.LEASED)
+        self._queue.remove(pending)
+        address = common_pb2.Address(node_id=self.node_id, worker_id=worker.worker_id, endpoint=worker.endpoint)
+        pending.future.set_result(nm_pb2.LeaseReply(lease_id=lease.lease_id, worker=address, gpu_ids=lease.gpu_ids))
 
     def _fail_queue(self, reason: str) -> None:
         assert self.pool is not None

@@ -197,3 +197,4 @@ def test_object_port_refuses_bad_requests_and_keeps_serving(three_nodes):
         return np.arange(3_000_000)
 
     assert int(nbcluster.get(make.remote(), timeout=60).sum()) == 3_000_000 * 2_999_999 // 2
+

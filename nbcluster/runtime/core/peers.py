@@ -109,7 +109,11 @@ class PeerConnections:
             return None
         node = self._nodes.get(node_id)
         if node is None and self.nm is not None and not self.nm.closed:
-            reply = await self.nm.call(methods.NodeManager.GetClusterView, nm_pb2.GetClusterViewRequest())
+            # One this process has not heard of may have just joined: the node manager
+            # asks the GCS when its own view lacks it too.
+            reply = await self.nm.call(
+                methods.NodeManager.GetClusterView, nm_pb2.GetClusterViewRequest(node_id=node_id)
+            )
             self._nodes = {n.node_id: n for n in reply.nodes}
             node = self._nodes.get(node_id)
         return node

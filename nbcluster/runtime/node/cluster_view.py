@@ -144,9 +144,20 @@ class ClusterView:
             channel = self._peers[address] = GrpcChannel(address, self._token)
         return channel
 
-    def GetClusterView(self, request: nm_pb2.GetClusterViewRequest, conn: Any) -> nm_pb2.GetClusterViewReply:
-        """The alive nodes as this node last heard from the GCS."""
+    async def GetClusterView(self, request: nm_pb2.GetClusterViewRequest, conn: Any) -> nm_pb2.GetClusterViewReply:
+        """The alive nodes as this node last heard from the GCS; fetched from the GCS
+        first when asked about a node the view lacks (one that just joined)."""
+        if request.node_id:
+            await self.know_of(request.node_id)
         return nm_pb2.GetClusterViewReply(nodes=self._cluster)
+
+    async def know_of(self, node_id: bytes) -> None:
+        """Make sure the view has ``node_id`` if it is alive: fetched from the GCS when
+        it is missing (a node that joined since the last report)."""
+        if not any(n.node_id == node_id for n in self._cluster):
+            self._refresh_view()
+            if self._refreshing is not None:
+                await asyncio.shield(self._refreshing)
 
     async def Relay(self, requests: Any, ctx: Any) -> Any:
         """Carry a framed connection from another machine to a process here."""

@@ -50,6 +50,10 @@ class ObjectHandlers:
         """A node's object port (``cluster_view.py``)."""
         raise NotImplementedError
 
+    async def know_of(self, node_id: bytes) -> None:  # pragma: no cover - provided by NodeManager
+        """The view fetched again if it lacks ``node_id`` (``cluster_view.py``)."""
+        raise NotImplementedError
+
     def _changed(self) -> None:  # pragma: no cover - provided by NodeManager
         raise NotImplementedError
 
@@ -116,6 +120,7 @@ class ObjectHandlers:
     async def _copy_from(self, oid: bytes, node_id: bytes) -> None:
         assert self.store is not None
         store = self.store
+        await self.know_of(node_id)
         address = self.node_object_address(node_id)
         if address is None:
             raise LookupError(f"node {ids.short(node_id)} is not alive")

@@ -355,8 +355,10 @@ class ObjectsMovedReply(_message.Message):
     def __init__(self, unknown: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetClusterViewRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: bytes
+    def __init__(self, node_id: _Optional[bytes] = ...) -> None: ...
 
 class GetClusterViewReply(_message.Message):
     __slots__ = ("nodes",)

@@ -34,6 +34,7 @@ DEFAULT_RAY_PYTHON = "/opt/rayvenv/bin/python"
 
 # (result key, group, label, target kind, target value, target text)
 # kinds: ratio_ge / ratio_le -> nbcluster/ray; abs_ge / abs_le / abs_lt -> nbcluster alone;
+#        plus_le -> nbcluster <= ray + value;
 #        w6a -> abs_lt on get ms plus no extra resident copy; None -> no target.
 ROWS = [
     ("W1", "W1", "W1 tasks_sync", "ratio_ge", 1.0, ">=1.0x Ray"),
@@ -51,6 +52,7 @@ ROWS = [
     ("W9eff", "W9", "W9 efficiency", "abs_ge", 0.95, ">=0.95"),
     ("W10", "W10", "W10 many_waits", "ratio_le", 1.0, "<=1.0x Ray"),
     ("W11", "W11", "W11 nested", "ratio_ge", 1.0, ">=1.0x Ray"),
+    ("W11peak", "W11", "W11 peak processes", "plus_le", 4, "<=Ray+4"),
     ("W12", "W12", "W12 cross_node", "abs_ge", 1.0, ">=1 GB/s"),
     ("W13", "W13", "W13 scale_up", None, None, "<=2 s + node start"),
     ("T12", "T", "T cross_node 100MiB", None, None, "(TLS cost)"),
@@ -60,7 +62,7 @@ ROWS = [
     ("F_processes", "F", "F idle processes", None, None, "(info)"),
     ("F_threads", "F", "F idle threads", "ratio_le", 0.3, "<=0.3x Ray"),
     ("F_rss", "F", "F idle RSS sum", "ratio_le", 0.3, "<=0.3x Ray"),
-    ("F_pss", "F", "F idle PSS sum", None, None, "(info)"),
+    ("F_pss", "F", "F idle PSS sum", "ratio_le", 0.35, "<=0.35x Ray"),
 ]
 W6A_MAX_COPY_MIB = 50.0  # a real copy of the 100 MiB array shows ~100 MiB
 
@@ -118,6 +120,8 @@ def check(kind, value, nb, ray):
         return "PASS" if m <= value else "FAIL"
     if ray is None or "median" not in ray or not ray["median"]:
         return "n/a"
+    if kind == "plus_le":
+        return "PASS" if m <= ray["median"] + value else "FAIL"
     r = m / ray["median"]
     if kind == "ratio_ge":
         return "PASS" if r >= value else "FAIL"

@@ -51,6 +51,8 @@ W10 many_waits         1000 tasks sleeping ``random.Random(12345).uniform(0, 0.0
                        num_returns=1)`` until none is pending.  s (submit -> all done)
 W11 nested             100 parent tasks, each submits 10 children and ``get``s them.
                        tasks/s counts all 1100 tasks (parents + children).
+                       W11peak: the most processes under the driver at once during one
+                       more such batch (sampled every 5 ms).
 W12 cross_node         ``<backend>.cluster_utils.Cluster``, two node managers on this
                        machine: a task on node A makes a 100 MiB array, a task on node
                        B returns its ``.sum()``; GB/s of the pull and the sum.
@@ -174,6 +176,31 @@ def descendants():
         except psutil.Error:
             pass
     return out
+
+
+class PeakProcesses:
+    """The most descendant processes of the driver (the runtime's) seen at once while
+    the block runs, sampled every 5 ms on a thread (W11)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, len(descendants()))
+
+    def __enter__(self) -> "PeakProcesses":
+        self.peak = len(descendants())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def reap(snapshot, grace: float = 10.0) -> int:
@@ -560,10 +587,13 @@ class Bench:
                 raise AssertionError("bad nested result")
 
         parent_rate = self.rate("nested", "tasks/s", 100, go, 10)
+        with PeakProcesses() as peak:  # a run of its own: sampling costs the driver CPU
+            go(100)
         vals = [v * 11 for v in parent_rate["values"]]  # 1 parent + 10 children each
         return {"W11": row("nested", "tasks/s", "higher", vals,
                            {"parents": 100, "children_each": 10, "counted_tasks": 1100,
-                            "parents_per_s_median": parent_rate["median"]})}
+                            "parents_per_s_median": parent_rate["median"]}),
+                "W11peak": row("nested peak processes", "count", "lower", [peak.peak])}
 
 
 def calibrate_spin(target: float = 1.0):

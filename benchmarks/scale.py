@@ -17,8 +17,9 @@ queued   N no-op tasks submitted from one driver before any is waited for (defau
 args     one task given 10,000 ObjectRef arguments (each a put value): seconds from
          submit to its result.
 get      one ``get`` of 10,000 objects stored in shared memory (128 KiB each): seconds.
-actors   N actors (``num_cpus=0``, default 200 — a process each; 1,000 needs ~25 GiB)
-         created and each called once: seconds, and the PSS per actor process.
+actors   N actors (``num_cpus=0``, default 1,000 — a process each, forked from the node's
+         worker template: 1,000 take ~6.5 GiB) created and each called once: seconds, and
+         the PSS per actor (the workers' PSS plus the template's, over N).
 nodes    N node managers (``num_cpus=1`` each, default 200, started at once) registered
          with one head on loopback: seconds to register; seconds until a task placed on
          each node in turn (node affinity) has run everywhere (``settled_s``: every node's
@@ -227,7 +228,7 @@ def main() -> int:
     ap.add_argument("--queued", type=int, default=1_000_000)
     ap.add_argument("--args", type=int, default=10_000)
     ap.add_argument("--get", type=int, default=10_000)
-    ap.add_argument("--actors", type=int, default=200)
+    ap.add_argument("--actors", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=200)
     ap.add_argument("--json", dest="json_out")
     opts = ap.parse_args()

@@ -14,7 +14,7 @@ import time
 import psutil
 
 import nbcluster
-from nbcluster.runtime.procutil import is_worker_process
+from nbcluster.runtime.procutil import TEMPLATE_PROCESS_NAME, is_worker_process
 from nbcluster.cluster_utils import Cluster
 from nbcluster.runtime.core import worker_state
 from nbcluster.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -81,10 +81,14 @@ def test_forty_actors_created_and_called_each_a_light_process(start_cluster) -> 
 
     actors = [Cell.remote(i) for i in range(40)]
     assert nbcluster.get([a.value.remote() for a in actors], timeout=180) == list(range(40))
-    pss = [p.memory_full_info().pss for p in psutil.Process().children(recursive=True) if is_worker_process(p)]
+    procs = psutil.Process().children(recursive=True)
+    pss = [p.memory_full_info().pss for p in procs if is_worker_process(p)]
+    template = sum(p.memory_full_info().pss for p in procs if p.name() == TEMPLATE_PROCESS_NAME)
     assert len(pss) >= 40
-    median = sorted(pss)[len(pss) // 2]
-    assert median < 60 * 2**20, f"an actor's process takes {median / 2**20:.0f} MiB PSS"
+    # Forked from the worker template, each shares what it imported (~6.5 MiB each
+    # here, its share of the template counted; a fresh interpreter each took ~20).
+    per_actor = (sum(pss) + template) / len(pss)
+    assert per_actor < 12 * 2**20, f"an actor takes {per_actor / 2**20:.1f} MiB PSS"
 
 
 def test_fifty_node_managers_started_at_once_register_place_work_on_each_and_one_killed_is_declared_dead() -> None:

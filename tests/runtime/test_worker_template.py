@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 import psutil
@@ -14,6 +15,7 @@ import pytest
 
 import nbcluster
 from nbcluster.runtime.config import RuntimeConfig
+from nbcluster.runtime.node.worker_template import UNKNOWN_EXIT, ForkedProcess, WorkerTemplate
 from nbcluster.runtime.procutil import TEMPLATE_PROCESS_NAME, WORKER_PROCESS_NAME
 
 from ..conftest import FAST_CONFIG, wait_for
@@ -109,3 +111,25 @@ def test_spawned_workers_still_run_everything(start_cluster) -> None:
 def test_an_unknown_start_method_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match='worker_start_method must be "fork" or "spawn"'):
         RuntimeConfig.load({"worker_start_method": "forkserver"})
+
+
+def test_a_handle_whose_template_is_gone_sees_its_exit_past_fd_1023(tmp_path) -> None:
+    # A node with 1,000 actors holds pidfds numbered past 1023 (select() cannot take
+    # them); once the template is gone, the handle alone tells whether it exited.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        gone = WorkerTemplate([], log_dir=tmp_path, env={}, credential="-", niceness=0)  # not running
+        handle = ForkedProcess(gone, "ab" * 16)
+        handle._forked(sleeper.pid)
+        assert handle._pidfd is not None and handle._pidfd > 1023
+        assert handle.poll() is None  # still running
+        handle.kill()
+        sleeper.wait(10)
+        assert handle.poll() == UNKNOWN_EXIT  # its code went to the gone template
+        handle.kill()  # exited: nothing is sent, nothing raised
+    finally:
+        for fd in padding:
+            os.close(fd)
+        sleeper.kill()
+        sleeper.wait()

@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 from nbcluster.runtime.core.template_messages import Message, decode, encode
@@ -47,6 +48,7 @@ class ForkedProcess:
         self._pidfd: int | None = None
         self._pending_signal: int | None = None
         self._generation = template.generation
+        self._lock = threading.Lock()
 
     def poll(self) -> int | None:
         """The exit code once it has exited, else None."""
@@ -61,12 +63,16 @@ class ForkedProcess:
         """Send ``sig`` (once forked; a signal asked for before is sent then)."""
         if self.returncode is not None:
             return
-        if self._pidfd is None:
+        if self.pid is None:
             self._pending_signal = sig
             return
+        pidfd = self._pidfd
         try:
-            signal.pidfd_send_signal(self._pidfd, sig)
-        except ProcessLookupError:
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, sig)
+            else:  # no pidfd could be had
+                os.kill(self.pid, sig)
+        except OSError:  # gone already (or its pidfd closed as it exited)
             pass
 
     def kill(self) -> None:
@@ -84,6 +90,8 @@ class ForkedProcess:
             self._pidfd = os.pidfd_open(pid)
         except ProcessLookupError:  # gone already: its exit is on its way
             return
+        except OSError as exc:  # out of file descriptors: its exit still comes as a message
+            logger.warning("no pidfd for worker pid=%d (%s): signals go by pid", pid, exc)
         if self._pending_signal is not None:
             self.send_signal(self._pending_signal)
 
@@ -93,16 +101,23 @@ class ForkedProcess:
         self._exited(1)
 
     def _exited(self, code: int) -> None:
-        self.returncode = code
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        with self._lock:  # the loop and a thread waiting for exits may both get here
+            if self.returncode is None:
+                self.returncode = code
+            pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
 
     def _has_exited(self) -> bool:
-        if self._pidfd is None:
+        pidfd = self._pidfd
+        if pidfd is None:
             return True
-        readable, _, _ = select.select([self._pidfd], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # not select(): a node with 1,000 workers has fds above 1023
+        poller.register(pidfd, select.POLLIN)
+        try:
+            return bool(poller.poll(0))
+        except (OSError, ValueError):  # closed meanwhile: it has exited
+            return True
 
 
 class WorkerTemplate:

@@ -138,7 +138,7 @@ class WorkerTemplate:
         #: How many templates were started: a restarted one does not know the workers
         #: of the one before.
         self.generation = 0
-        self.log = log_dir / "worker-template.err"
+        self.log = log_dir / "worker_template.err"
 
     def serves(self, generation: int) -> bool:
         """Whether the template of that generation runs (its control socket is open)."""
@@ -171,7 +171,7 @@ class WorkerTemplate:
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.generation += 1
-        name = "worker-template" if self.generation == 1 else f"worker-template-{self.generation}"
+        name = "worker_template" if self.generation == 1 else f"worker_template-{self.generation}"
         self.log = self._log_dir / f"{name}.err"
         try:
             self._proc = spawn_python(

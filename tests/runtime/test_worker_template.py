@@ -38,7 +38,10 @@ def about() -> dict:
 
 
 def _templates() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == TEMPLATE_PROCESS_NAME]
+    """The worker templates under this process (a worker just forked is named as its
+    template until it renames itself: not counted)."""
+    named = {p.pid: p for p in psutil.Process().children(recursive=True) if p.name() == TEMPLATE_PROCESS_NAME}
+    return [p for p in named.values() if p.ppid() not in named]
 
 
 def test_workers_are_forked_from_the_template_and_share_its_memory(start_cluster) -> None:

@@ -25,7 +25,7 @@ import sys
 from nbcluster.runtime.core import worker_main
 from nbcluster.runtime.credentials import from_parent
 from nbcluster.runtime.core.template_messages import Message, decode, encode
-from nbcluster.runtime.procutil import TEMPLATE_PROCESS_NAME, lower_priority, set_process_name
+from nbcluster.runtime.procutil import TEMPLATE_PROCESS_NAME, WORKER_PROCESS_NAME, lower_priority, set_process_name
 
 #: What a worker imports only once it runs something, imported here so that its
 #: workers share them too.
@@ -106,6 +106,7 @@ class _Template:
 
     def _become_worker(self, worker_id: str) -> None:
         """In the child: drop the template's own parts, then run as the worker."""
+        set_process_name(WORKER_PROCESS_NAME)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.control.close()

@@ -82,7 +82,7 @@ def test_usage_over_the_threshold_kills_the_task_and_the_caller_gets_out_of_memo
     took = time.monotonic() - start
     message = str(info.value)
     assert "hog" in message and node_id in message, message
-    assert "(0.900)" in message and "threshold of 0.5" in message, message
+    assert "(0.9000)" in message and "threshold of 0.5" in message, message
     assert "max_retries=0" in message, message
     print(f"\nOOM kill: submit -> OutOfMemoryError in {took:.2f}s (refresh 50 ms)")
     # The node and its other work survive.
@@ -140,7 +140,7 @@ def test_an_actor_is_killed_when_nothing_else_is_left(fake_cgroup):
     actor = Hog.remote()
     error = wait_for(died, timeout=30)
     set_usage(fake_cgroup.dir, 100_000)
-    assert "ran low on memory" in str(error) and "(0.950)" in str(error), error
+    assert "ran low on memory" in str(error) and "(0.9500)" in str(error), error
     assert nbcluster.get(ping.remote(), timeout=30) == "pong"
 
 
@@ -215,7 +215,7 @@ def test_a_task_that_really_allocates_past_the_threshold_is_killed(start_cluster
     assert "allocate_until_killed" in message and node_id in message, message
     assert f"threshold of {threshold}" in message, message
     usage_at_kill = float(message.split("GiB (")[1].split(")")[0])
-    assert usage_at_kill > threshold, message
+    assert usage_at_kill >= threshold, message  # the monitor kills above it; shown to 4 places
     allocated = int(progress.read_text())
     assert allocated >= 64  # it got going before the kill
     print(f"\nreal OOM kill: threshold {threshold} ({before.describe()} in use before, + 512 MiB), "

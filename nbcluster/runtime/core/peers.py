@@ -134,6 +134,8 @@ class PeerConnections:
                     ),
                 )
             )
+            # Shielded below: a caller that goes away (shutdown) leaves it unawaited.
+            registered.add_done_callback(lambda f: f.cancelled() or f.exception())
         await asyncio.shield(registered)
         return conn
 

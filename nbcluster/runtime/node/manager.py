@@ -245,9 +245,27 @@ class NodeManager(
         return relay.route(head.address, self._gcs.cluster_info.local_endpoint)
 
     async def stop(self) -> None:
-        """Unregister, end workers and job supervisors, close the store and servers."""
+        """Unregister, end workers and job supervisors, close the store and servers
+        (the store and servers also when ending the processes fails)."""
         for task in self._tasks:
             task.cancel()
+        try:
+            await self._end_processes()
+        finally:
+            if self._transfer is not None:  # before the store: transfers read its file
+                await self._transfer.stop()
+            if self.store is not None:
+                self.store.close()
+            if self._framed is not None:
+                await self._framed.stop()
+            if self._relay is not None:
+                await self._relay.stop()
+            for channel in self._peers.values():
+                channel.close()
+            if self._grpc is not None:
+                await self._grpc.stop(0)
+
+    async def _end_processes(self) -> None:
         procs = self.pool.shutdown() if self.pool else []
         supervisors = self.jobs.shutdown() if self.jobs is not None else []
         procs += self.client_sessions.shutdown() if self.client_sessions is not None else []
@@ -265,18 +283,6 @@ class NodeManager(
             if proc.poll() is None:
                 proc.kill()
         await asyncio.to_thread(wait_exit, procs, 5.0)
-        if self._transfer is not None:  # before the store: transfers read its file
-            await self._transfer.stop()
-        if self.store is not None:
-            self.store.close()
-        if self._framed is not None:
-            await self._framed.stop()
-        if self._relay is not None:
-            await self._relay.stop()
-        for channel in self._peers.values():
-            channel.close()
-        if self._grpc is not None:
-            await self._grpc.stop(0)
 
     def _changed(self) -> None:
         if self._gcs is not None:

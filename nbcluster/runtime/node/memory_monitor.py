@@ -54,8 +54,8 @@ class MemoryUsage:
         return self.used / self.total if self.total > 0 else 0.0
 
     def describe(self) -> str:
-        """``"1.23GiB / 2.00GiB (0.615)"``."""
-        return f"{self.used / _GIB:.2f}GiB / {self.total / _GIB:.2f}GiB ({self.fraction:.3f})"
+        """``"1.23GiB / 2.00GiB (0.6150)"``."""
+        return f"{self.used / _GIB:.2f}GiB / {self.total / _GIB:.2f}GiB ({self.fraction:.4f})"
 
 
 def _read_int(path: Path) -> int | None:

@@ -419,9 +419,13 @@ def _flood(net: FloodNet, plan: dict, measurer: Measurer) -> tuple[float, float,
         return calm, under_idle, under_big
     finally:
         if attacker is not None:
-            if attacker.poll() is None and attacker.stdin is not None:
-                attacker.stdin.write("bye\n")
-                attacker.stdin.close()
+            if attacker.stdin is not None:
+                try:
+                    if attacker.poll() is None:
+                        attacker.stdin.write("bye\n")
+                    attacker.stdin.close()  # also when it has ended: no file left to the collector
+                except BrokenPipeError:  # it ended meanwhile
+                    pass
             try:
                 attacker.wait(60)
             finally:

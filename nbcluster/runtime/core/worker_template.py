@@ -2,7 +2,7 @@
 
 A node manager starts one (on Linux) and forks its workers from it instead of
 starting a fresh interpreter per worker (``node/worker_template.py`` is the node
-manager's side, with the messages). The template imports what a worker runs, freezes
+manager's side, ``template_messages.py`` the messages between them). The template imports what a worker runs, freezes
 those objects out of the garbage collector (``gc.freeze``, so the collector does not
 write to the pages the workers share), then only forks: every worker shares the
 template's pages until it writes to them. A worker starts in a few milliseconds
@@ -15,6 +15,7 @@ node manager; it exits when the node manager's end of the control socket closes.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import selectors
@@ -122,10 +123,7 @@ class _Template:
         if self.opts.niceness:  # before the worker starts threads: they inherit it
             lower_priority(os.getpid(), self.opts.niceness)
         sys.argv = [worker_main.__file__, "--worker-id", worker_id]
-        opts = worker_main.parser().parse_args(
-            [*_common_args(self.opts), "--worker-id", worker_id]
-        )
-        worker_main.run(opts, self.token)
+        worker_main.run(argparse.Namespace(**vars(self.opts), worker_id=worker_id), self.token)
 
     def _reap(self) -> None:
         while True:
@@ -136,13 +134,6 @@ class _Template:
             if pid == 0:
                 return
             self.control.sendall(encode(Message("exited", "", pid, str(os.waitstatus_to_exitcode(status)))))
-
-
-def _common_args(opts: object) -> list[str]:
-    args = []
-    for name in ("session_dir", "node_id", "node_endpoint", "node_ip", "gcs_address", "relay_endpoint"):
-        args += ["--" + name.replace("_", "-"), str(getattr(opts, name))]
-    return args
 
 
 def main() -> None:

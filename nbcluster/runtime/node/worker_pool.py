@@ -130,7 +130,8 @@ class WorkerPool:
 
     # -- starting -----------------------------------------------------------------
     def start_worker(self) -> Worker:
-        """Spawn a worker process (STARTING until it registers)."""
+        """Start a worker process, forked from the template or spawned (STARTING
+        until it registers)."""
         worker_id = ids.random_id()
         proc: subprocess.Popen | ForkedProcess
         if self.template is not None:

@@ -413,7 +413,7 @@ def cmd_list(opts: argparse.Namespace) -> int:
     if opts.what == "nodes":
         items: Sequence[Any] = state.list_nodes(address=address, token=token)
     elif opts.what == "actors":
-        items = state.list_actors(address=address, state=opts.state, token=token)
+        items = state.list_actors(address=address, state=opts.state and opts.state.upper(), token=token)
     elif opts.what == "tasks":
         items = state.list_tasks(address=address, limit=opts.limit, token=token)
     elif opts.what == "placement-groups":
@@ -421,7 +421,7 @@ def cmd_list(opts: argparse.Namespace) -> int:
     else:
         items = state.list_jobs(address=address, token=token)
     if opts.what != "actors" and opts.state:
-        items = [i for i in items if getattr(i, "state", getattr(i, "status", "")) == opts.state]
+        items = cli_view.in_state(items, opts.state)
     if opts.format == "json":
         print(json.dumps([i.to_json() for i in items], indent=1))
     elif items:
@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--format", choices=("table", "json"), default="table")
     lister.add_argument("--address", help="the cluster's HOST:PORT (default: the newest on this machine)")
     lister.add_argument("--token-file", help=_TOKEN_FILE_HELP)
-    lister.add_argument("--state", help="only entries in this state, e.g. ALIVE, DEAD, RUNNING, FAILED")
+    lister.add_argument("--state", help="only entries in this state, e.g. ALIVE, DRAINING, DEAD, RUNNING, FAILED")
     lister.add_argument("--limit", type=int, default=100, help="tasks: at most this many, newest first (default 100)")
     lister.set_defaults(func=cmd_list)
 

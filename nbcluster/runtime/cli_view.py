@@ -69,6 +69,16 @@ def _duration(start: float, end: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def in_state(items: Sequence[Any], state: str) -> list[Any]:
+    """The items a listing's ``--state`` keeps: their shown state (a draining node's is
+    DRAINING; a job's is its status) equal to ``state``, in any case."""
+    def shown(item: Any) -> str:
+        if isinstance(item, NodeState):
+            return item.shown_state
+        return str(getattr(item, "state", getattr(item, "status", "")))
+    return [i for i in items if shown(i).upper() == state.upper()]
+
+
 def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of ``nbcluster list nodes``."""
     headers = ["NODE_ID", "STATE", "ADDRESS", "CPU", "GPU", "OTHER RESOURCES", "MEMORY", "OBJECT STORE", "WORKERS"]
@@ -78,7 +88,7 @@ def node_rows(nodes: Sequence[NodeState]) -> tuple[list[str], list[list[Any]]]:
         other = " ".join(f"{k} {_used_total(total[k], avail.get(k, 0))}" for k in _custom(total)) or "-"
         rows.append([
             n.node_id,
-            "DRAINING" if n.state == "ALIVE" and n.draining else n.state,
+            n.shown_state,
             (n.address or n.node_ip) + (" (head)" if n.is_head else ""),
             _used_total(total.get("CPU", 0), avail.get("CPU", 0)),
             _used_total(total["GPU"], avail.get("GPU", 0)) if total.get("GPU") else "-",

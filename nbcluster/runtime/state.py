@@ -167,6 +167,12 @@ class NodeState(_Snapshot):
     memory_used: int = 0
     memory_total: int = 0
 
+    @property
+    def shown_state(self) -> str:
+        """The state listings show and ``--state`` matches: DRAINING for a draining
+        node that is still alive, else ``state``."""
+        return "DRAINING" if self.state == "ALIVE" and self.draining else self.state
+
     @classmethod
     def from_info(cls, n: gcs_pb2.NodeInfo) -> "NodeState":
         """The snapshot of a GCS ``NodeInfo``."""

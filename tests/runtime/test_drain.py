@@ -221,6 +221,7 @@ def test_status_shows_a_draining_node_and_why():
     assert node.state == "ALIVE" and node.draining and node.drain_reason == "it was asked to stop (SIGTERM)"
     headers, rows = cli_view.node_rows([node])
     assert rows[0][headers.index("STATE")] == "DRAINING"
+    assert cli_view.in_state([node], "draining") == [node] and cli_view.in_state([node], "ALIVE") == []
     text = cli_view.status_text("here", [node], now=1000.0)
     assert f"{node.node_id[:12]} is draining: it was asked to stop (SIGTERM); leaving within 20 s" in text
 

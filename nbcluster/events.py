@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbcluster.exceptions import NbclusterError
+from nbcluster.exceptions import ClusterConnectionError, NbclusterError
 from nbcluster.runtime import discovery
 from nbcluster.runtime.driver_core import core_worker
 from nbcluster.runtime.protocol import gcs_pb2
@@ -36,6 +37,9 @@ from nbcluster.runtime.transport import methods
 __all__ = ["KINDS", "ClusterEvent", "Subscription", "subscribe", "watch"]
 
 logger = logging.getLogger(__name__)
+
+#: How long :func:`subscribe` waits for the head to start streaming.
+LIVE_TIMEOUT_S = 10.0
 
 KINDS = (
     "NODE_ADDED", "NODE_DEAD", "NODE_STATE", "JOB_STATE", "ACTOR_STATE", "AUTOSCALER", "TASK_COUNTERS",
@@ -102,18 +106,25 @@ def subscribe(
     on_end: Callable[[str], None] | None = None,
 ) -> Subscription:
     """Call ``callback`` for each new event of ``kinds`` (all when empty); with
-    ``replay``, first for the events the head still keeps. ``on_end(reason)`` is called
-    (on the runtime's thread) if the stream ends by itself — the head went away —
-    not after ``close()`` or the driver's shutdown."""
+    ``replay``, first for the events the head still keeps. It returns once the head
+    streams (replayed events already passed to ``callback``): nothing that happens
+    after it returns is missed. ``on_end(reason)`` is called (on the runtime's thread)
+    if the stream ends by itself — the head went away — not after ``close()`` or the
+    driver's shutdown. ``ClusterConnectionError`` if the head does not start the stream
+    within ``LIVE_TIMEOUT_S``."""
     request = _request(kinds, replay)
     core = core_worker()
     sub = Subscription(core)
+    live = threading.Event()
 
     async def pump() -> None:
         reason = "the head ended the stream"
         try:
             async for event in discovery.stream_gcs(core.gcs_connection, methods.Gcs.Watch, request,
                                                     core.gcs_address):
+                if event.kind == gcs_pb2.EVENT_KIND_LIVE:
+                    live.set()
+                    continue
                 try:
                     callback(ClusterEvent.from_proto(event))
                 except Exception:  # noqa: BLE001 - a view's bug must not end the stream
@@ -121,6 +132,8 @@ def subscribe(
         except NbclusterError as exc:
             logger.info("event stream ended: %s", exc)
             reason = str(exc) or type(exc).__name__
+        finally:
+            live.set()  # ended first: on_end says why, the caller need not wait
         if on_end is not None and not (sub.closed or core.closed or core.disconnecting):
             try:
                 on_end(reason)
@@ -129,6 +142,10 @@ def subscribe(
 
     started: asyncio.Future = asyncio.run_coroutine_threadsafe(_spawn(core, pump), core.loop)
     sub._task = started.result(timeout=10)
+    if not live.wait(LIVE_TIMEOUT_S):
+        sub.close()
+        raise ClusterConnectionError(f"the head at {core.gcs_address} did not start the event stream within "
+                                     f"{LIVE_TIMEOUT_S:g} s; check that it runs (nbcluster status) and try again")
     return sub
 
 
@@ -136,11 +153,12 @@ async def _spawn(core: Any, pump: Callable[[], Any]) -> asyncio.Task:
     return core.spawn(pump())
 
 
-def _request(kinds: Sequence[str], replay: bool) -> gcs_pb2.WatchRequest:
+def _request(kinds: Sequence[str], replay: bool, mark_live: bool = True) -> gcs_pb2.WatchRequest:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown event kinds {unknown}; the kinds are {list(KINDS)}")
-    return gcs_pb2.WatchRequest(kinds=[gcs_pb2.EventKind.Value(f"EVENT_KIND_{k}") for k in kinds], replay=replay)
+    return gcs_pb2.WatchRequest(kinds=[gcs_pb2.EventKind.Value(f"EVENT_KIND_{k}") for k in kinds], replay=replay,
+                                mark_live=mark_live)
 
 
 async def watch(
@@ -151,7 +169,7 @@ async def watch(
     iterator (``aclose()``, or cancelling its consumer) closes the connection. It ends
     when the head goes away. ``ClusterConnectionError``/``AuthenticationError`` when
     the head cannot be reached or refuses ``token``."""
-    request = _request(kinds, replay)
+    request = _request(kinds, replay, mark_live=False)
     endpoint, token = discovery.gcs_target(address, token)
     conn = await discovery.connect_gcs(endpoint, token, timeout=timeout)
 

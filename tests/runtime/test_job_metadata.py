@@ -36,7 +36,7 @@ def test_a_running_jobs_metadata_changes_and_watchers_hear_of_it(start_cluster) 
     start_cluster(num_cpus=1)
     me = nbcluster.get_runtime_context().get_job_id()
     heard: list[nbcluster.events.ClusterEvent] = []
-    # With replay: subscribe() returns before the head streams (the job's own RUNNING event comes first).
+    # With replay, the job's own RUNNING event comes first.
     sub = nbcluster.events.subscribe(lambda e: heard.append(e) if e.job_id == me else None, kinds=("JOB_STATE",),
                                      replay=True)
     try:

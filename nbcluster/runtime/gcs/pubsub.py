@@ -75,8 +75,9 @@ class EventLog:
         return event
 
     async def watch(self, request: gcs_pb2.WatchRequest) -> AsyncIterator[gcs_pb2.Event]:
-        """The events ``request`` asks for: replayed after its cursor if asked, then live
-        until the log closes (WatcherFellBehind if the reader falls too far behind)."""
+        """The events ``request`` asks for: replayed after its cursor if asked, then (if
+        asked) an EVENT_KIND_LIVE mark, then live until the log closes
+        (WatcherFellBehind if the reader falls too far behind)."""
         kinds = frozenset(request.kinds)
         queue: asyncio.Queue = asyncio.Queue()
         self._watchers[queue] = kinds
@@ -85,6 +86,8 @@ class EventLog:
                 for event in list(self._recent):
                     if event.seq > request.after_seq and (not kinds or event.kind in kinds):
                         yield event
+            if request.mark_live:
+                yield gcs_pb2.Event(seq=self._seq, kind=gcs_pb2.EVENT_KIND_LIVE, time=time.time())
             while True:
                 event = await queue.get()
                 if event is None:

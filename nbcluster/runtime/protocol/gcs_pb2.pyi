@@ -48,6 +48,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_LOG: _ClassVar[EventKind]
     EVENT_KIND_CUSTOM: _ClassVar[EventKind]
     EVENT_KIND_PLACEMENT_GROUP: _ClassVar[EventKind]
+    EVENT_KIND_LIVE: _ClassVar[EventKind]
 
 class ActorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -98,6 +99,7 @@ EVENT_KIND_TASK_COUNTERS: EventKind
 EVENT_KIND_LOG: EventKind
 EVENT_KIND_CUSTOM: EventKind
 EVENT_KIND_PLACEMENT_GROUP: EventKind
+EVENT_KIND_LIVE: EventKind
 ACTOR_STATE_UNSPECIFIED: ActorState
 ACTOR_STATE_PENDING: ActorState
 ACTOR_STATE_ALIVE: ActorState
@@ -483,14 +485,16 @@ class PublishRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("kinds", "after_seq", "replay")
+    __slots__ = ("kinds", "after_seq", "replay", "mark_live")
     KINDS_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLAY_FIELD_NUMBER: _ClassVar[int]
+    MARK_LIVE_FIELD_NUMBER: _ClassVar[int]
     kinds: _containers.RepeatedScalarFieldContainer[EventKind]
     after_seq: int
     replay: bool
-    def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., after_seq: _Optional[int] = ..., replay: _Optional[bool] = ...) -> None: ...
+    mark_live: bool
+    def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., after_seq: _Optional[int] = ..., replay: _Optional[bool] = ..., mark_live: _Optional[bool] = ...) -> None: ...
 
 class ActorMethod(_message.Message):
     __slots__ = ("name", "num_returns", "is_async", "returns_kind", "generator_backpressure", "signature")

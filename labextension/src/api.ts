@@ -83,9 +83,21 @@ export interface IJob {
   type?: string;
   status: string;
   entrypoint?: string;
+  metadata?: Record<string, string>;
   start_time?: number;
   end_time?: number;
   progress?: { finished: number; submitted: number };
+}
+
+/** What a job runs, as the sidebar shows it: a driver in a Jupyter kernel by its
+ * notebook's file name, with the whole path (`notebook_path`, which follows renames) as
+ * the title, else by its entrypoint. */
+export function jobRuns(job: IJob): { text: string; title: string } {
+  const notebook = (job.metadata && job.metadata.notebook_path) || '';
+  if (notebook) {
+    return { text: notebook.split('/').pop() || notebook, title: notebook };
+  }
+  return { text: job.entrypoint || '', title: job.entrypoint || '' };
 }
 
 /** A job's id as shown: its submission id, else its job id. */

@@ -8,7 +8,7 @@
 
 import { ServerConnection } from '@jupyterlab/services';
 
-import { api, enc, EventStream, IAutoscaler, ICluster, IJob, INode, IUsage, jobId } from './api';
+import { api, enc, EventStream, IAutoscaler, ICluster, IJob, INode, IUsage, jobId, jobRuns } from './api';
 import { badge, bar, coalesced, fmtBytes, fmtClock, fmtDuration, fmtNum, fmtShape, h, ICoalesced } from './dom';
 
 const EVENT_KINDS = new Set(['NODE_ADDED', 'NODE_DEAD', 'NODE_STATE', 'JOB_STATE', 'AUTOSCALER', 'TASK_COUNTERS']);
@@ -483,13 +483,14 @@ export class ClusterDetail {
             const own = j.progress && j.progress.submitted ? { finished: j.progress.finished, total: j.progress.submitted } : null;
             const counts = this.progress.get(j.job_id || '') || own;
             const took = j.start_time ? fmtDuration(((j.end_time || now) - j.start_time) / 1000) : '';
+            const runs = jobRuns(j);
             return h('li', { class: 'nbc-job', 'data-testid': 'nbc-job', dataset: { jobId: id, status: j.status } },
               h('button', { type: 'button', class: 'nbc-link nbc-mono', title: `Open the log of ${id} in a tab`,
                 onclick: () => this.actions.openLog(this.name, id) }, id),
               ' ', badge(j.status),
               counts && counts.total ? h('span', { class: 'nbc-muted' }, ` ${counts.finished}/${counts.total} tasks`) : null,
               h('span', { class: 'nbc-muted' }, ` ${took}`),
-              j.entrypoint ? h('div', { class: 'nbc-mono nbc-muted nbc-ellipsis', title: j.entrypoint }, j.entrypoint) : null);
+              runs.text ? h('div', { class: 'nbc-mono nbc-muted nbc-ellipsis', title: runs.title }, runs.text) : null);
           })
         : [h('li', { class: 'nbc-empty' }, 'No jobs.')])
     );

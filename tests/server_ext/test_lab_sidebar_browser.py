@@ -150,6 +150,11 @@ def _drive(page: Any, server: JupyterProcess) -> None:
     expect(row.locator("[data-testid='nbc-node'][data-state='ALIVE']")).to_have_count(1)
     expect(row.locator("[data-testid='nbc-autoscaler']")).to_have_attribute("data-enabled", "true")
     expect(sidebar.locator("[data-testid='nbc-local-row']")).to_have_count(0)
+    # The notebook's own driver is a job of the cluster, shown by its notebook, not the kernel's command line.
+    driver = row.locator("[data-testid='nbc-job'][data-status='RUNNING']")
+    expect(driver).to_have_count(1)
+    expect(driver.locator(".nbc-ellipsis")).to_have_text("sidebar.ipynb")
+    expect(driver.locator(".nbc-ellipsis")).to_have_attribute("title", re.compile(r"/sidebar\.ipynb$"))
 
     # Scale to one worker: the autoscaler adds a node, the sidebar's count follows.
     row.locator("[data-part='scale']").fill("1")

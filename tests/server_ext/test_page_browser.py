@@ -225,11 +225,15 @@ def test_page_creates_scales_and_stops_a_cluster(tmp_path: Path) -> None:
             gate = tmp_path / "gate"
             entrypoint = f"{shlex.quote(sys.executable)} -c {shlex.quote(JOB)} {shlex.quote(str(gate))}"
             status, submitted = server.request("POST", "nbcluster/api/clusters/pagetest/jobs/",
-                                               {"entrypoint": entrypoint})
+                                               {"entrypoint": entrypoint,
+                                                "metadata": {"notebook_path": "work/squares.ipynb"}})
             assert status == 200, submitted
             job_id = submitted["submission_id"]
             job_row = page.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
             expect(job_row).to_be_visible(timeout=STEP_MS)
+            # A job from a notebook is shown by its notebook; its command line is the cell's title.
+            expect(job_row.locator("td.entry")).to_have_text("work/squares.ipynb")
+            expect(job_row.locator("td.entry")).to_have_attribute("title", entrypoint)
             job_row.locator("button").click()
             expect(page.locator("#log-text")).to_contain_text("started", timeout=STEP_MS)  # followed while it runs
             expect(page.locator("#log-text")).to_have_attribute("data-state", "live")  # by its live tail

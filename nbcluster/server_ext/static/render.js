@@ -14,6 +14,12 @@ export function jobId(job) {
   return job.submission_id || job.job_id || "";
 }
 
+/** What a job runs, as the page shows it: a driver in a Jupyter kernel by its notebook
+ * (its notebook_path, which follows renames), else its entrypoint (as `nbcluster list jobs`). */
+export function jobRuns(job) {
+  return (job.metadata && job.metadata.notebook_path) || job.entrypoint || "";
+}
+
 /** The summary list: address, origin, nodes alive, CPU/memory/store bars, drivers. */
 export function summary(c, t) {
   $("sum-address").textContent = c.address || "—";
@@ -112,8 +118,8 @@ export function jobs(list, {progress, logJob, onShowLog}) {
     const own = j.progress && j.progress.submitted ? {finished: j.progress.finished, total: j.progress.submitted}
       : null;
     const counts = progress.get(j.job_id) || own;
-    const entry = j.entrypoint || "";
-    const shown = entry.length > 80 ? entry.slice(0, 79) + "…" : entry;
+    const entry = jobRuns(j);
+    const shown = entry.length > 80 ? "…" + entry.slice(-79) : entry;
     const duration = h("td", {class: "num duration", dataset: j.start_time && !j.end_time ?
       {start: String(j.start_time)} : {}},
     j.start_time ? fmtDuration(((j.end_time || now) - j.start_time) / 1000) : "");
@@ -124,7 +130,7 @@ export function jobs(list, {progress, logJob, onShowLog}) {
       h("td", {}, String(j.type || "").toLowerCase()),
       h("td", {}, badge(j.status), counts && counts.total ? h("span", {class: "muted"},
         ` ${counts.finished}/${counts.total} tasks`) : null),
-      h("td", {class: "mono entry", title: entry}, shown),
+      h("td", {class: "mono entry", title: j.entrypoint || entry}, shown),
       duration);
   }));
 }

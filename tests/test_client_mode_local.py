@@ -106,24 +106,33 @@ def test_a_dropped_connection_is_made_again_and_the_session_kept(head: tuple[Mac
 def test_bad_addresses_are_clear_errors(head: tuple[Machine, str]) -> None:
     machine, address = head
     out = machine.python(textwrap.dedent(f"""
-        import json, nbcluster
+        import json, time, nbcluster
         errors = {{}}
         for name, kwargs in {{
             "auto": dict(address="nbcluster://auto"),
             "loopback": dict(address="127.0.0.1:1"),
             "no_token": dict(address="nbcluster://{address}"),
+            "closed_port": dict(address="nbcluster://127.0.0.1:1", _system_config={{"startup_timeout_s": 60}}),
+            "unknown_host": dict(address="nbcluster://no-such-host.invalid:6380"),
         }}.items():
+            started = time.monotonic()
             try:
-                nbcluster.init(**kwargs)
+                nbcluster.init(**kwargs, **({{"token_file": {str(machine.token_file())!r}}} if "host" in name
+                                           or "port" in name else {{}}))
                 errors[name] = None
             except Exception as exc:
-                errors[name] = [type(exc).__name__, str(exc)]
+                errors[name] = [type(exc).__name__, str(exc), time.monotonic() - started]
         print(json.dumps(errors))
     """), env={"NBCLUSTER_TEMP_DIR": str(machine.root / "empty")}).stdout
     errors = json.loads(out.strip().splitlines()[-1])
     assert errors["auto"][0] == "ValueError" and "host:port" in errors["auto"][1]
     assert errors["loopback"][0] == "ClusterConnectionError" and "nbcluster://127.0.0.1:1" in errors["loopback"][1]
     assert errors["no_token"][0] == "AuthenticationError" and "token" in errors["no_token"][1]
+    # A wrong address is told in seconds, not after the startup timeout (60 s here).
+    kind, message, took = errors["closed_port"]
+    assert kind == "ClusterConnectionError" and "nothing listens there" in message and took < 20, errors
+    kind, message, took = errors["unknown_host"]
+    assert kind == "ClusterConnectionError" and "no-such-host.invalid:6380" in message and took < 20, errors
 
 
 def test_large_values_come_from_the_object_port_or_else_through_the_relay(head: tuple[Machine, str]) -> None:

@@ -4,14 +4,17 @@ connect a driver, look with ``status`` and ``list``, ``stop``; and its errors.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
+import subprocess
 
 import psutil
 import pytest
 
 from .cli_tools import Machine, nbcluster_command
+from .conftest import wait_for
 
 #: Fast health checks, so a stopped node is noticed quickly.
 FAST = json.dumps({"heartbeat_interval_s": 0.2, "health_check_initial_delay_s": 0.5,
@@ -127,6 +130,29 @@ def test_block_runs_in_the_foreground_until_interrupted(machine: Machine) -> Non
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert not psutil.wait_procs(node_procs, timeout=10)[1]
+
+
+def test_a_sigterm_while_a_blocking_node_starts_in_a_container_stops_it(machine: Machine) -> None:
+    """A container's first process (PID 1 of its PID namespace: a pod) gets only the
+    signals it handles, so a SIGTERM that came while the node started was lost, and
+    the pod was killed only after its grace period. The node catches it from the start."""
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--", nbcluster_command(), "start", "--head",
+         "--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--block"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=machine.env)
+    machine.children.append(proc)
+    first = wait_for(lambda: next(iter(psutil.Process(proc.pid).children()), None), timeout=30,
+                     message="the container's first process")
+    # It has started the GCS (the node is starting) and has not printed its banner yet.
+    wait_for(lambda: first.children(), timeout=30, interval=0.01, message="the node to start its first process")
+    os.kill(first.pid, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the node ignored the SIGTERM that came while it started")
+    assert proc.returncode == 0, (out, err)
+    assert "Stop it:" in out, out  # it started, then stopped
+    assert not machine.processes()
 
 
 def test_bad_input_is_refused_with_the_reason(machine: Machine) -> None:

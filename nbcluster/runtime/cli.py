@@ -38,6 +38,7 @@ from nbcluster.runtime.cli_jobs import add_job_commands
 from nbcluster.runtime.cli_kubernetes import add_kubernetes_commands
 from nbcluster.runtime.detached import (
     CliError,
+    StopSignals,
     block,
     local_ip,
     record,
@@ -114,13 +115,14 @@ def cmd_start(opts: argparse.Namespace) -> int:
     if opts.address and opts.autoscaling_config:
         raise CliError("--autoscaling-config is for the head (--head); worker nodes join without one")
     config = _config(opts)
+    signals = StopSignals() if opts.block else None  # a signal while the node starts is not lost
     started_sessions()  # frees what nodes killed here earlier left behind
     if opts.head:
         handle, node = _start_head(opts, config)
     else:
         handle, node = _start_worker(opts, config)
     if opts.block:  # a worker node drains on SIGTERM (a deleted pod) before it stops
-        return block(handle, drain_s=None if opts.head else config.drain_timeout_s)
+        return block(handle, drain_s=None if opts.head else config.drain_timeout_s, signals=signals)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from nbcluster.runtime import discovery, tls
 from nbcluster.runtime.config import RuntimeConfig
-from nbcluster.runtime.detached import CliError, block, local_ip, start_head
+from nbcluster.runtime.detached import CliError, StopSignals, block, local_ip, start_head
 from nbcluster.runtime.kubernetes import values
 from nbcluster.runtime.kubernetes.values import CA_DIR, CONFIG_DIR, CONFIG_FILE, TOKEN_DIR, TOKEN_FILE, Values
 
@@ -74,6 +74,7 @@ def cmd_head(opts: argparse.Namespace) -> int:
         raise CliError(f"--system-config: {exc}") from None
     head = dict(autoscaling.head_resources() or {"CPU": 0})
     node_ip = opts.node_ip_address or local_ip()
+    signals = StopSignals()  # the pod's first process: a SIGTERM while the head starts would be lost
     try:
         handle, written, _ = start_head(
             num_cpus=head.pop("CPU", 0), num_gpus=head.pop("GPU", 0), resources=head, config=config,
@@ -85,7 +86,7 @@ def cmd_head(opts: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(f"Started the nbcluster head of cluster {autoscaling.cluster_name} at {written['gcs_address']} "
           f"(Service {names[2]}:{opts.port}); worker pods join it there. Session: {handle.session.dir}", flush=True)
-    return block(handle)
+    return block(handle, signals=signals)
 
 
 def add_kubernetes_commands(commands: Any) -> None:

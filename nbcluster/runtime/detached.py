@@ -235,20 +235,31 @@ def stop_found(found: dict[Path, tuple[dict, list[psutil.Process]]], force: bool
 STOP_MARGIN_S = 5.0
 
 
-def block(handle: LocalCluster, drain_s: float | None = None) -> int:
+class StopSignals:
+    """SIGTERM, SIGINT and SIGHUP, caught from the moment this is made, for
+    :func:`block`. Make it before the node starts: the first process of a container (a
+    pod) gets only the signals it handles, so a SIGTERM that came while the node started
+    would be lost and the pod killed only after its grace period."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.event = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.received.append(signum)
+        self.event.set()
+
+
+def block(handle: LocalCluster, drain_s: float | None = None, signals: StopSignals | None = None) -> int:
     """Stay in the foreground until a signal (then stop the node) or until one of the
     node's processes exits (then stop the rest). With ``drain_s`` (a worker node: its
     ``drain_timeout_s``), a SIGTERM is passed on to the node manager, which drains for up
-    to that long before it stops; another signal meanwhile stops it at once."""
-    received: list[int] = []
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    to that long before it stops; another signal meanwhile stops it at once. ``signals``:
+    caught since before the node started (else from now on)."""
+    signals = signals or StopSignals()
+    received, stop = signals.received, signals.event
     status = 0
     while not stop.wait(0.2):
         exited = [p for p in handle.procs if p.poll() is not None]

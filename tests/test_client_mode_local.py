@@ -107,18 +107,19 @@ def test_bad_addresses_are_clear_errors(head: tuple[Machine, str]) -> None:
     machine, address = head
     out = machine.python(textwrap.dedent(f"""
         import json, time, nbcluster
+        token_file = {str(machine.token_file())!r}
         errors = {{}}
         for name, kwargs in {{
             "auto": dict(address="nbcluster://auto"),
             "loopback": dict(address="127.0.0.1:1"),
             "no_token": dict(address="nbcluster://{address}"),
-            "closed_port": dict(address="nbcluster://127.0.0.1:1", _system_config={{"startup_timeout_s": 60}}),
-            "unknown_host": dict(address="nbcluster://no-such-host.invalid:6380"),
+            "closed_port": dict(address="nbcluster://127.0.0.1:1", token_file=token_file,
+                                _system_config={{"startup_timeout_s": 60}}),
+            "unknown_host": dict(address="nbcluster://no-such-host.invalid:6380", token_file=token_file),
         }}.items():
             started = time.monotonic()
             try:
-                nbcluster.init(**kwargs, **({{"token_file": {str(machine.token_file())!r}}} if "host" in name
-                                           or "port" in name else {{}}))
+                nbcluster.init(**kwargs)
                 errors[name] = None
             except Exception as exc:
                 errors[name] = [type(exc).__name__, str(exc), time.monotonic() - started]

@@ -201,13 +201,17 @@ async def test_server_killed_while_a_cluster_starts_does_not_orphan_it() -> None
             left += session_processes(session_dir)
 
         with JupyterProcess(home=home, extra_args=EXTENSION_ARGS) as second:
-            async def settled() -> Any:
+            async def settled() -> tuple[list[dict[str, Any]]] | None:
                 code, listed = await rest(second, "GET", "nbcluster/api/clusters")
                 assert code == 200, listed
-                clusters = listed["clusters"]
-                return clusters if not clusters or clusters[0]["status"] != "starting" else None
+                clusters = listed["clusters"]  # [] too is settled: wrapped, as until() waits for a truthy value
+                return (clusters,) if not clusters or clusters[0]["status"] != "starting" else None
 
-            clusters = await until(settled, 120.0, "the cluster left starting to be re-attached or dropped")
+            try:  # it settles within the start-up timeout (30 s) and a stop
+                (clusters,) = await until(settled, 60.0, "the cluster left starting to be re-attached or dropped")
+            except BaseException:
+                print(second.log())
+                raise
             if not clusters:  # the helper saw the server die before it took the cluster
                 await until(lambda: gone(left), 60.0, "the helper and what it started to exit")
                 return

@@ -327,6 +327,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def speaks_tls(address: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``address`` (host:port) answers a TLS ClientHello as a TLS
+    server would (a handshake, or a TLS alert). Its certificate is not checked: this
+    only tells a client without the cluster's CA why a server closes its connections."""
+    host, _, port = address.rpartition(":")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=None):
+            return True
+    except ssl.SSLError as exc:  # an alert is a TLS answer; "wrong version number" is not
+        return "ALERT" in str(exc.reason or "").upper()
+    except (OSError, ValueError):
+        return False
+
+
 # -- token files: the token, then the CA ---------------------------------------------
 def split_token_file(text: bytes) -> tuple[str, bytes]:
     """(token, CA PEM or b"") of a token file: the token on the first line, then the

@@ -45,6 +45,10 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+#: How often a channel that is not connected yet looks at why (:meth:`GrpcChannel.wait_ready`).
+_PROBE_S = 0.25
+#: A method no server has: a call to it only shows how the channel fails to connect.
+_PROBE_PATH = "/nbcluster.Probe/WhyNotConnected"
 #: A server also drops connections that do not finish the TLS/HTTP2 handshake in time
 #: (idle connections), keeps metadata small (it is read before the token check), and
 #: lets each stream send it at most 1 MiB ahead: with the window grown by bandwidth
@@ -362,16 +366,48 @@ class GrpcChannel:
         return stub(metadata=self._metadata)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait until the channel connects (ConnectionLost after ``timeout``)."""
+        """Wait until the channel connects: while nothing listens (a process that is
+        still starting) until ``timeout``, then ConnectionLost. A server that listens
+        but cannot be talked to fails at once: a TLS handshake that fails (a server of
+        another cluster, or one without TLS), or, without TLS, a server that speaks TLS."""
+        ready = asyncio.ensure_future(self._channel.channel_ready())
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            await asyncio.wait_for(self._channel.channel_ready(), timeout)
-        except asyncio.TimeoutError as exc:
-            hint = (
-                "; a TLS handshake may have failed (a server of another cluster, or one without TLS)"
-                if self.tls
-                else "; if that cluster uses TLS, use its token file, which carries its CA"
-            )
-            raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s{hint}") from exc
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                await asyncio.wait({ready}, timeout=max(0.0, min(_PROBE_S, left)))
+                if ready.done():
+                    return ready.result()
+                if left <= _PROBE_S:
+                    raise ConnectionLost(f"cannot reach {self.address} within {timeout:g} s: nothing answered there "
+                                         "(is the cluster up, and is this its address and port?)")
+                refused = await self._refusal()
+                if refused:
+                    raise ConnectionLost(f"cannot connect to {self.address}: {refused}")
+        finally:
+            ready.cancel()
+
+    async def _refusal(self) -> str:
+        """Why the server at the address, which listens, cannot be talked to; "" while
+        the channel may yet connect. The reason comes from the error of a call made
+        without waiting (it fails at once, with the channel's last connection error)."""
+        if self._channel.get_state() != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return ""
+        probe = self._channel.unary_unary(_PROBE_PATH)
+        try:
+            await probe(b"", metadata=self._metadata, timeout=_PROBE_S, wait_for_ready=False)
+            return ""
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                return ""  # it answered: it connects now
+            details = exc.details() or ""
+        if "handshake failed" in details.lower():
+            reason = details.rpartition("OPENSSL_internal:")[2].strip().removesuffix(": OK") or "no reason given"
+            return (f"the TLS handshake failed ({reason}): a server of another cluster, or one without TLS; "
+                    "use the token file of the cluster at this address")
+        if not self.tls and "socket closed" in details.lower() and await asyncio.to_thread(tls.speaks_tls, self.address):
+            return "that cluster uses TLS, use its token file, which carries its CA"
+        return ""
 
     def on_close(self, callback: Callable[[Any], None]) -> None:  # pragma: no cover - no push
         """No-op: a gRPC channel has no close notification."""

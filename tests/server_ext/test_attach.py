@@ -233,7 +233,7 @@ async def test_client_leaving_closes_its_stream(jp_fetch: Any, jp_serverapp: Any
     assert code == 204
 
 
-async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any) -> None:
+async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any, tmp_path: Path) -> None:
     address, token = script_cluster.address, token_file(script_cluster).read_text().strip()
     code, _ = await call(jp_fetch, "POST", "attach", payload={"name": "jobs", "address": address, "token": token})
     assert code == 201
@@ -255,9 +255,13 @@ async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any)
         assert code == 200 and "proxied-hello" in logs["logs"]
 
         # The head's websocket log tail, as server-sent events: lines as they come, then the end.
+        go = tmp_path / "go"  # the job prints its second line once the test has seen the first
+        script = tmp_path / "two_lines.py"
+        script.write_text("import os, time\nprint('first', flush=True)\nend = time.monotonic() + 60\n"
+                          f"while not os.path.exists({str(go)!r}) and time.monotonic() < end:\n    time.sleep(0.05)\n"
+                          "print('second')\n")
         code, _ = await call(jp_fetch, "POST", "clusters", "jobs", "jobs", "", payload={
-            "submission_id": "tailed",
-            "entrypoint": "python -c \"import time; print('first', flush=True); time.sleep(10); print('second')\""})
+            "submission_id": "tailed", "entrypoint": f"python {script}"})
         assert code == 200
         chunks: list[str] = []
         tail = asyncio.ensure_future(_sse(jp_fetch, "jobs", chunks, "jobs", "tailed", "logs", "tail"))
@@ -269,6 +273,7 @@ async def test_jobs_proxy(jp_fetch: Any, jp_serverapp: Any, script_cluster: Any)
                 return "first" in text() and "second" not in text()
 
             await until(first_only, 60.0, "the first line while the job still runs")
+            go.touch()
             response = await asyncio.wait_for(tail, 60.0)
             assert response.headers["Content-Type"].startswith("text/event-stream")
             assert "second" in text() and _events(chunks)[-1] == ("end", {"code": 1000, "reason": "the job ended"})

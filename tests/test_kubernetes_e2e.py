@@ -246,7 +246,7 @@ def test_an_unschedulable_pod_shows_the_schedulers_message(kube: Kube, tmp_path:
 
 
 def test_an_evicted_worker_pods_tasks_are_retried_and_the_reason_shown(kube: Kube, tmp_path: Path) -> None:
-    with kube.driver(workload(2, 8.0, tmp_path)) as driver:
+    with kube.driver(workload(2, 4.0, tmp_path)) as driver:
         wait_for(lambda: len(list(tmp_path.iterdir())) >= 2, timeout=90, interval=0.2, message="both tasks started")
         victim_ip = sorted(tmp_path.iterdir())[0].name.split("-")[0]
         victim = next(p["metadata"]["name"] for p in kube.pods() if p["status"].get("podIP") == victim_ip)

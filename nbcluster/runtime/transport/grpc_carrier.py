@@ -401,7 +401,7 @@ class GrpcChannel:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 return ""  # it answered: it connects now
             details = exc.details() or ""
-        if "handshake failed" in details.lower():
+        if "handshake failed" in details.lower() and "SSL_ERROR_SSL" in details:  # TLS said no (not a closed socket)
             reason = details.rpartition("OPENSSL_internal:")[2].strip().removesuffix(": OK") or "no reason given"
             return (f"the TLS handshake failed ({reason}): a server of another cluster, or one without TLS; "
                     "use the token file of the cluster at this address")

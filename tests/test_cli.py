@@ -174,8 +174,8 @@ def test_bad_input_is_refused_with_the_reason(machine: Machine) -> None:
         free_port = sock.getsockname()[1]
     assert "needs the cluster's token" in fails("start", "--address", f"127.0.0.1:{free_port}")
     assert "cannot read --token-file" in fails("start", "--address", f"127.0.0.1:{free_port}", "--token-file", "/nonexistent")
-    assert "cannot reach the cluster's head" in fails("start", "--address", f"127.0.0.1:{free_port}",
-                                                      env={"NBCLUSTER_TOKEN": "x"})
+    refused = fails("start", "--address", f"127.0.0.1:{free_port}", env={"NBCLUSTER_TOKEN": "x"})
+    assert f"cannot reach the cluster's head at 127.0.0.1:{free_port}: nothing listens there" in refused, refused
     address = machine.start_head("--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1")
     assert "refused the token" in fails("start", "--address", address, env={"NBCLUSTER_TOKEN": "wrong"})
     # The port is taken by the running head.

@@ -19,6 +19,7 @@ of ``status`` and ``list`` in ``cli_view.py``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -277,6 +278,7 @@ def _start_worker(opts: argparse.Namespace, config: RuntimeConfig) -> tuple[Loca
     except tls.TlsError as exc:
         raise CliError(str(exc)) from None
     try:  # fail here, with the reason, rather than in a detached process's log
+        asyncio.run(discovery.something_listens(opts.address))  # a wrong address in seconds
         discovery.call_gcs((opts.address, token), methods.Gcs.GetAllNodes, gcs_pb2.GetAllNodesRequest(), 10.0)
     except NbclusterError as exc:
         raise CliError(str(exc)) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,11 @@ from nbcluster.runtime.private_dir import warn_skipped
 from nbcluster.runtime.session import Session, latest_session, sessions, temp_root
 from nbcluster.runtime.transport import dial
 from nbcluster.runtime.transport.errors import TransportError, public_error
+
+
+#: How long a head a user named may refuse connections before :func:`something_listens`
+#: says that nothing listens there (a head that was just started listens well within it).
+REFUSED_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -196,3 +202,32 @@ async def stream_gcs(
             yield reply
     except TransportError as exc:
         raise public_error(exc, endpoint) from None
+
+
+async def something_listens(address: str, grace_s: float = REFUSED_GRACE_S) -> None:
+    """Before dialling the head a user named (client mode, a node joining):
+    ClusterConnectionError at once when ``address``'s host says no (no route), or when
+    nothing listens on its port for ``grace_s`` (connection refused): a wrong address
+    is told in seconds, not after the startup timeout. A host that does not answer is
+    left to the connection's own timeout (a firewall may drop, a slow network delay)."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
+                                               max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                raise ClusterConnectionError(
+                    f"cannot reach the cluster's head at {address}: nothing listens there (connection refused "
+                    f"for {grace_s:g} s). Check the host and port: the head's `nbcluster status` prints its address."
+                ) from None
+            await asyncio.sleep(0.2)
+            continue
+        except OSError as exc:
+            raise ClusterConnectionError(f"cannot reach the cluster's head at {address}: "
+                                         f"{exc.strerror or exc}") from None
+        writer.close()
+        return

@@ -16,15 +16,11 @@ from nbcluster.runtime import envvars
 from nbcluster.runtime.client.core import ClientCore
 from nbcluster.runtime.core import autoscaler_events as autoscaler_printer
 from nbcluster.runtime.core import worker_state
+from nbcluster.runtime.discovery import something_listens
 from nbcluster.runtime.job_setup import JobSetup, dial_gcs, driver_metadata, job_config, upload_packages
 from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import TransportError, public_error
-
-#: How long a client waits for something to listen at the head's address before it
-#: says that nothing does (a head that was just started listens well within it).
-REFUSED_GRACE_S = 3.0
-
 
 def connect_client(address: str, token: str, job: JobSetup) -> None:
     """Connect in client mode (``runtime/client/``): through a proxy on the head."""
@@ -38,7 +34,7 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
     core.job_config = config  # an actor's own runtime_env is laid over it (core/task_env.py)
 
     async def setup() -> None:
-        await _something_listens(address, REFUSED_GRACE_S)
+        await something_listens(address)
         gcs = core.gcs = await dial_gcs(address, token, job.config)
         await upload_packages(gcs, job.uploads)
         head = await _head_node(gcs, job.config.startup_timeout_s)
@@ -66,34 +62,6 @@ def connect_client(address: str, token: str, job: JobSetup) -> None:
         core.shutdown()
         raise
     worker_state.current = core
-
-
-async def _something_listens(address: str, grace_s: float) -> None:
-    """ClusterConnectionError at once when ``address``'s host says no (no route), or when
-    nothing listens on its port for ``grace_s`` (connection refused): a wrong address
-    is told in seconds, not after the startup timeout. A host that does not answer is
-    left to the connection's own timeout (a firewall may drop, a slow network delay)."""
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + grace_s
-    while True:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
-                                               max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            return
-        except ConnectionRefusedError:
-            if time.monotonic() >= deadline:
-                raise ClusterConnectionError(
-                    f"cannot reach the cluster's head at {address}: nothing listens there (connection refused "
-                    f"for {grace_s:g} s). Check the host and port: the head's `nbcluster status` prints its address."
-                ) from None
-            await asyncio.sleep(0.2)
-            continue
-        except OSError as exc:
-            raise ClusterConnectionError(f"cannot reach the cluster's head at {address}: "
-                                         f"{exc.strerror or exc}") from None
-        writer.close()
-        return
 
 
 async def _head_node(gcs: Any, timeout: float) -> gcs_pb2.NodeInfo:

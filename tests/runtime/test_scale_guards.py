@@ -115,8 +115,8 @@ def test_fifty_node_managers_started_at_once_register_place_work_on_each_and_one
         def where() -> str:
             return nbcluster.get_runtime_context().get_node_id()
 
-        placed = [nbcluster.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
-                                .remote(), timeout=120) for n in nodes]
+        placed = nbcluster.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+                                .remote() for n in nodes], timeout=120)
         assert placed == [n.node_id for n in nodes]  # none was declared dead (it would have a new id)
         victim = nodes[-1]
         os.kill(victim.pid, signal.SIGKILL)

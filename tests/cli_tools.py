@@ -98,7 +98,8 @@ class Machine:
         return next(p / "token" for p in sorted(self.root.glob("session_*")) if not p.is_symlink())
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this machine's nbcluster (by its session dirs)."""
+        """Every live process of this machine's nbcluster (by its session dirs), with
+        ``info["cmdline"]`` as listed (read it there: a worker may exit meanwhile)."""
         mark = str(self.root)
         found = []
         for proc in psutil.process_iter(["cmdline", "status"]):

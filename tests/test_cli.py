@@ -125,7 +125,7 @@ def test_block_runs_in_the_foreground_until_interrupted(machine: Machine) -> Non
     else:
         pytest.fail(f"no start banner: {lines} {proc.stderr.read() if proc.stderr else ''}")
     node_procs = machine.processes()
-    assert len(node_procs) >= 2 and all(p.ppid() == proc.pid for p in node_procs if "runtime.gcs" in " ".join(p.cmdline()))
+    assert len(node_procs) >= 2 and all(p.ppid() == proc.pid for p in node_procs if "runtime.gcs" in " ".join(p.info["cmdline"]))
     assert machine.run("status").returncode == 0
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0

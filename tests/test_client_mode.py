@@ -67,7 +67,7 @@ class Net:
                 "JOBS": jobs}
 
     def head_processes(self, marker: str) -> list[psutil.Process]:
-        return [p for p in self.machines["A"].processes() if marker in " ".join(p.cmdline())]
+        return [p for p in self.machines["A"].processes() if marker in " ".join(p.info["cmdline"])]
 
     def store_used(self) -> int:
         nodes = json.loads(self.machines["A"].run("list", "nodes", "--format", "json").stdout)

@@ -71,7 +71,7 @@ print(json.dumps(after), flush=True)
 
 
 def _gcs(machine: Machine) -> psutil.Process:
-    found = [p for p in machine.processes() if "nbcluster.runtime.gcs" in " ".join(p.cmdline())]
+    found = [p for p in machine.processes() if "nbcluster.runtime.gcs" in " ".join(p.info["cmdline"])]
     assert len(found) == 1, found
     return found[0]
 

@@ -301,7 +301,7 @@ def _servers(net: FloodNet) -> dict[str, psutil.Process]:
     found = {}
     for machine in (net.head, net.worker):
         for proc in machine.processes():
-            cmd = " ".join(proc.cmdline())
+            cmd = " ".join(proc.info["cmdline"])  # as listed: a worker may have exited since
             if "nbcluster.runtime.gcs" in cmd:
                 found["gcs"] = proc
             elif "nbcluster.runtime.node" in cmd:
@@ -408,9 +408,9 @@ def test_a_flood_of_unauthenticated_work_is_bounded(flood_net: FloodNet) -> None
     wait_for(connections_gone, timeout=30, message="the attacker's connections to close")
 
 
-def _cpu_seconds(net: FloodNet) -> float:
-    """The CPU time the GCS and both node managers have used so far."""
-    return sum(sum(p.cpu_times()[:2]) for p in _servers(net).values())
+def _cpu_seconds(servers: dict[str, psutil.Process]) -> float:
+    """The CPU time the servers (the GCS and both node managers) have used so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in servers.values())
 
 
 def _flood(net: FloodNet, plan: dict, measurer: Measurer) -> tuple[float, float, float]:
@@ -419,7 +419,8 @@ def _flood(net: FloodNet, plan: dict, measurer: Measurer) -> tuple[float, float,
     attacker = None
     try:
         calm = measurer.best()
-        with PeakRss(_servers(net)) as rss:
+        servers = _servers(net)
+        with PeakRss(servers) as rss:
             attacker = subprocess.Popen(["ip", "netns", "exec", net.attacker_ns, sys.executable, "-c", ATTACKER],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert attacker.stdin is not None and attacker.stdout is not None
@@ -428,7 +429,7 @@ def _flood(net: FloodNet, plan: dict, measurer: Measurer) -> tuple[float, float,
             holding = attacker.stdout.readline()
             assert holding.startswith("HOLDING"), holding
             under_idle = measurer.best()
-            cpu = _cpu_seconds(net)
+            cpu = _cpu_seconds(servers)
             attacker.stdin.write("go\n")  # as fast as it goes: what each refusal costs the servers
             attacker.stdin.flush()
             time.sleep(FULL_SPEED_S)
@@ -436,7 +437,7 @@ def _flood(net: FloodNet, plan: dict, measurer: Measurer) -> tuple[float, float,
             attacker.stdin.flush()
             refused_line = attacker.stdout.readline()
             assert refused_line.startswith("REFUSED"), refused_line
-            cpu_per_refusal = (_cpu_seconds(net) - cpu) / int(refused_line.split()[1])
+            cpu_per_refusal = (_cpu_seconds(servers) - cpu) / int(refused_line.split()[1])
             under_big = measurer.best()
             attacker.stdin.write("stop\n")
             attacker.stdin.flush()

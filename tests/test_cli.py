@@ -263,6 +263,36 @@ def test_up_while_the_cluster_is_still_starting_says_so(machine: Machine) -> Non
         stand_in.wait()
 
 
+def test_stop_finds_its_processes_after_a_clock_step_but_never_a_reused_pid(machine: Machine) -> None:
+    """A start time read after the wall clock was stepped (NTP, a laptop that wakes)
+    differs from the recorded one by the step: `nbcluster stop` still stops the
+    session's processes, which name its directory, and leaves a process that only has a
+    recorded pid alone."""
+    import subprocess
+    import sys
+
+    machine.run("start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1")
+    (session,) = [d for d in machine.root.glob("session_*") if not d.is_symlink()]
+    started = machine.processes()
+    assert len(started) >= 2
+    record_file = session / "processes.json"
+    stepped = json.loads(record_file.read_text())
+    for entry in stepped["procs"]:
+        entry["create_time"] -= 2.5  # read now, they start 2.5 s later than recorded
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a process that reused a recorded pid (its start time is not the recorded one either)
+        stepped["procs"].append({"pid": stranger.pid, "create_time": psutil.Process(stranger.pid).create_time() - 2.5})
+        record_file.write_text(json.dumps(stepped))
+        assert "1 node alive" in machine.run("status").stdout
+        out = machine.run("stop").stdout
+        assert "Stopped" in out, out
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in started), machine.processes()
+        assert stranger.poll() is None, "stop signalled a process that only reused a recorded pid"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_a_bad_cluster_yaml_is_refused_with_its_line(machine: Machine) -> None:
     config = machine.root / "cluster.yaml"
     config.write_text(CLUSTER_YAML.replace("    max_workers: 2", "    max_worker: 2"))

@@ -163,11 +163,28 @@ def recorded(session_dir: Path) -> tuple[dict, list[psutil.Process]]:
     for entry in info.get("procs", []):
         try:
             proc = psutil.Process(entry["pid"])
-            if abs(proc.create_time() - entry["create_time"]) < 0.01:  # not a reused pid
+            if _same_process(proc, entry["create_time"], session_dir):
                 procs.append(proc)
         except (psutil.NoSuchProcess, KeyError, TypeError):
             pass
     return info, procs
+
+
+def _same_process(proc: psutil.Process, create_time: float, session_dir: Path) -> bool:
+    """Whether ``proc`` is the process recorded with ``create_time``, not another that
+    reused its pid: its start time matches, or its command line names this session's
+    directory (``--session-dir``), as only this session's processes do. (A start time
+    is the boot time plus the time since boot, and the boot time as the wall clock puts
+    it moves when the clock is stepped — NTP, a laptop that wakes — so after a step no
+    recorded start time matches.)"""
+    if abs(proc.create_time() - create_time) < 0.01:
+        return True
+    try:
+        argv = proc.cmdline()
+    except psutil.AccessDenied:
+        return False
+    named = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--session-dir"]
+    return any(os.path.realpath(d) == os.path.realpath(session_dir) for d in named)
 
 
 def started_sessions() -> dict[Path, tuple[dict, list[psutil.Process]]]:

@@ -133,6 +133,20 @@ class Machine:
                 out.append(f"--- {path.relative_to(self.root)} ---\n" + "\n".join(text))
         return "\n".join(out)
 
+    def _records(self, procs: list[psutil.Process]) -> str:
+        """What the sessions' processes.json say, beside the live processes' start times
+        (why `stop` did not find them)."""
+        live = {}
+        for proc in procs:
+            try:
+                live[proc.pid] = proc.create_time()
+            except psutil.NoSuchProcess:
+                pass
+        sessions = [d for d in self.root.glob("session_*") if not d.is_symlink()]
+        records = {d.name: (d / "processes.json").read_text() if (d / "processes.json").exists() else "no processes.json"
+                   for d in sessions}
+        return f"sessions {records or 'none'}; live start times {live}; boot time now {psutil.boot_time()}"
+
     def close(self) -> None:
         """Stop everything this machine started; fail if a process survives."""
         LIVE.discard(self)
@@ -150,8 +164,10 @@ class Machine:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.communicate()
+        survivors = self.processes()  # what `stop` did not stop, described before it is killed
+        found = self._records(survivors) if survivors else ""
         deadline = time.monotonic() + 10
-        left = self.processes()
+        left = survivors
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
             left = self.processes()
@@ -166,6 +182,7 @@ class Machine:
         if stores:
             pytest.fail(f"shared memory of {self.name}'s nodes outlived `nbcluster stop`: {sorted(stores)}")
         if left:
-            pytest.fail(f"processes of {self.name} outlived `nbcluster stop` ({stopped}): {[p.pid for p in left]}")
+            pytest.fail(f"processes of {self.name} outlived `nbcluster stop` ({stopped}): {[p.pid for p in left]}; "
+                        f"{found}")
         if stopped.startswith("not run"):
             pytest.fail(f"`nbcluster stop` on {self.name}: {stopped}")

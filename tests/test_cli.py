@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 
 import psutil
 import pytest
@@ -243,9 +244,6 @@ def test_up_status_down_with_the_autoscaler(machine: Machine) -> None:
 def test_up_while_the_cluster_is_still_starting_says_so(machine: Machine) -> None:
     """A head is recorded as soon as its processes run (address still empty): `up` of
     the same cluster then says it is starting, and starts no second one."""
-    import subprocess
-    import sys
-
     config = machine.root / "cluster.yaml"
     config.write_text(CLUSTER_YAML)
     session = machine.root / "session_starting"
@@ -268,9 +266,6 @@ def test_stop_finds_its_processes_after_a_clock_step_but_never_a_reused_pid(mach
     differs from the recorded one by the step: `nbcluster stop` still stops the
     session's processes, which name its directory, and leaves a process that only has a
     recorded pid alone."""
-    import subprocess
-    import sys
-
     machine.run("start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1", "--num-cpus", "1")
     (session,) = [d for d in machine.root.glob("session_*") if not d.is_symlink()]
     started = machine.processes()

@@ -22,6 +22,7 @@ from nbcluster.runtime.protocol import gcs_pb2, node_manager_pb2 as nm_pb2
 from nbcluster.runtime.transport import methods
 from nbcluster.runtime.transport.errors import TransportError, public_error
 
+
 def connect_client(address: str, token: str, job: JobSetup) -> None:
     """Connect in client mode (``runtime/client/``): through a proxy on the head."""
     started = time.time()
